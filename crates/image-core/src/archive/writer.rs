@@ -1,0 +1,113 @@
+//! A tar being written under a temp name next to its destination; renamed into
+//! place only when complete, so a failed or killed write leaves nothing behind.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result, blob_err, io_err};
+
+pub(crate) struct TarWriter {
+    dest: PathBuf,
+    tmp: Option<tempfile::NamedTempFile>,
+    builder: Option<tar::Builder<BufWriter<File>>>,
+    written: HashSet<String>,
+}
+
+impl TarWriter {
+    pub(crate) fn create(dest: &Path) -> Result<Self> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tmp-"))
+            .tempfile_in(&dir)
+            .map_err(io_err("create a temp file in", &dir))?;
+        let file = tmp.as_file().try_clone().map_err(io_err("open", tmp.path()))?;
+        let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
+        builder.mode(tar::HeaderMode::Deterministic);
+        Ok(TarWriter { dest: dest.into(), tmp: Some(tmp), builder: Some(builder), written: HashSet::new() })
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.written.contains(name)
+    }
+
+    fn header(size: u64, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h
+    }
+
+    pub(crate) fn add_dir(&mut self, name: &str) -> Result<()> {
+        let mut h = Self::header(0, 0o755);
+        h.set_entry_type(tar::EntryType::Directory);
+        let dest = self.dest.clone();
+        self.builder_mut().append_data(&mut h, name, io::empty()).map_err(io_err("write", &dest))
+    }
+
+    pub(crate) fn add_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if !self.written.insert(name.into()) {
+            return Ok(());
+        }
+        let mut h = Self::header(bytes.len() as u64, 0o644);
+        let dest = self.dest.clone();
+        self.builder_mut().append_data(&mut h, name, bytes).map_err(io_err("write", &dest))
+    }
+
+    /// Streams exactly `size` bytes of blob `digest` from `data` (which verifies
+    /// itself); a short or failing stream aborts the whole archive.
+    pub(crate) fn add_stream(&mut self, name: &str, size: u64, digest: &Digest, location: &str, data: &mut dyn Read) -> Result<()> {
+        if !self.written.insert(name.into()) {
+            return Ok(());
+        }
+        let mut h = Self::header(size, 0o644);
+        let mut counted = Counted { inner: data, n: 0 };
+        self.builder_mut()
+            .append_data(&mut h, name, &mut counted)
+            .map_err(|e| blob_err(digest, location, e))?;
+        if counted.n != size {
+            return Err(Error::Archive {
+                path: self.dest.clone(),
+                reason: format!("blob {digest} gave {} bytes, expected {size}", counted.n),
+            });
+        }
+        Ok(())
+    }
+
+    fn builder_mut(&mut self) -> &mut tar::Builder<BufWriter<File>> {
+        self.builder.as_mut().expect("builder lives until finish")
+    }
+
+    /// Finishes the tar, fsyncs it and renames it into place.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        let dest = self.dest.clone();
+        let builder = self.builder.take().expect("finish is called once");
+        let mut w = builder.into_inner().map_err(io_err("write", &dest))?;
+        w.flush().map_err(io_err("write", &dest))?;
+        let tmp = self.tmp.take().expect("finish is called once");
+        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+        tmp.persist(&dest).map_err(|e| Error::Io { action: "rename into", path: dest.clone(), source: e.error })?;
+        Ok(())
+    }
+}
+
+struct Counted<'a> {
+    inner: &'a mut dyn Read,
+    n: u64,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,210 @@
+//! Copying an image between any [`ImageSource`] and [`ImageDest`], skopeo-style.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use crate::digest::{VerifyError, VerifyingReader};
+use crate::error::{Error, Result, blob_err};
+use crate::manifest::{
+    Descriptor, ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, Manifest, Platform, RawManifest,
+};
+use crate::media_type as mt;
+use crate::store::platforms_of;
+use crate::transport::{BlobKind, ImageDest, ImageSource};
+
+/// Receives progress events; the CLI draws them, libraries only emit.
+pub trait Progress {
+    /// A blob transfer begins (`desc.size` bytes expected).
+    fn blob_started(&self, desc: &Descriptor) {
+        let _ = desc;
+    }
+    /// A blob was already present at the destination.
+    fn blob_skipped(&self, desc: &Descriptor) {
+        let _ = desc;
+    }
+    /// A blob transfer finished.
+    fn blob_done(&self, desc: &Descriptor) {
+        let _ = desc;
+    }
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// How to copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Platform to pick from an index (default: the host's).
+    pub platform: Option<Platform>,
+    /// Copy every platform of an index, and the index itself.
+    pub all_platforms: bool,
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyReport {
+    /// The top manifest as stored at the destination.
+    pub manifest: Descriptor,
+    /// Blobs transferred.
+    pub blobs_copied: usize,
+    /// Blobs the destination already had.
+    pub blobs_skipped: usize,
+    /// Bytes transferred (as read from the source).
+    pub bytes_copied: u64,
+}
+
+/// Copies the image `src` designates into `dst`. Every blob is verified against
+/// its digest and size while it streams; nothing is committed at the destination
+/// unless everything verified.
+pub fn copy(src: &mut dyn ImageSource, dst: &mut dyn ImageDest, opts: &CopyOptions, progress: &dyn Progress) -> Result<CopyReport> {
+    let top = src.top_manifest()?;
+    let mut report = CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, bytes_copied: 0 };
+    let stored_top = match top.parse()? {
+        Manifest::Image(m) => copy_image(src, dst, top, m, &mut report, progress)?,
+        Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
+            let mut new_index = idx.clone();
+            for entry in new_index.manifests.iter_mut() {
+                let child = src.manifest(entry)?;
+                let Manifest::Image(m) = child.parse()? else {
+                    return Err(Error::Unsupported { location: dst.location(), what: "nested indexes".into() });
+                };
+                let stored = copy_image(src, dst, child, m, &mut report, progress)?;
+                dst.put_manifest(&stored)?;
+                entry.digest = stored.digest.clone();
+                entry.size = stored.bytes.len() as u64;
+                entry.media_type = stored.media_type.clone();
+            }
+            if new_index == idx {
+                top
+            } else {
+                let mut new_index: ImageIndex = new_index;
+                new_index.media_type = Some(mt::OCI_INDEX.into());
+                RawManifest::from_value(&new_index, mt::OCI_INDEX)
+            }
+        }
+        Manifest::Index(idx) => {
+            let want = opts.platform.clone().unwrap_or_else(Platform::host);
+            let entry = idx.select_platform(&want).cloned().ok_or_else(|| Error::NoMatchingPlatform {
+                wanted: want.to_string(),
+                location: src.location(),
+                available: platforms_of(&idx.manifests),
+            })?;
+            let child = src.manifest(&entry)?;
+            let Manifest::Image(m) = child.parse()? else {
+                return Err(Error::Unsupported { location: src.location(), what: "nested indexes".into() });
+            };
+            copy_image(src, dst, child, m, &mut report, progress)?
+        }
+    };
+    dst.commit(&stored_top)?;
+    report.manifest = stored_top.descriptor();
+    Ok(report)
+}
+
+fn copy_image(
+    src: &mut dyn ImageSource,
+    dst: &mut dyn ImageDest,
+    raw: RawManifest,
+    m: ImageManifest,
+    report: &mut CopyReport,
+    progress: &dyn Progress,
+) -> Result<RawManifest> {
+    // The config is small: read it whole (verified, capped) to check it against
+    // the manifest before any layer moves.
+    if m.config.size > MAX_CONFIG_SIZE {
+        return Err(Error::TooLarge { what: format!("config {}", m.config.digest), size: m.config.size, limit: MAX_CONFIG_SIZE });
+    }
+    let mut config_bytes = Vec::with_capacity(m.config.size as usize);
+    let config_location = src.blob_location(&m.config);
+    {
+        let r = src.blob(&m.config)?;
+        VerifyingReader::new(r, m.config.digest.clone(), Some(m.config.size))
+            .read_to_end(&mut config_bytes)
+            .map_err(|e| blob_err(&m.config.digest, &config_location, e))?;
+    }
+    if m.config.media_type == mt::OCI_CONFIG || m.config.media_type == mt::DOCKER_CONFIG {
+        let config = ImageConfig::from_slice(&config_bytes, &format!("config {}", m.config.digest))?;
+        if config.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::Manifest(crate::manifest::ManifestError::Invalid {
+                what: format!("image {} from {}", raw.digest, src.location()),
+                reason: format!("{} layers but the config lists {} diff IDs", m.layers.len(), config.rootfs.diff_ids.len()),
+            }));
+        }
+    }
+    let stored_config = dst.put_blob(&m.config, BlobKind::Config, &mut &config_bytes[..])?;
+    let mut stored_layers = Vec::with_capacity(m.layers.len());
+    for (i, layer) in m.layers.iter().enumerate() {
+        if dst.has_blob(layer)? {
+            progress.blob_skipped(layer);
+            report.blobs_skipped += 1;
+            stored_layers.push(layer.clone());
+            continue;
+        }
+        progress.blob_started(layer);
+        let location = src.blob_location(layer);
+        let failure = Arc::new(Mutex::new(None));
+        let stored = {
+            let r = src.blob(layer)?;
+            let mut watched = Watched {
+                inner: VerifyingReader::new(r, layer.digest.clone(), Some(layer.size)),
+                failure: failure.clone(),
+            };
+            let result = dst.put_blob(layer, BlobKind::Layer(i), &mut watched);
+            // An error that began as a source read is reported against the source.
+            if let Some(source_err) = failure.lock().expect("not poisoned").take() {
+                return Err(blob_err(&layer.digest, &location, source_err));
+            }
+            result?
+        };
+        progress.blob_done(layer);
+        report.blobs_copied += 1;
+        report.bytes_copied += layer.size;
+        stored_layers.push(stored);
+    }
+    if stored_config == m.config && stored_layers == m.layers {
+        return Ok(raw);
+    }
+    // The destination transformed something (inflated layers): describe what it
+    // now holds with a new OCI manifest.
+    let mut config = stored_config;
+    if config.media_type == mt::DOCKER_CONFIG {
+        config.media_type = mt::OCI_CONFIG.into();
+    }
+    let rewritten = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.into()),
+        artifact_type: m.artifact_type,
+        config,
+        layers: stored_layers,
+        subject: m.subject,
+        annotations: m.annotations,
+    };
+    Ok(RawManifest::from_value(&rewritten, mt::OCI_MANIFEST))
+}
+
+/// Records the first error the source stream produced.
+struct Watched<R> {
+    inner: R,
+    failure: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let copy = match VerifyError::from_io(&e) {
+                    Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
+                    None => io::Error::new(e.kind(), e.to_string()),
+                };
+                let mut slot = self.failure.lock().expect("not poisoned");
+                if slot.is_none() {
+                    *slot = Some(copy);
+                }
+                Err(e)
+            }
+        }
+    }
+}

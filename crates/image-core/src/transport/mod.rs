@@ -1,0 +1,188 @@
+//! Image locations ("transports") and the [`ImageSource`] / [`ImageDest`] seam
+//! that [`copy`](crate::copy()) moves images through.
+//!
+//! Location syntax is skopeo's: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+//! `docker-archive:FILE[:REF]`, `docker://REF`; a bare name means the local store.
+
+mod files;
+mod layout;
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::manifest::{Descriptor, RawManifest};
+use crate::reference::Reference;
+
+pub(crate) use files::{DirFiles, Files, TarIndex};
+pub use layout::{LayoutDest, LayoutSource};
+
+/// What a blob is to the image, so a destination can treat layers specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobKind {
+    /// The image config.
+    Config,
+    /// The layer at this position (0 = base).
+    Layer(usize),
+}
+
+/// Where images are read from.
+pub trait ImageSource {
+    /// A human-readable location (`oci:/tmp/x:latest`), for messages.
+    fn location(&self) -> String;
+    /// The manifest (or index) this source designates.
+    fn top_manifest(&mut self) -> Result<RawManifest>;
+    /// A manifest by descriptor (a child of an index).
+    fn manifest(&mut self, desc: &Descriptor) -> Result<RawManifest>;
+    /// The raw bytes of a blob. The caller verifies them.
+    fn blob(&mut self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>>;
+    /// Where a blob comes from, for error messages (defaults to the source location).
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        let _ = desc;
+        self.location()
+    }
+    /// The image's own name, when the source records one (archive tags).
+    fn name_hint(&self) -> Option<Reference> {
+        None
+    }
+}
+
+/// Where images are written to. Nothing becomes visible before [`ImageDest::commit`].
+pub trait ImageDest {
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+    /// Whether the destination can store an index (multi-platform image).
+    fn supports_index(&self) -> bool {
+        true
+    }
+    /// Whether the blob is already present (and need not be sent).
+    fn has_blob(&mut self, desc: &Descriptor) -> Result<bool>;
+    /// Stores a blob. `data` is already verifying itself against `desc`; the
+    /// destination may store a transformed blob (a decompressed layer) and
+    /// returns the descriptor of what it stored.
+    fn put_blob(&mut self, desc: &Descriptor, kind: BlobKind, data: &mut dyn Read) -> Result<Descriptor>;
+    /// Stores a child manifest of an index.
+    fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()>;
+    /// Stores the top manifest and makes the image visible (tags it).
+    fn commit(&mut self, top: &RawManifest) -> Result<()>;
+}
+
+/// A parsed image location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageLocation {
+    /// A name in the local store.
+    Store(String),
+    /// `oci:DIR[:TAG]`.
+    Oci {
+        /// The layout directory.
+        path: PathBuf,
+        /// The `org.opencontainers.image.ref.name` to read or write.
+        tag: Option<String>,
+    },
+    /// `oci-archive:FILE[:TAG]`.
+    OciArchive {
+        /// The tar file.
+        path: PathBuf,
+        /// The ref name inside.
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE[:REF]` (REF may also be `@N`, the N-th image).
+    DockerArchive {
+        /// The tar file.
+        path: PathBuf,
+        /// The image name to select or record.
+        reference: Option<String>,
+    },
+    /// `docker://REF`, handled by the registry client.
+    Docker(String),
+}
+
+impl ImageLocation {
+    /// Parses skopeo-style location syntax; anything without a known transport
+    /// prefix is a local store name.
+    pub fn parse(input: &str) -> Result<Self> {
+        let bad = |reason: &str| Error::Location { input: input.into(), reason: reason.into() };
+        let split = |rest: &str| -> (PathBuf, Option<String>) {
+            match rest.split_once(':') {
+                Some((p, t)) if !t.is_empty() => (PathBuf::from(p), Some(t.to_owned())),
+                Some((p, _)) => (PathBuf::from(p), None),
+                None => (PathBuf::from(rest), None),
+            }
+        };
+        if let Some(rest) = input.strip_prefix("docker://") {
+            if rest.is_empty() {
+                return Err(bad("no reference after docker://"));
+            }
+            return Ok(ImageLocation::Docker(rest.into()));
+        }
+        let (transport, rest) = match input.split_once(':') {
+            Some((t @ ("oci" | "oci-archive" | "docker-archive"), rest)) => (t, rest),
+            _ => {
+                if input.is_empty() {
+                    return Err(bad("empty"));
+                }
+                return Ok(ImageLocation::Store(input.into()));
+            }
+        };
+        let (path, tag) = split(rest);
+        if path.as_os_str().is_empty() {
+            return Err(bad("no path"));
+        }
+        Ok(match transport {
+            "oci" => ImageLocation::Oci { path, tag },
+            "oci-archive" => ImageLocation::OciArchive { path, tag },
+            _ => ImageLocation::DockerArchive { path, reference: tag },
+        })
+    }
+}
+
+impl fmt::Display for ImageLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let with = |f: &mut fmt::Formatter<'_>, t: &str, p: &PathBuf, x: &Option<String>| {
+            write!(f, "{t}:{}", p.display())?;
+            match x {
+                Some(x) => write!(f, ":{x}"),
+                None => Ok(()),
+            }
+        };
+        match self {
+            ImageLocation::Store(n) => f.write_str(n),
+            ImageLocation::Oci { path, tag } => with(f, "oci", path, tag),
+            ImageLocation::OciArchive { path, tag } => with(f, "oci-archive", path, tag),
+            ImageLocation::DockerArchive { path, reference } => with(f, "docker-archive", path, reference),
+            ImageLocation::Docker(r) => write!(f, "docker://{r}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_skopeo_syntax() {
+        assert_eq!(
+            ImageLocation::parse("oci:/tmp/x:latest").unwrap(),
+            ImageLocation::Oci { path: "/tmp/x".into(), tag: Some("latest".into()) }
+        );
+        assert_eq!(
+            ImageLocation::parse("oci-archive:a.tar").unwrap(),
+            ImageLocation::OciArchive { path: "a.tar".into(), tag: None }
+        );
+        assert_eq!(
+            ImageLocation::parse("docker-archive:a.tar:busybox:1").unwrap(),
+            ImageLocation::DockerArchive { path: "a.tar".into(), reference: Some("busybox:1".into()) }
+        );
+        assert_eq!(ImageLocation::parse("docker://localhost:5000/a").unwrap(), ImageLocation::Docker("localhost:5000/a".into()));
+        assert_eq!(ImageLocation::parse("busybox:1").unwrap(), ImageLocation::Store("busybox:1".into()));
+        assert_eq!(ImageLocation::parse("localhost:5000/x").unwrap(), ImageLocation::Store("localhost:5000/x".into()));
+        assert!(ImageLocation::parse("oci:").is_err());
+        assert!(ImageLocation::parse("docker://").is_err());
+        for s in ["oci:/tmp/x:latest", "docker-archive:a.tar:b:1", "docker://x/y"] {
+            assert_eq!(ImageLocation::parse(s).unwrap().to_string(), s);
+        }
+    }
+}
