@@ -58,7 +58,12 @@ pub struct CopyReport {
 /// Copies the image `src` designates into `dst`. Every blob is verified against
 /// its digest and size while it streams; nothing is committed at the destination
 /// unless everything verified.
-pub fn copy(src: &mut dyn ImageSource, dst: &mut dyn ImageDest, opts: &CopyOptions, progress: &dyn Progress) -> Result<CopyReport> {
+pub fn copy(
+    src: &mut dyn ImageSource,
+    dst: &mut dyn ImageDest,
+    opts: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
     let top = src.top_manifest()?;
     let mut report = CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, bytes_copied: 0 };
     let stored_top = match top.parse()? {
@@ -114,7 +119,11 @@ fn copy_image(
     // The config is small: read it whole (verified, capped) to check it against
     // the manifest before any layer moves.
     if m.config.size > MAX_CONFIG_SIZE {
-        return Err(Error::TooLarge { what: format!("config {}", m.config.digest), size: m.config.size, limit: MAX_CONFIG_SIZE });
+        return Err(Error::TooLarge {
+            what: format!("config {}", m.config.digest),
+            size: m.config.size,
+            limit: MAX_CONFIG_SIZE,
+        });
     }
     let mut config_bytes = Vec::with_capacity(m.config.size as usize);
     let config_location = src.blob_location(&m.config);
@@ -129,7 +138,11 @@ fn copy_image(
         if config.rootfs.diff_ids.len() != m.layers.len() {
             return Err(Error::Manifest(crate::manifest::ManifestError::Invalid {
                 what: format!("image {} from {}", raw.digest, src.location()),
-                reason: format!("{} layers but the config lists {} diff IDs", m.layers.len(), config.rootfs.diff_ids.len()),
+                reason: format!(
+                    "{} layers but the config lists {} diff IDs",
+                    m.layers.len(),
+                    config.rootfs.diff_ids.len()
+                ),
             }));
         }
     }

@@ -111,10 +111,7 @@ impl Digest {
             });
         };
         if encoded.len() != algorithm.hex_len() {
-            return Err(DigestError::InvalidLength {
-                input: input.into(),
-                expected: algorithm.hex_len(),
-            });
+            return Err(DigestError::InvalidLength { input: input.into(), expected: algorithm.hex_len() });
         }
         if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::InvalidFormat { input: input.into() });
@@ -312,13 +309,7 @@ pub struct VerifyingReader<R> {
 impl<R: Read> VerifyingReader<R> {
     /// Wraps `inner`, promising content `expected` of `expected_size` bytes (if known).
     pub fn new(inner: R, expected: Digest, expected_size: Option<u64>) -> Self {
-        VerifyingReader {
-            inner,
-            hasher: Some(Hasher::new(expected.algorithm())),
-            expected,
-            expected_size,
-            seen: 0,
-        }
+        VerifyingReader { inner, hasher: Some(Hasher::new(expected.algorithm())), expected, expected_size, seen: 0 }
     }
 
     /// Bytes read so far.
@@ -362,10 +353,7 @@ impl<R: Read> Read for VerifyingReader<R> {
             }
             let actual = hasher.finish();
             if actual != self.expected {
-                return Err(self.fail(VerifyError::DigestMismatch {
-                    expected: self.expected.clone(),
-                    actual,
-                }));
+                return Err(self.fail(VerifyError::DigestMismatch { expected: self.expected.clone(), actual }));
             }
             return Ok(0);
         }
@@ -500,10 +488,7 @@ mod tests {
 
         let mut short = VerifyingReader::new(&data[..5], d.clone(), Some(11));
         let e = io::copy(&mut short, &mut io::sink()).unwrap_err();
-        assert!(matches!(
-            VerifyError::from_io(&e),
-            Some(VerifyError::SizeMismatch { truncated_read: true, .. })
-        ));
+        assert!(matches!(VerifyError::from_io(&e), Some(VerifyError::SizeMismatch { truncated_read: true, .. })));
 
         let long = [0u8; 100];
         let mut over = VerifyingReader::new(&long[..], d, Some(11));

@@ -37,6 +37,7 @@ mod archive;
 mod copy;
 mod digest;
 mod error;
+mod inspect;
 mod layout;
 mod manifest;
 pub mod media_type;
@@ -45,11 +46,14 @@ mod reference;
 mod store;
 mod transport;
 
-pub use archive::{DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive};
+pub use archive::{
+    DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
+};
 pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, copy};
 pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader};
 pub use error::{Error, Result};
-pub use layout::{BlobStore, GcReport, OciLayout, WriteGuard};
+pub use inspect::{ResolvedImage, resolve_image};
+pub use layout::{BlobStore, GcReport, OciLayout, StagedBlob, WriteGuard};
 pub use manifest::{
     ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ContainerConfig, Descriptor, History, ImageConfig,
     ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError, Platform, PlatformError,
@@ -60,5 +64,5 @@ pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_TAG, ImageUrl, ImageUrlError, MAX_PATH_LEN, Reference, ReferenceError, is_valid_registry,
     is_valid_tag,
 };
-pub use store::{ImageDetails, Store, StoreImage};
+pub use store::{ArchiveFormat, LoadedImage, Store, StoreImage};
 pub use transport::{BlobKind, ImageDest, ImageLocation, ImageSource, LayoutDest, LayoutSource};

@@ -13,8 +13,7 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// OCI zstd layer.
 pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// OCI non-distributable gzip layer (deprecated but still found).
-pub const OCI_LAYER_NONDIST_GZIP: &str =
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+pub const OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 /// OCI empty descriptor (`{}`), for artifacts.
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// Docker schema 2 manifest.
@@ -22,8 +21,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker schema 1 (signed) manifest: recognised only to be refused clearly.
-pub const DOCKER_MANIFEST_V1_SIGNED: &str =
-    "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_MANIFEST_V1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 /// Docker schema 1 manifest.
 pub const DOCKER_MANIFEST_V1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 /// Docker image config.
@@ -70,9 +68,7 @@ impl Compression {
             OCI_LAYER_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN | OCI_LAYER_NONDIST_GZIP => {
                 Some(Compression::Gzip)
             }
-            OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-                Some(Compression::Zstd)
-            }
+            OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
             _ => None,
         }
     }

@@ -46,7 +46,9 @@ pub fn open_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Referenc
             let layout = OciLayout::open_or_create(path)?;
             Box::new(LayoutDest::new(layout, tag.clone(), loc.to_string())?)
         }
-        ImageLocation::OciArchive { path, tag } => Box::new(OciArchiveDest::create(path, tag.clone())?),
+        ImageLocation::OciArchive { path, tag } => {
+            Box::new(OciArchiveDest::create(path, tag.clone(), name_hint.cloned())?)
+        }
         ImageLocation::DockerArchive { path, reference } => {
             let tags = match reference {
                 Some(r) => vec![Reference::parse(r)?.pull_reference()],

@@ -222,10 +222,10 @@ impl ImageSource for DockerArchiveSource {
         let entry = self
             .entry_of(desc)
             .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: self.location() })?;
-        self.archive.tar.open(entry)?.ok_or_else(|| Error::BlobNotFound {
-            digest: desc.digest.clone(),
-            location: self.location(),
-        })
+        self.archive
+            .tar
+            .open(entry)?
+            .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: self.location() })
     }
 
     fn blob_location(&self, desc: &Descriptor) -> String {
@@ -285,7 +285,9 @@ impl ImageDest for DockerArchiveDest {
         match kind {
             BlobKind::Config => {
                 let mut bytes = Vec::with_capacity(desc.size as usize);
-                data.take(MAX_CONFIG_SIZE + 1).read_to_end(&mut bytes).map_err(|e| blob_err(&desc.digest, &location, e))?;
+                data.take(MAX_CONFIG_SIZE + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| blob_err(&desc.digest, &location, e))?;
                 let config = ImageConfig::from_slice(&bytes, &format!("config {}", desc.digest))?;
                 self.w.add_bytes(&Self::blob_name(&desc.digest), &bytes)?;
                 self.config = Some((desc.clone(), config));
@@ -308,7 +310,12 @@ impl ImageDest for DockerArchiveDest {
                 let name = Self::blob_name(&expected);
                 if compression == Compression::None {
                     if desc.digest != expected {
-                        return Err(Error::DiffIdMismatch { layer: desc.digest.clone(), location, expected, actual: desc.digest.clone() });
+                        return Err(Error::DiffIdMismatch {
+                            layer: desc.digest.clone(),
+                            location,
+                            expected,
+                            actual: desc.digest.clone(),
+                        });
                     }
                     self.w.add_stream(&name, desc.size, &desc.digest, &location, &mut r)?;
                     return Ok(Descriptor::new(mt::OCI_LAYER_TAR, expected, desc.size));
@@ -326,7 +333,8 @@ impl ImageDest for DockerArchiveDest {
                     return Err(Error::DiffIdMismatch { layer: desc.digest.clone(), location, expected, actual });
                 }
                 spool.rewind().map_err(io_err("seek", dir))?;
-                let mut verified = VerifyingReader::new(BufReader::with_capacity(1 << 20, spool), expected.clone(), Some(size));
+                let mut verified =
+                    VerifyingReader::new(BufReader::with_capacity(1 << 20, spool), expected.clone(), Some(size));
                 self.w.add_stream(&name, size, &expected, &location, &mut verified)?;
                 Ok(Descriptor::new(mt::OCI_LAYER_TAR, expected, size))
             }

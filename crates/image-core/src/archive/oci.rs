@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::writer::TarWriter;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, ImageIndex, RawManifest};
+use crate::manifest::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, ImageIndex, RawManifest};
+use crate::reference::Reference;
 use crate::transport::{BlobKind, ImageDest, LayoutSource, TarIndex};
 
 /// Opens an OCI archive and selects the image named `tag` (or the only one).
@@ -23,16 +24,19 @@ pub struct OciArchiveDest {
     w: TarWriter,
     path: PathBuf,
     tag: Option<String>,
+    name: Option<Reference>,
 }
 
 impl OciArchiveDest {
-    /// Starts an archive at `path`; the image is recorded under `tag`.
-    pub fn create(path: &Path, tag: Option<String>) -> Result<Self> {
+    /// Starts an archive at `path`; the image is recorded under `tag` (the
+    /// ref-name annotation) and, when given, its full `name` (containerd's
+    /// `io.containerd.image.name`, which `docker load` uses).
+    pub fn create(path: &Path, tag: Option<String>, name: Option<Reference>) -> Result<Self> {
         let mut w = TarWriter::create(path)?;
         w.add_bytes("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
         w.add_dir("blobs/")?;
         w.add_dir("blobs/sha256/")?;
-        Ok(OciArchiveDest { w, path: path.into(), tag })
+        Ok(OciArchiveDest { w, path: path.into(), tag, name })
     }
 
     fn blob_name(d: &Digest) -> String {
@@ -64,6 +68,7 @@ impl ImageDest for OciArchiveDest {
         let mut index = ImageIndex::new_oci();
         let mut d = top.descriptor();
         d.set_annotation(ANNOTATION_REF_NAME, self.tag.clone());
+        d.set_annotation(ANNOTATION_IMAGE_NAME, self.name.as_ref().map(Reference::canonical));
         index.manifests.push(d);
         self.w.add_bytes("index.json", &serde_json::to_vec(&index).expect("serializes"))?;
         self.w.finish()

@@ -64,15 +64,20 @@ impl TarWriter {
 
     /// Streams exactly `size` bytes of blob `digest` from `data` (which verifies
     /// itself); a short or failing stream aborts the whole archive.
-    pub(crate) fn add_stream(&mut self, name: &str, size: u64, digest: &Digest, location: &str, data: &mut dyn Read) -> Result<()> {
+    pub(crate) fn add_stream(
+        &mut self,
+        name: &str,
+        size: u64,
+        digest: &Digest,
+        location: &str,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         if !self.written.insert(name.into()) {
             return Ok(());
         }
         let mut h = Self::header(size, 0o644);
         let mut counted = Counted { inner: data, n: 0 };
-        self.builder_mut()
-            .append_data(&mut h, name, &mut counted)
-            .map_err(|e| blob_err(digest, location, e))?;
+        self.builder_mut().append_data(&mut h, name, &mut counted).map_err(|e| blob_err(digest, location, e))?;
         if counted.n != size {
             return Err(Error::Archive {
                 path: self.dest.clone(),

@@ -18,6 +18,7 @@ use crate::digest::{Algorithm, Digest, HashingReader, VerifyingReader};
 use crate::error::{Error, Result, blob_err, io_err};
 use crate::manifest::{Descriptor, ImageIndex, MAX_MANIFEST_SIZE};
 
+pub(crate) use self::set_ref_in as set_ref_in_index;
 pub use gc::GcReport;
 
 const OCI_LAYOUT_BODY: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -54,10 +55,8 @@ impl OciLayout {
         let root = root.into();
         let marker = root.join("oci-layout");
         let body = fs::read(&marker).map_err(io_err("read", &marker))?;
-        let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Archive {
-            path: marker.clone(),
-            reason: format!("oci-layout is not JSON: {e}"),
-        })?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::Archive { path: marker.clone(), reason: format!("oci-layout is not JSON: {e}") })?;
         if v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
             return Err(Error::Archive { path: marker, reason: "no imageLayoutVersion".into() });
         }
@@ -102,12 +101,7 @@ impl OciLayout {
         let dir = self.root.join(PRIVATE_DIR);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let path = dir.join(name);
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open lock file", &path))
+        OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock file", &path))
     }
 
     /// Takes the shared import lock (see the module docs). Hold it from the first
@@ -127,10 +121,8 @@ impl OciLayout {
     /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync dir.
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let dir = path.parent().expect("layout files have a parent");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(io_err("create a temp file in", dir))?;
+        let mut tmp =
+            tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io_err("create a temp file in", dir))?;
         tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
         tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
         tmp.persist(path).map_err(|e| Error::Io { action: "rename into", path: path.into(), source: e.error })?;
@@ -157,6 +149,17 @@ impl OciLayout {
         Ok(digest)
     }
 
+    /// Writes and verifies a blob under a temp name without making it visible;
+    /// [`StagedBlob::persist`] moves it into place. Dropping it deletes it.
+    pub fn stage_blob(&self, digest: &Digest, size: Option<u64>, data: &mut dyn Read) -> Result<StagedBlob> {
+        let mut tmp = self.ingest_file()?;
+        let mut verifying = VerifyingReader::new(data, digest.clone(), size);
+        let location = tmp.path().display().to_string();
+        copy_large(&mut verifying, tmp.as_file_mut()).map_err(|e| blob_err(digest, &location, e))?;
+        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
+        Ok(StagedBlob { layout: self.clone(), digest: digest.clone(), tmp })
+    }
+
     fn persist_blob(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<()> {
         tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
         let dest = self.blob_path(digest);
@@ -174,9 +177,7 @@ impl OciLayout {
             return Err(Error::TooLarge { what: format!("blob {digest}"), size, limit });
         }
         let mut out = Vec::with_capacity(size as usize);
-        self.open_blob(digest)?
-            .read_to_end(&mut out)
-            .map_err(|e| blob_err(digest, &path.display().to_string(), e))?;
+        self.open_blob(digest)?.read_to_end(&mut out).map_err(|e| blob_err(digest, &path.display().to_string(), e))?;
         Ok(out)
     }
 
@@ -188,10 +189,8 @@ impl OciLayout {
     pub fn index(&self) -> Result<ImageIndex> {
         let path = self.root.join("index.json");
         let bytes = read_limited(&path, MAX_MANIFEST_SIZE * 16)?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Archive {
-            path: path.clone(),
-            reason: format!("index.json does not parse: {e}"),
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Archive { path: path.clone(), reason: format!("index.json does not parse: {e}") })
     }
 
     /// Runs `f` on `index.json` under the exclusive index lock and writes the
@@ -216,25 +215,39 @@ impl OciLayout {
     /// Adds `desc` to `index.json` under the name `ref_name` (the
     /// `org.opencontainers.image.ref.name` annotation), replacing whatever had
     /// that name. With no name, the descriptor is added unless already present.
-    pub fn set_ref(&self, ref_name: Option<&str>, mut desc: Descriptor) -> Result<()> {
-        use crate::manifest::ANNOTATION_REF_NAME;
+    pub fn set_ref(&self, ref_name: Option<&str>, desc: Descriptor) -> Result<()> {
         self.update_index(|index| {
-            match ref_name {
-                Some(name) => {
-                    index.manifests.retain(|d| d.annotation(ANNOTATION_REF_NAME) != Some(name));
-                    desc.set_annotation(ANNOTATION_REF_NAME, Some(name.to_owned()));
-                    // An unnamed entry for the same manifest is now redundant.
-                    index.manifests.retain(|d| !(d.digest == desc.digest && d.annotation(ANNOTATION_REF_NAME).is_none()));
-                    index.manifests.push(desc);
-                }
-                None => {
-                    if !index.manifests.iter().any(|d| d.digest == desc.digest) {
-                        index.manifests.push(desc);
-                    }
-                }
-            }
+            set_ref_in(index, ref_name, desc);
             Ok(())
         })
+    }
+}
+
+/// A verified blob written under a temp name (see [`OciLayout::stage_blob`]).
+#[derive(Debug)]
+pub struct StagedBlob {
+    layout: OciLayout,
+    digest: Digest,
+    tmp: tempfile::NamedTempFile,
+}
+
+impl StagedBlob {
+    /// The blob's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Moves the blob to its digest path (already fsynced when staged).
+    pub fn persist(self) -> Result<()> {
+        let dest = self.layout.blob_path(&self.digest);
+        let dir = dest.parent().expect("blob paths have a parent");
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        self.tmp.persist(&dest).map_err(|e| Error::Io {
+            action: "rename into",
+            path: dest.clone(),
+            source: e.error,
+        })?;
+        Ok(())
     }
 }
 
@@ -260,11 +273,9 @@ impl BlobStore for OciLayout {
     }
 
     fn put_blob(&self, digest: &Digest, size: Option<u64>, data: &mut dyn Read) -> Result<u64> {
-        let mut tmp = self.ingest_file()?;
-        let mut verifying = VerifyingReader::new(data, digest.clone(), size);
-        let location = tmp.path().display().to_string();
-        let n = copy_large(&mut verifying, tmp.as_file_mut()).map_err(|e| blob_err(digest, &location, e))?;
-        self.persist_blob(tmp, digest)?;
+        let staged = self.stage_blob(digest, size, data)?;
+        let n = staged.tmp.as_file().metadata().map_err(io_err("stat", staged.tmp.path()))?.len();
+        staged.persist()?;
         Ok(n)
     }
 
@@ -274,6 +285,25 @@ impl BlobStore for OciLayout {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err("delete", &path)(e)),
+        }
+    }
+}
+
+/// Names `desc` in `index` (see [`OciLayout::set_ref`]).
+pub(crate) fn set_ref_in(index: &mut ImageIndex, ref_name: Option<&str>, mut desc: Descriptor) {
+    use crate::manifest::ANNOTATION_REF_NAME;
+    match ref_name {
+        Some(name) => {
+            index.manifests.retain(|d| d.annotation(ANNOTATION_REF_NAME) != Some(name));
+            desc.set_annotation(ANNOTATION_REF_NAME, Some(name.to_owned()));
+            // An unnamed entry for the same manifest is now redundant.
+            index.manifests.retain(|d| !(d.digest == desc.digest && d.annotation(ANNOTATION_REF_NAME).is_none()));
+            index.manifests.push(desc);
+        }
+        None => {
+            if !index.manifests.iter().any(|d| d.digest == desc.digest) {
+                index.manifests.push(desc);
+            }
         }
     }
 }

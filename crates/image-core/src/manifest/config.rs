@@ -46,8 +46,7 @@ pub struct ImageConfig {
 impl ImageConfig {
     /// Parses config bytes; `what` names the blob for errors.
     pub fn from_slice(bytes: &[u8], what: &str) -> Result<Self, ManifestError> {
-        serde_json::from_slice(bytes)
-            .map_err(|source| ManifestError::Json { what: what.to_owned(), source })
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::Json { what: what.to_owned(), source })
     }
 
     /// Serializes the config.

@@ -196,7 +196,9 @@ pub enum ManifestError {
         media_type: String,
     },
     /// Docker schema 1, which has been deprecated since 2017.
-    #[error("{what} is a Docker schema 1 manifest, which is not supported (convert it with a current registry or `docker push`)")]
+    #[error(
+        "{what} is a Docker schema 1 manifest, which is not supported (convert it with a current registry or `docker push`)"
+    )]
     SchemaV1 {
         /// What was being parsed.
         what: String,
@@ -242,8 +244,8 @@ impl RawManifest {
     pub fn new(bytes: Vec<u8>, declared: Option<&str>) -> Result<Self, ManifestError> {
         let digest = Digest::sha256_of(&bytes);
         let what = || format!("manifest {digest}");
-        let probe: Probe = serde_json::from_slice(&bytes)
-            .map_err(|source| ManifestError::Json { what: what(), source })?;
+        let probe: Probe =
+            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Json { what: what(), source })?;
         let body_type = probe.media_type.clone();
         let media_type = match (declared.filter(|d| !d.is_empty()), body_type) {
             (Some(d), Some(b)) if d != b && !(d == "application/json" || d == "text/plain") => {

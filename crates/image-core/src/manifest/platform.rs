@@ -175,9 +175,7 @@ mod tests {
             Platform::new("linux", "arm64", Some("v8")),
             Platform::new("linux", "amd64", None),
         ];
-        let pick = |w: &str| {
-            Platform::select(&w.parse().unwrap(), list.iter().enumerate().map(|(i, p)| (i, Some(p))))
-        };
+        let pick = |w: &str| Platform::select(&w.parse().unwrap(), list.iter().enumerate().map(|(i, p)| (i, Some(p))));
         assert_eq!(pick("linux/aarch64"), Some(1));
         assert_eq!(pick("linux/x86_64"), Some(2));
         assert_eq!(pick("linux/amd64/v3"), Some(2));

@@ -28,7 +28,10 @@ fn raw_bytes_are_kept_and_digested_exactly() {
 
 #[test]
 fn media_type_is_inferred_from_shape() {
-    let idx = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"sha256:{H}","size":1,"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#, mt::OCI_MANIFEST);
+    let idx = format!(
+        r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"sha256:{H}","size":1,"platform":{{"architecture":"arm64","os":"linux"}}}}]}}"#,
+        mt::OCI_MANIFEST
+    );
     let raw = RawManifest::new(idx.into_bytes(), None).unwrap();
     assert_eq!(raw.media_type, mt::OCI_INDEX);
     let Manifest::Index(i) = raw.parse().unwrap() else { panic!("not an index") };

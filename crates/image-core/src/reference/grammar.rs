@@ -27,14 +27,12 @@ fn remote_name() -> String {
 /// `^(name)(?::(tag))?(?:@(digest))?$`
 pub(crate) static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let name = format!("(?:{}/)?{}", domain_and_port(), remote_name());
-    Regex::new(&format!("^({name})(?::({TAG}))?(?:@({DIGEST}))?$"))
-        .expect("reference pattern is a constant")
+    Regex::new(&format!("^({name})(?::({TAG}))?(?:@({DIGEST}))?$")).expect("reference pattern is a constant")
 });
 
 /// `^(?:(domain)/)?(remote-name)$`
 pub(crate) static ANCHORED_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!("^(?:({})/)?({})$", domain_and_port(), remote_name()))
-        .expect("name pattern is a constant")
+    Regex::new(&format!("^(?:({})/)?({})$", domain_and_port(), remote_name())).expect("name pattern is a constant")
 });
 
 /// `^remote-name$`: a repository path with no registry part.
@@ -52,8 +50,7 @@ pub(crate) fn is_identifier(s: &str) -> bool {
 
 /// Whether `s` is a syntactically valid domain (host and optional port).
 pub(crate) fn is_domain(s: &str) -> bool {
-    static DOMAIN: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(&format!("^{}$", domain_and_port())).expect("domain pattern is a constant")
-    });
+    static DOMAIN: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(&format!("^{}$", domain_and_port())).expect("domain pattern is a constant"));
     DOMAIN.is_match(s)
 }

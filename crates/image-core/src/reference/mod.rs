@@ -277,10 +277,7 @@ fn parse_strict(s: &str, input: &str) -> Result<Reference, ReferenceError> {
     };
     let name = caps.get(1).map_or("", |m| m.as_str());
     let (registry, repository) = match grammar::ANCHORED_NAME.captures(name) {
-        Some(n) => (
-            n.get(1).map_or("", |m| m.as_str()).to_owned(),
-            n.get(2).map_or("", |m| m.as_str()).to_owned(),
-        ),
+        Some(n) => (n.get(1).map_or("", |m| m.as_str()).to_owned(), n.get(2).map_or("", |m| m.as_str()).to_owned()),
         None => (String::new(), name.to_owned()),
     };
     if repository.len() > MAX_PATH_LEN {
@@ -288,10 +285,9 @@ fn parse_strict(s: &str, input: &str) -> Result<Reference, ReferenceError> {
     }
     let tag = caps.get(2).map(|m| m.as_str().to_owned());
     let digest = match caps.get(3) {
-        Some(m) => Some(
-            Digest::parse(m.as_str())
-                .map_err(|source| ReferenceError::Digest { input: input.into(), source })?,
-        ),
+        Some(m) => {
+            Some(Digest::parse(m.as_str()).map_err(|source| ReferenceError::Digest { input: input.into(), source })?)
+        }
         None => None,
     };
     if name.is_empty() {

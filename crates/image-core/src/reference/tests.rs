@@ -14,7 +14,14 @@ fn valid_references_normalize_like_docker() {
         ("docker.io/ubuntu", "docker.io", "library/ubuntu", None, false, "ubuntu"),
         ("docker.io/library/ubuntu", "docker.io", "library/ubuntu", None, false, "ubuntu"),
         ("index.docker.io/ubuntu", "docker.io", "library/ubuntu", None, false, "ubuntu"),
-        ("index.docker.io/library/debian:stable", "docker.io", "library/debian", Some("stable"), false, "debian:stable"),
+        (
+            "index.docker.io/library/debian:stable",
+            "docker.io",
+            "library/debian",
+            Some("stable"),
+            false,
+            "debian:stable",
+        ),
         ("docker/docker", "docker.io", "docker/docker", None, false, "docker/docker"),
         ("docker.io/library/foo/bar", "docker.io", "library/foo/bar", None, false, "library/foo/bar"),
         ("localhost/foo", "localhost", "foo", None, false, "localhost/foo"),
@@ -24,7 +31,14 @@ fn valid_references_normalize_like_docker() {
         ("[2001:db8::1]/foo:v1", "[2001:db8::1]", "foo", Some("v1"), false, "[2001:db8::1]/foo:v1"),
         ("Foo.com/bar", "Foo.com", "bar", None, false, "Foo.com/bar"),
         ("FOO/bar:Tag_1", "FOO", "bar", Some("Tag_1"), false, "FOO/bar:Tag_1"),
-        ("sub-dom1.foo.com/bar/baz/quux", "sub-dom1.foo.com", "bar/baz/quux", None, false, "sub-dom1.foo.com/bar/baz/quux"),
+        (
+            "sub-dom1.foo.com/bar/baz/quux",
+            "sub-dom1.foo.com",
+            "bar/baz/quux",
+            None,
+            false,
+            "sub-dom1.foo.com/bar/baz/quux",
+        ),
         ("foo--bar/x", "docker.io", "foo--bar/x", None, false, "foo--bar/x"),
         ("foo__bar", "docker.io", "library/foo__bar", None, false, "foo__bar"),
         ("a.b/c.d_e-f", "a.b", "c.d_e-f", None, false, "a.b/c.d_e-f"),
@@ -85,10 +99,7 @@ fn path_length_limit_counts_the_path_only() {
 #[test]
 fn tag_length_limit() {
     assert!(Reference::parse(&format!("foo:{}", "t".repeat(128))).is_ok());
-    assert!(matches!(
-        Reference::parse(&format!("foo:{}", "t".repeat(129))),
-        Err(ReferenceError::InvalidFormat { .. })
-    ));
+    assert!(matches!(Reference::parse(&format!("foo:{}", "t".repeat(129))), Err(ReferenceError::InvalidFormat { .. })));
 }
 
 #[derive(Debug, PartialEq)]

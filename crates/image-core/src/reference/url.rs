@@ -39,7 +39,9 @@ pub enum ImageUrlError {
         input: String,
     },
     /// The repository path breaks the name grammar.
-    #[error("invalid image url {input:?}: repository {repository:?} is not a valid name (lowercase letters, digits, and . _ - separators)")]
+    #[error(
+        "invalid image url {input:?}: repository {repository:?} is not a valid name (lowercase letters, digits, and . _ - separators)"
+    )]
     BadRepository {
         /// The rejected input.
         input: String,
@@ -96,19 +98,12 @@ impl ImageUrl {
             return Err(ImageUrlError::NoRegistry { input: err_input() });
         }
         if !grammar::is_domain(registry) {
-            return Err(ImageUrlError::BadRegistry {
-                input: err_input(),
-                registry: registry.into(),
-            });
+            return Err(ImageUrlError::BadRegistry { input: err_input(), registry: registry.into() });
         }
         let (path, digest) = match path.split_once('@') {
-            Some((p, d)) => (
-                p,
-                Some(Digest::parse(d).map_err(|source| ImageUrlError::Digest {
-                    input: err_input(),
-                    source,
-                })?),
-            ),
+            Some((p, d)) => {
+                (p, Some(Digest::parse(d).map_err(|source| ImageUrlError::Digest { input: err_input(), source })?))
+            }
             None => (path, None),
         };
         let last_slash = path.rfind('/').map_or(0, |i| i + 1);
@@ -120,10 +115,7 @@ impl ImageUrl {
             return Err(ImageUrlError::NoRepository { input: err_input() });
         }
         if repository.len() > super::MAX_PATH_LEN || !grammar::ANCHORED_REMOTE_NAME.is_match(repository) {
-            return Err(ImageUrlError::BadRepository {
-                input: err_input(),
-                repository: repository.into(),
-            });
+            return Err(ImageUrlError::BadRepository { input: err_input(), repository: repository.into() });
         }
         if let Some(t) = tag
             && !is_tag_pattern(t)

@@ -43,10 +43,11 @@ enum Entry {
 
 /// An index of a tar file's regular files, read in place by offset.
 /// Compressed tars are first inflated into an anonymous temp file.
+#[derive(Clone)]
 pub(crate) struct TarIndex {
     path: PathBuf,
     file: Arc<File>,
-    entries: HashMap<String, Entry>,
+    entries: Arc<HashMap<String, Entry>>,
 }
 
 /// More entries than any image archive has; bounds the index's memory.
@@ -66,10 +67,8 @@ impl TarIndex {
                     Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
                     _ => Box::new(zstd::Decoder::new(file).map_err(io_err("decompress", path))?),
                 };
-                io::copy(&mut r, &mut tmp).map_err(|e| Error::Archive {
-                    path: path.into(),
-                    reason: format!("could not decompress: {e}"),
-                })?;
+                io::copy(&mut r, &mut tmp)
+                    .map_err(|e| Error::Archive { path: path.into(), reason: format!("could not decompress: {e}") })?;
                 tmp.rewind().map_err(io_err("seek", path))?;
                 tmp
             }
@@ -115,7 +114,7 @@ impl TarIndex {
         if !saw_any {
             return Err(bad("empty or not a tar file".into()));
         }
-        Ok(TarIndex { path: path.into(), file: Arc::new(file), entries })
+        Ok(TarIndex { path: path.into(), file: Arc::new(file), entries: Arc::new(entries) })
     }
 
     fn resolve(&self, name: &str) -> Option<(u64, u64)> {
@@ -148,8 +147,10 @@ impl TarIndex {
 impl Files for TarIndex {
     fn open(&self, name: &str) -> Result<Option<Box<dyn Read + Send + '_>>> {
         Ok(self.resolve(name).map(|(offset, size)| {
-            Box::new(io::BufReader::with_capacity(1 << 20, AtReader { file: self.file.clone(), pos: offset, end: offset + size }))
-                as Box<dyn Read + Send>
+            Box::new(io::BufReader::with_capacity(
+                1 << 20,
+                AtReader { file: self.file.clone(), pos: offset, end: offset + size },
+            )) as Box<dyn Read + Send>
         }))
     }
     fn describe(&self, name: &str) -> String {

@@ -5,8 +5,10 @@ use std::io::Read;
 use super::{BlobKind, Files, ImageDest, ImageSource};
 use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result, blob_err};
-use crate::layout::{BlobStore, OciLayout, WriteGuard};
-use crate::manifest::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, ImageIndex, MAX_MANIFEST_SIZE, RawManifest};
+use crate::layout::{BlobStore, OciLayout, StagedBlob, WriteGuard, set_ref_in_index};
+use crate::manifest::{
+    ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, Descriptor, ImageIndex, MAX_MANIFEST_SIZE, RawManifest,
+};
 use crate::reference::Reference;
 
 /// An image in an OCI layout (directory, archive or the store).
@@ -43,13 +45,17 @@ impl LayoutSource {
 
     fn read_manifest(&self, desc: &Descriptor) -> Result<RawManifest> {
         if desc.size > MAX_MANIFEST_SIZE {
-            return Err(Error::TooLarge { what: format!("manifest {}", desc.digest), size: desc.size, limit: MAX_MANIFEST_SIZE });
+            return Err(Error::TooLarge {
+                what: format!("manifest {}", desc.digest),
+                size: desc.size,
+                limit: MAX_MANIFEST_SIZE,
+            });
         }
         let path = Self::blob_path(&desc.digest);
-        let r = self.files.open(&path)?.ok_or_else(|| Error::BlobNotFound {
-            digest: desc.digest.clone(),
-            location: self.location.clone(),
-        })?;
+        let r = self
+            .files
+            .open(&path)?
+            .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: self.location.clone() })?;
         let mut bytes = Vec::with_capacity(desc.size as usize);
         VerifyingReader::new(r, desc.digest.clone(), Some(desc.size))
             .read_to_end(&mut bytes)
@@ -117,10 +123,9 @@ impl ImageSource for LayoutSource {
     }
 
     fn blob(&mut self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        self.files.open(&Self::blob_path(&desc.digest))?.ok_or_else(|| Error::BlobNotFound {
-            digest: desc.digest.clone(),
-            location: self.location.clone(),
-        })
+        self.files
+            .open(&Self::blob_path(&desc.digest))?
+            .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: self.location.clone() })
     }
 
     fn blob_location(&self, desc: &Descriptor) -> String {
@@ -137,18 +142,68 @@ impl ImageSource for LayoutSource {
 }
 
 /// Writes into an OCI layout directory (an `oci:` destination, or the store).
+///
+/// Blobs are staged (verified, fsynced, under temp names) and nothing is
+/// visible until [`LayoutDest::publish`]: then every staged blob is moved into
+/// place and all pending names are written in one `index.json` update. A failed
+/// or killed copy leaves the layout exactly as it was.
 pub struct LayoutDest {
     layout: OciLayout,
-    ref_name: Option<String>,
+    ref_names: Vec<String>,
     location: String,
+    staged: Vec<StagedBlob>,
+    pending: Vec<(Option<String>, Descriptor)>,
+    auto_publish: bool,
     _guard: WriteGuard,
 }
 
 impl LayoutDest {
-    /// Writes to `layout`; the top manifest is recorded under `ref_name`.
+    /// Writes to `layout`; each committed image is recorded under `ref_name`
+    /// and published at once.
     pub fn new(layout: OciLayout, ref_name: Option<String>, location: String) -> Result<Self> {
         let guard = layout.write_guard()?;
-        Ok(LayoutDest { layout, ref_name, location, _guard: guard })
+        Ok(LayoutDest {
+            layout,
+            ref_names: ref_name.into_iter().collect(),
+            location,
+            staged: Vec::new(),
+            pending: Vec::new(),
+            auto_publish: true,
+            _guard: guard,
+        })
+    }
+
+    /// Defers publishing until [`LayoutDest::publish`], so several images can be
+    /// written all or nothing.
+    pub fn deferred(mut self) -> Self {
+        self.auto_publish = false;
+        self
+    }
+
+    /// The names the next committed image gets (none: untagged).
+    pub fn set_ref_names(&mut self, names: Vec<String>) {
+        self.ref_names = names;
+    }
+
+    /// Makes everything committed so far visible.
+    pub fn publish(&mut self) -> Result<()> {
+        for blob in self.staged.drain(..) {
+            blob.persist()?;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.layout.update_index(|index| {
+            for (name, desc) in pending {
+                set_ref_in_index(index, name.as_deref(), desc);
+            }
+            Ok(())
+        })
+    }
+
+    fn staged(&self, d: &Digest) -> bool {
+        self.staged.iter().any(|s| s.digest() == d)
     }
 }
 
@@ -158,21 +213,37 @@ impl ImageDest for LayoutDest {
     }
 
     fn has_blob(&mut self, desc: &Descriptor) -> Result<bool> {
-        Ok(self.layout.blob_size(&desc.digest)? == Some(desc.size))
+        Ok(self.staged(&desc.digest) || self.layout.blob_size(&desc.digest)? == Some(desc.size))
     }
 
     fn put_blob(&mut self, desc: &Descriptor, _kind: BlobKind, data: &mut dyn Read) -> Result<Descriptor> {
-        self.layout.put_blob(&desc.digest, Some(desc.size), data)?;
+        if !self.has_blob(desc)? {
+            let staged = self.layout.stage_blob(&desc.digest, Some(desc.size), data)?;
+            self.staged.push(staged);
+        }
         Ok(desc.clone())
     }
 
     fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()> {
-        self.layout.put_blob(&manifest.digest, Some(manifest.bytes.len() as u64), &mut &manifest.bytes[..])?;
+        if !self.staged(&manifest.digest) && self.layout.blob_size(&manifest.digest)?.is_none() {
+            let staged = self.layout.stage_blob(
+                &manifest.digest,
+                Some(manifest.bytes.len() as u64),
+                &mut &manifest.bytes[..],
+            )?;
+            self.staged.push(staged);
+        }
         Ok(())
     }
 
     fn commit(&mut self, top: &RawManifest) -> Result<()> {
         self.put_manifest(top)?;
-        self.layout.set_ref(self.ref_name.as_deref(), top.descriptor())
+        if self.ref_names.is_empty() {
+            self.pending.push((None, top.descriptor()));
+        }
+        for name in &self.ref_names {
+            self.pending.push((Some(name.clone()), top.descriptor()));
+        }
+        if self.auto_publish { self.publish() } else { Ok(()) }
     }
 }

@@ -16,6 +16,7 @@ use crate::manifest::{Descriptor, RawManifest};
 use crate::reference::Reference;
 
 pub(crate) use files::{DirFiles, Files, TarIndex};
+pub(crate) use layout::read_index;
 pub use layout::{LayoutDest, LayoutSource};
 
 /// What a blob is to the image, so a destination can treat layers specially.
@@ -176,7 +177,10 @@ mod tests {
             ImageLocation::parse("docker-archive:a.tar:busybox:1").unwrap(),
             ImageLocation::DockerArchive { path: "a.tar".into(), reference: Some("busybox:1".into()) }
         );
-        assert_eq!(ImageLocation::parse("docker://localhost:5000/a").unwrap(), ImageLocation::Docker("localhost:5000/a".into()));
+        assert_eq!(
+            ImageLocation::parse("docker://localhost:5000/a").unwrap(),
+            ImageLocation::Docker("localhost:5000/a".into())
+        );
         assert_eq!(ImageLocation::parse("busybox:1").unwrap(), ImageLocation::Store("busybox:1".into()));
         assert_eq!(ImageLocation::parse("localhost:5000/x").unwrap(), ImageLocation::Store("localhost:5000/x".into()));
         assert!(ImageLocation::parse("oci:").is_err());

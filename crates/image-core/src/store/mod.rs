@@ -1,14 +1,16 @@
 //! The local image store: an OCI layout whose `index.json` names images by
 //! their full canonical reference (`docker.io/library/busybox:latest`).
 
+mod archive;
+
+pub use archive::{ArchiveFormat, LoadedImage};
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::inspect::{ResolvedImage, resolve_image};
 use crate::layout::{GcReport, OciLayout};
-use crate::manifest::{
-    ANNOTATION_REF_NAME, Descriptor, ImageConfig, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, Platform,
-    RawManifest,
-};
+use crate::manifest::{ANNOTATION_REF_NAME, Descriptor, Platform};
 use crate::reference::Reference;
 use crate::transport::{DirFiles, LayoutDest, LayoutSource};
 
@@ -27,26 +29,6 @@ pub struct StoreImage {
     pub descriptor: Descriptor,
 }
 
-/// A resolved single-platform image: manifest and config, parsed and raw.
-#[derive(Debug, Clone)]
-pub struct ImageDetails {
-    /// The manifest (for an index, the platform's manifest).
-    pub manifest: RawManifest,
-    /// The parsed manifest.
-    pub image: ImageManifest,
-    /// Config bytes, exactly as stored.
-    pub config_bytes: Vec<u8>,
-    /// The parsed config.
-    pub config: ImageConfig,
-}
-
-impl ImageDetails {
-    /// Config plus layer bytes, as `docker images` reports size (compressed).
-    pub fn size(&self) -> u64 {
-        self.image.config.size + self.image.layers.iter().map(|l| l.size).sum::<u64>()
-    }
-}
-
 impl Store {
     /// The default location: `$CARGOHOLD_STORE`, else
     /// `$XDG_DATA_HOME/cargohold/store`, else `~/.local/share/cargohold/store`.
@@ -54,10 +36,8 @@ impl Store {
         if let Some(p) = std::env::var_os("CARGOHOLD_STORE").filter(|p| !p.is_empty()) {
             return p.into();
         }
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
+        let data =
+            std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
                 let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
                 home.join(".local").join("share")
             });
@@ -81,7 +61,10 @@ impl Store {
             .index()?
             .manifests
             .into_iter()
-            .map(|d| StoreImage { name: d.annotation(ANNOTATION_REF_NAME).and_then(|n| Reference::parse(n).ok()), descriptor: d })
+            .map(|d| StoreImage {
+                name: d.annotation(ANNOTATION_REF_NAME).and_then(|n| Reference::parse(n).ok()),
+                descriptor: d,
+            })
             .collect())
     }
 
@@ -130,26 +113,14 @@ impl Store {
     }
 
     /// Reads the manifest (choosing `platform`, default the host's, from an
-    /// index) and config of an image.
-    pub fn details(&self, desc: &Descriptor, platform: Option<&Platform>) -> Result<ImageDetails> {
-        let mut raw = RawManifest::from_descriptor(self.layout.read_blob(&desc.digest, MAX_MANIFEST_SIZE)?, desc)?;
-        let mut manifest = raw.parse()?;
-        if let Manifest::Index(idx) = &manifest {
-            let want = platform.cloned().unwrap_or_else(Platform::host);
-            let child = idx.select_platform(&want).cloned().ok_or_else(|| Error::NoMatchingPlatform {
-                wanted: want.to_string(),
-                location: format!("image {}", desc.digest),
-                available: platforms_of(&idx.manifests),
-            })?;
-            raw = RawManifest::from_descriptor(self.layout.read_blob(&child.digest, MAX_MANIFEST_SIZE)?, &child)?;
-            manifest = raw.parse()?;
-        }
-        let Manifest::Image(image) = manifest else {
-            return Err(Error::Unsupported { location: format!("image {}", desc.digest), what: "nested indexes".into() });
-        };
-        let config_bytes = self.layout.read_blob(&image.config.digest, MAX_CONFIG_SIZE)?;
-        let config = ImageConfig::from_slice(&config_bytes, &format!("config {}", image.config.digest))?;
-        Ok(ImageDetails { manifest: raw, image, config_bytes, config })
+    /// index) and config of a stored image.
+    pub fn details(&self, desc: &Descriptor, platform: Option<&Platform>) -> Result<ResolvedImage> {
+        let mut src = LayoutSource::with_descriptor(
+            DirFiles(self.layout.root().to_path_buf()),
+            format!("image {} in {}", desc.digest, self.location()),
+            desc.clone(),
+        );
+        resolve_image(&mut src, platform)
     }
 
     /// Names `desc` as `name` (its pull form: `:latest` added when bare).
@@ -165,7 +136,9 @@ impl Store {
         let location = self.location();
         self.layout.update_index(|index| {
             let targets: Vec<Option<String>> = match &img.name {
-                Some(n) if index.manifests.iter().any(|d| d.annotation(ANNOTATION_REF_NAME) == Some(&n.canonical())) => {
+                Some(n)
+                    if index.manifests.iter().any(|d| d.annotation(ANNOTATION_REF_NAME) == Some(&n.canonical())) =>
+                {
                     vec![Some(n.canonical())]
                 }
                 _ => {
@@ -189,7 +162,8 @@ impl Store {
                 }
             };
             index.manifests.retain(|d| {
-                !(d.digest == img.descriptor.digest && targets.contains(&d.annotation(ANNOTATION_REF_NAME).map(str::to_owned)))
+                !(d.digest == img.descriptor.digest
+                    && targets.contains(&d.annotation(ANNOTATION_REF_NAME).map(str::to_owned)))
             });
             Ok(targets.into_iter().map(|t| t.unwrap_or_else(|| img.descriptor.digest.to_string())).collect())
         })

@@ -1,0 +1,208 @@
+//! The command-line definition (also the source of completions and man pages).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A daemonless container-image toolkit.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargohold",
+    version,
+    about = "A daemonless container-image toolkit",
+    long_about = "cargohold names, stores, inspects, loads, saves and copies container images \
+                  without a Docker engine. Images live in a local OCI-layout store.",
+    after_help = "Examples:\n  cargohold ref ubuntu:22.04 --json\n  cargohold load busybox.tar\n  cargohold images\n  cargohold save busybox -o busybox.tar"
+)]
+pub struct Cli {
+    /// The local image store (an OCI image layout directory).
+    #[arg(long, global = true, env = "CARGOHOLD_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print less (no progress, only results and errors).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse and normalize an image reference.
+    #[command(
+        after_help = "Example:\n  cargohold ref ubuntu --json\n  # {\"canonical\": \"docker.io/library/ubuntu\", \"pull\": \"docker.io/library/ubuntu:latest\", ...}"
+    )]
+    Ref(RefArgs),
+    /// Show an image's manifest and configuration.
+    #[command(
+        after_help = "Examples:\n  cargohold inspect busybox --json\n  cargohold inspect oci:./layout:latest --raw\n  cargohold inspect docker-archive:busybox.tar --config"
+    )]
+    Inspect(InspectArgs),
+    /// Copy an image between the store, OCI layouts and archives.
+    #[command(
+        after_help = "Examples:\n  cargohold copy oci:./layout:1.0 myapp:1.0\n  cargohold copy myapp:1.0 docker-archive:myapp.tar\n  cargohold copy myapp:1.0 oci-archive:myapp-oci.tar:1.0"
+    )]
+    Copy(CopyArgs),
+    /// Load the images of a docker or OCI archive into the store.
+    #[command(
+        after_help = "Examples:\n  cargohold load busybox.tar\n  cargohold load image-oci.tar --name registry.example/team/app:2"
+    )]
+    Load(LoadArgs),
+    /// Save a stored image as a docker (default) or OCI archive.
+    #[command(
+        after_help = "Examples:\n  cargohold save busybox -o busybox.tar\n  cargohold save busybox -o busybox-oci.tar --format oci"
+    )]
+    Save(SaveArgs),
+    /// List the images in the store.
+    #[command(after_help = "Examples:\n  cargohold images\n  cargohold images --json")]
+    Images(JsonArgs),
+    /// Give a stored image another name.
+    #[command(after_help = "Example:\n  cargohold tag busybox localhost:5000/tools/busybox:1.36")]
+    Tag(TagArgs),
+    /// Remove names from the store (blobs go with `prune`).
+    #[command(after_help = "Example:\n  cargohold rmi busybox:latest && cargohold prune")]
+    Rmi(RmiArgs),
+    /// Delete blobs that no image in the store uses.
+    #[command(after_help = "Examples:\n  cargohold prune\n  cargohold prune --dry-run --json")]
+    Prune(PruneArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  cargohold completions bash > /etc/bash_completion.d/cargohold")]
+    Completions(CompletionsArgs),
+    /// Write man pages (cargohold.1 and one per command).
+    #[command(after_help = "Example:\n  cargohold man --out /usr/local/share/man/man1")]
+    Man(ManArgs),
+}
+
+/// `--json` alone.
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RefArgs {
+    /// The reference (`ubuntu`, `localhost:5000/a/b:1`, `x@sha256:...`).
+    pub reference: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A store name, or `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+    pub image: String,
+    /// Print the manifest bytes exactly as stored.
+    #[arg(long, conflicts_with = "config")]
+    pub raw: bool,
+    /// Print the config bytes exactly as stored.
+    #[arg(long)]
+    pub config: bool,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source location.
+    pub source: String,
+    /// Destination location.
+    pub destination: String,
+    /// Platform to pick from a multi-platform source (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Copy every platform of a multi-platform image.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The archive (`docker save` tar or OCI archive; may be gzip or zstd compressed).
+    pub file: PathBuf,
+    /// Name the loaded image(s) this instead of what the archive says.
+    #[arg(long, value_name = "REF")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+/// Archive formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// `docker save` layout (what `docker load` reads).
+    Docker,
+    /// OCI archive (a tarred OCI image layout).
+    Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// The stored image.
+    pub image: String,
+    /// The archive to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Archive format.
+    #[arg(long, value_enum, default_value_t = Format::Docker)]
+    pub format: Format,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// An image in the store (name or ID).
+    pub source: String,
+    /// The new name.
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Names or IDs to remove.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only report what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+/// Shells with completion support.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages to (default: print cargohold.1 on stdout).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

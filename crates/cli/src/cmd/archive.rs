@@ -1,0 +1,52 @@
+//! `cargohold load` and `cargohold save`.
+
+use anyhow::{Context, Result};
+use cargohold_image_core::{ArchiveFormat, NoProgress, Reference};
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{Format, LoadArgs, SaveArgs};
+use crate::output;
+
+pub fn load(ctx: &Ctx, args: &LoadArgs) -> Result<()> {
+    let name = args.name.as_deref().map(Reference::parse).transpose()?;
+    let store = ctx.store()?;
+    let loaded = store
+        .load_archive(&args.file, name.as_ref(), &NoProgress)
+        .with_context(|| format!("could not load {}", args.file.display()))?;
+    if args.out.json {
+        return output::json(&json!({ "images": loaded }));
+    }
+    for img in &loaded {
+        if img.names.is_empty() {
+            output::line(format!("Loaded image ID: {}", img.id))?;
+        }
+        for n in &img.names {
+            let familiar = Reference::parse(n).map(|r| r.familiar()).unwrap_or_else(|_| n.clone());
+            output::line(format!("Loaded image: {familiar}"))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn save(ctx: &Ctx, args: &SaveArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let format = match args.format {
+        Format::Docker => ArchiveFormat::Docker,
+        Format::Oci => ArchiveFormat::Oci,
+    };
+    let report = store
+        .save(&args.image, &args.output, format, &NoProgress)
+        .with_context(|| format!("could not save {} to {}", args.image, args.output.display()))?;
+    if args.out.json {
+        return output::json(&json!({ "image": args.image, "output": args.output, "manifest": report.manifest }));
+    }
+    if !ctx_quiet(ctx) {
+        output::line(format!("saved {} to {} ({})", args.image, args.output.display(), report.manifest.digest))?;
+    }
+    Ok(())
+}
+
+fn ctx_quiet(ctx: &Ctx) -> bool {
+    ctx.quiet
+}

@@ -1,0 +1,62 @@
+//! Rendering: one JSON document for `--json`, aligned tables for people.
+
+use std::io::{self, Write};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Prints exactly one JSON document (pretty, newline-terminated) on stdout.
+pub fn json<T: Serialize>(value: &T) -> Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).context("could not write JSON to stdout")?;
+    writeln!(out).context("could not write to stdout")?;
+    Ok(())
+}
+
+/// Prints text lines on stdout.
+pub fn line(text: impl AsRef<str>) -> Result<()> {
+    writeln!(io::stdout().lock(), "{}", text.as_ref()).context("could not write to stdout")
+}
+
+/// Prints a left-aligned table with a header row.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = io::stdout().lock();
+    let mut print = |cells: Vec<&str>| -> io::Result<()> {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                writeln!(out, "{cell}")?;
+            } else {
+                write!(out, "{cell:<w$}   ")?;
+            }
+        }
+        Ok(())
+    };
+    print(header.to_vec()).context("could not write to stdout")?;
+    for row in rows {
+        print(row.iter().map(String::as_str).collect()).context("could not write to stdout")?;
+    }
+    Ok(())
+}
+
+/// `1.2 MB`-style sizes, as Docker prints them (decimal units).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_owned() + UNITS[unit]
+    }
+}
