@@ -25,7 +25,7 @@ pub fn man(args: &ManArgs) -> Result<()> {
         return clap_mangen::Man::new(cmd).render(&mut io::stdout()).context("could not write the man page");
     };
     fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let mut write = |name: String, cmd: clap::Command| -> Result<()> {
+    let write = |name: String, cmd: clap::Command| -> Result<()> {
         let path = dir.join(format!("{name}.1"));
         let mut buf = Vec::new();
         clap_mangen::Man::new(cmd).render(&mut buf).context("could not render a man page")?;

@@ -167,6 +167,7 @@ impl ImageIndex {
 
 /// Either kind of manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "made once per manifest read and moved out at once; a box buys nothing")]
 pub enum Manifest {
     /// A single image.
     Image(ImageManifest),

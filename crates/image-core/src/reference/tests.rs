@@ -5,9 +5,11 @@ use super::*;
 const D: &str = "sha256:7cc4b5aefd1d0cadf8d97d4350462ba51c694ebca145b08d7d41b41acc8db5aa";
 
 /// (input, registry, repository, tag, digest?, familiar)
+type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, bool, &'a str);
+
 #[test]
 fn valid_references_normalize_like_docker() {
-    let cases: &[(&str, &str, &str, Option<&str>, bool, &str)] = &[
+    let cases: &[Case<'_>] = &[
         ("ubuntu", "docker.io", "library/ubuntu", None, false, "ubuntu"),
         ("ubuntu:22.04", "docker.io", "library/ubuntu", Some("22.04"), false, "ubuntu:22.04"),
         ("library/ubuntu", "docker.io", "library/ubuntu", None, false, "ubuntu"),

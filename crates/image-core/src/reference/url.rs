@@ -24,7 +24,7 @@ pub enum ImageUrlError {
         /// The rejected input.
         input: String,
     },
-    /// The host part is not a valid host[:port].
+    /// The host part is not a valid `host[:port]`.
     #[error("invalid image url {input:?}: {registry:?} is not a valid registry host")]
     BadRegistry {
         /// The rejected input.

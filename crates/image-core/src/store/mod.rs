@@ -82,10 +82,10 @@ impl Store {
             if let Some(found) = images.iter().find(|i| i.name.as_ref() == Some(&pull)) {
                 return Ok(found.clone());
             }
-            if let Some(d) = pull.digest() {
-                if let Some(found) = images.iter().find(|i| &i.descriptor.digest == d) {
-                    return Ok(StoreImage { name: Some(pull.clone()), descriptor: found.descriptor.clone() });
-                }
+            if let Some(d) = pull.digest()
+                && let Some(found) = images.iter().find(|i| &i.descriptor.digest == d)
+            {
+                return Ok(StoreImage { name: Some(pull.clone()), descriptor: found.descriptor.clone() });
             }
         }
         let hex = name.strip_prefix("sha256:").unwrap_or(name);

@@ -25,7 +25,10 @@ fn write_tar(path: &Path, entries: &[(&[u8], Vec<u8>)]) {
     fs::write(path, b.into_inner().unwrap()).unwrap();
 }
 
-fn classic_image(name: &str, layer: &[u8], claimed_diff_id: &Digest, dir: &str) -> (Vec<(Vec<u8>, Vec<u8>)>, String) {
+/// Tar entries (name, bytes).
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn classic_image(name: &str, layer: &[u8], claimed_diff_id: &Digest, dir: &str) -> (Entries, String) {
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": [claimed_diff_id.as_str()]}

@@ -1,0 +1,269 @@
+//! End-to-end tests of the `cargohold` binary, with umoci and skopeo as peers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cargohold"))
+}
+
+/// Runs cargohold against `store`.
+fn ch(store: &Path, args: &[&str]) -> Output {
+    bin().arg("--store").arg(store).args(args).output().expect("cargohold runs")
+}
+
+fn ok(store: &Path, args: &[&str]) -> String {
+    let out = ch(store, args);
+    assert!(out.status.success(), "cargohold {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn json(store: &Path, args: &[&str]) -> Value {
+    let text = ok(store, args);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("cargohold {args:?} printed no single JSON document ({e}): {text}"))
+}
+
+fn require(tool: &str) {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().expect("sh").status.success();
+    assert!(found, "{tool} is required for this test and is not installed (apt-get install -y {tool})");
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An OCI layout made by umoci, tagged `v1`, with a couple of files.
+fn umoci_image(dir: &Path) -> PathBuf {
+    require("umoci");
+    let layout = dir.join("layout");
+    let bundle = dir.join("bundle");
+    let image = format!("{}:v1", layout.display());
+    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci").args(["unpack", "--rootless", "--image", &image]).arg(&bundle));
+    std::fs::create_dir_all(bundle.join("rootfs/etc")).expect("mkdir");
+    std::fs::write(bundle.join("rootfs/etc/motd"), "made by umoci\n").expect("write");
+    std::fs::write(bundle.join("rootfs/data.bin"), vec![7u8; 100_000]).expect("write");
+    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    run(Command::new("umoci").args(["config", "--image", &image, "--config.cmd", "/bin/sh", "--config.env", "A=1"]));
+    layout
+}
+
+fn skopeo(dir: &Path) -> Command {
+    require("skopeo");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("policy");
+    let mut c = Command::new("skopeo");
+    c.arg("--policy").arg(policy);
+    c
+}
+
+#[test]
+fn ref_json_has_every_field() {
+    let t = tempfile::tempdir().unwrap();
+    let d = "sha256:7cc4b5aefd1d0cadf8d97d4350462ba51c694ebca145b08d7d41b41acc8db5aa";
+    let cases = [
+        (
+            "ubuntu",
+            "docker.io",
+            "library/ubuntu",
+            Value::Null,
+            Value::Null,
+            "docker.io/library/ubuntu",
+            "ubuntu",
+            "docker.io/library/ubuntu:latest",
+        ),
+        (
+            "localhost:5000/a/b:1",
+            "localhost:5000",
+            "a/b",
+            "1".into(),
+            Value::Null,
+            "localhost:5000/a/b:1",
+            "localhost:5000/a/b:1",
+            "localhost:5000/a/b:1",
+        ),
+    ];
+    for (input, reg, repo, tag, digest, canonical, familiar, pull) in cases {
+        let v = json(t.path(), &["ref", input, "--json"]);
+        assert_eq!(v["input"], input);
+        assert_eq!(v["registry"], reg);
+        assert_eq!(v["repository"], repo);
+        assert_eq!(v["tag"], tag);
+        assert_eq!(v["digest"], digest);
+        assert_eq!(v["canonical"], canonical);
+        assert_eq!(v["familiar"], familiar);
+        assert_eq!(v["pull"], pull);
+    }
+    let v = json(t.path(), &["ref", &format!("index.docker.io/busybox:1@{d}"), "--json"]);
+    assert_eq!(v["canonical"], format!("docker.io/library/busybox:1@{d}"));
+    assert_eq!(v["pull"], format!("docker.io/library/busybox@{d}"));
+    assert_eq!(v["tag"], "1");
+    assert_eq!(v["digest"], d);
+    assert_eq!(v.as_object().unwrap().len(), 8);
+}
+
+#[test]
+fn invalid_references_exit_nonzero_naming_the_rule() {
+    let t = tempfile::tempdir().unwrap();
+    let long = "a".repeat(300);
+    let cases = [
+        ("", "at least one component"),
+        ("Ubuntu", "must be lowercase"),
+        ("foo::bar", "invalid reference format"),
+        (long.as_str(), "not be more than 255"),
+        ("7cc4b5aefd1d0cadf8d97d4350462ba51c694ebca145b08d7d41b41acc8db5aa", "64-byte hexadecimal"),
+        ("foo@sha256:abcdabcdabcdabcdabcdabcdabcdabcd", "invalid checksum digest length"),
+    ];
+    for (input, rule) in cases {
+        let out = ch(t.path(), &["ref", input, "--json"]);
+        assert!(!out.status.success(), "{input:?} accepted");
+        assert!(out.stdout.is_empty(), "nothing on stdout for {input:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(rule), "{input:?}: {err}");
+    }
+}
+
+#[test]
+fn load_save_inspect_tag_rmi_prune() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    // skopeo writes a docker archive; we load it.
+    let sk = t.path().join("sk.tar");
+    run(skopeo(t.path())
+        .args(["copy", "-q"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker-archive:{}:example.com/app:1", sk.display())));
+    let loaded = json(&store, &["load", sk.to_str().unwrap(), "--json"]);
+    assert_eq!(loaded["images"][0]["names"][0], "example.com/app:1");
+    let text = ok(&store, &["load", sk.to_str().unwrap()]);
+    assert_eq!(text.trim(), "Loaded image: example.com/app:1");
+
+    let info = json(&store, &["inspect", "example.com/app:1", "--json"]);
+    assert_eq!(info["cmd"][0], "/bin/sh");
+    assert_eq!(info["env"][0], "A=1");
+    assert_eq!(info["layers"].as_array().unwrap().len(), 1);
+    let digest = info["digest"].as_str().unwrap().to_owned();
+    let raw = ch(&store, &["inspect", "example.com/app:1", "--raw"]).stdout;
+    assert_eq!(cargohold_digest(&raw), digest, "--raw prints the exact manifest bytes");
+    let config = ch(&store, &["inspect", "example.com/app:1", "--config"]).stdout;
+    assert_eq!(cargohold_digest(&config), info["id"].as_str().unwrap());
+
+    ok(&store, &["tag", "example.com/app:1", "app:2"]);
+    let images = json(&store, &["images", "--json"]);
+    let names: Vec<&str> = images.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["docker.io/library/app:2", "example.com/app:1"]);
+    assert_eq!(images[0]["repository"], "app");
+    assert_eq!(images[0]["tag"], "2");
+    assert_eq!(images[0]["id"], info["id"]);
+
+    // Both archive formats read by skopeo.
+    let ours = t.path().join("ours.tar");
+    ok(&store, &["save", "app:2", "-o", ours.to_str().unwrap()]);
+    let sk_view: Value =
+        serde_json::from_str(&run(skopeo(t.path()).arg("inspect").arg(format!("docker-archive:{}", ours.display()))))
+            .unwrap();
+    assert_eq!(sk_view["Env"][0], "A=1");
+    let ours_oci = t.path().join("ours-oci.tar");
+    ok(&store, &["save", "app:2", "-o", ours_oci.to_str().unwrap(), "--format", "oci"]);
+    let sk_view: Value = serde_json::from_str(&run(skopeo(t.path())
+        .arg("inspect")
+        .arg(format!("oci-archive:{}:2", ours_oci.display()))))
+    .unwrap();
+    assert_eq!(sk_view["Digest"], digest);
+
+    // copy between transports and inspect of a transport.
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "umoci-made:1"]);
+    let via_transport = json(&store, &["inspect", &format!("oci:{}:v1", layout.display()), "--json"]);
+    assert_eq!(via_transport["id"], json(&store, &["inspect", "umoci-made:1", "--json"])["id"]);
+
+    let rmi = json(&store, &["rmi", "app:2", "example.com/app:1", "--json"]);
+    assert_eq!(rmi["untagged"].as_array().unwrap().len(), 2);
+    let pruned = json(&store, &["prune", "--json"]);
+    assert!(pruned["blobs_removed"].as_array().unwrap().len() >= 2, "{pruned}");
+    assert!(pruned["bytes_freed"].as_u64().unwrap() > 0);
+    assert_eq!(json(&store, &["images", "--json"]).as_array().unwrap().len(), 1);
+}
+
+/// sha256 via coreutils, so the test does not trust our own hasher.
+fn cargohold_digest(bytes: &[u8]) -> String {
+    let t = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(t.path(), bytes).unwrap();
+    let out = run(Command::new("sha256sum").arg(t.path()));
+    format!("sha256:{}", out.split_whitespace().next().unwrap())
+}
+
+#[test]
+fn two_processes_tagging_concurrently_lose_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "base:1"]);
+    let workers: Vec<_> = ["p", "q"]
+        .into_iter()
+        .map(|prefix| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let out = ch(&store, &["tag", "base:1", &format!("{prefix}{i}:1")]);
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker finished");
+    }
+    let images = json(&store, &["images", "--json"]);
+    let names: std::collections::HashSet<String> =
+        images.as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_owned()).collect();
+    for prefix in ["p", "q"] {
+        for i in 0..100 {
+            assert!(names.contains(&format!("docker.io/library/{prefix}{i}:1")), "{prefix}{i} lost");
+        }
+    }
+    assert_eq!(names.len(), 201);
+}
+
+#[test]
+fn errors_name_the_thing_at_fault() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let out = ch(&store, &["inspect", "nope:1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope:1"));
+    let out = ch(&store, &["load", "/nonexistent/file.tar"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file.tar"));
+    let out = ch(&store, &["copy", "nope", "oci:/tmp/x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    let out = ch(&store, &["tag", "nope", "UPPER"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lowercase"));
+}
+
+#[test]
+fn help_completions_and_man_pages() {
+    let t = tempfile::tempdir().unwrap();
+    let subcommands = ["ref", "inspect", "copy", "load", "save", "images", "tag", "rmi", "prune", "completions", "man"];
+    for sub in subcommands {
+        let help = ok(t.path(), &[sub, "--help"]);
+        assert!(help.contains("Example"), "`cargohold {sub} --help` shows no example:\n{help}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let script = ok(t.path(), &["completions", shell]);
+        assert!(script.contains("cargohold") && script.contains("inspect"), "{shell}");
+    }
+    let page = ok(t.path(), &["man"]);
+    assert!(page.contains(".TH cargohold"), "{page}");
+    let dir = t.path().join("man");
+    ok(t.path(), &["man", "--out", dir.to_str().unwrap()]);
+    for sub in subcommands {
+        assert!(dir.join(format!("cargohold-{sub}.1")).exists(), "{sub}");
+    }
+}

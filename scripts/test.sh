@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with the Rust toolchain:
+# installs the peer tools the tests start (skopeo, umoci, docker-registry),
+# then format, lint, docs, tests, packaging and a short fuzzing run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "installing test dependencies"
+missing=()
+for pkg in skopeo umoci docker-registry; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+for tool in skopeo umoci; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+step "cargo test"
+cargo test --workspace
+
+step "cargo package"
+cargo package --workspace --allow-dirty --quiet
+
+step "fuzz targets"
+targets=(reference_parse digest_parse manifest_parse config_parse docker_archive_manifest)
+if command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet; then
+  for t in "${targets[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+    # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable
+    # toolchain (the only one these machines have) accept them.
+    RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" "fuzz/corpus_seed/$t" -- -max_total_time=10 2>&1 | tail -n 2
+  done
+else
+  echo "cargo-fuzz could not be installed: building the fuzz targets only"
+  (cd fuzz && cargo build --quiet)
+fi
