@@ -376,6 +376,68 @@ impl<R: Read> Read for VerifyingReader<R> {
     }
 }
 
+/// A writer that passes bytes through while hashing them, refuses to write past
+/// the promised size, and checks digest and size in [`VerifyingWriter::finish`].
+pub struct VerifyingWriter<W> {
+    inner: W,
+    hasher: Hasher,
+    expected: Digest,
+    expected_size: Option<u64>,
+    written: u64,
+}
+
+impl<W: Write> VerifyingWriter<W> {
+    /// Wraps `inner`, promising content `expected` of `expected_size` bytes (if known).
+    pub fn new(inner: W, expected: Digest, expected_size: Option<u64>) -> Self {
+        let hasher = Hasher::new(expected.algorithm());
+        VerifyingWriter { inner, hasher, expected, expected_size, written: 0 }
+    }
+
+    /// Checks what was written and returns the inner writer.
+    pub fn finish(self) -> Result<W, VerifyError> {
+        if let Some(size) = self.expected_size
+            && size != self.written
+        {
+            return Err(VerifyError::SizeMismatch {
+                digest: self.expected,
+                expected: size,
+                actual: self.written,
+                truncated_read: true,
+            });
+        }
+        let actual = self.hasher.finish();
+        if actual != self.expected {
+            return Err(VerifyError::DigestMismatch { expected: self.expected, actual });
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for VerifyingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(size) = self.expected_size
+            && self.written + buf.len() as u64 > size
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                VerifyError::SizeMismatch {
+                    digest: self.expected.clone(),
+                    expected: size,
+                    actual: self.written + buf.len() as u64,
+                    truncated_read: false,
+                },
+            ));
+        }
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -437,7 +499,48 @@ impl<R: Read> Read for HashingReader<R> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn digest_round_trip(alg in 0..3usize, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let alg = [Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512][alg];
+            let mut h = Hasher::new(alg);
+            h.update(&bytes);
+            let d = h.finish();
+            prop_assert_eq!(Digest::parse(d.as_str()).unwrap(), d.clone());
+            prop_assert_eq!(d.to_string().parse::<Digest>().unwrap(), d.clone());
+            prop_assert_eq!(serde_json::from_str::<Digest>(&serde_json::to_string(&d).unwrap()).unwrap(), d);
+        }
+
+        #[test]
+        fn digest_parse_never_panics(s in "\\PC{0,140}") {
+            if let Ok(d) = Digest::parse(&s) {
+                prop_assert_eq!(d.as_str(), s.as_str());
+            }
+        }
+
+        #[test]
+        fn verifying_writer_accepts_exactly_the_content(data in proptest::collection::vec(any::<u8>(), 0..2048), flip in any::<usize>()) {
+            let d = Digest::sha256_of(&data);
+            let mut w = VerifyingWriter::new(Vec::new(), d.clone(), Some(data.len() as u64));
+            w.write_all(&data).unwrap();
+            prop_assert_eq!(w.finish().unwrap(), data.clone());
+            if !data.is_empty() {
+                let mut bad = data.clone();
+                let i = flip % bad.len();
+                bad[i] ^= 1;
+                let mut w = VerifyingWriter::new(Vec::new(), d.clone(), Some(data.len() as u64));
+                w.write_all(&bad).unwrap();
+                let is_mismatch = matches!(w.finish(), Err(VerifyError::DigestMismatch { .. }));
+                prop_assert!(is_mismatch);
+                let mut w = VerifyingWriter::new(Vec::new(), d, Some(data.len() as u64 - 1));
+                prop_assert!(w.write_all(&data).is_err());
+            }
+        }
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -50,7 +50,9 @@ pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
 pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, copy};
-pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader};
+pub use digest::{
+    Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader, VerifyingWriter,
+};
 pub use error::{Error, Result};
 pub use inspect::{ResolvedImage, resolve_image};
 pub use layout::{BlobStore, GcReport, OciLayout, StagedBlob, WriteGuard};

@@ -180,3 +180,49 @@ fn not_an_archive() {
     let missing = chain(&store.load_archive(&t.path().join("nope.tar"), None, &NoProgress).unwrap_err());
     assert!(missing.contains("nope.tar"), "{missing}");
 }
+
+#[test]
+fn classic_layout_with_symlinked_duplicate_layers_loads() {
+    // Old `docker save` wrote a layer shared by two images once and made the
+    // second `<id>/layer.tar` a relative symlink to the first.
+    let t = tempfile::tempdir().unwrap();
+    let base = layer_tar(&[("etc/base", b"base")]);
+    let top = layer_tar(&[("etc/top", b"top")]);
+    let config = |diffs: &[&Vec<u8>]| {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diffs.iter().map(|d| Digest::sha256_of(d).to_string()).collect::<Vec<_>>()}
+        }))
+        .unwrap()
+    };
+    let manifest = serde_json::json!([
+        {"Config": "one.json", "RepoTags": ["one:1"], "Layers": ["l1/layer.tar"]},
+        {"Config": "two.json", "RepoTags": ["two:1", "two:latest"], "Layers": ["l2/layer.tar", "l3/layer.tar"]}
+    ]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("one.json", &config(&[&base]));
+    add("two.json", &config(&[&base, &top]));
+    add("l1/layer.tar", &base);
+    add("l3/layer.tar", &top);
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "l2/layer.tar", "../l1/layer.tar").unwrap();
+    let archive = t.path().join("classic.tar");
+    fs::write(&archive, b.into_inner().unwrap()).unwrap();
+
+    let store = Store::open(t.path().join("store")).unwrap();
+    let loaded = store.load_archive(&archive, None, &NoProgress).unwrap();
+    let names: Vec<_> = loaded.iter().flat_map(|l| l.names.clone()).collect();
+    assert_eq!(names, ["docker.io/library/one:1", "docker.io/library/two:1", "docker.io/library/two:latest"]);
+    let two = store.details(&store.resolve("two").unwrap().descriptor, None).unwrap();
+    assert_eq!(two.image.layers[0].digest, Digest::sha256_of(&base));
+    assert_eq!(two.image.layers[1].digest, Digest::sha256_of(&top));
+}
