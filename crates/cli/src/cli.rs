@@ -56,6 +56,11 @@ pub enum Command {
     /// List the images in the store.
     #[command(after_help = "Examples:\n  cargohold images\n  cargohold images --json")]
     Images(JsonArgs),
+    /// Flatten an image into a root filesystem directory.
+    #[command(
+        after_help = "Examples:\n  cargohold unpack busybox ./rootfs\n  cargohold unpack oci:./layout:1.0 ./rootfs --rootless --json"
+    )]
+    Unpack(UnpackArgs),
     /// Give a stored image another name.
     #[command(after_help = "Example:\n  cargohold tag busybox localhost:5000/tools/busybox:1.36")]
     Tag(TagArgs),
@@ -152,6 +157,23 @@ pub struct SaveArgs {
     /// Archive format.
     #[arg(long, value_enum, default_value_t = Format::Docker)]
     pub format: Format,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// A store name or any transport (`oci:DIR[:TAG]`, `docker-archive:FILE`, ...).
+    pub image: String,
+    /// The directory to create (or an empty one).
+    pub dir: PathBuf,
+    /// Do not chown or create devices; record owners in `user.rootlesscontainers`
+    /// (automatic when not running as root).
+    #[arg(long)]
+    pub rootless: bool,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -6,6 +6,7 @@ mod docs;
 mod images;
 mod inspect;
 mod reference;
+mod unpack;
 
 use anyhow::{Context, Result};
 use cargohold_image_core::{Platform, Store};
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Load(a) => archive::load(&ctx, &a),
         Command::Save(a) => archive::save(&ctx, &a),
         Command::Images(a) => images::list(&ctx, &a),
+        Command::Unpack(a) => unpack::run(&ctx, &a),
         Command::Tag(a) => images::tag(&ctx, &a),
         Command::Rmi(a) => images::rmi(&ctx, &a),
         Command::Prune(a) => images::prune(&ctx, &a),

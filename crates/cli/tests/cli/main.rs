@@ -250,7 +250,8 @@ fn errors_name_the_thing_at_fault() {
 #[test]
 fn help_completions_and_man_pages() {
     let t = tempfile::tempdir().unwrap();
-    let subcommands = ["ref", "inspect", "copy", "load", "save", "images", "tag", "rmi", "prune", "completions", "man"];
+    let subcommands =
+        ["ref", "inspect", "copy", "load", "save", "unpack", "images", "tag", "rmi", "prune", "completions", "man"];
     for sub in subcommands {
         let help = ok(t.path(), &[sub, "--help"]);
         assert!(help.contains("Example"), "`cargohold {sub} --help` shows no example:\n{help}");

@@ -1,0 +1,40 @@
+//! The union-layer filesystem: applying OCI layers to a root directory safely
+//! and unpacking whole images.
+//!
+//! The main types:
+//! - [`Root`]: a directory every path is resolved inside of (openat2
+//!   `RESOLVE_IN_ROOT`, or an `O_NOFOLLOW` walk), so hostile names cannot escape.
+//! - [`apply_layer`] with [`ApplyOptions`] and [`Limits`]: one layer tar applied with
+//!   whiteouts, hardlinks, devices, ownership, modes, times and an explicit
+//!   [xattr policy](xattr_policy).
+//! - [`unpack`]: an image (from any `ImageSource`) flattened into a directory,
+//!   each layer verified (compressed digest and diff ID) while it streams.
+//!
+//! ```no_run
+//! use cargohold_image_core::{ImageLocation, Store, open_source};
+//! use cargohold_layerfs::{UnpackOptions, unpack};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/tmp/store")?;
+//! let mut src = open_source(&ImageLocation::parse("busybox:latest")?, &store)?;
+//! let report = unpack(src.as_mut(), "/tmp/rootfs".as_ref(), &UnpackOptions::default())?;
+//! println!("{} layers, {} entries", report.layers, report.entries);
+//! # Ok(()) }
+//! ```
+
+mod apply;
+mod error;
+mod root;
+mod unpack;
+mod xattr;
+
+pub use apply::{ApplyOptions, ApplyReport, Limits, apply_layer};
+pub use error::{Error, Result};
+pub use root::Root;
+pub use unpack::{UnpackOptions, UnpackReport, unpack};
+pub use xattr::{XattrDecision, xattr_policy};
+
+/// The xattr recording ownership in rootless mode, and its encoder.
+pub mod rootless {
+    pub use crate::apply::entry_rootless::{ROOTLESS_XATTR, rootless_record};
+}
