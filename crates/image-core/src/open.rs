@@ -17,7 +17,7 @@ fn registry_transport(r: &str) -> Error {
 }
 
 /// Opens `loc` for reading. Store names are resolved in `store`.
-pub fn open_source(loc: &ImageLocation, store: &Store) -> Result<Box<dyn ImageSource>> {
+pub fn open_source(loc: &ImageLocation, store: &Store) -> Result<Box<dyn ImageSource + Send>> {
     Ok(match loc {
         ImageLocation::Store(name) => Box::new(store.source(name)?),
         ImageLocation::Oci { path, tag } => {

@@ -23,15 +23,19 @@
 //! ```
 
 mod apply;
+mod diff;
 mod error;
 mod root;
 mod unpack;
+mod write;
 mod xattr;
 
 pub use apply::{ApplyOptions, ApplyReport, Limits, apply_layer};
+pub use diff::{DiffReport, archive_tree, diff_trees};
 pub use error::{Error, Result};
 pub use root::Root;
 pub use unpack::{UnpackOptions, UnpackReport, unpack};
+pub use write::WriteOptions;
 pub use xattr::{XattrDecision, xattr_policy};
 
 /// The xattr recording ownership in rootless mode, and its encoder.
