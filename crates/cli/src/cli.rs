@@ -61,6 +61,24 @@ pub enum Command {
         after_help = "Examples:\n  cargohold unpack busybox ./rootfs\n  cargohold unpack oci:./layout:1.0 ./rootfs --rootless --json"
     )]
     Unpack(UnpackArgs),
+    /// Write a flattened image as a root filesystem tar (like `docker export`).
+    #[command(after_help = "Example:\n  cargohold export busybox -o busybox-rootfs.tar")]
+    Export(ExportArgs),
+    /// Make a one-layer image from a root filesystem tar (like `docker import`).
+    #[command(
+        after_help = "Examples:\n  cargohold import rootfs.tar.gz myos:1\n  cargohold import rootfs.tar myos:2 -c 'CMD [\"/bin/sh\"]' -c 'ENV LANG=C.UTF-8'"
+    )]
+    Import(ImportArgs),
+    /// Write the changes between two directory trees as a layer tar.
+    #[command(
+        after_help = "Examples:\n  cargohold diff ./before ./after -o changes.tar.gz\n  cargohold diff ./lower ./upper -o layer.tar.zst --json"
+    )]
+    Diff(DiffArgs),
+    /// Record the changes of a directory against its base image as a new image (like `docker commit`).
+    #[command(
+        after_help = "Example:\n  cargohold unpack busybox ./root && echo hi > ./root/hello\n  cargohold commit ./root --base busybox busybox:hello -c 'CMD [\"cat\", \"/hello\"]'"
+    )]
+    Commit(CommitArgs),
     /// Give a stored image another name.
     #[command(after_help = "Example:\n  cargohold tag busybox localhost:5000/tools/busybox:1.36")]
     Tag(TagArgs),
@@ -174,6 +192,65 @@ pub struct UnpackArgs {
     /// Platform to pick from a multi-platform image (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A store name or any transport.
+    pub image: String,
+    /// The tar to write (`.gz`/`.zst` compress it).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A root filesystem tar (plain, gzip or zstd).
+    pub file: PathBuf,
+    /// The name of the new image.
+    pub name: String,
+    /// A config change: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME, STOPSIGNAL.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// A comment recorded in the image history.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The tree before.
+    pub lower: PathBuf,
+    /// The tree after.
+    pub upper: PathBuf,
+    /// The layer to write (`.tar`, `.tar.gz`, `.tar.zst`).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The changed root filesystem.
+    pub dir: PathBuf,
+    /// The stored image `dir` started from.
+    #[arg(long, value_name = "IMAGE")]
+    pub base: String,
+    /// The name of the new image.
+    pub name: String,
+    /// A config change (see `import`).
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// A comment recorded in the image history.
+    #[arg(short, long)]
+    pub message: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

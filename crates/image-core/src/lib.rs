@@ -57,14 +57,14 @@ pub use error::{Error, Result};
 pub use inspect::{ResolvedImage, resolve_image};
 pub use layout::{BlobStore, GcReport, OciLayout, StagedBlob, WriteGuard};
 pub use manifest::{
-    ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ContainerConfig, Descriptor, History, ImageConfig,
-    ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError, Platform, PlatformError,
-    RawManifest, RootFs,
+    ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ChangeError, ContainerConfig, Descriptor, History,
+    ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError, Platform,
+    PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
 };
 pub use open::{ArchiveKind, detect_archive, open_dest, open_source};
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_TAG, ImageUrl, ImageUrlError, MAX_PATH_LEN, Reference, ReferenceError, is_valid_registry,
     is_valid_tag,
 };
-pub use store::{ArchiveFormat, LoadedImage, Store, StoreImage};
+pub use store::{ArchiveFormat, LoadedImage, NewLayer, Store, StoreImage};
 pub use transport::{BlobKind, ImageDest, ImageLocation, ImageSource, LayoutDest, LayoutSource};

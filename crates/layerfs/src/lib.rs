@@ -25,6 +25,7 @@
 mod apply;
 mod diff;
 mod error;
+mod layer;
 mod root;
 mod unpack;
 mod write;
@@ -33,6 +34,7 @@ mod xattr;
 pub use apply::{ApplyOptions, ApplyReport, Limits, apply_layer};
 pub use diff::{DiffReport, archive_tree, diff_trees};
 pub use error::{Error, Result};
+pub use layer::{compression_for, store_layer, store_layer_from, write_layer_file};
 pub use root::Root;
 pub use unpack::{UnpackOptions, UnpackReport, unpack};
 pub use write::WriteOptions;

@@ -5,6 +5,7 @@ mod copy;
 mod docs;
 mod images;
 mod inspect;
+mod layers;
 mod reference;
 mod unpack;
 
@@ -24,6 +25,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Save(a) => archive::save(&ctx, &a),
         Command::Images(a) => images::list(&ctx, &a),
         Command::Unpack(a) => unpack::run(&ctx, &a),
+        Command::Export(a) => layers::export(&ctx, &a),
+        Command::Import(a) => layers::import(&ctx, &a),
+        Command::Diff(a) => layers::diff(&a),
+        Command::Commit(a) => layers::commit(&ctx, &a),
         Command::Tag(a) => images::tag(&ctx, &a),
         Command::Rmi(a) => images::rmi(&ctx, &a),
         Command::Prune(a) => images::prune(&ctx, &a),

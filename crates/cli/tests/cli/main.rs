@@ -250,8 +250,24 @@ fn errors_name_the_thing_at_fault() {
 #[test]
 fn help_completions_and_man_pages() {
     let t = tempfile::tempdir().unwrap();
-    let subcommands =
-        ["ref", "inspect", "copy", "load", "save", "unpack", "images", "tag", "rmi", "prune", "completions", "man"];
+    let subcommands = [
+        "ref",
+        "inspect",
+        "copy",
+        "load",
+        "save",
+        "unpack",
+        "export",
+        "import",
+        "diff",
+        "commit",
+        "images",
+        "tag",
+        "rmi",
+        "prune",
+        "completions",
+        "man",
+    ];
     for sub in subcommands {
         let help = ok(t.path(), &[sub, "--help"]);
         assert!(help.contains("Example"), "`cargohold {sub} --help` shows no example:\n{help}");
@@ -267,4 +283,58 @@ fn help_completions_and_man_pages() {
     for sub in subcommands {
         assert!(dir.join(format!("cargohold-{sub}.1")).exists(), "{sub}");
     }
+}
+
+#[test]
+fn import_unpack_commit_export_and_umoci_agrees() {
+    require("umoci");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let rootfs = t.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
+    std::fs::write(rootfs.join("bin/tool"), vec![1u8; 10_000]).unwrap();
+    let tarball = t.path().join("rootfs.tar.gz");
+    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tarball).arg("."));
+
+    let imported = json(
+        &store,
+        &["import", tarball.to_str().unwrap(), "myos:1", "-c", r#"CMD ["/bin/tool"]"#, "-c", "ENV A=1", "--json"],
+    );
+    assert_eq!(imported["name"], "docker.io/library/myos:1");
+    let work = t.path().join("work");
+    ok(&store, &["unpack", "myos:1", work.to_str().unwrap()]);
+    assert_eq!(std::fs::read(work.join("etc/motd")).unwrap(), b"hello\n");
+    std::fs::remove_file(work.join("etc/motd")).unwrap();
+    std::fs::write(work.join("etc/new"), "new\n").unwrap();
+    ok(&store, &["commit", work.to_str().unwrap(), "--base", "myos:1", "myos:2", "-c", "ENV B=2"]);
+    let info = json(&store, &["inspect", "myos:2", "--json"]);
+    assert_eq!(info["layers"].as_array().unwrap().len(), 2);
+    assert_eq!(info["env"], serde_json::json!(["A=1", "B=2"]));
+    assert_eq!(info["cmd"][0], "/bin/tool");
+
+    // umoci unpacks the committed image to the same files.
+    let layout = t.path().join("layout");
+    ok(&store, &["copy", "myos:2", &format!("oci:{}:2", layout.display())]);
+    let bundle = t.path().join("bundle");
+    run(Command::new("umoci").args(["unpack", "--image", &format!("{}:2", layout.display())]).arg(&bundle));
+    assert!(!bundle.join("rootfs/etc/motd").exists(), "the deletion is a whiteout umoci applies");
+    assert_eq!(std::fs::read(bundle.join("rootfs/etc/new")).unwrap(), b"new\n");
+    assert_eq!(std::fs::read(bundle.join("rootfs/bin/tool")).unwrap(), vec![1u8; 10_000]);
+
+    // export: the flattened tree as a tar.
+    let exported = t.path().join("exp.tar");
+    ok(&store, &["export", "myos:2", "-o", exported.to_str().unwrap()]);
+    let listing = run(Command::new("tar").arg("-tf").arg(&exported));
+    assert!(listing.contains("etc/new") && !listing.contains("motd") && !listing.contains(".wh."), "{listing}");
+
+    // diff between two trees.
+    let layer = t.path().join("d.tar.zst");
+    let d = json(
+        &store,
+        &["diff", rootfs.to_str().unwrap(), work.to_str().unwrap(), "-o", layer.to_str().unwrap(), "--json"],
+    );
+    assert!(d["changed"].as_u64().unwrap() >= 1, "{d}");
+    assert!(layer.exists());
 }

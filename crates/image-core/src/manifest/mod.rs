@@ -3,6 +3,7 @@
 //! A manifest's digest is over its exact bytes, so [`RawManifest`] keeps them and
 //! parsing is a view: re-serializing a parsed manifest is never used to address it.
 
+mod change;
 mod config;
 mod platform;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::media_type as mt;
 
+pub use change::{ChangeError, creation_time, format_rfc3339};
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
 pub use platform::{Platform, PlatformError};
 

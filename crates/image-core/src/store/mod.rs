@@ -2,8 +2,10 @@
 //! their full canonical reference (`docker.io/library/busybox:latest`).
 
 mod archive;
+mod commit;
 
 pub use archive::{ArchiveFormat, LoadedImage};
+pub use commit::NewLayer;
 
 use std::path::{Path, PathBuf};
 

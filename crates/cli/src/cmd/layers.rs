@@ -1,0 +1,181 @@
+//! `export`, `import`, `diff` and `commit`: moving between trees, tars and images.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+
+use anyhow::{Context, Result, bail};
+use cargohold_image_core::media_type::Compression;
+use cargohold_image_core::{
+    History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339, open_source,
+};
+use cargohold_layerfs::{
+    ApplyOptions, UnpackOptions, WriteOptions, archive_tree, diff_trees, store_layer, store_layer_from, unpack,
+    write_layer_file,
+};
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{CommitArgs, DiffArgs, ExportArgs, ImportArgs};
+use crate::output;
+
+pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
+    let store = ctx.store()?;
+    let mut src = open_source(&ImageLocation::parse(&args.image)?, &store)?;
+    let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(".cargohold-export-")
+        .tempdir_in(dir)
+        .context("could not create a scratch directory")?;
+    let rootfs = scratch.path().join("rootfs");
+    unpack(src.as_mut(), &rootfs, &UnpackOptions { apply: ApplyOptions::for_current_user(), platform: None })
+        .with_context(|| format!("could not unpack {}", args.image))?;
+    let mut entries = 0;
+    let (diff_id, _) = write_layer_file(&args.output, |w| {
+        entries = archive_tree(&rootfs, w, &WriteOptions::from_env())?.1;
+        Ok(())
+    })
+    .with_context(|| format!("could not write {}", args.output.display()))?;
+    if args.out.json {
+        return output::json(
+            &json!({ "image": args.image, "output": args.output, "entries": entries, "diff_id": diff_id }),
+        );
+    }
+    output::line(format!("exported {} to {} ({entries} entries)", args.image, args.output.display()))
+}
+
+fn new_config(changes: &[String]) -> Result<ImageConfig> {
+    let host = Platform::host();
+    let mut config = ImageConfig {
+        created: Some(format_rfc3339(creation_time())),
+        architecture: host.architecture,
+        os: host.os,
+        variant: host.variant.filter(|_| false),
+        ..ImageConfig::default()
+    };
+    for c in changes {
+        config.apply_change(c)?;
+    }
+    Ok(config)
+}
+
+fn history(created_by: String, comment: Option<&String>) -> History {
+    History {
+        created: Some(format_rfc3339(creation_time())),
+        created_by: Some(created_by),
+        comment: comment.cloned(),
+        ..History::default()
+    }
+}
+
+pub fn import(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
+    let name = Reference::parse(&args.name)?;
+    let config = new_config(&args.changes)?;
+    let store = ctx.store()?;
+    let _guard = store.layout().write_guard()?;
+    let file = File::open(&args.file).with_context(|| format!("could not open {}", args.file.display()))?;
+    let mut input = BufReader::with_capacity(1 << 20, file);
+    let head = input.fill_buf().with_context(|| format!("could not read {}", args.file.display()))?;
+    if head.is_empty() {
+        bail!("{} is empty, not a tar", args.file.display());
+    }
+    let mut tar: Box<dyn Read> = match Compression::sniff(head) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+        _ => Box::new(input),
+    };
+    let layer = store_layer(store.layout(), &mut tar, Compression::Gzip)
+        .with_context(|| format!("could not store {} as a layer", args.file.display()))?;
+    let created_by = format!("cargohold import {}", args.file.display());
+    let desc = store.commit_image(
+        None,
+        std::slice::from_ref(&layer),
+        config,
+        history(created_by, args.message.as_ref()),
+        Some(&name),
+    )?;
+    report(args.out.json, &name, &desc.digest, &layer)
+}
+
+fn report(
+    json_out: bool,
+    name: &Reference,
+    digest: &cargohold_image_core::Digest,
+    layer: &cargohold_image_core::NewLayer,
+) -> Result<()> {
+    if json_out {
+        return output::json(&json!({
+            "name": name.pull_reference().canonical(),
+            "digest": digest,
+            "layer": layer.descriptor.digest,
+            "diff_id": layer.diff_id,
+            "layer_size": layer.descriptor.size,
+        }));
+    }
+    output::line(format!("{} {}", name.pull_reference().familiar(), digest))
+}
+
+pub fn diff(args: &DiffArgs) -> Result<()> {
+    for d in [&args.lower, &args.upper] {
+        if !d.is_dir() {
+            bail!("{} is not a directory", d.display());
+        }
+    }
+    let mut report = None;
+    let (diff_id, digest) = write_layer_file(&args.output, |w| {
+        report = Some(diff_trees(&args.lower, &args.upper, w, &WriteOptions::from_env())?.1);
+        Ok(())
+    })
+    .with_context(|| format!("could not write {}", args.output.display()))?;
+    let r = report.expect("the diff ran");
+    if args.out.json {
+        return output::json(&json!({
+            "output": args.output, "changed": r.changed, "deleted": r.deleted, "opaque": r.opaque,
+            "diff_id": diff_id, "digest": digest,
+        }));
+    }
+    output::line(format!(
+        "wrote {}: {} changed, {} deleted, {} opaque directories ({})",
+        args.output.display(),
+        r.changed,
+        r.deleted,
+        r.opaque,
+        diff_id
+    ))
+}
+
+pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
+    let name = Reference::parse(&args.name)?;
+    if !args.dir.is_dir() {
+        bail!("{} is not a directory", args.dir.display());
+    }
+    let store = ctx.store()?;
+    let _guard = store.layout().write_guard()?;
+    let base_img = store.resolve(&args.base)?;
+    let base = store.details(&base_img.descriptor, None)?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".cargohold-commit-")
+        .tempdir()
+        .context("could not create a scratch directory")?;
+    let lower = scratch.path().join("base");
+    let mut src = store.source(&args.base)?;
+    unpack(&mut src, &lower, &UnpackOptions { apply: ApplyOptions::for_current_user(), platform: None })
+        .with_context(|| format!("could not unpack the base image {}", args.base))?;
+    let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
+        diff_trees(&lower, &args.dir, w, &WriteOptions::from_env()).map(|_| ())
+    })
+    .with_context(|| format!("could not diff {} against {}", args.dir.display(), args.base))?;
+    let mut config = base.config.clone();
+    config.created = Some(format_rfc3339(creation_time()));
+    for c in &args.changes {
+        config.apply_change(c)?;
+    }
+    let created_by = format!("cargohold commit {}", args.dir.display());
+    let desc = store.commit_image(
+        Some(&base),
+        std::slice::from_ref(&layer),
+        config,
+        history(created_by, args.message.as_ref()),
+        Some(&name),
+    )?;
+    report(args.out.json, &name, &desc.digest, &layer)
+}
