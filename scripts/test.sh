@@ -33,6 +33,11 @@ step "cargo test"
 cargo test --workspace
 
 step "cargo package"
+# cargo verifies each package against the others through a local registry and
+# caches what it extracts by name and version; a stale copy of our own
+# unpublished crates from an earlier run would be compiled instead of this tree.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+rm -rf "$cargo_home"/registry/src/*/cargohold-* "$cargo_home"/registry/cache/*/cargohold-*
 cargo package --workspace --allow-dirty --quiet
 
 step "fuzz targets"

@@ -79,6 +79,14 @@ pub enum Command {
         after_help = "Example:\n  cargohold unpack busybox ./root && echo hi > ./root/hello\n  cargohold commit ./root --base busybox busybox:hello -c 'CMD [\"cat\", \"/hello\"]'"
     )]
     Commit(CommitArgs),
+    /// Mount an image read-only (a kernel overlay of cached, unpacked layers).
+    #[command(
+        after_help = "Example:\n  cargohold mount busybox /mnt/busybox && ls /mnt/busybox && cargohold umount /mnt/busybox"
+    )]
+    Mount(MountArgs),
+    /// Unmount what `cargohold mount` mounted.
+    #[command(after_help = "Example:\n  cargohold umount /mnt/busybox")]
+    Umount(UmountArgs),
     /// Give a stored image another name.
     #[command(after_help = "Example:\n  cargohold tag busybox localhost:5000/tools/busybox:1.36")]
     Tag(TagArgs),
@@ -253,6 +261,25 @@ pub struct CommitArgs {
     pub message: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// A store name or any transport.
+    pub image: String,
+    /// The mount point (created if missing).
+    pub dir: PathBuf,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mount point.
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

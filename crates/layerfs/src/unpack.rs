@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use cargohold_image_core::media_type::Compression;
 use cargohold_image_core::{
-    Algorithm, Descriptor, HashingReader, ImageSource, Platform, VerifyError, VerifyingReader, resolve_image,
+    Algorithm, Descriptor, Digest, HashingReader, ImageSource, Platform, VerifyError, VerifyingReader, resolve_image,
 };
 
 use crate::apply::{ApplyOptions, apply_layer};
@@ -63,16 +63,36 @@ pub fn unpack(src: &mut (dyn ImageSource + Send), dest: &Path, opts: &UnpackOpti
         });
     }
     let created = prepare_dest(dest)?;
-    let result = std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<Msg>(DEPTH);
-        let layers = &img.image.layers;
-        scope.spawn(move || produce(src, layers, &tx));
-        consume(&rx, dest, &img, opts)
-    });
+    let result = (|| {
+        let root = Root::open(dest).map_err(|e| Error::Io { action: "open", path: dest.into(), source: e.into() })?;
+        let plan: Vec<_> = img
+            .image
+            .layers
+            .iter()
+            .zip(&img.config.rootfs.diff_ids)
+            .map(|(l, d)| (l.clone(), d.clone(), &root))
+            .collect();
+        stream_layers(src, &plan, &opts.apply)
+    })();
     if result.is_err() && created {
         let _ = std::fs::remove_dir_all(dest);
     }
     result
+}
+
+/// Streams each planned layer (descriptor, expected diff ID, root to apply it
+/// to) through the two-thread pipeline.
+pub(crate) fn stream_layers(
+    src: &mut (dyn ImageSource + Send),
+    plan: &[(Descriptor, Digest, &Root)],
+    apply: &ApplyOptions,
+) -> Result<UnpackReport> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Msg>(DEPTH);
+        let layers: Vec<Descriptor> = plan.iter().map(|(l, _, _)| l.clone()).collect();
+        scope.spawn(move || produce(src, &layers, &tx));
+        consume(&rx, plan, apply)
+    })
 }
 
 /// Reads, verifies and inflates every layer in order, sending chunks.
@@ -124,19 +144,13 @@ fn inflate_layer(src: &mut (dyn ImageSource + Send), layer: &Descriptor, tx: &Sy
     Ok(tx.send(Msg::End).is_ok())
 }
 
-fn consume(
-    rx: &Receiver<Msg>,
-    dest: &Path,
-    img: &cargohold_image_core::ResolvedImage,
-    opts: &UnpackOptions,
-) -> Result<UnpackReport> {
-    let root = Root::open(dest).map_err(|e| Error::Io { action: "open", path: dest.into(), source: e.into() })?;
+fn consume(rx: &Receiver<Msg>, plan: &[(Descriptor, Digest, &Root)], apply: &ApplyOptions) -> Result<UnpackReport> {
     let mut report = UnpackReport::default();
-    for (layer, expected) in img.image.layers.iter().zip(&img.config.rootfs.diff_ids) {
+    for (layer, expected, root) in plan {
         let name = layer.digest.to_string();
         let mut chunks = ChunkReader { rx, buf: Vec::new(), pos: 0, done: false, failure: None };
         let mut hashing = HashingReader::new(&mut chunks, Algorithm::Sha256);
-        let applied = apply_layer(&root, &mut hashing, &name, &opts.apply).and_then(|r| {
+        let applied = apply_layer(root, &mut hashing, &name, apply).and_then(|r| {
             io::copy(&mut hashing, &mut io::sink())
                 .map(|_| r)
                 .map_err(|source| Error::Tar { layer: name.clone(), source })
@@ -148,7 +162,7 @@ fn consume(
             return Err(e);
         }
         let r = applied?;
-        if &actual != expected {
+        if actual != *expected {
             return Err(Error::DiffId { layer: name, expected: expected.to_string(), actual: actual.to_string() });
         }
         report.layers += 1;

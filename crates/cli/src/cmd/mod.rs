@@ -6,6 +6,7 @@ mod docs;
 mod images;
 mod inspect;
 mod layers;
+mod mount;
 mod reference;
 mod unpack;
 
@@ -29,6 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => layers::import(&ctx, &a),
         Command::Diff(a) => layers::diff(&a),
         Command::Commit(a) => layers::commit(&ctx, &a),
+        Command::Mount(a) => mount::mount(&ctx, &a),
+        Command::Umount(a) => mount::umount(&a),
         Command::Tag(a) => images::tag(&ctx, &a),
         Command::Rmi(a) => images::rmi(&ctx, &a),
         Command::Prune(a) => images::prune(&ctx, &a),

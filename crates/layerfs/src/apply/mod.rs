@@ -40,6 +40,11 @@ pub struct ApplyOptions {
     pub rootless: bool,
     /// Limits on what one layer may do.
     pub limits: Limits,
+    /// Write overlayfs whiteouts (0/0 character devices, the
+    /// `trusted.overlay.opaque` xattr) instead of deleting lower content, so
+    /// the directory can be stacked by the kernel as one overlay layer.
+    /// Needs root.
+    pub overlay: bool,
 }
 
 impl ApplyOptions {

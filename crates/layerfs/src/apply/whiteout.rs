@@ -18,12 +18,15 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 pub(super) fn apply(layer: &mut Layer<'_>, rel: &Path, target: &[u8], shown: &Path) -> Result<()> {
     let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
     let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
+    if base != OPAQUE && (target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.")) {
+        // `.wh.`, `.wh..` and `.wh...` would name "", "." or "..": refused.
+        return Err(layer.entry_err(shown, "is not a valid whiteout name"));
+    }
+    if layer.opts.overlay {
+        return overlay_whiteout(layer, &dir, (base != OPAQUE).then_some(target), shown);
+    }
     if base == OPAQUE {
         return opaque(layer, &dir, shown);
-    }
-    // `.wh.`, `.wh..` and `.wh...` would name "", "." or "..": refused.
-    if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
-        return Err(layer.entry_err(shown, "is not a valid whiteout name"));
     }
     let victim = dir.join(OsStr::from_bytes(target));
     if layer.in_layer.contains(&victim) {
@@ -36,6 +39,41 @@ pub(super) fn apply(layer: &mut Layer<'_>, rel: &Path, target: &[u8], shown: &Pa
     };
     remove_all(parent.as_fd(), OsStr::from_bytes(target))
         .map_err(|e| layer.io_err(shown, "remove the whited-out path", e))
+}
+
+/// Overlay mode: record the whiteout the way overlayfs reads it. A
+/// whiteout is a 0/0 character device; an opaque directory carries
+/// `trusted.overlay.opaque=y`.
+fn overlay_whiteout(layer: &mut Layer<'_>, dir: &Path, target: Option<&[u8]>, shown: &Path) -> Result<()> {
+    if !layer.privileged {
+        return Err(layer.entry_err(shown, "overlay whiteouts need root (character devices and trusted.* xattrs)"));
+    }
+    layer.root.mkdir_all(dir).map_err(|e| layer.io_err(shown, "create the whiteout's directory", e))?;
+    let parent = layer
+        .root
+        .open_in(dir, OFlags::RDONLY | OFlags::DIRECTORY)
+        .map_err(|e| layer.io_err(shown, "open the whiteout's directory", e))?;
+    for a in dir.ancestors() {
+        layer.in_layer.insert(a.to_path_buf());
+    }
+    match target {
+        Some(name) => {
+            let name = OsStr::from_bytes(name);
+            remove_all(parent.as_fd(), name)
+                .map_err(|e| layer.io_err(shown, "replace the entry with a whiteout", e))?;
+            layer.in_layer.insert(dir.join(name));
+            rustix::fs::mknodat(
+                &parent,
+                name,
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+            .map_err(|e| layer.io_err(shown, "create the overlay whiteout", e))
+        }
+        None => rustix::fs::fsetxattr(&parent, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
+            .map_err(|e| layer.io_err(shown, "mark the directory opaque", e)),
+    }
 }
 
 /// Hides every lower-layer child of `dir`, keeping what this layer wrote.

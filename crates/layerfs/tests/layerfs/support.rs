@@ -191,7 +191,10 @@ pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Node> {
         }
     }
     walk(dir, dir, &mut out, &mut inodes);
-    for group in inodes.into_values() {
+    // A group is the visible paths sharing an inode: a lone path is no group
+    // (overlayfs reports a lower inode's link count even when the other
+    // names are whited out above).
+    for group in inodes.into_values().filter(|g| g.len() > 1) {
         for p in &group {
             let mut others = group.clone();
             others.sort();

@@ -142,3 +142,29 @@ fn a_corrupted_layer_is_caught_and_the_new_dir_removed() {
     assert!(e.to_string().contains(&name), "names the layer {name}: {e}");
     assert!(!dest.exists(), "the partly written directory is removed");
 }
+
+#[test]
+fn overlay_mount_of_cached_layers_matches_umoci() {
+    require("umoci");
+    assert!(is_root(), "overlay mounts need root; run the suite as root (CI does)");
+    let t = tempfile::tempdir().unwrap();
+    let image = build(t.path());
+    let theirs = t.path().join("umoci-bundle");
+    run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&theirs));
+    let store = Store::open(t.path().join("store")).unwrap();
+    let cache = cargohold_layerfs::LayerCache::new(t.path().join("cache"));
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{image}")).unwrap(), &store).unwrap();
+    let layers = cache.ensure(src.as_mut(), None).unwrap();
+    assert_eq!(layers.len(), 3);
+    // A second call finds everything cached.
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{image}")).unwrap(), &store).unwrap();
+    assert_eq!(cache.ensure(src.as_mut(), None).unwrap(), layers);
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    cargohold_layerfs::mount_layers(&layers, &mnt).unwrap();
+    let diffs = tree_diff(&tree(&mnt), &tree(&theirs.join("rootfs")));
+    let read_only = std::fs::write(mnt.join("etc/new-file"), "x").is_err();
+    cargohold_layerfs::unmount(&mnt).unwrap();
+    assert!(diffs.is_empty(), "mounted tree differs:\n{}", diffs.join("\n"));
+    assert!(read_only, "the mount is read-only");
+}

@@ -1,0 +1,123 @@
+//! A cache of unpacked layers, one directory per diff ID with overlayfs
+//! whiteouts, and read-only kernel overlay mounts of images built from it.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use cargohold_image_core::{Digest, ImageSource, Platform, resolve_image};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use crate::apply::ApplyOptions;
+use crate::error::{Error, Result};
+use crate::root::Root;
+use crate::unpack::stream_layers;
+
+/// Unpacked layers on disk, keyed by diff ID, reusable across images.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    /// A cache rooted at `dir` (created on demand).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LayerCache { dir: dir.into() }
+    }
+
+    /// The directory holding layer `diff_id`.
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(diff_id.algorithm().as_str()).join(diff_id.hex())
+    }
+
+    fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io { action, path: path.into(), source }
+    }
+
+    /// Makes sure every layer of the image `src` designates is in the cache
+    /// (unpacked in overlay mode, verified) and returns their directories,
+    /// base layer first. A layer appears under its final name only when
+    /// complete (built under a temp name, then renamed).
+    pub fn ensure(&self, src: &mut (dyn ImageSource + Send), platform: Option<&Platform>) -> Result<Vec<PathBuf>> {
+        let img = resolve_image(src, platform)?;
+        let staging = self.dir.join("staging");
+        std::fs::create_dir_all(&staging).map_err(Self::io("create", &staging))?;
+        let mut temps = Vec::new();
+        let mut roots = Vec::new();
+        for (layer, diff_id) in img.image.layers.iter().zip(&img.config.rootfs.diff_ids) {
+            if self.layer_dir(diff_id).is_dir() || temps.iter().any(|(d, _, _): &(Digest, _, _)| d == diff_id) {
+                continue;
+            }
+            let tmp = tempfile::Builder::new()
+                .prefix("layer-")
+                .tempdir_in(&staging)
+                .map_err(Self::io("create a temp dir in", &staging))?;
+            let root = Root::open(tmp.path()).map_err(|e| Error::Io {
+                action: "open",
+                path: tmp.path().into(),
+                source: e.into(),
+            })?;
+            temps.push((diff_id.clone(), layer.clone(), tmp));
+            roots.push(root);
+        }
+        let plan: Vec<_> = temps.iter().zip(&roots).map(|((d, l, _), r)| (l.clone(), d.clone(), r)).collect();
+        let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+        stream_layers(src, &plan, &opts)?;
+        drop(plan);
+        for (diff_id, _, tmp) in temps {
+            let dest = self.layer_dir(&diff_id);
+            let parent = dest.parent().expect("layer dirs have a parent");
+            std::fs::create_dir_all(parent).map_err(Self::io("create", parent))?;
+            let tmp = tmp.keep();
+            if let Err(e) = std::fs::rename(&tmp, &dest) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                if !dest.is_dir() {
+                    return Err(Error::Io { action: "move a cached layer into", path: dest, source: e });
+                }
+            }
+        }
+        Ok(img.config.rootfs.diff_ids.iter().map(|d| self.layer_dir(d)).collect())
+    }
+}
+
+/// Mounts `layers` (base first) read-only at `target`: a kernel overlay for
+/// several layers, a read-only bind mount for one.
+pub fn mount_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
+    let err =
+        |action: &'static str| move |e: rustix::io::Errno| Error::Io { action, path: target.into(), source: e.into() };
+    match layers {
+        [] => Err(Error::Io {
+            action: "mount",
+            path: target.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "the image has no layers"),
+        }),
+        [one] => {
+            rustix::mount::mount_bind(one, target).map_err(err("bind-mount a layer on"))?;
+            rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
+                .map_err(err("make read-only"))
+        }
+        many => {
+            // overlayfs wants the top layer first; ',' and ':' in paths are escaped.
+            let lower: Vec<String> = many.iter().rev().map(|p| escape(&p.to_string_lossy())).collect();
+            let data = CString::new(format!("lowerdir={}", lower.join(":"))).map_err(|_| Error::Io {
+                action: "mount",
+                path: target.into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "a layer path contains a NUL byte"),
+            })?;
+            rustix::mount::mount("overlay", target, "overlay", MountFlags::RDONLY, Some(data.as_c_str()))
+                .map_err(err("mount an overlay on"))
+        }
+    }
+}
+
+/// Unmounts what [`mount_layers`] mounted.
+pub fn unmount(target: &Path) -> Result<()> {
+    rustix::mount::unmount(target, UnmountFlags::empty()).map_err(|e| Error::Io {
+        action: "unmount",
+        path: target.into(),
+        source: e.into(),
+    })
+}
+
+fn escape(p: &str) -> String {
+    p.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
+}
