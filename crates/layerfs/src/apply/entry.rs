@@ -76,6 +76,7 @@ pub(super) fn apply<R: Read>(
     entry: &mut tar::Entry<'_, R>,
     rel: PathBuf,
     shown: &Path,
+    sparse_size: Option<u64>,
 ) -> Result<()> {
     use tar::EntryType as T;
     let kind = entry.header().entry_type();
@@ -104,7 +105,7 @@ pub(super) fn apply<R: Read>(
     }
     match kind {
         T::Directory => directory(layer, &parent, name, rel.clone(), &m, shown),
-        T::Regular | T::Continuous | T::GNUSparse => regular(layer, entry, &parent, name, &m, shown),
+        T::Regular | T::Continuous | T::GNUSparse => regular(layer, entry, &parent, name, &m, shown, sparse_size),
         T::Symlink => symlink(layer, entry, &parent, name, &m, shown),
         T::Link => hardlink(layer, entry, &parent, name, shown),
         T::Char | T::Block | T::Fifo => special(layer, kind, entry, &parent, name, &m, shown),
@@ -152,6 +153,7 @@ fn regular<R: Read>(
     name: &OsStr,
     m: &Meta,
     shown: &Path,
+    sparse_size: Option<u64>,
 ) -> Result<()> {
     clear_slot(parent, name, false).map_err(|e| layer.io_err(shown, "replace the existing entry", e))?;
     let fd = rustix::fs::openat(
@@ -162,7 +164,10 @@ fn regular<R: Read>(
     )
     .map_err(|e| layer.io_err(shown, "create the file", e))?;
     let mut file = File::from(fd);
-    write_data(layer, entry, &mut file, shown)?;
+    match sparse_size {
+        Some(real_size) => super::sparse::write(layer, entry, &file, real_size, shown)?,
+        None => write_data(layer, entry, &mut file, shown)?,
+    }
     // chown before chmod: chown clears setuid/setgid bits.
     set_owner_xattrs(layer, &file, m, shown)?;
     rustix::fs::fchmod(&file, Mode::from_raw_mode(m.mode)).map_err(|e| layer.io_err(shown, "chmod the file", e))?;

@@ -1,6 +1,7 @@
 //! Applying one layer tar to a root, with OCI image-spec `layer.md` semantics.
 
 pub(crate) mod entry;
+mod sparse;
 pub(crate) use entry as entry_rootless;
 mod whiteout;
 
@@ -110,7 +111,9 @@ pub fn apply_layer(root: &Root, tar: &mut dyn Read, name: &str, opts: &ApplyOpti
     for entry in archive.entries().map_err(tar_err)? {
         let mut entry = entry.map_err(tar_err)?;
         layer.report.entries += 1;
-        let raw = entry.path_bytes().into_owned();
+        let header_name = entry.path_bytes().into_owned();
+        let sparse = sparse::info(&mut entry, name, Path::new(OsStr::from_bytes(&header_name)))?;
+        let raw = sparse.as_ref().map_or(header_name, |s| s.name.clone());
         let shown = PathBuf::from(OsStr::from_bytes(&raw));
         if layer.report.entries > opts.limits.max_entries {
             return Err(limit(name, &shown, "entries", opts.limits.max_entries));
@@ -127,7 +130,7 @@ pub fn apply_layer(root: &Root, tar: &mut dyn Read, name: &str, opts: &ApplyOpti
             whiteout::apply(&mut layer, &rel, target, &shown)?;
             continue;
         }
-        entry::apply(&mut layer, &mut entry, rel, &shown)?;
+        entry::apply(&mut layer, &mut entry, rel, &shown, sparse.map(|s| s.real_size))?;
     }
     // Hash trailing bytes too: they are part of the diff ID.
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|source| Error::Tar { layer: name.into(), source })?;

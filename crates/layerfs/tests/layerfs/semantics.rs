@@ -175,3 +175,41 @@ fn rootless_mode_records_ownership_and_skips_devices() {
     // uid 1000 -> field 1 = 1000, gid 0 -> noop (0xFFFFFFFF)
     assert_eq!(rec, [0x08, 0xe8, 0x07, 0x10, 0xff, 0xff, 0xff, 0xff, 0x0f]);
 }
+
+#[test]
+fn gnu_sparse_files_and_long_names_from_gnu_tar() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let long_dir = src.join("d".repeat(120)).join("e".repeat(120));
+    std::fs::create_dir_all(&long_dir).unwrap();
+    std::fs::write(long_dir.join(format!("{}.txt", "f".repeat(150))), "deep and long").unwrap();
+    // A sparse file: 8 MiB with data only at both ends.
+    let sparse = src.join("sparse.img");
+    let f = std::fs::File::create(&sparse).unwrap();
+    f.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"head", 0).unwrap();
+    std::os::unix::fs::FileExt::write_at(&f, b"tail", (8 << 20) - 4).unwrap();
+    drop(f);
+    for format in ["gnu", "posix"] {
+        let tarball = t.path().join(format!("{format}.tar"));
+        let st = std::process::Command::new("tar")
+            .arg(format!("--format={format}"))
+            .arg("--sparse")
+            .arg("-C")
+            .arg(&src)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let s = Scene::new();
+        s.apply(std::fs::read(&tarball).unwrap(), &ApplyOptions::default()).unwrap_or_else(|e| panic!("{format}: {e}"));
+        let rel_long = long_dir.strip_prefix(&src).unwrap().join(format!("{}.txt", "f".repeat(150)));
+        assert_eq!(std::fs::read(s.root().join(rel_long)).unwrap(), b"deep and long", "{format}");
+        let data = std::fs::read(s.root().join("sparse.img")).unwrap();
+        assert_eq!(data.len(), 8 << 20, "{format}");
+        assert_eq!((&data[..4], &data[data.len() - 4..]), (&b"head"[..], &b"tail"[..]), "{format}");
+        assert!(data[4..data.len() - 4].iter().all(|&b| b == 0), "{format}");
+    }
+}
