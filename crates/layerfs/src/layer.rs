@@ -8,6 +8,7 @@ use cargohold_image_core::media_type::{self as mt, Compression};
 use cargohold_image_core::{Algorithm, Descriptor, HashingReader, NewLayer, OciLayout};
 
 use crate::error::{Error, Result};
+use crate::pgzip::ParallelGzWriter;
 
 /// The compression of a layer being written, from a file name's extension
 /// (`.gz`/`.tgz` gzip, `.zst` zstd, anything else plain tar).
@@ -47,7 +48,14 @@ fn compressed<'a>(tar: impl Read + 'a, c: Compression) -> Result<Box<dyn Read + 
 /// returning its descriptor and diff ID. One pass: hash, compress, hash, write.
 pub fn store_layer(layout: &OciLayout, tar: &mut dyn Read, c: Compression) -> Result<NewLayer> {
     let mut hashing = HashingReader::new(tar, Algorithm::Sha256);
-    let (digest, size) = {
+    let (digest, size) = if c == Compression::Gzip {
+        // gzip is the slow one: compress on every core.
+        layout.put_blob_from_writer(Algorithm::Sha256, |w| {
+            let mut gz = ParallelGzWriter::new(w, flate2::Compression::default());
+            io::copy(&mut hashing, &mut gz)?;
+            gz.finish().map(|_| ())
+        })?
+    } else {
         let mut r = compressed(&mut hashing, c)?;
         layout.put_blob_computed(Algorithm::Sha256, &mut r)?
     };
@@ -106,7 +114,7 @@ where
     let compress_err = io_err("compress");
     let diff_id = match compression_for(path) {
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(&mut hashed, flate2::Compression::default());
+            let mut enc = ParallelGzWriter::new(&mut hashed, flate2::Compression::default());
             let d = hash_tar(&mut enc, write_tar, path)?;
             enc.finish().map_err(compress_err)?;
             d

@@ -294,7 +294,10 @@ fn import_unpack_commit_export_and_umoci_agrees() {
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::write(rootfs.join("etc/motd"), "hello\n").unwrap();
-    std::fs::write(rootfs.join("bin/tool"), vec![1u8; 10_000]).unwrap();
+    // Over 1 MiB of varied data: the layer is written as several gzip members
+    // (parallel compression), which umoci must read back below.
+    let tool: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(rootfs.join("bin/tool"), &tool).unwrap();
     let tarball = t.path().join("rootfs.tar.gz");
     run(Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tarball).arg("."));
 
@@ -321,7 +324,7 @@ fn import_unpack_commit_export_and_umoci_agrees() {
     run(Command::new("umoci").args(["unpack", "--image", &format!("{}:2", layout.display())]).arg(&bundle));
     assert!(!bundle.join("rootfs/etc/motd").exists(), "the deletion is a whiteout umoci applies");
     assert_eq!(std::fs::read(bundle.join("rootfs/etc/new")).unwrap(), b"new\n");
-    assert_eq!(std::fs::read(bundle.join("rootfs/bin/tool")).unwrap(), vec![1u8; 10_000]);
+    assert_eq!(std::fs::read(bundle.join("rootfs/bin/tool")).unwrap(), tool);
 
     // export: the flattened tree as a tar.
     let exported = t.path().join("exp.tar");

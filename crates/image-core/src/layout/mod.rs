@@ -140,6 +140,25 @@ impl OciLayout {
         Ok((digest, size))
     }
 
+    /// Stores a blob produced by `write` (which is handed a writer), computing
+    /// its digest while it is written. Returns digest and size.
+    pub fn put_blob_from_writer(
+        &self,
+        algorithm: Algorithm,
+        write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(Digest, u64)> {
+        let mut tmp = self.ingest_file()?;
+        let path = tmp.path().to_path_buf();
+        let mut hashing =
+            crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()), algorithm);
+        write(&mut hashing).map_err(io_err("write", &path))?;
+        let (mut w, digest, size) = hashing.finish();
+        w.flush().map_err(io_err("write", &path))?;
+        drop(w);
+        self.persist_blob(tmp, &digest)?;
+        Ok((digest, size))
+    }
+
     /// Stores `bytes`, returning their sha256 digest.
     pub fn put_blob_bytes(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(bytes);
