@@ -9,7 +9,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing test dependencies"
 missing=()
-for pkg in skopeo umoci docker-registry; do
+for pkg in skopeo umoci docker-registry debootstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

@@ -168,3 +168,44 @@ fn overlay_mount_of_cached_layers_matches_umoci() {
     assert!(diffs.is_empty(), "mounted tree differs:\n{}", diffs.join("\n"));
     assert!(read_only, "the mount is read-only");
 }
+
+/// The reference benchmark images (`../shared/images/make-images.sh`: a
+/// debootstrap minbase layer, then additions, then deletions, whiteouts, a
+/// replaced directory, chmod/chown, links), built once and cached.
+fn reference_images() -> std::path::PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/make-images.sh");
+    assert!(script.exists(), "{} is missing: the reference images cannot be built", script.display());
+    require("debootstrap");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-images");
+    let layout = out.join("oci");
+    if !layout.join("index.json").exists() || !layout.join("blobs").exists() {
+        run(Command::new("bash").arg(&script).arg(&out));
+    }
+    layout
+}
+
+#[test]
+fn reference_images_unpack_like_umoci() {
+    require("umoci");
+    assert!(is_root(), "the reference images carry root-owned files and devices; run the suite as root (CI does)");
+    let layout = reference_images();
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(t.path().join("store")).unwrap();
+    for tag in ["base", "multi-l2", "multi"] {
+        let image = format!("{}:{tag}", layout.display());
+        let theirs = t.path().join(format!("umoci-{tag}"));
+        run(Command::new("umoci").args(["unpack", "--image", &image]).arg(&theirs));
+        let mut src = open_source(&ImageLocation::parse(&format!("oci:{image}")).unwrap(), &store).unwrap();
+        let ours = t.path().join(format!("ours-{tag}"));
+        unpack(src.as_mut(), &ours, &UnpackOptions::default()).unwrap();
+        let diffs = tree_diff(&tree(&ours), &tree(&theirs.join("rootfs")));
+        assert!(
+            diffs.is_empty(),
+            "{tag}: {} differences, first:\n{}",
+            diffs.len(),
+            diffs[..diffs.len().min(10)].join("\n")
+        );
+        std::fs::remove_dir_all(&ours).unwrap();
+        std::fs::remove_dir_all(&theirs).unwrap();
+    }
+}
