@@ -74,6 +74,14 @@ impl Root {
     /// The openat2-free lookup: one component at a time, never following a
     /// symlink by the kernel; symlinks are read and resolved against the root.
     fn walk(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        Ok(self.resolve(rel, Some(flags))?.expect("a lookup returns the final component"))
+    }
+
+    /// Resolves `rel` inside the root, component by component. With
+    /// `open_last`, the final component is opened with those flags and
+    /// returned; without it, missing directories are created along the way
+    /// (a dangling symlink gets its re-rooted target created).
+    fn resolve(&self, rel: &Path, open_last: Option<OFlags>) -> Result<Option<OwnedFd>, Errno> {
         let mut stack: Vec<OwnedFd> = Vec::new();
         let mut todo: Vec<Vec<u8>> = components(rel.as_os_str().as_bytes()).into_iter().rev().collect();
         let mut links = 0;
@@ -82,37 +90,46 @@ impl Root {
                 stack.pop();
                 continue;
             }
+            let name = OsStr::from_bytes(&comp);
             let cur = stack.last().map_or(self.fd(), |f| f.as_fd());
-            let last = todo.is_empty();
-            let fd = rustix::fs::openat(
-                cur,
-                OsStr::from_bytes(&comp),
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let st = rustix::fs::fstat(&fd)?;
-            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(Errno::LOOP);
+            let path_flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let fd = match rustix::fs::openat(cur, name, path_flags, Mode::empty()) {
+                Err(Errno::NOENT) if open_last.is_none() => {
+                    match rustix::fs::mkdirat(cur, name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e),
+                    }
+                    rustix::fs::openat(cur, name, path_flags, Mode::empty())?
                 }
-                let target = rustix::fs::readlinkat(cur, OsStr::from_bytes(&comp), Vec::new())?;
-                let target = target.as_bytes();
-                if target.starts_with(b"/") {
-                    stack.clear();
+                other => other?,
+            };
+            match rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
+                rustix::fs::FileType::Symlink => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(Errno::LOOP);
+                    }
+                    let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
+                    if target.as_bytes().starts_with(b"/") {
+                        stack.clear();
+                    }
+                    todo.extend(components(target.as_bytes()).into_iter().rev());
                 }
-                todo.extend(components(target).into_iter().rev());
-                continue;
+                _ if todo.is_empty() && open_last.is_some() => {
+                    let flags = open_last.expect("checked") | OFlags::CLOEXEC;
+                    return rustix::fs::openat(cur, name, flags, Mode::empty()).map(Some);
+                }
+                rustix::fs::FileType::Directory => stack.push(fd),
+                _ => return Err(Errno::NOTDIR),
             }
-            if last {
-                // Reopen the final component with the caller's flags.
-                let parent = stack.last().map_or(self.fd(), |f| f.as_fd());
-                return rustix::fs::openat(parent, OsStr::from_bytes(&comp), flags | OFlags::CLOEXEC, Mode::empty());
-            }
-            stack.push(fd);
         }
-        let cur = stack.last().map_or(self.fd(), |f| f.as_fd());
-        rustix::fs::openat(cur, ".", flags | OFlags::CLOEXEC, Mode::empty())
+        match open_last {
+            Some(flags) => {
+                let cur = stack.last().map_or(self.fd(), |f| f.as_fd());
+                rustix::fs::openat(cur, ".", flags | OFlags::CLOEXEC, Mode::empty()).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     /// Opens the parent directory of `rel` (creating missing directories with
@@ -135,44 +152,7 @@ impl Root {
     /// the way are resolved against the root, and a dangling one gets its
     /// (re-rooted) target created, as `securejoin` + `MkdirAll` do for umoci.
     pub fn mkdir_all(&self, rel: &Path) -> Result<(), Errno> {
-        let mut stack: Vec<OwnedFd> = Vec::new();
-        let mut todo: Vec<Vec<u8>> = components(rel.as_os_str().as_bytes()).into_iter().rev().collect();
-        let mut links = 0;
-        while let Some(comp) = todo.pop() {
-            if comp == b".." {
-                stack.pop();
-                continue;
-            }
-            let name = OsStr::from_bytes(&comp);
-            let cur = stack.last().map_or(self.fd(), |f| f.as_fd());
-            let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let fd = match rustix::fs::openat(cur, name, flags, Mode::empty()) {
-                Err(Errno::NOENT) => {
-                    match rustix::fs::mkdirat(cur, name, Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(e),
-                    }
-                    rustix::fs::openat(cur, name, flags, Mode::empty())?
-                }
-                other => other?,
-            };
-            match rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
-                rustix::fs::FileType::Directory => stack.push(fd),
-                rustix::fs::FileType::Symlink => {
-                    links += 1;
-                    if links > MAX_SYMLINKS {
-                        return Err(Errno::LOOP);
-                    }
-                    let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
-                    if target.as_bytes().starts_with(b"/") {
-                        stack.clear();
-                    }
-                    todo.extend(components(target.as_bytes()).into_iter().rev());
-                }
-                _ => return Err(Errno::NOTDIR),
-            }
-        }
-        Ok(())
+        self.resolve(rel, None).map(|_| ())
     }
 }
 
