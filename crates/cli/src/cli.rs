@@ -21,6 +21,12 @@ pub struct Cli {
     /// Print less (no progress, only results and errors).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Speak plain HTTP to this registry (loopback registries always may).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+    /// Registry credentials, instead of the stored ones.
+    #[arg(long, global = true, value_name = "USER:PASSWORD", env = "CARGOHOLD_CREDS", hide_env_values = true)]
+    pub creds: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,6 +39,19 @@ pub enum Command {
         after_help = "Example:\n  cargohold ref ubuntu --json\n  # {\"canonical\": \"docker.io/library/ubuntu\", \"pull\": \"docker.io/library/ubuntu:latest\", ...}"
     )]
     Ref(RefArgs),
+    /// Pull an image from a registry into the store.
+    #[command(
+        after_help = "Examples:\n  cargohold pull localhost:5000/team/app:1\n  cargohold pull registry.example/tools/busybox@sha256:... --json"
+    )]
+    Pull(PullArgs),
+    /// Push a stored image to a registry.
+    #[command(
+        after_help = "Examples:\n  cargohold push myapp:1 localhost:5000/team/myapp:1\n  cargohold push localhost:5000/team/app:2"
+    )]
+    Push(PushArgs),
+    /// List the tags of a registry repository.
+    #[command(after_help = "Example:\n  cargohold tags localhost:5000/team/app --json")]
+    Tags(TagsArgs),
     /// Show an image's manifest and configuration.
     #[command(
         after_help = "Examples:\n  cargohold inspect busybox --json\n  cargohold inspect oci:./layout:latest --raw\n  cargohold inspect docker-archive:busybox.tar --config"
@@ -116,6 +135,38 @@ pub struct JsonArgs {
 pub struct RefArgs {
     /// The reference (`ubuntu`, `localhost:5000/a/b:1`, `x@sha256:...`).
     pub reference: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image (`registry/repo:tag` or `@digest`; Docker Hub when no registry).
+    pub reference: String,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A stored image.
+    pub image: String,
+    /// Where to push (default: the image's own name).
+    pub reference: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The repository (`registry/repo`).
+    pub repository: String,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -37,7 +37,7 @@ pub enum Error {
         location: String,
         /// What did not match.
         #[source]
-        source: VerifyError,
+        source: Box<VerifyError>,
     },
     /// Reading content failed (not a verification failure).
     #[error("could not read blob {digest} from {location}")]
@@ -118,6 +118,17 @@ pub enum Error {
         /// What it cannot hold.
         what: String,
     },
+    /// A remote location (a registry) failed; the source says how.
+    #[error("could not {action} {location}")]
+    Remote {
+        /// What was being done (`fetch the manifest of`, `upload blob sha256:... to`).
+        action: String,
+        /// The remote location (`docker://host/repo:tag`).
+        location: String,
+        /// The transport's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A layer whose uncompressed digest differs from the config's diff ID.
     #[error("layer {layer} of {location} uncompresses to {actual}, but the config says {expected}")]
     DiffIdMismatch {
@@ -143,7 +154,7 @@ pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io
 /// Maps an I/O error from streaming blob `digest` out of `location`.
 pub(crate) fn blob_err(digest: &Digest, location: &str, source: io::Error) -> Error {
     match VerifyError::from_io(&source) {
-        Some(v) => Error::Verify { digest: digest.clone(), location: location.into(), source: v.clone() },
+        Some(v) => Error::Verify { digest: digest.clone(), location: location.into(), source: Box::new(v.clone()) },
         None => Error::ReadBlob { digest: digest.clone(), location: location.into(), source },
     }
 }

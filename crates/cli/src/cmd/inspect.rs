@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use cargohold_image_core::{ImageLocation, open_source, resolve_image};
+use cargohold_image_core::{ImageLocation, resolve_image};
 use serde::Serialize;
 
 use super::{Ctx, platform};
@@ -45,7 +45,7 @@ struct InspectJson<'a> {
 pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
     let loc = ImageLocation::parse(&args.image)?;
     let store = ctx.store()?;
-    let mut src = open_source(&loc, &store)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry()?)?;
     let want = platform(args.platform.as_deref())?;
     let img =
         resolve_image(src.as_mut(), want.as_ref()).with_context(|| format!("could not inspect {}", args.image))?;

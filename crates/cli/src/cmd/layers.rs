@@ -5,9 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use anyhow::{Context, Result, bail};
 use cargohold_image_core::media_type::Compression;
-use cargohold_image_core::{
-    History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339, open_source,
-};
+use cargohold_image_core::{History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339};
 use cargohold_layerfs::{
     ApplyOptions, UnpackOptions, WriteOptions, archive_tree, diff_trees, store_layer, store_layer_from, unpack,
     write_layer_file,
@@ -20,7 +18,7 @@ use crate::output;
 
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
     let store = ctx.store()?;
-    let mut src = open_source(&ImageLocation::parse(&args.image)?, &store)?;
+    let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let scratch = tempfile::Builder::new()
         .prefix(".cargohold-export-")

@@ -8,6 +8,7 @@ mod inspect;
 mod layers;
 mod mount;
 mod reference;
+mod registry;
 mod unpack;
 
 use anyhow::{Context, Result};
@@ -17,9 +18,17 @@ use crate::cli::{Cli, Command};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let ctx = Ctx { store_path: cli.store.clone(), quiet: cli.quiet };
+    let ctx = Ctx {
+        store_path: cli.store.clone(),
+        quiet: cli.quiet,
+        insecure: cli.insecure.clone(),
+        creds: cli.creds.clone(),
+    };
     match cli.command {
         Command::Ref(a) => reference::run(&a),
+        Command::Pull(a) => registry::pull(&ctx, &a),
+        Command::Push(a) => registry::push(&ctx, &a),
+        Command::Tags(a) => registry::tags(&ctx, &a),
         Command::Inspect(a) => inspect::run(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
         Command::Load(a) => archive::load(&ctx, &a),
@@ -43,11 +52,27 @@ pub fn run(cli: Cli) -> Result<()> {
 /// What every command may need.
 pub struct Ctx {
     store_path: Option<std::path::PathBuf>,
-    #[allow(dead_code, reason = "progress output arrives with the registry commands")]
+    #[allow(dead_code, reason = "progress bars are not drawn yet")]
     quiet: bool,
+    insecure: Vec<String>,
+    creds: Option<String>,
 }
 
 impl Ctx {
+    /// A registry client configured from the global options.
+    pub fn registry(&self) -> Result<cargohold_registry::Registry> {
+        let credentials = match &self.creds {
+            Some(c) => {
+                let (u, p) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
+                Some(cargohold_registry::Credentials { username: u.into(), password: p.into() })
+            }
+            None => None,
+        };
+        let opts =
+            cargohold_registry::ClientOptions { insecure: self.insecure.clone(), credentials, ..Default::default() };
+        Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
     /// Opens (creating if needed) the local store.
     pub fn store(&self) -> Result<Store> {
         let path = self.store_path.clone().unwrap_or_else(Store::default_path);

@@ -1,7 +1,7 @@
 //! `cargohold mount` and `cargohold umount`.
 
 use anyhow::{Context, Result};
-use cargohold_image_core::{ImageLocation, open_source};
+use cargohold_image_core::ImageLocation;
 use cargohold_layerfs::{LayerCache, mount_layers, unmount};
 use serde_json::json;
 
@@ -11,7 +11,7 @@ use crate::output;
 
 pub fn mount(ctx: &Ctx, args: &MountArgs) -> Result<()> {
     let store = ctx.store()?;
-    let mut src = open_source(&ImageLocation::parse(&args.image)?, &store)?;
+    let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
     let cache = LayerCache::new(store.layout().root().join(".cargohold").join("layers"));
     let want = platform(args.platform.as_deref())?;
     let layers = cache

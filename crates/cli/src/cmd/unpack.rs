@@ -1,7 +1,7 @@
 //! `cargohold unpack`: flatten an image into a directory.
 
 use anyhow::{Context, Result};
-use cargohold_image_core::{ImageLocation, open_source};
+use cargohold_image_core::ImageLocation;
 use cargohold_layerfs::{ApplyOptions, UnpackOptions, unpack};
 use serde_json::json;
 
@@ -12,7 +12,7 @@ use crate::output;
 pub fn run(ctx: &Ctx, args: &UnpackArgs) -> Result<()> {
     let loc = ImageLocation::parse(&args.image)?;
     let store = ctx.store()?;
-    let mut src = open_source(&loc, &store)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry()?)?;
     let mut apply = ApplyOptions::for_current_user();
     apply.rootless |= args.rootless;
     let opts = UnpackOptions { apply, platform: platform(args.platform.as_deref())? };

@@ -252,6 +252,9 @@ fn help_completions_and_man_pages() {
     let t = tempfile::tempdir().unwrap();
     let subcommands = [
         "ref",
+        "pull",
+        "push",
+        "tags",
         "inspect",
         "copy",
         "load",
@@ -340,4 +343,70 @@ fn import_unpack_commit_export_and_umoci_agrees() {
     );
     assert!(d["changed"].as_u64().unwrap() >= 1, "{d}");
     assert!(layer.exists());
+}
+
+/// The Debian `docker-registry` on a free loopback port; killed on drop.
+/// The temp dir holds its storage and lives as long as it does.
+struct Registry(std::process::Child, String, #[allow(dead_code, reason = "kept alive, not read")] tempfile::TempDir);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn registry() -> Registry {
+    require("docker-registry");
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("config.yml");
+    let yaml = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "docker-registry did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Registry(child, addr, dir)
+}
+
+#[test]
+fn push_tags_pull_and_copy_through_a_registry() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", reg.1);
+    let pushed = json(&store, &["push", "app:1", &target, "--json"]);
+    let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+    ok(&store, &["tag", "app:1", &target]);
+    ok(&store, &["push", &target]);
+    let tags = json(&store, &["tags", &format!("{}/team/app", reg.1), "--json"]);
+    assert_eq!(tags["tags"], serde_json::json!(["1"]));
+
+    let other = t.path().join("other-store");
+    let pulled = json(&other, &["pull", &target, "--json"]);
+    assert_eq!(pulled["report"]["manifest"]["digest"], digest.as_str());
+    assert_eq!(json(&other, &["inspect", &target, "--json"])["digest"], digest.as_str());
+    // Registry to registry, and inspect of a registry image.
+    ok(&other, &["copy", &format!("docker://{target}"), &format!("docker://{}/team/copy:2", reg.1)]);
+    let remote = json(&other, &["inspect", &format!("docker://{}/team/copy:2", reg.1), "--json"]);
+    assert_eq!(remote["digest"], digest.as_str());
+    // A missing image: an error naming it.
+    let out = ch(&other, &["pull", &format!("{}/team/nope:1", reg.1)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("team/nope"), "{}", String::from_utf8_lossy(&out.stderr));
 }

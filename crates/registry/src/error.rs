@@ -1,0 +1,69 @@
+//! Errors of the registry client. Each names the URL or registry at fault.
+
+/// Errors of `cargohold-registry`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request could not be sent or the response not read.
+    #[error("request to {url} failed")]
+    Http {
+        /// The URL.
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url} answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        /// The method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the response body (the registry's error JSON).
+        body: String,
+    },
+    /// Authentication failed or cannot be done.
+    #[error("cannot authenticate to {registry}: {reason}")]
+    Auth {
+        /// The registry.
+        registry: String,
+        /// Why.
+        reason: String,
+    },
+    /// The registry sent content that does not match its digest.
+    #[error("{url} returned content with digest {actual}, expected {expected}")]
+    DigestMismatch {
+        /// The URL.
+        url: String,
+        /// What was asked for (or announced).
+        expected: String,
+        /// What arrived.
+        actual: String,
+    },
+    /// A response too large to be a manifest.
+    #[error("{url} returned more than {limit} bytes for a manifest")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// A problem with the image data itself.
+    #[error(transparent)]
+    Image(Box<cargohold_image_core::Error>),
+    /// The async runtime could not start.
+    #[error("could not start the network runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl From<cargohold_image_core::Error> for Error {
+    fn from(e: cargohold_image_core::Error) -> Self {
+        Error::Image(Box::new(e))
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

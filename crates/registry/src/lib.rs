@@ -1,0 +1,35 @@
+//! An OCI Distribution client and the glue that lets `cargohold-image-core`'s
+//! `copy` pull from and push to registries.
+//!
+//! The main types:
+//! - [`RegistryClient`]: async requests with auth (anonymous, Basic, Bearer
+//!   tokens per scope), manifests verified against their digest, blobs,
+//!   monolithic and chunked uploads, paginated tags.
+//! - [`Registry`]: a client plus runtime, handing out [`RegistrySource`] and
+//!   [`RegistryDest`] for `copy`.
+//! - [`parse_www_authenticate`] and [`stored_credentials`].
+//!
+//! ```no_run
+//! use cargohold_image_core::{CopyOptions, NoProgress, Reference, Store, copy};
+//! use cargohold_registry::{ClientOptions, Registry};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let reg = Registry::new(ClientOptions::default())?;
+//! let store = Store::open("/tmp/store")?;
+//! let r = Reference::parse("localhost:5000/team/app:1")?;
+//! let mut dst = store.dest(Some(&r))?;
+//! copy(&mut reg.source(&r), &mut dst, &CopyOptions::default(), &NoProgress)?;
+//! # Ok(()) }
+//! ```
+
+mod adapter;
+mod auth;
+mod client;
+mod error;
+mod open;
+
+pub use adapter::{Registry, RegistryDest, RegistrySource};
+pub use auth::{Challenge, Credentials, parse_www_authenticate, stored_credentials};
+pub use client::{ClientOptions, RegistryClient, Upload, is_loopback, parse_link_next};
+pub use error::{Error, Result};
+pub use open::{open_dest, open_source};

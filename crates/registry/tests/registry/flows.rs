@@ -1,0 +1,116 @@
+//! Push, pull, tags and auth against a real registry; skopeo both ways.
+
+use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, Reference, Store, copy, open_source};
+use cargohold_registry::{ClientOptions, Credentials, Registry};
+
+use crate::support::*;
+
+fn push_layout(
+    reg: &Registry,
+    layout: &std::path::Path,
+    store: &Store,
+    target: &Reference,
+) -> cargohold_image_core::CopyReport {
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), store).unwrap();
+    copy(src.as_mut(), &mut reg.dest(target), &CopyOptions::default(), &NoProgress).unwrap()
+}
+
+#[test]
+fn push_then_pull_round_trips_bit_identically_with_chunked_uploads() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    // 1 MiB chunks: the 9 MB layer goes up in PATCHes.
+    let reg = Registry::new(ClientOptions { chunk_size: 1 << 20, ..ClientOptions::default() }).unwrap();
+    let target: Reference = format!("{}/team/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &target);
+    assert_eq!(pushed.blobs_copied, 2);
+    // Pushing again sends no layer.
+    let again = push_layout(&reg, &layout, &store, &target);
+    assert_eq!((again.blobs_copied, again.blobs_skipped), (0, 2));
+
+    let mut dst = store.dest(Some(&target)).unwrap();
+    let pulled = copy(&mut reg.source(&target), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest, "same manifest digest both ways");
+    let stored = store.resolve(&target.to_string()).unwrap();
+    assert_eq!(stored.descriptor.digest, pushed.manifest.digest);
+
+    // skopeo reads what we pushed.
+    let out = run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{target}")));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Digest"], pushed.manifest.digest.to_string());
+    assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn we_pull_what_skopeo_pushed() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let target = format!("{}/peer/img:2", r.addr);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{target}")));
+    let digest = run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{target}")));
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let reference: Reference = target.parse().unwrap();
+    let mut dst = store.dest(Some(&reference)).unwrap();
+    let pulled = copy(&mut reg.source(&reference), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest.to_string(), digest.trim());
+    // Pulling by digest works too, and a wrong digest is refused.
+    let by_digest = reference.with_digest(pulled.manifest.digest.clone());
+    let mut src = reg.source(&by_digest);
+    assert_eq!(cargohold_image_core::ImageSource::top_manifest(&mut src).unwrap().digest, pulled.manifest.digest);
+}
+
+#[test]
+fn tags_paginate_past_one_hundred() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let base: Reference = format!("{}/many/tags:t000", r.addr).parse().unwrap();
+    let report = push_layout(&reg, &layout, &store, &base);
+    let manifest_bytes = {
+        let mut src = reg.source(&base);
+        cargohold_image_core::ImageSource::top_manifest(&mut src).unwrap()
+    };
+    assert_eq!(manifest_bytes.digest, report.manifest.digest);
+    for i in 1..130 {
+        reg.block_on(reg.client().put_manifest(&r.addr, "many/tags", &format!("t{i:03}"), &manifest_bytes)).unwrap();
+    }
+    let mut tags = reg.tags(&base).unwrap();
+    tags.sort();
+    assert_eq!(tags.len(), 130);
+    assert_eq!(tags.first().unwrap(), "t000");
+    assert_eq!(tags.last().unwrap(), "t129");
+}
+
+#[test]
+fn basic_auth_from_options_and_from_an_auth_file() {
+    let r = TestRegistry::start_basic("alice", "s3cret");
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let target: Reference = format!("{}/private/app:1", r.addr).parse().unwrap();
+
+    // Without credentials: refused, naming the registry.
+    let anonymous = Registry::new(ClientOptions { credentials: None, ..ClientOptions::default() }).unwrap();
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), &store).unwrap();
+    let err = copy(src.as_mut(), &mut anonymous.dest(&target), &CopyOptions::default(), &NoProgress).unwrap_err();
+    let msg = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
+    assert!(msg.contains(&r.addr), "{msg}");
+
+    let creds = Credentials { username: "alice".into(), password: "s3cret".into() };
+    let reg = Registry::new(ClientOptions { credentials: Some(creds), ..ClientOptions::default() }).unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &target);
+    let mut dst = store.dest(Some(&target)).unwrap();
+    let pulled = copy(&mut reg.source(&target), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+}

@@ -1,0 +1,5 @@
+//! The registry client against the real Debian `docker-registry`
+//! (distribution v2) started on loopback by the tests, with skopeo as a peer.
+
+mod flows;
+mod support;

@@ -1,0 +1,109 @@
+//! Starting `docker-registry` on 127.0.0.1 with a free port and temp storage.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn require(tool: &str) {
+    let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap().status.success();
+    assert!(ok, "{tool} is required for this test and is not installed (see scripts/test.sh)");
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running registry; killed on drop.
+pub struct TestRegistry {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    /// Open registry.
+    pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// With htpasswd Basic auth for `user`/`password`.
+    pub fn start_basic(user: &str, password: &str) -> Self {
+        require("htpasswd");
+        let line = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        std::fs::write(&file, line).unwrap();
+        let auth = format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", file.display());
+        let mut r = Self::start_with(&auth);
+        r._dir = dir;
+        r
+    }
+
+    fn start_with(extra: &str) -> Self {
+        require("docker-registry");
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        TestRegistry { child, addr, _dir: dir }
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `skopeo` with a permissive private policy.
+pub fn skopeo(dir: &Path) -> Command {
+    require("skopeo");
+    let policy = dir.join("policy.json");
+    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    let mut c = Command::new("skopeo");
+    c.arg("--policy").arg(policy);
+    c
+}
+
+/// An OCI layout made by umoci with a few MiB of content in two layers.
+pub fn umoci_image(dir: &Path) -> PathBuf {
+    require("umoci");
+    let layout = dir.join("layout");
+    let image = format!("{}:v1", layout.display());
+    let bundle = dir.join("bundle");
+    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run(Command::new("umoci").args(["new", "--image", &image]));
+    run(Command::new("umoci").args(["unpack", "--rootless", "--image", &image]).arg(&bundle));
+    std::fs::create_dir_all(bundle.join("rootfs/data")).unwrap();
+    let big: Vec<u8> = (0..9_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(bundle.join("rootfs/data/big.bin"), big).unwrap();
+    // --refresh-bundle: the next repack then diffs against this layer.
+    run(Command::new("umoci").args(["repack", "--refresh-bundle", "--image", &image]).arg(&bundle));
+    std::fs::write(bundle.join("rootfs/data/small.txt"), "second layer").unwrap();
+    run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
+    layout
+}
