@@ -251,6 +251,8 @@ impl RegistryClient {
         if chunk.is_empty() {
             return Ok(());
         }
+        // Bytes: the request closure may run twice (auth retry); cloning is O(1).
+        let chunk = bytes::Bytes::from(chunk);
         let end = up.offset + chunk.len() as u64 - 1;
         let range = format!("{}-{end}", up.offset);
         let resp = self
@@ -272,6 +274,7 @@ impl RegistryClient {
     /// the digest.
     pub async fn finish_upload(&self, up: Upload, digest: &Digest, last: Vec<u8>) -> Result<()> {
         let url = with_query(&up.location, &format!("digest={digest}"));
+        let last = bytes::Bytes::from(last);
         let resp = self
             .send(&up.registry, &up.scope, Method::PUT, &url, |b| {
                 b.header(header::CONTENT_TYPE, "application/octet-stream")
@@ -286,7 +289,7 @@ impl RegistryClient {
     /// Stores a manifest under a tag or digest.
     pub async fn put_manifest(&self, registry: &str, repo: &str, reference: &str, m: &RawManifest) -> Result<()> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base_url(registry));
-        let bytes = m.bytes.clone();
+        let bytes = bytes::Bytes::from(m.bytes.clone());
         let resp = self
             .send(registry, &format!("repository:{repo}:pull,push"), Method::PUT, &url, |b| {
                 b.header(header::CONTENT_TYPE, &m.media_type).body(bytes.clone())
