@@ -149,6 +149,9 @@ pub struct PullArgs {
     /// Pull every platform of a multi-platform image.
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
+    /// Layers downloaded at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -27,9 +27,11 @@ mod auth;
 mod client;
 mod error;
 mod open;
+mod pull;
 
 pub use adapter::{Registry, RegistryDest, RegistrySource};
 pub use auth::{Challenge, Credentials, parse_www_authenticate, stored_credentials};
 pub use client::{ClientOptions, RegistryClient, Upload, is_loopback, parse_link_next};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
+pub use pull::pull;

@@ -12,9 +12,8 @@ pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
     let reg = ctx.registry()?;
     let store = ctx.store()?;
-    let mut dst = store.dest(Some(&r))?;
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
-    let report = copy(&mut reg.source(&r), &mut dst, &opts, &NoProgress)
+    let report = cargohold_registry::pull(&reg, &r, &store, &opts, args.jobs)
         .with_context(|| format!("could not pull {}", args.reference))?;
     if args.out.json {
         return output::json(&json!({ "reference": r.pull_reference().canonical(), "report": report }));

@@ -185,6 +185,17 @@ impl LayoutDest {
         self.ref_names = names;
     }
 
+    /// Takes over blobs staged elsewhere (e.g. downloaded in parallel): they
+    /// count as present and are published with everything else.
+    pub fn adopt(&mut self, blobs: Vec<StagedBlob>) {
+        self.staged.extend(blobs);
+    }
+
+    /// The layout being written.
+    pub fn layout(&self) -> &OciLayout {
+        &self.layout
+    }
+
     /// Makes everything committed so far visible.
     pub fn publish(&mut self) -> Result<()> {
         for blob in self.staged.drain(..) {

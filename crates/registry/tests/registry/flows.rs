@@ -114,3 +114,62 @@ fn basic_auth_from_options_and_from_an_auth_file() {
     let pulled = copy(&mut reg.source(&target), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
 }
+
+#[test]
+fn parallel_pull_stages_layers_and_publishes_all_at_once() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let target: Reference = format!("{}/par/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &target);
+
+    let other = Store::open(t.path().join("other")).unwrap();
+    let first = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4).unwrap();
+    assert_eq!(first.manifest.digest, pushed.manifest.digest);
+    // The layers were downloaded in parallel and adopted: copy saw them present.
+    assert_eq!((first.blobs_copied, first.blobs_skipped), (0, 2));
+    assert_eq!(other.resolve(&target.to_string()).unwrap().descriptor.digest, pushed.manifest.digest);
+    let again = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4).unwrap();
+    assert_eq!(again.manifest.digest, pushed.manifest.digest);
+
+    // A registry that serves a corrupted layer: nothing enters the store.
+    let victim: Reference = format!("{}/par/bad:1", r.addr).parse().unwrap();
+    push_layout(&reg, &layout, &store, &victim);
+    let data = r.data_dir();
+    let layer = &first_layer_digest(&other, &target);
+    let blob = find_blob(&data, layer.hex()).expect("the registry stores the layer");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let err = cargohold_registry::pull(&reg, &victim, &fresh, &CopyOptions::default(), 4).unwrap_err();
+    assert!(err.to_string().contains(layer.as_str()), "{err}");
+    assert!(fresh.list().unwrap().is_empty());
+    let blobs = std::fs::read_dir(fresh.layout().root().join("blobs/sha256")).unwrap().count();
+    assert_eq!(blobs, 0, "no blob of a failed pull is visible");
+}
+
+fn first_layer_digest(store: &Store, r: &Reference) -> cargohold_image_core::Digest {
+    let img = store.resolve(&r.to_string()).unwrap();
+    store.details(&img.descriptor, None).unwrap().image.layers[0].digest.clone()
+}
+
+/// distribution stores a blob at `.../blobs/sha256/<xx>/<hex>/data`.
+fn find_blob(dir: &std::path::Path, hex: &str) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()? {
+        let p = e.ok()?.path();
+        if p.is_dir() {
+            if let Some(found) = find_blob(&p, hex) {
+                return Some(found);
+            }
+        } else if p.file_name().is_some_and(|n| n == "data")
+            && p.parent().is_some_and(|d| d.file_name().is_some_and(|n| n == hex))
+        {
+            return Some(p);
+        }
+    }
+    None
+}

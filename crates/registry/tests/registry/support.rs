@@ -16,42 +16,44 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A running registry; killed on drop.
+/// A running registry; killed on drop. Its temp dir holds config, storage
+/// and the htpasswd file, and lives as long as it does.
 pub struct TestRegistry {
     child: Child,
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestRegistry {
     /// Open registry.
     pub fn start() -> Self {
-        Self::start_with("")
+        Self::start_with(None)
     }
 
     /// With htpasswd Basic auth for `user`/`password`.
     pub fn start_basic(user: &str, password: &str) -> Self {
         require("htpasswd");
-        let line = run(Command::new("htpasswd").args(["-Bbn", user, password]));
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("htpasswd");
-        std::fs::write(&file, line).unwrap();
-        let auth = format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", file.display());
-        let mut r = Self::start_with(&auth);
-        r._dir = dir;
-        r
+        Self::start_with(Some(run(Command::new("htpasswd").args(["-Bbn", user, password]))))
     }
 
-    fn start_with(extra: &str) -> Self {
+    fn start_with(htpasswd: Option<String>) -> Self {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
+        let auth = match htpasswd {
+            Some(line) => {
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, line).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", file.display())
+            }
+            None => String::new(),
+        };
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{extra}",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -68,7 +70,14 @@ impl TestRegistry {
             assert!(Instant::now() < deadline, "docker-registry did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        TestRegistry { child, addr, _dir: dir }
+        TestRegistry { child, addr, dir }
+    }
+}
+
+impl TestRegistry {
+    /// The registry's storage directory (to corrupt blobs in tests).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 }
 
