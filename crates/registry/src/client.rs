@@ -77,7 +77,10 @@ impl RegistryClient {
     }
 
     /// Sends a request built by `build`, authenticating on a 401 challenge
-    /// (Basic, or a Bearer token for `scope`) and retrying once.
+    /// (Basic, or a Bearer token for `scope`). Idempotent requests (GET, HEAD,
+    /// and the POST that opens an upload) are retried on connection errors,
+    /// 5xx and 429, with exponential backoff or the registry's `Retry-After`
+    /// (capped at 30 s), up to [`MAX_ATTEMPTS`] times.
     pub(crate) async fn send(
         &self,
         registry: &str,
@@ -85,6 +88,47 @@ impl RegistryClient {
         method: Method,
         url: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let retryable = method == Method::GET || method == Method::HEAD || method == Method::POST;
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(registry, scope, method.clone(), url, &build).await;
+            let delay = match &result {
+                Ok(resp)
+                    if retryable
+                        && (resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
+                    let after = resp
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    Some(after.map_or_else(|| backoff(attempt), |s| std::time::Duration::from_secs(s.min(30))))
+                }
+                Err(Error::Http { source, .. })
+                    if retryable && (source.is_connect() || source.is_timeout() || source.is_request()) =>
+                {
+                    Some(backoff(attempt))
+                }
+                _ => None,
+            };
+            match delay {
+                Some(d) if attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(d).await;
+                    attempt += 1;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        registry: &str,
+        scope: &str,
+        method: Method,
+        url: &str,
+        build: &impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
         let key = (registry.to_owned(), scope.to_owned());
         let cached = self.auth.lock().expect("not poisoned").get(&key).cloned();
@@ -320,6 +364,14 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// Attempts per idempotent request before giving up.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// 200 ms, 400 ms, 800 ms, ... capped at 5 s.
+fn backoff(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_millis((200u64 << attempt.min(5)).min(5000))
 }
 
 /// An open blob upload session.

@@ -31,7 +31,7 @@ mod pull;
 
 pub use adapter::{Registry, RegistryDest, RegistrySource};
 pub use auth::{Challenge, Credentials, parse_www_authenticate, stored_credentials};
-pub use client::{ClientOptions, RegistryClient, Upload, is_loopback, parse_link_next};
+pub use client::{ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
 pub use pull::pull;

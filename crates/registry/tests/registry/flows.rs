@@ -173,3 +173,40 @@ fn find_blob(dir: &std::path::Path, hex: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[test]
+fn retries_5xx_and_429_with_retry_after() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let direct: Reference = format!("{}/flaky/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &direct);
+
+    let proxy = fault_proxy(
+        &r.addr,
+        vec![
+            Fault { path: "/manifests/", status: 500, retry_after: None, times: 2 },
+            Fault { path: "/blobs/sha256:", status: 429, retry_after: Some(1), times: 1 },
+            Fault { path: "/blobs/sha256:", status: 503, retry_after: None, times: 1 },
+        ],
+    );
+    let via: Reference = format!("{}/flaky/app:1", proxy.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let manifest_gets = seen.iter().filter(|l| l.contains("/manifests/1")).count();
+    assert!(manifest_gets >= 3, "two 500s then success: {seen:?}");
+
+    // A registry that keeps failing: a clear error after the retries, store unchanged.
+    let broken = fault_proxy(&r.addr, vec![Fault { path: "/manifests/", status: 500, retry_after: None, times: 100 }]);
+    let dead: Reference = format!("{}/flaky/app:1", broken.addr).parse().unwrap();
+    let other = Store::open(t.path().join("other")).unwrap();
+    let err = cargohold_registry::pull(&reg, &dead, &other, &CopyOptions::default(), 4).unwrap_err();
+    let msg = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
+    assert!(msg.contains("500") && msg.contains(&broken.addr), "{msg}");
+    assert_eq!(broken.seen.lock().unwrap().len(), cargohold_registry::MAX_ATTEMPTS as usize);
+    assert!(other.list().unwrap().is_empty());
+}

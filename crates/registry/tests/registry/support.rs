@@ -116,3 +116,83 @@ pub fn umoci_image(dir: &Path) -> PathBuf {
     run(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle));
     layout
 }
+
+/// A fault to inject: requests whose path contains `path` get `status`
+/// (with `Retry-After` when given), `times` times, before being forwarded.
+pub struct Fault {
+    pub path: &'static str,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub times: usize,
+}
+
+/// An HTTP proxy in front of a registry that answers some requests with
+/// canned errors first. One request per connection (`Connection: close`).
+pub struct FaultProxy {
+    pub addr: String,
+    /// Request lines seen ("GET /v2/...").
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let faults = Arc::new(Mutex::new(faults));
+    let (upstream, seen2) = (upstream.to_owned(), Arc::clone(&seen));
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut client) = conn else { return };
+            let (upstream, seen, faults) = (upstream.clone(), Arc::clone(&seen2), Arc::clone(&faults));
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let request_line = text.lines().next().unwrap_or_default().to_owned();
+                seen.lock().unwrap().push(request_line.clone());
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                client.read_exact(&mut body).unwrap();
+                let injected = {
+                    let mut f = faults.lock().unwrap();
+                    f.iter_mut().find(|f| f.times > 0 && request_line.contains(f.path)).map(|f| {
+                        f.times -= 1;
+                        (f.status, f.retry_after)
+                    })
+                };
+                if let Some((status, after)) = injected {
+                    let after = after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n{after}Connection: close\r\n\r\n"
+                    );
+                    return;
+                }
+                let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                let forwarded: String = text
+                    .split("\r\n")
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .take_while(|l| !l.is_empty())
+                    .map(|l| format!("{l}\r\n"))
+                    .collect();
+                up.write_all(format!("{forwarded}Connection: close\r\n\r\n").as_bytes()).unwrap();
+                up.write_all(&body).unwrap();
+                let _ = std::io::copy(&mut up, &mut client);
+            });
+        }
+    });
+    FaultProxy { addr, seen }
+}
