@@ -24,6 +24,9 @@ pub struct Cli {
     /// Speak plain HTTP to this registry (loopback registries always may).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
+    /// Seconds to wait for a registry before an attempt fails (and is retried).
+    #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
     /// Registry credentials, instead of the stored ones.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "CARGOHOLD_CREDS", hide_env_values = true)]
     pub creds: Option<String>,
@@ -52,6 +55,32 @@ pub enum Command {
     /// List the tags of a registry repository.
     #[command(after_help = "Example:\n  cargohold tags localhost:5000/team/app --json")]
     Tags(TagsArgs),
+    /// List the repositories of a registry.
+    #[command(after_help = "Example:\n  cargohold catalog localhost:5000 --json")]
+    Catalog(CatalogArgs),
+    /// Delete a manifest (and the tags on it), a tag alone, or a blob from a registry.
+    #[command(
+        after_help = "Examples:\n  cargohold delete localhost:5000/team/app:1\n  cargohold delete localhost:5000/team/app@sha256:...\n  cargohold delete --blob localhost:5000/team/app@sha256:..."
+    )]
+    Delete(DeleteArgs),
+    /// Print the manifest digest of an image (a registry reference unless a transport is given).
+    #[command(
+        after_help = "Examples:\n  cargohold digest localhost:5000/team/app:1\n  cargohold digest --platform linux/arm64 localhost:5000/team/multi:1\n  cargohold digest oci:./layout:1.0"
+    )]
+    Digest(DigestArgs),
+    /// List the artifacts (signatures, SBOMs...) that refer to an image.
+    #[command(
+        after_help = "Example:\n  cargohold referrers localhost:5000/team/app:1 --artifact-type application/spdx+json --json"
+    )]
+    Referrers(ReferrersArgs),
+    /// Save credentials for a registry (Docker's config.json, or REGISTRY_AUTH_FILE).
+    #[command(
+        after_help = "Examples:\n  cargohold login registry.example -u alice\n  echo \"$TOKEN\" | cargohold login registry.example -u alice --password-stdin"
+    )]
+    Login(LoginArgs),
+    /// Remove the saved credentials of a registry.
+    #[command(after_help = "Example:\n  cargohold logout registry.example")]
+    Logout(LogoutArgs),
     /// Show an image's manifest and configuration.
     #[command(
         after_help = "Examples:\n  cargohold inspect busybox --json\n  cargohold inspect oci:./layout:latest --raw\n  cargohold inspect docker-archive:busybox.tar --config"
@@ -162,8 +191,82 @@ pub struct PushArgs {
     pub image: String,
     /// Where to push (default: the image's own name).
     pub reference: Option<String>,
+    /// Layers uploaded at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
     #[command(flatten)]
     pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The registry (`host[:port]`).
+    pub registry: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// `registry/repo:tag` or `registry/repo@digest`.
+    pub reference: String,
+    /// Delete only the tag, keeping the manifest (OCI 1.1; many registries refuse).
+    #[arg(long, conflicts_with = "blob")]
+    pub tag_only: bool,
+    /// Delete the blob named by the reference's digest.
+    #[arg(long)]
+    pub blob: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// A registry reference, or `oci:DIR[:TAG]`, `oci-archive:...`, `docker-archive:...`.
+    pub reference: String,
+    /// The digest of this platform's manifest instead of the index's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferrersArgs {
+    /// The image (`registry/repo:tag` or `@digest`).
+    pub reference: String,
+    /// Only artifacts of this type.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub artifact_type: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (`host[:port]`; `docker.io` for Docker Hub).
+    pub registry: String,
+    /// User name (asked for on a terminal when missing).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (visible to other users of this machine; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The file to write (default: REGISTRY_AUTH_FILE, else Docker's config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry.
+    pub registry: String,
+    /// The file to edit (default: REGISTRY_AUTH_FILE, else Docker's config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

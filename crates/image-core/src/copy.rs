@@ -13,7 +13,8 @@ use crate::store::platforms_of;
 use crate::transport::{BlobKind, ImageDest, ImageSource};
 
 /// Receives progress events; the CLI draws them, libraries only emit.
-pub trait Progress {
+/// Events may come from several threads at once (parallel transfers).
+pub trait Progress: Sync {
     /// A blob transfer begins (`desc.size` bytes expected).
     fn blob_started(&self, desc: &Descriptor) {
         let _ = desc;
@@ -22,9 +23,42 @@ pub trait Progress {
     fn blob_skipped(&self, desc: &Descriptor) {
         let _ = desc;
     }
+    /// `done` bytes of a blob have been transferred so far.
+    fn blob_progress(&self, desc: &Descriptor, done: u64) {
+        let _ = (desc, done);
+    }
     /// A blob transfer finished.
     fn blob_done(&self, desc: &Descriptor) {
         let _ = desc;
+    }
+}
+
+/// A reader that reports how far it got to a [`Progress`].
+pub struct ProgressReader<'a, R> {
+    inner: R,
+    desc: &'a Descriptor,
+    progress: &'a dyn Progress,
+    done: u64,
+    reported: u64,
+}
+
+impl<'a, R> ProgressReader<'a, R> {
+    /// Wraps `inner`, the bytes of `desc`.
+    pub fn new(inner: R, desc: &'a Descriptor, progress: &'a dyn Progress) -> Self {
+        ProgressReader { inner, desc, progress, done: 0, reported: 0 }
+    }
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        // Every 256 KiB and at the end: often enough for a bar, cheap enough.
+        if self.done - self.reported >= 256 << 10 || (n == 0 && self.done != self.reported) {
+            self.reported = self.done;
+            self.progress.blob_progress(self.desc, self.done);
+        }
+        Ok(n)
     }
 }
 
@@ -51,6 +85,8 @@ pub struct CopyReport {
     pub blobs_copied: usize,
     /// Blobs the destination already had.
     pub blobs_skipped: usize,
+    /// Blobs made present by a cross-repository mount (no bytes sent).
+    pub blobs_mounted: usize,
     /// Bytes transferred (as read from the source).
     pub bytes_copied: u64,
 }
@@ -65,7 +101,8 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let top = src.top_manifest()?;
-    let mut report = CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, bytes_copied: 0 };
+    let mut report =
+        CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 };
     let stored_top = match top.parse()? {
         Manifest::Image(m) => copy_image(src, dst, top, m, &mut report, progress)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
@@ -155,13 +192,25 @@ fn copy_image(
             stored_layers.push(layer.clone());
             continue;
         }
+        if let Some(from) = src.registry_repository()
+            && dst.mount_blob(layer, &from)?
+        {
+            progress.blob_skipped(layer);
+            report.blobs_mounted += 1;
+            stored_layers.push(layer.clone());
+            continue;
+        }
         progress.blob_started(layer);
         let location = src.blob_location(layer);
         let failure = Arc::new(Mutex::new(None));
         let stored = {
             let r = src.blob(layer)?;
             let mut watched = Watched {
-                inner: VerifyingReader::new(r, layer.digest.clone(), Some(layer.size)),
+                inner: VerifyingReader::new(
+                    ProgressReader::new(r, layer, progress),
+                    layer.digest.clone(),
+                    Some(layer.size),
+                ),
                 failure: failure.clone(),
             };
             let result = dst.put_blob(layer, BlobKind::Layer(i), &mut watched);

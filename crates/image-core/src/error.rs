@@ -153,8 +153,16 @@ pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io
 
 /// Maps an I/O error from streaming blob `digest` out of `location`.
 pub(crate) fn blob_err(digest: &Digest, location: &str, source: io::Error) -> Error {
-    match VerifyError::from_io(&source) {
-        Some(v) => Error::Verify { digest: digest.clone(), location: location.into(), source: Box::new(v.clone()) },
-        None => Error::ReadBlob { digest: digest.clone(), location: location.into(), source },
+    Error::blob_read(digest, location, source)
+}
+
+impl Error {
+    /// The error for a failed read of blob `digest` from `location`: a
+    /// [`Error::Verify`] when the read failed verification, else [`Error::ReadBlob`].
+    pub fn blob_read(digest: &Digest, location: &str, source: io::Error) -> Error {
+        match VerifyError::from_io(&source) {
+            Some(v) => Error::Verify { digest: digest.clone(), location: location.into(), source: Box::new(v.clone()) },
+            None => Error::ReadBlob { digest: digest.clone(), location: location.into(), source },
+        }
     }
 }

@@ -45,7 +45,7 @@ impl Registry {
 
     /// A destination that pushes to `reference` (a tag; `:latest` when bare).
     pub fn dest(&self, reference: &Reference) -> RegistryDest {
-        RegistryDest { reg: self.clone(), reference: reference.pull_reference() }
+        RegistryDest { reg: self.clone(), reference: reference.pull_reference(), pending: None }
     }
 
     /// Every tag of the repository of `reference`.
@@ -97,40 +97,40 @@ impl ImageSource for RegistrySource {
 
     fn blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<Box<dyn Read + Send + '_>> {
         let r = &self.reference;
-        let resp = self
+        let stream = self
             .reg
             .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
             .map_err(|e| remote(format!("download blob {} of", desc.digest), r, e))?;
-        Ok(Box::new(BodyReader { reg: self.reg.clone(), resp, buf: Vec::new(), pos: 0 }))
+        Ok(Box::new(BodyReader { reg: self.reg.clone(), stream, buf: bytes::Bytes::new() }))
     }
 
     fn name_hint(&self) -> Option<Reference> {
         Some(self.reference.clone())
     }
+
+    fn registry_repository(&self) -> Option<Reference> {
+        Some(self.reference.clone())
+    }
 }
 
-/// A response body as a blocking `Read` (the caller verifies what it reads).
+/// A blob download as a blocking `Read` (the caller verifies what it reads).
 struct BodyReader {
     reg: Registry,
-    resp: reqwest::Response,
-    buf: Vec<u8>,
-    pos: usize,
+    stream: crate::client::BlobStream,
+    buf: bytes::Bytes,
 }
 
 impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.buf.len() {
-            match self.reg.block_on(self.resp.chunk()).map_err(io::Error::other)? {
-                Some(bytes) => {
-                    self.buf = bytes.to_vec();
-                    self.pos = 0;
-                }
+        if self.buf.is_empty() {
+            match self.reg.block_on(self.stream.chunk(&self.reg.client)).map_err(io::Error::other)? {
+                Some(bytes) => self.buf = bytes,
                 None => return Ok(0),
             }
         }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        bytes::Buf::advance(&mut self.buf, n);
         Ok(n)
     }
 }
@@ -141,6 +141,8 @@ impl Read for BodyReader {
 pub struct RegistryDest {
     reg: Registry,
     reference: Reference,
+    /// An upload the registry opened when a mount was refused (202).
+    pending: Option<crate::client::Upload>,
 }
 
 impl ImageDest for RegistryDest {
@@ -187,7 +189,10 @@ impl ImageDest for RegistryDest {
             Ok(buf)
         };
         let client = &self.reg.client;
-        let mut up = self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(fail)?;
+        let mut up = match self.pending.take() {
+            Some(up) => up,
+            None => self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(fail)?,
+        };
         let mut current = next()?;
         // One chunk or less: a monolithic PUT; more: PATCHes, then the PUT.
         loop {
@@ -201,18 +206,68 @@ impl ImageDest for RegistryDest {
         }
     }
 
-    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
         let r = &self.reference;
-        self.reg
-            .block_on(self.reg.client.put_manifest(r.registry(), r.repository(), m.digest.as_str(), m))
-            .map_err(|e| remote(format!("push manifest {} to", m.digest), r, e))
+        if from.registry() != r.registry() || from.repository() == r.repository() {
+            return Ok(false);
+        }
+        let mounted = self
+            .reg
+            .block_on(self.reg.client.mount_blob(r.registry(), r.repository(), &desc.digest, from.repository()))
+            .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
+        match mounted {
+            None => Ok(true),
+            Some(up) => {
+                self.pending = Some(up);
+                Ok(false)
+            }
+        }
+    }
+
+    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+        let r = self.reference.clone();
+        self.push_manifest(m.digest.as_str(), m).map_err(|e| remote(format!("push manifest {} to", m.digest), &r, e))
     }
 
     fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
+        let r = self.reference.clone();
+        let target = match (r.tag(), r.digest()) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(d)) if d == &top.digest => d.to_string(),
+            (None, Some(d)) => {
+                return Err(cargohold_image_core::Error::Unsupported {
+                    location: format!("docker://{r}"),
+                    what: format!("pushing manifest {} to a reference pinned to {d}", top.digest),
+                });
+            }
+            (None, None) => "latest".into(),
+        };
+        self.push_manifest(&target, top).map_err(|e| remote("push the manifest to", &r, e))
+    }
+}
+
+impl RegistryDest {
+    /// Puts a manifest; if it has a `subject` the registry did not process
+    /// (no referrers API), records it under the subject's fallback tag.
+    fn push_manifest(&self, reference: &str, m: &RawManifest) -> Result<()> {
         let r = &self.reference;
-        let tag = r.tag().unwrap_or("latest").to_owned();
-        self.reg
-            .block_on(self.reg.client.put_manifest(r.registry(), r.repository(), &tag, top))
-            .map_err(|e| remote("push the manifest to", r, e))
+        let client = &self.reg.client;
+        let processed = self.reg.block_on(client.put_manifest(r.registry(), r.repository(), reference, m))?;
+        if processed {
+            return Ok(());
+        }
+        let (subject, artifact_type, annotations) =
+            match m.parse().map_err(|e| Error::from(cargohold_image_core::Error::from(e)))? {
+                cargohold_image_core::Manifest::Image(i) => {
+                    let t = i.artifact_type.clone().or_else(|| Some(i.config.media_type.clone()));
+                    (i.subject, t, i.annotations)
+                }
+                cargohold_image_core::Manifest::Index(i) => (i.subject, i.artifact_type, i.annotations),
+            };
+        let Some(subject) = subject else { return Ok(()) };
+        let mut desc = m.descriptor();
+        desc.artifact_type = artifact_type;
+        desc.annotations = annotations;
+        self.reg.block_on(client.add_referrer_to_fallback(r.registry(), r.repository(), &subject.digest, desc))
     }
 }

@@ -1,9 +1,6 @@
-//! `WWW-Authenticate` challenges and where credentials come from.
+//! `WWW-Authenticate` challenges.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-use base64::Engine as _;
 
 /// One challenge of a `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,69 +72,6 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
     }
 }
 
-/// A username and password (or identity token).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// User name.
-    pub username: String,
-    /// Password or token.
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <redacted>)", self.username)
-    }
-}
-
-/// Looks up stored credentials for `registry` (`host[:port]`) in Docker's order:
-/// `REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json` (podman),
-/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. Entries are
-/// matched on the host with or without scheme and path (`https://host/v1/`);
-/// Docker Hub also under `https://index.docker.io/v1/`.
-pub fn stored_credentials(registry: &str) -> Option<Credentials> {
-    let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
-        files.push(f.into());
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        files.push(PathBuf::from(d).join("containers/auth.json"));
-    }
-    match std::env::var_os("DOCKER_CONFIG") {
-        Some(d) => files.push(PathBuf::from(d).join("config.json")),
-        None => {
-            if let Some(h) = std::env::var_os("HOME") {
-                files.push(PathBuf::from(h).join(".docker/config.json"));
-            }
-        }
-    }
-    files.iter().find_map(|f| from_file(f, registry))
-}
-
-fn from_file(path: &std::path::Path, registry: &str) -> Option<Credentials> {
-    let bytes = std::fs::read(path).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let auths = v.get("auths")?.as_object()?;
-    let wanted: Vec<String> = if registry == "docker.io" {
-        vec!["docker.io".into(), "index.docker.io".into(), "registry-1.docker.io".into()]
-    } else {
-        vec![registry.into()]
-    };
-    for (key, entry) in auths {
-        let host = key.trim_start_matches("https://").trim_start_matches("http://");
-        let host = host.split('/').next().unwrap_or_default();
-        if !wanted.iter().any(|w| w == host) {
-            continue;
-        }
-        let auth = entry.get("auth").and_then(|a| a.as_str())?;
-        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).ok()?;
-        let text = String::from_utf8(decoded).ok()?;
-        let (username, password) = text.split_once(':')?;
-        return Some(Credentials { username: username.into(), password: password.into() });
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,17 +89,5 @@ mod tests {
         let c = parse_www_authenticate("Basic realm=registry");
         assert_eq!(c[0].params["realm"], "registry");
         assert!(parse_www_authenticate("").is_empty());
-    }
-
-    #[test]
-    fn reads_docker_config_auths() {
-        let t = tempfile::tempdir().unwrap();
-        let f = t.path().join("auth.json");
-        let token = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-        std::fs::write(&f, format!(r#"{{"auths":{{"https://127.0.0.1:5000/v1/":{{"auth":"{token}"}}}}}}"#)).unwrap();
-        let c = from_file(&f, "127.0.0.1:5000").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
-        assert!(from_file(&f, "other:5000").is_none());
-        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use cargohold_image_core::media_type::MANIFEST_ACCEPT;
-use cargohold_image_core::{Descriptor, Digest, MAX_MANIFEST_SIZE, RawManifest, Reference};
+use cargohold_image_core::media_type::{self as mt, MANIFEST_ACCEPT};
+use cargohold_image_core::{Descriptor, Digest, ImageIndex, MAX_MANIFEST_SIZE, Manifest, RawManifest, Reference};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
-use crate::auth::{Credentials, parse_www_authenticate, stored_credentials};
+use crate::auth::parse_www_authenticate;
+use crate::credentials::{Credentials, stored_credentials};
 use crate::error::{Error, Result};
 
 /// Client settings.
@@ -20,12 +22,22 @@ pub struct ClientOptions {
     /// Upload chunk size for large blobs (default 4 MiB, what registries that
     /// cap request bodies accept).
     pub chunk_size: usize,
+    /// How long to wait for the registry to send anything (connecting, headers,
+    /// each piece of a body) before the attempt counts as failed and is retried.
+    pub timeout: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { insecure: Vec::new(), credentials: None, chunk_size: 4 << 20 }
+        ClientOptions { insecure: Vec::new(), credentials: None, chunk_size: 4 << 20, timeout: Duration::from_secs(60) }
     }
+}
+
+/// An `Authorization` value and when it stops being good.
+#[derive(Debug, Clone)]
+struct CachedAuth {
+    value: String,
+    expires: Option<Instant>,
 }
 
 /// An OCI distribution client for any number of registries.
@@ -34,7 +46,11 @@ pub struct RegistryClient {
     http: reqwest::Client,
     opts: ClientOptions,
     /// (registry, scope) -> Authorization header value.
-    auth: Mutex<HashMap<(String, String), String>>,
+    auth: Mutex<HashMap<(String, String), CachedAuth>>,
+    /// (realm, service) -> OAuth2 refresh token handed out by the token server.
+    refresh: Mutex<HashMap<(String, String), String>>,
+    /// registry -> credentials looked up (helpers run once per registry).
+    creds: Mutex<HashMap<String, Option<Credentials>>>,
 }
 
 /// Whether `registry` is on this machine (plain HTTP is then the default).
@@ -54,9 +70,17 @@ impl RegistryClient {
         // Authorization header when a redirect changes host.
         let http = reqwest::Client::builder()
             .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(opts.timeout)
+            .read_timeout(opts.timeout)
             .build()
             .map_err(|source| Error::Http { url: "(client setup)".into(), source })?;
-        Ok(RegistryClient { http, opts, auth: Mutex::new(HashMap::new()) })
+        Ok(RegistryClient {
+            http,
+            opts,
+            auth: Mutex::new(HashMap::new()),
+            refresh: Mutex::new(HashMap::new()),
+            creds: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The base URL of a registry: https unless loopback or listed insecure;
@@ -72,13 +96,21 @@ impl RegistryClient {
         self.opts.chunk_size
     }
 
-    fn credentials(&self, registry: &str) -> Option<Credentials> {
-        self.opts.credentials.clone().or_else(|| stored_credentials(registry))
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
+        if let Some(c) = &self.opts.credentials {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(c) = self.creds.lock().expect("not poisoned").get(registry) {
+            return Ok(c.clone());
+        }
+        let found = stored_credentials(registry)?;
+        self.creds.lock().expect("not poisoned").insert(registry.to_owned(), found.clone());
+        Ok(found)
     }
 
     /// Sends a request built by `build`, authenticating on a 401 challenge
     /// (Basic, or a Bearer token for `scope`). Idempotent requests (GET, HEAD,
-    /// and the POST that opens an upload) are retried on connection errors,
+    /// DELETE, and the POST that opens an upload) are retried on connection errors,
     /// 5xx and 429, with exponential backoff or the registry's `Retry-After`
     /// (capped at 30 s), up to [`MAX_ATTEMPTS`] times.
     pub(crate) async fn send(
@@ -89,7 +121,7 @@ impl RegistryClient {
         url: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
-        let retryable = method == Method::GET || method == Method::HEAD || method == Method::POST;
+        let retryable = matches!(method, Method::GET | Method::HEAD | Method::POST | Method::DELETE);
         let mut attempt = 1;
         loop {
             let result = self.send_once(registry, scope, method.clone(), url, &build).await;
@@ -130,65 +162,131 @@ impl RegistryClient {
         url: &str,
         build: &impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
+        // Credentials go only to the registry's own origin (an upload
+        // Location may point elsewhere); reqwest drops them on redirects
+        // that change host.
+        let ours = same_origin(url, &self.base_url(registry));
         let key = (registry.to_owned(), scope.to_owned());
-        let cached = self.auth.lock().expect("not poisoned").get(&key).cloned();
+        let cached = if ours {
+            let mut cache = self.auth.lock().expect("not poisoned");
+            match cache.get(&key) {
+                Some(c) if c.expires.is_none_or(|e| Instant::now() < e) => Some(c.value.clone()),
+                Some(_) => {
+                    cache.remove(&key);
+                    None
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
         let mut req = build(self.http.request(method.clone(), url));
         if let Some(a) = &cached {
             req = req.header(header::AUTHORIZATION, a);
         }
         let resp = req.send().await.map_err(|source| Error::Http { url: url.into(), source })?;
-        if resp.status() != StatusCode::UNAUTHORIZED {
+        if resp.status() != StatusCode::UNAUTHORIZED || !ours {
             return Ok(resp);
         }
         let challenge =
             resp.headers().get(header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let value = self.authorize(registry, scope, &challenge).await?;
-        self.auth.lock().expect("not poisoned").insert(key, value.clone());
+        if challenge.is_empty() {
+            return Ok(resp);
+        }
+        let auth = self.authorize(registry, scope, &challenge).await?;
+        self.auth.lock().expect("not poisoned").insert(key, auth.clone());
         build(self.http.request(method, url))
-            .header(header::AUTHORIZATION, value)
+            .header(header::AUTHORIZATION, auth.value)
             .send()
             .await
             .map_err(|source| Error::Http { url: url.into(), source })
     }
 
-    async fn authorize(&self, registry: &str, scope: &str, challenge: &str) -> Result<String> {
+    /// Answers a challenge: Basic from the credentials, or a Bearer token from
+    /// the challenge's realm for `scope` (several scopes separated by spaces).
+    /// With an identity token, or a refresh token an earlier answer carried,
+    /// the token is fetched with an OAuth2 `refresh_token` grant (POST); else
+    /// with a GET carrying Basic credentials (asking for a refresh token).
+    async fn authorize(&self, registry: &str, scope: &str, challenge: &str) -> Result<CachedAuth> {
         let fail = |reason: String| Error::Auth { registry: registry.into(), reason };
         let challenges = parse_www_authenticate(challenge);
-        let creds = self.credentials(registry);
+        let creds = self.credentials(registry)?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer.params.get("realm").ok_or_else(|| fail("the Bearer challenge has no realm".into()))?;
-            let mut req = self.http.get(realm);
-            let mut query: Vec<(&str, &str)> = Vec::new();
-            if let Some(s) = bearer.params.get("service") {
-                query.push(("service", s));
+            let service = bearer.params.get("service").cloned().unwrap_or_default();
+            let scope =
+                if scope.is_empty() { bearer.params.get("scope").cloned().unwrap_or_default() } else { scope.into() };
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            let rkey = (realm.clone(), service.clone());
+            let refresh = creds
+                .as_ref()
+                .and_then(|c| c.identity_token().map(str::to_owned))
+                .or_else(|| self.refresh.lock().expect("not poisoned").get(&rkey).cloned());
+            let mut resp = None;
+            if let Some(token) = &refresh {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("client_id", "cargohold"),
+                    ("service", service.as_str()),
+                ];
+                let joined = scopes.join(" ");
+                if !joined.is_empty() {
+                    form.push(("scope", &joined));
+                }
+                let r = self
+                    .http
+                    .post(realm)
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(|source| Error::Http { url: realm.clone(), source })?;
+                // A token server without OAuth2 support: fall back to GET.
+                if !matches!(r.status().as_u16(), 404 | 405) {
+                    resp = Some(r);
+                }
             }
-            if !scope.is_empty() {
-                query.push(("scope", scope));
-            }
-            req = req.query(&query);
-            if let Some(c) = &creds {
-                req = req.basic_auth(&c.username, Some(&c.password));
-            }
-            let resp = req.send().await.map_err(|source| Error::Http { url: realm.clone(), source })?;
+            let resp = match resp {
+                Some(r) => r,
+                None => {
+                    let mut query: Vec<(&str, &str)> = Vec::new();
+                    if !service.is_empty() {
+                        query.push(("service", &service));
+                    }
+                    query.extend(scopes.iter().map(|s| ("scope", *s)));
+                    let mut req = self.http.get(realm);
+                    if let Some(c) = creds.as_ref().filter(|c| c.identity_token().is_none()) {
+                        query.push(("offline_token", "true"));
+                        query.push(("client_id", "cargohold"));
+                        req = req.basic_auth(&c.username, Some(&c.password));
+                    }
+                    req.query(&query).send().await.map_err(|source| Error::Http { url: realm.clone(), source })?
+                }
+            };
             if !resp.status().is_success() {
                 return Err(fail(format!("the token server {realm} answered {}", resp.status().as_u16())));
             }
-            let body: serde_json::Value =
-                resp.json().await.map_err(|source| Error::Http { url: realm.clone(), source })?;
+            let body: TokenResponse = resp.json().await.map_err(|source| Error::Http { url: realm.clone(), source })?;
             let token = body
-                .get("token")
-                .or_else(|| body.get("access_token"))
-                .and_then(|t| t.as_str())
+                .token
+                .or(body.access_token)
+                .filter(|t| !t.is_empty())
                 .ok_or_else(|| fail(format!("the token server {realm} returned no token")))?;
-            return Ok(format!("Bearer {token}"));
+            if let Some(rt) = body.refresh_token.filter(|t| !t.is_empty()) {
+                self.refresh.lock().expect("not poisoned").insert(rkey, rt);
+            }
+            // The spec's default lifetime is 60 s; renew a little early.
+            let lifetime = body.expires_in.unwrap_or(60).max(1);
+            let expires = Instant::now() + Duration::from_secs(lifetime).saturating_sub(Duration::from_secs(5));
+            return Ok(CachedAuth { value: format!("Bearer {token}"), expires: Some(expires) });
         }
         if challenges.iter().any(|c| c.scheme == "basic") {
-            let c = creds.ok_or_else(|| {
+            let c = creds.filter(|c| c.identity_token().is_none()).ok_or_else(|| {
                 fail("the registry wants a user name and password; use `cargohold login` or REGISTRY_AUTH_FILE".into())
             })?;
             use base64::Engine as _;
             let raw = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
-            return Ok(format!("Basic {raw}"));
+            return Ok(CachedAuth { value: format!("Basic {raw}"), expires: None });
         }
         Err(fail(format!("unsupported challenge {challenge:?}")))
     }
@@ -262,10 +360,55 @@ impl RegistryClient {
     }
 
     /// Starts downloading a blob (redirects to blob storage are followed).
-    pub async fn get_blob(&self, registry: &str, repo: &str, desc: &Descriptor) -> Result<Response> {
+    /// Read it with [`BlobStream::chunk`], which resumes with `Range` when the
+    /// connection breaks.
+    pub async fn get_blob(&self, registry: &str, repo: &str, desc: &Descriptor) -> Result<BlobStream> {
         let url = format!("{}/v2/{repo}/blobs/{}", self.base_url(registry), desc.digest);
-        let resp = self.send(registry, &format!("repository:{repo}:pull"), Method::GET, &url, |b| b).await?;
-        Self::expect(resp, "GET", &[200]).await
+        let scope = format!("repository:{repo}:pull");
+        let resp = self.send(registry, &scope, Method::GET, &url, |b| b).await?;
+        let resp = Self::expect(resp, "GET", &[200]).await?;
+        Ok(BlobStream { registry: registry.into(), scope, url, resp, received: 0, skip: 0, resumes: 0 })
+    }
+
+    /// Checks that the registry answers and that the credentials (if any)
+    /// are accepted: `GET /v2/`, authenticating as a challenge asks.
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let url = format!("{}/v2/", self.base_url(registry));
+        let resp = self.send(registry, "", Method::GET, &url, |b| b).await?;
+        Self::expect(resp, "GET", &[200]).await.map(|_| ())
+    }
+
+    /// `HEAD` of a manifest: its descriptor (digest, size, media type) without
+    /// fetching it. Falls back to a verified `GET` when the registry sends no
+    /// `Docker-Content-Digest`. `None` when there is no such manifest.
+    pub async fn head_manifest(&self, registry: &str, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base_url(registry));
+        let scope = format!("repository:{repo}:pull");
+        let resp = self
+            .send(registry, &scope, Method::HEAD, &url, |b| b.header(header::ACCEPT, MANIFEST_ACCEPT.join(", ")))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = Self::expect(resp, "HEAD", &[200]).await?;
+        let digest = resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(Digest::parse);
+        let media_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned());
+        let size = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match (digest, media_type, size) {
+            (Some(Ok(d)), Some(m), Some(n)) => Ok(Some(Descriptor::new(m, d, n))),
+            _ => {
+                let d = Digest::parse(reference).ok();
+                Ok(Some(self.get_manifest_ref(registry, repo, reference, d.as_ref()).await?.descriptor()))
+            }
+        }
     }
 
     /// Whether the repository has the blob.
@@ -290,26 +433,83 @@ impl RegistryClient {
         Ok(Upload { registry: registry.into(), scope, base, location, offset: 0 })
     }
 
-    /// Sends one chunk with `PATCH` and `Content-Range` (chunked upload).
-    pub async fn upload_chunk(&self, up: &mut Upload, chunk: Vec<u8>) -> Result<()> {
-        if chunk.is_empty() {
-            return Ok(());
+    /// Asks the registry to mount `digest` from `from_repo` into `repo`
+    /// (same registry), with a token scoped to push to `repo` and pull from
+    /// `from_repo`. `Ok(None)` when mounted; `Ok(Some(upload))` when the registry
+    /// opened an ordinary upload instead (202), which the caller should use.
+    pub async fn mount_blob(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<Option<Upload>> {
+        let scope = format!("repository:{repo}:pull,push repository:{from_repo}:pull");
+        let base = self.base_url(registry);
+        let start = format!("{base}/v2/{repo}/blobs/uploads/?mount={digest}&from={from_repo}");
+        let resp = self.send(registry, &scope, Method::POST, &start, |b| b.header(header::CONTENT_LENGTH, 0)).await?;
+        let resp = Self::expect(resp, "POST", &[201, 202]).await?;
+        if resp.status() == StatusCode::CREATED {
+            return Ok(None);
         }
-        // Bytes: the request closure may run twice (auth retry); cloning is O(1).
-        let chunk = bytes::Bytes::from(chunk);
-        let end = up.offset + chunk.len() as u64 - 1;
-        let range = format!("{}-{end}", up.offset);
-        let resp = self
-            .send(&up.registry, &up.scope, Method::PATCH, &up.location, |b| {
-                b.header(header::CONTENT_TYPE, "application/octet-stream")
-                    .header(header::CONTENT_RANGE, range.clone())
-                    .header(header::CONTENT_LENGTH, chunk.len())
-                    .body(chunk.clone())
-            })
-            .await?;
-        let resp = Self::expect(resp, "PATCH", &[202]).await?;
-        up.offset = end + 1;
+        let location = location(&base, &resp, &start)?;
+        Ok(Some(Upload { registry: registry.into(), scope, base, location, offset: 0 }))
+    }
+
+    /// Asks how many bytes of an upload the registry holds (`GET` on the
+    /// session; the `Range: 0-N` answer) and moves the session there.
+    pub async fn upload_status(&self, up: &mut Upload) -> Result<u64> {
+        let resp = self.send(&up.registry, &up.scope, Method::GET, &up.location, |b| b).await?;
+        let resp = Self::expect(resp, "GET", &[204]).await?;
+        let offset = resp
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().trim_start_matches("bytes=").split_once('-').map(|(_, e)| e.to_owned()))
+            .and_then(|e| e.parse::<u64>().ok())
+            .map_or(0, |end| end + 1);
         up.location = location_or(&up.base, &resp, &up.location);
+        up.offset = offset;
+        Ok(offset)
+    }
+
+    /// Sends one chunk with `PATCH` and `Content-Range` (chunked upload). On
+    /// 416 (the registry holds a different amount than we thought) it asks
+    /// for the upload's status and sends what is missing from there.
+    pub async fn upload_chunk(&self, up: &mut Upload, chunk: Vec<u8>) -> Result<()> {
+        // Bytes: the request closure may run twice (auth retry); cloning is O(1).
+        let all = bytes::Bytes::from(chunk);
+        let start = up.offset;
+        let end = start + all.len() as u64;
+        let mut resyncs = 0;
+        while up.offset < end {
+            let part = all.slice((up.offset - start) as usize..);
+            let range = format!("{}-{}", up.offset, end - 1);
+            let resp = self
+                .send(&up.registry, &up.scope, Method::PATCH, &up.location, |b| {
+                    b.header(header::CONTENT_TYPE, "application/octet-stream")
+                        .header(header::CONTENT_RANGE, range.clone())
+                        .header(header::CONTENT_LENGTH, part.len())
+                        .body(part.clone())
+                })
+                .await?;
+            if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE && resyncs < MAX_ATTEMPTS {
+                resyncs += 1;
+                let held = self.upload_status(up).await?;
+                if held < start || held > end {
+                    return Err(Error::Status {
+                        method: "PATCH",
+                        url: up.location.clone(),
+                        status: 416,
+                        body: format!("the registry holds {held} bytes of the upload; this chunk covers {start}-{end}"),
+                    });
+                }
+                continue;
+            }
+            let resp = Self::expect(resp, "PATCH", &[202]).await?;
+            up.offset = end;
+            up.location = location_or(&up.base, &resp, &up.location);
+        }
         Ok(())
     }
 
@@ -330,8 +530,9 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Stores a manifest under a tag or digest.
-    pub async fn put_manifest(&self, registry: &str, repo: &str, reference: &str, m: &RawManifest) -> Result<()> {
+    /// Stores a manifest under a tag or digest. Returns whether the registry
+    /// processed its `subject` (the `OCI-Subject` header of OCI 1.1).
+    pub async fn put_manifest(&self, registry: &str, repo: &str, reference: &str, m: &RawManifest) -> Result<bool> {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.base_url(registry));
         let bytes = bytes::Bytes::from(m.bytes.clone());
         let resp = self
@@ -339,30 +540,247 @@ impl RegistryClient {
                 b.header(header::CONTENT_TYPE, &m.media_type).body(bytes.clone())
             })
             .await?;
-        Self::expect(resp, "PUT", &[201, 200]).await?;
-        Ok(())
+        let resp = Self::expect(resp, "PUT", &[201, 200]).await?;
+        Ok(resp.headers().contains_key("oci-subject"))
+    }
+
+    /// Deletes a manifest by digest (the tags pointing at it go with it), or
+    /// by tag only the tag (OCI 1.1; registries may refuse).
+    pub async fn delete_manifest(&self, registry: &str, repo: &str, reference: &str) -> Result<()> {
+        let url = format!("{}/v2/{repo}/manifests/{reference}", self.base_url(registry));
+        let resp = self.send(registry, &format!("repository:{repo}:delete"), Method::DELETE, &url, |b| b).await?;
+        Self::expect(resp, "DELETE", &[202, 200]).await.map(|_| ())
+    }
+
+    /// Deletes a blob.
+    pub async fn delete_blob(&self, registry: &str, repo: &str, digest: &Digest) -> Result<()> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry));
+        let resp = self.send(registry, &format!("repository:{repo}:delete"), Method::DELETE, &url, |b| b).await?;
+        Self::expect(resp, "DELETE", &[202, 200]).await.map(|_| ())
+    }
+
+    /// The manifests whose `subject` is `digest`, optionally only those of
+    /// `artifact_type`: the referrers API, or where the registry lacks it (404),
+    /// the `sha256-<hex>` tag schema of OCI 1.1.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let mut url = format!("{}/v2/{repo}/referrers/{digest}", self.base_url(registry));
+        if let Some(t) = artifact_type {
+            url = with_query(&url, &format!("artifactType={t}"));
+        }
+        let scope = format!("repository:{repo}:pull");
+        let resp = self.send(registry, &scope, Method::GET, &url, |b| b.header(header::ACCEPT, mt::OCI_INDEX)).await?;
+        let is_index = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(mt::OCI_INDEX));
+        let list = if resp.status() == StatusCode::OK && is_index {
+            let body = resp.bytes().await.map_err(|source| Error::Http { url: url.clone(), source })?;
+            let idx: ImageIndex = serde_json::from_slice(&body).map_err(|e| Error::Status {
+                method: "GET",
+                url,
+                status: 200,
+                body: format!("not an index: {e}"),
+            })?;
+            idx.manifests
+        } else if matches!(resp.status().as_u16(), 404 | 400 | 405) {
+            self.referrers_tag_index(registry, repo, digest).await?.map(|i| i.manifests).unwrap_or_default()
+        } else {
+            Self::expect(resp, "GET", &[200]).await?;
+            Vec::new()
+        };
+        Ok(list.into_iter().filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t))).collect())
+    }
+
+    /// The index kept under the fallback tag `<alg>-<hex>` of `digest`.
+    async fn referrers_tag_index(&self, registry: &str, repo: &str, digest: &Digest) -> Result<Option<ImageIndex>> {
+        let tag = referrers_tag(digest);
+        if self.head_manifest(registry, repo, &tag).await?.is_none() {
+            return Ok(None);
+        }
+        let raw = self.get_manifest_ref(registry, repo, &tag, None).await?;
+        match raw.parse().map_err(|e| Error::from(cargohold_image_core::Error::from(e)))? {
+            Manifest::Index(i) => Ok(Some(i)),
+            Manifest::Image(_) => Err(Error::Status {
+                method: "GET",
+                url: format!("{}/v2/{repo}/manifests/{tag}", self.base_url(registry)),
+                status: 200,
+                body: "the referrers fallback tag holds an image, not an index".into(),
+            }),
+        }
+    }
+
+    /// Records `referrer` (a manifest with a `subject`) under the fallback tag
+    /// of its subject, for registries without the referrers API.
+    pub async fn add_referrer_to_fallback(
+        &self,
+        registry: &str,
+        repo: &str,
+        subject: &Digest,
+        referrer: Descriptor,
+    ) -> Result<()> {
+        let mut idx = self.referrers_tag_index(registry, repo, subject).await?.unwrap_or_else(ImageIndex::new_oci);
+        if idx.manifests.iter().any(|d| d.digest == referrer.digest) {
+            return Ok(());
+        }
+        idx.manifests.push(referrer);
+        let raw = RawManifest::from_value(&idx, mt::OCI_INDEX);
+        self.put_manifest(registry, repo, &referrers_tag(subject), &raw).await.map(|_| ())
+    }
+
+    /// Every repository of a registry (`/v2/_catalog`), following pagination.
+    pub async fn catalog(&self, registry: &str) -> Result<Vec<String>> {
+        let base = self.base_url(registry);
+        self.paginated(registry, "registry:catalog:*", format!("{base}/v2/_catalog?n=100"), "repositories").await
     }
 
     /// Every tag of a repository, following `Link` pagination.
     pub async fn tags(&self, registry: &str, repo: &str) -> Result<Vec<String>> {
         let base = self.base_url(registry);
-        let mut url = format!("{base}/v2/{repo}/tags/list?n=100");
-        let mut tags = Vec::new();
+        self.paginated(
+            registry,
+            &format!("repository:{repo}:pull"),
+            format!("{base}/v2/{repo}/tags/list?n=100"),
+            "tags",
+        )
+        .await
+    }
+
+    /// Collects the strings under `field` of every page, following `Link:
+    /// rel="next"` (and, for registries that send no `Link`, `last=`).
+    async fn paginated(&self, registry: &str, scope: &str, first: String, field: &str) -> Result<Vec<String>> {
+        let base = self.base_url(registry);
+        let mut url = first.clone();
+        let mut out: Vec<String> = Vec::new();
         loop {
-            let resp = self.send(registry, &format!("repository:{repo}:pull"), Method::GET, &url, |b| b).await?;
+            let resp = self.send(registry, scope, Method::GET, &url, |b| b).await?;
             let resp = Self::expect(resp, "GET", &[200]).await?;
             let next = resp.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(parse_link_next);
             let body: serde_json::Value =
                 resp.json().await.map_err(|source| Error::Http { url: url.clone(), source })?;
-            if let Some(list) = body.get("tags").and_then(|t| t.as_array()) {
-                tags.extend(list.iter().filter_map(|t| t.as_str().map(str::to_owned)));
-            }
+            let page: Vec<String> = body
+                .get(field)
+                .and_then(|t| t.as_array())
+                .map(|l| l.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            let before = out.len();
+            out.extend(page);
             match next {
                 Some(n) if n.starts_with('/') => url = format!("{base}{n}"),
                 Some(n) => url = n,
-                None => return Ok(tags),
+                None => return Ok(out),
+            }
+            if out.len() == before {
+                // A next link with an empty page would loop forever.
+                return Ok(out);
             }
         }
+    }
+}
+
+/// The tag the OCI 1.1 fallback keeps referrers under: `sha256-<hex>`.
+pub fn referrers_tag(digest: &Digest) -> String {
+    digest.as_str().replacen(':', "-", 1)
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    refresh_token: Option<String>,
+}
+
+/// Whether `url` has the scheme, host and port of `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    url.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+}
+
+/// A blob download that resumes after a broken connection: it asks again
+/// with `Range: bytes=N-` (skipping N bytes itself if the registry answers
+/// with the whole blob), up to [`MAX_ATTEMPTS`] times.
+#[derive(Debug)]
+pub struct BlobStream {
+    registry: String,
+    scope: String,
+    url: String,
+    resp: Response,
+    received: u64,
+    skip: u64,
+    resumes: u32,
+}
+
+impl BlobStream {
+    /// The next bytes of the blob; `None` at the end.
+    pub async fn chunk(&mut self, client: &RegistryClient) -> Result<Option<bytes::Bytes>> {
+        loop {
+            match self.resp.chunk().await {
+                Ok(Some(mut b)) => {
+                    if self.skip > 0 {
+                        let n = (self.skip as usize).min(b.len());
+                        b = b.slice(n..);
+                        self.skip -= n as u64;
+                        if b.is_empty() {
+                            continue;
+                        }
+                    }
+                    self.received += b.len() as u64;
+                    return Ok(Some(b));
+                }
+                Ok(None) => return Ok(None),
+                Err(source) => {
+                    if self.resumes + 1 >= MAX_ATTEMPTS {
+                        return Err(Error::Http { url: self.url.clone(), source });
+                    }
+                    self.resumes += 1;
+                    tokio::time::sleep(backoff(self.resumes)).await;
+                    let range = format!("bytes={}-", self.received);
+                    let resp = client
+                        .send(&self.registry, &self.scope, Method::GET, &self.url, |b| {
+                            b.header(header::RANGE, range.clone())
+                        })
+                        .await?;
+                    let resp = RegistryClient::expect(resp, "GET", &[200, 206]).await?;
+                    if resp.status() == StatusCode::PARTIAL_CONTENT {
+                        let start = resp
+                            .headers()
+                            .get(header::CONTENT_RANGE)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().strip_prefix("bytes "))
+                            .and_then(|v| v.split('-').next())
+                            .and_then(|v| v.parse::<u64>().ok());
+                        if start != Some(self.received) {
+                            return Err(Error::Status {
+                                method: "GET",
+                                url: self.url.clone(),
+                                status: 206,
+                                body: format!("asked to resume at byte {}, got {start:?}", self.received),
+                            });
+                        }
+                        self.skip = 0;
+                    } else {
+                        self.skip = self.received;
+                    }
+                    self.resp = resp;
+                }
+            }
+        }
+    }
+
+    /// Bytes delivered so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// How many times the download was resumed.
+    pub fn resumes(&self) -> u32 {
+        self.resumes
     }
 }
 

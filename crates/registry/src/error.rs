@@ -33,6 +33,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A credentials file or credential helper could not be used.
+    #[error("credentials from {path}: {reason}")]
+    Credentials {
+        /// The file or helper program.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The registry sent content that does not match its digest.
     #[error("{url} returned content with digest {actual}, expected {expected}")]
     DigestMismatch {

@@ -7,7 +7,9 @@
 //!   monolithic and chunked uploads, paginated tags.
 //! - [`Registry`]: a client plus runtime, handing out [`RegistrySource`] and
 //!   [`RegistryDest`] for `copy`.
-//! - [`parse_www_authenticate`] and [`stored_credentials`].
+//! - [`parse_www_authenticate`]; [`stored_credentials`], [`save_credentials`]
+//!   and [`remove_credentials`] for Docker's and podman's auth files and
+//!   `docker-credential-*` helpers.
 //!
 //! ```no_run
 //! use cargohold_image_core::{CopyOptions, NoProgress, Reference, Store, copy};
@@ -25,13 +27,19 @@
 mod adapter;
 mod auth;
 mod client;
+mod credentials;
 mod error;
 mod open;
 mod pull;
 
 pub use adapter::{Registry, RegistryDest, RegistrySource};
-pub use auth::{Challenge, Credentials, parse_www_authenticate, stored_credentials};
-pub use client::{ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next};
+pub use auth::{Challenge, parse_www_authenticate};
+pub use client::{
+    BlobStream, ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next, referrers_tag,
+};
+pub use credentials::{
+    Credentials, auth_files, docker_config, login_file, remove_credentials, save_credentials, stored_credentials,
+};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
-pub use pull::pull;
+pub use pull::{OpenSource, pull, push};

@@ -1,11 +1,18 @@
-//! Pulling into the store with layers downloaded in parallel.
+//! Pulling into the store and pushing to a registry with layers moved in
+//! parallel, each one streamed and verified.
+
+use std::io::{self, Read};
+use std::sync::Mutex;
 
 use cargohold_image_core::{
-    BlobStore, CopyOptions, CopyReport, Descriptor, ImageSource, NoProgress, Reference, StagedBlob, Store, copy,
-    resolve_image,
+    BlobKind, BlobStore, CopyOptions, CopyReport, Descriptor, ImageDest, ImageSource, Progress, ProgressReader,
+    Reference, Store, VerifyingReader, copy, resolve_image,
 };
 
 use crate::adapter::Registry;
+
+/// Opens a fresh source of the image being pushed, once per worker thread.
+pub type OpenSource<'a> = dyn Fn() -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> + Sync + 'a;
 
 /// Pulls `reference` into `store`: the missing layers of the chosen platform
 /// are downloaded `jobs` at a time, each streamed and verified into the
@@ -17,49 +24,198 @@ pub fn pull(
     store: &Store,
     opts: &CopyOptions,
     jobs: usize,
+    progress: &dyn Progress,
 ) -> cargohold_image_core::Result<CopyReport> {
     let mut dest = store.dest(Some(reference))?;
     let mut src = reg.source(reference);
+    let mut fetched: Vec<Descriptor> = Vec::new();
     if !opts.all_platforms {
         let img = resolve_image(&mut src, opts.platform.as_ref())?;
+        let mut seen = std::collections::HashSet::new();
         let missing: Vec<Descriptor> = img
             .image
             .layers
             .iter()
+            .filter(|l| seen.insert(l.digest.clone()))
             .filter(|l| store.layout().blob_size(&l.digest).ok().flatten() != Some(l.size))
             .cloned()
             .collect();
-        let staged = download(reg, reference, store, &missing, jobs.max(1))?;
+        let staged = parallel(&missing, jobs, |layer| {
+            progress.blob_started(layer);
+            let mut src = reg.source(reference);
+            let location = src.blob_location(layer);
+            let body = src.blob(layer)?;
+            let mut watched = Watched::new(ProgressReader::new(body, layer, progress));
+            let staged = store.layout().stage_blob(&layer.digest, Some(layer.size), &mut watched);
+            if let Some(e) = watched.failure() {
+                return Err(cargohold_image_core::Error::blob_read(&layer.digest, &location, e));
+            }
+            progress.blob_done(layer);
+            staged
+        })?;
         dest.adopt(staged);
+        fetched = missing;
     }
-    copy(&mut src, &mut dest, opts, &NoProgress)
+    let mut report = copy(&mut src, &mut dest, opts, progress)?;
+    account(&mut report, fetched.len(), 0, fetched.iter().map(|l| l.size).sum());
+    Ok(report)
 }
 
-fn download(
+/// What happened to one layer of a push.
+enum Sent {
+    Present,
+    Mounted,
+    Uploaded(u64),
+}
+
+/// Pushes the image `open_src` reads to `target`: the layers `jobs` at a
+/// time (each skipped when the registry has it, mounted when it lives in
+/// another repository of the same registry, else uploaded as it is read and
+/// verified), then config and manifest through `copy`, the tag last.
+pub fn push(
     reg: &Registry,
-    r: &Reference,
-    store: &Store,
-    layers: &[Descriptor],
+    open_src: &OpenSource<'_>,
+    target: &Reference,
+    opts: &CopyOptions,
     jobs: usize,
-) -> cargohold_image_core::Result<Vec<StagedBlob>> {
-    let mut staged = Vec::with_capacity(layers.len());
-    for batch in layers.chunks(jobs) {
-        let results: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|layer| {
-                    s.spawn(move || {
-                        let mut src = reg.source(r);
-                        let mut body = src.blob(layer)?;
-                        store.layout().stage_blob(&layer.digest, Some(layer.size), &mut body)
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a download thread does not panic")).collect()
-        });
-        for r in results {
-            staged.push(r?);
+    progress: &dyn Progress,
+) -> cargohold_image_core::Result<CopyReport> {
+    let mut src = open_src()?;
+    let mut outcomes = Vec::new();
+    if !opts.all_platforms {
+        let img = resolve_image(src.as_mut(), opts.platform.as_ref())?;
+        let mut seen = std::collections::HashSet::new();
+        let layers: Vec<(usize, Descriptor)> =
+            img.image.layers.iter().cloned().enumerate().filter(|(_, l)| seen.insert(l.digest.clone())).collect();
+        outcomes = parallel(&layers, jobs, |(i, layer)| {
+            let mut dst = reg.dest(target);
+            if dst.has_blob(layer)? {
+                progress.blob_skipped(layer);
+                return Ok(Sent::Present);
+            }
+            let mut src = open_src()?;
+            if let Some(from) = src.registry_repository()
+                && dst.mount_blob(layer, &from)?
+            {
+                progress.blob_skipped(layer);
+                return Ok(Sent::Mounted);
+            }
+            progress.blob_started(layer);
+            let location = src.blob_location(layer);
+            let body = src.blob(layer)?;
+            let verifying = VerifyingReader::new(
+                ProgressReader::new(body, layer, progress),
+                layer.digest.clone(),
+                Some(layer.size),
+            );
+            let mut watched = Watched::new(verifying);
+            let result = dst.put_blob(layer, BlobKind::Layer(*i), &mut watched);
+            if let Some(e) = watched.failure() {
+                return Err(cargohold_image_core::Error::blob_read(&layer.digest, &location, e));
+            }
+            result?;
+            progress.blob_done(layer);
+            Ok(Sent::Uploaded(layer.size))
+        })?;
+    }
+    let mut report = copy(src.as_mut(), &mut reg.dest(target), opts, progress)?;
+    let (mut sent, mut mounted, mut bytes) = (0, 0, 0);
+    for o in &outcomes {
+        match o {
+            Sent::Present => {}
+            Sent::Mounted => mounted += 1,
+            Sent::Uploaded(n) => {
+                sent += 1;
+                bytes += n;
+            }
         }
     }
-    Ok(staged)
+    account(&mut report, sent, mounted, bytes);
+    Ok(report)
+}
+
+/// `copy` saw the blobs moved beforehand as present; count them as moved.
+fn account(report: &mut CopyReport, copied: usize, mounted: usize, bytes: u64) {
+    report.blobs_skipped = report.blobs_skipped.saturating_sub(copied + mounted);
+    report.blobs_copied += copied;
+    report.blobs_mounted += mounted;
+    report.bytes_copied += bytes;
+}
+
+/// Runs `work` on every item with up to `jobs` threads, in order of the
+/// items; the first error wins (the others still finish their item).
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&T) -> cargohold_image_core::Result<R> + Sync,
+) -> cargohold_image_core::Result<Vec<R>> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<cargohold_image_core::Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().expect("not poisoned");
+                        if *n >= items.len() || failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        *n += 1;
+                        *n - 1
+                    };
+                    let r = work(&items[i]);
+                    if r.is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    results.lock().expect("not poisoned")[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_err = None;
+    for r in results.into_inner().expect("not poisoned").into_iter().flatten() {
+        match r {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Remembers the first read error, so it can be blamed on the source.
+struct Watched<R> {
+    inner: R,
+    failure: Option<io::Error>,
+}
+
+impl<R> Watched<R> {
+    fn new(inner: R) -> Self {
+        Watched { inner, failure: None }
+    }
+
+    fn failure(&mut self) -> Option<io::Error> {
+        self.failure.take()
+    }
+}
+
+impl<R: Read> Read for Watched<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if self.failure.is_none() {
+                let copy = match cargohold_image_core::VerifyError::from_io(e) {
+                    Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
+                    None => io::Error::new(e.kind(), e.to_string()),
+                };
+                self.failure = Some(copy);
+            }
+        })
+    }
 }

@@ -7,6 +7,7 @@ mod images;
 mod inspect;
 mod layers;
 mod mount;
+mod progress;
 mod reference;
 mod registry;
 mod unpack;
@@ -23,12 +24,19 @@ pub fn run(cli: Cli) -> Result<()> {
         quiet: cli.quiet,
         insecure: cli.insecure.clone(),
         creds: cli.creds.clone(),
+        timeout: cli.timeout,
     };
     match cli.command {
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),
         Command::Push(a) => registry::push(&ctx, &a),
         Command::Tags(a) => registry::tags(&ctx, &a),
+        Command::Catalog(a) => registry::catalog(&ctx, &a),
+        Command::Delete(a) => registry::delete(&ctx, &a),
+        Command::Digest(a) => registry::digest(&ctx, &a),
+        Command::Referrers(a) => registry::referrers(&ctx, &a),
+        Command::Login(a) => registry::login(&ctx, &a),
+        Command::Logout(a) => registry::logout(&a),
         Command::Inspect(a) => inspect::run(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
         Command::Load(a) => archive::load(&ctx, &a),
@@ -52,10 +60,10 @@ pub fn run(cli: Cli) -> Result<()> {
 /// What every command may need.
 pub struct Ctx {
     store_path: Option<std::path::PathBuf>,
-    #[allow(dead_code, reason = "progress bars are not drawn yet")]
     quiet: bool,
     insecure: Vec<String>,
     creds: Option<String>,
+    timeout: u64,
 }
 
 impl Ctx {
@@ -68,9 +76,23 @@ impl Ctx {
             }
             None => None,
         };
-        let opts =
-            cargohold_registry::ClientOptions { insecure: self.insecure.clone(), credentials, ..Default::default() };
+        let opts = cargohold_registry::ClientOptions {
+            insecure: self.insecure.clone(),
+            credentials,
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            ..Default::default()
+        };
         Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
+    /// The registries the user allowed plain HTTP for.
+    pub fn insecure_registries(&self) -> Vec<String> {
+        self.insecure.clone()
+    }
+
+    /// Progress bars on stderr when it is a terminal and `-q` was not given.
+    pub fn progress(&self) -> progress::Bars {
+        progress::Bars::new(self.quiet)
     }
 
     /// Opens (creating if needed) the local store.

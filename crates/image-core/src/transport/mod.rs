@@ -48,6 +48,11 @@ pub trait ImageSource {
     fn name_hint(&self) -> Option<Reference> {
         None
     }
+    /// The registry repository the blobs are read from, when the source is a
+    /// registry: a destination on the same registry can mount them instead.
+    fn registry_repository(&self) -> Option<Reference> {
+        None
+    }
 }
 
 /// Where images are written to. Nothing becomes visible before [`ImageDest::commit`].
@@ -64,6 +69,13 @@ pub trait ImageDest {
     /// destination may store a transformed blob (a decompressed layer) and
     /// returns the descriptor of what it stored.
     fn put_blob(&mut self, desc: &Descriptor, kind: BlobKind, data: &mut dyn Read) -> Result<Descriptor>;
+    /// Makes a blob present by reference to another repository of the same
+    /// registry (a cross-repository mount), without sending its bytes.
+    /// `Ok(false)` when it cannot, and the blob must be sent with `put_blob`.
+    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> Result<bool> {
+        let _ = (desc, from);
+        Ok(false)
+    }
     /// Stores a child manifest of an index.
     fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()>;
     /// Stores the top manifest and makes the image visible (tags it).

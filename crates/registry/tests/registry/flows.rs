@@ -126,12 +126,12 @@ fn parallel_pull_stages_layers_and_publishes_all_at_once() {
     let pushed = push_layout(&reg, &layout, &store, &target);
 
     let other = Store::open(t.path().join("other")).unwrap();
-    let first = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4).unwrap();
+    let first = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(first.manifest.digest, pushed.manifest.digest);
-    // The layers were downloaded in parallel and adopted: copy saw them present.
-    assert_eq!((first.blobs_copied, first.blobs_skipped), (0, 2));
+    // The layers were downloaded in parallel, adopted, and counted as fetched.
+    assert_eq!((first.blobs_copied, first.blobs_skipped), (2, 0));
     assert_eq!(other.resolve(&target.to_string()).unwrap().descriptor.digest, pushed.manifest.digest);
-    let again = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4).unwrap();
+    let again = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(again.manifest.digest, pushed.manifest.digest);
 
     // A registry that serves a corrupted layer: nothing enters the store.
@@ -145,7 +145,7 @@ fn parallel_pull_stages_layers_and_publishes_all_at_once() {
     bytes[mid] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
     let fresh = Store::open(t.path().join("fresh")).unwrap();
-    let err = cargohold_registry::pull(&reg, &victim, &fresh, &CopyOptions::default(), 4).unwrap_err();
+    let err = cargohold_registry::pull(&reg, &victim, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
     assert!(err.to_string().contains(layer.as_str()), "{err}");
     assert!(fresh.list().unwrap().is_empty());
     let blobs = std::fs::read_dir(fresh.layout().root().join("blobs/sha256")).unwrap().count();
@@ -194,7 +194,7 @@ fn retries_5xx_and_429_with_retry_after() {
     );
     let via: Reference = format!("{}/flaky/app:1", proxy.addr).parse().unwrap();
     let fresh = Store::open(t.path().join("fresh")).unwrap();
-    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
     let seen = proxy.seen.lock().unwrap().clone();
     let manifest_gets = seen.iter().filter(|l| l.contains("/manifests/1")).count();
@@ -204,7 +204,7 @@ fn retries_5xx_and_429_with_retry_after() {
     let broken = fault_proxy(&r.addr, vec![Fault { path: "/manifests/", status: 500, retry_after: None, times: 100 }]);
     let dead: Reference = format!("{}/flaky/app:1", broken.addr).parse().unwrap();
     let other = Store::open(t.path().join("other")).unwrap();
-    let err = cargohold_registry::pull(&reg, &dead, &other, &CopyOptions::default(), 4).unwrap_err();
+    let err = cargohold_registry::pull(&reg, &dead, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
     let msg = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
     assert!(msg.contains("500") && msg.contains(&broken.addr), "{msg}");
     assert_eq!(broken.seen.lock().unwrap().len(), cargohold_registry::MAX_ATTEMPTS as usize);
