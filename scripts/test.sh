@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
 # installs the peer tools the tests start (skopeo, umoci, docker-registry,
-# debootstrap for the reference images, htpasswd for registry auth),
+# debootstrap for the reference images, htpasswd for registry auth,
+# openssl for the test token server's keys),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,14 +11,14 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing test dependencies"
 missing=()
-for pkg in skopeo umoci docker-registry debootstrap apache2-utils; do
+for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in skopeo umoci docker-registry debootstrap htpasswd; do
+for tool in skopeo umoci docker-registry debootstrap htpasswd openssl; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

@@ -367,7 +367,17 @@ impl RegistryClient {
         let scope = format!("repository:{repo}:pull");
         let resp = self.send(registry, &scope, Method::GET, &url, |b| b).await?;
         let resp = Self::expect(resp, "GET", &[200]).await?;
-        Ok(BlobStream { registry: registry.into(), scope, url, resp, received: 0, skip: 0, resumes: 0 })
+        Ok(BlobStream {
+            registry: registry.into(),
+            scope,
+            url,
+            resp,
+            received: 0,
+            skip: 0,
+            resumes: 0,
+            stalled: 0,
+            received_at_failure: 0,
+        })
     }
 
     /// Checks that the registry answers and that the credentials (if any)
@@ -467,7 +477,9 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().trim_start_matches("bytes=").split_once('-').map(|(_, e)| e.to_owned()))
             .and_then(|e| e.parse::<u64>().ok())
-            .map_or(0, |end| end + 1);
+            // distribution answers "0-0" for an empty upload too: read it as
+            // empty (were it one byte, the next PATCH gets 416 again).
+            .map_or(0, |end| if end == 0 { 0 } else { end + 1 });
         up.location = location_or(&up.base, &resp, &up.location);
         up.offset = offset;
         Ok(offset)
@@ -704,7 +716,8 @@ fn same_origin(url: &str, base: &str) -> bool {
 
 /// A blob download that resumes after a broken connection: it asks again
 /// with `Range: bytes=N-` (skipping N bytes itself if the registry answers
-/// with the whole blob), up to [`MAX_ATTEMPTS`] times.
+/// with the whole blob), until [`MAX_ATTEMPTS`] attempts in a row bring
+/// nothing new.
 #[derive(Debug)]
 pub struct BlobStream {
     registry: String,
@@ -714,6 +727,8 @@ pub struct BlobStream {
     received: u64,
     skip: u64,
     resumes: u32,
+    stalled: u32,
+    received_at_failure: u64,
 }
 
 impl BlobStream {
@@ -735,11 +750,18 @@ impl BlobStream {
                 }
                 Ok(None) => return Ok(None),
                 Err(source) => {
-                    if self.resumes + 1 >= MAX_ATTEMPTS {
+                    // Give up after MAX_ATTEMPTS failures in a row without a
+                    // byte of progress; progress starts the count again.
+                    if self.received > self.received_at_failure {
+                        self.stalled = 0;
+                    }
+                    self.received_at_failure = self.received;
+                    self.stalled += 1;
+                    if self.stalled >= MAX_ATTEMPTS {
                         return Err(Error::Http { url: self.url.clone(), source });
                     }
                     self.resumes += 1;
-                    tokio::time::sleep(backoff(self.resumes)).await;
+                    tokio::time::sleep(backoff(self.stalled)).await;
                     let range = format!("bytes={}-", self.received);
                     let resp = client
                         .send(&self.registry, &self.scope, Method::GET, &self.url, |b| {

@@ -357,13 +357,28 @@ impl Drop for Registry {
 }
 
 fn registry() -> Registry {
+    registry_with(None)
+}
+
+/// With htpasswd Basic auth for `(user, password)` when given.
+fn registry_with(basic: Option<(&str, &str)>) -> Registry {
     require("docker-registry");
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let config = dir.path().join("config.yml");
+    let auth = match basic {
+        Some((user, password)) => {
+            require("htpasswd");
+            let line = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, line).unwrap();
+            format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", file.display())
+        }
+        None => String::new(),
+    };
     let yaml = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
         dir.path().join("data").display()
     );
     std::fs::write(&config, yaml).unwrap();
@@ -402,11 +417,115 @@ fn push_tags_pull_and_copy_through_a_registry() {
     assert_eq!(pulled["report"]["manifest"]["digest"], digest.as_str());
     assert_eq!(json(&other, &["inspect", &target, "--json"])["digest"], digest.as_str());
     // Registry to registry, and inspect of a registry image.
-    ok(&other, &["copy", &format!("docker://{target}"), &format!("docker://{}/team/copy:2", reg.1)]);
+    let copied =
+        json(&other, &["copy", &format!("docker://{target}"), &format!("docker://{}/team/copy:2", reg.1), "--json"]);
+    assert_eq!(copied["blobs_mounted"], 1, "same registry: the layer is mounted, not sent: {copied}");
     let remote = json(&other, &["inspect", &format!("docker://{}/team/copy:2", reg.1), "--json"]);
     assert_eq!(remote["digest"], digest.as_str());
     // A missing image: an error naming it.
     let out = ch(&other, &["pull", &format!("{}/team/nope:1", reg.1)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("team/nope"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn digest_catalog_referrers_and_delete() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", reg.1);
+    let pushed = json(&store, &["push", "app:1", &target, "--json"]);
+    let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(ok(&store, &["digest", &target]).trim(), digest);
+    assert_eq!(ok(&store, &["digest", &format!("oci:{}:v1", layout.display())]).trim(), digest);
+    let catalog = json(&store, &["catalog", &reg.1, "--json"]);
+    assert_eq!(catalog["repositories"], serde_json::json!(["team/app"]));
+    let refs = json(&store, &["referrers", &target, "--json"]);
+    assert_eq!(refs["subject"], digest.as_str());
+    assert_eq!(refs["manifests"], serde_json::json!([]));
+    let deleted = json(&store, &["delete", &target, "--json"]);
+    assert_eq!(deleted["target"], digest.as_str());
+    let out = ch(&store, &["digest", &target]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tag 1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn login_logout_and_credential_helpers() {
+    let reg = registry_with(Some(("alice", "s3cret")));
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    let config = t.path().join("docker");
+    let with_env = |args: &[&str], stdin: Option<&str>| -> Output {
+        use std::io::Write as _;
+        let mut cmd = bin();
+        cmd.env("DOCKER_CONFIG", &config)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("PATH", format!("{}:{}", t.path().join("bin").display(), std::env::var("PATH").unwrap()))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/private/app:1", reg.1);
+
+    // Not logged in: refused. A wrong password: login fails, nothing written.
+    assert!(!with_env(&["push", "app:1", &target], None).status.success());
+    let out = with_env(&["login", &reg.1, "-u", "alice", "--password-stdin"], Some("wrong\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&reg.1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!config.join("config.json").exists());
+
+    // Login writes Docker's file (mode 0600), which skopeo reads too.
+    let out = with_env(&["login", &reg.1, "-u", "alice", "--password-stdin"], Some("s3cret\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(config.join("config.json")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(with_env(&["push", "app:1", &target], None).status.success());
+    run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .arg(config.join("config.json"))
+        .arg(format!("docker://{target}")));
+    assert!(with_env(&["logout", &reg.1], None).status.success());
+    assert!(!with_env(&["pull", &target], None).status.success());
+    assert!(!with_env(&["logout", &reg.1], None).status.success(), "a second logout says there was nothing");
+
+    // A credsStore helper (the docker-credential-* protocol): login stores
+    // through it, pulls get through it.
+    let bin_dir = t.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let vault = t.path().join("vault");
+    let helper = bin_dir.join("docker-credential-testvault");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nset -e\nvault={}\ncase \"$1\" in\n  store) cat > \"$vault\" ;;\n  get) server=$(cat); if [ -s \"$vault\" ]; then cat \"$vault\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) server=$(cat); rm -f \"$vault\" ;;\nesac\n",
+            vault.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"credsStore":"testvault"}"#).unwrap();
+    let out = with_env(&["login", &reg.1, "-u", "alice", "-p", "s3cret"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = std::fs::read_to_string(&vault).unwrap();
+    assert!(stored.contains("\"Secret\":\"s3cret\""), "{stored}");
+    let written = std::fs::read_to_string(config.join("config.json")).unwrap();
+    assert!(!written.contains("s3cret"), "the secret stays in the helper: {written}");
+    let out = with_env(&["pull", &target], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(with_env(&["logout", &reg.1], None).status.success());
+    assert!(!vault.exists());
 }

@@ -187,9 +187,9 @@ fn retries_5xx_and_429_with_retry_after() {
     let proxy = fault_proxy(
         &r.addr,
         vec![
-            Fault { path: "/manifests/", status: 500, retry_after: None, times: 2 },
-            Fault { path: "/blobs/sha256:", status: 429, retry_after: Some(1), times: 1 },
-            Fault { path: "/blobs/sha256:", status: 503, retry_after: None, times: 1 },
+            Fault::status("/manifests/", 500, None, 2),
+            Fault::status("/blobs/sha256:", 429, Some(1), 1),
+            Fault::status("/blobs/sha256:", 503, None, 1),
         ],
     );
     let via: Reference = format!("{}/flaky/app:1", proxy.addr).parse().unwrap();
@@ -201,7 +201,7 @@ fn retries_5xx_and_429_with_retry_after() {
     assert!(manifest_gets >= 3, "two 500s then success: {seen:?}");
 
     // A registry that keeps failing: a clear error after the retries, store unchanged.
-    let broken = fault_proxy(&r.addr, vec![Fault { path: "/manifests/", status: 500, retry_after: None, times: 100 }]);
+    let broken = fault_proxy(&r.addr, vec![Fault::status("/manifests/", 500, None, 100)]);
     let dead: Reference = format!("{}/flaky/app:1", broken.addr).parse().unwrap();
     let other = Store::open(t.path().join("other")).unwrap();
     let err = cargohold_registry::pull(&reg, &dead, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();

@@ -16,6 +16,12 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+enum Auth<'a> {
+    None,
+    Htpasswd(String),
+    Token(&'a TokenServer),
+}
+
 /// A running registry; killed on drop. Its temp dir holds config, storage
 /// and the htpasswd file, and lives as long as it does.
 pub struct TestRegistry {
@@ -27,27 +33,46 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Open registry.
     pub fn start() -> Self {
-        Self::start_with(None)
+        Self::start_with(Auth::None)
     }
 
     /// With htpasswd Basic auth for `user`/`password`.
     pub fn start_basic(user: &str, password: &str) -> Self {
         require("htpasswd");
-        Self::start_with(Some(run(Command::new("htpasswd").args(["-Bbn", user, password]))))
+        Self::start_with(Auth::Htpasswd(run(Command::new("htpasswd").args(["-Bbn", user, password]))))
     }
 
-    fn start_with(htpasswd: Option<String>) -> Self {
+    /// Behind token auth: a [`TokenServer`] for `user`/`password` whose tokens
+    /// live `lifetime` seconds.
+    pub fn start_token(user: &str, password: &str, lifetime: u64) -> (Self, TokenServer) {
+        let keys = tempfile::tempdir().unwrap();
+        let tokens = TokenServer::start(keys.path(), user, password, lifetime);
+        let reg = Self::start_with(Auth::Token(&tokens));
+        // The registry read the certificate at start; the key dir may go,
+        // but the token server still signs with the key: keep it.
+        std::mem::forget(keys);
+        (reg, tokens)
+    }
+
+    fn start_with(auth: Auth<'_>) -> Self {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
-        let auth = match htpasswd {
-            Some(line) => {
+        let auth = match auth {
+            Auth::Htpasswd(line) => {
                 let file = dir.path().join("htpasswd");
                 std::fs::write(&file, line).unwrap();
                 format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", file.display())
             }
-            None => String::new(),
+            Auth::Token(t) => format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm,
+                t.service,
+                t.issuer,
+                t.cert.display()
+            ),
+            Auth::None => String::new(),
         };
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -117,20 +142,43 @@ pub fn umoci_image(dir: &Path) -> PathBuf {
     layout
 }
 
-/// A fault to inject: requests whose path contains `path` get `status`
-/// (with `Retry-After` when given), `times` times, before being forwarded.
+/// What a fault does to a matching request.
+#[derive(Clone, Copy)]
+pub enum Action {
+    /// Answer with this status (and `Retry-After` when given) instead of forwarding.
+    Status(u16, Option<u64>),
+    /// Forward, but pass on only this many bytes of the response body, then
+    /// close the connection (counts only when the body was longer).
+    Cut(usize),
+    /// Wait this long before forwarding.
+    Delay(Duration),
+}
+
+/// A fault to inject: requests whose request line contains `path`
+/// ("GET /v2/x/blobs/sha256:..."), `times` times.
 pub struct Fault {
-    pub path: &'static str,
-    pub status: u16,
-    pub retry_after: Option<u64>,
+    pub path: String,
+    pub action: Action,
     pub times: usize,
 }
 
-/// An HTTP proxy in front of a registry that answers some requests with
-/// canned errors first. One request per connection (`Connection: close`).
+impl Fault {
+    pub fn status(path: &str, status: u16, retry_after: Option<u64>, times: usize) -> Self {
+        Fault { path: path.into(), action: Action::Status(status, retry_after), times }
+    }
+    pub fn cut(path: &str, after: usize, times: usize) -> Self {
+        Fault { path: path.into(), action: Action::Cut(after), times }
+    }
+    pub fn delay(path: &str, delay: Duration, times: usize) -> Self {
+        Fault { path: path.into(), action: Action::Delay(delay), times }
+    }
+}
+
+/// An HTTP proxy in front of a registry that injects faults. One request
+/// per connection (`Connection: close`).
 pub struct FaultProxy {
     pub addr: String,
-    /// Request lines seen ("GET /v2/...").
+    /// Request heads seen (request line and headers).
     pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -157,7 +205,7 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
                 }
                 let text = String::from_utf8_lossy(&head).into_owned();
                 let request_line = text.lines().next().unwrap_or_default().to_owned();
-                seen.lock().unwrap().push(request_line.clone());
+                seen.lock().unwrap().push(text.clone());
                 let len: usize = text
                     .lines()
                     .find_map(|l| {
@@ -165,23 +213,37 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
                     })
                     .unwrap_or(0);
                 let mut body = vec![0u8; len];
-                client.read_exact(&mut body).unwrap();
-                let injected = {
-                    let mut f = faults.lock().unwrap();
-                    f.iter_mut().find(|f| f.times > 0 && request_line.contains(f.path)).map(|f| {
-                        f.times -= 1;
-                        (f.status, f.retry_after)
-                    })
-                };
-                if let Some((status, after)) = injected {
-                    let after = after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
-                    let _ = write!(
-                        client,
-                        "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n{after}Connection: close\r\n\r\n"
-                    );
+                if client.read_exact(&mut body).is_err() {
                     return;
                 }
-                let mut up = std::net::TcpStream::connect(&upstream).unwrap();
+                let matching = |f: &Fault| f.times > 0 && request_line.contains(&f.path);
+                let action = faults.lock().unwrap().iter().find(|f| matching(f)).map(|f| f.action);
+                let mut cut = None;
+                match action {
+                    Some(Action::Status(status, after)) => {
+                        let mut f = faults.lock().unwrap();
+                        if let Some(f) = f.iter_mut().find(|f| matching(f)) {
+                            f.times -= 1;
+                        }
+                        let after = after.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default();
+                        let _ = write!(
+                            client,
+                            "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n{after}Connection: close\r\n\r\n"
+                        );
+                        return;
+                    }
+                    Some(Action::Delay(d)) => {
+                        let mut f = faults.lock().unwrap();
+                        if let Some(f) = f.iter_mut().find(|f| matching(f)) {
+                            f.times -= 1;
+                        }
+                        drop(f);
+                        std::thread::sleep(d);
+                    }
+                    Some(Action::Cut(n)) => cut = Some(n),
+                    None => {}
+                }
+                let Ok(mut up) = std::net::TcpStream::connect(&upstream) else { return };
                 let forwarded: String = text
                     .split("\r\n")
                     .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
@@ -190,9 +252,239 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
                     .collect();
                 up.write_all(format!("{forwarded}Connection: close\r\n\r\n").as_bytes()).unwrap();
                 up.write_all(&body).unwrap();
-                let _ = std::io::copy(&mut up, &mut client);
+                match cut {
+                    None => {
+                        let _ = std::io::copy(&mut up, &mut client);
+                    }
+                    Some(n) => {
+                        let mut all = Vec::new();
+                        let _ = up.read_to_end(&mut all);
+                        let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").map_or(all.len(), |p| p + 4);
+                        if all.len() > body_at + n {
+                            let mut f = faults.lock().unwrap();
+                            if let Some(f) = f.iter_mut().find(|f| matching(f)) {
+                                f.times -= 1;
+                            }
+                            drop(f);
+                            let _ = client.write_all(&all[..body_at + n]);
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                        } else {
+                            let _ = client.write_all(&all);
+                        }
+                    }
+                }
             });
         }
     });
     FaultProxy { addr, seen }
+}
+
+/// A token server for distribution's `token` auth: RS256 JWTs signed with a
+/// key whose self-signed certificate the registry trusts, `kid` in libtrust's
+/// format. Grants what is asked to `user`/`password` (Basic on GET, or an
+/// OAuth2 `password`/`refresh_token` grant on POST) and nothing to anyone else.
+pub struct TokenServer {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub cert: PathBuf,
+    /// Requests seen: "GET <query>" or "POST <form>".
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn base64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn base32(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
+    for &b in data {
+        buf = (buf << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn form_pairs(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (url_decode(k), url_decode(v))
+        })
+        .collect()
+}
+
+impl TokenServer {
+    /// Starts the server; tokens live `lifetime` seconds.
+    pub fn start(dir: &Path, user: &str, password: &str, lifetime: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::{Arc, Mutex};
+        require("openssl");
+        let key = dir.join("token.key");
+        let cert = dir.join("token.crt");
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cargohold-test-token"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null()));
+        let der = Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&key)
+            .output()
+            .unwrap()
+            .stdout;
+        let sum = cargohold_image_core::Digest::sha256_of(&der);
+        let raw: Vec<u8> = (0..30).map(|i| u8::from_str_radix(&sum.hex()[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let encoded = base32(&raw);
+        let kid: Vec<String> = encoded.as_bytes().chunks(4).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect();
+        let kid = kid.join(":");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let (service, issuer) = ("cargohold-test-registry".to_owned(), "cargohold-test-issuer".to_owned());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (reqs, user, password, svc, iss) =
+            (Arc::clone(&requests), user.to_owned(), password.to_owned(), service.clone(), issuer.clone());
+        let refresh_tokens: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        std::thread::spawn(move || {
+            let counter = std::sync::atomic::AtomicU64::new(0);
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { return };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut byte).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                let header = |name: &str| {
+                    text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    })
+                };
+                let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0u8; len];
+                let _ = c.read_exact(&mut body);
+                let mut parts = line.split(' ');
+                let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+                let params =
+                    if method == "POST" { form_pairs(&String::from_utf8_lossy(&body)) } else { form_pairs(query) };
+                reqs.lock().unwrap().push(format!(
+                    "{method} {}",
+                    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+                ));
+                let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+                let basic_ok = header("authorization")
+                    .and_then(|v| v.strip_prefix("Basic ").map(str::to_owned))
+                    .and_then(|v| {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.decode(v).ok()
+                    })
+                    .is_some_and(|v| v == format!("{user}:{password}").as_bytes());
+                let authenticated = match (method, get("grant_type").as_deref()) {
+                    ("POST", Some("refresh_token")) => {
+                        get("refresh_token").is_some_and(|t| refresh_tokens.lock().unwrap().contains(&t))
+                    }
+                    ("POST", Some("password")) => {
+                        get("username").as_deref() == Some(user.as_str())
+                            && get("password").as_deref() == Some(password.as_str())
+                    }
+                    ("POST", _) => false,
+                    _ => basic_ok,
+                };
+                let has_auth = header("authorization").is_some() || method == "POST";
+                if has_auth && !authenticated {
+                    let _ = write!(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                }
+                let scopes: Vec<String> = if method == "POST" {
+                    get("scope").map(|s| s.split(' ').map(str::to_owned).collect()).unwrap_or_default()
+                } else {
+                    params.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect()
+                };
+                let access: Vec<serde_json::Value> = if authenticated {
+                    scopes
+                        .iter()
+                        .filter_map(|s| {
+                            let (kind, rest) = s.split_once(':')?;
+                            let (name, actions) = rest.rsplit_once(':')?;
+                            Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let header_json = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": kid});
+                let claims = serde_json::json!({
+                    "iss": iss, "sub": if authenticated { user.as_str() } else { "" }, "aud": svc,
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{n}"), "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    base64url(header_json.to_string().as_bytes()),
+                    base64url(claims.to_string().as_bytes())
+                );
+                let mut child = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                child.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+                let sig = child.wait_with_output().unwrap().stdout;
+                let jwt = format!("{signing_input}.{}", base64url(&sig));
+                let mut answer = serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": lifetime});
+                let wants_refresh = get("offline_token").as_deref() == Some("true") || method == "POST";
+                if authenticated && wants_refresh {
+                    let rt = format!("refresh-{n}");
+                    refresh_tokens.lock().unwrap().push(rt.clone());
+                    answer["refresh_token"] = serde_json::Value::String(rt);
+                }
+                let body = answer.to_string();
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { realm, service, issuer, cert, requests }
+    }
 }

@@ -1,0 +1,123 @@
+//! Faults injected by a proxy: connections cut mid-blob (resumed with Range),
+//! slow answers (timeouts, retried), 416 on an upload chunk (resynchronised).
+//! Whatever fails leaves the store as it was.
+
+use std::time::Duration;
+
+use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, Reference, Store, copy, open_source};
+use cargohold_registry::{ClientOptions, Registry};
+
+use crate::support::*;
+
+fn push_layout(
+    reg: &Registry,
+    layout: &std::path::Path,
+    store: &Store,
+    target: &Reference,
+) -> cargohold_image_core::CopyReport {
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), store).unwrap();
+    copy(src.as_mut(), &mut reg.dest(target), &CopyOptions::default(), &NoProgress).unwrap()
+}
+
+fn biggest_layer(store: &Store, r: &Reference) -> cargohold_image_core::Descriptor {
+    let img = store.resolve(&r.to_string()).unwrap();
+    let layers = store.details(&img.descriptor, None).unwrap().image.layers;
+    layers.into_iter().max_by_key(|l| l.size).unwrap()
+}
+
+#[test]
+fn a_connection_cut_mid_blob_resumes_with_range() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let direct: Reference = format!("{}/cut/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &direct);
+    let mut local = store.dest(Some(&direct)).unwrap();
+    copy(&mut reg.source(&direct), &mut local, &CopyOptions::default(), &NoProgress).unwrap();
+    let big = biggest_layer(&store, &direct);
+    assert!(big.size > 300 << 10, "the test needs a layer of some size");
+
+    // Cut twice, after 100 KiB and then again: the download resumes each time.
+    let get_big = format!("GET /v2/cut/app/blobs/{}", big.digest);
+    let proxy = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 100 << 10, 2)]);
+    let via: Reference = format!("{}/cut/app:1", proxy.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let gets: Vec<&String> = seen.iter().filter(|h| h.starts_with(&get_big)).collect();
+    assert_eq!(gets.len(), 3, "{gets:?}");
+    assert!(!gets[0].to_ascii_lowercase().contains("range:"));
+    assert!(gets[1].to_ascii_lowercase().contains("range: bytes=102400-"), "{}", gets[1]);
+    assert!(gets[2].to_ascii_lowercase().contains("range: bytes=204800-"), "{}", gets[2]);
+    // The blob as stored is whole and verified.
+    let stored = std::fs::read(fresh.layout().root().join("blobs/sha256").join(big.digest.hex())).unwrap();
+    assert_eq!(cargohold_image_core::Digest::sha256_of(&stored), big.digest);
+
+    // Cut every time before any byte: a clear error naming the blob after
+    // the retries, the store untouched.
+    let hopeless = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 0, 1000)]);
+    let via: Reference = format!("{}/cut/app:1", hopeless.addr).parse().unwrap();
+    let other = Store::open(t.path().join("other")).unwrap();
+    let err = cargohold_registry::pull(&reg, &via, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
+    assert!(err.to_string().contains(big.digest.as_str()), "{err}");
+    assert!(other.list().unwrap().is_empty());
+    assert_eq!(std::fs::read_dir(other.layout().root().join("blobs/sha256")).unwrap().count(), 0);
+}
+
+#[test]
+fn slow_answers_time_out_and_are_retried() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let direct: Reference = format!("{}/slow/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &direct);
+
+    let impatient =
+        Registry::new(ClientOptions { timeout: Duration::from_millis(700), ..ClientOptions::default() }).unwrap();
+    let proxy = fault_proxy(&r.addr, vec![Fault::delay("GET /v2/slow/app/manifests/1", Duration::from_secs(3), 1)]);
+    let via: Reference = format!("{}/slow/app:1", proxy.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&impatient, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+
+    // Always slow: after the retries, an error that says what timed out.
+    let stuck = fault_proxy(&r.addr, vec![Fault::delay("/manifests/", Duration::from_secs(3), 1000)]);
+    let via: Reference = format!("{}/slow/app:1", stuck.addr).parse().unwrap();
+    let other = Store::open(t.path().join("other")).unwrap();
+    let err = cargohold_registry::pull(&impatient, &via, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(msg.contains(&stuck.addr) && msg.to_lowercase().contains("timed out"), "{msg}");
+    assert!(other.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_416_on_an_upload_chunk_resynchronises() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let proxy = fault_proxy(&r.addr, vec![Fault::status("PATCH /v2/resync/app/blobs/uploads/", 416, None, 2)]);
+    // 64 KiB chunks: the larger layer goes up in several PATCHes.
+    let reg = Registry::new(ClientOptions { chunk_size: 64 << 10, ..ClientOptions::default() }).unwrap();
+    let target: Reference = format!("{}/resync/app:1", proxy.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &target);
+    let seen = proxy.seen.lock().unwrap().clone();
+    let status_queries = seen.iter().filter(|h| h.starts_with("GET /v2/resync/app/blobs/uploads/")).count();
+    assert_eq!(status_queries, 2, "each 416 asks for the upload's status: {seen:?}");
+    // What arrived is intact: skopeo reads it, and so do we.
+    let direct: Reference = format!("{}/resync/app:1", r.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &direct, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{direct}")));
+}
