@@ -24,6 +24,9 @@ pub struct Cli {
     /// Speak plain HTTP to this registry (loopback registries always may).
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
+    /// Upload chunk size for large blobs (`4M` works with registries that cap requests at 4 MiB).
+    #[arg(long, global = true, default_value = "4M", value_name = "SIZE", value_parser = parse_size)]
+    pub chunk_size: usize,
     /// Seconds to wait for a registry before an attempt fails (and is retried).
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     pub timeout: u64,
@@ -488,4 +491,20 @@ pub struct ManArgs {
     /// Directory to write the pages to (default: print cargohold.1 on stdout).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+/// `4194304`, `512K`, `4M`, `1G` (powers of 1024).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.eq_ignore_ascii_case(&'k') => (&t[..i], 1usize << 10),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'m') => (&t[..i], 1 << 20),
+        Some((i, c)) if c.eq_ignore_ascii_case(&'g') => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size like 4194304, 512K, 4M or 1G"))?;
+    match n.checked_mul(mult) {
+        Some(v) if v >= 1 => Ok(v),
+        _ => Err(format!("{s:?} is not a usable size")),
+    }
 }

@@ -194,15 +194,28 @@ impl ImageDest for RegistryDest {
             None => self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(fail)?,
         };
         let mut current = next()?;
+        let mut following = if current.len() < chunk { Vec::new() } else { next()? };
         // One chunk or less: a monolithic PUT; more: PATCHes, then the PUT.
+        // Each PATCH is in flight while the next chunk is read (and verified).
         loop {
-            let following = if current.len() < chunk { Vec::new() } else { next()? };
             if following.is_empty() {
                 self.reg.block_on(client.finish_upload(up, &desc.digest, current)).map_err(fail)?;
                 return Ok(desc.clone());
             }
-            self.reg.block_on(client.upload_chunk(&mut up, current)).map_err(fail)?;
+            let task_client = Arc::clone(client);
+            let task = self.reg.rt.spawn(async move {
+                let result = task_client.upload_chunk(&mut up, current).await;
+                (up, result)
+            });
+            let after = if following.len() < chunk { Ok(Vec::new()) } else { next() };
+            let (returned, result) = self
+                .reg
+                .block_on(task)
+                .map_err(|e| fail(Error::Runtime(io::Error::other(format!("the upload task failed: {e}")))))?;
+            up = returned;
+            result.map_err(fail)?;
             current = following;
+            following = after?;
         }
     }
 

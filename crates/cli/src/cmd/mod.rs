@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         insecure: cli.insecure.clone(),
         creds: cli.creds.clone(),
         timeout: cli.timeout,
+        chunk_size: cli.chunk_size,
     };
     match cli.command {
         Command::Ref(a) => reference::run(&a),
@@ -64,6 +65,7 @@ pub struct Ctx {
     insecure: Vec<String>,
     creds: Option<String>,
     timeout: u64,
+    chunk_size: usize,
 }
 
 impl Ctx {
@@ -80,7 +82,7 @@ impl Ctx {
             insecure: self.insecure.clone(),
             credentials,
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
-            ..Default::default()
+            chunk_size: self.chunk_size,
         };
         Ok(cargohold_registry::Registry::new(opts)?)
     }

@@ -121,3 +121,74 @@ fn a_416_on_an_upload_chunk_resynchronises() {
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
     run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{direct}")));
 }
+
+/// Serves one canned answer per connection, recording each request head.
+fn canned_server(
+    answer: impl Fn(&str) -> Vec<u8> + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if c.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let text = String::from_utf8_lossy(&head).into_owned();
+            log.lock().unwrap().push(text.clone());
+            let _ = c.write_all(&answer(&text));
+        }
+    });
+    (addr, seen)
+}
+
+#[test]
+fn credentials_never_follow_a_redirect_to_another_host() {
+    let blob = b"layer bytes kept in blob storage".to_vec();
+    let digest = cargohold_image_core::Digest::sha256_of(&blob);
+    let body = blob.clone();
+    let (storage, storage_seen) = canned_server(move |_| {
+        let mut r =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+        r.extend_from_slice(&body);
+        r
+    });
+    let target = format!("http://{storage}/bucket/{}", digest.hex());
+    let (registry, registry_seen) = canned_server(move |head| {
+        let authorized = head.to_ascii_lowercase().contains("authorization: basic");
+        if !authorized {
+            return b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+        }
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes()
+    });
+    let reg = Registry::new(ClientOptions {
+        credentials: Some(cargohold_registry::Credentials::new("alice", "s3cret")),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let desc = cargohold_image_core::Descriptor::new(
+        cargohold_image_core::media_type::OCI_LAYER_GZIP,
+        digest.clone(),
+        blob.len() as u64,
+    );
+    let mut src = reg.source(&format!("{registry}/team/app:1").parse().unwrap());
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut cargohold_image_core::ImageSource::blob(&mut src, &desc).unwrap(), &mut got)
+        .unwrap();
+    assert_eq!(got, blob, "the redirect to blob storage was followed");
+    assert!(registry_seen.lock().unwrap().iter().any(|h| h.to_ascii_lowercase().contains("authorization: basic")));
+    let at_storage = storage_seen.lock().unwrap().clone();
+    assert_eq!(at_storage.len(), 1);
+    assert!(!at_storage[0].to_ascii_lowercase().contains("authorization"), "credentials leaked: {}", at_storage[0]);
+}
