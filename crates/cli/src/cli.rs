@@ -22,7 +22,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Speak plain HTTP to this registry (loopback registries always may).
-    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    #[arg(long = "insecure-registry", visible_alias = "plain-http", global = true, value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
     /// Upload chunk size for large blobs (`4M` works with registries that cap requests at 4 MiB).
     #[arg(long, global = true, default_value = "4M", value_name = "SIZE", value_parser = parse_size)]

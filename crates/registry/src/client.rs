@@ -314,7 +314,9 @@ impl RegistryClient {
         self.get_manifest_ref(r.registry(), r.repository(), &reference, r.digest()).await
     }
 
-    pub(crate) async fn get_manifest_ref(
+    /// Fetches a manifest by tag or digest string, verified against `digest`
+    /// when given, else against `Docker-Content-Digest`.
+    pub async fn get_manifest_ref(
         &self,
         registry: &str,
         repo: &str,
@@ -649,7 +651,7 @@ impl RegistryClient {
     /// Every repository of a registry (`/v2/_catalog`), following pagination.
     pub async fn catalog(&self, registry: &str) -> Result<Vec<String>> {
         let base = self.base_url(registry);
-        self.paginated(registry, "registry:catalog:*", format!("{base}/v2/_catalog?n=100"), "repositories").await
+        self.paginated(registry, "registry:catalog:*", format!("{base}/v2/_catalog?n={PAGE}"), "repositories").await
     }
 
     /// Every tag of a repository, following `Link` pagination.
@@ -658,7 +660,7 @@ impl RegistryClient {
         self.paginated(
             registry,
             &format!("repository:{repo}:pull"),
-            format!("{base}/v2/{repo}/tags/list?n=100"),
+            format!("{base}/v2/{repo}/tags/list?n={PAGE}"),
             "tags",
         )
         .await
@@ -670,6 +672,7 @@ impl RegistryClient {
         let base = self.base_url(registry);
         let mut url = first.clone();
         let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let resp = self.send(registry, scope, Method::GET, &url, |b| b).await?;
             let resp = Self::expect(resp, "GET", &[200]).await?;
@@ -681,16 +684,24 @@ impl RegistryClient {
                 .and_then(|t| t.as_array())
                 .map(|l| l.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
+            let full = page.len() >= PAGE;
+            let last = page.last().cloned();
             let before = out.len();
-            out.extend(page);
-            match next {
-                Some(n) if n.starts_with('/') => url = format!("{base}{n}"),
-                Some(n) => url = n,
-                None => return Ok(out),
-            }
+            // Registries that ignore `n`/`last` answer the same page again:
+            // only new entries count, and a page with none ends the listing.
+            out.extend(page.into_iter().filter(|e| seen.insert(e.clone())));
             if out.len() == before {
-                // A next link with an empty page would loop forever.
                 return Ok(out);
+            }
+            match (next, last) {
+                (Some(n), _) if n.starts_with('/') => url = format!("{base}{n}"),
+                (Some(n), _) => url = n,
+                // No Link but a full page: ask for what follows the last entry.
+                (None, Some(last)) if full => {
+                    let path = first.split('?').next().unwrap_or(&first);
+                    url = format!("{path}?n={PAGE}&last={last}");
+                }
+                (None, _) => return Ok(out),
             }
         }
     }
@@ -805,6 +816,9 @@ impl BlobStream {
         self.resumes
     }
 }
+
+/// Entries asked for per page of tags or catalog.
+const PAGE: usize = 100;
 
 /// Attempts per idempotent request before giving up.
 pub const MAX_ATTEMPTS: u32 = 5;

@@ -39,6 +39,30 @@ fn catalog_digest_and_delete() {
     repos.sort();
     assert_eq!(repos, expected);
 
+    // More than a page (100) of repositories: mounted blobs and the manifest
+    // make each one; the catalog follows distribution's Link headers.
+    let image = reg.block_on(client.get_manifest_ref(&r.addr, "a/one", "1", None)).unwrap();
+    let blobs: Vec<Digest> = {
+        let m = match image.parse().unwrap() {
+            cargohold_image_core::Manifest::Image(m) => m,
+            _ => unreachable!("an image"),
+        };
+        std::iter::once(m.config.digest).chain(m.layers.into_iter().map(|l| l.digest)).collect()
+    };
+    for i in 0..105 {
+        let repo = format!("many/r{i:03}");
+        for b in &blobs {
+            assert!(reg.block_on(client.mount_blob(&r.addr, &repo, b, "a/one")).unwrap().is_none());
+        }
+        reg.block_on(client.put_manifest(&r.addr, &repo, "1", &image)).unwrap();
+    }
+    let watch = fault_proxy(&r.addr, Vec::new());
+    let all = reg.block_on(client.catalog(&watch.addr)).unwrap();
+    assert_eq!(all.len(), 108, "{all:?}");
+    assert!(all.contains(&"many/r104".to_owned()));
+    let seen = watch.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|h| h.starts_with("GET /v2/_catalog?") && h.contains("last=")), "two pages: {seen:?}");
+
     // digest: HEAD, verified against what the registry announces.
     let head = reg.block_on(client.head_manifest(&r.addr, "b/two", "1")).unwrap().unwrap();
     assert_eq!(head.digest, pushed.manifest.digest);

@@ -90,6 +90,15 @@ fn tags_paginate_past_one_hundred() {
     assert_eq!(tags.len(), 130);
     assert_eq!(tags.first().unwrap(), "t000");
     assert_eq!(tags.last().unwrap(), "t129");
+
+    // A registry (here a proxy) that sends no Link header: `last=` carries on.
+    let proxy = fault_proxy(&r.addr, vec![Fault::strip_link("/tags/list", 100)]);
+    let via: Reference = format!("{}/many/tags", proxy.addr).parse().unwrap();
+    let mut again = reg.tags(&via).unwrap();
+    again.sort();
+    assert_eq!(again, tags);
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(seen.iter().any(|h| h.starts_with("GET /v2/many/tags/tags/list?n=100&last=")), "{seen:?}");
 }
 
 #[test]

@@ -152,6 +152,8 @@ pub enum Action {
     Cut(usize),
     /// Wait this long before forwarding.
     Delay(Duration),
+    /// Forward, dropping the `Link` header from the answer.
+    StripLink,
 }
 
 /// A fault to inject: requests whose request line contains `path`
@@ -171,6 +173,9 @@ impl Fault {
     }
     pub fn delay(path: &str, delay: Duration, times: usize) -> Self {
         Fault { path: path.into(), action: Action::Delay(delay), times }
+    }
+    pub fn strip_link(path: &str, times: usize) -> Self {
+        Fault { path: path.into(), action: Action::StripLink, times }
     }
 }
 
@@ -241,6 +246,7 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
                         std::thread::sleep(d);
                     }
                     Some(Action::Cut(n)) => cut = Some(n),
+                    Some(Action::StripLink) => cut = Some(usize::MAX),
                     None => {}
                 }
                 let Ok(mut up) = std::net::TcpStream::connect(&upstream) else { return };
@@ -255,6 +261,18 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
                 match cut {
                     None => {
                         let _ = std::io::copy(&mut up, &mut client);
+                    }
+                    Some(usize::MAX) => {
+                        let mut all = Vec::new();
+                        let _ = up.read_to_end(&mut all);
+                        let body_at = all.windows(4).position(|w| w == b"\r\n\r\n").map_or(all.len(), |p| p + 4);
+                        let head = String::from_utf8_lossy(&all[..body_at]).into_owned();
+                        let kept: String = head
+                            .split_inclusive("\r\n")
+                            .filter(|l| !l.to_ascii_lowercase().starts_with("link:"))
+                            .collect();
+                        let _ = client.write_all(kept.as_bytes());
+                        let _ = client.write_all(&all[body_at..]);
                     }
                     Some(n) => {
                         let mut all = Vec::new();
