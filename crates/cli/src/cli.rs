@@ -147,12 +147,92 @@ pub enum Command {
     /// Delete blobs that no image in the store uses.
     #[command(after_help = "Examples:\n  cargohold prune\n  cargohold prune --dry-run --json")]
     Prune(PruneArgs),
+    /// Publish unpacked images into a CernVM-FS-style tree (DUCC-compatible).
+    #[command(subcommand)]
+    Publish(PublishCommand),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  cargohold completions bash > /etc/bash_completion.d/cargohold")]
     Completions(CompletionsArgs),
     /// Write man pages (cargohold.1 and one per command).
     #[command(after_help = "Example:\n  cargohold man --out /usr/local/share/man/man1")]
     Man(ManArgs),
+}
+
+/// `cargohold publish ...`.
+#[derive(Debug, Subcommand)]
+pub enum PublishCommand {
+    /// Convert every image of a wish list into the publish tree.
+    #[command(
+        after_help = "Examples:\n  cargohold publish convert wishlist.yaml --root /srv/unpacked --skip-thin-image\n  cargohold publish convert wishlist.yaml -n notifications.jsonl --json"
+    )]
+    Convert(PublishConvertArgs),
+    /// Convert one image into a publish tree.
+    #[command(
+        after_help = "Example:\n  cargohold publish convert-single-image https://localhost:5000/team/app:1 /srv/unpacked --skip-thin-image"
+    )]
+    ConvertSingleImage(PublishSingleArgs),
+    /// Validate a wish list without converting anything.
+    #[command(after_help = "Example:\n  cargohold publish check wishlist.yaml --json")]
+    Check(PublishCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishOpts {
+    /// Write notifications (one JSON object per line) to this file.
+    #[arg(short = 'n', long = "notification-file", value_name = "FILE")]
+    pub notification_file: Option<PathBuf>,
+    /// Do not build the flat root filesystems.
+    #[arg(long)]
+    pub skip_flat: bool,
+    /// Do not push thin images (required for now: thin images are not built yet).
+    #[arg(long)]
+    pub skip_thin_image: bool,
+    /// Layers downloaded and unpacked at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    /// Convert images even when their config has not changed.
+    #[arg(long)]
+    pub convert_again: bool,
+    /// Unpack layers again even when they exist.
+    #[arg(long)]
+    pub overwrite_layers: bool,
+    /// Fail after waiting this many seconds for another publisher's lock (default: wait).
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    /// Platform to pick from multi-platform images (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishConvertArgs {
+    /// The wish list (YAML, version 1).
+    pub wishlist: PathBuf,
+    /// The tree's directory (default: the wish list's `cvmfs_repo`).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: PublishOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishSingleArgs {
+    /// The image (`https://registry/repo:tag`, `registry/repo@digest`).
+    pub image: String,
+    /// The tree's directory.
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub opts: PublishOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishCheckArgs {
+    /// The wish list.
+    pub wishlist: PathBuf,
+    #[command(flatten)]
+    pub out: JsonArgs,
 }
 
 /// `--json` alone.

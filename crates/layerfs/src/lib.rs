@@ -25,6 +25,7 @@
 mod apply;
 mod diff;
 mod error;
+mod flatten;
 mod layer;
 mod mount;
 mod pgzip;
@@ -36,11 +37,12 @@ mod xattr;
 pub use apply::{ApplyOptions, ApplyReport, Limits, apply_layer};
 pub use diff::{DiffReport, archive_tree, diff_trees};
 pub use error::{Error, Result};
+pub use flatten::{FlattenReport, flatten_linked};
 pub use layer::{compression_for, store_layer, store_layer_from, write_layer_file};
 pub use mount::{LayerCache, mount_layers, unmount};
 pub use pgzip::ParallelGzWriter;
-pub use root::Root;
-pub use unpack::{UnpackOptions, UnpackReport, unpack};
+pub use root::{Root, clear_dir, remove_all};
+pub use unpack::{UnpackOptions, UnpackReport, stream_layers, unpack};
 pub use write::WriteOptions;
 pub use xattr::{XattrDecision, xattr_policy};
 

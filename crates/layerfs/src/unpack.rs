@@ -82,7 +82,7 @@ pub fn unpack(src: &mut (dyn ImageSource + Send), dest: &Path, opts: &UnpackOpti
 
 /// Streams each planned layer (descriptor, expected diff ID, root to apply it
 /// to) through the two-thread pipeline.
-pub(crate) fn stream_layers(
+pub fn stream_layers(
     src: &mut (dyn ImageSource + Send),
     plan: &[(Descriptor, Digest, &Root)],
     apply: &ApplyOptions,

@@ -8,6 +8,7 @@ mod inspect;
 mod layers;
 mod mount;
 mod progress;
+mod publish;
 mod reference;
 mod registry;
 mod unpack;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Tag(a) => images::tag(&ctx, &a),
         Command::Rmi(a) => images::rmi(&ctx, &a),
         Command::Prune(a) => images::prune(&ctx, &a),
+        Command::Publish(c) => publish::run(&ctx, &c),
         Command::Completions(a) => docs::completions(&a),
         Command::Man(a) => docs::man(&a),
     }
@@ -85,6 +87,11 @@ impl Ctx {
             chunk_size: self.chunk_size,
         };
         Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
+    /// Whether `-q` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
     }
 
     /// The registries the user allowed plain HTTP for.

@@ -46,6 +46,10 @@ pub struct ApplyOptions {
     /// the directory can be stacked by the kernel as one overlay layer.
     /// Needs root.
     pub overlay: bool,
+    /// Keep whiteout entries as the empty files they are in the tar instead
+    /// of applying them (one layer unpacked on its own, as CernVM-FS `.layers`
+    /// trees hold them; [`crate::flatten_linked`] applies them later).
+    pub keep_whiteouts: bool,
 }
 
 impl ApplyOptions {
@@ -127,8 +131,11 @@ pub fn apply_layer(root: &Root, tar: &mut dyn Read, name: &str, opts: &ApplyOpti
         }
         let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
         if let Some(target) = base.strip_prefix(b".wh.") {
-            whiteout::apply(&mut layer, &rel, target, &shown)?;
-            continue;
+            if !opts.keep_whiteouts {
+                whiteout::apply(&mut layer, &rel, target, &shown)?;
+                continue;
+            }
+            whiteout::check_name(&layer, base, target, &shown)?;
         }
         entry::apply(&mut layer, &mut entry, rel, &shown, sparse.map(|s| s.real_size))?;
     }

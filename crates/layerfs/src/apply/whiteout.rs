@@ -18,10 +18,7 @@ const OPAQUE: &[u8] = b".wh..wh..opq";
 pub(super) fn apply(layer: &mut Layer<'_>, rel: &Path, target: &[u8], shown: &Path) -> Result<()> {
     let dir = rel.parent().unwrap_or(Path::new("")).to_path_buf();
     let base = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
-    if base != OPAQUE && (target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.")) {
-        // `.wh.`, `.wh..` and `.wh...` would name "", "." or "..": refused.
-        return Err(layer.entry_err(shown, "is not a valid whiteout name"));
-    }
+    check_name(layer, base, target, shown)?;
     if layer.opts.overlay {
         return overlay_whiteout(layer, &dir, (base != OPAQUE).then_some(target), shown);
     }
@@ -39,6 +36,15 @@ pub(super) fn apply(layer: &mut Layer<'_>, rel: &Path, target: &[u8], shown: &Pa
     };
     remove_all(parent.as_fd(), OsStr::from_bytes(target))
         .map_err(|e| layer.io_err(shown, "remove the whited-out path", e))
+}
+
+/// Refuses whiteout names that would name "", "." or ".." (`.wh.`, `.wh..`,
+/// `.wh...`) or another whiteout.
+pub(super) fn check_name(layer: &Layer<'_>, base: &[u8], target: &[u8], shown: &Path) -> Result<()> {
+    if base != OPAQUE && (target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.")) {
+        return Err(layer.entry_err(shown, "is not a valid whiteout name"));
+    }
+    Ok(())
 }
 
 /// Overlay mode: record the whiteout the way overlayfs reads it. A

@@ -7,7 +7,7 @@ use cargohold_image_core::{
 };
 use cargohold_registry::{ClientOptions, Registry};
 
-use crate::support::*;
+use cargohold_testkit::*;
 
 fn push_layout(
     reg: &Registry,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, Reference, Store, copy, open_source};
 use cargohold_registry::{ClientOptions, Registry};
 
-use crate::support::*;
+use cargohold_testkit::*;
 
 fn push_layout(
     reg: &Registry,

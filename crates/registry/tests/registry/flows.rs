@@ -3,7 +3,7 @@
 use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, Reference, Store, copy, open_source};
 use cargohold_registry::{ClientOptions, Credentials, Registry};
 
-use crate::support::*;
+use cargohold_testkit::*;
 
 fn push_layout(
     reg: &Registry,

@@ -4,5 +4,4 @@
 mod api;
 mod faults;
 mod flows;
-mod support;
 mod token;

@@ -5,7 +5,7 @@
 use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, NoProgress, Reference, Store, open_source};
 use cargohold_registry::{ClientOptions, Credentials, Registry};
 
-use crate::support::*;
+use cargohold_testkit::*;
 
 fn open_layout(
     layout: &std::path::Path,

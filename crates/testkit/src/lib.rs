@@ -1,4 +1,8 @@
-//! Starting `docker-registry` on 127.0.0.1 with a free port and temp storage.
+//! Test support shared by cargohold's crates (not published): the Debian
+//! `docker-registry` started on 127.0.0.1 with a free port and temp storage
+//! (open, htpasswd, or token auth with [`TokenServer`]), a fault-injecting
+//! proxy, and the peer tools (skopeo, umoci) every interop test uses.
+#![allow(missing_docs, clippy::print_stderr, reason = "test support")]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

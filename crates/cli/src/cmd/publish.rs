@@ -1,0 +1,118 @@
+//! `cargohold publish convert|convert-single-image|check`.
+
+use std::io::Write as _;
+
+use anyhow::{Context, Result, bail};
+use cargohold_image_core::ImageUrl;
+use cargohold_publish::{ImageReport, PublishOptions, Publisher, Status, Wishlist, parse_wishlist};
+use serde_json::json;
+
+use super::{Ctx, platform};
+use crate::cli::{PublishCommand, PublishOpts};
+use crate::output;
+
+pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
+    match cmd {
+        PublishCommand::Check(a) => {
+            let w = read_wishlist(&a.wishlist)?;
+            if a.out.json {
+                let inputs: Vec<_> = w.inputs.iter().map(|i| json!({"line": i.line, "input": i.text})).collect();
+                return output::json(&json!({
+                    "user": w.user, "cvmfs_repo": w.cvmfs_repo, "output_format": w.output_format,
+                    "inputs": inputs, "problems": w.problems,
+                }));
+            }
+            for p in &w.problems {
+                output::line(format!("line {}: {:?}: {}", p.line, p.text, p.reason))?;
+            }
+            output::line(format!("{} inputs, {} problems", w.inputs.len(), w.problems.len()))?;
+            if !w.problems.is_empty() {
+                bail!("the wish list {} has entries that cannot be used", a.wishlist.display());
+            }
+            Ok(())
+        }
+        PublishCommand::Convert(a) => {
+            let w = read_wishlist(&a.wishlist)?;
+            for p in &w.problems {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cargohold: skipping line {} of {}: {:?}: {}",
+                    p.line,
+                    a.wishlist.display(),
+                    p.text,
+                    p.reason
+                );
+            }
+            let root = a.root.clone().unwrap_or_else(|| w.cvmfs_repo.clone().into());
+            convert(ctx, &a.opts, &root, |p| p.convert_wishlist(&w))
+        }
+        PublishCommand::ConvertSingleImage(a) => {
+            let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
+            if url.is_tag_pattern() {
+                bail!("{} is a tag pattern; use a wish list for patterns", a.image);
+            }
+            convert(ctx, &a.opts, &a.target, |p| vec![p.convert_image(&url)])
+        }
+    }
+}
+
+fn read_wishlist(path: &std::path::Path) -> Result<Wishlist> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    Ok(parse_wishlist(&text, &path.display().to_string())?)
+}
+
+fn convert(
+    ctx: &Ctx,
+    o: &PublishOpts,
+    root: &std::path::Path,
+    work: impl FnOnce(&Publisher<'_>) -> Vec<ImageReport>,
+) -> Result<()> {
+    if !o.skip_thin_image {
+        bail!(
+            "thin images are not built yet: pass --skip-thin-image (the layers, flats and metadata are published without it)"
+        );
+    }
+    let reg = ctx.registry()?;
+    let opts = PublishOptions {
+        jobs: o.jobs,
+        skip_flat: o.skip_flat,
+        convert_again: o.convert_again,
+        overwrite_layers: o.overwrite_layers,
+        lock_timeout: o.lock_timeout.map(std::time::Duration::from_secs),
+        platform: platform(o.platform.as_deref())?,
+    };
+    let quiet = ctx.is_quiet();
+    let publisher = Publisher::new(root, &reg, opts, o.notification_file.as_deref())
+        .with_context(|| format!("could not open the publish tree {}", root.display()))?
+        .on_lock_wait(move |lock| {
+            if !quiet {
+                let _ =
+                    writeln!(std::io::stderr(), "cargohold: waiting for another publisher (lock {})", lock.display());
+            }
+        });
+    let reports = work(&publisher);
+    let failed = reports.iter().filter(|r| r.status == Status::Failed).count();
+    if o.out.json {
+        output::json(&json!({ "root": root, "images": reports }))?;
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|r| {
+                vec![
+                    r.image.clone(),
+                    format!("{:?}", r.status).to_lowercase(),
+                    format!("{}/{}", r.layers_new, r.layers_reused),
+                    r.bytes_downloaded.to_string(),
+                    r.bytes_written.to_string(),
+                    format!("{:.2}", r.seconds),
+                    r.error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        output::table(&["IMAGE", "STATUS", "LAYERS NEW/REUSED", "DOWNLOADED", "WRITTEN", "SECONDS", "ERROR"], &rows)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images failed", reports.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,582 @@
+//! Converting images into the publish tree: layers unpacked once each (in
+//! parallel, staged, moved into place under the tree's lock), the flat root
+//! filesystem made of hardlinks into them, metadata and the public symlink last.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cargohold_image_core::{
+    Descriptor, Digest, ImageConfig, ImageManifest, ImageSource, ImageUrl, MAX_CONFIG_SIZE, Manifest, Platform,
+    RawManifest, VerifyingReader,
+};
+use cargohold_layerfs::{ApplyOptions, Root, flatten_linked, stream_layers};
+use cargohold_registry::Registry;
+use serde::Serialize;
+
+use crate::error::{Error, Result, io_err};
+use crate::notify::{Event, Notifier};
+use crate::tree::{Tree, relative, replace_symlink, write_atomic};
+use crate::wishlist::{WishInput, Wishlist};
+
+/// How to convert.
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// Layers downloaded and unpacked at once (default 4).
+    pub jobs: usize,
+    /// Do not build `.flat` trees (layers and metadata only).
+    pub skip_flat: bool,
+    /// Convert images whose config has not changed too.
+    pub convert_again: bool,
+    /// Unpack layers again even when their `layerfs` exists.
+    pub overwrite_layers: bool,
+    /// Give up waiting for the tree's lock after this long (default: wait).
+    pub lock_timeout: Option<Duration>,
+    /// Platform to pick from multi-platform images (default: the host's).
+    pub platform: Option<Platform>,
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Converted and published.
+    Converted,
+    /// Already published with the same config: nothing downloaded.
+    Skipped,
+    /// Failed; the tree is as it was for this image.
+    Failed,
+}
+
+/// The outcome of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// `registry/repository:tag` (or `@digest`).
+    pub image: String,
+    /// Converted, skipped or failed.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The (platform) manifest published.
+    pub manifest: Option<Digest>,
+    /// Its config.
+    pub config: Option<Digest>,
+    /// Layers unpacked by this run.
+    pub layers_new: usize,
+    /// Layers already in the tree.
+    pub layers_reused: usize,
+    /// Compressed bytes downloaded.
+    pub bytes_downloaded: u64,
+    /// File bytes written (new layers, the flat's own files).
+    pub bytes_written: u64,
+    /// File bytes of the flat shared with the layers by hardlinks (not written).
+    pub bytes_deduplicated: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl ImageReport {
+    fn new(image: String) -> Self {
+        ImageReport {
+            image,
+            status: Status::Failed,
+            error: None,
+            manifest: None,
+            config: None,
+            layers_new: 0,
+            layers_reused: 0,
+            bytes_downloaded: 0,
+            bytes_written: 0,
+            bytes_deduplicated: 0,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// Converts images into one publish tree.
+pub struct Publisher<'a> {
+    tree: Tree,
+    reg: &'a Registry,
+    opts: PublishOptions,
+    notifier: Notifier,
+    waiting: Box<dyn Fn(&Path) + Sync + 'a>,
+}
+
+/// `registry/repository:tag`, or `@digest` without a tag: the public name.
+pub fn public_name(url: &ImageUrl) -> String {
+    match (&url.tag, &url.digest) {
+        (Some(t), _) => format!("{}/{}:{t}", url.registry, url.repository),
+        (None, Some(d)) => format!("{}/{}@{d}", url.registry, url.repository),
+        (None, None) => format!("{}/{}:latest", url.registry, url.repository),
+    }
+}
+
+/// The error and its causes, one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        next = c.source();
+    }
+    s
+}
+
+impl<'a> Publisher<'a> {
+    /// A publisher for the tree at `root`, reading through `reg`, writing
+    /// notifications to `notifications` when given.
+    pub fn new(root: &Path, reg: &'a Registry, opts: PublishOptions, notifications: Option<&Path>) -> Result<Self> {
+        let tree = Tree::open(root)?;
+        clean_stale_staging(&tree);
+        Ok(Publisher { tree, reg, opts, notifier: Notifier::new(notifications), waiting: Box::new(|_| {}) })
+    }
+
+    /// Called once when the tree's lock is busy and we start waiting.
+    pub fn on_lock_wait(mut self, f: impl Fn(&Path) + Sync + 'a) -> Self {
+        self.waiting = Box::new(f);
+        self
+    }
+
+    /// The tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// The concrete images an input names: itself, or for a `*` pattern every
+    /// matching tag of the repository (the full, paginated list).
+    pub fn expand(&self, input: &WishInput) -> Result<Vec<ImageUrl>> {
+        if !input.url.is_tag_pattern() {
+            return Ok(vec![input.url.clone()]);
+        }
+        let mut probe = input.url.clone();
+        probe.tag = Some("latest".into());
+        let reference = probe.to_reference().map_err(cargohold_image_core::Error::from)?;
+        let mut tags = self.reg.tags(&reference)?;
+        tags.sort();
+        Ok(tags
+            .into_iter()
+            .filter(|t| input.url.tag_matches(t))
+            .map(|t| ImageUrl { tag: Some(t), digest: None, ..input.url.clone() })
+            .collect())
+    }
+
+    /// Converts every input of the wish list; one report per concrete image
+    /// (a pattern that cannot be expanded gives one failed report).
+    pub fn convert_wishlist(&self, w: &Wishlist) -> Vec<ImageReport> {
+        let mut out = Vec::new();
+        for input in &w.inputs {
+            match self.expand(input) {
+                Ok(urls) => out.extend(urls.iter().map(|u| self.convert_image(u))),
+                Err(e) => {
+                    let mut r = ImageReport::new(input.text.clone());
+                    r.error = Some(format!("line {}: {}", input.line, error_chain(&e)));
+                    out.push(r);
+                }
+            }
+        }
+        out
+    }
+
+    /// Converts one image (a tag or digest, no pattern). Never panics on bad
+    /// input: failures are reported, and leave the tree as it was.
+    pub fn convert_image(&self, url: &ImageUrl) -> ImageReport {
+        let start = Instant::now();
+        let mut report = ImageReport::new(public_name(url));
+        if let Err(e) = self.convert_inner(url, &mut report) {
+            report.status = Status::Failed;
+            report.error = Some(error_chain(&e));
+        }
+        report.seconds = start.elapsed().as_secs_f64();
+        report
+    }
+
+    fn convert_inner(&self, url: &ImageUrl, report: &mut ImageReport) -> Result<()> {
+        let name = report.image.clone();
+        let reference = url.to_reference().map_err(cargohold_image_core::Error::from)?;
+        let mut src = self.reg.source(&reference);
+        let (raw, m) = self.platform_manifest(&mut src)?;
+        report.manifest = Some(raw.digest.clone());
+        report.config = Some(m.config.digest.clone());
+        let meta_file = self.tree.metadata_dir(&name).join("manifest.json");
+        let flat = self.tree.flat_dir(&m.config.digest);
+        let link = self.tree.public_path(&name);
+        let link_target = relative(link.parent().expect("under the root"), &flat);
+        if !self.opts.convert_again && stored_config(&meta_file).as_ref() == Some(&m.config.digest) {
+            let published = self.opts.skip_flat
+                || (flat.is_dir() && std::fs::read_link(&link).ok().as_deref() == Some(link_target.as_path()));
+            if published {
+                report.status = Status::Skipped;
+                report.layers_reused = m.layers.len();
+                self.notifier.emit(&Event { action: "skip_image", image: Some(&name), ..Event::default() })?;
+                return Ok(());
+            }
+        }
+        let config = read_config(&mut src, &m)?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != m.layers.len() {
+            return Err(cargohold_image_core::Error::Manifest(cargohold_image_core::ManifestError::Invalid {
+                what: format!("image {name}"),
+                reason: format!("{} layers but the config lists {} diff IDs", m.layers.len(), diff_ids.len()),
+            })
+            .into());
+        }
+        // Layers: stage the missing ones in parallel, then move them in.
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<(Descriptor, Digest)> = Vec::new();
+        for (l, d) in m.layers.iter().zip(diff_ids) {
+            if !seen.insert(l.digest.clone()) {
+                continue;
+            }
+            if !self.opts.overwrite_layers && self.tree.layer_dir(&l.digest).join("layerfs").is_dir() {
+                report.layers_reused += 1;
+            } else {
+                todo.push((l.clone(), d.clone()));
+            }
+        }
+        let staged = self.stage_layers(&reference, &name, &todo)?;
+        {
+            let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
+            for (layer, dir, written) in &staged {
+                let target = self.tree.layer_dir(&layer.digest);
+                if target.join("layerfs").is_dir() && !self.opts.overwrite_layers {
+                    // Another publisher finished it first: keep theirs.
+                    remove_quietly(dir);
+                    report.layers_reused += 1;
+                    continue;
+                }
+                move_into_place(&self.tree, dir, &target)?;
+                report.layers_new += 1;
+                report.bytes_downloaded += layer.size;
+                report.bytes_written += written;
+            }
+        }
+        // The flat image, from the layers in place.
+        if !self.opts.skip_flat && (self.opts.convert_again || !flat.is_dir()) {
+            let (dir, written, linked) = self.stage_flat(&name, &m, &config)?;
+            let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
+            move_into_place(&self.tree, &dir, &flat)?;
+            report.bytes_written += written;
+            report.bytes_deduplicated += linked;
+        } else if !self.opts.skip_flat {
+            report.bytes_deduplicated += dir_file_bytes(&flat);
+        }
+        // Metadata and the public path, last.
+        let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
+        for l in &m.layers {
+            add_origin(&self.tree.layer_dir(&l.digest), &m.config.digest, &name)?;
+        }
+        write_atomic(&meta_file, &raw.bytes)?;
+        if !self.opts.skip_flat {
+            replace_symlink(&link, &link_target)?;
+            self.notifier.emit(&Event {
+                action: "publish_flat_image",
+                image: Some(&name),
+                status: Some("ok"),
+                ..Event::default()
+            })?;
+        }
+        report.status = Status::Converted;
+        Ok(())
+    }
+
+    /// The top manifest, or the chosen platform's manifest of an index.
+    fn platform_manifest(&self, src: &mut dyn ImageSource) -> Result<(RawManifest, ImageManifest)> {
+        let top = src.top_manifest()?;
+        match top.parse().map_err(cargohold_image_core::Error::from)? {
+            Manifest::Image(m) => Ok((top, m)),
+            Manifest::Index(idx) => {
+                let want = self.opts.platform.clone().unwrap_or_else(Platform::host);
+                let entry = idx.select_platform(&want).cloned().ok_or_else(|| {
+                    cargohold_image_core::Error::NoMatchingPlatform {
+                        wanted: want.to_string(),
+                        location: src.location(),
+                        available: idx
+                            .manifests
+                            .iter()
+                            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                            .collect(),
+                    }
+                })?;
+                let child = src.manifest(&entry)?;
+                match child.parse().map_err(cargohold_image_core::Error::from)? {
+                    Manifest::Image(m) => Ok((child, m)),
+                    Manifest::Index(_) => Err(cargohold_image_core::Error::Unsupported {
+                        location: src.location(),
+                        what: "nested indexes".into(),
+                    }
+                    .into()),
+                }
+            }
+        }
+    }
+
+    /// Downloads and unpacks `todo` into staging directories, `jobs` at a time.
+    fn stage_layers(
+        &self,
+        reference: &cargohold_image_core::Reference,
+        name: &str,
+        todo: &[(Descriptor, Digest)],
+    ) -> Result<Vec<(Descriptor, PathBuf, u64)>> {
+        let next = std::sync::Mutex::new(0usize);
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..self.opts.jobs.max(1).min(todo.len().max(1)) {
+                s.spawn(|| {
+                    loop {
+                        let i = {
+                            let mut n = next.lock().expect("not poisoned");
+                            *n += 1;
+                            *n - 1
+                        };
+                        let Some((layer, diff_id)) = todo.get(i) else { return };
+                        let r = self.stage_layer(reference, name, layer, diff_id);
+                        let failed = r.is_err();
+                        results.lock().expect("not poisoned").push(r.map(|(dir, w)| (layer.clone(), dir, w)));
+                        if failed {
+                            *next.lock().expect("not poisoned") = todo.len();
+                        }
+                    }
+                });
+            }
+        });
+        let mut ok = Vec::new();
+        let mut first_err = None;
+        for r in results.into_inner().expect("not poisoned") {
+            match r {
+                Ok(v) => ok.push(v),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            for (_, dir, _) in &ok {
+                remove_quietly(dir);
+            }
+            return Err(e);
+        }
+        Ok(ok)
+    }
+
+    fn stage_layer(
+        &self,
+        reference: &cargohold_image_core::Reference,
+        name: &str,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<(PathBuf, u64)> {
+        let id = self.notifier.id();
+        let start = Instant::now();
+        self.notifier.emit(&Event {
+            action: "start_layer_conversion",
+            id: Some(id),
+            image: Some(name),
+            layer: Some(layer.digest.to_string()),
+            ..Event::default()
+        })?;
+        let dir = self.tree.staging("layer")?;
+        let result = (|| {
+            let layerfs = dir.join("layerfs");
+            std::fs::create_dir(&layerfs).map_err(io_err("create", &layerfs))?;
+            let root = Root::open(&layerfs).map_err(|e| io_err("open", &layerfs)(e.into()))?;
+            let mut src = self.reg.source(reference);
+            let apply = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::for_current_user() };
+            let r = stream_layers(&mut src, &[(layer.clone(), diff_id.clone(), &root)], &apply)?;
+            let meta = serde_json::json!({
+                "digest": layer.digest, "diffID": diff_id, "size": layer.size, "mediaType": layer.media_type,
+            });
+            write_atomic(&dir.join(".metadata/layers.json"), &serde_json::to_vec_pretty(&meta).expect("JSON"))?;
+            sync_dir(&dir)?;
+            Ok(r.bytes)
+        })();
+        let elapsed = start.elapsed().as_secs_f64();
+        let (status, error) = match &result {
+            Ok(_) => ("ok", None),
+            Err(e) => ("error", Some(error_chain(e))),
+        };
+        self.notifier.emit(&Event {
+            action: "end_layer_conversion",
+            id: Some(id),
+            image: Some(name),
+            layer: Some(layer.digest.to_string()),
+            status: Some(status),
+            error,
+            time_elapsed_s: Some(elapsed),
+            size_bytes: Some(layer.size),
+        })?;
+        match result {
+            Ok(written) => Ok((dir, written)),
+            Err(e) => {
+                remove_quietly(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Builds the flat root filesystem in a staging directory: the layers
+    /// stacked by hardlinks, then the Singularity/Apptainer additions.
+    fn stage_flat(&self, name: &str, m: &ImageManifest, config: &ImageConfig) -> Result<(PathBuf, u64, u64)> {
+        let id = self.notifier.id();
+        let start = Instant::now();
+        self.notifier.emit(&Event {
+            action: "start_flat_conversion",
+            id: Some(id),
+            image: Some(name),
+            ..Event::default()
+        })?;
+        let dir = self.tree.staging("flat")?;
+        let result = (|| {
+            let layer_dirs: Vec<PathBuf> =
+                m.layers.iter().map(|l| self.tree.layer_dir(&l.digest).join("layerfs")).collect();
+            let refs: Vec<&Path> = layer_dirs.iter().map(PathBuf::as_path).collect();
+            let flat = flatten_linked(&refs, &dir)?;
+            let written = crate::singularity::add(&dir, config)?;
+            sync_dir(&dir)?;
+            Ok((written, flat.linked_bytes))
+        })();
+        let (status, error) = match &result {
+            Ok(_) => ("ok", None),
+            Err(e) => ("error", Some(error_chain(e))),
+        };
+        self.notifier.emit(&Event {
+            action: "end_flat_conversion",
+            id: Some(id),
+            image: Some(name),
+            status: Some(status),
+            error,
+            time_elapsed_s: Some(start.elapsed().as_secs_f64()),
+            size_bytes: result.as_ref().ok().map(|(w, l)| w + l),
+            ..Event::default()
+        })?;
+        match result {
+            Ok((w, l)) => Ok((dir, w, l)),
+            Err(e) => {
+                remove_quietly(&dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The config digest recorded in a published `manifest.json`.
+fn stored_config(meta_file: &Path) -> Option<Digest> {
+    let bytes = std::fs::read(meta_file).ok()?;
+    let raw = RawManifest::new(bytes, None).ok()?;
+    match raw.parse().ok()? {
+        Manifest::Image(m) => Some(m.config.digest),
+        Manifest::Index(_) => None,
+    }
+}
+
+fn read_config(src: &mut dyn ImageSource, m: &ImageManifest) -> Result<ImageConfig> {
+    if m.config.size > MAX_CONFIG_SIZE {
+        return Err(cargohold_image_core::Error::TooLarge {
+            what: format!("config {}", m.config.digest),
+            size: m.config.size,
+            limit: MAX_CONFIG_SIZE,
+        }
+        .into());
+    }
+    let location = src.blob_location(&m.config);
+    let mut bytes = Vec::new();
+    VerifyingReader::new(src.blob(&m.config)?, m.config.digest.clone(), Some(m.config.size))
+        .read_to_end(&mut bytes)
+        .map_err(|e| cargohold_image_core::Error::blob_read(&m.config.digest, &location, e))?;
+    Ok(ImageConfig::from_slice(&bytes, &format!("config {}", m.config.digest))?)
+}
+
+/// Renames the staged directory `dir` to `target`, swapping out (and then
+/// deleting) what was there. Readers see the old tree or the new one.
+fn move_into_place(tree: &Tree, dir: &Path, target: &Path) -> Result<()> {
+    let parent = target.parent().expect("under the root");
+    std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    if std::fs::symlink_metadata(target).is_ok() {
+        let trash = tree.staging("trash")?;
+        let old = trash.join("old");
+        std::fs::rename(target, &old).map_err(io_err("move aside", target))?;
+        std::fs::rename(dir, target).map_err(io_err("move into place", target))?;
+        remove_quietly(&trash);
+        return Ok(());
+    }
+    std::fs::rename(dir, target).map_err(io_err("move into place", target))
+}
+
+/// Records in `.metadata/origin.json` of a layer that `config` (image `name`) uses it.
+fn add_origin(layer_dir: &Path, config: &Digest, name: &str) -> Result<()> {
+    let file = layer_dir.join(".metadata/origin.json");
+    let mut v: serde_json::Value = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| serde_json::json!({"configs": [], "images": []}));
+    let mut changed = false;
+    for (key, value) in [("configs", config.to_string()), ("images", name.to_owned())] {
+        let list = v.get_mut(key).and_then(|l| l.as_array_mut());
+        match list {
+            Some(l) if l.iter().any(|x| x.as_str() == Some(value.as_str())) => {}
+            Some(l) => {
+                l.push(serde_json::Value::String(value));
+                changed = true;
+            }
+            None => {
+                v[key] = serde_json::json!([value]);
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        write_atomic(&file, &serde_json::to_vec_pretty(&v).expect("JSON"))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    let f = std::fs::File::open(dir).map_err(io_err("open", dir))?;
+    rustix::fs::syncfs(&f).map_err(|e| io_err("sync", dir)(e.into()))
+}
+
+fn remove_quietly(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Bytes of regular files under `dir` (what an existing flat shares).
+fn dir_file_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Removes staging directories left by publishers that were killed.
+fn clean_stale_staging(tree: &Tree) {
+    let dir = tree.root().join(".cargohold/staging");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.split('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            remove_quietly(&e.path());
+        }
+    }
+}
+
+impl From<cargohold_image_core::ManifestError> for Error {
+    fn from(e: cargohold_image_core::ManifestError) -> Self {
+        Error::from(cargohold_image_core::Error::from(e))
+    }
+}

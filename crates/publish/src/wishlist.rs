@@ -1,0 +1,184 @@
+//! DUCC wish lists (YAML, version 1) and the output-reference template.
+
+use cargohold_image_core::{Digest, ImageUrl};
+
+use crate::error::{Error, Result};
+
+/// The default thin-image name: the input's name with `_thin`.
+pub const DEFAULT_OUTPUT_FORMAT: &str = "$(scheme)://$(registry)/$(repository)_thin:$(tag)";
+
+/// A parsed wish list.
+#[derive(Debug, Clone)]
+pub struct Wishlist {
+    /// The account that pushes thin images.
+    pub user: String,
+    /// The publish target: a directory (local backend) or a CernVM-FS repository name.
+    pub cvmfs_repo: String,
+    /// Template of thin-image references (see [`expand_output`]).
+    pub output_format: String,
+    /// The inputs that parsed, in order.
+    pub inputs: Vec<WishInput>,
+    /// Inputs that did not parse, with their line: reported, then skipped.
+    pub problems: Vec<WishProblem>,
+}
+
+/// One image (or tag pattern) to convert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WishInput {
+    /// Line of the wish list (1-based).
+    pub line: usize,
+    /// The entry as written.
+    pub text: String,
+    /// The parsed URL.
+    pub url: ImageUrl,
+}
+
+/// An input entry that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WishProblem {
+    /// Line of the wish list (1-based).
+    pub line: usize,
+    /// The entry as written.
+    pub text: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    version: serde_yaml::Value,
+    user: Option<String>,
+    cvmfs_repo: Option<String>,
+    output_format: Option<String>,
+    input: Option<Vec<serde_yaml::Value>>,
+}
+
+/// Parses a wish list. `source` names it in errors. The whole list is refused
+/// when its structure is wrong (version other than 1, missing `cvmfs_repo` or
+/// `input`); single entries that do not parse become [`WishProblem`]s.
+pub fn parse(text: &str, source: &str) -> Result<Wishlist> {
+    let bad = |reason: String| Error::Wishlist { path: source.into(), reason };
+    let raw: Raw = serde_yaml::from_str(text).map_err(|e| {
+        let at = e.location().map(|l| format!("line {}: ", l.line())).unwrap_or_default();
+        bad(format!("{at}{e}"))
+    })?;
+    let version = match &raw.version {
+        serde_yaml::Value::Number(n) => n.as_u64(),
+        serde_yaml::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    if version != Some(1) {
+        return Err(bad(format!("version must be 1, found {}", yaml_text(&raw.version))));
+    }
+    let cvmfs_repo = raw.cvmfs_repo.filter(|r| !r.trim().is_empty()).ok_or_else(|| bad("no cvmfs_repo".into()))?;
+    let entries = raw.input.ok_or_else(|| bad("no input list".into()))?;
+    let output_format = raw.output_format.unwrap_or_else(|| DEFAULT_OUTPUT_FORMAT.into());
+    check_template(&output_format).map_err(|r| bad(format!("output_format: {r}")))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut search_from = lines.iter().position(|l| l.trim_start().starts_with("input")).unwrap_or(0);
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for entry in entries {
+        let text = yaml_text(&entry);
+        // The line of this entry: the next line from where the last one was found.
+        let line = match lines.iter().skip(search_from).position(|l| !text.is_empty() && l.contains(text.as_str())) {
+            Some(i) => {
+                search_from += i + 1;
+                search_from
+            }
+            None => search_from + 1,
+        };
+        let parsed = match &entry {
+            serde_yaml::Value::String(s) => ImageUrl::parse(s.trim()).map_err(|e| e.to_string()),
+            _ => Err("is not a string".into()),
+        };
+        match parsed {
+            Ok(url) => inputs.push(WishInput { line, text, url }),
+            Err(reason) => problems.push(WishProblem { line, text, reason }),
+        }
+    }
+    Ok(Wishlist { user: raw.user.unwrap_or_default(), cvmfs_repo, output_format, inputs, problems })
+}
+
+fn yaml_text(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other).map(|s| s.trim().to_owned()).unwrap_or_default(),
+    }
+}
+
+const VARIABLES: &[&str] = &["scheme", "registry", "repository", "tag", "digest", "reference", "image"];
+
+fn check_template(t: &str) -> std::result::Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find("$(") {
+        let after = &rest[i + 2..];
+        let end = after.find(')').ok_or_else(|| format!("unclosed $( in {t:?}"))?;
+        let name = &after[..end];
+        if !VARIABLES.contains(&name) {
+            return Err(format!("unknown variable $({name}); known: {}", VARIABLES.join(", ")));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Fills the output template for one concrete image: `$(scheme)`,
+/// `$(registry)`, `$(repository)`, `$(tag)`, `$(digest)`, `$(reference)` (the
+/// tag, else the digest) and `$(image)` (repository plus `:tag` or `@digest`).
+pub fn expand_output(template: &str, url: &ImageUrl, tag: Option<&str>, digest: Option<&Digest>) -> String {
+    let digest = digest.map(Digest::to_string).unwrap_or_default();
+    let tag = tag.unwrap_or_default();
+    let reference = if tag.is_empty() { digest.clone() } else { tag.to_owned() };
+    let image =
+        if tag.is_empty() { format!("{}@{digest}", url.repository) } else { format!("{}:{tag}", url.repository) };
+    template
+        .replace("$(scheme)", &url.scheme)
+        .replace("$(registry)", &url.registry)
+        .replace("$(repository)", &url.repository)
+        .replace("$(tag)", tag)
+        .replace("$(digest)", &digest)
+        .replace("$(reference)", &reference)
+        .replace("$(image)", &image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ducc_wishlists_and_reports_bad_lines() {
+        let text = "version: 1\nuser: smosciat\ncvmfs_repo: unpacked.example.org\noutput_format: '$(scheme)://registry.example.org/thin/$(image)'\ninput:\n  - 'https://registry.hub.docker.com/library/fedora:latest'\n  - 'https://registry.example/Bad/Repo:1'\n  - 'https://127.0.0.1:5000/team/app:*'\n";
+        let w = parse(text, "w.yaml").unwrap();
+        assert_eq!(w.user, "smosciat");
+        assert_eq!(w.cvmfs_repo, "unpacked.example.org");
+        assert_eq!(w.inputs.len(), 2);
+        assert_eq!(w.inputs[0].line, 6);
+        assert_eq!(w.inputs[1].line, 8);
+        assert!(w.inputs[1].url.is_tag_pattern());
+        assert_eq!(w.problems.len(), 1);
+        assert_eq!(w.problems[0].line, 7);
+        let out = expand_output(&w.output_format, &w.inputs[0].url, Some("latest"), None);
+        assert_eq!(out, "https://registry.example.org/thin/library/fedora:latest");
+    }
+
+    #[test]
+    fn refuses_wrong_versions_and_shapes() {
+        for (text, needle) in [
+            ("version: 2\ncvmfs_repo: r\ninput: []\n", "version must be 1"),
+            ("version: 1\ninput: []\n", "cvmfs_repo"),
+            ("version: 1\ncvmfs_repo: r\n", "input"),
+            ("version: 1\ncvmfs_repo: r\ninput: [\n", "w.yaml"),
+            ("version: 1\ncvmfs_repo: r\noutput_format: '$(nope)'\ninput: []\n", "unknown variable"),
+            ("version: 1\ncvmfs_repo: r\nimput: []\n", "imput"),
+        ] {
+            let e = parse(text, "w.yaml").unwrap_err().to_string();
+            assert!(e.contains(needle) && e.contains("w.yaml"), "{text:?}: {e}");
+        }
+        assert_eq!(
+            expand_output(DEFAULT_OUTPUT_FORMAT, &ImageUrl::parse("http://h:5000/a/b:1").unwrap(), Some("1"), None),
+            "http://h:5000/a/b_thin:1"
+        );
+    }
+}
