@@ -310,7 +310,7 @@ pub struct TokenServer {
     pub service: String,
     pub issuer: String,
     pub cert: PathBuf,
-    /// Requests seen: "GET <query>" or "POST <form>".
+    /// Requests seen: `GET <query>` or `POST <form>`.
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
