@@ -184,7 +184,7 @@ pub struct PublishOpts {
     /// Do not build the flat root filesystems.
     #[arg(long)]
     pub skip_flat: bool,
-    /// Do not push thin images (required for now: thin images are not built yet).
+    /// Do not push thin images (`output_format` of the wish list).
     #[arg(long)]
     pub skip_thin_image: bool,
     /// Layers downloaded and unpacked at once.

@@ -16,8 +16,23 @@ use serde::Serialize;
 
 use crate::error::{Error, Result, io_err};
 use crate::notify::{Event, Notifier};
+use crate::thin::{ThinOptions, push_thin};
 use crate::tree::{Tree, relative, replace_symlink, write_atomic};
-use crate::wishlist::{WishInput, Wishlist};
+use crate::wishlist::{WishInput, Wishlist, expand_output};
+
+/// The input as a URL (`scheme://registry/repo:tag@digest`), the thin image's origin.
+fn url_text(url: &ImageUrl) -> String {
+    let mut s = format!("{}://{}/{}", url.scheme, url.registry, url.repository);
+    if let Some(t) = &url.tag {
+        s.push(':');
+        s.push_str(t);
+    }
+    if let Some(d) = &url.digest {
+        s.push('@');
+        s.push_str(d.as_str());
+    }
+    s
+}
 
 /// How to convert.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +86,8 @@ pub struct ImageReport {
     pub bytes_written: u64,
     /// File bytes of the flat shared with the layers by hardlinks (not written).
     pub bytes_deduplicated: u64,
+    /// The thin image pushed (or found already pushed) for it.
+    pub thin_image: Option<String>,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -88,6 +105,7 @@ impl ImageReport {
             bytes_downloaded: 0,
             bytes_written: 0,
             bytes_deduplicated: 0,
+            thin_image: None,
             seconds: 0.0,
         }
     }
@@ -100,6 +118,7 @@ pub struct Publisher<'a> {
     opts: PublishOptions,
     notifier: Notifier,
     waiting: Box<dyn Fn(&Path) + Sync + 'a>,
+    thin: Option<(&'a Registry, ThinOptions)>,
 }
 
 /// `registry/repository:tag`, or `@digest` without a tag: the public name.
@@ -132,12 +151,19 @@ impl<'a> Publisher<'a> {
     pub fn new(root: &Path, reg: &'a Registry, opts: PublishOptions, notifications: Option<&Path>) -> Result<Self> {
         let tree = Tree::open(root)?;
         clean_stale_staging(&tree);
-        Ok(Publisher { tree, reg, opts, notifier: Notifier::new(notifications), waiting: Box::new(|_| {}) })
+        Ok(Publisher { tree, reg, opts, notifier: Notifier::new(notifications), waiting: Box::new(|_| {}), thin: None })
     }
 
     /// Called once when the tree's lock is busy and we start waiting.
     pub fn on_lock_wait(mut self, f: impl Fn(&Path) + Sync + 'a) -> Self {
         self.waiting = Box::new(f);
+        self
+    }
+
+    /// Push a thin image of every converted image, through `reg` (which
+    /// carries the output registry's credentials).
+    pub fn with_thin_images(mut self, reg: &'a Registry, opts: ThinOptions) -> Self {
+        self.thin = Some((reg, opts));
         self
     }
 
@@ -212,6 +238,20 @@ impl<'a> Publisher<'a> {
                 report.status = Status::Skipped;
                 report.layers_reused = m.layers.len();
                 self.notifier.emit(&Event { action: "skip_image", image: Some(&name), ..Event::default() })?;
+                // A thin image lost since (or never pushed): push it now.
+                if let Some((treg, t)) = &self.thin {
+                    let target = self.thin_target(url, t)?;
+                    let have = treg.block_on(treg.client().head_manifest(
+                        target.registry(),
+                        target.repository(),
+                        target.tag().unwrap_or("latest"),
+                    ))?;
+                    if have.is_none() {
+                        let config = read_config(&mut src, &m)?;
+                        push_thin(treg, &target, &t.cvmfs_repo, &url_text(url), &m, &config)?;
+                    }
+                    report.thin_image = Some(target.to_string());
+                }
                 return Ok(());
             }
         }
@@ -279,8 +319,27 @@ impl<'a> Publisher<'a> {
                 ..Event::default()
             })?;
         }
+        drop(_lock);
+        if let Some((treg, t)) = &self.thin {
+            let target = self.thin_target(url, t)?;
+            push_thin(treg, &target, &t.cvmfs_repo, &url_text(url), &m, &config)?;
+            report.thin_image = Some(target.to_string());
+        }
         report.status = Status::Converted;
         Ok(())
+    }
+
+    fn thin_target(&self, url: &ImageUrl, t: &ThinOptions) -> Result<cargohold_image_core::Reference> {
+        let text = expand_output(&t.output_format, url, url.tag.as_deref(), url.digest.as_ref());
+        let out = ImageUrl::parse(&text).map_err(|e| Error::Wishlist {
+            path: "output_format".into(),
+            reason: format!("{text:?} is not an image reference: {e}"),
+        })?;
+        let mut r = out.to_reference().map_err(cargohold_image_core::Error::from)?;
+        if r.tag().is_none() {
+            r = r.with_tag("latest").map_err(cargohold_image_core::Error::from)?;
+        }
+        Ok(r)
     }
 
     /// The top manifest, or the chosen platform's manifest of an index.

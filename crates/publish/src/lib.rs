@@ -34,11 +34,13 @@ mod convert;
 mod error;
 mod notify;
 mod singularity;
+mod thin;
 mod tree;
 mod wishlist;
 
 pub use convert::{ImageReport, PublishOptions, Publisher, Status, error_chain, public_name};
 pub use error::{Error, Result};
 pub use notify::{Event, Notifier};
+pub use thin::{ThinOptions, push_thin, thin_json};
 pub use tree::{Tree, TreeLock};
 pub use wishlist::{DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, parse as parse_wishlist};

@@ -89,6 +89,17 @@ impl Ctx {
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
+    /// A registry client with these credentials for every registry.
+    pub fn registry_as(&self, credentials: cargohold_registry::Credentials) -> Result<cargohold_registry::Registry> {
+        let opts = cargohold_registry::ClientOptions {
+            insecure: self.insecure.clone(),
+            credentials: Some(credentials),
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            chunk_size: self.chunk_size,
+        };
+        Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
     /// Whether `-q` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet

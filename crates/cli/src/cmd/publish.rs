@@ -4,7 +4,9 @@ use std::io::Write as _;
 
 use anyhow::{Context, Result, bail};
 use cargohold_image_core::ImageUrl;
-use cargohold_publish::{ImageReport, PublishOptions, Publisher, Status, Wishlist, parse_wishlist};
+use cargohold_publish::{
+    DEFAULT_OUTPUT_FORMAT, ImageReport, PublishOptions, Publisher, Status, ThinOptions, Wishlist, parse_wishlist,
+};
 use serde_json::json;
 
 use super::{Ctx, platform};
@@ -44,14 +46,17 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 );
             }
             let root = a.root.clone().unwrap_or_else(|| w.cvmfs_repo.clone().into());
-            convert(ctx, &a.opts, &root, |p| p.convert_wishlist(&w))
+            let thin = ThinOptions { output_format: w.output_format.clone(), cvmfs_repo: w.cvmfs_repo.clone() };
+            convert(ctx, &a.opts, &root, (&w.user, thin), |p| p.convert_wishlist(&w))
         }
         PublishCommand::ConvertSingleImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
             if url.is_tag_pattern() {
                 bail!("{} is a tag pattern; use a wish list for patterns", a.image);
             }
-            convert(ctx, &a.opts, &a.target, |p| vec![p.convert_image(&url)])
+            let repo = a.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let thin = ThinOptions { output_format: DEFAULT_OUTPUT_FORMAT.into(), cvmfs_repo: repo };
+            convert(ctx, &a.opts, &a.target, ("", thin), |p| vec![p.convert_image(&url)])
         }
     }
 }
@@ -65,14 +70,18 @@ fn convert(
     ctx: &Ctx,
     o: &PublishOpts,
     root: &std::path::Path,
+    (user, thin): (&str, ThinOptions),
     work: impl FnOnce(&Publisher<'_>) -> Vec<ImageReport>,
 ) -> Result<()> {
-    if !o.skip_thin_image {
-        bail!(
-            "thin images are not built yet: pass --skip-thin-image (the layers, flats and metadata are published without it)"
-        );
-    }
     let reg = ctx.registry()?;
+    // Thin images go up as the wish list's user, with the password DUCC
+    // reads from the environment, else with the stored credentials.
+    let password =
+        std::env::var("DUCC_OUTPUT_REGISTRY_PASS").or_else(|_| std::env::var("DOCKER2CVMFS_DOCKER_REGISTRY_PASS")).ok();
+    let thin_reg = match password {
+        Some(p) if !user.is_empty() => ctx.registry_as(cargohold_registry::Credentials::new(user, p))?,
+        _ => ctx.registry()?,
+    };
     let opts = PublishOptions {
         jobs: o.jobs,
         skip_flat: o.skip_flat,
@@ -82,7 +91,7 @@ fn convert(
         platform: platform(o.platform.as_deref())?,
     };
     let quiet = ctx.is_quiet();
-    let publisher = Publisher::new(root, &reg, opts, o.notification_file.as_deref())
+    let mut publisher = Publisher::new(root, &reg, opts, o.notification_file.as_deref())
         .with_context(|| format!("could not open the publish tree {}", root.display()))?
         .on_lock_wait(move |lock| {
             if !quiet {
@@ -90,6 +99,9 @@ fn convert(
                     writeln!(std::io::stderr(), "cargohold: waiting for another publisher (lock {})", lock.display());
             }
         });
+    if !o.skip_thin_image {
+        publisher = publisher.with_thin_images(&thin_reg, thin);
+    }
     let reports = work(&publisher);
     let failed = reports.iter().filter(|r| r.status == Status::Failed).count();
     if o.out.json {
@@ -105,11 +117,11 @@ fn convert(
                     r.bytes_downloaded.to_string(),
                     r.bytes_written.to_string(),
                     format!("{:.2}", r.seconds),
-                    r.error.clone().unwrap_or_default(),
+                    r.error.clone().or_else(|| r.thin_image.as_ref().map(|t| format!("thin: {t}"))).unwrap_or_default(),
                 ]
             })
             .collect();
-        output::table(&["IMAGE", "STATUS", "LAYERS NEW/REUSED", "DOWNLOADED", "WRITTEN", "SECONDS", "ERROR"], &rows)?;
+        output::table(&["IMAGE", "STATUS", "LAYERS NEW/REUSED", "DOWNLOADED", "WRITTEN", "SECONDS", "NOTE"], &rows)?;
     }
     if failed > 0 {
         bail!("{failed} of {} images failed", reports.len());

@@ -529,3 +529,127 @@ fn login_logout_and_credential_helpers() {
     assert!(with_env(&["logout", &reg.1], None).status.success());
     assert!(!vault.exists());
 }
+
+/// Checks the publish tree's invariants: every layer and flat complete,
+/// every public link relative and resolving to a flat.
+fn assert_tree_valid(root: &Path) {
+    for (dir, needs) in [(".layers", vec!["layerfs", ".metadata/layers.json"]), (".flat", vec![])] {
+        let Ok(shards) = std::fs::read_dir(root.join(dir)) else { continue };
+        for shard in shards {
+            for entry in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+                let p = entry.unwrap().path();
+                assert!(p.is_dir(), "{} is not a directory", p.display());
+                for n in &needs {
+                    assert!(p.join(n).exists(), "{} lacks {n}", p.display());
+                }
+            }
+        }
+    }
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if d == root && name.starts_with('.') {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                assert!(target.is_relative(), "{} -> {}", p.display(), target.display());
+                assert!(p.join("etc/motd").is_file(), "{} does not resolve to a complete flat", p.display());
+            } else if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+}
+
+#[test]
+fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    for tag in ["1", "2"] {
+        ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), &format!("docker://{}/team/app:{tag}", reg.1)]);
+    }
+    let root = t.path().join("tree");
+    let wishlist = t.path().join("wishlist.yaml");
+    std::fs::write(
+        &wishlist,
+        format!("version: 1\nuser: me\ncvmfs_repo: {}\ninput:\n  - 'http://{}/team/app:*'\n", root.display(), reg.1),
+    )
+    .unwrap();
+    let wl = wishlist.to_str().unwrap();
+    let check = json(&store, &["publish", "check", wl, "--json"]);
+    assert_eq!(check["inputs"].as_array().unwrap().len(), 1);
+
+    // Killed at various points, over and over: the tree stays valid.
+    for i in 0..8u64 {
+        let mut child = bin()
+            .arg("--store")
+            .arg(&store)
+            .args(["publish", "convert", wl, "--skip-thin-image", "--convert-again", "--overwrite-layers", "-q"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + i * 45));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_tree_valid(&root);
+    }
+    // Two publishers at once on one tree: both succeed, the tree is whole.
+    let spawn = || {
+        bin()
+            .arg("--store")
+            .arg(&store)
+            .args(["publish", "convert", wl, "--skip-thin-image", "--convert-again", "--json"])
+            .output()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(spawn);
+        let b = s.spawn(spawn);
+        (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+    });
+    for out in [&a, &b] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["images"].as_array().unwrap().len(), 2);
+    }
+    assert_tree_valid(&root);
+    assert!(root.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file());
+    assert!(root.join(format!("{}/team/app:2/etc/motd", reg.1)).is_file());
+    assert_eq!(std::fs::read_dir(root.join(".cargohold/staging")).unwrap().count(), 0, "stale staging cleaned");
+
+    // A third run has nothing to do.
+    let again = json(&store, &["publish", "convert", wl, "--skip-thin-image", "--json"]);
+    assert!(again["images"].as_array().unwrap().iter().all(|i| i["status"] == "skipped"), "{again}");
+
+    // A bad wish list: a clear error naming it, the tree untouched.
+    let snapshot = |p: &Path| {
+        let mut v = Vec::new();
+        let mut stack = vec![p.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let m = std::fs::symlink_metadata(e.path()).unwrap();
+                if m.is_dir() {
+                    stack.push(e.path());
+                }
+                v.push((e.path(), m.len(), m.file_type().is_symlink()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = snapshot(&root);
+    let bad = t.path().join("bad.yaml");
+    std::fs::write(&bad, format!("version: 2\ncvmfs_repo: {}\ninput: []\n", root.display())).unwrap();
+    let out = ch(&store, &["publish", "convert", bad.to_str().unwrap(), "--skip-thin-image"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml") && err.contains("version must be 1"), "{err}");
+    assert_eq!(snapshot(&root), before);
+}

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cargohold_publish::{PublishOptions, Publisher, Status, parse_wishlist};
+use cargohold_publish::{PublishOptions, Publisher, Status, ThinOptions, parse_wishlist};
 use cargohold_registry::{ClientOptions, Registry};
 use cargohold_testkit::*;
 
@@ -92,8 +92,13 @@ fn converts_shares_layers_agrees_with_umoci_and_skips_what_is_done() {
     assert_eq!(w.problems.len(), 1);
     assert_eq!(w.problems[0].line, 6);
     let notes = t.path().join("notifications.jsonl");
-    let publisher =
-        Publisher::new(&root, &reg, PublishOptions { jobs: 4, ..Default::default() }, Some(&notes)).unwrap();
+    let thin = ThinOptions {
+        output_format: format!("http://{}/thin/$(image)", r.addr),
+        cvmfs_repo: "unpacked.example.org".into(),
+    };
+    let publisher = Publisher::new(&root, &reg, PublishOptions { jobs: 4, ..Default::default() }, Some(&notes))
+        .unwrap()
+        .with_thin_images(&reg, thin);
     let reports = publisher.convert_wishlist(&w);
     assert_eq!(reports.len(), 3, "{reports:?}");
     for rep in &reports {
@@ -150,6 +155,35 @@ fn converts_shares_layers_agrees_with_umoci_and_skips_what_is_done() {
     let name_b = format!("{}/team/b:2", proxy.addr);
     assert!(tree.public_path(&name_b).join("b.txt").is_file());
     assert!(tree.layer_dir(&m.layers[0].digest).join("layerfs/usr/lib/libz.so").is_file());
+
+    // The thin image: one layer with thin.json pointing into the tree, the
+    // source's env and cmd plus CVMFS_IMAGE=true; skopeo reads it.
+    assert_eq!(reports[0].thin_image.as_deref(), Some(format!("{}/thin/team/a:1", r.addr).as_str()));
+    let out = run(skopeo(t.path())
+        .args(["inspect", "--config", "--tls-verify=false"])
+        .arg(format!("docker://{}/thin/team/a:1", r.addr)));
+    let cfg: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let env = cfg["config"]["Env"].as_array().unwrap();
+    assert!(
+        env.contains(&serde_json::json!("CVMFS_IMAGE=true")) && env.contains(&serde_json::json!("PATH=/usr/bin:/bin"))
+    );
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/bin/sh", "-c", "echo hi"]));
+    let thin_ref: cargohold_image_core::Reference = format!("{}/thin/team/a:1", r.addr).parse().unwrap();
+    let thin_m = reg.block_on(reg.client().get_manifest(&thin_ref)).unwrap();
+    let thin_m: cargohold_image_core::ImageManifest = serde_json::from_slice(&thin_m.bytes).unwrap();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut cargohold_image_core::ImageSource::blob(&mut reg.source(&thin_ref), &thin_m.layers[0]).unwrap(),
+        &mut body,
+    )
+    .unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&body[..]));
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.path().unwrap().to_str(), Some("thin.json"));
+    let doc: serde_json::Value = serde_json::from_reader(&mut entry).unwrap();
+    assert_eq!(doc["version"], "1.0");
+    let hex = m.layers[1].digest.hex();
+    assert_eq!(doc["layers"][1]["url"], format!("cvmfs://unpacked.example.org/.layers/{}/{hex}/layerfs", &hex[..2]));
 
     // The same image unpacked by umoci (via skopeo) has the same files.
     let layout = t.path().join("oci");
