@@ -166,11 +166,21 @@ pub enum PublishCommand {
         after_help = "Examples:\n  cargohold publish convert wishlist.yaml --root /srv/unpacked --skip-thin-image\n  cargohold publish convert wishlist.yaml -n notifications.jsonl --json"
     )]
     Convert(PublishConvertArgs),
+    /// Convert a wish list over and over (re-read every round) until SIGINT/SIGTERM.
+    #[command(
+        after_help = "Example:\n  cargohold publish loop wishlist.yaml --interval 600 -n notifications.jsonl --skip-thin-image"
+    )]
+    Loop(PublishLoopArgs),
     /// Convert one image into a publish tree.
     #[command(
         after_help = "Example:\n  cargohold publish convert-single-image https://localhost:5000/team/app:1 /srv/unpacked --skip-thin-image"
     )]
     ConvertSingleImage(PublishSingleArgs),
+    /// Remove flats and layers no published image uses.
+    #[command(
+        after_help = "Examples:\n  cargohold publish gc /srv/unpacked --dry-run\n  cargohold publish gc /srv/unpacked --grace-period 7 --json"
+    )]
+    Gc(PublishGcArgs),
     /// Validate a wish list without converting anything.
     #[command(after_help = "Example:\n  cargohold publish check wishlist.yaml --json")]
     Check(PublishCheckArgs),
@@ -218,6 +228,20 @@ pub struct PublishConvertArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PublishLoopArgs {
+    /// The wish list (YAML, version 1), read again every round.
+    pub wishlist: PathBuf,
+    /// The tree's directory (default: the wish list's `cvmfs_repo`).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Seconds to sleep between rounds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub interval: u64,
+    #[command(flatten)]
+    pub opts: PublishOpts,
+}
+
+#[derive(Debug, Args)]
 pub struct PublishSingleArgs {
     /// The image (`https://registry/repo:tag`, `registry/repo@digest`).
     pub image: String,
@@ -225,6 +249,26 @@ pub struct PublishSingleArgs {
     pub target: PathBuf,
     #[command(flatten)]
     pub opts: PublishOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishGcArgs {
+    /// The tree's directory.
+    pub target: PathBuf,
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep what was published less than this many days ago.
+    #[arg(long, default_value_t = 0.0, value_name = "DAYS")]
+    pub grace_period: f64,
+    /// Write a `gc` notification per removal to this file.
+    #[arg(short = 'n', long = "notification-file", value_name = "FILE")]
+    pub notification_file: Option<PathBuf>,
+    /// Fail after waiting this many seconds for another publisher's lock.
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    #[command(flatten)]
+    pub out: JsonArgs,
 }
 
 #[derive(Debug, Args)]

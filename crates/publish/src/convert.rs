@@ -119,6 +119,7 @@ pub struct Publisher<'a> {
     notifier: Notifier,
     waiting: Box<dyn Fn(&Path) + Sync + 'a>,
     thin: Option<(&'a Registry, ThinOptions)>,
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// `registry/repository:tag`, or `@digest` without a tag: the public name.
@@ -151,7 +152,15 @@ impl<'a> Publisher<'a> {
     pub fn new(root: &Path, reg: &'a Registry, opts: PublishOptions, notifications: Option<&Path>) -> Result<Self> {
         let tree = Tree::open(root)?;
         clean_stale_staging(&tree);
-        Ok(Publisher { tree, reg, opts, notifier: Notifier::new(notifications), waiting: Box::new(|_| {}), thin: None })
+        Ok(Publisher {
+            tree,
+            reg,
+            opts,
+            notifier: Notifier::new(notifications),
+            waiting: Box::new(|_| {}),
+            thin: None,
+            stop: None,
+        })
     }
 
     /// Called once when the tree's lock is busy and we start waiting.
@@ -165,6 +174,16 @@ impl<'a> Publisher<'a> {
     pub fn with_thin_images(mut self, reg: &'a Registry, opts: ThinOptions) -> Self {
         self.thin = Some((reg, opts));
         self
+    }
+
+    /// Stop converting a wish list (after the image at hand) once `flag` is set.
+    pub fn with_stop_flag(mut self, flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The tree.
@@ -195,8 +214,18 @@ impl<'a> Publisher<'a> {
     pub fn convert_wishlist(&self, w: &Wishlist) -> Vec<ImageReport> {
         let mut out = Vec::new();
         for input in &w.inputs {
+            if self.stopped() {
+                break;
+            }
             match self.expand(input) {
-                Ok(urls) => out.extend(urls.iter().map(|u| self.convert_image(u))),
+                Ok(urls) => {
+                    for u in &urls {
+                        if self.stopped() {
+                            break;
+                        }
+                        out.push(self.convert_image(u));
+                    }
+                }
                 Err(e) => {
                     let mut r = ImageReport::new(input.text.clone());
                     r.error = Some(format!("line {}: {}", input.line, error_chain(&e)));

@@ -32,6 +32,7 @@
 
 mod convert;
 mod error;
+mod gc;
 mod notify;
 mod singularity;
 mod thin;
@@ -40,6 +41,7 @@ mod wishlist;
 
 pub use convert::{ImageReport, PublishOptions, Publisher, Status, error_chain, public_name};
 pub use error::{Error, Result};
+pub use gc::{Collected, GcReport, collect};
 pub use notify::{Event, Notifier};
 pub use thin::{ThinOptions, push_thin, thin_json};
 pub use tree::{Tree, TreeLock};

@@ -47,7 +47,50 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             }
             let root = a.root.clone().unwrap_or_else(|| w.cvmfs_repo.clone().into());
             let thin = ThinOptions { output_format: w.output_format.clone(), cvmfs_repo: w.cvmfs_repo.clone() };
-            convert(ctx, &a.opts, &root, (&w.user, thin), |p| p.convert_wishlist(&w))
+            convert(ctx, &a.opts, &root, (&w.user, thin), None, |p| p.convert_wishlist(&w))
+        }
+        PublishCommand::Loop(a) => {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("cannot handle signals")?;
+            }
+            let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+            while !stopped() {
+                // The list is read afresh every round; a broken one is reported
+                // and the loop goes on (the file may be being edited).
+                let round = read_wishlist(&a.wishlist).and_then(|w| {
+                    let root = a.root.clone().unwrap_or_else(|| w.cvmfs_repo.clone().into());
+                    let thin = ThinOptions { output_format: w.output_format.clone(), cvmfs_repo: w.cvmfs_repo.clone() };
+                    convert(ctx, &a.opts, &root, (&w.user, thin), Some(&stop), |p| p.convert_wishlist(&w))
+                });
+                if let Err(e) = round {
+                    let _ = writeln!(std::io::stderr(), "cargohold: {e:#}");
+                }
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.interval);
+                while !stopped() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+            Ok(())
+        }
+        PublishCommand::Gc(a) => {
+            if !a.target.is_dir() {
+                bail!("{} is not a publish tree (no such directory)", a.target.display());
+            }
+            let tree = cargohold_publish::Tree::open(&a.target)?;
+            let grace = std::time::Duration::from_secs_f64(a.grace_period.max(0.0) * 86_400.0);
+            let notifier = cargohold_publish::Notifier::new(a.notification_file.as_deref());
+            let lock = a.lock_timeout.map(std::time::Duration::from_secs);
+            let report = cargohold_publish::collect(&tree, a.dry_run, grace, lock, &notifier)
+                .with_context(|| format!("could not collect garbage in {}", a.target.display()))?;
+            if a.out.json {
+                return output::json(&report);
+            }
+            let verb = if a.dry_run { "would remove" } else { "removed" };
+            for c in &report.collected {
+                output::line(format!("{verb} {} {} ({} bytes)", c.kind, c.path.display(), c.bytes))?;
+            }
+            output::line(format!("{verb} {} entries, {} bytes", report.collected.len(), report.bytes))
         }
         PublishCommand::ConvertSingleImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
@@ -56,7 +99,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             }
             let repo = a.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let thin = ThinOptions { output_format: DEFAULT_OUTPUT_FORMAT.into(), cvmfs_repo: repo };
-            convert(ctx, &a.opts, &a.target, ("", thin), |p| vec![p.convert_image(&url)])
+            convert(ctx, &a.opts, &a.target, ("", thin), None, |p| vec![p.convert_image(&url)])
         }
     }
 }
@@ -71,6 +114,7 @@ fn convert(
     o: &PublishOpts,
     root: &std::path::Path,
     (user, thin): (&str, ThinOptions),
+    stop: Option<&std::sync::atomic::AtomicBool>,
     work: impl FnOnce(&Publisher<'_>) -> Vec<ImageReport>,
 ) -> Result<()> {
     let reg = ctx.registry()?;
@@ -101,6 +145,9 @@ fn convert(
         });
     if !o.skip_thin_image {
         publisher = publisher.with_thin_images(&thin_reg, thin);
+    }
+    if let Some(flag) = stop {
+        publisher = publisher.with_stop_flag(flag);
     }
     let reports = work(&publisher);
     let failed = reports.iter().filter(|r| r.status == Status::Failed).count();

@@ -652,4 +652,41 @@ fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml") && err.contains("version must be 1"), "{err}");
     assert_eq!(snapshot(&root), before);
+
+    // The loop: converts into a fresh tree, goes round again, and stops
+    // cleanly on SIGTERM.
+    let root2 = t.path().join("tree2");
+    let wl2 = t.path().join("loop.yaml");
+    std::fs::write(
+        &wl2,
+        format!("version: 1\ncvmfs_repo: {}\ninput:\n  - 'http://{}/team/app:1'\n", root2.display(), reg.1),
+    )
+    .unwrap();
+    let notes = t.path().join("loop.jsonl");
+    let mut child = bin()
+        .arg("--store")
+        .arg(&store)
+        .args(["publish", "loop", wl2.to_str().unwrap(), "--interval", "1", "--skip-thin-image", "-q", "-n"])
+        .arg(&notes)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // Two rounds: the second one skips the image.
+    while std::fs::read_to_string(&notes).unwrap_or_default().matches("skip_image").count() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the loop did not go round twice");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(root2.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file());
+    run(Command::new("kill").arg("-TERM").arg(child.id().to_string()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the loop did not stop on SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }

@@ -44,6 +44,19 @@ fn top_b(n: u8) -> Vec<u8> {
     layer(&[E::File("b.txt", &[n; 10]), E::File("lib/.wh.libz.so", b"")])
 }
 
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 /// (relative path -> kind and content) of a tree, skipping what DUCC adds.
 fn listing(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -222,6 +235,28 @@ fn converts_shares_layers_agrees_with_umoci_and_skips_what_is_done() {
     assert_eq!((changed[0].layers_new, changed[0].layers_reused), (1, 1), "{:?}", changed[0]);
     assert_ne!(std::fs::read_link(&link).unwrap(), old_target);
     assert!(link.join("b.txt").is_file());
+
+    // GC: the old flat of a:1 and its own top layer go; shared ones stay.
+    let old_flat = link.parent().unwrap().join(&old_target);
+    let old_top = tree.layer_dir(&m.layers[1].digest);
+    let notifier = cargohold_publish::Notifier::new(None);
+    let dry = cargohold_publish::collect(tree, true, std::time::Duration::ZERO, None, &notifier).unwrap();
+    let paths: Vec<_> = dry.collected.iter().map(|c| c.path.clone()).collect();
+    assert!(paths.contains(&normalize(&old_flat)) && paths.contains(&old_top), "{paths:?}");
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(old_flat.exists(), "a dry run removes nothing");
+    let done = cargohold_publish::collect(tree, false, std::time::Duration::ZERO, None, &notifier).unwrap();
+    assert_eq!(done.collected.len(), 2);
+    assert!(done.bytes > 0);
+    assert!(!old_flat.exists() && !old_top.exists());
+    assert!(tree.layer_dir(&m.layers[0].digest).join("layerfs").is_dir(), "the shared base stays");
+    assert!(link.join("b.txt").is_file() && tree.public_path(&name_b).join("b.txt").is_file());
+    // Within the grace period nothing is collected.
+    push(&reg, &r.addr, "team/a", "1", &[top_b(5)]);
+    assert_eq!(publisher.convert_wishlist(&w)[0].status, Status::Converted);
+    let graced =
+        cargohold_publish::collect(tree, false, std::time::Duration::from_secs(3600), None, &notifier).unwrap();
+    assert!(graced.collected.is_empty(), "{graced:?}");
 
     // An image that does not exist: reported, nothing published for it.
     let missing = cargohold_image_core::ImageUrl::parse(&format!("http://{}/team/nope:1", proxy.addr)).unwrap();
