@@ -186,8 +186,20 @@ pub enum PublishCommand {
     Check(PublishCheckArgs),
 }
 
+/// Where a publish tree lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A plain directory (`--root`, else the wish list's `cvmfs_repo` as a path).
+    Local,
+    /// A CernVM-FS repository named by `cvmfs_repo`, at /cvmfs/<repo>, through `cvmfs_server`.
+    Cvmfs,
+}
+
 #[derive(Debug, Args)]
 pub struct PublishOpts {
+    /// The publish target's kind.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
     /// Write notifications (one JSON object per line) to this file.
     #[arg(short = 'n', long = "notification-file", value_name = "FILE")]
     pub notification_file: Option<PathBuf>,

@@ -14,6 +14,7 @@ use cargohold_layerfs::{ApplyOptions, Root, flatten_linked, stream_layers};
 use cargohold_registry::Registry;
 use serde::Serialize;
 
+use crate::backend::{LocalDir, PublishBackend};
 use crate::error::{Error, Result, io_err};
 use crate::notify::{Event, Notifier};
 use crate::thin::{ThinOptions, push_thin};
@@ -120,6 +121,7 @@ pub struct Publisher<'a> {
     waiting: Box<dyn Fn(&Path) + Sync + 'a>,
     thin: Option<(&'a Registry, ThinOptions)>,
     stop: Option<&'a std::sync::atomic::AtomicBool>,
+    backend: Box<dyn PublishBackend + 'a>,
 }
 
 /// `registry/repository:tag`, or `@digest` without a tag: the public name.
@@ -150,7 +152,17 @@ impl<'a> Publisher<'a> {
     /// A publisher for the tree at `root`, reading through `reg`, writing
     /// notifications to `notifications` when given.
     pub fn new(root: &Path, reg: &'a Registry, opts: PublishOptions, notifications: Option<&Path>) -> Result<Self> {
-        let tree = Tree::open(root)?;
+        Self::with_backend(Box::new(LocalDir::new(root)?), reg, opts, notifications)
+    }
+
+    /// A publisher for any backend (a plain directory, a CernVM-FS repository).
+    pub fn with_backend(
+        backend: Box<dyn PublishBackend + 'a>,
+        reg: &'a Registry,
+        opts: PublishOptions,
+        notifications: Option<&Path>,
+    ) -> Result<Self> {
+        let tree = Tree::of(backend.as_ref());
         clean_stale_staging(&tree);
         Ok(Publisher {
             tree,
@@ -160,6 +172,7 @@ impl<'a> Publisher<'a> {
             waiting: Box::new(|_| {}),
             thin: None,
             stop: None,
+            backend,
         })
     }
 
@@ -293,62 +306,84 @@ impl<'a> Publisher<'a> {
             })
             .into());
         }
-        // Layers: stage the missing ones in parallel, then move them in.
-        let mut seen = std::collections::HashSet::new();
-        let mut todo: Vec<(Descriptor, Digest)> = Vec::new();
-        for (l, d) in m.layers.iter().zip(diff_ids) {
-            if !seen.insert(l.digest.clone()) {
-                continue;
-            }
-            if !self.opts.overwrite_layers && self.tree.layer_dir(&l.digest).join("layerfs").is_dir() {
-                report.layers_reused += 1;
-            } else {
-                todo.push((l.clone(), d.clone()));
-            }
-        }
-        let staged = self.stage_layers(&reference, &name, &todo)?;
-        {
-            let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
-            for (layer, dir, written) in &staged {
-                let target = self.tree.layer_dir(&layer.digest);
-                if target.join("layerfs").is_dir() && !self.opts.overwrite_layers {
-                    // Another publisher finished it first: keep theirs.
-                    remove_quietly(dir);
-                    report.layers_reused += 1;
+        // A transactional backend holds the lock for the whole image, from
+        // `begin` to `commit` (or `abort`); a plain directory only around moves.
+        let txn = if self.backend.transactional() {
+            let lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
+            self.backend.begin()?;
+            Some(lock)
+        } else {
+            None
+        };
+        let in_txn = txn.is_some();
+        let written = (|| -> Result<()> {
+            // Layers: stage the missing ones in parallel, then move them in.
+            let mut seen = std::collections::HashSet::new();
+            let mut todo: Vec<(Descriptor, Digest)> = Vec::new();
+            for (l, d) in m.layers.iter().zip(diff_ids) {
+                if !seen.insert(l.digest.clone()) {
                     continue;
                 }
-                move_into_place(&self.tree, dir, &target)?;
-                report.layers_new += 1;
-                report.bytes_downloaded += layer.size;
+                if !self.opts.overwrite_layers && self.tree.layer_dir(&l.digest).join("layerfs").is_dir() {
+                    report.layers_reused += 1;
+                } else {
+                    todo.push((l.clone(), d.clone()));
+                }
+            }
+            let staged = self.stage_layers(&reference, &name, &todo)?;
+            {
+                let _lock = self.section_lock(in_txn)?;
+                for (layer, dir, written) in &staged {
+                    let target = self.tree.layer_dir(&layer.digest);
+                    if target.join("layerfs").is_dir() && !self.opts.overwrite_layers {
+                        // Another publisher finished it first: keep theirs.
+                        remove_quietly(dir);
+                        report.layers_reused += 1;
+                        continue;
+                    }
+                    self.backend.new_subtree(dir)?;
+                    move_into_place(&self.tree, dir, &target)?;
+                    report.layers_new += 1;
+                    report.bytes_downloaded += layer.size;
+                    report.bytes_written += written;
+                }
+            }
+            // The flat image, from the layers in place.
+            if !self.opts.skip_flat && (self.opts.convert_again || !flat.is_dir()) {
+                let (dir, written, linked) = self.stage_flat(&name, &m, &config)?;
+                let _lock = self.section_lock(in_txn)?;
+                self.backend.new_subtree(&dir)?;
+                move_into_place(&self.tree, &dir, &flat)?;
                 report.bytes_written += written;
+                report.bytes_deduplicated += linked;
+            } else if !self.opts.skip_flat {
+                report.bytes_deduplicated += dir_file_bytes(&flat);
+            }
+            // Metadata and the public path, last.
+            let _lock = self.section_lock(in_txn)?;
+            for l in &m.layers {
+                add_origin(&self.tree.layer_dir(&l.digest), &m.config.digest, &name)?;
+            }
+            write_atomic(&meta_file, &raw.bytes)?;
+            if !self.opts.skip_flat {
+                replace_symlink(&link, &link_target)?;
+                self.notifier.emit(&Event {
+                    action: "publish_flat_image",
+                    image: Some(&name),
+                    status: Some("ok"),
+                    ..Event::default()
+                })?;
+            }
+            Ok(())
+        })();
+        if txn.is_some() {
+            match &written {
+                Ok(()) => self.backend.commit()?,
+                Err(_) => self.backend.abort(),
             }
         }
-        // The flat image, from the layers in place.
-        if !self.opts.skip_flat && (self.opts.convert_again || !flat.is_dir()) {
-            let (dir, written, linked) = self.stage_flat(&name, &m, &config)?;
-            let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
-            move_into_place(&self.tree, &dir, &flat)?;
-            report.bytes_written += written;
-            report.bytes_deduplicated += linked;
-        } else if !self.opts.skip_flat {
-            report.bytes_deduplicated += dir_file_bytes(&flat);
-        }
-        // Metadata and the public path, last.
-        let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
-        for l in &m.layers {
-            add_origin(&self.tree.layer_dir(&l.digest), &m.config.digest, &name)?;
-        }
-        write_atomic(&meta_file, &raw.bytes)?;
-        if !self.opts.skip_flat {
-            replace_symlink(&link, &link_target)?;
-            self.notifier.emit(&Event {
-                action: "publish_flat_image",
-                image: Some(&name),
-                status: Some("ok"),
-                ..Event::default()
-            })?;
-        }
-        drop(_lock);
+        written?;
+        drop(txn);
         if let Some((treg, t)) = &self.thin {
             let target = self.thin_target(url, t)?;
             push_thin(treg, &target, &t.cvmfs_repo, &url_text(url), &m, &config)?;
@@ -356,6 +391,14 @@ impl<'a> Publisher<'a> {
         }
         report.status = Status::Converted;
         Ok(())
+    }
+
+    /// The lock for one section of writes, unless a transaction holds it already.
+    fn section_lock(&self, in_txn: bool) -> Result<Option<crate::tree::TreeLock>> {
+        if in_txn {
+            return Ok(None);
+        }
+        self.tree.lock(self.opts.lock_timeout, &*self.waiting).map(Some)
     }
 
     fn thin_target(&self, url: &ImageUrl, t: &ThinOptions) -> Result<cargohold_image_core::Reference> {

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod convert;
 mod error;
 mod gc;
@@ -39,6 +40,7 @@ mod thin;
 mod tree;
 mod wishlist;
 
+pub use backend::{CvmfsServer, LocalDir, PublishBackend};
 pub use convert::{ImageReport, PublishOptions, Publisher, Status, error_chain, public_name};
 pub use error::{Error, Result};
 pub use gc::{Collected, GcReport, collect};

@@ -13,6 +13,7 @@ use crate::error::{Error, Result, io_err};
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: PathBuf,
+    lock_file: PathBuf,
 }
 
 fn split(d: &Digest) -> (String, String) {
@@ -21,10 +22,16 @@ fn split(d: &Digest) -> (String, String) {
 }
 
 impl Tree {
-    /// The tree at `root` (created when missing).
+    /// The tree at `root` (created when missing), locked with `root/.cargohold/publish.lock`.
     pub fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root.join(".cargohold/staging")).map_err(io_err("create", root))?;
-        Ok(Tree { root: root.to_path_buf() })
+        std::fs::create_dir_all(root.join(".cargohold")).map_err(io_err("create", root))?;
+        Ok(Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock") })
+    }
+
+    /// The tree of a backend (nothing is created: the target may be read-only
+    /// outside transactions).
+    pub fn of(backend: &dyn crate::PublishBackend) -> Self {
+        Tree { root: backend.root().to_path_buf(), lock_file: backend.lock_file() }
     }
 
     /// The root directory.
@@ -66,7 +73,10 @@ impl Tree {
     /// Takes the tree's exclusive lock, waiting up to `timeout` (forever when
     /// `None`); `waiting` is called once if the lock is busy.
     pub fn lock(&self, timeout: Option<Duration>, waiting: &dyn Fn(&Path)) -> Result<TreeLock> {
-        let path = self.root.join(".cargohold/publish.lock");
+        let path = self.lock_file.clone();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -5,12 +5,13 @@ use std::io::Write as _;
 use anyhow::{Context, Result, bail};
 use cargohold_image_core::ImageUrl;
 use cargohold_publish::{
-    DEFAULT_OUTPUT_FORMAT, ImageReport, PublishOptions, Publisher, Status, ThinOptions, Wishlist, parse_wishlist,
+    CvmfsServer, DEFAULT_OUTPUT_FORMAT, ImageReport, LocalDir, PublishBackend, PublishOptions, Publisher, Status,
+    ThinOptions, Wishlist, parse_wishlist,
 };
 use serde_json::json;
 
 use super::{Ctx, platform};
-use crate::cli::{PublishCommand, PublishOpts};
+use crate::cli::{BackendKind, PublishCommand, PublishOpts};
 use crate::output;
 
 pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
@@ -135,7 +136,16 @@ fn convert(
         platform: platform(o.platform.as_deref())?,
     };
     let quiet = ctx.is_quiet();
-    let mut publisher = Publisher::new(root, &reg, opts, o.notification_file.as_deref())
+    let backend: Box<dyn PublishBackend> = match o.backend {
+        BackendKind::Local => Box::new(
+            LocalDir::new(root).with_context(|| format!("could not open the publish tree {}", root.display()))?,
+        ),
+        BackendKind::Cvmfs => {
+            let repo = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Box::new(CvmfsServer::new(&repo))
+        }
+    };
+    let mut publisher = Publisher::with_backend(backend, &reg, opts, o.notification_file.as_deref())
         .with_context(|| format!("could not open the publish tree {}", root.display()))?
         .on_lock_wait(move |lock| {
             if !quiet {

@@ -2,5 +2,6 @@
 //! the tree's layout, whiteouts, hardlinks, agreement with `umoci unpack`,
 //! incremental runs (counted at a proxy), tag changes, bad input.
 
+mod cvmfs;
 mod images;
 mod tree;

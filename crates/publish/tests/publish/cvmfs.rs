@@ -1,0 +1,84 @@
+//! The CernVM-FS backend against a fake `cvmfs_server` that checks the call
+//! protocol (no real one can be installed here): one transaction per image,
+//! `publish` on success with no staging left in the repository, `abort` on
+//! failure, a nested catalog in every layer and flat.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use cargohold_publish::{CvmfsServer, PublishOptions, Publisher, Status};
+use cargohold_registry::{ClientOptions, Registry};
+use cargohold_testkit::*;
+
+use crate::images::{E, layer, push};
+
+const FAKE: &str = r#"#!/bin/sh
+# A stand-in for cvmfs_server: logs its calls and enforces the protocol.
+state="$FAKE_DIR/open"
+echo "$*" >> "$FAKE_DIR/calls"
+case "$1" in
+  transaction)
+    [ -e "$state" ] && { echo "a transaction is already open" >&2; exit 1; }
+    touch "$state" ;;
+  publish)
+    [ -e "$state" ] || { echo "no open transaction" >&2; exit 1; }
+    [ -e "$FAKE_ROOT/.cargohold" ] && { echo "staging would be published" >&2; exit 1; }
+    rm "$state" ;;
+  abort)
+    [ "$2" = "-f" ] || { echo "abort without -f would ask" >&2; exit 1; }
+    [ -e "$state" ] || { echo "no open transaction" >&2; exit 1; }
+    rm "$state" ;;
+  *) echo "unexpected call $*" >&2; exit 1 ;;
+esac
+"#;
+
+#[test]
+fn each_image_is_one_transaction_published_or_aborted() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let good = layer(&[E::Dir("etc"), E::File("etc/motd", b"hello"), E::Dir("a"), E::File("a/.wh.x", b"")]);
+    let bad = layer(&[E::File("b/.wh..", b"")]);
+    push(&reg, &r.addr, "cv/good", "1", &[good.clone()]);
+    push(&reg, &r.addr, "cv/bad", "1", &[good, bad]);
+
+    let root = t.path().join("cvmfs/unpacked.example.org");
+    std::fs::create_dir_all(&root).unwrap();
+    let fake_dir = t.path().join("fake");
+    std::fs::create_dir_all(&fake_dir).unwrap();
+    let program = fake_dir.join("cvmfs_server");
+    let script =
+        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
+    std::fs::write(&program, script).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let backend = CvmfsServer::with_paths(
+        "unpacked.example.org",
+        &root,
+        &program,
+        &t.path().join("spool/cargohold-publish.lock"),
+    );
+    let calls = || std::fs::read_to_string(fake_dir.join("calls")).unwrap_or_default();
+    let publisher = Publisher::with_backend(Box::new(backend), &reg, PublishOptions::default(), None).unwrap();
+
+    let url = |repo: &str| cargohold_image_core::ImageUrl::parse(&format!("http://{}/{repo}:1", r.addr)).unwrap();
+    let ok = publisher.convert_image(&url("cv/good"));
+    assert_eq!(ok.status, Status::Converted, "{ok:?}");
+    assert_eq!(calls(), "transaction unpacked.example.org\npublish unpacked.example.org\n");
+    let link = publisher.tree().public_path(&format!("{}/cv/good:1", r.addr));
+    assert_eq!(std::fs::read(link.join("etc/motd")).unwrap(), b"hello");
+    assert!(link.join(".cvmfscatalog").is_file(), "a nested catalog in the flat");
+    let m: cargohold_image_core::ImageManifest = serde_json::from_slice(
+        &std::fs::read(publisher.tree().metadata_dir(&format!("{}/cv/good:1", r.addr)).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(publisher.tree().layer_dir(&m.layers[0].digest).join(".cvmfscatalog").is_file());
+
+    let failed = publisher.convert_image(&url("cv/bad"));
+    assert_eq!(failed.status, Status::Failed);
+    assert!(failed.error.as_deref().unwrap_or_default().contains("whiteout"), "{failed:?}");
+    assert!(calls().ends_with("transaction unpacked.example.org\nabort -f unpacked.example.org\n"), "{}", calls());
+
+    // Nothing changed: no transaction at all.
+    let before = calls();
+    assert_eq!(publisher.convert_image(&url("cv/good")).status, Status::Skipped);
+    assert_eq!(calls(), before);
+}
