@@ -38,7 +38,7 @@ fn each_image_is_one_transaction_published_or_aborted() {
     let reg = Registry::new(ClientOptions::default()).unwrap();
     let good = layer(&[E::Dir("etc"), E::File("etc/motd", b"hello"), E::Dir("a"), E::File("a/.wh.x", b"")]);
     let bad = layer(&[E::File("b/.wh..", b"")]);
-    push(&reg, &r.addr, "cv/good", "1", &[good.clone()]);
+    push(&reg, &r.addr, "cv/good", "1", std::slice::from_ref(&good));
     push(&reg, &r.addr, "cv/bad", "1", &[good, bad]);
 
     let root = t.path().join("cvmfs/unpacked.example.org");
