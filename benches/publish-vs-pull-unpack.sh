@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Publish benchmark on a local docker-registry, everything on a tmpfs:
+#  1. first conversion of IMAGE (`publish convert-single-image`, flat included)
+#     vs `cargohold pull` + `cargohold unpack` of the same image;
+#  2. a second run of a 10-image wish list with nothing changed (and how many
+#     blob requests it made: none expected);
+#  3. converting a tag that shares its base with converted images (SHARED);
+#  4. disk used by the tree for the 10 images vs 10 separate unpacked trees.
+#   usage: benches/publish-vs-pull-unpack.sh OCI_LAYOUT TAG [SHARED_TAG] [RUNS]
+# e.g. the reference images of ../shared/images/make-images.sh: multi, multi-l2.
+# Needs: docker-registry, skopeo, curl, python3.
+set -euo pipefail
+layout=${1:?usage: publish-vs-pull-unpack.sh OCI_LAYOUT TAG [SHARED_TAG] [RUNS]}
+tag=${2:?tag}
+shared=${3:-}
+runs=${4:-5}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p cargohold
+ch=$PWD/target/release/cargohold
+work=$(mktemp -d /tmp/cargohold-pubbench.XXXXXX)
+mount -t tmpfs -o size=12g tmpfs "$work"
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  umount "$work"
+  rmdir "$work"
+}
+trap cleanup EXIT
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/policy.json"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$work/registry" "$port" >"$work/registry.yml"
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+pid=$!
+reg=127.0.0.1:$port
+for _ in $(seq 1 200); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.05; done
+skopeo --policy "$work/policy.json" copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://$reg/bench/image:$tag"
+now() { date +%s.%N; }
+: >"$work/results"
+record() { echo "$1 $(python3 -c "print($3 - $2)")" >>"$work/results"; }
+
+for r in $(seq 1 "$runs"); do
+  s=$(now); "$ch" -q publish convert-single-image "http://$reg/bench/image:$tag" "$work/tree$r" --skip-thin-image >/dev/null; e=$(now)
+  record publish "$s" "$e"
+  s=$(now)
+  "$ch" -q --store "$work/store$r" pull "$reg/bench/image:$tag" >/dev/null
+  "$ch" -q --store "$work/store$r" unpack "$reg/bench/image:$tag" "$work/unpacked$r" >/dev/null
+  e=$(now)
+  record pull+unpack "$s" "$e"
+  rm -rf "$work/tree$r" "$work/store$r" "$work/unpacked$r"
+done
+
+# Ten tags of the image in one wish list.
+for i in $(seq 1 10); do
+  skopeo --policy "$work/policy.json" copy -q --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$reg/bench/image:$tag" "docker://$reg/bench/ten:t$i"
+done
+printf 'version: 1\ncvmfs_repo: %s\ninput:\n  - "http://%s/bench/ten:*"\n' "$work/ten" "$reg" >"$work/ten.yaml"
+"$ch" -q publish convert "$work/ten.yaml" --skip-thin-image >/dev/null
+blobs_before=$(grep -c 'GET /v2/bench/ten/blobs/' "$work/registry.log" || true)
+for r in $(seq 1 "$runs"); do
+  s=$(now); "$ch" -q publish convert "$work/ten.yaml" --skip-thin-image >/dev/null; e=$(now)
+  record unchanged-10 "$s" "$e"
+done
+blobs_after=$(grep -c 'GET /v2/bench/ten/blobs/' "$work/registry.log" || true)
+
+if [ -n "$shared" ]; then
+  skopeo --policy "$work/policy.json" copy -q --dest-tls-verify=false "oci:$layout:$shared" "docker://$reg/bench/image:$shared"
+  for r in $(seq 1 "$runs"); do
+    "$ch" -q publish convert-single-image "http://$reg/bench/image:$shared" "$work/sh$r" --skip-thin-image >/dev/null
+    s=$(now); "$ch" -q publish convert-single-image "http://$reg/bench/image:$tag" "$work/sh$r" --skip-thin-image >/dev/null; e=$(now)
+    record shared-base "$s" "$e"
+    rm -rf "$work/sh$r"
+  done
+fi
+
+tree_kb=$(du -sk "$work/ten" | cut -f1)
+"$ch" -q --store "$work/one-store" pull "$reg/bench/image:$tag" >/dev/null
+"$ch" -q --store "$work/one-store" unpack "$reg/bench/image:$tag" "$work/one" >/dev/null
+one_kb=$(du -sk "$work/one" | cut -f1)
+
+python3 - "$work/results" "$tree_kb" "$one_kb" "$blobs_before" "$blobs_after" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    rows.setdefault(k, []).append(float(v))
+med = {k: statistics.median(v) for k, v in rows.items()}
+for k in sorted(med):
+    print(f"{k:14} median {med[k]:.3f} s  (runs: {' '.join(f'{x:.3f}' for x in rows[k])})")
+print(f"first conversion / (pull + unpack) = {med['publish'] / med['pull+unpack']:.2f}x (target <= 1.2x)")
+print(f"second run of 10 unchanged images: {med['unchanged-10']:.3f} s, blob requests {int(sys.argv[5]) - int(sys.argv[4])}")
+if 'shared-base' in med:
+    print(f"new tag sharing the base: {med['shared-base']:.3f} s vs first conversion {med['publish']:.3f} s")
+tree, one = int(sys.argv[2]), int(sys.argv[3])
+print(f"disk: tree for 10 images {tree/1024:.1f} MiB vs 10 unpacked trees {10*one/1024:.1f} MiB ({10*one/max(tree,1):.1f}x less)")
+PY
