@@ -224,6 +224,9 @@ pub struct PublishOpts {
     /// Platform to pick from multi-platform images (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Also publish every platform of multi-platform images under .multiarch/<arch>[:<variant>]/.
+    #[arg(long)]
+    pub multi_arch: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }

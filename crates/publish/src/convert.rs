@@ -50,6 +50,8 @@ pub struct PublishOptions {
     pub lock_timeout: Option<Duration>,
     /// Platform to pick from multi-platform images (default: the host's).
     pub platform: Option<Platform>,
+    /// Also publish every platform of multi-platform images under `.multiarch`.
+    pub multi_arch: bool,
 }
 
 /// What happened to one image.
@@ -236,7 +238,7 @@ impl<'a> Publisher<'a> {
                         if self.stopped() {
                             break;
                         }
-                        out.push(self.convert_image(u));
+                        out.extend(self.convert_image_all(u));
                     }
                 }
                 Err(e) => {
@@ -252,9 +254,50 @@ impl<'a> Publisher<'a> {
     /// Converts one image (a tag or digest, no pattern). Never panics on bad
     /// input: failures are reported, and leave the tree as it was.
     pub fn convert_image(&self, url: &ImageUrl) -> ImageReport {
+        self.convert_one(url, None)
+    }
+
+    /// Like [`Publisher::convert_image`]; with `multi_arch`, a multi-platform
+    /// image also gets one flat per platform, linked from
+    /// `.multiarch/<arch>[:<variant>]/<registry>/<repo>:<tag>` (the public
+    /// path stays the host's platform): one report per platform, then the host's.
+    pub fn convert_image_all(&self, url: &ImageUrl) -> Vec<ImageReport> {
+        let mut out = Vec::new();
+        if self.opts.multi_arch {
+            let platforms = url
+                .to_reference()
+                .map_err(cargohold_image_core::Error::from)
+                .and_then(|r| self.reg.source(&r).top_manifest())
+                .and_then(|top| Ok(top.parse()?));
+            match platforms {
+                Ok(Manifest::Index(idx)) => {
+                    for p in idx.manifests.iter().filter_map(|d| d.platform.as_ref()) {
+                        if p.architecture == "unknown" || p.architecture.is_empty() {
+                            continue; // attestations and the like
+                        }
+                        out.push(self.convert_one(url, Some(p)));
+                    }
+                }
+                Ok(Manifest::Image(_)) => {}
+                Err(e) => {
+                    let mut r = ImageReport::new(public_name(url));
+                    r.error = Some(error_chain(&e));
+                    return vec![r];
+                }
+            }
+        }
+        out.push(self.convert_image(url));
+        out
+    }
+
+    fn convert_one(&self, url: &ImageUrl, platform: Option<&Platform>) -> ImageReport {
         let start = Instant::now();
-        let mut report = ImageReport::new(public_name(url));
-        if let Err(e) = self.convert_inner(url, &mut report) {
+        let name = match platform {
+            Some(p) => format!(".multiarch/{}/{}", arch_dir(p), public_name(url)),
+            None => public_name(url),
+        };
+        let mut report = ImageReport::new(name);
+        if let Err(e) = self.convert_inner(url, platform, &mut report) {
             report.status = Status::Failed;
             report.error = Some(error_chain(&e));
         }
@@ -262,11 +305,11 @@ impl<'a> Publisher<'a> {
         report
     }
 
-    fn convert_inner(&self, url: &ImageUrl, report: &mut ImageReport) -> Result<()> {
+    fn convert_inner(&self, url: &ImageUrl, platform: Option<&Platform>, report: &mut ImageReport) -> Result<()> {
         let name = report.image.clone();
         let reference = url.to_reference().map_err(cargohold_image_core::Error::from)?;
         let mut src = self.reg.source(&reference);
-        let (raw, m) = self.platform_manifest(&mut src)?;
+        let (raw, m) = self.platform_manifest(&mut src, platform)?;
         report.manifest = Some(raw.digest.clone());
         report.config = Some(m.config.digest.clone());
         let meta_file = self.tree.metadata_dir(&name).join("manifest.json");
@@ -415,12 +458,16 @@ impl<'a> Publisher<'a> {
     }
 
     /// The top manifest, or the chosen platform's manifest of an index.
-    fn platform_manifest(&self, src: &mut dyn ImageSource) -> Result<(RawManifest, ImageManifest)> {
+    fn platform_manifest(
+        &self,
+        src: &mut dyn ImageSource,
+        platform: Option<&Platform>,
+    ) -> Result<(RawManifest, ImageManifest)> {
         let top = src.top_manifest()?;
         match top.parse().map_err(cargohold_image_core::Error::from)? {
             Manifest::Image(m) => Ok((top, m)),
             Manifest::Index(idx) => {
-                let want = self.opts.platform.clone().unwrap_or_else(Platform::host);
+                let want = platform.or(self.opts.platform.as_ref()).cloned().unwrap_or_else(Platform::host);
                 let entry = idx.select_platform(&want).cloned().ok_or_else(|| {
                     cargohold_image_core::Error::NoMatchingPlatform {
                         wanted: want.to_string(),
@@ -590,6 +637,14 @@ impl<'a> Publisher<'a> {
                 Err(e)
             }
         }
+    }
+}
+
+/// `<arch>` or `<arch>:<variant>`, the `.multiarch` directory of a platform.
+fn arch_dir(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) if !v.is_empty() => format!("{}:{v}", p.architecture),
+        _ => p.architecture.clone(),
     }
 }
 

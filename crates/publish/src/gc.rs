@@ -53,7 +53,8 @@ pub fn collect(
         for e in std::fs::read_dir(&d).map_err(io_err("read", &d))? {
             let e = e.map_err(io_err("read", &d))?;
             let p = e.path();
-            if d == root && e.file_name().to_string_lossy().starts_with('.') {
+            // Public paths live outside the dot directories, and per platform in .multiarch.
+            if d == root && e.file_name().to_string_lossy().starts_with('.') && e.file_name() != ".multiarch" {
                 continue;
             }
             let t = e.file_type().map_err(io_err("stat", &p))?;

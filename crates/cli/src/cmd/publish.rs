@@ -100,7 +100,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             }
             let repo = a.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let thin = ThinOptions { output_format: DEFAULT_OUTPUT_FORMAT.into(), cvmfs_repo: repo };
-            convert(ctx, &a.opts, &a.target, ("", thin), None, |p| vec![p.convert_image(&url)])
+            convert(ctx, &a.opts, &a.target, ("", thin), None, |p| p.convert_image_all(&url))
         }
     }
 }
@@ -134,6 +134,7 @@ fn convert(
         overwrite_layers: o.overwrite_layers,
         lock_timeout: o.lock_timeout.map(std::time::Duration::from_secs),
         platform: platform(o.platform.as_deref())?,
+        multi_arch: o.multi_arch,
     };
     let quiet = ctx.is_quiet();
     let backend: Box<dyn PublishBackend> = match o.backend {

@@ -52,6 +52,11 @@ pub fn layer(entries: &[E<'_>]) -> Vec<u8> {
 
 /// Pushes an image of `layers` (uncompressed tars, gzipped here) to `registry/repo:tag`.
 pub fn push(reg: &Registry, registry: &str, repo: &str, tag: &str, layers: &[Vec<u8>]) -> RawManifest {
+    push_arch(reg, registry, repo, tag, layers, "amd64")
+}
+
+/// [`push`] for another architecture.
+pub fn push_arch(reg: &Registry, registry: &str, repo: &str, tag: &str, layers: &[Vec<u8>], arch: &str) -> RawManifest {
     let client = reg.client();
     let blob = |data: Vec<u8>| {
         let d = Digest::sha256_of(&data);
@@ -71,7 +76,7 @@ pub fn push(reg: &Registry, registry: &str, repo: &str, tag: &str, layers: &[Vec
         diff_ids.push(Digest::sha256_of(l).to_string());
     }
     let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": arch, "os": "linux",
         "config": {"Env": ["PATH=/usr/bin:/bin", "GREETING=it's \"quoted\""], "Cmd": ["/bin/sh", "-c", "echo hi"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });

@@ -4,4 +4,5 @@
 
 mod cvmfs;
 mod images;
+mod multiarch;
 mod tree;

@@ -1,0 +1,48 @@
+//! Multi-platform images with `--multi-arch`: one flat per platform.
+
+use cargohold_publish::{PublishOptions, Publisher, Status};
+use cargohold_registry::{ClientOptions, Registry};
+use cargohold_testkit::*;
+
+use crate::images::{E, layer};
+
+#[test]
+fn multi_arch_publishes_every_platform_and_links_the_hosts() {
+    use cargohold_image_core::{Descriptor, ImageIndex, Platform, RawManifest, media_type as mt};
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let amd = crate::images::push_arch(&reg, &r.addr, "ma/app", "amd", &[layer(&[E::File("arch", b"amd64")])], "amd64");
+    let arm = crate::images::push_arch(&reg, &r.addr, "ma/app", "arm", &[layer(&[E::File("arch", b"arm64")])], "arm64");
+    let mut idx = ImageIndex::new_oci();
+    for (raw, arch, variant) in [(&amd, "amd64", None), (&arm, "arm64", Some("v8"))] {
+        let mut d: Descriptor = raw.descriptor();
+        d.platform = Some(Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_owned),
+            ..Platform::host()
+        });
+        idx.manifests.push(d);
+    }
+    let index = RawManifest::from_value(&idx, mt::OCI_INDEX);
+    reg.block_on(reg.client().put_manifest(&r.addr, "ma/app", "1", &index)).unwrap();
+
+    let root = t.path().join("tree");
+    let opts =
+        PublishOptions { multi_arch: true, platform: Some("linux/amd64".parse().unwrap()), ..Default::default() };
+    let publisher = Publisher::new(&root, &reg, opts, None).unwrap();
+    let url = cargohold_image_core::ImageUrl::parse(&format!("http://{}/ma/app:1", r.addr)).unwrap();
+    let reports = publisher.convert_image_all(&url);
+    assert_eq!(reports.len(), 3, "{reports:?}");
+    assert!(reports.iter().all(|r| r.status == Status::Converted), "{reports:?}");
+    let name = format!("{}/ma/app:1", r.addr);
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p.join("arch")).unwrap();
+    assert_eq!(read(root.join(".multiarch/amd64").join(&name)), "amd64");
+    assert_eq!(read(root.join(".multiarch/arm64:v8").join(&name)), "arm64");
+    assert_eq!(read(root.join(&name)), "amd64", "the public path is the chosen platform's");
+    // GC keeps the per-platform flats.
+    let gc = cargohold_publish::collect(publisher.tree(), true, std::time::Duration::ZERO, None, &Default::default())
+        .unwrap();
+    assert!(gc.collected.is_empty(), "{gc:?}");
+}
