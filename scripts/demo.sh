@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job end to end, offline, on local defaults: a local busybox rootfs
 # becomes an image (`import`), is unpacked, changed and committed as a new
-# layer, saved as a `docker save` tar, loaded into a second store, and
-# cross-checked by skopeo and umoci (peers reading what we wrote).
+# layer, saved as a `docker save` tar, loaded into a second store,
+# cross-checked by skopeo and umoci (peers reading what we wrote), pushed to a
+# registry on loopback and published into a CernVM-FS-style tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in busybox-static umoci skopeo; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+for pkg in busybox-static umoci skopeo docker-registry curl; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -39,4 +40,24 @@ skopeo inspect "docker-archive:$work/busybox.tar" >/dev/null
 umoci unpack --image "$work/layout:1.1" "$work/bundle" >/dev/null
 grep -q "changed by the demo" "$work/bundle/rootfs/etc/motd"
 set +x
-echo "demo ok: $work/busybox.tar is a docker-archive that cargohold and skopeo read; umoci unpacks the committed image"
+
+# A registry on loopback, and the image published from it into a local tree.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$work/registry" "$port" >"$work/registry.yml"
+docker-registry serve "$work/registry.yml" >/dev/null 2>&1 &
+registry_pid=$!
+trap 'kill $registry_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.05; done
+printf 'version: 1\nuser: demo\ncvmfs_repo: %s\noutput_format: "http://127.0.0.1:%s/thin/$(image)"\ninput:\n  - "http://127.0.0.1:%s/demo/busybox:*"\n' \
+  "$work/unpacked" "$port" "$port" >"$work/wishlist.yaml"
+set -x
+"$ch" push demo/busybox:1.1 "127.0.0.1:$port/demo/busybox:1.1"
+"$ch" publish convert "$work/wishlist.yaml" -n "$work/notifications.jsonl"
+ls -l "$work/unpacked/127.0.0.1:$port/demo/"
+grep -q "changed by the demo" "$work/unpacked/127.0.0.1:$port/demo/busybox:1.1/etc/motd"
+"$ch" publish convert "$work/wishlist.yaml"
+"$ch" inspect "docker://127.0.0.1:$port/thin/demo/busybox:1.1" --config
+set +x
+echo "demo ok: $work/busybox.tar is a docker-archive that cargohold and skopeo read; umoci unpacks the committed image;"
+echo "         $work/unpacked holds the published tree (second run skipped everything); a thin image is in the registry"
