@@ -4,7 +4,9 @@
 //! proxy, and the peer tools (skopeo, umoci) every interop test uses.
 #![allow(missing_docs, clippy::print_stderr, reason = "test support")]
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -509,4 +511,131 @@ impl TokenServer {
         });
         TokenServer { realm, service, issuer, cert, requests }
     }
+}
+
+/// The reference benchmark images (`../shared/images/make-images.sh`: a
+/// debootstrap minbase layer, then additions, then deletions, whiteouts, a
+/// replaced directory, chmod/chown, links), built once into `cache` (pass
+/// `env!("CARGO_TARGET_TMPDIR")`, shared by the workspace's tests) and reused.
+pub fn reference_images(cache: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/make-images.sh");
+    assert!(script.exists(), "{} is missing: the reference images cannot be built", script.display());
+    require("debootstrap");
+    let out = cache.join("reference-images");
+    let layout = out.join("oci");
+    if !layout.join("index.json").exists() || !layout.join("blobs").exists() {
+        run(Command::new("bash").arg(&script).arg(&out));
+    }
+    layout
+}
+
+/// One node of a tree, everything two unpackers must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub content: Option<Vec<u8>>,
+    pub link: Option<PathBuf>,
+    pub rdev: u64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// The other paths sharing this inode (a hardlink group), sorted.
+    pub links: Vec<PathBuf>,
+}
+
+/// Every path under `dir` (the root itself as ""), never following symlinks.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Node> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
+    fn walk(base: &Path, p: &Path, out: &mut BTreeMap<PathBuf, Node>, inodes: &mut BTreeMap<u64, Vec<PathBuf>>) {
+        let m = std::fs::symlink_metadata(p).expect("lstat");
+        let rel = p.strip_prefix(base).expect("under base").to_path_buf();
+        let ft = m.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_file() {
+            "file"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else if ft.is_char_device() {
+            "char"
+        } else if ft.is_block_device() {
+            "block"
+        } else {
+            "other"
+        };
+        let mut xattrs = BTreeMap::new();
+        let mut list = vec![0u8; 1 << 16];
+        if let Ok(len) = rustix::fs::llistxattr(p, &mut list[..]) {
+            for name in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+                let n = String::from_utf8_lossy(name).into_owned();
+                let mut value = vec![0u8; 1 << 16];
+                if let Ok(vlen) = rustix::fs::lgetxattr(p, n.as_str(), &mut value[..]) {
+                    value.truncate(vlen);
+                    xattrs.insert(n, value);
+                }
+            }
+        }
+        if ft.is_file() && m.nlink() > 1 {
+            inodes.entry(m.ino()).or_default().push(rel.clone());
+        }
+        out.insert(
+            rel.clone(),
+            Node {
+                kind,
+                mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+                size: if ft.is_file() { m.len() } else { 0 },
+                content: ft.is_file().then(|| std::fs::read(p).expect("read")),
+                link: ft.is_symlink().then(|| std::fs::read_link(p).expect("readlink")),
+                rdev: if ft.is_char_device() || ft.is_block_device() { m.rdev() } else { 0 },
+                xattrs,
+                links: Vec::new(),
+            },
+        );
+        if ft.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(p).expect("readdir").map(|e| e.expect("entry").path()).collect();
+            names.sort();
+            for n in names {
+                walk(base, &n, out, inodes);
+            }
+        }
+    }
+    walk(dir, dir, &mut out, &mut inodes);
+    // A group is the visible paths sharing an inode: a lone path is no group
+    // (overlayfs reports a lower inode's link count even when the other
+    // names are whited out above).
+    for group in inodes.into_values().filter(|g| g.len() > 1) {
+        for p in &group {
+            let mut others = group.clone();
+            others.sort();
+            out.get_mut(p).expect("present").links = others;
+        }
+    }
+    out
+}
+
+/// Differences between two trees, as readable lines.
+pub fn tree_diff(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (p, na) in a {
+        match b.get(p) {
+            None => diffs.push(format!("only in ours: {}", p.display())),
+            Some(nb) if na != nb => diffs.push(format!("{}: ours {na:?} vs theirs {nb:?}", p.display())),
+            _ => {}
+        }
+    }
+    for p in b.keys().filter(|p| !a.contains_key(*p)) {
+        diffs.push(format!("only in theirs: {}", p.display()));
+    }
+    diffs
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }

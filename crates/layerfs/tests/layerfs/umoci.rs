@@ -169,19 +169,8 @@ fn overlay_mount_of_cached_layers_matches_umoci() {
     assert!(read_only, "the mount is read-only");
 }
 
-/// The reference benchmark images (`../shared/images/make-images.sh`: a
-/// debootstrap minbase layer, then additions, then deletions, whiteouts, a
-/// replaced directory, chmod/chown, links), built once and cached.
 fn reference_images() -> std::path::PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images/make-images.sh");
-    assert!(script.exists(), "{} is missing: the reference images cannot be built", script.display());
-    require("debootstrap");
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-images");
-    let layout = out.join("oci");
-    if !layout.join("index.json").exists() || !layout.join("blobs").exists() {
-        run(Command::new("bash").arg(&script).arg(&out));
-    }
-    layout
+    cargohold_testkit::reference_images(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 #[test]

@@ -5,4 +5,5 @@
 mod cvmfs;
 mod images;
 mod multiarch;
+mod reference;
 mod tree;

@@ -266,3 +266,27 @@ fn converts_shares_layers_agrees_with_umoci_and_skips_what_is_done() {
     assert!(!tree.public_path(&format!("{}/team/nope:1", proxy.addr)).exists());
     assert_eq!(std::fs::read_dir(root.join(".cargohold/staging")).unwrap().count(), 0, "no staging left behind");
 }
+
+#[test]
+fn a_busy_tree_is_waited_for_then_given_up_naming_the_lock() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    push(&reg, &r.addr, "busy/app", "1", &[base()]);
+    let root = t.path().join("tree");
+    let told = std::sync::atomic::AtomicBool::new(false);
+    let opts = PublishOptions { lock_timeout: Some(std::time::Duration::from_millis(300)), ..Default::default() };
+    let publisher = Publisher::new(&root, &reg, opts, None)
+        .unwrap()
+        .on_lock_wait(|_| told.store(true, std::sync::atomic::Ordering::Relaxed));
+    let url = cargohold_image_core::ImageUrl::parse(&format!("http://{}/busy/app:1", r.addr)).unwrap();
+    let held = publisher.tree().lock(None, &|_| {}).unwrap();
+    let rep = publisher.convert_image(&url);
+    assert_eq!(rep.status, Status::Failed);
+    let err = rep.error.unwrap_or_default();
+    assert!(err.contains("another publisher holds the lock") && err.contains("publish.lock"), "{err}");
+    assert!(told.load(std::sync::atomic::Ordering::Relaxed), "the wait was announced");
+    assert!(!publisher.tree().public_path(&format!("{}/busy/app:1", r.addr)).exists());
+    drop(held);
+    assert_eq!(publisher.convert_image(&url).status, Status::Converted);
+}
