@@ -268,8 +268,11 @@ pub struct PublishSingleArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishGcArgs {
-    /// The tree's directory.
+    /// The tree's directory (with `--backend cvmfs`, the repository name).
     pub target: PathBuf,
+    /// The publish target's kind.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,

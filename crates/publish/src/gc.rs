@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use cargohold_image_core::{Digest, Manifest, RawManifest};
 use serde::Serialize;
 
+use crate::backend::PublishBackend;
 use crate::error::{Result, io_err};
 use crate::notify::{Event, Notifier};
 use crate::tree::Tree;
@@ -45,6 +46,41 @@ pub fn collect(
     notifier: &Notifier,
 ) -> Result<GcReport> {
     let _lock = tree.lock(lock_timeout, &|_| {})?;
+    collect_locked(tree, dry_run, grace, notifier)
+}
+
+/// [`collect`] on any backend: for a transactional one (CernVM-FS) the
+/// removals are one transaction, published, or aborted on failure.
+pub fn collect_in(
+    backend: &dyn PublishBackend,
+    dry_run: bool,
+    grace: Duration,
+    lock_timeout: Option<Duration>,
+    notifier: &Notifier,
+) -> Result<GcReport> {
+    let tree = Tree::of(backend);
+    let _lock = tree.lock(lock_timeout, &|_| {})?;
+    if dry_run || !backend.transactional() {
+        return collect_locked(&tree, dry_run, grace, notifier);
+    }
+    // Nothing to remove: no transaction at all.
+    if collect_locked(&tree, true, grace, notifier)?.collected.is_empty() {
+        return Ok(GcReport::default());
+    }
+    backend.begin()?;
+    match collect_locked(&tree, false, grace, notifier) {
+        Ok(r) => {
+            backend.commit()?;
+            Ok(r)
+        }
+        Err(e) => {
+            backend.abort();
+            Err(e)
+        }
+    }
+}
+
+fn collect_locked(tree: &Tree, dry_run: bool, grace: Duration, notifier: &Notifier) -> Result<GcReport> {
     let root = tree.root();
     let (mut flats, mut layers) = (HashSet::new(), HashSet::new());
     // Public links -> flats; published manifests -> layers (and their flat).

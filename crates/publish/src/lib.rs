@@ -43,7 +43,7 @@ mod wishlist;
 pub use backend::{CvmfsServer, LocalDir, PublishBackend};
 pub use convert::{ImageReport, PublishOptions, Publisher, Status, error_chain, public_name};
 pub use error::{Error, Result};
-pub use gc::{Collected, GcReport, collect};
+pub use gc::{Collected, GcReport, collect, collect_in};
 pub use notify::{Event, Notifier};
 pub use thin::{ThinOptions, push_thin, thin_json};
 pub use tree::{Tree, TreeLock};

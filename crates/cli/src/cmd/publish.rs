@@ -75,14 +75,19 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             Ok(())
         }
         PublishCommand::Gc(a) => {
-            if !a.target.is_dir() {
-                bail!("{} is not a publish tree (no such directory)", a.target.display());
-            }
-            let tree = cargohold_publish::Tree::open(&a.target)?;
+            let backend: Box<dyn PublishBackend> = match a.backend {
+                BackendKind::Local => {
+                    if !a.target.is_dir() {
+                        bail!("{} is not a publish tree (no such directory)", a.target.display());
+                    }
+                    Box::new(LocalDir::new(&a.target)?)
+                }
+                BackendKind::Cvmfs => Box::new(CvmfsServer::new(&a.target.display().to_string())),
+            };
             let grace = std::time::Duration::from_secs_f64(a.grace_period.max(0.0) * 86_400.0);
             let notifier = cargohold_publish::Notifier::new(a.notification_file.as_deref());
             let lock = a.lock_timeout.map(std::time::Duration::from_secs);
-            let report = cargohold_publish::collect(&tree, a.dry_run, grace, lock, &notifier)
+            let report = cargohold_publish::collect_in(backend.as_ref(), a.dry_run, grace, lock, &notifier)
                 .with_context(|| format!("could not collect garbage in {}", a.target.display()))?;
             if a.out.json {
                 return output::json(&report);

@@ -81,4 +81,22 @@ fn each_image_is_one_transaction_published_or_aborted() {
     let before = calls();
     assert_eq!(publisher.convert_image(&url("cv/good")).status, Status::Skipped);
     assert_eq!(calls(), before);
+
+    // GC: nothing unused, no transaction; after the tag moves, one transaction.
+    let backend = CvmfsServer::with_paths(
+        "unpacked.example.org",
+        &root,
+        &program,
+        &t.path().join("spool/cargohold-publish.lock"),
+    );
+    let notifier = cargohold_publish::Notifier::new(None);
+    let none = cargohold_publish::collect_in(&backend, false, std::time::Duration::ZERO, None, &notifier).unwrap();
+    assert!(none.collected.is_empty());
+    assert_eq!(calls(), before);
+    push(&reg, &r.addr, "cv/good", "1", &[layer(&[E::File("other", b"x")])]);
+    assert_eq!(publisher.convert_image(&url("cv/good")).status, Status::Converted);
+    let after_convert = calls();
+    let gc = cargohold_publish::collect_in(&backend, false, std::time::Duration::ZERO, None, &notifier).unwrap();
+    assert_eq!(gc.collected.len(), 2, "{gc:?}");
+    assert_eq!(calls(), format!("{after_convert}transaction unpacked.example.org\npublish unpacked.example.org\n"));
 }
