@@ -191,7 +191,7 @@ pub enum PublishCommand {
 pub enum BackendKind {
     /// A plain directory (`--root`, else the wish list's `cvmfs_repo` as a path).
     Local,
-    /// A CernVM-FS repository named by `cvmfs_repo`, at /cvmfs/<repo>, through `cvmfs_server`.
+    /// A CernVM-FS repository named by `cvmfs_repo`, at /cvmfs/REPO, through `cvmfs_server`.
     Cvmfs,
 }
 
@@ -224,7 +224,7 @@ pub struct PublishOpts {
     /// Platform to pick from multi-platform images (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Also publish every platform of multi-platform images under .multiarch/<arch>[:<variant>]/.
+    /// Also publish every platform of multi-platform images under .multiarch/ARCH or ARCH:VARIANT.
     #[arg(long)]
     pub multi_arch: bool,
     #[command(flatten)]
