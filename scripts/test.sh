@@ -43,7 +43,7 @@ rm -rf "$cargo_home"/registry/src/*/cargohold-* "$cargo_home"/registry/cache/*/c
 cargo package --workspace --allow-dirty --quiet
 
 step "fuzz targets"
-targets=(reference_parse digest_parse manifest_parse config_parse docker_archive_manifest layer_apply auth_headers wishlist_parse)
+targets=(reference_parse digest_parse manifest_parse config_parse docker_archive_manifest layer_apply auth_headers wishlist_parse dockerfile_parse)
 if command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet; then
   for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"

@@ -1,0 +1,16 @@
+//! Dockerfile builds without a Docker engine. This first part is the
+//! Dockerfile parser: parser directives (`# escape=`, `# syntax=`), comments,
+//! line continuations, `--flags`, shell and exec (JSON) forms, heredocs, and
+//! Docker's word rules with variable substitution. Errors name the file,
+//! line and column.
+//!
+//! ```
+//! use cargohold_builder::dockerfile::{Keyword, parse, words};
+//!
+//! let d = parse("ARG V=1\nFROM busybox:${V}\nRUN echo hi\n", "Dockerfile").unwrap();
+//! assert_eq!(d.instructions[1].keyword, Keyword::From);
+//! let vars = |n: &str| (n == "V").then(|| "1.36".to_owned());
+//! assert_eq!(words::word(&d.instructions[1].args, d.escape, &vars).unwrap(), "busybox:1.36");
+//! ```
+
+pub mod dockerfile;
