@@ -2,7 +2,7 @@
 //! Dockerfile parser: parser directives (`# escape=`, `# syntax=`), comments,
 //! line continuations, `--flags`, shell and exec (JSON) forms, heredocs, and
 //! Docker's word rules with variable substitution. Errors name the file,
-//! line and column.
+//! line and column. And [`dockerignore`]: which context paths a build skips.
 //!
 //! ```
 //! use cargohold_builder::dockerfile::{Keyword, parse, words};
@@ -14,3 +14,4 @@
 //! ```
 
 pub mod dockerfile;
+pub mod dockerignore;
