@@ -15,3 +15,4 @@
 
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod plan;

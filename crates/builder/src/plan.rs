@@ -1,0 +1,550 @@
+//! From a parsed Dockerfile to a build plan: stages and their bases, ARG
+//! scoping (global ARGs in FROM lines, stage ARGs, `--build-arg`, the
+//! automatic platform ARGs), variable substitution where Docker does it,
+//! `--target` (only the stages the target needs), `--deny`, and the history
+//! line (`created_by`, `empty_layer`) of every step as BuildKit writes it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dockerfile::words::{WordError, key_values, word, words};
+use crate::dockerfile::{Dockerfile, Heredoc, Instruction, Keyword, ParseError};
+
+/// How to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--build-arg NAME=VALUE`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target STAGE` (default: the last stage).
+    pub target: Option<String>,
+    /// Instructions that must not appear (`--deny ENTRYPOINT,CMD`).
+    pub deny: Vec<Keyword>,
+    /// The platform built for (`linux/amd64`); sets the TARGET* ARGs.
+    pub platform: String,
+    /// The file name, for errors.
+    pub file: String,
+}
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`.
+    Scratch,
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image (a reference or transport location), after substitution.
+    Image(String),
+}
+
+/// Where `COPY --from` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopySource {
+    /// The build context.
+    Context,
+    /// An earlier stage.
+    Stage(usize),
+    /// An image.
+    Image(String),
+}
+
+/// What one step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// Run a command: the argv (exec form, or the shell plus the command).
+    Run {
+        /// The argv to execute.
+        argv: Vec<String>,
+        /// Here-documents (the first one feeds the shell when the command is only `<<EOF`).
+        heredocs: Vec<Heredoc>,
+        /// `--network` given on the instruction.
+        network: Option<String>,
+        /// The build ARGs in scope, passed as environment (never stored in the image).
+        args_env: Vec<(String, String)>,
+    },
+    /// COPY or ADD.
+    Copy {
+        /// ADD (archives extracted, URLs) rather than COPY.
+        add: bool,
+        /// Source paths (or URLs), substituted.
+        sources: Vec<String>,
+        /// Destination, substituted.
+        dest: String,
+        /// Where the sources come from.
+        from: CopySource,
+        /// `--chown`.
+        chown: Option<String>,
+        /// `--chmod`.
+        chmod: Option<String>,
+        /// Here-documents copied as files.
+        heredocs: Vec<Heredoc>,
+    },
+    /// A config change, ready for `ImageConfig::apply_change` (`ENV A=1`, `USER x`...).
+    Config(String),
+    /// `SHELL`: the shell for later shell-form commands.
+    Shell(Vec<String>),
+    /// `ONBUILD`: recorded in the config, not run.
+    Onbuild(String),
+    /// `ARG` or `MAINTAINER`, `HEALTHCHECK`: history (and config) only.
+    Meta,
+}
+
+/// One step of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The line of the instruction.
+    pub line: usize,
+    /// Its keyword.
+    pub keyword: Keyword,
+    /// What to do.
+    pub kind: StepKind,
+    /// The history entry's `created_by`, as BuildKit writes it.
+    pub created_by: String,
+    /// Whether the step adds no layer (history `empty_layer`).
+    pub empty_layer: bool,
+}
+
+/// One stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// Position in the Dockerfile.
+    pub index: usize,
+    /// `AS name`.
+    pub name: Option<String>,
+    /// The line of its FROM.
+    pub line: usize,
+    /// What it starts from.
+    pub base: Base,
+    /// `FROM --platform=`, substituted.
+    pub platform: Option<String>,
+    /// Its steps.
+    pub steps: Vec<Step>,
+}
+
+/// A build plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Every stage of the file (those not needed are listed in `skipped`).
+    pub stages: Vec<Stage>,
+    /// The stage that becomes the image.
+    pub target: usize,
+    /// Stages the target does not need (not built).
+    pub skipped: Vec<usize>,
+    /// `--build-arg`s no ARG declared (Docker warns about them).
+    pub unused_args: Vec<String>,
+}
+
+/// The automatic platform ARGs for `platform` (`os/arch[/variant]`).
+fn platform_args(platform: &str) -> Vec<(String, String)> {
+    let mut parts = platform.split('/');
+    let os = parts.next().unwrap_or("linux").to_owned();
+    let arch = parts.next().unwrap_or("amd64").to_owned();
+    let variant = parts.next().unwrap_or("").to_owned();
+    let mut out = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        out.push((format!("{prefix}PLATFORM"), platform.to_owned()));
+        out.push((format!("{prefix}OS"), os.clone()));
+        out.push((format!("{prefix}ARCH"), arch.clone()));
+        out.push((format!("{prefix}VARIANT"), variant.clone()));
+    }
+    out
+}
+
+/// Plans the build of `d`.
+pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
+    let file = if opts.file.is_empty() { "Dockerfile" } else { opts.file.as_str() };
+    let err = |i: &Instruction, message: String| ParseError { file: file.into(), line: i.line, column: 1, message };
+    let wrap = |i: &Instruction, e: WordError| err(i, format!("{}: {}", i.keyword, e.0));
+    let platform = if opts.platform.is_empty() { "linux/amd64".to_owned() } else { opts.platform.clone() };
+    let automatic: BTreeMap<String, String> = platform_args(&platform).into_iter().collect();
+    let mut declared: BTreeSet<String> = BTreeSet::new();
+    // Global ARGs (before the first FROM) and their values.
+    let mut global: BTreeMap<String, String> = automatic.clone();
+    let mut stages: Vec<Stage> = Vec::new();
+    // Per stage: ARG values and ENV values in scope (ENV wins over ARG).
+    let mut args: BTreeMap<String, String> = BTreeMap::new();
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    let mut shell: Vec<String> = vec!["/bin/sh".into(), "-c".into()];
+    for i in &d.instructions {
+        if opts.deny.contains(&i.keyword) {
+            return Err(err(i, format!("{} is not allowed in this build (--deny)", i.keyword)));
+        }
+        let lookup = |n: &str| env.get(n).or_else(|| args.get(n)).cloned();
+        let sub = |text: &str| word(text, d.escape, &lookup).map_err(|e| wrap(i, e));
+        if i.keyword == Keyword::From {
+            let g = |n: &str| global.get(n).cloned();
+            let ws = words(&i.args, d.escape, &g).map_err(|e| wrap(i, e))?;
+            let (image, name) = match ws.as_slice() {
+                [image] => (image.clone(), None),
+                [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
+                    (image.clone(), Some(name.to_ascii_lowercase()))
+                }
+                _ => return Err(err(i, format!("FROM takes IMAGE [AS NAME], got {:?}", i.args))),
+            };
+            if image.is_empty() {
+                return Err(err(i, format!("FROM {:?} names no image after substitution", i.args)));
+            }
+            if let Some(n) = &name
+                && stages.iter().any(|s| s.name.as_deref() == Some(n))
+            {
+                return Err(err(i, format!("stage name {n:?} is used twice")));
+            }
+            let base = if image.eq_ignore_ascii_case("scratch") {
+                Base::Scratch
+            } else if let Some(s) =
+                stages.iter().find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
+            {
+                Base::Stage(s.index)
+            } else {
+                Base::Image(image)
+            };
+            let platform = match i.flag("platform") {
+                Some(p) => Some(word(p, d.escape, &g).map_err(|e| wrap(i, e))?),
+                None => None,
+            };
+            stages.push(Stage { index: stages.len(), name, line: i.line, base, platform, steps: Vec::new() });
+            args.clear();
+            env.clear();
+            shell = vec!["/bin/sh".into(), "-c".into()];
+            continue;
+        }
+        if i.keyword == Keyword::Arg {
+            let pairs = arg_pairs(&i.args, d.escape, &lookup).map_err(|e| wrap(i, e))?;
+            for (name, default) in pairs {
+                declared.insert(name.clone());
+                let value = opts
+                    .build_args
+                    .get(&name)
+                    .cloned()
+                    .or(default)
+                    .or_else(|| if stages.is_empty() { None } else { global.get(&name).cloned() })
+                    .unwrap_or_default();
+                if stages.is_empty() {
+                    global.insert(name, value);
+                } else {
+                    args.insert(name, value);
+                }
+            }
+            if let Some(stage) = stages.last_mut() {
+                stage.steps.push(Step {
+                    line: i.line,
+                    keyword: Keyword::Arg,
+                    kind: StepKind::Meta,
+                    created_by: format!("ARG {}", i.args),
+                    empty_layer: true,
+                });
+            }
+            continue;
+        }
+        let Some(stage_index) = stages.len().checked_sub(1) else {
+            return Err(err(i, format!("{} before the first FROM (only ARG may come first)", i.keyword)));
+        };
+        let (kind, created_by, empty_layer) = match i.keyword {
+            Keyword::Run => {
+                let argv = match &i.exec {
+                    Some(v) => v.clone(),
+                    None => shell.iter().cloned().chain(std::iter::once(i.args.clone())).collect(),
+                };
+                let args_env: Vec<(String, String)> = args
+                    .iter()
+                    .filter(|(k, _)| !automatic.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let prefix = if args_env.is_empty() {
+                    String::new()
+                } else {
+                    let list: Vec<String> = args_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("|{} {} ", list.len(), list.join(" "))
+                };
+                let shown = match &i.exec {
+                    Some(v) => v.join(" "),
+                    None => format!("{} {}", shell.join(" "), i.args),
+                };
+                let network = i.flag("network").map(str::to_owned);
+                (
+                    StepKind::Run { argv, heredocs: i.heredocs.clone(), network, args_env },
+                    format!("RUN {prefix}{shown} # buildkit"),
+                    false,
+                )
+            }
+            Keyword::Copy | Keyword::Add => {
+                let add = i.keyword == Keyword::Add;
+                let mut ws = match &i.exec {
+                    Some(v) => v.iter().map(|w| sub(w)).collect::<Result<Vec<_>, _>>()?,
+                    None => words(&i.args, d.escape, &lookup).map_err(|e| wrap(i, e))?,
+                };
+                // Heredoc words (`<<EOF`) name files, not context paths.
+                ws.retain(|w| !w.starts_with("<<"));
+                let dest = ws.pop().ok_or_else(|| err(i, format!("{} needs a destination", i.keyword)))?;
+                if ws.is_empty() && i.heredocs.is_empty() {
+                    return Err(err(i, format!("{} needs a source and a destination", i.keyword)));
+                }
+                let from = match i.flag("from") {
+                    None => CopySource::Context,
+                    Some(f) => {
+                        let f = sub(f)?;
+                        let lower = f.to_ascii_lowercase();
+                        if let Some(s) =
+                            stages[..stage_index].iter().find(|s| s.name.as_deref() == Some(lower.as_str()))
+                        {
+                            CopySource::Stage(s.index)
+                        } else if let Ok(n) = f.parse::<usize>() {
+                            if n >= stage_index {
+                                return Err(err(i, format!("--from={n} names this or a later stage")));
+                            }
+                            CopySource::Stage(n)
+                        } else if stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+                            return Err(err(i, format!("--from={f} names this or a later stage")));
+                        } else {
+                            CopySource::Image(f)
+                        }
+                    }
+                };
+                let chown = i.flag("chown").map(&sub).transpose()?;
+                let chmod = i.flag("chmod").map(str::to_owned);
+                let shown = format!("{} {} {}", i.keyword, ws.join(" "), dest);
+                (
+                    StepKind::Copy { add, sources: ws, dest, from, chown, chmod, heredocs: i.heredocs.clone() },
+                    format!("{shown} # buildkit"),
+                    false,
+                )
+            }
+            Keyword::Env => {
+                let pairs = key_values(&i.args, d.escape, &lookup, true).map_err(|e| wrap(i, e))?;
+                let mut change = String::from("ENV");
+                for (k, v) in &pairs {
+                    env.insert(k.clone(), v.clone());
+                    change.push_str(&format!(" {k}={}", quote(v)));
+                }
+                let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (StepKind::Config(change), format!("ENV {}", shown.join(" ")), true)
+            }
+            Keyword::Label => {
+                let pairs = key_values(&i.args, d.escape, &lookup, false).map_err(|e| wrap(i, e))?;
+                let change: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", quote(k), quote(v))).collect();
+                let shown: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (StepKind::Config(format!("LABEL {}", change.join(" "))), format!("LABEL {}", shown.join(" ")), true)
+            }
+            Keyword::Cmd | Keyword::Entrypoint => {
+                let argv = match &i.exec {
+                    Some(v) => v.clone(),
+                    None if i.args.is_empty() => Vec::new(),
+                    None => shell.iter().cloned().chain(std::iter::once(i.args.clone())).collect(),
+                };
+                let json = serde_json::to_string(&argv).expect("strings serialize");
+                (StepKind::Config(format!("{} {json}", i.keyword)), format!("{} {json}", i.keyword), true)
+            }
+            Keyword::Workdir | Keyword::User | Keyword::Stopsignal => {
+                let v = sub(&i.args)?;
+                (StepKind::Config(format!("{} {v}", i.keyword)), format!("{} {v}", i.keyword), true)
+            }
+            Keyword::Expose => {
+                let ports = words(&i.args, d.escape, &lookup).map_err(|e| wrap(i, e))?;
+                let shown: Vec<String> = ports
+                    .iter()
+                    .map(|p| if p.contains('/') { format!("{p}:{{}}") } else { format!("{p}/tcp:{{}}") })
+                    .collect();
+                (
+                    StepKind::Config(format!("EXPOSE {}", ports.join(" "))),
+                    format!("EXPOSE map[{}]", shown.join(" ")),
+                    true,
+                )
+            }
+            Keyword::Volume => {
+                let vols = match &i.exec {
+                    Some(v) => v.iter().map(|w| sub(w)).collect::<Result<Vec<_>, _>>()?,
+                    None => words(&i.args, d.escape, &lookup).map_err(|e| wrap(i, e))?,
+                };
+                let json = serde_json::to_string(&vols).expect("strings serialize");
+                (StepKind::Config(format!("VOLUME {json}")), format!("VOLUME [{}]", vols.join(" ")), true)
+            }
+            Keyword::Shell => {
+                let v = i.exec.clone().unwrap_or_default();
+                if v.is_empty() {
+                    return Err(err(i, "SHELL needs at least the shell itself".into()));
+                }
+                shell = v.clone();
+                (StepKind::Shell(v.clone()), format!("SHELL [{}]", v.join(" ")), true)
+            }
+            Keyword::Onbuild => {
+                let (w, _) = i.args.split_once(char::is_whitespace).unwrap_or((i.args.as_str(), ""));
+                if matches!(Keyword::parse(w), Some(Keyword::Onbuild | Keyword::From | Keyword::Maintainer) | None) {
+                    return Err(err(i, format!("ONBUILD cannot take {w:?}")));
+                }
+                (StepKind::Onbuild(i.args.clone()), format!("ONBUILD {}", i.args), true)
+            }
+            Keyword::Maintainer => (StepKind::Meta, format!("MAINTAINER {}", i.args), true),
+            Keyword::Healthcheck => (StepKind::Meta, format!("HEALTHCHECK {}", i.args), true),
+            Keyword::From | Keyword::Arg => unreachable!("handled above"),
+        };
+        stages[stage_index].steps.push(Step { line: i.line, keyword: i.keyword, kind, created_by, empty_layer });
+    }
+    if stages.is_empty() {
+        return Err(ParseError { file: file.into(), line: 1, column: 1, message: "no FROM instruction".into() });
+    }
+    let target = match &opts.target {
+        None => stages.len() - 1,
+        Some(t) => {
+            let lower = t.to_ascii_lowercase();
+            stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())).map(|s| s.index).ok_or_else(|| {
+                let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                ParseError {
+                    file: file.into(),
+                    line: 1,
+                    column: 1,
+                    message: format!("target stage {t:?} not found (stages: {})", names.join(", ")),
+                }
+            })?
+        }
+    };
+    // The stages the target needs: its base chain and COPY --from sources.
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(s) = todo.pop() {
+        if !needed.insert(s) {
+            continue;
+        }
+        if let Base::Stage(b) = stages[s].base {
+            todo.push(b);
+        }
+        for step in &stages[s].steps {
+            if let StepKind::Copy { from: CopySource::Stage(b), .. } = step.kind {
+                todo.push(b);
+            }
+        }
+    }
+    let skipped = (0..stages.len()).filter(|s| !needed.contains(s)).collect();
+    let unused_args = opts.build_args.keys().filter(|k| !declared.contains(*k)).cloned().collect();
+    Ok(Plan { stages, target, skipped, unused_args })
+}
+
+/// `ARG a=1 b` -> [(a, Some(1)), (b, None)].
+fn arg_pairs(
+    text: &str,
+    escape: char,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, Option<String>)>, WordError> {
+    let mut out = Vec::new();
+    for w in words(text, escape, vars)? {
+        match w.split_once('=') {
+            Some((k, v)) => out.push((k.to_owned(), Some(v.to_owned()))),
+            None => out.push((w, None)),
+        }
+        if out.last().is_some_and(|(k, _)| k.is_empty()) {
+            return Err(WordError("ARG needs a name".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// Double-quotes a value for a config change line when it needs it.
+fn quote(v: &str) -> String {
+    if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '\'') {
+        return v.to_owned();
+    }
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::parse;
+
+    fn plan_of(text: &str, opts: PlanOptions) -> Result<Plan, ParseError> {
+        plan(&parse(text, "Dockerfile").unwrap(), &opts)
+    }
+
+    #[test]
+    fn stages_args_and_targets() {
+        let text = "ARG BASE=busybox\nARG TAG=1\nFROM ${BASE}:${TAG} AS build\nARG TAG\nARG MODE=debug\nENV OUT=/out/$MODE\nRUN make $MODE\nFROM build AS test\nRUN true\nFROM scratch\nCOPY --from=build ${OUT:-/fallback} /app\nCMD [\"/app\"]\n";
+        let mut opts = PlanOptions::default();
+        opts.build_args.insert("MODE".into(), "release".into());
+        opts.build_args.insert("UNUSED".into(), "x".into());
+        let p = plan_of(text, opts.clone()).unwrap();
+        assert_eq!(p.stages[0].base, Base::Image("busybox:1".into()));
+        assert_eq!(p.stages[1].base, Base::Stage(0));
+        assert_eq!(p.target, 2);
+        assert_eq!(p.skipped, vec![1], "the test stage is not needed");
+        assert_eq!(p.unused_args, vec!["UNUSED".to_owned()]);
+        let build = &p.stages[0].steps;
+        assert_eq!(build[2].kind, StepKind::Config("ENV OUT=/out/release".into()));
+        match &build[3].kind {
+            StepKind::Run { argv, args_env, .. } => {
+                assert_eq!(argv, &["/bin/sh", "-c", "make $MODE"]);
+                assert_eq!(args_env, &[("MODE".to_owned(), "release".to_owned()), ("TAG".to_owned(), "1".to_owned())]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(build[3].created_by, "RUN |2 MODE=release TAG=1 /bin/sh -c make $MODE # buildkit");
+        // Stage scope: ENV of another stage does not leak; the default applies.
+        match &p.stages[2].steps[0].kind {
+            StepKind::Copy { from, sources, dest, .. } => {
+                assert_eq!(from, &CopySource::Stage(0));
+                assert_eq!((sources.as_slice(), dest.as_str()), (&["/fallback".to_owned()][..], "/app"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.stages[2].steps[1].created_by, "CMD [\"/app\"]");
+        assert!(p.stages[2].steps[1].empty_layer && !p.stages[2].steps[0].empty_layer);
+        let t = plan_of(text, PlanOptions { target: Some("TEST".into()), ..opts }).unwrap();
+        assert_eq!((t.target, t.skipped.clone()), (1, vec![2]));
+    }
+
+    #[test]
+    fn history_lines_and_config_changes() {
+        let p = plan_of(
+            "FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\nRUN echo hi\nRUN [\"echo\", \"x\"]\nENV A=1 B=\"two words\"\nLABEL a=b\nEXPOSE 80 53/udp\nVOLUME /data\nWORKDIR /srv\nUSER nobody\nENTRYPOINT echo\n",
+            PlanOptions::default(),
+        )
+        .unwrap();
+        let by: Vec<&str> = p.stages[0].steps.iter().map(|s| s.created_by.as_str()).collect();
+        assert_eq!(
+            by,
+            [
+                "SHELL [/bin/bash -c]",
+                "RUN /bin/bash -c echo hi # buildkit",
+                "RUN echo x # buildkit",
+                "ENV A=1 B=two words",
+                "LABEL a=b",
+                "EXPOSE map[80/tcp:{} 53/udp:{}]",
+                "VOLUME [/data]",
+                "WORKDIR /srv",
+                "USER nobody",
+                "ENTRYPOINT [\"/bin/bash\",\"-c\",\"echo\"]",
+            ]
+        );
+        assert_eq!(p.stages[0].steps[3].kind, StepKind::Config("ENV A=1 B=\"two words\"".into()));
+        // Every config change is one image-core applies as Docker would.
+        let mut config = cargohold_image_core::ImageConfig::default();
+        for s in &p.stages[0].steps {
+            if let StepKind::Config(c) = &s.kind {
+                config.apply_change(c).unwrap_or_else(|e| panic!("{c}: {e}"));
+            }
+        }
+        let c = config.config.unwrap();
+        assert_eq!(c.env.unwrap(), ["A=1", "B=two words"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(c.entrypoint.unwrap(), ["/bin/bash", "-c", "echo"]);
+        assert_eq!(c.labels.unwrap().get("a").map(String::as_str), Some("b"));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        for (text, opts, line, needle) in [
+            ("RUN x\n", PlanOptions::default(), 1, "before the first FROM"),
+            (
+                "FROM a\nENTRYPOINT x\n",
+                PlanOptions { deny: vec![Keyword::Entrypoint], ..Default::default() },
+                2,
+                "not allowed",
+            ),
+            ("FROM a AS x\nFROM b AS x\n", PlanOptions::default(), 2, "twice"),
+            ("FROM a\nCOPY --from=1 x y\n", PlanOptions::default(), 2, "later stage"),
+            ("FROM a\nFROM b\n", PlanOptions { target: Some("nope".into()), ..Default::default() }, 1, "not found"),
+            ("FROM a b c d\n", PlanOptions::default(), 1, "FROM takes"),
+            ("FROM a\nENV X=${Y:?needed}\n", PlanOptions::default(), 2, "needed"),
+        ] {
+            let e = plan_of(text, opts).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.message.contains(needle), "{e}");
+        }
+    }
+}
