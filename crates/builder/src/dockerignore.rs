@@ -91,6 +91,11 @@ fn matches(pat: &[String], path: &[String]) -> bool {
     }
 }
 
+/// Whether one path component matches one pattern component.
+pub(crate) fn glob_component(pattern: &str, name: &str) -> bool {
+    glob(pattern.as_bytes(), name.as_bytes())
+}
+
 /// `*`, `?`, `[...]` (with `^`/`!` negation and ranges), `\` escapes, within one component.
 fn glob(p: &[u8], s: &[u8]) -> bool {
     match p.first() {
