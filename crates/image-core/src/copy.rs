@@ -1,7 +1,6 @@
 //! Copying an image between any [`ImageSource`] and [`ImageDest`], skopeo-style.
 
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
 
 use crate::digest::{VerifyError, VerifyingReader};
 use crate::error::{Error, Result, blob_err};
@@ -202,20 +201,16 @@ fn copy_image(
         }
         progress.blob_started(layer);
         let location = src.blob_location(layer);
-        let failure = Arc::new(Mutex::new(None));
         let stored = {
             let r = src.blob(layer)?;
-            let mut watched = Watched {
-                inner: VerifyingReader::new(
-                    ProgressReader::new(r, layer, progress),
-                    layer.digest.clone(),
-                    Some(layer.size),
-                ),
-                failure: failure.clone(),
-            };
+            let mut watched = WatchedReader::new(VerifyingReader::new(
+                ProgressReader::new(r, layer, progress),
+                layer.digest.clone(),
+                Some(layer.size),
+            ));
             let result = dst.put_blob(layer, BlobKind::Layer(i), &mut watched);
             // An error that began as a source read is reported against the source.
-            if let Some(source_err) = failure.lock().expect("not poisoned").take() {
+            if let Some(source_err) = watched.failure() {
                 return Err(blob_err(&layer.digest, &location, source_err));
             }
             result?
@@ -246,27 +241,37 @@ fn copy_image(
     Ok(RawManifest::from_value(&rewritten, mt::OCI_MANIFEST))
 }
 
-/// Records the first error the source stream produced.
-struct Watched<R> {
+/// A reader that remembers the first error its source produced, so that a
+/// failure downstream (a destination that stopped reading) can be blamed on
+/// the source when the source is what failed.
+pub struct WatchedReader<R> {
     inner: R,
-    failure: Arc<Mutex<Option<io::Error>>>,
+    failure: Option<io::Error>,
 }
 
-impl<R: Read> Read for Watched<R> {
+impl<R> WatchedReader<R> {
+    /// Watches `inner`.
+    pub fn new(inner: R) -> Self {
+        WatchedReader { inner, failure: None }
+    }
+
+    /// The first read error, if any (taken).
+    pub fn failure(&mut self) -> Option<io::Error> {
+        self.failure.take()
+    }
+}
+
+impl<R: Read> Read for WatchedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                let copy = match VerifyError::from_io(&e) {
+        self.inner.read(buf).inspect_err(|e| {
+            if self.failure.is_none() {
+                // A copy: the original goes on to the caller.
+                let copy = match VerifyError::from_io(e) {
                     Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
                     None => io::Error::new(e.kind(), e.to_string()),
                 };
-                let mut slot = self.failure.lock().expect("not poisoned");
-                if slot.is_none() {
-                    *slot = Some(copy);
-                }
-                Err(e)
+                self.failure = Some(copy);
             }
-        }
+        })
     }
 }

@@ -49,7 +49,7 @@ mod transport;
 pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
-pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, copy};
+pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copy};
 pub use digest::{
     Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader, VerifyingWriter,
 };

@@ -400,7 +400,7 @@ impl<'a> Publisher<'a> {
                 report.bytes_written += written;
                 report.bytes_deduplicated += linked;
             } else if !self.opts.skip_flat {
-                report.bytes_deduplicated += dir_file_bytes(&flat);
+                report.bytes_deduplicated += crate::gc::file_bytes(&flat, false);
             }
             // Metadata and the public path, last.
             let _lock = self.section_lock(in_txn)?;
@@ -726,23 +726,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 fn remove_quietly(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Bytes of regular files under `dir` (what an existing flat shares).
-fn dir_file_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 /// Removes staging directories left by publishers that were killed.

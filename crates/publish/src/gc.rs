@@ -182,7 +182,7 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 /// Bytes of regular files under `dir` (with `unique`, only those with no other link).
-fn file_bytes(dir: &Path, unique: bool) -> u64 {
+pub(crate) fn file_bytes(dir: &Path, unique: bool) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

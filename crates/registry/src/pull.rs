@@ -1,12 +1,11 @@
 //! Pulling into the store and pushing to a registry with layers moved in
 //! parallel, each one streamed and verified.
 
-use std::io::{self, Read};
 use std::sync::Mutex;
 
 use cargohold_image_core::{
     BlobKind, BlobStore, CopyOptions, CopyReport, Descriptor, ImageDest, ImageSource, Progress, ProgressReader,
-    Reference, Store, VerifyingReader, copy, resolve_image,
+    Reference, Store, VerifyingReader, WatchedReader, copy, resolve_image,
 };
 
 use crate::adapter::Registry;
@@ -45,7 +44,7 @@ pub fn pull(
             let mut src = reg.source(reference);
             let location = src.blob_location(layer);
             let body = src.blob(layer)?;
-            let mut watched = Watched::new(ProgressReader::new(body, layer, progress));
+            let mut watched = WatchedReader::new(ProgressReader::new(body, layer, progress));
             let staged = store.layout().stage_blob(&layer.digest, Some(layer.size), &mut watched);
             if let Some(e) = watched.failure() {
                 return Err(cargohold_image_core::Error::blob_read(&layer.digest, &location, e));
@@ -108,7 +107,7 @@ pub fn push(
                 layer.digest.clone(),
                 Some(layer.size),
             );
-            let mut watched = Watched::new(verifying);
+            let mut watched = WatchedReader::new(verifying);
             let result = dst.put_blob(layer, BlobKind::Layer(*i), &mut watched);
             if let Some(e) = watched.failure() {
                 return Err(cargohold_image_core::Error::blob_read(&layer.digest, &location, e));
@@ -187,35 +186,5 @@ fn parallel<T: Sync, R: Send>(
     match first_err {
         Some(e) => Err(e),
         None => Ok(out),
-    }
-}
-
-/// Remembers the first read error, so it can be blamed on the source.
-struct Watched<R> {
-    inner: R,
-    failure: Option<io::Error>,
-}
-
-impl<R> Watched<R> {
-    fn new(inner: R) -> Self {
-        Watched { inner, failure: None }
-    }
-
-    fn failure(&mut self) -> Option<io::Error> {
-        self.failure.take()
-    }
-}
-
-impl<R: Read> Read for Watched<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            if self.failure.is_none() {
-                let copy = match cargohold_image_core::VerifyError::from_io(e) {
-                    Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
-                    None => io::Error::new(e.kind(), e.to_string()),
-                };
-                self.failure = Some(copy);
-            }
-        })
     }
 }

@@ -206,15 +206,7 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
             let Ok(mut client) = conn else { return };
             let (upstream, seen, faults) = (upstream.clone(), Arc::clone(&seen2), Arc::clone(&faults));
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if client.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
+                let Some(text) = read_head(&mut client) else { return };
                 let request_line = text.lines().next().unwrap_or_default().to_owned();
                 seen.lock().unwrap().push(text.clone());
                 let len: usize = text
@@ -301,6 +293,41 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
         }
     });
     FaultProxy { addr, seen }
+}
+
+/// Reads an HTTP request head (up to the blank line), byte by byte so the
+/// body stays in the stream; `None` when the peer closed first.
+pub fn read_head(stream: &mut impl std::io::Read) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// Serves one canned answer per connection (`answer` gets the request head),
+/// recording every head: a stand-in for servers the tests need to misbehave.
+pub fn canned_server(
+    answer: impl Fn(&str) -> Vec<u8> + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let text = read_head(&mut c).unwrap_or_default();
+            log.lock().unwrap().push(text.clone());
+            let _ = c.write_all(&answer(&text));
+        }
+    });
+    (addr, seen)
 }
 
 /// A token server for distribution's `token` auth: RS256 JWTs signed with a
@@ -403,15 +430,7 @@ impl TokenServer {
             let counter = std::sync::atomic::AtomicU64::new(0);
             for conn in listener.incoming() {
                 let Ok(mut c) = conn else { return };
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if c.read(&mut byte).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).into_owned();
+                let text = read_head(&mut c).unwrap_or_default();
                 let line = text.lines().next().unwrap_or_default().to_owned();
                 let header = |name: &str| {
                     text.lines().find_map(|l| {

@@ -397,16 +397,23 @@ fn registry_with(basic: Option<(&str, &str)>) -> Registry {
     Registry(child, addr, dir)
 }
 
-#[test]
-fn push_tags_pull_and_copy_through_a_registry() {
-    let reg = registry();
-    let t = tempfile::tempdir().unwrap();
-    let layout = umoci_image(t.path());
-    let store = t.path().join("store");
+/// A umoci image copied into a store under `dir` as `app:1` and pushed to
+/// `<registry>/team/app:1`: (layout, store, target, manifest digest).
+fn push_umoci_image(reg: &Registry, dir: &Path) -> (PathBuf, PathBuf, String, String) {
+    let layout = umoci_image(dir);
+    let store = dir.join("store");
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
     let target = format!("{}/team/app:1", reg.1);
     let pushed = json(&store, &["push", "app:1", &target, "--json"]);
     let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+    (layout, store, target, digest)
+}
+
+#[test]
+fn push_tags_pull_and_copy_through_a_registry() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let (_, store, target, digest) = push_umoci_image(&reg, t.path());
     ok(&store, &["tag", "app:1", &target]);
     ok(&store, &["push", &target]);
     let tags = json(&store, &["tags", &format!("{}/team/app", reg.1), "--json"]);
@@ -432,12 +439,7 @@ fn push_tags_pull_and_copy_through_a_registry() {
 fn digest_catalog_referrers_and_delete() {
     let reg = registry();
     let t = tempfile::tempdir().unwrap();
-    let layout = umoci_image(t.path());
-    let store = t.path().join("store");
-    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
-    let target = format!("{}/team/app:1", reg.1);
-    let pushed = json(&store, &["push", "app:1", &target, "--json"]);
-    let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+    let (layout, store, target, digest) = push_umoci_image(&reg, t.path());
     assert_eq!(ok(&store, &["digest", &target]).trim(), digest);
     assert_eq!(ok(&store, &["digest", &format!("oci:{}:v1", layout.display())]).trim(), digest);
     let catalog = json(&store, &["catalog", &reg.1, "--json"]);

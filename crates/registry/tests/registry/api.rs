@@ -2,22 +2,13 @@
 //! distribution 2.8, which has no referrers API, needs).
 
 use cargohold_image_core::{
-    CopyOptions, Descriptor, Digest, ImageLocation, ImageManifest, NoProgress, RawManifest, Reference, Store, copy,
-    media_type as mt, open_source,
+    Descriptor, Digest, ImageLocation, ImageManifest, RawManifest, Reference, Store, media_type as mt, open_source,
 };
 use cargohold_registry::{ClientOptions, Registry};
 
 use cargohold_testkit::*;
 
-fn push_layout(
-    reg: &Registry,
-    layout: &std::path::Path,
-    store: &Store,
-    target: &Reference,
-) -> cargohold_image_core::CopyReport {
-    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), store).unwrap();
-    copy(src.as_mut(), &mut reg.dest(target), &CopyOptions::default(), &NoProgress).unwrap()
-}
+use crate::flows::push_layout;
 
 #[test]
 fn catalog_digest_and_delete() {

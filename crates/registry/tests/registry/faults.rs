@@ -4,20 +4,12 @@
 
 use std::time::Duration;
 
-use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, Reference, Store, copy, open_source};
+use cargohold_image_core::{CopyOptions, NoProgress, Reference, Store, copy};
 use cargohold_registry::{ClientOptions, Registry};
 
 use cargohold_testkit::*;
 
-fn push_layout(
-    reg: &Registry,
-    layout: &std::path::Path,
-    store: &Store,
-    target: &Reference,
-) -> cargohold_image_core::CopyReport {
-    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), store).unwrap();
-    copy(src.as_mut(), &mut reg.dest(target), &CopyOptions::default(), &NoProgress).unwrap()
-}
+use crate::flows::push_layout;
 
 fn biggest_layer(store: &Store, r: &Reference) -> cargohold_image_core::Descriptor {
     let img = store.resolve(&r.to_string()).unwrap();
@@ -120,34 +112,6 @@ fn a_416_on_an_upload_chunk_resynchronises() {
     let pulled = cargohold_registry::pull(&reg, &direct, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
     run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{direct}")));
-}
-
-/// Serves one canned answer per connection, recording each request head.
-fn canned_server(
-    answer: impl Fn(&str) -> Vec<u8> + Send + 'static,
-) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = std::sync::Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { return };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if c.read(&mut byte).unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(byte[0]);
-            }
-            let text = String::from_utf8_lossy(&head).into_owned();
-            log.lock().unwrap().push(text.clone());
-            let _ = c.write_all(&answer(&text));
-        }
-    });
-    (addr, seen)
 }
 
 #[test]

@@ -5,7 +5,8 @@ use cargohold_registry::{ClientOptions, Credentials, Registry};
 
 use cargohold_testkit::*;
 
-fn push_layout(
+/// Pushes the `v1` image of an OCI layout to `target` with `copy`.
+pub fn push_layout(
     reg: &Registry,
     layout: &std::path::Path,
     store: &Store,
