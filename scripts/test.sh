@@ -49,7 +49,16 @@ if command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
     mkdir -p "fuzz/corpus/$t"
     # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP lets the stable
     # toolchain (the only one these machines have) accept them.
-    RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" "fuzz/corpus_seed/$t" -- -max_total_time=10 2>&1 | tail -n 2
+    # The whole log is shown when a target fails (the crash, its input and the
+    # stack); a clean run prints only its closing line.
+    log=$(mktemp)
+    if RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "fuzz/corpus/$t" "fuzz/corpus_seed/$t" -- -max_total_time=10 >"$log" 2>&1; then
+      echo "$t: $(tail -n 1 "$log")"
+    else
+      echo "fuzz target $t failed:"
+      grep -v '^"' "$log" | tail -n 80
+      exit 1
+    fi
   done
 else
   echo "cargo-fuzz could not be installed: building the fuzz targets only"

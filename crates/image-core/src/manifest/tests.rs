@@ -65,6 +65,16 @@ fn config_keeps_unknown_fields() {
     assert!(String::from_utf8(c.to_vec()).unwrap().contains("ArgsEscaped"));
 }
 
+#[test]
+fn unknown_float_fields_round_trip_exactly() {
+    // The fuzzer found this: a float whose shortest form parses one ULP off
+    // unless serde_json parses floats exactly (its `float_roundtrip` feature).
+    let cfg = br#"{"architecture":"amd64","os":"linux","x":8.12643382465774922e-232,"y":1.71026499920818507e-29}"#;
+    let c = ImageConfig::from_slice(cfg, "config").unwrap();
+    let again = ImageConfig::from_slice(&c.to_vec(), "config").unwrap();
+    assert_eq!(again, c);
+}
+
 fn arb_digest() -> impl Strategy<Value = Digest> {
     "[a-f0-9]{64}".prop_map(|h| Digest::parse(&format!("sha256:{h}")).unwrap())
 }
