@@ -16,4 +16,5 @@
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod exec;
 pub mod plan;

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -40,6 +40,46 @@ pub fn archive_tree<W: Write>(root: &Path, out: W, opts: &WriteOptions) -> Resul
     walk(Path::new("/nonexistent-lower-of-an-archive"), root, Path::new(""), &mut tar, &mut report, false)?;
     let entries = tar.entries;
     Ok((tar.finish()?, entries))
+}
+
+/// Writes the layer tar of an overlayfs upper directory (what a container
+/// changed): its entries as they are, a 0/0 character device (an overlay
+/// whiteout) as a `.wh.` file, a directory with `trusted.overlay.opaque=y` as
+/// the directory plus an opaque marker. Deterministic like [`diff_trees`].
+/// No lower tree is read: the upper directory alone says what changed.
+pub fn upper_to_layer<W: Write>(upper: &Path, out: W, opts: &WriteOptions) -> Result<(W, DiffReport)> {
+    let mut tar = TarOut::new(out, opts.clone());
+    let mut report = DiffReport::default();
+    for c in children(upper)? {
+        walk_upper(upper, &PathBuf::from(c), &mut tar, &mut report)?;
+    }
+    Ok((tar.finish()?, report))
+}
+
+fn walk_upper<W: Write>(upper: &Path, rel: &Path, tar: &mut TarOut<W>, report: &mut DiffReport) -> Result<()> {
+    let full = upper.join(rel);
+    let Some(m) = lstat(&full)? else { return Ok(()) };
+    if m.file_type().is_char_device() && m.rdev() == 0 {
+        let mut name = b".wh.".to_vec();
+        name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
+        tar.whiteout(&rel.with_file_name(std::ffi::OsStr::from_bytes(&name)))?;
+        report.deleted += 1;
+        return Ok(());
+    }
+    tar.add(&full, rel)?;
+    report.changed += 1;
+    if !m.is_dir() {
+        return Ok(());
+    }
+    let mut opaque = [0u8; 4];
+    if matches!(rustix::fs::lgetxattr(&full, "trusted.overlay.opaque", &mut opaque), Ok(1) if opaque[0] == b'y') {
+        tar.whiteout(&rel.join(".wh..wh..opq"))?;
+        report.opaque += 1;
+    }
+    for c in children(&full)? {
+        walk_upper(upper, &rel.join(c), tar, report)?;
+    }
+    Ok(())
 }
 
 fn lstat(p: &Path) -> Result<Option<fs::Metadata>> {

@@ -35,7 +35,7 @@ mod write;
 mod xattr;
 
 pub use apply::{ApplyOptions, ApplyReport, Limits, apply_layer};
-pub use diff::{DiffReport, archive_tree, diff_trees};
+pub use diff::{DiffReport, archive_tree, diff_trees, upper_to_layer};
 pub use error::{Error, Result};
 pub use flatten::{FlattenReport, flatten_linked};
 pub use layer::{compression_for, store_layer, store_layer_from, write_layer_file};

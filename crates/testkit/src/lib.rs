@@ -658,3 +658,26 @@ pub fn tree_diff(a: &BTreeMap<PathBuf, Node>, b: &BTreeMap<PathBuf, Node>) -> Ve
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// A minimal root filesystem at `dir`: the static busybox with a link per
+/// applet in /bin, /etc/passwd and /etc/group (root, and `app` 1000:1000 in
+/// `staff` 50 as a supplementary group), /tmp. Needs `busybox-static`.
+pub fn busybox_rootfs(dir: &Path) {
+    require("busybox");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let busybox = Command::new("sh").args(["-c", "command -v busybox"]).output().unwrap();
+    let busybox = String::from_utf8(busybox.stdout).unwrap();
+    std::fs::copy(busybox.trim(), bin.join("busybox")).unwrap();
+    let list = run(Command::new(bin.join("busybox")).arg("--list"));
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    for d in ["etc", "tmp", "root"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::set_permissions(dir.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+        .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:app\napp:x:1000:\n").unwrap();
+}

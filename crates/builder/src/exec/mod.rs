@@ -1,0 +1,286 @@
+//! Running a process in a root filesystem, isolated: the [`Executor`] seam
+//! and its default, [`Namespaces`] (our own mount, pid, ipc, uts and,
+//! optionally, network namespaces; no runtime binary needed).
+//!
+//! The root is either a directory (bind-mounted) or a kernel overlay of
+//! read-only layer directories plus a fresh upper directory, which then holds
+//! exactly what the process changed. Everything is mounted inside the
+//! container's own mount namespace, so nothing stays mounted on the host
+//! when the process ends or the builder is killed. The process gets a fresh
+//! `/proc`, a read-only `/sys`, a minimal `/dev` (null, zero, full, random,
+//! urandom, tty, pts, shm), generated `/etc/hosts` and `/etc/hostname` and
+//! the host's `/etc/resolv.conf`. When the main process exits, every process
+//! it left behind is killed with its pid namespace.
+
+mod ns;
+mod user;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+pub use user::{UserIds, lookup_user};
+
+/// The container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// The host's network stack (Docker's `--network host`, the build default).
+    #[default]
+    Host,
+    /// A new network namespace with only a loopback interface.
+    None,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host" | "default" => Ok(Network::Host),
+            "none" => Ok(Network::None),
+            _ => Err(format!("unknown network mode {s:?} (host or none)")),
+        }
+    }
+}
+
+/// The root filesystem of a container.
+#[derive(Debug, Clone)]
+pub enum RootFs {
+    /// A plain directory, bind-mounted; changes land in it.
+    Dir(PathBuf),
+    /// An overlay: `lower` layer directories (base first, overlayfs
+    /// whiteouts) under a writable `upper` (with `work` on the same
+    /// filesystem). With no lower layer, `upper` is the root.
+    Overlay {
+        /// Read-only layers, base first.
+        lower: Vec<PathBuf>,
+        /// Receives every change.
+        upper: PathBuf,
+        /// overlayfs' work directory (empty, same filesystem as `upper`).
+        work: PathBuf,
+    },
+}
+
+/// A host path bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path (file or directory).
+    pub source: PathBuf,
+    /// Absolute path in the container (created if missing).
+    pub target: PathBuf,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// What to run, where and as whom.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The root filesystem.
+    pub root: RootFs,
+    /// Program and arguments (the program is looked up in the container's `PATH`).
+    pub argv: Vec<String>,
+    /// `NAME=value` entries; the whole environment.
+    pub env: Vec<String>,
+    /// Working directory in the container (created if missing).
+    pub cwd: String,
+    /// Who runs the process.
+    pub user: UserIds,
+    /// The container's host name.
+    pub hostname: String,
+    /// Network mode.
+    pub network: Network,
+    /// Extra bind mounts.
+    pub binds: Vec<BindMount>,
+}
+
+/// The process' standard streams.
+#[derive(Debug)]
+pub struct ProcessIo {
+    /// Standard input.
+    pub stdin: Stdio,
+    /// Standard output.
+    pub stdout: Stdio,
+    /// Standard error.
+    pub stderr: Stdio,
+}
+
+impl ProcessIo {
+    /// No input; output and errors to this process' standard error (a
+    /// build's `--json` keeps standard output for its one document).
+    pub fn to_stderr() -> Self {
+        let err = || std::io::stderr().as_fd_stdio();
+        ProcessIo { stdin: Stdio::null(), stdout: err(), stderr: err() }
+    }
+
+    /// The caller's own streams.
+    pub fn inherit() -> Self {
+        ProcessIo { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit() }
+    }
+}
+
+trait AsFdStdio {
+    fn as_fd_stdio(&self) -> Stdio;
+}
+
+impl AsFdStdio for std::io::Stderr {
+    fn as_fd_stdio(&self) -> Stdio {
+        use std::os::fd::AsFd;
+        self.as_fd().try_clone_to_owned().map(Stdio::from).unwrap_or_else(|_| Stdio::inherit())
+    }
+}
+
+/// Why a process could not be run (its own non-zero exit is not an error
+/// here: it is the returned status).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// Setting the container up failed at `step`.
+    #[error("could not start the container: {step}")]
+    Setup {
+        /// What was being done.
+        step: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program could not be executed.
+    #[error("could not run {program} in the container")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Own namespaces need root here (user namespaces are not used yet).
+    #[error("running a container needs root (use --runtime crun, or run as root)")]
+    NotRoot,
+    /// The spec is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A host file operation failed.
+    #[error("could not {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs processes in root filesystems.
+pub trait Executor: Send + Sync {
+    /// Runs `spec` to completion and returns its exit code (128 + N when
+    /// killed by signal N, as shells report it).
+    fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError>;
+}
+
+/// The built-in executor: Linux namespaces set up by this process.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    _private: (),
+}
+
+impl Namespaces {
+    /// The executor.
+    pub fn new() -> Self {
+        Namespaces::default()
+    }
+}
+
+impl Executor for Namespaces {
+    fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(ExecError::NotRoot);
+        }
+        if spec.argv.is_empty() {
+            return Err(ExecError::Invalid("no command to run".into()));
+        }
+        let scratch = tempfile::Builder::new().prefix("cargohold-run-").tempdir().map_err(|e| ExecError::Io {
+            action: "create a scratch directory in",
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+        let files = HostFiles::write(scratch.path(), spec)?;
+        let before: Vec<bool> = match &spec.root {
+            RootFs::Overlay { lower, upper, .. } => {
+                MOUNT_POINTS.iter().map(|rel| existing(lower, upper, rel)).collect()
+            }
+            RootFs::Dir(d) => MOUNT_POINTS.iter().map(|rel| existing(&[], d, rel)).collect(),
+        };
+        let result = ns::run(spec, scratch.path(), &files, io);
+        match &spec.root {
+            RootFs::Overlay { upper, .. } => remove_mount_points(upper, &before, true),
+            RootFs::Dir(d) => remove_mount_points(d, &before, false),
+        }
+        result
+    }
+}
+
+/// Whether `rel` exists in `upper` or any of `lower`.
+fn existing(lower: &[PathBuf], upper: &Path, rel: &str) -> bool {
+    std::iter::once(upper).chain(lower.iter().map(PathBuf::as_path)).any(|d| d.join(rel).symlink_metadata().is_ok())
+}
+
+/// Removes the mount points a run created (empty files and directories that
+/// did not exist before), and a parent directory that only held them and
+/// was copied up for them, so a step's layer shows only its own changes.
+fn remove_mount_points(upper: &Path, existed: &[bool], overlay: bool) {
+    for (rel, _) in MOUNT_POINTS.iter().zip(existed).filter(|(_, e)| !**e) {
+        let p = upper.join(rel);
+        match p.symlink_metadata() {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&p);
+            }
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&p);
+            }
+            _ => {}
+        }
+    }
+    if !overlay {
+        return;
+    }
+    let etc = upper.join("etc");
+    let copied_up = std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir());
+    let opaque = rustix::fs::lgetxattr(&etc, "trusted.overlay.opaque", &mut [0u8; 4]).is_ok();
+    if copied_up && !opaque && existed.iter().zip(MOUNT_POINTS).any(|(e, r)| !e && r.starts_with("etc/")) {
+        // remove_dir fails (and keeps it) unless the directory is empty.
+        let _ = std::fs::remove_dir(&etc);
+    }
+}
+
+/// Files made on the host for the container to bind-mount.
+#[derive(Debug)]
+struct HostFiles {
+    hosts: PathBuf,
+    hostname: PathBuf,
+    resolv: PathBuf,
+}
+
+impl HostFiles {
+    fn write(dir: &Path, spec: &RunSpec) -> Result<Self, ExecError> {
+        let put = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| ExecError::Io { action: "write", path: p.clone(), source: e })?;
+            Ok::<_, ExecError>(p)
+        };
+        let h = &spec.hostname;
+        let hosts = put(
+            "hosts",
+            &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"),
+        )?;
+        let hostname = put("hostname", &format!("{h}\n"))?;
+        let resolv_text = match spec.network {
+            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            Network::None => String::new(),
+        };
+        let resolv = put("resolv.conf", &resolv_text)?;
+        Ok(HostFiles { hosts, hostname, resolv })
+    }
+}
+
+/// Paths a container run may create in the root as mount points; a build
+/// removes them from the layer afterwards when the image did not have them.
+pub const MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "etc/hosts", "etc/hostname", "etc/resolv.conf"];

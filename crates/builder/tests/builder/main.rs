@@ -1,0 +1,4 @@
+//! Builder integration tests: the executor, builds and pipelines, on busybox
+//! and debootstrap roots (as root: containers need it here).
+
+mod exec;
