@@ -24,6 +24,9 @@ pub struct ContextEntry {
     pub size: u64,
     /// Which source pattern brought it in (index into the sources).
     pub source: usize,
+    /// The path the pattern matched that brought this entry in (the entry
+    /// itself, or the directory it is under); empty for the context root.
+    pub matched: String,
 }
 
 /// A source that cannot be used.
@@ -73,6 +76,17 @@ impl Context {
         Ok(Context { root: root.to_path_buf(), ignore })
     }
 
+    /// A directory used as a source without a `.dockerignore` (another
+    /// stage's or image's root for `COPY --from`).
+    pub fn open_plain(root: &Path) -> Self {
+        Context { root: root.to_path_buf(), ignore: Dockerignore::default() }
+    }
+
+    /// The context directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Every entry the sources name, sorted and without duplicates; a
     /// directory brings its whole (not ignored) tree. A glob may match
     /// several top-level names; a source matching nothing is an error.
@@ -85,7 +99,7 @@ impl Context {
             let before = out.len();
             for rel in matched {
                 if rel.is_empty() || !self.ignore.excluded(&rel) {
-                    self.walk(&rel, n, &mut out)?;
+                    self.walk(&rel, n, &rel, &mut out)?;
                 }
             }
             if out.len() == before {
@@ -129,17 +143,34 @@ impl Context {
         Ok(())
     }
 
-    fn walk(&self, rel: &str, source: usize, out: &mut Vec<ContextEntry>) -> Result<(), ContextError> {
+    fn walk(&self, rel: &str, source: usize, matched: &str, out: &mut Vec<ContextEntry>) -> Result<(), ContextError> {
+        let mk = || matched.to_owned();
         use std::os::unix::fs::PermissionsExt as _;
         let path = if rel.is_empty() { self.root.clone() } else { self.root.join(rel) };
         let m = std::fs::symlink_metadata(&path).map_err(io(&path))?;
         let mode = m.permissions().mode() & 0o7777;
         if m.file_type().is_symlink() {
             let link = std::fs::read_link(&path).map_err(io(&path))?;
-            out.push(ContextEntry { rel: rel.into(), kind: "symlink", mode, link: Some(link), size: 0, source });
+            out.push(ContextEntry {
+                rel: rel.into(),
+                kind: "symlink",
+                mode,
+                link: Some(link),
+                size: 0,
+                source,
+                matched: mk(),
+            });
         } else if m.is_dir() {
             if !rel.is_empty() {
-                out.push(ContextEntry { rel: rel.into(), kind: "dir", mode, link: None, size: 0, source });
+                out.push(ContextEntry {
+                    rel: rel.into(),
+                    kind: "dir",
+                    mode,
+                    link: None,
+                    size: 0,
+                    source,
+                    matched: mk(),
+                });
             }
             let mut names: Vec<String> = std::fs::read_dir(&path)
                 .map_err(io(&path))?
@@ -157,7 +188,7 @@ impl Context {
                 {
                     let keep_dir_only = self.ignore.excluded(&child);
                     let before = out.len();
-                    self.walk(&child, source, out)?;
+                    self.walk(&child, source, matched, out)?;
                     // An excluded directory walked for exceptions keeps only what they re-include.
                     if keep_dir_only && out.len() == before + 1 {
                         out.truncate(before);
@@ -165,7 +196,15 @@ impl Context {
                 }
             }
         } else if m.is_file() {
-            out.push(ContextEntry { rel: rel.into(), kind: "file", mode, link: None, size: m.len(), source });
+            out.push(ContextEntry {
+                rel: rel.into(),
+                kind: "file",
+                mode,
+                link: None,
+                size: m.len(),
+                source,
+                matched: mk(),
+            });
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! assert_eq!(words::word(&d.instructions[1].args, d.escape, &vars).unwrap(), "busybox:1.36");
 //! ```
 
+pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;

@@ -39,7 +39,7 @@ pub use diff::{DiffReport, archive_tree, diff_trees, upper_to_layer};
 pub use error::{Error, Result};
 pub use flatten::{FlattenReport, flatten_linked};
 pub use layer::{compression_for, store_layer, store_layer_from, write_layer_file};
-pub use mount::{LayerCache, mount_layers, unmount};
+pub use mount::{LayerCache, mount_layers, overlay_options, unmount};
 pub use pgzip::ParallelGzWriter;
 pub use root::{Root, clear_dir, remove_all};
 pub use unpack::{UnpackOptions, UnpackReport, stream_layers, unpack};

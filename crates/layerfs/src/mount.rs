@@ -96,9 +96,7 @@ pub fn mount_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
                 .map_err(err("make read-only"))
         }
         many => {
-            // overlayfs wants the top layer first; ',' and ':' in paths are escaped.
-            let lower: Vec<String> = many.iter().rev().map(|p| escape(&p.to_string_lossy())).collect();
-            let data = CString::new(format!("lowerdir={}", lower.join(":"))).map_err(|_| Error::Io {
+            let data = CString::new(overlay_options(many, None)).map_err(|_| Error::Io {
                 action: "mount",
                 path: target.into(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "a layer path contains a NUL byte"),
@@ -116,6 +114,24 @@ pub fn unmount(target: &Path) -> Result<()> {
         path: target.into(),
         source: e.into(),
     })
+}
+
+/// overlayfs mount options for `lower` (base first) and, for a writable
+/// overlay, an `(upper, work)` pair. Writable overlays turn off directory
+/// redirects, metacopy and the index, so that the upper directory holds every
+/// change in full and can itself become a layer (and later a lower).
+pub fn overlay_options(lower: &[PathBuf], upper: Option<(&Path, &Path)>) -> String {
+    // overlayfs wants the top layer first; ',' and ':' in paths are escaped.
+    let lowers: Vec<String> = lower.iter().rev().map(|p| escape(&p.to_string_lossy())).collect();
+    let mut data = format!("lowerdir={}", lowers.join(":"));
+    if let Some((up, work)) = upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+            escape(&up.to_string_lossy()),
+            escape(&work.to_string_lossy())
+        ));
+    }
+    data
 }
 
 fn escape(p: &str) -> String {

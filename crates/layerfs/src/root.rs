@@ -37,6 +37,14 @@ impl Root {
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
+    /// The directory `rel` inside this root (resolved inside it, created
+    /// when missing) as a root of its own.
+    pub fn subdir(&self, rel: &Path) -> Result<Self, Errno> {
+        self.mkdir_all(rel)?;
+        let fd = self.open_in(rel, OFlags::PATH | OFlags::DIRECTORY)?;
+        Ok(Root { fd, path: self.path.join(rel) })
+    }
+
     /// The path the root was opened at (for messages only, never for access).
     pub fn path(&self) -> &Path {
         &self.path

@@ -668,8 +668,13 @@ pub fn busybox_rootfs(dir: &Path) {
     std::fs::create_dir_all(&bin).unwrap();
     let busybox = Command::new("sh").args(["-c", "command -v busybox"]).output().unwrap();
     let busybox = String::from_utf8(busybox.stdout).unwrap();
-    std::fs::copy(busybox.trim(), bin.join("busybox")).unwrap();
-    let list = run(Command::new(bin.join("busybox")).arg("--list"));
+    // A hard link where possible: a copy is a file open for writing, and a
+    // fork elsewhere in the test process may hold that descriptor while the
+    // container execs it (ETXTBSY).
+    if std::fs::hard_link(busybox.trim(), bin.join("busybox")).is_err() {
+        std::fs::copy(busybox.trim(), bin.join("busybox")).unwrap();
+    }
+    let list = run(Command::new(busybox.trim()).arg("--list"));
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
     }

@@ -67,11 +67,6 @@ fn cpath(p: &Path, what: &str) -> Result<CString, ExecError> {
     cstring(p.as_os_str().as_bytes(), what)
 }
 
-/// overlayfs escapes for `,` `:` and `\` in layer paths.
-fn escape(p: &Path) -> String {
-    p.to_string_lossy().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
-}
-
 fn prepare(spec: &RunSpec, scratch: &Path, files: &HostFiles, err_fd: RawFd) -> Result<Prepared, ExecError> {
     let merged = scratch.join("root");
     std::fs::create_dir(&merged).map_err(|e| ExecError::Io { action: "create", path: merged.clone(), source: e })?;
@@ -82,15 +77,7 @@ fn prepare(spec: &RunSpec, scratch: &Path, files: &HostFiles, err_fd: RawFd) -> 
             (None, Some(cpath(upper, "the root path")?))
         }
         RootFs::Overlay { lower, upper, work } => {
-            let lowers: Vec<String> = lower.iter().rev().map(|p| escape(p)).collect();
-            // No redirects or metacopy: the upper directory must hold every
-            // changed file in full for it to become a layer.
-            let data = format!(
-                "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
-                lowers.join(":"),
-                escape(upper),
-                escape(work)
-            );
+            let data = cargohold_layerfs::overlay_options(lower, Some((upper, work)));
             (Some(cstring(data.as_bytes(), "a layer path")?), None)
         }
     };

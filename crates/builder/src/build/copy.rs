@@ -1,0 +1,231 @@
+//! COPY and ADD into a root: Docker's destination rules, ownership and
+//! modes, symlinks kept as symlinks, archives extracted by ADD. Every path in
+//! the destination resolves inside the root (`layerfs::Root`), so an image's
+//! symlinks (`/usr/local -> /`) cannot send files to the host.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use cargohold_image_core::media_type::Compression;
+use cargohold_layerfs::{ApplyOptions, Root, apply_layer, remove_all};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use crate::context::ContextEntry;
+use crate::dockerfile::Heredoc;
+
+/// One COPY/ADD into a root.
+#[derive(Debug)]
+pub(crate) struct CopyJob<'a> {
+    /// Where the entries are read (the context, or another root).
+    pub src_root: &'a Path,
+    /// The resolved sources.
+    pub entries: Vec<ContextEntry>,
+    /// Heredoc files (`COPY <<EOF /dest`).
+    pub heredocs: &'a [Heredoc],
+    /// Absolute destination in the container.
+    pub dest: String,
+    /// `--chown`, resolved.
+    pub owner: (u32, u32),
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// ADD: extract local archives.
+    pub extract: bool,
+}
+
+/// What went wrong with one destination path.
+#[derive(Debug)]
+pub(crate) struct CopyFailure {
+    pub path: PathBuf,
+    pub action: &'static str,
+    pub source: std::io::Error,
+}
+
+type Result<T> = std::result::Result<T, CopyFailure>;
+
+fn fail<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(Errno) -> CopyFailure + 'p {
+    move |e| CopyFailure { path: path.to_path_buf(), action, source: e.into() }
+}
+
+fn io_fail<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> CopyFailure + 'p {
+    move |e| CopyFailure { path: path.to_path_buf(), action, source: e }
+}
+
+/// `a/b` for the container path `/a/b/`.
+fn rel(p: &str) -> PathBuf {
+    PathBuf::from(p.trim_start_matches('/').trim_end_matches('/'))
+}
+
+/// Copies `job` into `root`; returns the number of entries written.
+pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
+    let dest = rel(&job.dest);
+    let roots: Vec<&ContextEntry> = job.entries.iter().filter(|e| e.rel == e.matched).collect();
+    let matched_dir = |m: &str| m.is_empty() || job.entries.iter().any(|e| e.rel == m && e.kind == "dir");
+    let dest_exists_as_dir = root.open_in(&dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
+    let dest_is_dir = job.dest.ends_with('/')
+        || roots.len() + job.heredocs.len() > 1
+        || (job.heredocs.is_empty() && roots.iter().any(|e| e.kind == "dir"))
+        || job.entries.iter().any(|e| e.matched.is_empty())
+        || dest_exists_as_dir;
+    let mut written = 0u64;
+    if dest_is_dir {
+        root.mkdir_all(&dest).map_err(fail("create the directory", &dest))?;
+    }
+    for h in job.heredocs {
+        let target = if dest_is_dir { dest.join(&h.name) } else { dest.clone() };
+        let mut body = h.body.as_bytes();
+        write_file(root, &target, &mut body, job.chmod.unwrap_or(0o644), job.owner, None)?;
+        written += 1;
+    }
+    for e in &job.entries {
+        let target = if matched_dir(&e.matched) {
+            let below = if e.matched.is_empty() { e.rel.as_str() } else { &e.rel[e.matched.len()..] };
+            let below = below.trim_start_matches('/');
+            if below.is_empty() {
+                continue; // the matched directory itself: its contents go into dest
+            }
+            dest.join(below)
+        } else if dest_is_dir {
+            dest.join(Path::new(&e.matched).file_name().unwrap_or_default())
+        } else {
+            dest.clone()
+        };
+        let src = job.src_root.join(&e.rel);
+        let meta = std::fs::symlink_metadata(&src).map_err(io_fail("read", &src))?;
+        let mtime = Some(Timespec { tv_sec: rustix_mtime(&meta), tv_nsec: 0 });
+        match e.kind {
+            "dir" => make_dir(root, &target, job.chmod.unwrap_or(e.mode), job.owner)?,
+            "symlink" => {
+                let link = e.link.clone().unwrap_or_default();
+                let (parent, name) = root.parent_of(&target).map_err(fail("create the parent of", &target))?;
+                clear(&parent, name, false).map_err(fail("replace", &target))?;
+                rustix::fs::symlinkat(&link, &parent, name).map_err(fail("create the symlink", &target))?;
+                rustix::fs::chownat(
+                    &parent,
+                    name,
+                    Some(uid(job.owner.0)),
+                    Some(gid(job.owner.1)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(fail("chown", &target))?;
+            }
+            _ if job.extract && archive_kind(&src).is_some() => {
+                let target = if dest_is_dir { dest.clone() } else { target };
+                extract(root, &target, &src)?;
+            }
+            _ => {
+                let mut f = std::fs::File::open(&src).map_err(io_fail("open", &src))?;
+                write_file(root, &target, &mut f, job.chmod.unwrap_or(e.mode), job.owner, mtime)?;
+            }
+        }
+        written += 1;
+    }
+    Ok(written)
+}
+
+fn rustix_mtime(m: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    m.mtime()
+}
+
+fn uid(n: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(n)
+}
+
+fn gid(n: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(n)
+}
+
+/// Removes `name` in `parent` unless it is a directory that may stay.
+fn clear(parent: &impl AsFd, name: &std::ffi::OsStr, keep_dir: bool) -> std::result::Result<(), Errno> {
+    match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if keep_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+        Ok(_) => remove_all(parent.as_fd(), name),
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn make_dir(root: &Root, target: &Path, mode: u32, owner: (u32, u32)) -> Result<()> {
+    let (parent, name) = root.parent_of(target).map_err(fail("create the parent of", target))?;
+    clear(&parent, name, true).map_err(fail("replace", target))?;
+    match rustix::fs::mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(fail("create the directory", target)(e)),
+    }
+    rustix::fs::chownat(&parent, name, Some(uid(owner.0)), Some(gid(owner.1)), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(fail("chown", target))?;
+    rustix::fs::chmodat(&parent, name, Mode::from_bits_truncate(mode), AtFlags::empty()).map_err(fail("chmod", target))
+}
+
+fn write_file(
+    root: &Root,
+    target: &Path,
+    data: &mut dyn Read,
+    mode: u32,
+    owner: (u32, u32),
+    mtime: Option<Timespec>,
+) -> Result<()> {
+    let (parent, name) = root.parent_of(target).map_err(fail("create the parent of", target))?;
+    clear(&parent, name, false).map_err(fail("replace", target))?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd =
+        rustix::fs::openat(&parent, name, flags, Mode::from_bits_truncate(0o600)).map_err(fail("create", target))?;
+    let mut f = std::fs::File::from(fd);
+    std::io::copy(data, &mut f).map_err(io_fail("write", target))?;
+    rustix::fs::fchown(&f, Some(uid(owner.0)), Some(gid(owner.1))).map_err(fail("chown", target))?;
+    rustix::fs::fchmod(&f, Mode::from_bits_truncate(mode)).map_err(fail("chmod", target))?;
+    if let Some(t) = mtime {
+        let times = Timestamps { last_access: t, last_modification: t };
+        rustix::fs::futimens(&f, &times).map_err(fail("set the times of", target))?;
+    }
+    Ok(())
+}
+
+/// The compression of a tar archive at `p`, or `None` when it is not one
+/// ADD extracts (then it is copied as a file, as Docker does).
+fn archive_kind(p: &Path) -> Option<Compression> {
+    let mut head = [0u8; 512];
+    let mut f = std::fs::File::open(p).ok()?;
+    let n = read_up_to(&mut f, &mut head);
+    match Compression::sniff(&head[..n]) {
+        Compression::Gzip => Some(Compression::Gzip),
+        Compression::Zstd => Some(Compression::Zstd),
+        _ if n >= 262 && &head[257..262] == b"ustar" => Some(Compression::None),
+        _ => None,
+    }
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
+fn extract(root: &Root, target: &Path, src: &Path) -> Result<()> {
+    let sub = root.subdir(target).map_err(fail("create the directory", target))?;
+    let f = std::fs::File::open(src).map_err(io_fail("open", src))?;
+    let mut input = BufReader::with_capacity(1 << 20, f);
+    input.fill_buf().map_err(io_fail("read", src))?;
+    let mut tar: Box<dyn Read> = match archive_kind(src) {
+        Some(Compression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Some(Compression::Zstd) => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_fail("read", src))?)
+        }
+        _ => Box::new(input),
+    };
+    // A user's archive is not a layer: `.wh.` names are ordinary files.
+    let opts = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::default() };
+    apply_layer(&sub, &mut tar, &src.to_string_lossy(), &opts).map_err(|e| CopyFailure {
+        path: src.to_path_buf(),
+        action: "extract",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(())
+}

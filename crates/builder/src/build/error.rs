@@ -1,0 +1,111 @@
+//! Build errors: each names the Dockerfile line it is about.
+
+use std::path::PathBuf;
+
+use crate::context::ContextError;
+use crate::dockerfile::ParseError;
+use crate::exec::ExecError;
+
+/// A failed build. Errors name the Dockerfile line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The Dockerfile could not be read.
+    #[error("could not read the Dockerfile {}", path.display())]
+    Dockerfile {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Parsing or planning failed.
+    #[error(transparent)]
+    Plan(#[from] ParseError),
+    /// A base image is not usable.
+    #[error("{file}:{line}: base image {name}")]
+    Base {
+        /// Dockerfile name.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The image.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<cargohold_image_core::Error>,
+    },
+    /// COPY/ADD sources are not usable.
+    #[error("{file}:{line}: {instruction}")]
+    Context {
+        /// Dockerfile name.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The instruction.
+        instruction: String,
+        /// Why.
+        #[source]
+        source: ContextError,
+    },
+    /// A step could not be carried out.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        /// Dockerfile name.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The instruction.
+        instruction: String,
+        /// What failed.
+        message: String,
+    },
+    /// A RUN could not start.
+    #[error("{file}:{line}: {instruction}")]
+    Exec {
+        /// Dockerfile name.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The instruction.
+        instruction: String,
+        /// Why.
+        #[source]
+        source: ExecError,
+    },
+    /// A RUN exited non-zero.
+    #[error("{file}:{line}: {instruction}: exit code {code}")]
+    Failed {
+        /// Dockerfile name.
+        file: String,
+        /// Its line.
+        line: usize,
+        /// The instruction.
+        instruction: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// The store failed.
+    #[error("the image store")]
+    Store(#[source] Box<cargohold_image_core::Error>),
+    /// Writing or unpacking a layer failed.
+    #[error("a layer")]
+    Layer(#[from] cargohold_layerfs::Error),
+    /// A file operation of the builder failed.
+    #[error("could not {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<cargohold_image_core::Error> for BuildError {
+    fn from(e: cargohold_image_core::Error) -> Self {
+        BuildError::Store(Box::new(e))
+    }
+}

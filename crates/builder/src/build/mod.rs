@@ -1,0 +1,677 @@
+//! Building a Dockerfile's plan into an image in the local store.
+//!
+//! Each stage starts from `scratch`, an earlier stage or an image in the
+//! store, whose layers are unpacked once into the store's layer cache. A RUN
+//! runs in the [`Executor`] on an overlay of those layers plus a fresh upper
+//! directory; a COPY/ADD writes through the same kind of overlay, mounted in
+//! a private mount namespace of its own thread. Either way the upper
+//! directory is the step's layer: it is written to the store as a gzip blob
+//! and then becomes a cached lower layer for the next step. Config-only steps
+//! (ENV, WORKDIR, CMD...) change the config and add history.
+//!
+//! The build cache maps a key (the base's config digest, then every step's
+//! instruction, arguments and, for COPY, the content digest of what it
+//! copies) to the layer a step made; a hit reuses the layer without running
+//! anything. `SOURCE_DATE_EPOCH` (or [`BuildOptions::timestamp`]) fixes every
+//! timestamp, so the same inputs build the same image digest.
+
+mod cache;
+mod copy;
+mod error;
+mod mounts;
+
+pub use error::BuildError;
+
+use cache::Cache;
+use mounts::{in_private_mounts, mount_overlay};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cargohold_image_core::media_type::Compression;
+use cargohold_image_core::{
+    Descriptor, Digest, History, ImageConfig, NewLayer, Platform, Reference, Store, format_rfc3339,
+};
+use cargohold_layerfs::{LayerCache, Root, WriteOptions, store_layer_from, upper_to_layer};
+
+use crate::context::{Context, ContextError};
+use crate::dockerfile::{self, Heredoc};
+use crate::exec::{Executor, Namespaces, Network, ProcessIo, RootFs, RunSpec, lookup_user};
+use crate::plan::{Base, CopySource, Plan, PlanOptions, Stage, Step, StepKind, plan};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (default: `Dockerfile` in the context).
+    pub dockerfile: Option<PathBuf>,
+    /// Build args, target, denied instructions, platform.
+    pub plan: PlanOptions,
+    /// Names for the result.
+    pub tags: Vec<Reference>,
+    /// Run every step even when the cache has it.
+    pub no_cache: bool,
+    /// The network of RUN steps (`RUN --network` overrides it per step).
+    pub network: Network,
+    /// Every timestamp (config, history, file times in new layers, clamped);
+    /// `SOURCE_DATE_EPOCH` when `None` and set, else now.
+    pub timestamp: Option<u64>,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Stage index.
+    pub stage: usize,
+    /// Dockerfile line.
+    pub line: usize,
+    /// The history line.
+    pub instruction: String,
+    /// Taken from the build cache.
+    pub cached: bool,
+    /// The diff ID of the layer it added, if any.
+    pub layer: Option<Digest>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    /// The image manifest.
+    pub image: Descriptor,
+    /// Its config digest (the image ID).
+    pub config: Digest,
+    /// Names given.
+    pub tags: Vec<String>,
+    /// Every step run or taken from the cache, in order.
+    pub steps: Vec<StepReport>,
+    /// Layers of the image.
+    pub layers: usize,
+}
+
+/// Called after every step.
+type StepHook<'a> = Box<dyn Fn(&StepReport) + Send + Sync + 'a>;
+
+/// A stage's state as its steps run.
+#[derive(Debug, Clone)]
+struct StageState {
+    layers: Vec<NewLayer>,
+    dirs: Vec<PathBuf>,
+    config: ImageConfig,
+    key: Digest,
+}
+
+/// Builds images into a store.
+pub struct Builder<'a> {
+    store: &'a Store,
+    executor: Box<dyn Executor + 'a>,
+    on_step: Option<StepHook<'a>>,
+}
+
+impl std::fmt::Debug for Builder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder").field("store", &self.store.layout().root()).finish_non_exhaustive()
+    }
+}
+
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl<'a> Builder<'a> {
+    /// A builder writing to `store`, running steps with [`Namespaces`].
+    pub fn new(store: &'a Store) -> Self {
+        Builder { store, executor: Box::new(Namespaces::new()), on_step: None }
+    }
+
+    /// Runs RUN steps with `executor` instead.
+    pub fn with_executor(mut self, executor: impl Executor + 'a) -> Self {
+        self.executor = Box::new(executor);
+        self
+    }
+
+    /// Calls `f` after every step.
+    pub fn on_step(mut self, f: impl Fn(&StepReport) + Send + Sync + 'a) -> Self {
+        self.on_step = Some(Box::new(f));
+        self
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.store.layout().root().join(".cargohold")
+    }
+
+    fn layer_cache(&self) -> LayerCache {
+        LayerCache::new(self.state_dir().join("layers"))
+    }
+
+    /// Reads, plans and builds the Dockerfile of `opts`.
+    pub fn build(&self, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+        let path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| BuildError::Dockerfile { path: path.clone(), source: e })?;
+        let mut plan_opts = opts.plan.clone();
+        if plan_opts.file.is_empty() {
+            plan_opts.file = path.file_name().map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
+        }
+        let parsed = dockerfile::parse(&text, &plan_opts.file)?;
+        let planned = plan(&parsed, &plan_opts)?;
+        self.build_plan(&planned, opts, &plan_opts.file)
+    }
+
+    /// Builds an already planned Dockerfile.
+    pub fn build_plan(&self, p: &Plan, opts: &BuildOptions, file: &str) -> Result<BuildReport, BuildError> {
+        let _guard = self.store.layout().write_guard()?;
+        let context = Context::open(&opts.context).map_err(|e| BuildError::Context {
+            file: file.into(),
+            line: 0,
+            instruction: "the build context".into(),
+            source: e,
+        })?;
+        let time =
+            opts.timestamp.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
+        let run = Run { b: self, opts, file, context, time, steps: Vec::new() };
+        run.build(p)
+    }
+}
+
+/// One build in progress.
+struct Run<'b, 'a> {
+    b: &'b Builder<'a>,
+    opts: &'b BuildOptions,
+    file: &'b str,
+    context: Context,
+    time: Option<u64>,
+    steps: Vec<StepReport>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Run<'_, '_> {
+    fn created(&self) -> String {
+        format_rfc3339(self.time.unwrap_or_else(now))
+    }
+
+    fn step_err(&self, s: &Step, message: impl Into<String>) -> BuildError {
+        BuildError::Step {
+            file: self.file.into(),
+            line: s.line,
+            instruction: s.created_by.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn build(mut self, p: &Plan) -> Result<BuildReport, BuildError> {
+        let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
+        for stage in p.stages.iter().filter(|s| !p.skipped.contains(&s.index)) {
+            let state = self.stage(stage, &done)?;
+            done.insert(stage.index, state);
+        }
+        let target = done.remove(&p.target).expect("the target stage was built");
+        let mut config = target.config;
+        let last = config.history.pop().unwrap_or_else(|| History {
+            created: Some(self.created()),
+            created_by: Some("cargohold build".into()),
+            empty_layer: Some(true),
+            ..History::default()
+        });
+        let first_tag = self.opts.tags.first();
+        let image = self.b.store.commit_image(None, &target.layers, config, last, first_tag)?;
+        for t in self.opts.tags.iter().skip(1) {
+            self.b.store.tag(t, image.clone())?;
+        }
+        let config_digest = self.b.store.details(&image, None)?.image.config.digest;
+        Ok(BuildReport {
+            image,
+            config: config_digest,
+            tags: self.opts.tags.iter().map(|t| t.pull_reference().familiar()).collect(),
+            steps: self.steps,
+            layers: target.layers.len(),
+        })
+    }
+
+    fn platform(&self) -> Platform {
+        let p = if self.opts.plan.platform.is_empty() { "linux/amd64" } else { &self.opts.plan.platform };
+        p.parse().unwrap_or_else(|_| Platform::host())
+    }
+
+    /// The state of an image from the store, its layers unpacked in the cache.
+    fn image_state(&self, name: &str, line: usize) -> Result<StageState, BuildError> {
+        let base_err =
+            |source| BuildError::Base { file: self.file.into(), line, name: name.into(), source: Box::new(source) };
+        let store = self.b.store;
+        let img = store.resolve(name).map_err(base_err)?;
+        let platform = self.platform();
+        let details = store.details(&img.descriptor, Some(&platform)).map_err(base_err)?;
+        let mut src = store.source(name).map_err(base_err)?;
+        let dirs = self.b.layer_cache().ensure(&mut src, Some(&platform))?;
+        let layers = details
+            .image
+            .layers
+            .iter()
+            .zip(&details.config.rootfs.diff_ids)
+            .map(|(d, id)| NewLayer { descriptor: d.clone(), diff_id: id.clone() })
+            .collect();
+        let key = Digest::sha256_of(format!("image {}", details.image.config.digest).as_bytes());
+        Ok(StageState { layers, dirs, config: details.config, key })
+    }
+
+    fn stage(&mut self, stage: &Stage, done: &BTreeMap<usize, StageState>) -> Result<StageState, BuildError> {
+        let mut st = match &stage.base {
+            Base::Scratch => {
+                let platform = self.platform();
+                let config = ImageConfig {
+                    architecture: platform.architecture.clone(),
+                    os: platform.os.clone(),
+                    variant: platform.variant.clone(),
+                    ..ImageConfig::default()
+                };
+                let key = Digest::sha256_of(format!("scratch {platform}").as_bytes());
+                StageState { layers: Vec::new(), dirs: Vec::new(), config, key }
+            }
+            Base::Stage(i) => done.get(i).cloned().expect("stages build in order"),
+            Base::Image(name) => self.image_state(name, stage.line)?,
+        };
+        // The epoch is part of every key: it changes the bytes of new layers.
+        st.key = Digest::sha256_of(format!("{}\n{:?}", st.key, self.time).as_bytes());
+        for step in &stage.steps {
+            let started = Instant::now();
+            let (cached, layer) = self.step(stage, step, &mut st, done)?;
+            st.config.history.push(History {
+                created: Some(self.created()),
+                created_by: Some(step.created_by.clone()),
+                comment: Some("buildkit.dockerfile.v0".into()),
+                empty_layer: layer.is_none().then_some(true),
+                ..History::default()
+            });
+            let report = StepReport {
+                stage: stage.index,
+                line: step.line,
+                instruction: step.created_by.clone(),
+                cached,
+                layer: layer.clone(),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            if let Some(f) = &self.b.on_step {
+                f(&report);
+            }
+            self.steps.push(report);
+        }
+        st.config.created = Some(self.created());
+        Ok(st)
+    }
+
+    /// Runs one step; returns whether it came from the cache and the layer it added.
+    fn step(
+        &mut self,
+        stage: &Stage,
+        step: &Step,
+        st: &mut StageState,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<(bool, Option<Digest>), BuildError> {
+        let _ = stage;
+        match &step.kind {
+            StepKind::Config(change) => {
+                let change = match change.strip_prefix("WORKDIR ") {
+                    Some(dir) if !dir.starts_with('/') => {
+                        let cur =
+                            st.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_else(|| "/".into());
+                        format!("WORKDIR {}", Path::new(&cur).join(dir).display())
+                    }
+                    _ => change.clone(),
+                };
+                st.config.apply_change(&change).map_err(|e| self.step_err(step, e.to_string()))?;
+                st.key = Digest::sha256_of(format!("{}\n{change}", st.key).as_bytes());
+                Ok((false, None))
+            }
+            StepKind::Shell(argv) => {
+                let c = st.config.config.get_or_insert_with(Default::default);
+                c.extra.insert("Shell".into(), serde_json::json!(argv));
+                st.key = Digest::sha256_of(format!("{}\nSHELL {argv:?}", st.key).as_bytes());
+                Ok((false, None))
+            }
+            StepKind::Onbuild(trigger) => {
+                let c = st.config.config.get_or_insert_with(Default::default);
+                let list = c.extra.entry("OnBuild".into()).or_insert_with(|| serde_json::json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    a.push(serde_json::json!(trigger));
+                }
+                st.key = Digest::sha256_of(format!("{}\nONBUILD {trigger}", st.key).as_bytes());
+                Ok((false, None))
+            }
+            StepKind::Meta => Ok((false, None)),
+            StepKind::Run { .. } | StepKind::Copy { .. } => self.layer_step(step, st, done),
+        }
+    }
+
+    fn layer_step(
+        &mut self,
+        step: &Step,
+        st: &mut StageState,
+        done: &BTreeMap<usize, StageState>,
+    ) -> Result<(bool, Option<Digest>), BuildError> {
+        // What the step reads beyond its own text: the content it copies.
+        let mut extra = String::new();
+        let mut copy_from: Option<StageState> = None;
+        let mut entries = Vec::new();
+        if let StepKind::Copy { sources, from, .. } = &step.kind {
+            match from {
+                CopySource::Context => {
+                    if !sources.is_empty() {
+                        if let Some(url) = sources.iter().find(|s| s.contains("://")) {
+                            return Err(self.step_err(
+                                step,
+                                format!("{url}: ADD from a URL is not supported (builds have no network access to fetch it; put the file in the context)"),
+                            ));
+                        }
+                        entries = self.context.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
+                        extra = self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string();
+                    }
+                }
+                CopySource::Stage(i) => {
+                    let s = done.get(i).cloned().expect("stages build in order");
+                    extra = format!("stage {}", s.key);
+                    copy_from = Some(s);
+                }
+                CopySource::Image(name) => {
+                    let s = self.image_state(name, step.line)?;
+                    extra = format!("image {}", s.key);
+                    copy_from = Some(s);
+                }
+            }
+        }
+        let key = Digest::sha256_of(format!("{}\n{:?}\n{extra}", st.key, step.kind).as_bytes());
+        st.key = key.clone();
+        let cache = Cache { dir: self.b.state_dir().join("build-cache") };
+        if !self.opts.no_cache
+            && let Some(hit) = cache.get(&key)
+        {
+            match hit {
+                None => return Ok((true, None)),
+                Some(layer) => {
+                    let dir = self.b.layer_cache().layer_dir(&layer.diff_id);
+                    if dir.is_dir() && self.b.store.layout().blob_path(&layer.descriptor.digest).is_file() {
+                        st.dirs.push(dir);
+                        st.layers.push(layer.clone());
+                        return Ok((true, Some(layer.diff_id)));
+                    }
+                }
+            }
+        }
+        let tmp_root = self.b.state_dir().join("tmp");
+        std::fs::create_dir_all(&tmp_root).map_err(|e| BuildError::Io {
+            action: "create",
+            path: tmp_root.clone(),
+            source: e,
+        })?;
+        let scratch = tempfile::Builder::new().prefix("step-").tempdir_in(&tmp_root).map_err(|e| BuildError::Io {
+            action: "create a directory in",
+            path: tmp_root.clone(),
+            source: e,
+        })?;
+        let upper = scratch.path().join("upper");
+        let work = scratch.path().join("work");
+        for d in [&upper, &work] {
+            std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
+        }
+        match &step.kind {
+            StepKind::Run { argv, heredocs, network, args_env } => {
+                self.run_step(step, st, &upper, &work, scratch.path(), argv, heredocs, network.as_deref(), args_env)?
+            }
+            StepKind::Copy { add, dest, chown, chmod, heredocs, .. } => {
+                let owner = match chown {
+                    Some(c) => {
+                        let ids = lookup_user(&st.dirs, c).map_err(|e| self.step_err(step, e.to_string()))?;
+                        (ids.uid, ids.gid)
+                    }
+                    None => (0, 0),
+                };
+                let chmod = match chmod {
+                    Some(m) => Some(
+                        u32::from_str_radix(m, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| self.step_err(step, format!("--chmod={m} is not an octal mode")))?,
+                    ),
+                    None => None,
+                };
+                let workdir =
+                    st.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_else(|| "/".into());
+                let mut dest = if dest.starts_with('/') {
+                    dest.clone()
+                } else {
+                    format!("{}/{dest}", workdir.trim_end_matches('/'))
+                };
+                if dest.is_empty() {
+                    dest = "/".into();
+                }
+                let sources = match &step.kind {
+                    StepKind::Copy { sources, .. } => sources.clone(),
+                    _ => unreachable!(),
+                };
+                self.copy_step(
+                    step,
+                    st,
+                    &upper,
+                    &work,
+                    scratch.path(),
+                    copy_from.as_ref(),
+                    entries,
+                    &sources,
+                    heredocs,
+                    dest,
+                    owner,
+                    chmod,
+                    *add,
+                )?;
+            }
+            _ => unreachable!("only RUN and COPY make layers"),
+        }
+        let layer = self.commit_upper(&upper)?;
+        cache.put(&key, layer.as_ref());
+        if let Some(l) = &layer {
+            st.dirs.push(self.b.layer_cache().layer_dir(&l.diff_id));
+            st.layers.push(l.clone());
+        }
+        Ok((false, layer.map(|l| l.diff_id)))
+    }
+
+    fn ctx_err(&self, step: &Step, e: ContextError) -> BuildError {
+        BuildError::Context { file: self.file.into(), line: step.line, instruction: step.created_by.clone(), source: e }
+    }
+
+    /// Writes `upper` as a layer blob and moves it into the layer cache;
+    /// `None` when the step changed nothing.
+    fn commit_upper(&self, upper: &Path) -> Result<Option<NewLayer>, BuildError> {
+        let empty = std::fs::read_dir(upper)
+            .map_err(|e| BuildError::Io { action: "list", path: upper.into(), source: e })?
+            .next()
+            .is_none();
+        if empty {
+            return Ok(None);
+        }
+        let opts = WriteOptions { clamp_mtime: self.time };
+        let layer = store_layer_from(self.b.store.layout(), Compression::Gzip, |w| {
+            upper_to_layer(upper, w, &opts).map(|_| ())
+        })?;
+        let dest = self.b.layer_cache().layer_dir(&layer.diff_id);
+        if !dest.is_dir() {
+            let parent = dest.parent().expect("layer dirs have a parent");
+            std::fs::create_dir_all(parent).map_err(|e| BuildError::Io {
+                action: "create",
+                path: parent.into(),
+                source: e,
+            })?;
+            if let Err(e) = std::fs::rename(upper, &dest)
+                && !dest.is_dir()
+            {
+                return Err(BuildError::Io { action: "move a new layer into", path: dest, source: e });
+            }
+        }
+        Ok(Some(layer))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_step(
+        &self,
+        step: &Step,
+        st: &StageState,
+        upper: &Path,
+        work: &Path,
+        scratch: &Path,
+        argv: &[String],
+        heredocs: &[Heredoc],
+        network: Option<&str>,
+        args_env: &[(String, String)],
+    ) -> Result<(), BuildError> {
+        let cfg = st.config.config.clone().unwrap_or_default();
+        let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
+        for (k, v) in args_env {
+            if !env.iter().any(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k)) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.into());
+        }
+        let user =
+            lookup_user(&st.dirs, cfg.user.as_deref().unwrap_or("")).map_err(|e| self.step_err(step, e.to_string()))?;
+        let network = match network {
+            Some(n) => n.parse::<Network>().map_err(|e| self.step_err(step, e))?,
+            None => self.opts.network,
+        };
+        let mut argv = argv.to_vec();
+        let mut binds = Vec::new();
+        if !heredocs.is_empty() {
+            let shell_form = argv.len() >= 2 && argv[..argv.len() - 1] == self.shell_of(st)[..];
+            let only_heredoc = argv.last().is_some_and(|c| c.trim().starts_with("<<") && !c.trim().contains(' '));
+            if shell_form && only_heredoc && heredocs[0].body.starts_with("#!") {
+                let script = scratch.join("heredoc");
+                std::fs::write(&script, &heredocs[0].body).map_err(|e| BuildError::Io {
+                    action: "write",
+                    path: script.clone(),
+                    source: e,
+                })?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| BuildError::Io { action: "chmod", path: script.clone(), source: e })?;
+                binds.push(crate::exec::BindMount {
+                    source: script,
+                    target: "/dev/pipes/heredoc".into(),
+                    readonly: true,
+                });
+                argv = vec!["/dev/pipes/heredoc".into()];
+            } else if shell_form && only_heredoc {
+                let last = argv.len() - 1;
+                argv[last] = heredocs[0].body.clone();
+            } else if shell_form {
+                // The shell reads the here-documents itself.
+                let last = argv.len() - 1;
+                let mut script = argv[last].clone();
+                script.push('\n');
+                for h in heredocs {
+                    script.push_str(&h.body);
+                    script.push_str(&h.name);
+                    script.push('\n');
+                }
+                argv[last] = script;
+            }
+        }
+        let spec = RunSpec {
+            root: RootFs::Overlay { lower: st.dirs.clone(), upper: upper.into(), work: work.into() },
+            argv,
+            env,
+            cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            user,
+            hostname: "buildkitsandbox".into(),
+            network,
+            binds,
+        };
+        let code = self.b.executor.run(&spec, ProcessIo::to_stderr()).map_err(|e| BuildError::Exec {
+            file: self.file.into(),
+            line: step.line,
+            instruction: step.created_by.clone(),
+            source: e,
+        })?;
+        if code != 0 {
+            return Err(BuildError::Failed {
+                file: self.file.into(),
+                line: step.line,
+                instruction: step.created_by.clone(),
+                code,
+            });
+        }
+        Ok(())
+    }
+
+    fn shell_of(&self, st: &StageState) -> Vec<String> {
+        st.config
+            .config
+            .as_ref()
+            .and_then(|c| c.extra.get("Shell"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn copy_step(
+        &self,
+        step: &Step,
+        st: &StageState,
+        upper: &Path,
+        work: &Path,
+        scratch: &Path,
+        from: Option<&StageState>,
+        entries: Vec<crate::context::ContextEntry>,
+        sources: &[String],
+        heredocs: &[Heredoc],
+        dest: String,
+        owner: (u32, u32),
+        chmod: Option<u32>,
+        add: bool,
+    ) -> Result<(), BuildError> {
+        let merged = scratch.join("merged");
+        let src_view = scratch.join("from");
+        for d in [&merged, &src_view] {
+            std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
+        }
+        let result: Result<(), BuildError> = in_private_mounts(|| {
+            let root_dir = if st.dirs.is_empty() {
+                upper.to_path_buf()
+            } else {
+                mount_overlay(&st.dirs, Some((upper, work)), &merged).map_err(|e| self.step_err(step, e))?;
+                merged.clone()
+            };
+            let (src_root, entries) = match from {
+                None => (self.context.root().to_path_buf(), entries),
+                Some(s) => {
+                    if !s.dirs.is_empty() {
+                        mount_overlay(&s.dirs, None, &src_view).map_err(|e| self.step_err(step, e))?;
+                    }
+                    let ctx = Context::open_plain(&src_view);
+                    let entries = ctx.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
+                    (src_view.clone(), entries)
+                }
+            };
+            let root = Root::open(&root_dir)
+                .map_err(|e| self.step_err(step, format!("could not open {}: {e}", root_dir.display())))?;
+            let job = copy::CopyJob {
+                src_root: &src_root,
+                entries,
+                heredocs,
+                dest: dest.clone(),
+                owner,
+                chmod,
+                extract: add,
+            };
+            copy::copy_into(&root, &job).map_err(|f| {
+                self.step_err(step, format!("could not {} {}: {}", f.action, f.path.display(), f.source))
+            })?;
+            Ok(())
+        })
+        .map_err(|e| self.step_err(step, e))?;
+        result
+    }
+}

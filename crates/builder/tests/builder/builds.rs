@@ -1,0 +1,219 @@
+//! Dockerfile builds on a busybox base in a temp store: RUN, COPY/ADD,
+//! config, multi-stage, the cache, reproducibility, failures, and umoci
+//! unpacking what we built exactly as we do.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cargohold_builder::build::{BuildError, BuildOptions, Builder};
+use cargohold_image_core::media_type::Compression;
+use cargohold_image_core::{
+    CopyOptions, History, ImageConfig, ImageLocation, NoProgress, Reference, Store, copy, open_dest,
+};
+use cargohold_layerfs::{ApplyOptions, UnpackOptions, WriteOptions, archive_tree, store_layer_from, unpack};
+use cargohold_testkit::{busybox_rootfs, run, tree, tree_diff};
+
+/// A store holding `busybox:test` (one layer from the busybox rootfs).
+fn store_with_busybox(dir: &Path) -> Store {
+    let rootfs = dir.join("busybox-rootfs");
+    busybox_rootfs(&rootfs);
+    let store = Store::open(dir.join("store")).unwrap();
+    let _g = store.layout().write_guard().unwrap();
+    let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
+        archive_tree(&rootfs, w, &WriteOptions { clamp_mtime: Some(1_000_000_000) }).map(|_| ())
+    })
+    .unwrap();
+    let config = ImageConfig { architecture: "amd64".into(), os: "linux".into(), ..ImageConfig::default() };
+    let h = History { created_by: Some("busybox".into()), ..History::default() };
+    store.commit_image(None, &[layer], config, h, Some(&Reference::parse("busybox:test").unwrap())).unwrap();
+    store
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn opts(ctx: &Path, tag: &str) -> BuildOptions {
+    BuildOptions {
+        context: ctx.to_path_buf(),
+        tags: vec![Reference::parse(tag).unwrap()],
+        timestamp: Some(1_700_000_000),
+        ..BuildOptions::default()
+    }
+}
+
+fn unpacked(store: &Store, name: &str, dest: &Path) -> PathBuf {
+    let mut src = store.source(name).unwrap();
+    unpack(&mut src, dest, &UnpackOptions { apply: ApplyOptions::default(), platform: None }).unwrap();
+    dest.to_path_buf()
+}
+
+const APP: &str = r#"FROM busybox:test
+ARG GREETING=hello
+ENV APP=/app
+WORKDIR /app
+COPY files/ ./
+COPY --chown=app:staff --chmod=0640 secret.txt /etc/secret
+ADD bundle.tar.gz /opt/
+RUN echo "$GREETING from $(pwd) $APP" > out.txt && rm /bin/vi && mkdir -p /var/empty
+RUN <<EOF
+echo heredoc > /app/heredoc.txt
+EOF
+USER app
+RUN id -u > /tmp/uid
+CMD ["cat", "/app/out.txt"]
+"#;
+
+fn app_context(dir: &Path) -> PathBuf {
+    let ctx = dir.join("ctx");
+    write(&ctx, "Dockerfile", APP);
+    write(&ctx, "files/a.txt", "a\n");
+    write(&ctx, "files/sub/b.txt", "b\n");
+    write(&ctx, "secret.txt", "s3cret\n");
+    write(&ctx, "ignored.log", "no\n");
+    write(&ctx, ".dockerignore", "*.log\n");
+    let bundle_src = dir.join("bundle");
+    write(&bundle_src, "lib/x.so", "elf\n");
+    run(Command::new("tar").arg("-czf").arg(ctx.join("bundle.tar.gz")).arg("-C").arg(&bundle_src).arg("."));
+    ctx
+}
+
+#[test]
+fn a_dockerfile_builds_runs_copies_and_configures() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(t.path());
+    let ctx = app_context(t.path());
+    let report = Builder::new(&store).build(&opts(&ctx, "app:1")).unwrap();
+    assert!(report.steps.iter().all(|s| !s.cached));
+    let root = unpacked(&store, "app:1", &t.path().join("root"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(read("app/out.txt"), "hello from /app /app\n");
+    assert_eq!(read("app/a.txt"), "a\n");
+    assert_eq!(read("app/sub/b.txt"), "b\n");
+    assert_eq!(read("app/heredoc.txt"), "heredoc\n");
+    assert_eq!(read("opt/lib/x.so"), "elf\n", "ADD extracted the archive");
+    assert_eq!(read("tmp/uid"), "1000\n");
+    assert!(!root.join("bin/vi").exists(), "the deletion is a whiteout in the RUN layer");
+    assert!(root.join("var/empty").is_dir());
+    assert!(!root.join("app/ignored.log").exists() && !root.join("ignored.log").exists());
+    let secret = std::fs::metadata(root.join("etc/secret")).unwrap();
+    assert_eq!((secret.uid(), secret.gid(), secret.mode() & 0o7777), (1000, 50, 0o640));
+    // Mount points the RUN steps needed are not in the layers.
+    for p in ["etc/hosts", "etc/resolv.conf", "etc/hostname"] {
+        assert!(!root.join(p).exists(), "{p} leaked into the image");
+    }
+    let img = store.resolve("app:1").unwrap();
+    let details = store.details(&img.descriptor, None).unwrap();
+    let c = details.config.config.clone().unwrap();
+    assert_eq!(c.cmd, Some(vec!["cat".into(), "/app/out.txt".into()]));
+    assert_eq!(c.working_dir.as_deref(), Some("/app"));
+    assert_eq!(c.user.as_deref(), Some("app"));
+    assert!(c.env.unwrap().contains(&"APP=/app".to_string()));
+    assert_eq!(details.config.rootfs.diff_ids.len(), 1 + 6, "base + 3 COPY/ADD + 3 RUN");
+    assert_eq!(details.config.history.len(), 1 + 11);
+    assert_eq!(report.layers, 7);
+
+    // umoci unpacks what we built to the same tree.
+    cargohold_testkit::require("umoci");
+    let layout = t.path().join("layout");
+    let mut src = store.source("app:1").unwrap();
+    let mut dst =
+        open_dest(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), &store, None).unwrap();
+    copy(&mut src, dst.as_mut(), &CopyOptions::default(), &NoProgress).unwrap();
+    let bundle = t.path().join("bundle");
+    run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:v1", layout.display())).arg(&bundle));
+    let diffs = tree_diff(&tree(&root), &tree(&bundle.join("rootfs")));
+    assert!(diffs.is_empty(), "{diffs:#?}");
+}
+
+#[test]
+fn the_cache_reuses_steps_and_the_same_inputs_give_the_same_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(t.path());
+    let ctx = app_context(t.path());
+    let first = Builder::new(&store).build(&opts(&ctx, "app:1")).unwrap();
+    let started = std::time::Instant::now();
+    let again = Builder::new(&store).build(&opts(&ctx, "app:2")).unwrap();
+    let cached_secs = started.elapsed().as_secs_f64();
+    assert!(again.steps.iter().filter(|s| s.layer.is_some()).all(|s| s.cached), "{:#?}", again.steps);
+    assert_eq!(first.image.digest, again.image.digest, "a cached rebuild is the same image");
+    assert!(cached_secs < 2.0, "a fully cached build took {cached_secs} s");
+
+    // Without the cache, the same inputs and timestamp still give the same digest.
+    let mut o = opts(&ctx, "app:3");
+    o.no_cache = true;
+    let fresh = Builder::new(&store).build(&o).unwrap();
+    assert!(fresh.steps.iter().all(|s| !s.cached));
+    assert_eq!(fresh.image.digest, first.image.digest, "builds are reproducible");
+
+    // A changed context file re-runs its COPY and everything after it only.
+    write(&ctx, "files/a.txt", "changed\n");
+    let changed = Builder::new(&store).build(&opts(&ctx, "app:4")).unwrap();
+    let layer_steps: Vec<(usize, bool)> = changed
+        .steps
+        .iter()
+        .filter(|s| s.layer.is_some() || s.instruction.starts_with("RUN"))
+        .map(|s| (s.line, s.cached))
+        .collect();
+    assert_eq!(layer_steps.first(), Some(&(5, false)), "{layer_steps:?}");
+    assert!(layer_steps.iter().all(|(_, c)| !c), "{layer_steps:?}");
+    assert_ne!(changed.image.digest, first.image.digest);
+}
+
+#[test]
+fn multi_stage_copies_from_an_earlier_stage_and_targets_work() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(t.path());
+    let ctx = t.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:test AS build\nRUN mkdir -p /out && echo built > /out/artifact && ln -s artifact /out/link\n\
+         FROM scratch AS unused\nCOPY nothing /nothing\n\
+         FROM busybox:test\nCOPY --from=build /out/ /dist/\nRUN --network=none ls /sys/class/net > /dist/net\n",
+    );
+    let report = Builder::new(&store).build(&opts(&ctx, "multi:1")).unwrap();
+    assert!(report.steps.iter().all(|s| s.stage != 1), "the unused stage was skipped");
+    let root = unpacked(&store, "multi:1", &t.path().join("root"));
+    assert_eq!(std::fs::read_to_string(root.join("dist/artifact")).unwrap(), "built\n");
+    assert_eq!(std::fs::read_link(root.join("dist/link")).unwrap(), Path::new("artifact"));
+    assert_eq!(std::fs::read_to_string(root.join("dist/net")).unwrap(), "lo\n");
+
+    let mut o = opts(&ctx, "multi:build");
+    o.plan.target = Some("build".into());
+    Builder::new(&store).build(&o).unwrap();
+    let root = unpacked(&store, "multi:build", &t.path().join("root-build"));
+    assert!(root.join("out/artifact").is_file() && !root.join("dist").exists());
+}
+
+#[test]
+fn failures_name_the_line_and_leave_the_store_as_it_was() {
+    let t = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(t.path());
+    let ctx = t.path().join("ctx");
+    write(&ctx, "Dockerfile", "FROM busybox:test\nRUN echo one > /one\nRUN exit 3\nRUN echo never\n");
+    let before: Vec<_> = store.list().unwrap().into_iter().map(|i| i.name).collect();
+    match Builder::new(&store).build(&opts(&ctx, "bad:1")) {
+        Err(e @ BuildError::Failed { line: 3, code: 3, .. }) => {
+            assert_eq!(e.to_string(), "Dockerfile:3: RUN /bin/sh -c exit 3 # buildkit: exit code 3");
+        }
+        other => panic!("expected a failed RUN, got {other:?}"),
+    }
+    let after: Vec<_> = store.list().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(before, after, "no image was named");
+
+    write(&ctx, "Dockerfile", "FROM busybox:test\nCOPY missing.txt /x\n");
+    let e = Builder::new(&store).build(&opts(&ctx, "bad:2")).unwrap_err().to_string();
+    assert!(e.starts_with("Dockerfile:2: COPY"), "{e}");
+    write(&ctx, "Dockerfile", "FROM nosuch:image\nRUN true\n");
+    let e = Builder::new(&store).build(&opts(&ctx, "bad:3")).unwrap_err().to_string();
+    assert!(e.contains("Dockerfile:1") && e.contains("nosuch:image"), "{e}");
+    write(&ctx, "Dockerfile", "FROM busybox:test\nUSER nobody\nRUN true\n");
+    let e = Builder::new(&store).build(&opts(&ctx, "bad:4")).unwrap_err().to_string();
+    assert!(e.contains("Dockerfile:3") && e.contains("nobody"), "{e}");
+    let after: Vec<_> = store.list().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(before, after);
+}
