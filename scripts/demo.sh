@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end, offline, on local defaults: a local busybox rootfs
 # becomes an image (`import`), is unpacked, changed and committed as a new
-# layer, saved as a `docker save` tar, loaded into a second store,
+# layer, built on with a Dockerfile (RUN in cargohold's own container) and
+# run, saved as a `docker save` tar, loaded into a second store,
 # cross-checked by skopeo and umoci (peers reading what we wrote), pushed to a
 # registry on loopback and published into a CernVM-FS-style tree.
 set -euo pipefail
@@ -21,7 +22,7 @@ echo "working in $work"
 # A busybox root filesystem as a tarball, like a `docker export` or lxc rootfs.
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/busybox"
-ln -sf busybox "$work/rootfs/bin/sh"
+for applet in sh cat echo ls id; do ln -sf busybox "$work/rootfs/bin/$applet"; done
 echo "demo image" >"$work/rootfs/etc/motd"
 tar -C "$work/rootfs" -czf "$work/rootfs.tar.gz" .
 
@@ -30,6 +31,10 @@ set -x
 "$ch" unpack demo/busybox:1.0 "$work/root"
 echo "changed by the demo" >"$work/root/etc/motd"
 "$ch" commit "$work/root" --base demo/busybox:1.0 demo/busybox:1.1 -c 'ENV DEMO=1'
+mkdir -p "$work/ctx" && echo "built by the demo" >"$work/ctx/note"
+printf 'FROM demo/busybox:1.1\nCOPY note /note\nRUN cat /note /etc/motd > /report\nCMD ["cat", "/report"]\n' >"$work/ctx/Dockerfile"
+"$ch" build -t demo/app:1 "$work/ctx"
+"$ch" run --network none demo/app:1 | grep -q "built by the demo"
 "$ch" images
 "$ch" inspect demo/busybox:1.1
 "$ch" save demo/busybox:1.1 -o "$work/busybox.tar"

@@ -19,3 +19,4 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod exec;
 pub mod plan;
+pub mod run;

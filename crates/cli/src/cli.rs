@@ -130,6 +130,16 @@ pub enum Command {
         after_help = "Example:\n  cargohold unpack busybox ./root && echo hi > ./root/hello\n  cargohold commit ./root --base busybox busybox:hello -c 'CMD [\"cat\", \"/hello\"]'"
     )]
     Commit(CommitArgs),
+    /// Build an image from a Dockerfile (no Docker engine: RUN steps run in cargohold's own namespaces).
+    #[command(
+        after_help = "Examples:\n  cargohold build -t app:1 .\n  cargohold build -f build/Dockerfile --build-arg V=2 --target runtime -t app:2 --json .\n  SOURCE_DATE_EPOCH=0 cargohold build -t app:repro --output oci-archive:app.tar ."
+    )]
+    Build(BuildArgs),
+    /// Run a command in a stored image, isolated (changes are discarded unless --commit).
+    #[command(
+        after_help = "Examples:\n  cargohold run busybox -- sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 -- /app/check\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
+    )]
+    Run(RunArgs),
     /// Mount an image read-only (a kernel overlay of cached, unpacked layers).
     #[command(
         after_help = "Example:\n  cargohold mount busybox /mnt/busybox && ls /mnt/busybox && cargohold umount /mnt/busybox"
@@ -649,4 +659,88 @@ fn parse_size(s: &str) -> Result<usize, String> {
         Some(v) if v >= 1 => Ok(v),
         _ => Err(format!("{s:?} is not a usable size")),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    #[arg(default_value = ".")]
+    pub context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Name the image (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME")]
+    pub tags: Vec<String>,
+    /// A build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build this stage (default: the last).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step even when the build cache has it.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Network of RUN steps: host or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Platform to build for (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Refuse Dockerfiles using these instructions (comma-separated, e.g. ENTRYPOINT,CMD).
+    #[arg(long, value_delimiter = ',', value_name = "INSTRUCTIONS")]
+    pub deny: Vec<String>,
+    /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
+    /// Also write the image here (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE[:REF], docker://REF); repeatable.
+    #[arg(long = "output", short = 'o', value_name = "LOCATION")]
+    pub outputs: Vec<String>,
+    /// Push every --tag to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The stored image.
+    pub image: String,
+    /// The command (default: the image's entrypoint and command).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Bind-mount a host path (repeatable).
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volumes: Vec<String>,
+    /// host or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Working directory in the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (name or uid, optionally :group).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Commit the changes as this image when the command succeeds.
+    #[arg(long, value_name = "NAME")]
+    pub commit: Option<String>,
+    /// Accepted for Docker compatibility: changes are always discarded unless --commit.
+    #[arg(long)]
+    pub rm: bool,
+    /// Accepted for Docker compatibility: standard input is always passed through.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Accepted for Docker compatibility: the terminal is the caller's.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Platform to pick from a multi-platform image.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }

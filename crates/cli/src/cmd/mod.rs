@@ -1,6 +1,7 @@
 //! Subcommands: parse -> call a library -> render.
 
 mod archive;
+mod build;
 mod copy;
 mod docs;
 mod images;
@@ -18,8 +19,8 @@ use cargohold_image_core::{Platform, Store};
 
 use crate::cli::{Cli, Command};
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs the parsed command line; the exit code is `run`'s command's own.
+pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     let ctx = Ctx {
         store_path: cli.store.clone(),
         quiet: cli.quiet,
@@ -28,7 +29,8 @@ pub fn run(cli: Cli) -> Result<()> {
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
     };
-    match cli.command {
+    let done = match cli.command {
+        Command::Run(a) => return build::run(&ctx, &a),
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),
         Command::Push(a) => registry::push(&ctx, &a),
@@ -49,6 +51,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => layers::import(&ctx, &a),
         Command::Diff(a) => layers::diff(&a),
         Command::Commit(a) => layers::commit(&ctx, &a),
+        Command::Build(a) => build::build(&ctx, &a),
         Command::Mount(a) => mount::mount(&ctx, &a),
         Command::Umount(a) => mount::umount(&a),
         Command::Tag(a) => images::tag(&ctx, &a),
@@ -57,13 +60,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Publish(c) => publish::run(&ctx, &c),
         Command::Completions(a) => docs::completions(&a),
         Command::Man(a) => docs::man(&a),
-    }
+    };
+    done.map(|()| std::process::ExitCode::SUCCESS)
 }
 
 /// What every command may need.
 pub struct Ctx {
     store_path: Option<std::path::PathBuf>,
-    quiet: bool,
+    pub quiet: bool,
     insecure: Vec<String>,
     creds: Option<String>,
     timeout: u64,

@@ -692,3 +692,71 @@ fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// A busybox root filesystem as a tar, imported as `bb:1`.
+fn import_busybox(dir: &Path, store: &Path) {
+    require("busybox");
+    let root = dir.join("bb-root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let busybox = run(Command::new("sh").args(["-c", "command -v busybox"]));
+    std::fs::copy(busybox.trim(), root.join("bin/busybox")).unwrap();
+    for applet in run(Command::new(busybox.trim()).arg("--list")).lines().filter(|a| *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    let tar = dir.join("bb.tar");
+    run(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&root).arg("."));
+    ok(store, &["import", tar.to_str().unwrap(), "bb:1"]);
+}
+
+#[test]
+fn build_then_run_with_exit_codes_isolation_and_commit() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("msg"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nCOPY msg /msg\nRUN cat /msg > /copy\nCMD [\"cat\", \"/copy\"]\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    let first = json(&store, &["build", "-t", "app:1", "--timestamp", "0", "--json", c]);
+    assert_eq!(first["tags"], serde_json::json!(["app:1"]));
+    assert_eq!(first["steps"].as_array().unwrap().len(), 3);
+    let again = json(&store, &["build", "-t", "app:2", "--timestamp", "0", "--json", c]);
+    assert_eq!(again["image"], first["image"], "cached and reproducible");
+    assert!(again["steps"].as_array().unwrap().iter().filter(|s| !s["layer"].is_null()).all(|s| s["cached"] == true));
+
+    // The image's command, exit codes passed through, --network none.
+    let out = ch(&store, &["run", "app:1"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(ch(&store, &["run", "app:1", "--", "sh", "-c", "exit 42"]).status.code(), Some(42));
+    let out =
+        ch(&store, &["run", "--network", "none", "-e", "X=1", "app:1", "--", "sh", "-c", "ls /sys/class/net; echo $X"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "lo\n1\n");
+    // Changes are discarded unless committed.
+    ok(&store, &["run", "app:1", "--", "sh", "-c", "echo gone > /msg"]);
+    assert_eq!(String::from_utf8_lossy(&ch(&store, &["run", "app:1", "--", "cat", "/msg"]).stdout), "hello\n");
+    ok(&store, &["run", "--commit", "app:patched", "app:1", "--", "sh", "-c", "echo patched > /msg"]);
+    assert_eq!(String::from_utf8_lossy(&ch(&store, &["run", "app:patched", "--", "cat", "/msg"]).stdout), "patched\n");
+
+    // --deny refuses what the engine owns (the Storlets rule), naming the line.
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nRUN true\nENTRYPOINT [\"sh\"]\n").unwrap();
+    let out = ch(&store, &["build", "--deny", "ENTRYPOINT,CMD", "-t", "x:1", c]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dockerfile:3") && err.contains("ENTRYPOINT"), "{err}");
+
+    // The result goes to a docker-archive that the store loads back.
+    let archive = t.path().join("app.tar");
+    let dest = format!("docker-archive:{}", archive.display());
+    ok(&store, &["build", "-t", "app:3", "--output", &dest, c]);
+    let loaded = t.path().join("store2");
+    ok(&loaded, &["load", archive.to_str().unwrap()]);
+    assert_eq!(ok(&loaded, &["images", "--json"]).matches("app:3").count(), 1);
+}
