@@ -10,7 +10,7 @@ use cargohold_image_core::{Descriptor, History, Platform, Reference, Store, crea
 use cargohold_layerfs::{LayerCache, WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
-use crate::exec::{BindMount, Executor, Network, ProcessIo, RootFs, RunSpec, lookup_user};
+use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Network, ProcessIo, RootFs, RunSpec, lookup_user};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -50,8 +50,8 @@ fn io(action: &'static str, path: PathBuf) -> impl FnOnce(std::io::Error) -> Bui
     move |source| BuildError::Io { action, path, source }
 }
 
-fn invalid(image: &str, message: String) -> BuildError {
-    BuildError::Step { file: image.into(), line: 0, instruction: "run".into(), message }
+fn container_err(image: &str) -> impl FnOnce(ExecError) -> BuildError + '_ {
+    move |source| BuildError::Run { image: image.into(), source }
 }
 
 /// Runs `opts` with `executor`; changes are discarded unless committed.
@@ -85,7 +85,8 @@ pub fn run_image(
         v
     };
     if argv.is_empty() {
-        return Err(invalid(&opts.image, "no command given and the image has no entrypoint or command".into()));
+        let e = ExecError::Invalid("no command given and the image has no entrypoint or command".into());
+        return Err(container_err(&opts.image)(e));
     }
     let mut env = cfg.env.clone().unwrap_or_default();
     for kv in &opts.env {
@@ -94,10 +95,10 @@ pub fn run_image(
         env.push(kv.clone());
     }
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.push(DEFAULT_PATH.into());
     }
     let user_spec = opts.user.clone().or(cfg.user.clone()).unwrap_or_default();
-    let user = lookup_user(&dirs, &user_spec).map_err(|e| invalid(&opts.image, e.to_string()))?;
+    let user = lookup_user(&dirs, &user_spec).map_err(container_err(&opts.image))?;
     let spec = RunSpec {
         root: RootFs::Overlay { lower: dirs, upper: upper.clone(), work },
         argv: argv.clone(),
@@ -108,12 +109,7 @@ pub fn run_image(
         network: opts.network,
         binds: opts.binds.clone(),
     };
-    let code = executor.run(&spec, streams).map_err(|e| BuildError::Exec {
-        file: opts.image.clone(),
-        line: 0,
-        instruction: argv.join(" "),
-        source: e,
-    })?;
+    let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
             let _guard = store.layout().write_guard()?;

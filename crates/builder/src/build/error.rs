@@ -73,6 +73,15 @@ pub enum BuildError {
         #[source]
         source: ExecError,
     },
+    /// `run_image` could not run its container.
+    #[error("could not run a container of {image}")]
+    Run {
+        /// The image.
+        image: String,
+        /// Why.
+        #[source]
+        source: ExecError,
+    },
     /// A RUN exited non-zero.
     #[error("{file}:{line}: {instruction}: exit code {code}")]
     Failed {

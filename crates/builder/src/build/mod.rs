@@ -36,7 +36,7 @@ use cargohold_image_core::{
 use cargohold_layerfs::{LayerCache, Root, WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::context::{Context, ContextError};
-use crate::dockerfile::{self, Heredoc};
+use crate::dockerfile;
 use crate::exec::{Executor, Namespaces, Network, ProcessIo, RootFs, RunSpec, lookup_user};
 use crate::plan::{Base, CopySource, Plan, PlanOptions, Stage, Step, StepKind, plan};
 
@@ -117,8 +117,6 @@ impl std::fmt::Debug for Builder<'_> {
     }
 }
 
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 impl<'a> Builder<'a> {
     /// A builder writing to `store`, running steps with [`Namespaces`].
     pub fn new(store: &'a Store) -> Self {
@@ -162,17 +160,35 @@ impl<'a> Builder<'a> {
     /// Builds an already planned Dockerfile.
     pub fn build_plan(&self, p: &Plan, opts: &BuildOptions, file: &str) -> Result<BuildReport, BuildError> {
         let _guard = self.store.layout().write_guard()?;
-        let context = Context::open(&opts.context).map_err(|e| BuildError::Context {
-            file: file.into(),
-            line: 0,
-            instruction: "the build context".into(),
-            source: e,
+        if !opts.context.is_dir() {
+            return Err(BuildError::Io {
+                action: "use as the build context",
+                path: opts.context.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let context = Context::open(&opts.context).map_err(|e| match e {
+            ContextError::Io { path, source } => BuildError::Io { action: "read", path, source },
+            other => BuildError::Context {
+                file: file.into(),
+                line: 0,
+                instruction: "the build context".into(),
+                source: other,
+            },
         })?;
         let time =
             opts.timestamp.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
         let run = Run { b: self, opts, file, context, time, steps: Vec::new() };
         run.build(p)
     }
+}
+
+/// A layer step's directories: the overlay's upper and work directories
+/// and a scratch directory for mount points and generated files.
+struct StepDirs {
+    upper: PathBuf,
+    work: PathBuf,
+    scratch: PathBuf,
 }
 
 /// One build in progress.
@@ -411,62 +427,14 @@ impl Run<'_, '_> {
             path: tmp_root.clone(),
             source: e,
         })?;
-        let upper = scratch.path().join("upper");
-        let work = scratch.path().join("work");
+        let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
         for d in [&upper, &work] {
             std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
         }
+        let dirs = StepDirs { upper: upper.clone(), work, scratch: scratch.path().to_path_buf() };
         match &step.kind {
-            StepKind::Run { argv, heredocs, network, args_env } => {
-                self.run_step(step, st, &upper, &work, scratch.path(), argv, heredocs, network.as_deref(), args_env)?
-            }
-            StepKind::Copy { add, dest, chown, chmod, heredocs, .. } => {
-                let owner = match chown {
-                    Some(c) => {
-                        let ids = lookup_user(&st.dirs, c).map_err(|e| self.step_err(step, e.to_string()))?;
-                        (ids.uid, ids.gid)
-                    }
-                    None => (0, 0),
-                };
-                let chmod = match chmod {
-                    Some(m) => Some(
-                        u32::from_str_radix(m, 8)
-                            .ok()
-                            .filter(|m| *m <= 0o7777)
-                            .ok_or_else(|| self.step_err(step, format!("--chmod={m} is not an octal mode")))?,
-                    ),
-                    None => None,
-                };
-                let workdir =
-                    st.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_else(|| "/".into());
-                let mut dest = if dest.starts_with('/') {
-                    dest.clone()
-                } else {
-                    format!("{}/{dest}", workdir.trim_end_matches('/'))
-                };
-                if dest.is_empty() {
-                    dest = "/".into();
-                }
-                let sources = match &step.kind {
-                    StepKind::Copy { sources, .. } => sources.clone(),
-                    _ => unreachable!(),
-                };
-                self.copy_step(
-                    step,
-                    st,
-                    &upper,
-                    &work,
-                    scratch.path(),
-                    copy_from.as_ref(),
-                    entries,
-                    &sources,
-                    heredocs,
-                    dest,
-                    owner,
-                    chmod,
-                    *add,
-                )?;
-            }
+            StepKind::Run { .. } => self.run_step(step, st, &dirs)?,
+            StepKind::Copy { .. } => self.copy_step(step, st, &dirs, copy_from.as_ref(), entries)?,
             _ => unreachable!("only RUN and COPY make layers"),
         }
         let layer = self.commit_upper(&upper)?;
@@ -513,19 +481,12 @@ impl Run<'_, '_> {
         Ok(Some(layer))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_step(
-        &self,
-        step: &Step,
-        st: &StageState,
-        upper: &Path,
-        work: &Path,
-        scratch: &Path,
-        argv: &[String],
-        heredocs: &[Heredoc],
-        network: Option<&str>,
-        args_env: &[(String, String)],
-    ) -> Result<(), BuildError> {
+    fn run_step(&self, step: &Step, st: &StageState, dirs: &StepDirs) -> Result<(), BuildError> {
+        let StepKind::Run { argv, heredocs, network, args_env } = &step.kind else {
+            unreachable!("run_step runs RUN steps")
+        };
+        let network = network.as_deref();
+        let scratch = dirs.scratch.as_path();
         let cfg = st.config.config.clone().unwrap_or_default();
         let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
         for (k, v) in args_env {
@@ -534,7 +495,7 @@ impl Run<'_, '_> {
             }
         }
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(DEFAULT_PATH.into());
+            env.push(crate::exec::DEFAULT_PATH.into());
         }
         let user =
             lookup_user(&st.dirs, cfg.user.as_deref().unwrap_or("")).map_err(|e| self.step_err(step, e.to_string()))?;
@@ -580,7 +541,7 @@ impl Run<'_, '_> {
             }
         }
         let spec = RunSpec {
-            root: RootFs::Overlay { lower: st.dirs.clone(), upper: upper.into(), work: work.into() },
+            root: RootFs::Overlay { lower: st.dirs.clone(), upper: dirs.upper.clone(), work: dirs.work.clone() },
             argv,
             env,
             cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
@@ -615,23 +576,37 @@ impl Run<'_, '_> {
             .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn copy_step(
         &self,
         step: &Step,
         st: &StageState,
-        upper: &Path,
-        work: &Path,
-        scratch: &Path,
+        dirs: &StepDirs,
         from: Option<&StageState>,
         entries: Vec<crate::context::ContextEntry>,
-        sources: &[String],
-        heredocs: &[Heredoc],
-        dest: String,
-        owner: (u32, u32),
-        chmod: Option<u32>,
-        add: bool,
     ) -> Result<(), BuildError> {
+        let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, .. } = &step.kind else {
+            unreachable!("copy_step runs COPY and ADD steps")
+        };
+        let owner = match chown {
+            Some(c) => {
+                let ids = lookup_user(&st.dirs, c).map_err(|e| self.step_err(step, e.to_string()))?;
+                (ids.uid, ids.gid)
+            }
+            None => (0, 0),
+        };
+        let chmod = match chmod {
+            Some(m) => Some(
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| self.step_err(step, format!("--chmod={m} is not an octal mode")))?,
+            ),
+            None => None,
+        };
+        let workdir = st.config.config.as_ref().and_then(|c| c.working_dir.clone()).unwrap_or_else(|| "/".into());
+        let dest =
+            if dest.starts_with('/') { dest.clone() } else { format!("{}/{dest}", workdir.trim_end_matches('/')) };
+        let (upper, work, scratch) = (dirs.upper.as_path(), dirs.work.as_path(), dirs.scratch.as_path());
         let merged = scratch.join("merged");
         let src_view = scratch.join("from");
         for d in [&merged, &src_view] {
@@ -664,7 +639,7 @@ impl Run<'_, '_> {
                 dest: dest.clone(),
                 owner,
                 chmod,
-                extract: add,
+                extract: *add,
             };
             copy::copy_into(&root, &job).map_err(|f| {
                 self.step_err(step, format!("could not {} {}: {}", f.action, f.path.display(), f.source))

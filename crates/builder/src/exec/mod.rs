@@ -106,24 +106,16 @@ impl ProcessIo {
     /// No input; output and errors to this process' standard error (a
     /// build's `--json` keeps standard output for its one document).
     pub fn to_stderr() -> Self {
-        let err = || std::io::stderr().as_fd_stdio();
+        let err = || {
+            use std::os::fd::AsFd;
+            std::io::stderr().as_fd().try_clone_to_owned().map_or_else(|_| Stdio::inherit(), Stdio::from)
+        };
         ProcessIo { stdin: Stdio::null(), stdout: err(), stderr: err() }
     }
 
     /// The caller's own streams.
     pub fn inherit() -> Self {
         ProcessIo { stdin: Stdio::inherit(), stdout: Stdio::inherit(), stderr: Stdio::inherit() }
-    }
-}
-
-trait AsFdStdio {
-    fn as_fd_stdio(&self) -> Stdio;
-}
-
-impl AsFdStdio for std::io::Stderr {
-    fn as_fd_stdio(&self) -> Stdio {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned().map(Stdio::from).unwrap_or_else(|_| Stdio::inherit())
     }
 }
 
@@ -280,6 +272,9 @@ impl HostFiles {
         Ok(HostFiles { hosts, hostname, resolv })
     }
 }
+
+/// The `PATH` a container gets when its image sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Paths a container run may create in the root as mount points; a build
 /// removes them from the layer afterwards when the image did not have them.

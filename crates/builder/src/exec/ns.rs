@@ -72,10 +72,7 @@ fn prepare(spec: &RunSpec, scratch: &Path, files: &HostFiles, err_fd: RawFd) -> 
     std::fs::create_dir(&merged).map_err(|e| ExecError::Io { action: "create", path: merged.clone(), source: e })?;
     let (overlay, bind_root) = match &spec.root {
         RootFs::Dir(d) => (None, Some(cpath(d, "the root path")?)),
-        RootFs::Overlay { lower, upper, work } if lower.is_empty() => {
-            let _ = work;
-            (None, Some(cpath(upper, "the root path")?))
-        }
+        RootFs::Overlay { lower, upper, .. } if lower.is_empty() => (None, Some(cpath(upper, "the root path")?)),
         RootFs::Overlay { lower, upper, work } => {
             let data = cargohold_layerfs::overlay_options(lower, Some((upper, work)));
             (Some(cstring(data.as_bytes(), "a layer path")?), None)
@@ -363,7 +360,6 @@ fn mkdir_p(path: &CStr, e: RawFd) {
 }
 
 fn setup_dev(e: RawFd) {
-    let none: Option<&CStr> = None;
     mkdir_p(c"/dev", e);
     let tmpfs = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     if let Err(x) = mount(Some(c"tmpfs"), c"/dev", Some(c"tmpfs"), tmpfs, Some(c"mode=755,size=65536k")) {
@@ -402,7 +398,6 @@ fn setup_dev(e: RawFd) {
     if let Err(x) = mount(Some(c"shm"), c"/dev/shm", Some(c"tmpfs"), shm, Some(c"mode=1777,size=65536k")) {
         fail(e, "mount", c"/dev/shm", x);
     }
-    let _ = none;
 }
 
 /// Attaches the cloned mount `tree` at `target` in the container.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport};
 use cargohold_builder::dockerfile::{Keyword, parse};
 use cargohold_builder::exec::{BindMount, Namespaces, Network, ProcessIo};
-use cargohold_builder::plan::{Base, CopySource, PlanOptions, plan};
+use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Reference, Store, copy};
 use serde_json::json;
@@ -39,9 +39,7 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
 }
 
 /// Pulls the base images (FROM and COPY --from) the store does not have.
-fn pull_bases(ctx: &Ctx, store: &Store, text: &str, opts: &PlanOptions) -> Result<()> {
-    let parsed = parse(text, &opts.file)?;
-    let p = plan(&parsed, opts)?;
+fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<()> {
     let mut images: Vec<String> = Vec::new();
     for s in p.stages.iter().filter(|s| !p.skipped.contains(&s.index)) {
         if let Base::Image(i) = &s.base {
@@ -85,13 +83,14 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let plan_opts = plan_options(args)?;
     let file = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?;
-    pull_bases(ctx, &store, &text, &plan_opts)?;
+    let planned = plan(&parse(&text, &plan_opts.file)?, &plan_opts)?;
+    pull_bases(ctx, &store, &planned, &plan_opts)?;
     let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
     let network: Network = args.network.parse().map_err(anyhow::Error::msg)?;
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile: Some(file),
-        plan: plan_opts,
+        plan: plan_opts.clone(),
         tags: tags.clone(),
         no_cache: args.no_cache,
         network,
@@ -99,7 +98,8 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     };
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
-    let report = Builder::new(&store).on_step(move |s| step_line(quiet, s)).build(&opts)?;
+    let report =
+        Builder::new(&store).on_step(move |s| step_line(quiet, s)).build_plan(&planned, &opts, &plan_opts.file)?;
     let image = report.image.digest.to_string();
     let mut outputs = Vec::new();
     for o in &args.outputs {
