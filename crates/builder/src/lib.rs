@@ -20,3 +20,4 @@ pub mod dockerignore;
 pub mod exec;
 pub mod plan;
 pub mod run;
+pub mod stage;

@@ -140,6 +140,11 @@ pub enum Command {
         after_help = "Examples:\n  cargohold run busybox -- sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 -- /app/check\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
     )]
     Run(RunArgs),
+    /// Build an OS image in stages: rootfs tarball, injected files, stage scripts, selfcheck, then IMAGE:candidate.
+    #[command(
+        after_help = "An image directory holds stage.toml (image, base, base_tarball, command, [env]), injected_volumes/\nand image_rootfs/ (copied to / with owners, modes, xattrs and POSIX ACLs; image_rootfs wins), and\nbootstrap_scripts/stage2.sh, stage3.sh, selfcheck.sh in either tree (mounted at /bootstrap_scripts).\n\nExamples:\n  cargohold stage images/myimage\n  cargohold stage --base-tarball rootfs.tar.xz --image mycompany/myimage images/myimage\n  cargohold stage promote mycompany/myimage 1.2"
+    )]
+    Stage(StageArgs),
     /// Mount an image read-only (a kernel overlay of cached, unpacked layers).
     #[command(
         after_help = "Example:\n  cargohold mount busybox /mnt/busybox && ls /mnt/busybox && cargohold umount /mnt/busybox"
@@ -699,6 +704,62 @@ pub struct BuildArgs {
     /// Push every --tag to its registry after the build.
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct StageArgs {
+    #[command(subcommand)]
+    pub action: Option<StageAction>,
+    /// The image directory.
+    #[arg(required = true)]
+    pub dir: Option<PathBuf>,
+    /// The image's repository name (stage.toml: image); the result is IMAGE:candidate.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// scratch or an image (stage.toml: base; pulled when not in the store).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// A rootfs tarball (.tar, .tar.gz, .tar.zst, .tar.xz) as the first layer over scratch (stage.toml: base_tarball).
+    #[arg(long, value_name = "FILE")]
+    pub base_tarball: Option<PathBuf>,
+    /// The image command: a JSON array or words (stage.toml: command; default /sbin/init).
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Environment of the stage scripts (repeatable; stage.toml: the env table).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Run every stage even when the cache has it.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Network of the stages: host or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).
+    #[arg(long, value_name = "SECONDS")]
+    pub timestamp: Option<u64>,
+    /// Platform of the image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StageAction {
+    /// Tag IMAGE:candidate as IMAGE:TAG.
+    Promote(PromoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The image's repository name.
+    pub image: String,
+    /// The new tag.
+    #[arg(default_value = "latest")]
+    pub tag: String,
     #[command(flatten)]
     pub out: JsonArgs,
 }

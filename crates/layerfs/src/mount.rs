@@ -33,24 +33,50 @@ impl LayerCache {
         move |source| Error::Io { action, path: path.into(), source }
     }
 
+    /// A new empty directory to unpack a layer into, on the cache's
+    /// filesystem; [`LayerCache::adopt`] makes it the layer's directory.
+    pub fn staging(&self) -> Result<tempfile::TempDir> {
+        let staging = self.dir.join("staging");
+        std::fs::create_dir_all(&staging).map_err(Self::io("create", &staging))?;
+        tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(&staging)
+            .map_err(Self::io("create a temp dir in", &staging))
+    }
+
+    /// Moves the complete unpacked layer `tmp` (from [`LayerCache::staging`])
+    /// into place as layer `diff_id`; a copy already there wins and `tmp`
+    /// is removed. Returns the layer's directory.
+    pub fn adopt(&self, tmp: tempfile::TempDir, diff_id: &Digest) -> Result<PathBuf> {
+        let dest = self.layer_dir(diff_id);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let parent = dest.parent().expect("layer dirs have a parent");
+        std::fs::create_dir_all(parent).map_err(Self::io("create", parent))?;
+        let tmp = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            if !dest.is_dir() {
+                return Err(Error::Io { action: "move a cached layer into", path: dest, source: e });
+            }
+        }
+        Ok(dest)
+    }
+
     /// Makes sure every layer of the image `src` designates is in the cache
     /// (unpacked in overlay mode, verified) and returns their directories,
     /// base layer first. A layer appears under its final name only when
     /// complete (built under a temp name, then renamed).
     pub fn ensure(&self, src: &mut (dyn ImageSource + Send), platform: Option<&Platform>) -> Result<Vec<PathBuf>> {
         let img = resolve_image(src, platform)?;
-        let staging = self.dir.join("staging");
-        std::fs::create_dir_all(&staging).map_err(Self::io("create", &staging))?;
         let mut temps = Vec::new();
         let mut roots = Vec::new();
         for (layer, diff_id) in img.image.layers.iter().zip(&img.config.rootfs.diff_ids) {
             if self.layer_dir(diff_id).is_dir() || temps.iter().any(|(d, _, _): &(Digest, _, _)| d == diff_id) {
                 continue;
             }
-            let tmp = tempfile::Builder::new()
-                .prefix("layer-")
-                .tempdir_in(&staging)
-                .map_err(Self::io("create a temp dir in", &staging))?;
+            let tmp = self.staging()?;
             let root = Root::open(tmp.path()).map_err(|e| Error::Io {
                 action: "open",
                 path: tmp.path().into(),
@@ -64,16 +90,7 @@ impl LayerCache {
         stream_layers(src, &plan, &opts)?;
         drop(plan);
         for (diff_id, _, tmp) in temps {
-            let dest = self.layer_dir(&diff_id);
-            let parent = dest.parent().expect("layer dirs have a parent");
-            std::fs::create_dir_all(parent).map_err(Self::io("create", parent))?;
-            let tmp = tmp.keep();
-            if let Err(e) = std::fs::rename(&tmp, &dest) {
-                let _ = std::fs::remove_dir_all(&tmp);
-                if !dest.is_dir() {
-                    return Err(Error::Io { action: "move a cached layer into", path: dest, source: e });
-                }
-            }
+            self.adopt(tmp, &diff_id)?;
         }
         Ok(img.config.rootfs.diff_ids.iter().map(|d| self.layer_dir(d)).collect())
     }

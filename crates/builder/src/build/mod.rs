@@ -15,10 +15,10 @@
 //! anything. `SOURCE_DATE_EPOCH` (or [`BuildOptions::timestamp`]) fixes every
 //! timestamp, so the same inputs build the same image digest.
 
-mod cache;
+pub(crate) mod cache;
 mod copy;
 mod error;
-mod mounts;
+pub(crate) mod mounts;
 
 pub use error::BuildError;
 
@@ -199,6 +199,38 @@ struct Run<'b, 'a> {
     context: Context,
     time: Option<u64>,
     steps: Vec<StepReport>,
+}
+
+/// Writes `upper` (an overlay upper directory) as a gzip layer blob into
+/// `store` and moves it into `layers`, the layer cache; `None` when it is
+/// empty. File times are clamped to `clamp`.
+pub(crate) fn commit_upper(
+    store: &Store,
+    layers: &LayerCache,
+    upper: &Path,
+    clamp: Option<u64>,
+) -> Result<Option<NewLayer>, cargohold_layerfs::Error> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| cargohold_layerfs::Error::Io { action, path, source }
+    };
+    let empty = std::fs::read_dir(upper).map_err(io("list", upper))?.next().is_none();
+    if empty {
+        return Ok(None);
+    }
+    let opts = WriteOptions { clamp_mtime: clamp };
+    let layer = store_layer_from(store.layout(), Compression::Gzip, |w| upper_to_layer(upper, w, &opts).map(|_| ()))?;
+    let dest = layers.layer_dir(&layer.diff_id);
+    if !dest.is_dir() {
+        let parent = dest.parent().expect("layer dirs have a parent");
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+        if let Err(e) = std::fs::rename(upper, &dest)
+            && !dest.is_dir()
+        {
+            return Err(io("move a new layer into", &dest)(e));
+        }
+    }
+    Ok(Some(layer))
 }
 
 fn now() -> u64 {
@@ -450,35 +482,8 @@ impl Run<'_, '_> {
         BuildError::Context { file: self.file.into(), line: step.line, instruction: step.created_by.clone(), source: e }
     }
 
-    /// Writes `upper` as a layer blob and moves it into the layer cache;
-    /// `None` when the step changed nothing.
     fn commit_upper(&self, upper: &Path) -> Result<Option<NewLayer>, BuildError> {
-        let empty = std::fs::read_dir(upper)
-            .map_err(|e| BuildError::Io { action: "list", path: upper.into(), source: e })?
-            .next()
-            .is_none();
-        if empty {
-            return Ok(None);
-        }
-        let opts = WriteOptions { clamp_mtime: self.time };
-        let layer = store_layer_from(self.b.store.layout(), Compression::Gzip, |w| {
-            upper_to_layer(upper, w, &opts).map(|_| ())
-        })?;
-        let dest = self.b.layer_cache().layer_dir(&layer.diff_id);
-        if !dest.is_dir() {
-            let parent = dest.parent().expect("layer dirs have a parent");
-            std::fs::create_dir_all(parent).map_err(|e| BuildError::Io {
-                action: "create",
-                path: parent.into(),
-                source: e,
-            })?;
-            if let Err(e) = std::fs::rename(upper, &dest)
-                && !dest.is_dir()
-            {
-                return Err(BuildError::Io { action: "move a new layer into", path: dest, source: e });
-            }
-        }
-        Ok(Some(layer))
+        Ok(commit_upper(self.b.store, &self.b.layer_cache(), upper, self.time)?)
     }
 
     fn run_step(&self, step: &Step, st: &StageState, dirs: &StepDirs) -> Result<(), BuildError> {

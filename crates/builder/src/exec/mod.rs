@@ -195,17 +195,15 @@ impl Executor for Namespaces {
             source: e,
         })?;
         let files = HostFiles::write(scratch.path(), spec)?;
-        let before: Vec<bool> = match &spec.root {
-            RootFs::Overlay { lower, upper, .. } => {
-                MOUNT_POINTS.iter().map(|rel| existing(lower, upper, rel)).collect()
-            }
-            RootFs::Dir(d) => MOUNT_POINTS.iter().map(|rel| existing(&[], d, rel)).collect(),
+        let points = mount_points(spec);
+        let (top, lower): (&Path, &[PathBuf]) = match &spec.root {
+            RootFs::Overlay { lower, upper, .. } => (upper, lower),
+            RootFs::Dir(d) => (d, &[]),
         };
+        let before: Vec<(bool, bool)> =
+            points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
         let result = ns::run(spec, scratch.path(), &files, io);
-        match &spec.root {
-            RootFs::Overlay { upper, .. } => remove_mount_points(upper, &before, true),
-            RootFs::Dir(d) => remove_mount_points(d, &before, false),
-        }
+        remove_mount_points(top, &points, &before, matches!(spec.root, RootFs::Overlay { .. }));
         result
     }
 }
@@ -215,31 +213,56 @@ fn existing(lower: &[PathBuf], upper: &Path, rel: &str) -> bool {
     std::iter::once(upper).chain(lower.iter().map(PathBuf::as_path)).any(|d| d.join(rel).symlink_metadata().is_ok())
 }
 
-/// Removes the mount points a run created (empty files and directories that
-/// did not exist before), and a parent directory that only held them and
-/// was copied up for them, so a step's layer shows only its own changes.
-fn remove_mount_points(upper: &Path, existed: &[bool], overlay: bool) {
-    for (rel, _) in MOUNT_POINTS.iter().zip(existed).filter(|(_, e)| !**e) {
-        let p = upper.join(rel);
-        match p.symlink_metadata() {
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(&p);
+/// The paths a run of `spec` may create as mount points: [`MOUNT_POINTS`]
+/// and every bind target, each with its parents.
+fn mount_points(spec: &RunSpec) -> Vec<String> {
+    let mut points: Vec<String> = Vec::new();
+    let targets = MOUNT_POINTS.iter().map(PathBuf::from).chain(spec.binds.iter().map(|b| b.target.clone()));
+    for target in targets {
+        let mut rel = String::new();
+        for part in target.components().filter_map(|c| match c {
+            std::path::Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        }) {
+            if !rel.is_empty() {
+                rel.push('/');
             }
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(&p);
+            rel.push_str(&part);
+            if !points.contains(&rel) {
+                points.push(rel.clone());
             }
-            _ => {}
         }
     }
-    if !overlay {
-        return;
-    }
-    let etc = upper.join("etc");
-    let copied_up = std::fs::symlink_metadata(&etc).is_ok_and(|m| m.is_dir());
-    let opaque = rustix::fs::lgetxattr(&etc, "trusted.overlay.opaque", &mut [0u8; 4]).is_ok();
-    if copied_up && !opaque && existed.iter().zip(MOUNT_POINTS).any(|(e, r)| !e && r.starts_with("etc/")) {
-        // remove_dir fails (and keeps it) unless the directory is empty.
-        let _ = std::fs::remove_dir(&etc);
+    points
+}
+
+/// Removes the mount points a run created (empty files and directories that
+/// did not exist before, deepest first), and in an overlay's upper directory
+/// the parents that were only copied up to hold them (empty, not opaque, not
+/// in the upper directory before), so a step's layer shows only its own
+/// changes. `existed` is, per point, whether it existed at all and whether
+/// it existed in `upper`.
+fn remove_mount_points(upper: &Path, points: &[String], existed: &[(bool, bool)], overlay: bool) {
+    let mut created: Vec<&String> = points.iter().zip(existed).filter(|(_, e)| !e.0).map(|(p, _)| p).collect();
+    created.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
+    for rel in created {
+        let p = upper.join(rel);
+        let removed = match p.symlink_metadata() {
+            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+            // Fails (and keeps it) unless the directory is empty.
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+            _ => false,
+        };
+        let Some((parent, _)) = rel.rsplit_once('/') else { continue };
+        let parent_was_in_upper =
+            points.iter().zip(existed).find(|(r, _)| r.as_str() == parent).is_none_or(|(_, e)| e.1);
+        if overlay && removed && !parent_was_in_upper {
+            let dir = upper.join(parent);
+            let opaque = rustix::fs::lgetxattr(&dir, "trusted.overlay.opaque", &mut [0u8; 4]).is_ok();
+            if !opaque {
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
     }
 }
 

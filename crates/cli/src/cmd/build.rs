@@ -9,11 +9,12 @@ use cargohold_builder::dockerfile::{Keyword, parse};
 use cargohold_builder::exec::{BindMount, Namespaces, Network, ProcessIo};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
+use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
 use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Reference, Store, copy};
 use serde_json::json;
 
 use super::{Ctx, platform};
-use crate::cli::{BuildArgs, RunArgs};
+use crate::cli::{BuildArgs, RunArgs, StageAction, StageArgs};
 use crate::output;
 
 fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
@@ -51,22 +52,24 @@ fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<
             }
         }
     }
-    let mut reg = None;
+    let want: Option<Platform> = opts.platform.parse().ok();
     for name in images {
-        if store.resolve(&name).is_ok() {
-            continue;
-        }
-        let r = Reference::parse(&name).with_context(|| format!("base image {name}"))?;
-        let reg = match &mut reg {
-            Some(r) => r,
-            None => reg.insert(ctx.registry()?),
-        };
-        let want: Option<Platform> = opts.platform.parse().ok();
-        let copy_opts = CopyOptions { platform: want, all_platforms: false };
-        let bars = ctx.progress();
-        cargohold_registry::pull(reg, &r, store, &copy_opts, 4, &bars)
-            .with_context(|| format!("base image {name} is not in the store and could not be pulled"))?;
+        ensure_image(ctx, store, &name, want.clone())?;
     }
+    Ok(())
+}
+
+/// Pulls `name` into the store unless it is there.
+fn ensure_image(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>) -> Result<()> {
+    if store.resolve(name).is_ok() {
+        return Ok(());
+    }
+    let r = Reference::parse(name).with_context(|| format!("base image {name}"))?;
+    let reg = ctx.registry()?;
+    let copy_opts = CopyOptions { platform, all_platforms: false };
+    let bars = ctx.progress();
+    cargohold_registry::pull(&reg, &r, store, &copy_opts, 4, &bars)
+        .with_context(|| format!("base image {name} is not in the store and could not be pulled"))?;
     Ok(())
 }
 
@@ -188,4 +191,82 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         eprintln!("committed {} {}", args.commit.as_deref().unwrap_or_default(), d.digest);
     }
     Ok(ExitCode::from(u8::try_from(outcome.code).unwrap_or(1)))
+}
+
+fn stage_line(quiet: bool, s: &StageStep) {
+    if quiet {
+        return;
+    }
+    let how = if s.cached { "CACHED".to_owned() } else { format!("{:.2}s", s.seconds) };
+    let layer = s.layer.as_ref().map_or_else(|| "no layer".to_owned(), |l| l.to_string());
+    eprintln!("{}: {layer} [{how}]", s.name);
+}
+
+pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
+    let store = ctx.store()?;
+    if let Some(StageAction::Promote(p)) = &args.action {
+        let image = promote(&store, &p.image, &p.tag)?;
+        if p.out.json {
+            return output::json(&json!({ "image": image.digest, "tag": format!("{}:{}", p.image, p.tag) }));
+        }
+        return output::line(format!("{}:{} is {}", p.image, p.tag, image.digest));
+    }
+    let dir = args.dir.clone().context("stage needs an image directory")?;
+    let command = match args.command.as_deref() {
+        None => None,
+        Some(c) if c.trim_start().starts_with('[') => Some(
+            serde_json::from_str::<Vec<String>>(c)
+                .with_context(|| format!("--command {c}: not a JSON string array"))?,
+        ),
+        Some(c) => Some(c.split_whitespace().map(str::to_owned).collect()),
+    };
+    let mut env = BTreeMap::new();
+    for e in &args.env {
+        let (k, v) = e.split_once('=').with_context(|| format!("--env {e}: expected NAME=VALUE"))?;
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    let base_tarball = match &args.base_tarball {
+        Some(t) => Some(std::path::absolute(t).with_context(|| format!("--base-tarball {}", t.display()))?),
+        None => None,
+    };
+    let flags = StageConfig { image: args.image.clone(), base: args.base.clone(), base_tarball, command, env };
+    let config = StageConfig::load(&dir)?.overridden_by(flags);
+    let platform = platform(args.platform.as_deref())?;
+    if let Some(base) = config.base.as_deref().filter(|b| *b != "scratch") {
+        ensure_image(ctx, &store, base, platform.clone())?;
+    }
+    let opts = StageOptions {
+        dir: dir.clone(),
+        config,
+        no_cache: args.no_cache,
+        network: args.network.parse().map_err(anyhow::Error::msg)?,
+        timestamp: args.timestamp,
+        platform,
+    };
+    let quiet = ctx.quiet;
+    let started = std::time::Instant::now();
+    let report = Stager::new(&store)
+        .on_step(move |s| stage_line(quiet, s))
+        .run(&opts)
+        .with_context(|| format!("staged build of {}", dir.display()))?;
+    if !quiet {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        for s in &report.skipped {
+            eprintln!("note: no {s}: skipped");
+        }
+    }
+    if args.out.json {
+        let steps: Vec<_> = report
+            .steps
+            .iter()
+            .map(|s| json!({ "name": s.name, "cached": s.cached, "layer": s.layer, "seconds": s.seconds }))
+            .collect();
+        return output::json(&json!({
+            "image": report.image.digest, "id": report.config, "tag": report.tag, "steps": steps,
+            "skipped": report.skipped, "warnings": report.warnings, "seconds": started.elapsed().as_secs_f64(),
+        }));
+    }
+    output::line(format!("built {} {}", report.tag, report.image.digest))
 }

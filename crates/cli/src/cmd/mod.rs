@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Diff(a) => layers::diff(&a),
         Command::Commit(a) => layers::commit(&ctx, &a),
         Command::Build(a) => build::build(&ctx, &a),
+        Command::Stage(a) => build::stage(&ctx, &a),
         Command::Mount(a) => mount::mount(&ctx, &a),
         Command::Umount(a) => mount::umount(&a),
         Command::Tag(a) => images::tag(&ctx, &a),

@@ -309,6 +309,17 @@ fn set_owner_xattrs(layer: &mut Layer<'_>, fd: &impl AsFd, m: &Meta, shown: &Pat
         rustix::fs::fsetxattr(fd, ROOTLESS_XATTR, &value, XattrFlags::empty())
             .map_err(|e| layer.io_err(shown, "record ownership in user.rootlesscontainers", e))?;
     }
+    // A new entry inherits its directory's default ACL: the layer says
+    // which ACLs the entry has, so drop the ones it does not list.
+    for acl in ["system.posix_acl_access", "system.posix_acl_default"] {
+        if m.xattrs.iter().any(|(n, _)| n == acl) {
+            continue;
+        }
+        match rustix::fs::fremovexattr(fd, acl) {
+            Ok(()) | Err(Errno::NODATA) | Err(Errno::NOTSUP) | Err(Errno::PERM) => {}
+            Err(e) => return Err(layer.io_err(shown, "remove an inherited ACL", e)),
+        }
+    }
     for (name, value) in &m.xattrs {
         if layer.opts.rootless && name == ROOTLESS_XATTR {
             continue;

@@ -1,0 +1,112 @@
+//! A root filesystem tarball (an lxc or `docker export` style rootfs,
+//! plain or compressed with gzip, zstd or xz) as an image layer: read once,
+//! stored as a gzip blob and unpacked into the layer cache in the same pass.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use cargohold_image_core::media_type::Compression;
+use cargohold_image_core::{Algorithm, Digest, NewLayer, OciLayout};
+use cargohold_layerfs::{ApplyOptions, LayerCache, Root, apply_layer, store_layer};
+
+use super::StageError;
+
+/// The tarball's compression, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+fn sniff(head: &[u8]) -> Result<Kind, &'static str> {
+    Ok(match head {
+        [0x1f, 0x8b, ..] => Kind::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Kind::Zstd,
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Kind::Xz,
+        [b'B', b'Z', b'h', ..] => return Err("bzip2 is not supported (recompress with xz, zstd or gzip)"),
+        h if h.len() >= 262 && &h[257..262] == b"ustar" => Kind::Plain,
+        h if h.len() >= 512 && h[..512].iter().all(|b| *b == 0) => Kind::Plain,
+        _ => return Err("not a tar archive (plain, .gz, .zst or .xz)"),
+    })
+}
+
+/// The sha256 of the file at `path` (the tarball's cache key).
+pub(crate) fn file_digest(path: &Path) -> Result<Digest, StageError> {
+    let f = std::fs::File::open(path).map_err(StageError::io("open", path))?;
+    let mut hasher = cargohold_image_core::HashingReader::new(BufReader::with_capacity(1 << 20, f), Algorithm::Sha256);
+    std::io::copy(&mut hasher, &mut std::io::sink()).map_err(StageError::io("read", path))?;
+    Ok(hasher.finish().0)
+}
+
+/// Copies what it reads into a second writer.
+struct Tee<R, W> {
+    inner: R,
+    copy: W,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Stores the tarball at `path` as a layer of `layout` and unpacks it into
+/// `cache` (under a temp name, then renamed). Returns the layer.
+pub(crate) fn import(layout: &OciLayout, cache: &LayerCache, path: &Path) -> Result<NewLayer, StageError> {
+    let bad = |reason: String| StageError::Tarball { path: path.to_path_buf(), reason };
+    let f = std::fs::File::open(path).map_err(StageError::io("open", path))?;
+    let mut input = BufReader::with_capacity(1 << 20, f);
+    let head = input.fill_buf().map_err(StageError::io("read", path))?;
+    let kind = sniff(head).map_err(|r| bad(r.into()))?;
+    let tar: Box<dyn Read + Send> = match kind {
+        Kind::Plain => Box::new(input),
+        Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(StageError::io("read", path))?),
+        Kind::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
+    };
+    let staging = cache.staging()?;
+    let root = Root::open(staging.path()).map_err(|e| StageError::io("open", staging.path())(e.into()))?;
+    let (reader, writer) = std::io::pipe().map_err(StageError::io("create a pipe for", path))?;
+    let name = path.display().to_string();
+    let (stored, applied) = std::thread::scope(|s| {
+        let applier = s.spawn(|| {
+            let mut r = BufReader::with_capacity(1 << 20, reader);
+            let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+            let res = apply_layer(&root, &mut r, &name, &opts);
+            // Whatever follows the end-of-archive blocks: read it, so the
+            // storing side never sees a closed pipe.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+            res
+        });
+        let mut tee = Tee { inner: tar, copy: writer };
+        let stored = store_layer(layout, &mut tee, Compression::Gzip);
+        drop(tee);
+        (stored, applier.join().expect("applying a layer does not panic"))
+    });
+    // The unpacking error is the one that says what is wrong with the tar.
+    applied.map_err(|e| bad(e.to_string()))?;
+    let layer = stored.map_err(|e| bad(e.to_string()))?;
+    cache.adopt(staging, &layer.diff_id)?;
+    Ok(layer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_compressions() {
+        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Ok(Kind::Gzip));
+        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Ok(Kind::Zstd));
+        assert_eq!(sniff(b"\xfd7zXZ\0\0"), Ok(Kind::Xz));
+        assert!(sniff(b"BZh91AY").unwrap_err().contains("bzip2"));
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(sniff(&tar), Ok(Kind::Plain));
+        assert!(sniff(b"hello").is_err());
+    }
+}
