@@ -258,11 +258,14 @@ struct State {
     history: Vec<History>,
 }
 
+/// Called after every step.
+type StepHook<'a> = Box<dyn Fn(&StageStep) + Send + Sync + 'a>;
+
 /// Runs staged builds into a store.
 pub struct Stager<'a> {
     store: &'a Store,
     executor: Box<dyn Executor + 'a>,
-    on_step: Option<Box<dyn Fn(&StageStep) + Send + Sync + 'a>>,
+    on_step: Option<StepHook<'a>>,
 }
 
 impl std::fmt::Debug for Stager<'_> {
