@@ -233,6 +233,34 @@ pub(crate) fn commit_upper(
     Ok(Some(layer))
 }
 
+/// The store name of the base image `name`: an image of the store as it
+/// is, `docker://REF` as `REF` (pulled beforehand by the caller), and an
+/// `oci:`, `oci-archive:` or `docker-archive:` image (paths relative to
+/// the build context) copied into the store first, named by its digest.
+pub(crate) fn import_base(
+    store: &Store,
+    name: &str,
+    context: &Path,
+    platform: &Platform,
+) -> Result<String, cargohold_image_core::Error> {
+    use cargohold_image_core::{CopyOptions, ImageLocation, NoProgress, copy, open_source};
+    let loc = match ImageLocation::parse(name)? {
+        ImageLocation::Store(n) => return Ok(n),
+        ImageLocation::Docker(r) => return Ok(r),
+        ImageLocation::Oci { path, tag } => ImageLocation::Oci { path: context.join(path), tag },
+        ImageLocation::OciArchive { path, tag } => ImageLocation::OciArchive { path: context.join(path), tag },
+        ImageLocation::DockerArchive { path, reference } => {
+            ImageLocation::DockerArchive { path: context.join(path), reference }
+        }
+        other => other,
+    };
+    let mut src = open_source(&loc, store)?;
+    let mut dest = store.dest(None)?;
+    let opts = CopyOptions { platform: Some(platform.clone()), all_platforms: false };
+    let done = copy(src.as_mut(), &mut dest, &opts, &NoProgress)?;
+    Ok(done.manifest.digest.to_string())
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -290,8 +318,10 @@ impl Run<'_, '_> {
         let base_err =
             |source| BuildError::Base { file: self.file.into(), line, name: name.into(), source: Box::new(source) };
         let store = self.b.store;
-        let img = store.resolve(name).map_err(base_err)?;
         let platform = self.platform();
+        let stored = import_base(store, name, &self.opts.context, &platform).map_err(base_err)?;
+        let name = stored.as_str();
+        let img = store.resolve(name).map_err(base_err)?;
         let details = store.details(&img.descriptor, Some(&platform)).map_err(base_err)?;
         let mut src = store.source(name).map_err(base_err)?;
         let dirs = self.b.layer_cache().ensure(&mut src, Some(&platform))?;

@@ -3,3 +3,4 @@
 
 mod builds;
 mod exec;
+mod stage;

@@ -54,7 +54,11 @@ fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<
     }
     let want: Option<Platform> = opts.platform.parse().ok();
     for name in images {
-        ensure_image(ctx, store, &name, want.clone())?;
+        // oci:, oci-archive: and docker-archive: bases are read by the builder.
+        match ImageLocation::parse(&name) {
+            Ok(ImageLocation::Store(n) | ImageLocation::Docker(n)) => ensure_image(ctx, store, &n, want.clone())?,
+            _ => {}
+        }
     }
     Ok(())
 }

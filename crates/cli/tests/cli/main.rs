@@ -760,3 +760,63 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     ok(&loaded, &["load", archive.to_str().unwrap()]);
     assert_eq!(ok(&loaded, &["images", "--json"]).matches("app:3").count(), 1);
 }
+
+/// The Storlets tenant: a provider's `docker save` tar (written by skopeo)
+/// in, RUN and COPY with ENTRYPOINT and CMD denied, a shell run in the
+/// result, a docker-archive out that skopeo reads.
+#[test]
+fn storlets_flow_docker_archive_in_and_out() {
+    require("skopeo");
+    let t = tempfile::tempdir().unwrap();
+    let provider = t.path().join("provider");
+    import_busybox(t.path(), &provider);
+    let layout = t.path().join("layout");
+    ok(&provider, &["copy", "bb:1", &format!("oci:{}:bb", layout.display())]);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    run(skopeo(t.path())
+        .arg("copy")
+        .arg(format!("oci:{}:bb", layout.display()))
+        .arg(format!("docker-archive:{}:provider/base:1", ctx.join("base.tar").display())));
+    std::fs::write(ctx.join("storlet.sh"), "#!/bin/sh\necho storlet\n").unwrap();
+    let dockerfile = "FROM docker-archive:base.tar\nRUN echo tenant > /tenant.txt && mkdir /storlet\nCOPY --chmod=0755 storlet.sh /storlet/run.sh\n";
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+
+    // The tenant's store starts empty.
+    let store = t.path().join("tenant");
+    let out_tar = t.path().join("out.tar");
+    let c = ctx.to_str().unwrap();
+    let out = format!("docker-archive:{}", out_tar.display());
+    ok(&store, &["build", "--deny", "ENTRYPOINT,CMD", "-t", "tenant/storlet:1", "--output", &out, c]);
+    let said = ok(&store, &["run", "tenant/storlet:1", "--", "sh", "-c", "cat /tenant.txt && /storlet/run.sh"]);
+    assert_eq!(said, "tenant\nstorlet\n");
+
+    // A CMD is refused at its line; the store is left as it was.
+    let before = ok(&store, &["images", "--json"]);
+    std::fs::write(ctx.join("Dockerfile"), format!("{dockerfile}CMD [\"/storlet/run.sh\"]\n")).unwrap();
+    let res = ch(&store, &["build", "--deny", "ENTRYPOINT,CMD", "-t", "tenant/storlet:2", c]);
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("Dockerfile:4") && err.contains("CMD"), "{err}");
+    assert_eq!(ok(&store, &["images", "--json"]), before);
+
+    // skopeo reads the archive: three layers, our history, no command added.
+    let inspect: Value = serde_json::from_str(&run(skopeo(t.path())
+        .args(["inspect", "--config"])
+        .arg(format!("docker-archive:{}", out_tar.display()))))
+    .unwrap();
+    assert_eq!(inspect["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    let history: Vec<String> = inspect["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str().map(str::to_owned))
+        .collect();
+    assert!(history.iter().any(|h| h.contains("echo tenant")), "{history:?}");
+    assert!(inspect["config"]["Cmd"].is_null(), "{inspect}");
+    let copied = t.path().join("copied");
+    run(skopeo(t.path())
+        .arg("copy")
+        .arg(format!("docker-archive:{}", out_tar.display()))
+        .arg(format!("oci:{}:x", copied.display())));
+}
