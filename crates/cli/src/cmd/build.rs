@@ -55,9 +55,8 @@ fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<
     let want: Option<Platform> = opts.platform.parse().ok();
     for name in images {
         // oci:, oci-archive: and docker-archive: bases are read by the builder.
-        match ImageLocation::parse(&name) {
-            Ok(ImageLocation::Store(n) | ImageLocation::Docker(n)) => ensure_image(ctx, store, &n, want.clone())?,
-            _ => {}
+        if let Ok(ImageLocation::Store(n) | ImageLocation::Docker(n)) = ImageLocation::parse(&name) {
+            ensure_image(ctx, store, &n, want.clone())?;
         }
     }
     Ok(())
