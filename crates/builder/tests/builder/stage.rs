@@ -124,7 +124,7 @@ fn a_staged_build_keeps_owners_acls_and_overrides_and_tags_the_candidate() {
     assert_eq!(m.ino(), std::fs::metadata(ours.join("etc/app/hard")).unwrap().ino(), "hardlink kept");
     assert_eq!(std::fs::read_link(ours.join("etc/app/link")).unwrap(), Path::new("owned"));
     let mut v = [0u8; 32];
-    let n = rustix::fs::getxattr(&ours.join("etc/app/owned"), "user.origin", &mut v).unwrap();
+    let n = rustix::fs::getxattr(ours.join("etc/app/owned"), "user.origin", &mut v).unwrap();
     assert_eq!(&v[..n], b"injected");
     assert!(getfacl(&ours.join("etc/app/acl-file")).contains("user:1000:rw-"));
     assert!(getfacl(&ours.join("srv/shared")).contains("default:group:50:rwx"));
