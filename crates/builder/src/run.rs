@@ -10,7 +10,9 @@ use cargohold_image_core::{Descriptor, History, Platform, Reference, Store, crea
 use cargohold_layerfs::{LayerCache, WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
-use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Network, ProcessIo, RootFs, RunSpec, lookup_user};
+use crate::exec::{
+    BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RootFs, RunSpec, lookup_user,
+};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -35,6 +37,8 @@ pub struct RunOptions {
     pub commit: Option<Reference>,
     /// Platform of a multi-platform image.
     pub platform: Option<Platform>,
+    /// Memory and CPU limits.
+    pub limits: Limits,
 }
 
 /// How a run ended.
@@ -108,6 +112,7 @@ pub fn run_image(
         hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
         network: opts.network,
         binds: opts.binds.clone(),
+        limits: opts.limits,
     };
     let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
     let committed = match (&opts.commit, code) {

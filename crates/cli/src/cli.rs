@@ -792,6 +792,12 @@ pub struct RunArgs {
     /// Commit the changes as this image when the command succeeds.
     #[arg(long, value_name = "NAME")]
     pub commit: Option<String>,
+    /// Memory limit, swap included (e.g. 512m, 2g), through the cgroup memory controller.
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU limit as a number of CPUs (e.g. 0.5, 2), through the cgroup cpu controller.
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
     /// Accepted for Docker compatibility: changes are always discarded unless --commit.
     #[arg(long)]
     pub rm: bool,

@@ -584,6 +584,7 @@ impl Run<'_, '_> {
             hostname: "buildkitsandbox".into(),
             network,
             binds,
+            limits: crate::exec::Limits::default(),
         };
         let code = self.b.executor.run(&spec, ProcessIo::to_stderr()).map_err(|e| BuildError::Exec {
             file: self.file.into(),

@@ -12,12 +12,14 @@
 //! the host's `/etc/resolv.conf`. When the main process exits, every process
 //! it left behind is killed with its pid namespace.
 
+mod cgroup;
 mod ns;
 mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+pub use cgroup::{Limits, parse_size};
 pub use user::{UserIds, lookup_user};
 
 /// The container's network.
@@ -89,6 +91,8 @@ pub struct RunSpec {
     pub network: Network,
     /// Extra bind mounts.
     pub binds: Vec<BindMount>,
+    /// Memory and CPU limits.
+    pub limits: Limits,
 }
 
 /// The process' standard streams.
@@ -202,7 +206,9 @@ impl Executor for Namespaces {
         };
         let before: Vec<(bool, bool)> =
             points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
-        let result = ns::run(spec, scratch.path(), &files, io);
+        let cgroups = cgroup::Cgroups::create(&spec.limits)?;
+        let result = ns::run(spec, scratch.path(), &files, &cgroups.procs, io);
+        drop(cgroups);
         remove_mount_points(top, &points, &before, matches!(spec.root, RootFs::Overlay { .. }));
         result
     }

@@ -56,6 +56,8 @@ struct Prepared {
     gid: Gid,
     groups: Vec<Gid>,
     new_net: bool,
+    /// `cgroup.procs` files to join first.
+    cgroups: Vec<CString>,
     err_fd: RawFd,
 }
 
@@ -67,7 +69,13 @@ fn cpath(p: &Path, what: &str) -> Result<CString, ExecError> {
     cstring(p.as_os_str().as_bytes(), what)
 }
 
-fn prepare(spec: &RunSpec, scratch: &Path, files: &HostFiles, err_fd: RawFd) -> Result<Prepared, ExecError> {
+fn prepare(
+    spec: &RunSpec,
+    scratch: &Path,
+    files: &HostFiles,
+    cgroups: &[CString],
+    err_fd: RawFd,
+) -> Result<Prepared, ExecError> {
     let merged = scratch.join("root");
     std::fs::create_dir(&merged).map_err(|e| ExecError::Io { action: "create", path: merged.clone(), source: e })?;
     let (overlay, bind_root) = match &spec.root {
@@ -118,17 +126,24 @@ fn prepare(spec: &RunSpec, scratch: &Path, files: &HostFiles, err_fd: RawFd) -> 
         gid: Gid::from_raw(spec.user.gid),
         groups: spec.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         new_net: spec.network == Network::None,
+        cgroups: cgroups.to_vec(),
         err_fd,
     })
 }
 
-pub(super) fn run(spec: &RunSpec, scratch: &Path, files: &HostFiles, io: ProcessIo) -> Result<i32, ExecError> {
+pub(super) fn run(
+    spec: &RunSpec,
+    scratch: &Path,
+    files: &HostFiles,
+    cgroups: &[CString],
+    io: ProcessIo,
+) -> Result<i32, ExecError> {
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
         action: "create a pipe in",
         path: scratch.into(),
         source: e.into(),
     })?;
-    let prepared = prepare(spec, scratch, files, err_w.as_raw_fd())?;
+    let prepared = prepare(spec, scratch, files, cgroups, err_w.as_raw_fd())?;
     let mut cmd = Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear().stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
     for kv in &spec.env {
@@ -221,6 +236,17 @@ fn wait_and_exit(pid: Pid) -> ! {
 
 /// The pre-exec hook, in P1.
 fn hook(p: &Prepared) -> std::io::Result<()> {
+    // Into the limiting cgroups first: everything forked from here is in them.
+    for procs in &p.cgroups {
+        match nix::fcntl::open(procs.as_c_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            Ok(fd) => {
+                if let Err(e) = nix::unistd::write(&fd, b"0") {
+                    fail(p.err_fd, "join the cgroup", procs, e);
+                }
+            }
+            Err(e) => fail(p.err_fd, "join the cgroup", procs, e),
+        }
+    }
     let mut flags =
         CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
     if p.new_net {

@@ -596,6 +596,7 @@ impl<'a> Stager<'a> {
                 target: "/bootstrap_scripts".into(),
                 readonly: true,
             }],
+            limits: crate::exec::Limits::default(),
         };
         let code = self
             .executor

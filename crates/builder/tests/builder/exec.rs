@@ -1,11 +1,11 @@
 //! The namespace executor on a busybox root: isolation, identity, exit
 //! codes, overlay uppers as layers, hostile roots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use cargohold_builder::exec::{
-    BindMount, ExecError, Executor, Namespaces, Network, ProcessIo, RootFs, RunSpec, UserIds, lookup_user,
+    BindMount, ExecError, Executor, Limits, Namespaces, Network, ProcessIo, RootFs, RunSpec, UserIds, lookup_user,
 };
 use cargohold_testkit::busybox_rootfs;
 
@@ -19,6 +19,7 @@ fn spec(root: RootFs, script: &str) -> RunSpec {
         hostname: "buildhost".into(),
         network: Network::None,
         binds: Vec::new(),
+        limits: Limits::default(),
     }
 }
 
@@ -163,4 +164,63 @@ fn unknown_users_are_named() {
     let (_t, root) = busybox();
     let e = lookup_user(&[root], "nobody:nogroup").unwrap_err();
     assert!(e.to_string().contains("nobody"), "{e}");
+}
+
+/// The cgroups of this process' runs: `cargohold-<pid>-*` under /sys/fs/cgroup.
+fn our_cgroups() -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(p);
+            } else if depth > 0 {
+                walk(&p, depth - 1, prefix, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), 4, &format!("cargohold-{}-", std::process::id()), &mut out);
+    out
+}
+
+#[test]
+fn memory_and_cpu_limits_apply_to_the_container_and_are_removed_after() {
+    let (_t, root) = busybox();
+    // 64 MiB touched by dd under a 32 MiB limit: killed (SIGKILL, 137).
+    let mut s = spec(RootFs::Dir(root.clone()), "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null");
+    assert_eq!(Namespaces::new().run(&s, quiet()).unwrap(), 0, "fits without a limit");
+    s.limits = Limits { memory: Some(32 << 20), cpus: None };
+    assert_eq!(Namespaces::new().run(&s, quiet()).unwrap(), 137, "the OOM killer ends it under --memory 32m");
+    s.argv[2] = "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null".into();
+    assert_eq!(Namespaces::new().run(&s, quiet()).unwrap(), 0, "a smaller buffer fits");
+
+    // Half a CPU: the quota is on the container's cgroup while it runs.
+    let mut s = spec(RootFs::Dir(root), "sleep 2");
+    s.limits = Limits { memory: None, cpus: Some(0.5) };
+    let running = std::thread::spawn(move || Namespaces::new().run(&s, quiet()).unwrap());
+    let mut quota = None;
+    for _ in 0..150 {
+        for dir in our_cgroups() {
+            let v1 = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).ok();
+            let v2 = std::fs::read_to_string(dir.join("cpu.max")).ok();
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            if let Some(q) = v1.or(v2)
+                && !procs.trim().is_empty()
+            {
+                quota = Some(q.trim().to_owned());
+            }
+        }
+        if quota.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(running.join().unwrap(), 0);
+    let q = quota.expect("a cgroup with the container's processes and a CPU quota");
+    assert!(q == "50000" || q == "50000 100000", "{q}");
+    assert!(our_cgroups().is_empty(), "the cgroups are removed: {:?}", our_cgroups());
 }

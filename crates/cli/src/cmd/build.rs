@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Namespaces, Network, ProcessIo};
+use cargohold_builder::exec::{BindMount, Limits, Namespaces, Network, ProcessIo, parse_size};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -187,9 +187,16 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         hostname: args.hostname.clone(),
         commit: args.commit.as_deref().map(Reference::parse).transpose()?,
         platform: platform(args.platform.as_deref())?,
+        limits: Limits {
+            memory: args.memory.as_deref().map(parse_size).transpose().map_err(|e| anyhow::anyhow!("--memory {e}"))?,
+            cpus: args.cpus,
+        },
     };
     let outcome = run_image(&store, &Namespaces::new(), &opts, ProcessIo::inherit())
         .with_context(|| format!("could not run {}", args.image))?;
+    if outcome.code == 137 && opts.limits.memory.is_some() && !ctx.quiet {
+        eprintln!("note: the command was killed (exit 137), most likely by the OOM killer under --memory");
+    }
     if let Some(d) = &outcome.committed {
         eprintln!("committed {} {}", args.commit.as_deref().unwrap_or_default(), d.digest);
     }

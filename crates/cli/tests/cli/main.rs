@@ -739,6 +739,12 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     let out =
         ch(&store, &["run", "--network", "none", "-e", "X=1", "app:1", "--", "sh", "-c", "ls /sys/class/net; echo $X"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "lo\n1\n");
+    // Limits: 64 MiB touched under --memory 16m is killed; --cpus is accepted.
+    let dd = ["--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
+    let limited: Vec<&str> = ["run", "--memory", "16m", "--cpus", "0.5", "app:1"].into_iter().chain(dd).collect();
+    assert_eq!(ch(&store, &limited).status.code(), Some(137));
+    let bad = ch(&store, &["run", "--memory", "lots", "app:1", "--", "true"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--memory"), "{bad:?}");
     // Changes are discarded unless committed.
     ok(&store, &["run", "app:1", "--", "sh", "-c", "echo gone > /msg"]);
     assert_eq!(String::from_utf8_lossy(&ch(&store, &["run", "app:1", "--", "cat", "/msg"]).stdout), "hello\n");

@@ -1,0 +1,227 @@
+//! Memory and CPU limits for a container: a cgroup of its own, made next
+//! to the caller's, in the unified (v2) hierarchy when it has the
+//! controller, else in the controller's v1 hierarchy (hybrid hosts). The
+//! container's first process joins it before it creates anything else, so
+//! every process of the container is limited. Without a usable controller
+//! the run fails and says so; limits are never dropped silently.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use super::ExecError;
+
+/// Resource limits of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Memory limit in bytes (swap included where the kernel can tell).
+    pub memory: Option<u64>,
+    /// CPU time as a number of CPUs (`1.5`: 150 ms of CPU every 100 ms).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// Whether any limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.cpus.is_none()
+    }
+}
+
+/// Parses a size such as `512m`, `1g`, `1.5G`, `65536` or `64MiB` into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512m, 2g)"))?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (b, k, m, g, t)")),
+    };
+    let bytes = n * mult as f64;
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The cgroups made for one run, removed on drop.
+#[derive(Debug, Default)]
+pub(super) struct Cgroups {
+    dirs: Vec<PathBuf>,
+    /// `cgroup.procs` of each, as C strings for the pre-exec hook.
+    pub(super) procs: Vec<CString>,
+}
+
+/// A mounted hierarchy: its mount point and the caller's cgroup in it.
+struct Hierarchy {
+    own: PathBuf,
+}
+
+fn mountinfo() -> Vec<(String, String, String, String)> {
+    // (mount root, mount point, fs type, super options)
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            Some((f.get(3)?.to_string(), f.get(4)?.to_string(), r.first()?.to_string(), r.get(2)?.to_string()))
+        })
+        .collect()
+}
+
+/// The caller's cgroup in the hierarchy with `controller` (`None`: v2).
+fn hierarchy(controller: Option<&str>) -> Option<Hierarchy> {
+    let own_cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = own_cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let hit = match controller {
+            None => ctrls.is_empty(),
+            Some(c) => ctrls.split(',').any(|x| x == c),
+        };
+        hit.then(|| path.to_owned())
+    })?;
+    let mount = mountinfo().into_iter().find(|(_, _, fs, opts)| match controller {
+        None => fs == "cgroup2",
+        Some(c) => fs == "cgroup" && opts.split(',').any(|o| o == c),
+    })?;
+    let (root, point) = (mount.0, mount.1);
+    let rel = path.strip_prefix(root.as_str()).unwrap_or(&path).trim_start_matches('/');
+    Some(Hierarchy { own: Path::new(&point).join(rel) })
+}
+
+fn v2_has(h: &Hierarchy, controller: &str) -> bool {
+    std::fs::read_to_string(h.own.join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|x| x == controller))
+}
+
+fn write(path: &Path, value: &str) -> Result<(), ExecError> {
+    std::fs::write(path, value).map_err(|e| ExecError::Io { action: "write", path: path.to_path_buf(), source: e })
+}
+
+impl Cgroups {
+    /// Makes the cgroups for `limits` (none when there are none).
+    pub(super) fn create(limits: &Limits) -> Result<Cgroups, ExecError> {
+        let mut made = Cgroups::default();
+        if limits.is_empty() {
+            return Ok(made);
+        }
+        let name = format!("cargohold-{}-{}", std::process::id(), unique());
+        let v2 = hierarchy(None);
+        let mut wanted: Vec<(&str, Box<dyn Fn(&Path, bool) -> Result<(), ExecError>>)> = Vec::new();
+        if let Some(bytes) = limits.memory {
+            wanted.push((
+                "memory",
+                Box::new(move |dir: &Path, unified: bool| {
+                    if unified {
+                        write(&dir.join("memory.max"), &bytes.to_string())?;
+                        let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                    } else {
+                        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                    }
+                    Ok(())
+                }),
+            ));
+        }
+        if let Some(cpus) = limits.cpus {
+            if !(cpus > 0.0 && cpus <= 1024.0) {
+                return Err(ExecError::Invalid(format!("--cpus {cpus}: must be more than 0")));
+            }
+            let quota = ((cpus * 100_000.0) as u64).max(1000);
+            wanted.push((
+                "cpu",
+                Box::new(move |dir: &Path, unified: bool| {
+                    if unified {
+                        write(&dir.join("cpu.max"), &format!("{quota} 100000"))
+                    } else {
+                        write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                        write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
+                    }
+                }),
+            ));
+        }
+        for (controller, apply) in wanted {
+            let (dir, unified) = match &v2 {
+                Some(h) if v2_has(h, controller) => {
+                    // Offer the controller to our new child (best effort:
+                    // setting the limit says whether it worked).
+                    let _ = std::fs::write(h.own.join("cgroup.subtree_control"), format!("+{controller}"));
+                    (h.own.join(&name), true)
+                }
+                _ => match hierarchy(Some(controller)) {
+                    Some(h) => (h.own.join(&name), false),
+                    None => {
+                        return Err(ExecError::Invalid(format!(
+                            "this host has no usable cgroup {controller} controller (neither in cgroup v2 nor v1), \
+                             so the {controller} limit cannot be applied"
+                        )));
+                    }
+                },
+            };
+            if !dir.is_dir() {
+                std::fs::create_dir(&dir).map_err(|e| ExecError::Io {
+                    action: "create the cgroup",
+                    path: dir.clone(),
+                    source: e,
+                })?;
+                made.procs.push(
+                    CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+                        .map_err(|_| ExecError::Invalid("a cgroup path contains a NUL byte".into()))?,
+                );
+                made.dirs.push(dir.clone());
+            }
+            apply(&dir, unified).map_err(|e| match e {
+                ExecError::Io { path, source, .. } => ExecError::Io {
+                    action: "set a limit in (is the controller enabled for this cgroup?)",
+                    path,
+                    source,
+                },
+                other => other,
+            })?;
+        }
+        Ok(made)
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            // The last processes may still be exiting: retry briefly.
+            for _ in 0..50 {
+                match std::fs::remove_dir(d) {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert!(parse_size("12x").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("m").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}
