@@ -112,40 +112,18 @@ impl Cgroups {
         }
         let name = format!("cargohold-{}-{}", std::process::id(), unique());
         let v2 = hierarchy(None);
-        let mut wanted: Vec<(&str, Box<dyn Fn(&Path, bool) -> Result<(), ExecError>>)> = Vec::new();
+        let mut wanted: Vec<Setting> = Vec::new();
         if let Some(bytes) = limits.memory {
-            wanted.push((
-                "memory",
-                Box::new(move |dir: &Path, unified: bool| {
-                    if unified {
-                        write(&dir.join("memory.max"), &bytes.to_string())?;
-                        let _ = std::fs::write(dir.join("memory.swap.max"), "0");
-                    } else {
-                        write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
-                        let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
-                    }
-                    Ok(())
-                }),
-            ));
+            wanted.push(Setting::Memory(bytes));
         }
         if let Some(cpus) = limits.cpus {
             if !(cpus > 0.0 && cpus <= 1024.0) {
                 return Err(ExecError::Invalid(format!("--cpus {cpus}: must be more than 0")));
             }
-            let quota = ((cpus * 100_000.0) as u64).max(1000);
-            wanted.push((
-                "cpu",
-                Box::new(move |dir: &Path, unified: bool| {
-                    if unified {
-                        write(&dir.join("cpu.max"), &format!("{quota} 100000"))
-                    } else {
-                        write(&dir.join("cpu.cfs_period_us"), "100000")?;
-                        write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
-                    }
-                }),
-            ));
+            wanted.push(Setting::Cpu(((cpus * 100_000.0) as u64).max(1000)));
         }
-        for (controller, apply) in wanted {
+        for setting in wanted {
+            let controller = setting.controller();
             let (dir, unified) = match &v2 {
                 Some(h) if v2_has(h, controller) => {
                     // Offer the controller to our new child (best effort:
@@ -175,7 +153,7 @@ impl Cgroups {
                 );
                 made.dirs.push(dir.clone());
             }
-            apply(&dir, unified).map_err(|e| match e {
+            setting.apply(&dir, unified).map_err(|e| match e {
                 ExecError::Io { path, source, .. } => ExecError::Io {
                     action: "set a limit in (is the controller enabled for this cgroup?)",
                     path,
@@ -185,6 +163,43 @@ impl Cgroups {
             })?;
         }
         Ok(made)
+    }
+}
+
+/// One limit.
+enum Setting {
+    /// Bytes.
+    Memory(u64),
+    /// Microseconds of CPU per 100 ms.
+    Cpu(u64),
+}
+
+impl Setting {
+    fn controller(&self) -> &'static str {
+        match self {
+            Setting::Memory(_) => "memory",
+            Setting::Cpu(_) => "cpu",
+        }
+    }
+
+    fn apply(&self, dir: &Path, unified: bool) -> Result<(), ExecError> {
+        match (self, unified) {
+            (Setting::Memory(bytes), true) => {
+                write(&dir.join("memory.max"), &bytes.to_string())?;
+                let _ = std::fs::write(dir.join("memory.swap.max"), "0");
+                Ok(())
+            }
+            (Setting::Memory(bytes), false) => {
+                write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                let _ = std::fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                Ok(())
+            }
+            (Setting::Cpu(quota), true) => write(&dir.join("cpu.max"), &format!("{quota} 100000")),
+            (Setting::Cpu(quota), false) => {
+                write(&dir.join("cpu.cfs_period_us"), "100000")?;
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
+            }
+        }
     }
 }
 
