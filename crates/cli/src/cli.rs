@@ -689,6 +689,9 @@ pub struct BuildArgs {
     /// Network of RUN steps: host or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
+    #[arg(long, value_name = "crun|runc")]
+    pub runtime: Option<String>,
     /// Platform to build for (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -737,6 +740,9 @@ pub struct StageArgs {
     /// Network of the stages: host or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
+    #[arg(long, value_name = "crun|runc")]
+    pub runtime: Option<String>,
     /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<u64>,
@@ -780,6 +786,9 @@ pub struct RunArgs {
     /// host or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
+    #[arg(long, value_name = "crun|runc")]
+    pub runtime: Option<String>,
     /// Working directory in the container.
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,

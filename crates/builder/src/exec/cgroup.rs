@@ -5,7 +5,7 @@
 //! every process of the container is limited. Without a usable controller
 //! the run fails and says so; limits are never dropped silently.
 
-use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use super::ExecError;
@@ -51,8 +51,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[derive(Debug, Default)]
 pub(super) struct Cgroups {
     dirs: Vec<PathBuf>,
-    /// `cgroup.procs` of each, as C strings for the pre-exec hook.
-    pub(super) procs: Vec<CString>,
 }
 
 /// A mounted hierarchy: its mount point and the caller's cgroup in it.
@@ -147,10 +145,6 @@ impl Cgroups {
                     path: dir.clone(),
                     source: e,
                 })?;
-                made.procs.push(
-                    CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
-                        .map_err(|_| ExecError::Invalid("a cgroup path contains a NUL byte".into()))?,
-                );
                 made.dirs.push(dir.clone());
             }
             setting.apply(&dir, unified).map_err(|e| match e {
@@ -200,6 +194,24 @@ impl Setting {
                 write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())
             }
         }
+    }
+}
+
+impl Cgroups {
+    /// The `cgroup.procs` file of each cgroup, open for writing: a process
+    /// that writes `0` to them joins them (done between fork and exec).
+    pub(super) fn open_procs(&self) -> Result<Vec<OwnedFd>, ExecError> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let p = d.join("cgroup.procs");
+                std::fs::OpenOptions::new().write(true).open(&p).map(OwnedFd::from).map_err(|e| ExecError::Io {
+                    action: "open",
+                    path: p,
+                    source: e,
+                })
+            })
+            .collect()
     }
 }
 

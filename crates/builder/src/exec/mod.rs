@@ -14,12 +14,14 @@
 
 mod cgroup;
 mod ns;
+mod oci;
 mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 pub use cgroup::{Limits, parse_size};
+pub use oci::OciRuntime;
 pub use user::{UserIds, lookup_user};
 
 /// The container's network.
@@ -172,6 +174,21 @@ pub trait Executor: Send + Sync {
     fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError>;
 }
 
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
+        (**self).run(spec, io)
+    }
+}
+
+/// The executor named on a command line: `None` for the built-in
+/// [`Namespaces`], else an OCI runtime (`crun`, `runc` or a path).
+pub fn executor(runtime: Option<&str>) -> Result<Box<dyn Executor>, ExecError> {
+    Ok(match runtime {
+        None => Box::new(Namespaces::new()),
+        Some(name) => Box::new(OciRuntime::new(name)?),
+    })
+}
+
 /// The built-in executor: Linux namespaces set up by this process.
 #[derive(Debug, Clone, Default)]
 pub struct Namespaces {
@@ -187,31 +204,41 @@ impl Namespaces {
 
 impl Executor for Namespaces {
     fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
-        if !rustix::process::geteuid().is_root() {
-            return Err(ExecError::NotRoot);
-        }
-        if spec.argv.is_empty() {
-            return Err(ExecError::Invalid("no command to run".into()));
-        }
-        let scratch = tempfile::Builder::new().prefix("cargohold-run-").tempdir().map_err(|e| ExecError::Io {
-            action: "create a scratch directory in",
-            path: std::env::temp_dir(),
-            source: e,
-        })?;
-        let files = HostFiles::write(scratch.path(), spec)?;
-        let points = mount_points(spec);
-        let (top, lower): (&Path, &[PathBuf]) = match &spec.root {
-            RootFs::Overlay { lower, upper, .. } => (upper, lower),
-            RootFs::Dir(d) => (d, &[]),
-        };
-        let before: Vec<(bool, bool)> =
-            points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
-        let cgroups = cgroup::Cgroups::create(&spec.limits)?;
-        let result = ns::run(spec, scratch.path(), &files, &cgroups.procs, io);
-        drop(cgroups);
-        remove_mount_points(top, &points, &before, matches!(spec.root, RootFs::Overlay { .. }));
-        result
+        prepared_run(spec, |scratch, files, cgroups| ns::run(spec, scratch, files, cgroups, io))
     }
+}
+
+/// What every executor does around its own run: checks, the files to
+/// mount at `/etc`, the limiting cgroups, and afterwards the removal of
+/// the mount points the run created in the root.
+fn prepared_run(
+    spec: &RunSpec,
+    run: impl FnOnce(&Path, &HostFiles, Vec<std::os::fd::OwnedFd>) -> Result<i32, ExecError>,
+) -> Result<i32, ExecError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(ExecError::NotRoot);
+    }
+    if spec.argv.is_empty() {
+        return Err(ExecError::Invalid("no command to run".into()));
+    }
+    let scratch = tempfile::Builder::new().prefix("cargohold-run-").tempdir().map_err(|e| ExecError::Io {
+        action: "create a scratch directory in",
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    let files = HostFiles::write(scratch.path(), spec)?;
+    let points = mount_points(spec);
+    let (top, lower): (&Path, &[PathBuf]) = match &spec.root {
+        RootFs::Overlay { lower, upper, .. } => (upper, lower),
+        RootFs::Dir(d) => (d, &[]),
+    };
+    let before: Vec<(bool, bool)> =
+        points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
+    let cgroups = cgroup::Cgroups::create(&spec.limits)?;
+    let result = run(scratch.path(), &files, cgroups.open_procs()?);
+    drop(cgroups);
+    remove_mount_points(top, &points, &before, matches!(spec.root, RootFs::Overlay { .. }));
+    result
 }
 
 /// Whether `rel` exists in `upper` or any of `lower`.

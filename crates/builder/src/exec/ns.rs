@@ -56,8 +56,8 @@ struct Prepared {
     gid: Gid,
     groups: Vec<Gid>,
     new_net: bool,
-    /// `cgroup.procs` files to join first.
-    cgroups: Vec<CString>,
+    /// `cgroup.procs` files (open) to join first.
+    cgroups: Vec<OwnedFd>,
     err_fd: RawFd,
 }
 
@@ -73,7 +73,7 @@ fn prepare(
     spec: &RunSpec,
     scratch: &Path,
     files: &HostFiles,
-    cgroups: &[CString],
+    cgroups: Vec<OwnedFd>,
     err_fd: RawFd,
 ) -> Result<Prepared, ExecError> {
     let merged = scratch.join("root");
@@ -126,7 +126,7 @@ fn prepare(
         gid: Gid::from_raw(spec.user.gid),
         groups: spec.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         new_net: spec.network == Network::None,
-        cgroups: cgroups.to_vec(),
+        cgroups,
         err_fd,
     })
 }
@@ -135,7 +135,7 @@ pub(super) fn run(
     spec: &RunSpec,
     scratch: &Path,
     files: &HostFiles,
-    cgroups: &[CString],
+    cgroups: Vec<OwnedFd>,
     io: ProcessIo,
 ) -> Result<i32, ExecError> {
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
@@ -177,6 +177,24 @@ pub(super) fn run(
     let status = status.map_err(|e| ExecError::Spawn { program: spec.argv[0].clone(), source: e })?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Makes the process `cmd` starts join the cgroups whose `cgroup.procs`
+/// files are open as `procs`, between fork and exec.
+pub(super) fn join_before_exec(cmd: &mut Command, procs: Vec<OwnedFd>) {
+    if procs.is_empty() {
+        return;
+    }
+    // SAFETY: the hook only writes to descriptors opened before the fork;
+    // no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &procs {
+                nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Writes `step detail` and the errno to the error pipe and exits.
@@ -238,13 +256,8 @@ fn wait_and_exit(pid: Pid) -> ! {
 fn hook(p: &Prepared) -> std::io::Result<()> {
     // Into the limiting cgroups first: everything forked from here is in them.
     for procs in &p.cgroups {
-        match nix::fcntl::open(procs.as_c_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()) {
-            Ok(fd) => {
-                if let Err(e) = nix::unistd::write(&fd, b"0") {
-                    fail(p.err_fd, "join the cgroup", procs, e);
-                }
-            }
-            Err(e) => fail(p.err_fd, "join the cgroup", procs, e),
+        if let Err(e) = nix::unistd::write(procs, b"0") {
+            fail(p.err_fd, "join the cgroup", c"", e);
         }
     }
     let mut flags =

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use cargohold_builder::exec::{
-    BindMount, ExecError, Executor, Limits, Namespaces, Network, ProcessIo, RootFs, RunSpec, UserIds, lookup_user,
+    BindMount, ExecError, Executor, Limits, Namespaces, Network, OciRuntime, ProcessIo, RootFs, RunSpec, UserIds,
+    lookup_user,
 };
 use cargohold_testkit::busybox_rootfs;
 
@@ -223,4 +224,55 @@ fn memory_and_cpu_limits_apply_to_the_container_and_are_removed_after() {
     let q = quota.expect("a cgroup with the container's processes and a CPU quota");
     assert!(q == "50000" || q == "50000 100000", "{q}");
     assert!(our_cgroups().is_empty(), "the cgroups are removed: {:?}", our_cgroups());
+}
+
+/// The same containers through crun's and runc's OCI bundles: isolation,
+/// user, exit codes, an overlay root whose upper directory gets only the
+/// changes, bind mounts, and a memory limit.
+#[test]
+fn crun_and_runc_run_the_same_containers_from_a_bundle() {
+    for runtime in ["crun", "runc"] {
+        cargohold_testkit::require(runtime);
+        runtime_runs_containers(&OciRuntime::new(runtime).unwrap());
+    }
+}
+
+fn runtime_runs_containers(crun: &OciRuntime) {
+    let (t, root) = busybox();
+    let script = "set -e; { echo \"$FOO\"; pwd; hostname; id -u; echo $$; ls /sys/class/net; \
+                  cat /sys/class/net/lo/operstate; ls /proc | grep -c '^[0-9]*$'; } > /tmp/out; exit 7";
+    assert_eq!(crun.run(&spec(RootFs::Dir(root.clone()), script), quiet()).unwrap(), 7);
+    let out = std::fs::read_to_string(root.join("tmp/out")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..6], &["bar baz", "/work/dir", "buildhost", "0", "1", "lo"], "{out}");
+    assert_ne!(lines[6], "down", "loopback is up: {out}");
+    assert!(lines[7].parse::<usize>().unwrap() <= 3, "only the container's processes: {out}");
+
+    // Overlay root: the upper directory holds the change and nothing else.
+    let upper = t.path().join("upper");
+    let work = t.path().join("work");
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let data = t.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in"), "from the host\n").unwrap();
+    let mut s = spec(
+        RootFs::Overlay { lower: vec![root.clone()], upper: upper.clone(), work },
+        "cat /data/in > /tmp/made-by-app; id -u >> /tmp/made-by-app",
+    );
+    s.cwd = "/".into();
+    s.user = lookup_user(std::slice::from_ref(&root), "app").unwrap();
+    s.binds.push(BindMount { source: data.clone(), target: "/data".into(), readonly: true });
+    assert_eq!(crun.run(&s, quiet()).unwrap(), 0);
+    assert_eq!(std::fs::read_to_string(upper.join("tmp/made-by-app")).unwrap(), "from the host\n1000\n");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&upper).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, ["tmp"], "mount points are not left in the upper directory");
+
+    // A memory limit through our cgroup.
+    let mut s = spec(RootFs::Dir(root), "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null");
+    s.limits = Limits { memory: Some(32 << 20), cpus: None };
+    assert_eq!(crun.run(&s, quiet()).unwrap(), 137);
+    assert!(our_cgroups().is_empty());
 }

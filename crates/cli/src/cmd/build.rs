@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Limits, Namespaces, Network, ProcessIo, parse_size};
+use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, executor, parse_size};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -104,8 +104,10 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     };
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
-    let report =
-        Builder::new(&store).on_step(move |s| step_line(quiet, s)).build_plan(&planned, &opts, &plan_opts.file)?;
+    let report = Builder::new(&store)
+        .with_executor(executor(args.runtime.as_deref())?)
+        .on_step(move |s| step_line(quiet, s))
+        .build_plan(&planned, &opts, &plan_opts.file)?;
     let image = report.image.digest.to_string();
     let mut outputs = Vec::new();
     for o in &args.outputs {
@@ -192,7 +194,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
             cpus: args.cpus,
         },
     };
-    let outcome = run_image(&store, &Namespaces::new(), &opts, ProcessIo::inherit())
+    let outcome = run_image(&store, executor(args.runtime.as_deref())?.as_ref(), &opts, ProcessIo::inherit())
         .with_context(|| format!("could not run {}", args.image))?;
     if outcome.code == 137 && opts.limits.memory.is_some() && !ctx.quiet {
         eprintln!("note: the command was killed (exit 137), most likely by the OOM killer under --memory");
@@ -256,6 +258,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Stager::new(&store)
+        .with_executor(executor(args.runtime.as_deref())?)
         .on_step(move |s| stage_line(quiet, s))
         .run(&opts)
         .with_context(|| format!("staged build of {}", dir.display()))?;

@@ -736,6 +736,13 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert_eq!(ch(&store, &["run", "app:1", "--", "sh", "-c", "exit 42"]).status.code(), Some(42));
+    // The same through crun: the exit code, and the very same image built.
+    let code = ch(&store, &["run", "--runtime", "crun", "app:1", "--", "sh", "-c", "exit 42"]).status.code();
+    assert_eq!(code, Some(42));
+    let crun =
+        json(&store, &["build", "--runtime", "crun", "--no-cache", "-t", "app:crun", "--timestamp", "0", "--json", c]);
+    assert_eq!(crun["image"], first["image"], "crun builds the same image");
+    assert!(crun["steps"].as_array().unwrap().iter().all(|s| s["cached"] == false));
     let out =
         ch(&store, &["run", "--network", "none", "-e", "X=1", "app:1", "--", "sh", "-c", "ls /sys/class/net; echo $X"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "lo\n1\n");
