@@ -3,6 +3,11 @@
 # a busybox base: a cold one-RUN build (no build cache, base image present),
 # a fully cached rebuild, and the cost of one extra `RUN true` step (from a
 # file with 11 RUN steps against one with 1). Medians of 5 runs, as root.
+# With the reference images (../shared/images/make-images.sh OUT; pass
+# OUT/oci), also the issue's reference Dockerfile: FROM the 3-layer image,
+# a RUN that writes a file, a COPY of 1000 small files, ENV and CMD; cold
+# means the base is in the store but no layer is unpacked or cached yet.
+#   usage: benches/build-vs-buildah.sh [REFERENCE_OCI_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v buildah >/dev/null || { echo "buildah is needed (apt-get install -y buildah)" >&2; exit 1; }
@@ -54,3 +59,21 @@ printf 'cold one-RUN build:   cargohold %.3f s, buildah %.3f s (%.1fx faster)\n'
 printf 'cached rebuild:       cargohold %.3f s\n' "$(cat "$w/ch-cached")"
 printf 'per extra RUN true:   cargohold %.1f ms, buildah %.1f ms\n' \
   "$(echo "($cm - $c1) * 100" | bc -l)" "$(echo "($bm - $b1) * 100" | bc -l)"
+
+ref=${1:-}
+[ -n "$ref" ] || exit 0
+"$ch" --store "$w/base" copy "oci:$ref:multi" bench/multi:1 >/dev/null
+"${bah[@]}" pull -q "oci:$ref:multi" >/dev/null
+mbase=$("${bah[@]}" images --format '{{.ID}} {{.Size}}' | sort -k2 -h | tail -1 | cut -d' ' -f1)
+mkdir -p "$w/ref/files"
+for i in $(seq 1 1000); do printf 'file %d\n' "$i" >"$w/ref/files/f$i.txt"; done
+body='RUN echo built > /built.txt\nCOPY files/ /srv/files/\nENV APP_HOME=/srv\nCMD ["/bin/bash"]\n'
+printf "FROM bench/multi:1\n$body" >"$w/ref/Dockerfile"
+printf "FROM $mbase\n$body" >"$w/ref/Dockerfile.buildah"
+for _ in 1 2 3 4 5; do cold_ch "$w/ref"; done | median >"$w/ch-ref"
+for _ in 1 2 3 4 5; do cold_bah "$w/ref"; done | median >"$w/bah-ref"
+for _ in 1 2 3 4 5; do cached_ch "$w/ref"; done | median >"$w/ch-ref-cached"
+cr=$(cat "$w/ch-ref"); br=$(cat "$w/bah-ref")
+printf 'reference Dockerfile (3-layer base, RUN, COPY 1000 files, ENV, CMD), cold: cargohold %.3f s, buildah %.3f s (%.1fx faster)\n' \
+  "$cr" "$br" "$(echo "$br / $cr" | bc -l)"
+printf 'reference Dockerfile, fully cached rebuild: cargohold %.3f s\n' "$(cat "$w/ch-ref-cached")"

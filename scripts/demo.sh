@@ -22,7 +22,7 @@ echo "working in $work"
 # A busybox root filesystem as a tarball, like a `docker export` or lxc rootfs.
 mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
 cp /bin/busybox "$work/rootfs/bin/busybox"
-for applet in sh cat echo ls id; do ln -sf busybox "$work/rootfs/bin/$applet"; done
+for applet in sh cat echo ls id grep; do ln -sf busybox "$work/rootfs/bin/$applet"; done
 echo "demo image" >"$work/rootfs/etc/motd"
 tar -C "$work/rootfs" -czf "$work/rootfs.tar.gz" .
 
@@ -35,6 +35,14 @@ mkdir -p "$work/ctx" && echo "built by the demo" >"$work/ctx/note"
 printf 'FROM demo/busybox:1.1\nCOPY note /note\nRUN cat /note /etc/motd > /report\nCMD ["cat", "/report"]\n' >"$work/ctx/Dockerfile"
 "$ch" build -t demo/app:1 "$work/ctx"
 "$ch" run --network none demo/app:1 | grep -q "built by the demo"
+# A staged OS image: the rootfs tarball, an injected file, a stage script and a selfcheck.
+mkdir -p "$work/os/injected_volumes/etc" "$work/os/injected_volumes/bootstrap_scripts"
+printf 'image = "demo/os"\nbase_tarball = "../rootfs.tar.gz"\ncommand = ["/bin/sh"]\n' >"$work/os/stage.toml"
+echo "injected by the demo" >"$work/os/injected_volumes/etc/issue"
+printf '#!/bin/sh\necho "staged" >> /etc/motd\n' >"$work/os/injected_volumes/bootstrap_scripts/stage2.sh"
+printf '#!/bin/sh\ngrep -q staged /etc/motd && grep -q injected /etc/issue\n' >"$work/os/injected_volumes/bootstrap_scripts/selfcheck.sh"
+"$ch" stage "$work/os"
+"$ch" stage promote demo/os 1.0
 "$ch" images
 "$ch" inspect demo/busybox:1.1
 "$ch" save demo/busybox:1.1 -o "$work/busybox.tar"

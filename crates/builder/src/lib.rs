@@ -1,8 +1,10 @@
-//! Dockerfile builds without a Docker engine. This first part is the
-//! Dockerfile parser: parser directives (`# escape=`, `# syntax=`), comments,
-//! line continuations, `--flags`, shell and exec (JSON) forms, heredocs, and
-//! Docker's word rules with variable substitution. Errors name the file,
-//! line and column. And [`dockerignore`]: which context paths a build skips.
+//! Dockerfile builds, staged OS image pipelines and isolated runs, without a
+//! Docker engine: [`dockerfile`] parses (parser directives, comments, line
+//! continuations, `--flags`, shell and exec forms, heredocs, Docker's word
+//! rules; errors name the file, line and column), [`plan`] resolves stages
+//! and arguments, [`build`] runs a plan into a store with a step cache,
+//! [`exec`] runs containers (our own namespaces, or crun/runc), [`stage`]
+//! is the staged pipeline and [`run`] a command in an image.
 //!
 //! ```
 //! use cargohold_builder::dockerfile::{Keyword, parse, words};
