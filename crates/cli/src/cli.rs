@@ -707,6 +707,12 @@ pub struct BuildArgs {
     /// Push every --tag to its registry after the build.
     #[arg(long)]
     pub push: bool,
+    /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
+    #[arg(long, value_name = "docker://REF")]
+    pub cache_to: Option<String>,
+    /// Use the build cache pushed by --cache-to (repeatable; a missing one is a warning).
+    #[arg(long, value_name = "docker://REF")]
+    pub cache_from: Vec<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

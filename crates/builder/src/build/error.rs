@@ -94,6 +94,14 @@ pub enum BuildError {
         /// Its exit code.
         code: i32,
     },
+    /// A shared build cache image is not usable.
+    #[error("build cache {name}: {reason}")]
+    Cache {
+        /// The cache image.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The store failed.
     #[error("the image store")]
     Store(#[source] Box<cargohold_image_core::Error>),

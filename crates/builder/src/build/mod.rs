@@ -88,8 +88,91 @@ pub struct BuildReport {
     pub tags: Vec<String>,
     /// Every step run or taken from the cache, in order.
     pub steps: Vec<StepReport>,
+    /// The build cache entries of the RUN/COPY/ADD steps, in order (what
+    /// [`export_cache`] shares).
+    pub cache: Vec<CacheEntry>,
     /// Layers of the image.
     pub layers: usize,
+}
+
+/// One entry of the build cache: a layer step's key and the layer it made
+/// (`None`: the step changed nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The step's cache key.
+    pub key: Digest,
+    /// Its layer.
+    pub layer: Option<NewLayer>,
+}
+
+/// The config field of a cache image that maps cache keys to layers.
+pub const CACHE_FIELD: &str = "cargohold.build-cache.v1";
+
+/// Stores `entries` as an image named `name`, to be pushed to a registry
+/// (`--cache-to`): its layers are the entries' layers, its config's
+/// [`CACHE_FIELD`] maps each key to the index of its layer, or to null for
+/// a step that made none.
+pub fn export_cache(store: &Store, entries: &[CacheEntry], name: &Reference) -> Result<Descriptor, BuildError> {
+    let _guard = store.layout().write_guard()?;
+    let mut layers: Vec<NewLayer> = Vec::new();
+    let mut map = serde_json::Map::new();
+    for e in entries {
+        let index = e.layer.as_ref().map(|l| match layers.iter().position(|x| x.diff_id == l.diff_id) {
+            Some(i) => i,
+            None => {
+                layers.push(l.clone());
+                layers.len() - 1
+            }
+        });
+        map.insert(e.key.hex().to_owned(), serde_json::json!(index));
+    }
+    let host = Platform::host();
+    let mut config =
+        ImageConfig { architecture: host.architecture, os: host.os, variant: host.variant, ..ImageConfig::default() };
+    config.extra.insert(CACHE_FIELD.into(), serde_json::Value::Object(map));
+    let history = History { created_by: Some("cargohold build cache".into()), ..History::default() };
+    Ok(store.commit_image(None, &layers, config, history, Some(name))?)
+}
+
+/// Adds the entries of the cache image `name` (pulled from a registry for
+/// `--cache-from`) to the store's build cache, its layers unpacked into the
+/// layer cache. Returns the number of entries. An image without
+/// [`CACHE_FIELD`] is an error naming it.
+pub fn import_cache(store: &Store, name: &str) -> Result<usize, BuildError> {
+    let _guard = store.layout().write_guard()?;
+    let img = store.resolve(name)?;
+    let details = store.details(&img.descriptor, None)?;
+    let Some(map) = details.config.extra.get(CACHE_FIELD).and_then(|v| v.as_object()) else {
+        return Err(BuildError::Cache {
+            name: name.into(),
+            reason: format!("not a build cache image (no {CACHE_FIELD} in its config)"),
+        });
+    };
+    let layers: Vec<NewLayer> = details
+        .image
+        .layers
+        .iter()
+        .zip(&details.config.rootfs.diff_ids)
+        .map(|(d, id)| NewLayer { descriptor: d.clone(), diff_id: id.clone() })
+        .collect();
+    let mut src = store.source(name)?;
+    LayerCache::new(store.layout().root().join(".cargohold").join("layers")).ensure(&mut src, None)?;
+    let cache = Cache { dir: store.layout().root().join(".cargohold").join("build-cache") };
+    let mut n = 0;
+    for (key, index) in map {
+        let Ok(key) = Digest::parse(&format!("sha256:{key}")) else { continue };
+        let layer = match index.as_u64() {
+            Some(i) => match layers.get(i as usize) {
+                Some(l) => Some(l),
+                None => continue,
+            },
+            None if index.is_null() => None,
+            None => continue,
+        };
+        cache.put(&key, layer);
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Called after every step.
@@ -178,7 +261,7 @@ impl<'a> Builder<'a> {
         })?;
         let time =
             opts.timestamp.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
-        let run = Run { b: self, opts, file, context, time, steps: Vec::new() };
+        let run = Run { b: self, opts, file, context, time, steps: Vec::new(), cache: Vec::new() };
         run.build(p)
     }
 }
@@ -199,6 +282,7 @@ struct Run<'b, 'a> {
     context: Context,
     time: Option<u64>,
     steps: Vec<StepReport>,
+    cache: Vec<CacheEntry>,
 }
 
 /// Writes `upper` (an overlay upper directory) as a gzip layer blob into
@@ -304,6 +388,7 @@ impl Run<'_, '_> {
             config: config_digest,
             tags: self.opts.tags.iter().map(|t| t.pull_reference().familiar()).collect(),
             steps: self.steps,
+            cache: self.cache,
             layers: target.layers.len(),
         })
     }
@@ -467,12 +552,16 @@ impl Run<'_, '_> {
             && let Some(hit) = cache.get(&key)
         {
             match hit {
-                None => return Ok((true, None)),
+                None => {
+                    self.cache.push(CacheEntry { key, layer: None });
+                    return Ok((true, None));
+                }
                 Some(layer) => {
                     let dir = self.b.layer_cache().layer_dir(&layer.diff_id);
                     if dir.is_dir() && self.b.store.layout().blob_path(&layer.descriptor.digest).is_file() {
                         st.dirs.push(dir);
                         st.layers.push(layer.clone());
+                        self.cache.push(CacheEntry { key, layer: Some(layer.clone()) });
                         return Ok((true, Some(layer.diff_id)));
                     }
                 }
@@ -501,6 +590,7 @@ impl Run<'_, '_> {
         }
         let layer = self.commit_upper(&upper)?;
         cache.put(&key, layer.as_ref());
+        self.cache.push(CacheEntry { key, layer: layer.clone() });
         if let Some(l) = &layer {
             st.dirs.push(self.b.layer_cache().layer_dir(&l.diff_id));
             st.layers.push(l.clone());

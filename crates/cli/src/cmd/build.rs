@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cargohold_builder::build::{BuildOptions, Builder, StepReport};
+use cargohold_builder::build::{BuildOptions, Builder, StepReport, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
 use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, executor, parse_size};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
@@ -102,6 +102,24 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         network,
         timestamp: args.timestamp,
     };
+    for from in &args.cache_from {
+        let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
+            .with_context(|| format!("--cache-from {from}"))?;
+        let pulled =
+            cargohold_registry::pull(&ctx.registry()?, &r, &store, &CopyOptions::default(), 4, &ctx.progress());
+        match pulled {
+            Ok(_) => {
+                let name = r.canonical();
+                let n = import_cache(&store, &name).with_context(|| format!("--cache-from {from}"))?;
+                let _ = store.untag(&name);
+                if !ctx.quiet {
+                    eprintln!("cache: {n} steps from {from}");
+                }
+            }
+            Err(e) if !ctx.quiet => eprintln!("warning: --cache-from {from}: {e:#} (building without it)"),
+            Err(_) => {}
+        }
+    }
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Builder::new(&store)
@@ -145,6 +163,18 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
                 .with_context(|| format!("could not push {}", t.familiar()))?;
             outputs.push(json!({ "location": format!("docker://{}", t.canonical()), "digest": report.image.digest }));
         }
+    }
+    if let Some(to) = &args.cache_to {
+        let r =
+            Reference::parse(to.strip_prefix("docker://").unwrap_or(to)).with_context(|| format!("--cache-to {to}"))?;
+        let local = export_cache(&store, &report.cache, &r)?;
+        let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
+            Ok(Box::new(store.source(&local.digest.to_string())?))
+        };
+        let pushed = cargohold_registry::push(&ctx.registry()?, &open, &r, &CopyOptions::default(), 4, &ctx.progress());
+        let _ = store.untag(&r.canonical());
+        pushed.with_context(|| format!("could not push the build cache to {to}"))?;
+        outputs.push(json!({ "location": format!("cache:docker://{}", r.canonical()), "digest": local.digest }));
     }
     if args.out.json {
         let steps: Vec<_> = report

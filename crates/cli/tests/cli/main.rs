@@ -833,3 +833,47 @@ fn storlets_flow_docker_archive_in_and_out() {
         .arg(format!("docker-archive:{}", out_tar.display()))
         .arg(format!("oci:{}:x", copied.display())));
 }
+
+/// `--cache-to` on one machine, `--cache-from` on another: every step comes
+/// from the shared cache (the RUN's random nonce proves it did not run
+/// again) and the image is the same.
+#[test]
+fn the_build_cache_travels_through_a_registry() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let first = t.path().join("ci-1");
+    import_busybox(t.path(), &first);
+    // The base travels byte for byte (as it would through a registry).
+    let base = format!("oci:{}:bb", t.path().join("bb").display());
+    ok(&first, &["copy", "bb:1", &base]);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("msg"), "hello\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nRUN cat /proc/sys/kernel/random/uuid > /nonce\nCOPY msg /msg\nRUN true\nENV A=1\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    let cache = format!("docker://{}/cache/app:buildcache", reg.1);
+    let built = json(&first, &["build", "--timestamp", "0", "--cache-to", &cache, "-t", "app:1", "--json", c]);
+    assert!(built["steps"].as_array().unwrap().iter().all(|s| s["cached"] == false));
+    assert_eq!(ok(&first, &["images", "--json"]).matches("buildcache").count(), 0, "the cache image is not kept");
+
+    let second = t.path().join("ci-2");
+    ok(&second, &["copy", &base, "bb:1"]);
+    let again = json(&second, &["build", "--timestamp", "0", "--cache-from", &cache, "-t", "app:1", "--json", c]);
+    let layer_steps: Vec<&Value> =
+        again["steps"].as_array().unwrap().iter().filter(|s| !s["layer"].is_null()).collect();
+    assert_eq!(layer_steps.len(), 2);
+    assert!(layer_steps.iter().all(|s| s["cached"] == true), "{again}");
+    assert_eq!(again["image"], built["image"], "the same image, the RUN not run again");
+
+    // A cache that is not there yet: a warning, and the build goes on.
+    let third = t.path().join("ci-3");
+    ok(&third, &["copy", &base, "bb:1"]);
+    let missing = format!("docker://{}/cache/none:buildcache", reg.1);
+    let out = ch(&third, &["build", "--cache-from", &missing, "-t", "app:1", c]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: --cache-from"));
+}
