@@ -439,7 +439,12 @@ impl Run<'_, '_> {
         };
         // The epoch is part of every key: it changes the bytes of new layers.
         st.key = Digest::sha256_of(format!("{}\n{:?}", st.key, self.time).as_bytes());
-        for step in &stage.steps {
+        // An image's ONBUILD triggers run first, and are not inherited further.
+        let triggers = match &stage.base {
+            Base::Image(_) => self.onbuild_steps(stage, &mut st.config)?,
+            _ => Vec::new(),
+        };
+        for step in triggers.iter().chain(&stage.steps) {
             let started = Instant::now();
             let (cached, layer) = self.step(stage, step, &mut st, done)?;
             st.config.history.push(History {
@@ -464,6 +469,33 @@ impl Run<'_, '_> {
         }
         st.config.created = Some(self.created());
         Ok(st)
+    }
+
+    /// The ONBUILD triggers of a base image's `config`, planned as steps at
+    /// the FROM line (taken out of the config: Docker does not pass them on
+    /// to the next image). `--deny` applies to them as to the Dockerfile.
+    fn onbuild_steps(&self, stage: &Stage, config: &mut ImageConfig) -> Result<Vec<Step>, BuildError> {
+        let Some(c) = config.config.as_mut() else { return Ok(Vec::new()) };
+        let Some(list) = c.extra.remove("OnBuild") else { return Ok(Vec::new()) };
+        let triggers: Vec<String> = serde_json::from_value(list).unwrap_or_default();
+        if triggers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fail = |message: String| BuildError::Step {
+            file: self.file.into(),
+            line: stage.line,
+            instruction: format!("ONBUILD triggers of the base image ({})", triggers.join("; ")),
+            message,
+        };
+        let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+        let parsed = dockerfile::parse(&text, "ONBUILD").map_err(|e| fail(e.message.clone()))?;
+        let opts = PlanOptions { target: None, ..self.opts.plan.clone() };
+        let planned = plan(&parsed, &opts).map_err(|e| fail(e.message.clone()))?;
+        let mut steps = planned.stages.into_iter().next().map(|s| s.steps).unwrap_or_default();
+        for s in &mut steps {
+            s.line = stage.line;
+        }
+        Ok(steps)
     }
 
     /// Runs one step; returns whether it came from the cache and the layer it added.

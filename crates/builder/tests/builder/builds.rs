@@ -217,3 +217,33 @@ fn failures_name_the_line_and_leave_the_store_as_it_was() {
     let after: Vec<_> = store.list().unwrap().into_iter().map(|i| i.name).collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let parent = tmp.path().join("parent");
+    write(&parent, "Dockerfile", "FROM busybox:test\nONBUILD COPY msg /msg\nONBUILD RUN echo triggered > /onbuild\n");
+    let built = Builder::new(&store).build(&opts(&parent, "parent:1")).unwrap();
+    let cfg = store.details(&built.image, None).unwrap().config.config.unwrap();
+    assert_eq!(cfg.extra["OnBuild"], serde_json::json!(["COPY msg /msg", "RUN echo triggered > /onbuild"]));
+
+    let child = tmp.path().join("child");
+    write(&child, "Dockerfile", "FROM parent:1\nRUN cat /msg > /seen\n");
+    write(&child, "msg", "from the child\n");
+    let report = Builder::new(&store).build(&opts(&child, "child:1")).unwrap();
+    assert_eq!(report.steps.len(), 3, "two triggers, then the child's RUN");
+    assert!(report.steps[..2].iter().all(|s| s.line == 1), "triggers are reported at the FROM line");
+    let out = unpacked(&store, "child:1", &tmp.path().join("out"));
+    assert_eq!(std::fs::read_to_string(out.join("onbuild")).unwrap(), "triggered\n");
+    assert_eq!(std::fs::read_to_string(out.join("seen")).unwrap(), "from the child\n");
+    let cfg = store.details(&report.image, None).unwrap().config.config.unwrap();
+    assert!(!cfg.extra.contains_key("OnBuild"), "not inherited by grandchildren");
+
+    // --deny covers the triggers too.
+    let mut o = opts(&child, "child:2");
+    o.plan.deny = vec![cargohold_builder::dockerfile::Keyword::Run];
+    write(&child, "Dockerfile", "FROM parent:1\n");
+    let err = Builder::new(&store).build(&o).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:1") && err.contains("ONBUILD") && err.contains("--deny"), "{err}");
+}
