@@ -24,6 +24,8 @@ pub(crate) struct CopyJob<'a> {
     pub entries: Vec<ContextEntry>,
     /// Heredoc files (`COPY <<EOF /dest`).
     pub heredocs: &'a [Heredoc],
+    /// Files downloaded for `ADD URL`.
+    pub downloads: &'a [super::fetch::Download],
     /// Absolute destination in the container.
     pub dest: String,
     /// `--chown`, resolved.
@@ -64,8 +66,8 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
     let matched_dir = |m: &str| m.is_empty() || job.entries.iter().any(|e| e.rel == m && e.kind == "dir");
     let dest_exists_as_dir = root.open_in(&dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
     let dest_is_dir = job.dest.ends_with('/')
-        || roots.len() + job.heredocs.len() > 1
-        || (job.heredocs.is_empty() && roots.iter().any(|e| e.kind == "dir"))
+        || roots.len() + job.heredocs.len() + job.downloads.len() > 1
+        || (job.heredocs.is_empty() && job.downloads.is_empty() && roots.iter().any(|e| e.kind == "dir"))
         || job.entries.iter().any(|e| e.matched.is_empty())
         || dest_exists_as_dir;
     let mut written = 0u64;
@@ -76,6 +78,14 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
         let target = if dest_is_dir { dest.join(&h.name) } else { dest.clone() };
         let mut body = h.body.as_bytes();
         write_file(root, &target, &mut body, job.chmod.unwrap_or(0o644), job.owner, None)?;
+        written += 1;
+    }
+    for d in job.downloads {
+        let target = if dest_is_dir { dest.join(&d.name) } else { dest.clone() };
+        let mut f = std::fs::File::open(&d.path).map_err(io_fail("open", &d.path))?;
+        // Docker gives downloaded files mode 0600.
+        let mtime = d.mtime.map(|t| Timespec { tv_sec: t, tv_nsec: 0 });
+        write_file(root, &target, &mut f, job.chmod.unwrap_or(0o600), job.owner, mtime)?;
         written += 1;
     }
     for e in &job.entries {

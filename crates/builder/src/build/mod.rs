@@ -18,6 +18,7 @@
 pub(crate) mod cache;
 mod copy;
 mod error;
+mod fetch;
 pub(crate) mod mounts;
 
 pub use error::BuildError;
@@ -551,18 +552,21 @@ impl Run<'_, '_> {
         let mut extra = String::new();
         let mut copy_from: Option<StageState> = None;
         let mut entries = Vec::new();
+        let mut downloads: (Option<tempfile::TempDir>, Vec<fetch::Download>) = (None, Vec::new());
         if let StepKind::Copy { sources, from, .. } = &step.kind {
             match from {
                 CopySource::Context => {
-                    if !sources.is_empty() {
-                        if let Some(url) = sources.iter().find(|s| s.contains("://")) {
-                            return Err(self.step_err(
-                                step,
-                                format!("{url}: ADD from a URL is not supported (builds have no network access to fetch it; put the file in the context)"),
-                            ));
+                    let (urls, local): (Vec<String>, Vec<String>) =
+                        sources.iter().cloned().partition(|s| s.contains("://"));
+                    if !urls.is_empty() {
+                        downloads = self.fetch(step, &urls)?;
+                        for d in &downloads.1 {
+                            extra.push_str(&format!("{} {} {:?}\n", d.name, d.digest, d.mtime));
                         }
-                        entries = self.context.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
-                        extra = self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string();
+                    }
+                    if !local.is_empty() {
+                        entries = self.context.resolve(&local).map_err(|e| self.ctx_err(step, e))?;
+                        extra.push_str(&self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string());
                     }
                 }
                 CopySource::Stage(i) => {
@@ -617,7 +621,7 @@ impl Run<'_, '_> {
         let dirs = StepDirs { upper: upper.clone(), work, scratch: scratch.path().to_path_buf() };
         match &step.kind {
             StepKind::Run { .. } => self.run_step(step, st, &dirs)?,
-            StepKind::Copy { .. } => self.copy_step(step, st, &dirs, copy_from.as_ref(), entries)?,
+            StepKind::Copy { .. } => self.copy_step(step, st, &dirs, copy_from.as_ref(), entries, &downloads.1)?,
             _ => unreachable!("only RUN and COPY make layers"),
         }
         let layer = self.commit_upper(&upper)?;
@@ -628,6 +632,40 @@ impl Run<'_, '_> {
             st.layers.push(l.clone());
         }
         Ok((false, layer.map(|l| l.diff_id)))
+    }
+
+    /// Downloads the URLs of an ADD (only ADD takes them, and only with
+    /// the network); the directory holding them lives as long as the step.
+    fn fetch(
+        &self,
+        step: &Step,
+        urls: &[String],
+    ) -> Result<(Option<tempfile::TempDir>, Vec<fetch::Download>), BuildError> {
+        if step.keyword != dockerfile::Keyword::Add {
+            return Err(self.step_err(step, format!("{}: COPY does not take URLs (ADD does)", urls[0])));
+        }
+        if self.opts.network == Network::None {
+            return Err(self.step_err(
+                step,
+                format!("{}: ADD from a URL needs the network (this build has --network none)", urls[0]),
+            ));
+        }
+        let tmp_root = self.b.state_dir().join("tmp");
+        std::fs::create_dir_all(&tmp_root).map_err(|e| BuildError::Io {
+            action: "create",
+            path: tmp_root.clone(),
+            source: e,
+        })?;
+        let dir = tempfile::Builder::new().prefix("add-").tempdir_in(&tmp_root).map_err(|e| BuildError::Io {
+            action: "create a directory in",
+            path: tmp_root.clone(),
+            source: e,
+        })?;
+        let mut got = Vec::new();
+        for (i, url) in urls.iter().enumerate() {
+            got.push(fetch::download(url, dir.path(), i).map_err(|e| self.step_err(step, e))?);
+        }
+        Ok((Some(dir), got))
     }
 
     fn ctx_err(&self, step: &Step, e: ContextError) -> BuildError {
@@ -741,6 +779,7 @@ impl Run<'_, '_> {
         dirs: &StepDirs,
         from: Option<&StageState>,
         entries: Vec<crate::context::ContextEntry>,
+        downloads: &[fetch::Download],
     ) -> Result<(), BuildError> {
         let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, .. } = &step.kind else {
             unreachable!("copy_step runs COPY and ADD steps")
@@ -794,6 +833,7 @@ impl Run<'_, '_> {
                 src_root: &src_root,
                 entries,
                 heredocs,
+                downloads,
                 dest: dest.clone(),
                 owner,
                 chmod,

@@ -247,3 +247,54 @@ fn onbuild_triggers_run_in_the_child_build_and_are_not_inherited() {
     let err = Builder::new(&store).build(&o).unwrap_err().to_string();
     assert!(err.contains("Dockerfile:1") && err.contains("ONBUILD") && err.contains("--deny"), "{err}");
 }
+
+#[test]
+fn add_downloads_urls_only_with_the_network() {
+    let (addr, seen) = cargohold_testkit::canned_server(|head| {
+        let ok = |body: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let text = if head.starts_with("GET /files/tool.sh ") {
+            ok("#!/bin/sh\necho tool\n")
+        } else if head.starts_with("GET /files/data.txt ") {
+            ok("data\n")
+        } else {
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+        };
+        text.into_bytes()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM busybox:test\nADD http://{addr}/files/tool.sh /opt/\nADD http://{addr}/files/data.txt /etc/data\n"
+        ),
+    );
+    Builder::new(&store).build(&opts(&ctx, "fetched:1")).unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let out = unpacked(&store, "fetched:1", &tmp.path().join("out"));
+    assert_eq!(std::fs::read_to_string(out.join("opt/tool.sh")).unwrap(), "#!/bin/sh\necho tool\n");
+    let m = std::fs::metadata(out.join("opt/tool.sh")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o600, "Docker's mode for downloaded files");
+    assert_eq!(m.mtime(), 784_111_777, "Last-Modified");
+    assert_eq!(std::fs::read_to_string(out.join("etc/data")).unwrap(), "data\n");
+
+    // A missing file, no network, and COPY with a URL: errors naming the URL.
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD http://{addr}/files/missing /x\n"));
+    let err = Builder::new(&store).build(&opts(&ctx, "fetched:2")).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:2") && err.contains("/files/missing") && err.contains("404"), "{err}");
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD http://{addr}/files/data.txt /x\n"));
+    let mut o = opts(&ctx, "fetched:3");
+    o.network = cargohold_builder::exec::Network::None;
+    let err = Builder::new(&store).build(&o).unwrap_err().to_string();
+    assert!(err.contains("needs the network"), "{err}");
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nCOPY http://{addr}/files/data.txt /x\n"));
+    let err = Builder::new(&store).build(&opts(&ctx, "fetched:4")).unwrap_err().to_string();
+    assert!(err.contains("COPY does not take URLs"), "{err}");
+}
