@@ -10,9 +10,7 @@ use cargohold_image_core::{Descriptor, History, Platform, Reference, Store, crea
 use cargohold_layerfs::{LayerCache, WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
-use crate::exec::{
-    BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RootFs, RunSpec, lookup_user,
-};
+use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RunSpec, lookup_user};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +37,8 @@ pub struct RunOptions {
     pub platform: Option<Platform>,
     /// Memory and CPU limits.
     pub limits: Limits,
+    /// Never mount a writable overlay (see [`BuildOptions::copy_up`](crate::build::BuildOptions::copy_up)).
+    pub copy_up: bool,
 }
 
 /// How a run ended.
@@ -103,8 +103,14 @@ pub fn run_image(
     }
     let user_spec = opts.user.clone().or(cfg.user.clone()).unwrap_or_default();
     let user = lookup_user(&dirs, &user_spec).map_err(container_err(&opts.image))?;
+    let (root, copyup) = crate::build::copyup::step_root(&tmp, &dirs, &upper, &work, scratch.path(), opts.copy_up)
+        .map_err(|e| BuildError::Io {
+            action: "prepare the root of",
+            path: opts.image.clone().into(),
+            source: std::io::Error::other(e),
+        })?;
     let spec = RunSpec {
-        root: RootFs::Overlay { lower: dirs, upper: upper.clone(), work },
+        root,
         argv: argv.clone(),
         env,
         cwd: opts.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
@@ -117,6 +123,13 @@ pub fn run_image(
     let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
+            if let Some(c) = copyup {
+                c.finish(&upper).map_err(|e| BuildError::Io {
+                    action: "record the changes made in",
+                    path: opts.image.clone().into(),
+                    source: std::io::Error::other(e),
+                })?;
+            }
             let _guard = store.layout().write_guard()?;
             let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
                 upper_to_layer(&upper, w, &WriteOptions::from_env()).map(|_| ())

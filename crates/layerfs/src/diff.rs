@@ -29,7 +29,7 @@ pub struct DiffReport {
 pub fn diff_trees<W: Write>(lower: &Path, upper: &Path, out: W, opts: &WriteOptions) -> Result<(W, DiffReport)> {
     let mut tar = TarOut::new(out, opts.clone());
     let mut report = DiffReport::default();
-    walk(lower, upper, Path::new(""), &mut tar, &mut report, true)?;
+    walk(lower, upper, Path::new(""), &mut tar, &mut report, true, &mut Vec::new())?;
     Ok((tar.finish()?, report))
 }
 
@@ -37,7 +37,15 @@ pub fn diff_trees<W: Write>(lower: &Path, upper: &Path, out: W, opts: &WriteOpti
 pub fn archive_tree<W: Write>(root: &Path, out: W, opts: &WriteOptions) -> Result<(W, u64)> {
     let mut tar = TarOut::new(out, opts.clone());
     let mut report = DiffReport::default();
-    walk(Path::new("/nonexistent-lower-of-an-archive"), root, Path::new(""), &mut tar, &mut report, false)?;
+    walk(
+        Path::new("/nonexistent-lower-of-an-archive"),
+        root,
+        Path::new(""),
+        &mut tar,
+        &mut report,
+        false,
+        &mut Vec::new(),
+    )?;
     let entries = tar.entries;
     Ok((tar.finish()?, entries))
 }
@@ -149,6 +157,19 @@ fn read_full(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Writes the unchanged directories above an entry about to be written
+/// (as an overlay upper directory holds them: a layer carries the
+/// ancestors of what it changes, with their metadata).
+fn flush_parents<W: Write>(upper: &Path, pending: &mut [(PathBuf, bool)], tar: &mut TarOut<W>) -> Result<()> {
+    for (dir, written) in pending.iter_mut() {
+        if !*written {
+            tar.add(&upper.join(&*dir), dir)?;
+            *written = true;
+        }
+    }
+    Ok(())
+}
+
 fn walk<W: Write>(
     lower: &Path,
     upper: &Path,
@@ -156,6 +177,7 @@ fn walk<W: Write>(
     tar: &mut TarOut<W>,
     report: &mut DiffReport,
     diffing: bool,
+    pending: &mut Vec<(PathBuf, bool)>,
 ) -> Result<()> {
     let lo = lower.join(rel);
     let up = upper.join(rel);
@@ -166,27 +188,56 @@ fn walk<W: Write>(
         None => false,
     };
     if !unchanged {
+        flush_parents(upper, pending, tar)?;
         tar.add(&up, rel)?;
         report.changed += 1;
     }
     if !mu.is_dir() {
         return Ok(());
     }
-    let lower_was_dir = ml.as_ref().is_some_and(|m| m.is_dir());
-    let upper_children: Vec<OsString> = children(&up)?;
+    // The root itself is never an entry.
+    let deferred = unchanged && !rel.as_os_str().is_empty();
+    if deferred {
+        pending.push((rel.to_path_buf(), false));
+    }
+    let result = walk_children(lower, upper, rel, tar, report, diffing, pending, ml.as_ref(), &up, &lo);
+    if deferred {
+        pending.pop();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_children<W: Write>(
+    lower: &Path,
+    upper: &Path,
+    rel: &Path,
+    tar: &mut TarOut<W>,
+    report: &mut DiffReport,
+    diffing: bool,
+    pending: &mut Vec<(PathBuf, bool)>,
+    ml: Option<&fs::Metadata>,
+    up: &Path,
+    lo: &Path,
+) -> Result<()> {
+    let lower_was_dir = ml.is_some_and(|m| m.is_dir());
+    let upper_children: Vec<OsString> = children(up)?;
     if lower_was_dir {
-        let lower_children = children(&lo)?;
+        let lower_children = children(lo)?;
         let gone: Vec<&OsString> = lower_children.iter().filter(|c| !upper_children.contains(c)).collect();
         if !gone.is_empty() && gone.len() == lower_children.len() {
+            flush_parents(upper, pending, tar)?;
             tar.whiteout(&rel.join(".wh..wh..opq"))?;
             report.opaque += 1;
             // Everything under an opaque directory is written in full.
+            let nowhere = Path::new("/nonexistent-lower-of-an-opaque-dir");
             for c in &upper_children {
-                walk(Path::new("/nonexistent-lower-of-an-opaque-dir"), upper, &rel.join(c), tar, report, false)?;
+                walk(nowhere, upper, &rel.join(c), tar, report, false, pending)?;
             }
             return Ok(());
         }
         for c in gone {
+            flush_parents(upper, pending, tar)?;
             let mut name = b".wh.".to_vec();
             name.extend_from_slice(c.as_bytes());
             tar.whiteout(&rel.join(std::ffi::OsStr::from_bytes(&name)))?;
@@ -195,7 +246,7 @@ fn walk<W: Write>(
     }
     for c in &upper_children {
         let child: PathBuf = rel.join(c);
-        walk(lower, upper, &child, tar, report, diffing && lower_was_dir)?;
+        walk(lower, upper, &child, tar, report, diffing && lower_was_dir, pending)?;
     }
     Ok(())
 }

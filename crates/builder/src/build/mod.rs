@@ -17,6 +17,7 @@
 
 pub(crate) mod cache;
 mod copy;
+pub(crate) mod copyup;
 mod error;
 mod fetch;
 pub(crate) mod mounts;
@@ -38,7 +39,7 @@ use cargohold_layerfs::{LayerCache, Root, WriteOptions, store_layer_from, upper_
 
 use crate::context::{Context, ContextError};
 use crate::dockerfile;
-use crate::exec::{Executor, Namespaces, Network, ProcessIo, RootFs, RunSpec, lookup_user};
+use crate::exec::{Executor, Namespaces, Network, ProcessIo, RunSpec, lookup_user};
 use crate::plan::{Base, CopySource, Plan, PlanOptions, Stage, Step, StepKind, plan};
 
 /// What to build.
@@ -59,6 +60,10 @@ pub struct BuildOptions {
     /// Every timestamp (config, history, file times in new layers, clamped);
     /// `SOURCE_DATE_EPOCH` when `None` and set, else now.
     pub timestamp: Option<u64>,
+    /// Never mount a writable overlay: every step works on a copy of its
+    /// layers and its layer is a tree diff (what happens anyway where
+    /// overlayfs cannot be mounted).
+    pub copy_up: bool,
 }
 
 /// One step's outcome.
@@ -735,8 +740,17 @@ impl Run<'_, '_> {
                 argv[last] = script;
             }
         }
+        let (root, copyup) = copyup::step_root(
+            &self.b.state_dir().join("tmp"),
+            &st.dirs,
+            &dirs.upper,
+            &dirs.work,
+            &dirs.scratch,
+            self.opts.copy_up,
+        )
+        .map_err(|e| self.step_err(step, e))?;
         let spec = RunSpec {
-            root: RootFs::Overlay { lower: st.dirs.clone(), upper: dirs.upper.clone(), work: dirs.work.clone() },
+            root,
             argv,
             env,
             cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
@@ -759,6 +773,9 @@ impl Run<'_, '_> {
                 instruction: step.created_by.clone(),
                 code,
             });
+        }
+        if let Some(c) = copyup {
+            c.finish(&dirs.upper).map_err(|e| self.step_err(step, e))?;
         }
         Ok(())
     }
@@ -809,12 +826,19 @@ impl Run<'_, '_> {
         for d in [&merged, &src_view] {
             std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
         }
+        let copyup = if st.dirs.is_empty() || copyup::use_overlay(&self.b.state_dir().join("tmp"), self.opts.copy_up) {
+            None
+        } else {
+            Some(copyup::CopyUp::prepare(&st.dirs, scratch).map_err(|e| self.step_err(step, e))?)
+        };
         let result: Result<(), BuildError> = in_private_mounts(|| {
-            let root_dir = if st.dirs.is_empty() {
-                upper.to_path_buf()
-            } else {
-                mount_overlay(&st.dirs, Some((upper, work)), &merged).map_err(|e| self.step_err(step, e))?;
-                merged.clone()
+            let root_dir = match &copyup {
+                _ if st.dirs.is_empty() => upper.to_path_buf(),
+                Some(c) => c.root.clone(),
+                None => {
+                    mount_overlay(&st.dirs, Some((upper, work)), &merged).map_err(|e| self.step_err(step, e))?;
+                    merged.clone()
+                }
             };
             let (src_root, entries) = match from {
                 None => (self.context.root().to_path_buf(), entries),
@@ -845,6 +869,10 @@ impl Run<'_, '_> {
             Ok(())
         })
         .map_err(|e| self.step_err(step, e))?;
-        result
+        result?;
+        if let Some(c) = copyup {
+            c.finish(upper).map_err(|e| self.step_err(step, e))?;
+        }
+        Ok(())
     }
 }

@@ -234,10 +234,32 @@ fn prepared_run(
     };
     let before: Vec<(bool, bool)> =
         points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
+    // In a plain directory, the directories that get mount points keep
+    // their times (a tree diff would otherwise see them changed).
+    let overlay = matches!(spec.root, RootFs::Overlay { .. });
+    let mut parents: Vec<(PathBuf, rustix::fs::Timestamps)> = Vec::new();
+    if !overlay {
+        for (rel, _) in points.iter().zip(&before).filter(|(_, e)| !e.0) {
+            let parent = top.join(rel).parent().map(Path::to_path_buf).unwrap_or_else(|| top.to_path_buf());
+            if let Ok(st) = rustix::fs::lstat(&parent)
+                && !parents.iter().any(|(p, _)| *p == parent)
+            {
+                let t = |s: i64, ns: i64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
+                let times = rustix::fs::Timestamps {
+                    last_access: t(st.st_atime as i64, st.st_atime_nsec as i64),
+                    last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as i64),
+                };
+                parents.push((parent, times));
+            }
+        }
+    }
     let cgroups = cgroup::Cgroups::create(&spec.limits)?;
     let result = run(scratch.path(), &files, cgroups.open_procs()?);
     drop(cgroups);
-    remove_mount_points(top, &points, &before, matches!(spec.root, RootFs::Overlay { .. }));
+    remove_mount_points(top, &points, &before, overlay);
+    for (dir, times) in parents.iter().rev() {
+        let _ = rustix::fs::utimensat(rustix::fs::CWD, dir, times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+    }
     result
 }
 

@@ -24,7 +24,7 @@
 //! layers below, the scripts and the environment); `no_cache` runs them
 //! again. The selfcheck always runs.
 
-mod inject;
+pub(crate) mod inject;
 mod tarball;
 
 use std::collections::BTreeMap;
@@ -39,8 +39,9 @@ use serde::Deserialize;
 
 use crate::build::cache::Cache;
 use crate::build::commit_upper;
+use crate::build::copyup::{CopyUp, step_root, use_overlay};
 use crate::build::mounts::{in_private_mounts, mount_overlay};
-use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RootFs, RunSpec};
+use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RunSpec};
 
 /// The stage scripts, in the order they run.
 pub const STAGES: [&str; 3] = ["stage2", "stage3", "selfcheck"];
@@ -106,6 +107,8 @@ pub struct StageOptions {
     /// Platform of a `scratch` image, and of the base image to use
     /// (default: this host's).
     pub platform: Option<Platform>,
+    /// Never mount a writable overlay (see [`BuildOptions::copy_up`](crate::build::BuildOptions::copy_up)).
+    pub copy_up: bool,
 }
 
 /// One step of the pipeline.
@@ -348,7 +351,7 @@ impl<'a> Stager<'a> {
         // The injected trees.
         let started = Instant::now();
         let mut warnings = Vec::new();
-        let layer = self.inject(dir, &st, scratch.path(), time, &mut warnings)?;
+        let layer = self.inject(dir, &st, scratch.path(), (time, opts.copy_up), &mut warnings)?;
         st.key = Digest::sha256_of(format!("{}\ninject {:?}", st.key, layer.as_ref().map(|l| &l.diff_id)).as_bytes());
         st.history.push(History {
             created: Some(created.clone()),
@@ -515,7 +518,7 @@ impl<'a> Stager<'a> {
         dir: &Path,
         st: &State,
         scratch: &Path,
-        time: Option<u64>,
+        (time, copy_up): (Option<u64>, bool),
         warnings: &mut Vec<String>,
     ) -> Result<Option<NewLayer>, StageError> {
         let work_dir = scratch.join("inject");
@@ -527,13 +530,21 @@ impl<'a> Stager<'a> {
         if trees.is_empty() {
             return Ok(None);
         }
+        let copyup = if st.dirs.is_empty() || use_overlay(&self.state_dir().join("tmp"), copy_up) {
+            None
+        } else {
+            let c = CopyUp::prepare(&st.dirs, &work_dir);
+            Some(c.map_err(|message| StageError::Config { path: work_dir.clone(), message })?)
+        };
         let result = in_private_mounts(|| -> Result<(), StageError> {
-            let root_dir = if st.dirs.is_empty() {
-                upper.clone()
-            } else {
-                mount_overlay(&st.dirs, Some((&upper, &work)), &merged)
-                    .map_err(|message| StageError::Config { path: merged.clone(), message })?;
-                merged.clone()
+            let root_dir = match &copyup {
+                _ if st.dirs.is_empty() => upper.clone(),
+                Some(c) => c.root.clone(),
+                None => {
+                    mount_overlay(&st.dirs, Some((&upper, &work)), &merged)
+                        .map_err(|message| StageError::Config { path: merged.clone(), message })?;
+                    merged.clone()
+                }
             };
             let root = Root::open(&root_dir).map_err(|e| StageError::io("open", &root_dir)(e.into()))?;
             let mut report = inject::InjectReport::default();
@@ -546,6 +557,9 @@ impl<'a> Stager<'a> {
         })
         .map_err(|message| StageError::Config { path: merged.clone(), message })?;
         result?;
+        if let Some(c) = copyup {
+            c.finish(&upper).map_err(|message| StageError::Config { path: work_dir.clone(), message })?;
+        }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }
 
@@ -583,8 +597,11 @@ impl<'a> Stager<'a> {
         let in_container = format!("/bootstrap_scripts/{file}");
         let shebang = std::fs::read(script).map_err(StageError::io("read", script))?.starts_with(b"#!");
         let argv = if shebang { vec![in_container] } else { vec!["/bin/sh".into(), in_container] };
+        let tmp = self.state_dir().join("tmp");
+        let (root, copyup) = step_root(&tmp, &st.dirs, &upper, &work, &dir, opts.copy_up)
+            .map_err(|message| StageError::Config { path: dir.clone(), message })?;
         let spec = RunSpec {
-            root: RootFs::Overlay { lower: st.dirs.clone(), upper: upper.clone(), work },
+            root,
             argv,
             env,
             cwd: "/".into(),
@@ -607,6 +624,9 @@ impl<'a> Stager<'a> {
         }
         if stage == "selfcheck" {
             return Ok(None);
+        }
+        if let Some(c) = copyup {
+            c.finish(&upper).map_err(|message| StageError::Config { path: dir.clone(), message })?;
         }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }

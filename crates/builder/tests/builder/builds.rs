@@ -298,3 +298,20 @@ fn add_downloads_urls_only_with_the_network() {
     let err = Builder::new(&store).build(&opts(&ctx, "fetched:4")).unwrap_err().to_string();
     assert!(err.contains("COPY does not take URLs"), "{err}");
 }
+
+/// Without overlayfs (forced here; on hosts whose store is on overlayfs or
+/// NFS it is the only way) every step works on a copy of its layers: the
+/// image is byte for byte the one the overlay path builds.
+#[test]
+fn the_copy_up_fallback_builds_the_same_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = app_context(tmp.path());
+    let over = Builder::new(&store).build(&opts(&ctx, "app:overlay")).unwrap();
+    let mut o = opts(&ctx, "app:copy");
+    o.no_cache = true;
+    o.copy_up = true;
+    let copied = Builder::new(&store).build(&o).unwrap();
+    assert!(copied.steps.iter().all(|s| !s.cached));
+    assert_eq!(copied.image.digest, over.image.digest);
+}

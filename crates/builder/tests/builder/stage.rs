@@ -266,3 +266,13 @@ fn a_debian_rootfs_stages_offline_and_builds_on_top() {
     assert_eq!(std::fs::read_to_string(out.join("tmp/uid")).unwrap(), "1500\n");
     assert!(std::fs::read_to_string(out.join("etc/apt-version")).unwrap().starts_with("apt "));
 }
+
+#[test]
+fn the_copy_up_fallback_stages_the_same_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = image_dir(tmp.path());
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let over = Stager::new(&store).run(&options(&img)).unwrap();
+    let copied = Stager::new(&store).run(&StageOptions { no_cache: true, copy_up: true, ..options(&img) }).unwrap();
+    assert_eq!(copied.image.digest, over.image.digest);
+}

@@ -76,6 +76,11 @@ fn ensure_image(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>
     Ok(())
 }
 
+/// `CARGOHOLD_OVERLAY=0`: never mount a writable overlay (the copy-up fallback).
+fn no_overlay() -> bool {
+    std::env::var("CARGOHOLD_OVERLAY").is_ok_and(|v| v == "0")
+}
+
 fn step_line(quiet: bool, s: &StepReport) {
     if quiet {
         return;
@@ -101,6 +106,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         network,
         timestamp: args.timestamp,
+        copy_up: no_overlay(),
     };
     for from in &args.cache_from {
         let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
@@ -219,6 +225,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         hostname: args.hostname.clone(),
         commit: args.commit.as_deref().map(Reference::parse).transpose()?,
         platform: platform(args.platform.as_deref())?,
+        copy_up: no_overlay(),
         limits: Limits {
             memory: args.memory.as_deref().map(parse_size).transpose().map_err(|e| anyhow::anyhow!("--memory {e}"))?,
             cpus: args.cpus,
@@ -284,6 +291,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         network: args.network.parse().map_err(anyhow::Error::msg)?,
         timestamp: args.timestamp,
         platform,
+        copy_up: no_overlay(),
     };
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();

@@ -311,8 +311,12 @@ fn set_owner_xattrs(layer: &mut Layer<'_>, fd: &impl AsFd, m: &Meta, shown: &Pat
     }
     // A new entry inherits its directory's default ACL: the layer says
     // which ACLs the entry has, so drop the ones it does not list.
+    if m.xattrs.iter().any(|(n, _)| n == "system.posix_acl_default") {
+        layer.default_acls = true;
+        super::DEFAULT_ACL_SEEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     for acl in ["system.posix_acl_access", "system.posix_acl_default"] {
-        if m.xattrs.iter().any(|(n, _)| n == acl) {
+        if !layer.default_acls || m.xattrs.iter().any(|(n, _)| n == acl) {
             continue;
         }
         match rustix::fs::fremovexattr(fd, acl) {

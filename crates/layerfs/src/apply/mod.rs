@@ -83,7 +83,13 @@ pub(crate) struct Layer<'a> {
     /// Directories whose mode and times are set at the end (children change them).
     pub(crate) dirs: Vec<(PathBuf, u32, u64)>,
     pub(crate) report: ApplyReport,
+    /// Whether a directory of the tree may carry a default ACL (so new
+    /// entries may inherit ACLs the layer does not give them).
+    pub(crate) default_acls: bool,
 }
+
+/// Set once any layer applied in this process gave a directory a default ACL.
+pub(crate) static DEFAULT_ACL_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Layer<'_> {
     pub(crate) fn entry_err(&self, entry: &Path, reason: impl Into<String>) -> Error {
@@ -109,6 +115,12 @@ pub fn apply_layer(root: &Root, tar: &mut dyn Read, name: &str, opts: &ApplyOpti
         opaque_done: HashSet::new(),
         dirs: Vec::new(),
         report: ApplyReport::default(),
+        default_acls: DEFAULT_ACL_SEEN.load(std::sync::atomic::Ordering::Relaxed) || {
+            // The root is an O_PATH descriptor: read through /proc.
+            use std::os::fd::AsRawFd;
+            let at = format!("/proc/self/fd/{}", root.fd().as_raw_fd());
+            rustix::fs::getxattr(at.as_str(), "system.posix_acl_default", &mut [0u8; 0][..]).is_ok()
+        },
     };
     let tar_err = |source| Error::Tar { layer: name.into(), source };
     let mut archive = tar::Archive::new(tar);

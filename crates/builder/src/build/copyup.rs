@@ -1,0 +1,114 @@
+//! The fallback where overlayfs cannot be mounted (a store on overlayfs or
+//! NFS, as in many CI containers): the layers are flattened into a plain
+//! directory, the step works on a full copy of it, and the difference
+//! between the two (a tree diff) is written into the upper directory in
+//! overlay form, so the rest of the build cannot tell the two ways apart.
+//! Slower (a copy per step), never wrong. The options' `copy_up` (the
+//! CLI's `CARGOHOLD_OVERLAY=0`) forces it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cargohold_layerfs::{ApplyOptions, Root, WriteOptions, apply_layer, diff_trees, upper_to_layer};
+
+use super::mounts::{in_private_mounts, mount_overlay};
+use crate::stage::inject::{InjectReport, inject_tree};
+
+/// Whether to mount a writable overlay with its upper directory under
+/// `tmp`: not when `copy_up` is asked for, else if the kernel can (probed
+/// once per process).
+pub(crate) fn use_overlay(tmp: &Path, copy_up: bool) -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    if copy_up {
+        return false;
+    }
+    *PROBE.get_or_init(|| {
+        let Ok(dir) = tempfile::Builder::new().prefix("probe-").tempdir_in(tmp) else { return false };
+        let p = |n: &str| dir.path().join(n);
+        if ["lower", "upper", "work", "merged"].iter().any(|n| std::fs::create_dir(p(n)).is_err()) {
+            return false;
+        }
+        in_private_mounts(|| mount_overlay(&[p("lower")], Some((&p("upper"), &p("work"))), &p("merged")).is_ok())
+            .unwrap_or(false)
+    })
+}
+
+/// Applies the overlay-form layer directories `lower` (base first) to the
+/// plain directory `dest`: each is read back as a layer tar (whiteouts and
+/// opaque directories become `.wh.` entries) and applied.
+pub(crate) fn flatten(lower: &[PathBuf], dest: &Path) -> Result<(), String> {
+    let root = Root::open(dest).map_err(|e| format!("could not open {}: {e}", dest.display()))?;
+    for layer in lower {
+        let tar = dest.with_extension("layer.tar");
+        let file = std::fs::File::create(&tar).map_err(|e| format!("could not create {}: {e}", tar.display()))?;
+        upper_to_layer(layer, std::io::BufWriter::new(file), &WriteOptions::default())
+            .map_err(|e| format!("could not read the layer {}: {e}", layer.display()))?;
+        let mut input = std::io::BufReader::new(
+            std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
+        );
+        apply_layer(&root, &mut input, &layer.display().to_string(), &ApplyOptions::default())
+            .map_err(|e| format!("could not flatten {}: {e}", layer.display()))?;
+        let _ = std::fs::remove_file(&tar);
+    }
+    Ok(())
+}
+
+/// A step's root as a copy of its flattened layers.
+#[derive(Debug)]
+pub(crate) struct CopyUp {
+    flat: PathBuf,
+    /// The directory the step changes.
+    pub root: PathBuf,
+}
+
+impl CopyUp {
+    /// Flattens `lower` under `dir` and copies it as the step's root.
+    pub(crate) fn prepare(lower: &[PathBuf], dir: &Path) -> Result<CopyUp, String> {
+        let (flat, root) = (dir.join("flat"), dir.join("root"));
+        for d in [&flat, &root] {
+            std::fs::create_dir(d).map_err(|e| format!("could not create {}: {e}", d.display()))?;
+        }
+        flatten(lower, &flat)?;
+        let r = Root::open(&root).map_err(|e| format!("could not open {}: {e}", root.display()))?;
+        let mut report = InjectReport::default();
+        inject_tree(&r, &flat, &[], &mut report)
+            .map_err(|f| format!("could not {} {}: {}", f.action, f.path.display(), f.source))?;
+        Ok(CopyUp { flat, root })
+    }
+
+    /// Writes what the step changed into the overlay upper directory `upper`.
+    pub(crate) fn finish(&self, upper: &Path) -> Result<(), String> {
+        let tar = self.flat.with_extension("diff.tar");
+        let file = std::fs::File::create(&tar).map_err(|e| format!("could not create {}: {e}", tar.display()))?;
+        diff_trees(&self.flat, &self.root, std::io::BufWriter::new(file), &WriteOptions::default())
+            .map_err(|e| format!("could not compare the step's root with its layers: {e}"))?;
+        let up = Root::open(upper).map_err(|e| format!("could not open {}: {e}", upper.display()))?;
+        let mut input = std::io::BufReader::new(
+            std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
+        );
+        let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+        apply_layer(&up, &mut input, "the step's changes", &opts)
+            .map_err(|e| format!("could not record the step's changes: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The root for a run on `lower` with `(upper, work)`: an overlay when the
+/// kernel can mount one here (`tmp` is on the upper's filesystem), else a
+/// [`CopyUp`] made in `scratch`, whose `finish` must follow the run.
+pub(crate) fn step_root(
+    tmp: &Path,
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    scratch: &Path,
+    copy_up: bool,
+) -> Result<(crate::exec::RootFs, Option<CopyUp>), String> {
+    use crate::exec::RootFs;
+    if lower.is_empty() || use_overlay(tmp, copy_up) {
+        let root = RootFs::Overlay { lower: lower.to_vec(), upper: upper.to_path_buf(), work: work.to_path_buf() };
+        return Ok((root, None));
+    }
+    let c = CopyUp::prepare(lower, scratch)?;
+    Ok((RootFs::Dir(c.root.clone()), Some(c)))
+}
