@@ -241,13 +241,14 @@ fn prepared_run(
     if !overlay {
         for (rel, _) in points.iter().zip(&before).filter(|(_, e)| !e.0) {
             let parent = top.join(rel).parent().map(Path::to_path_buf).unwrap_or_else(|| top.to_path_buf());
-            if let Ok(st) = rustix::fs::lstat(&parent)
+            if let Ok(m) = std::fs::symlink_metadata(&parent)
                 && !parents.iter().any(|(p, _)| *p == parent)
             {
+                use std::os::unix::fs::MetadataExt;
                 let t = |s: i64, ns: i64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
                 let times = rustix::fs::Timestamps {
-                    last_access: t(st.st_atime as i64, st.st_atime_nsec as i64),
-                    last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as i64),
+                    last_access: t(m.atime(), m.atime_nsec()),
+                    last_modification: t(m.mtime(), m.mtime_nsec()),
                 };
                 parents.push((parent, times));
             }
