@@ -301,8 +301,22 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 let chown = i.flag("chown").map(&sub).transpose()?;
                 let chmod = i.flag("chmod").map(str::to_owned);
                 let shown = format!("{} {} {}", i.keyword, ws.join(" "), dest);
+                // Unquoted heredoc delimiters: variables in the file are expanded.
+                let expanded_heredocs = || -> Result<Vec<Heredoc>, ParseError> {
+                    i.heredocs
+                        .iter()
+                        .map(|h| {
+                            let mut h = h.clone();
+                            if h.expand {
+                                h.body = crate::dockerfile::words::expand(&h.body, d.escape, &lookup)
+                                    .map_err(|e| wrap(i, e))?;
+                            }
+                            Ok(h)
+                        })
+                        .collect()
+                };
                 (
-                    StepKind::Copy { add, sources: ws, dest, from, chown, chmod, heredocs: i.heredocs.clone() },
+                    StepKind::Copy { add, sources: ws, dest, from, chown, chmod, heredocs: expanded_heredocs()? },
                     format!("{shown} # buildkit"),
                     false,
                 )
@@ -450,6 +464,21 @@ mod tests {
 
     fn plan_of(text: &str, opts: PlanOptions) -> Result<Plan, ParseError> {
         plan(&parse(text, "Dockerfile").unwrap(), &opts)
+    }
+
+    #[test]
+    fn copy_heredocs_expand_unless_the_delimiter_is_quoted() {
+        let text = "FROM scratch\nARG NAME=world\nCOPY <<EOF /a\nhello \"$NAME\" \\$HOME ${NAME:-x}\nEOF\nCOPY <<\"EOF\" /b\nhello $NAME\nEOF\n";
+        let p = plan_of(text, PlanOptions::default()).unwrap();
+        let bodies: Vec<String> = p.stages[0]
+            .steps
+            .iter()
+            .filter_map(|s| match &s.kind {
+                StepKind::Copy { heredocs, .. } => Some(heredocs[0].body.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bodies, ["hello \"world\" $HOME world\n", "hello $NAME\n"]);
     }
 
     #[test]

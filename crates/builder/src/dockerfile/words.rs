@@ -31,6 +31,26 @@ pub fn word(text: &str, escape: char, vars: &dyn Fn(&str) -> Option<String>) -> 
     lexer.word(&|_| false)
 }
 
+/// Substitutes variables in `text` and nothing else (quotes stay, as in a
+/// heredoc body): `$VAR`, `${VAR...}`; the escape character before `$`
+/// keeps a literal `$`.
+pub fn expand(text: &str, escape: char, vars: &dyn Fn(&str) -> Option<String>) -> Result<String, WordError> {
+    let mut lexer = Lexer { chars: text.chars().collect(), pos: 0, escape, vars };
+    let mut out = String::new();
+    while let Some(c) = lexer.peek() {
+        lexer.pos += 1;
+        match c {
+            e if e == escape && lexer.peek() == Some('$') => {
+                out.push('$');
+                lexer.pos += 1;
+            }
+            '$' => out.push_str(&lexer.dollar()?),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
 /// `ENV`/`LABEL`/`ARG`-style pairs: `k=v k2="v 2"`, or the legacy `k v with spaces`
 /// (when `legacy` and the first word has no `=`). Values are processed.
 pub fn key_values(
