@@ -71,9 +71,7 @@ pub fn run_image(
     let mut src = store.source(&opts.image)?;
     let dirs = LayerCache::new(state.join("layers")).ensure(&mut src, opts.platform.as_ref())?;
     let tmp = state.join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(io("create", tmp.clone()))?;
-    let scratch =
-        tempfile::Builder::new().prefix("run-").tempdir_in(&tmp).map_err(io("create a directory in", tmp.clone()))?;
+    let scratch = crate::build::scratch_dir(store, "run-")?;
     let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
     for d in [&upper, &work] {
         std::fs::create_dir(d).map_err(io("create", d.clone()))?;

@@ -686,12 +686,8 @@ pub struct BuildArgs {
     /// Run every step even when the build cache has it.
     #[arg(long)]
     pub no_cache: bool,
-    /// Network of RUN steps: host or none.
-    #[arg(long, default_value = "host")]
-    pub network: String,
-    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
-    #[arg(long, value_name = "crun|runc")]
-    pub runtime: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// Platform to build for (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -715,6 +711,17 @@ pub struct BuildArgs {
     pub cache_from: Vec<String>,
     #[command(flatten)]
     pub out: JsonArgs,
+}
+
+/// How containers run (build steps, stages, run).
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// Network of the containers: host or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
+    #[arg(long, value_name = "crun|runc")]
+    pub runtime: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -743,12 +750,8 @@ pub struct StageArgs {
     /// Run every stage even when the cache has it.
     #[arg(long)]
     pub no_cache: bool,
-    /// Network of the stages: host or none.
-    #[arg(long, default_value = "host")]
-    pub network: String,
-    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
-    #[arg(long, value_name = "crun|runc")]
-    pub runtime: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<u64>,
@@ -789,12 +792,8 @@ pub struct RunArgs {
     /// Bind-mount a host path (repeatable).
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     pub volumes: Vec<String>,
-    /// host or none.
-    #[arg(long, default_value = "host")]
-    pub network: String,
-    /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
-    #[arg(long, value_name = "crun|runc")]
-    pub runtime: Option<String>,
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// Working directory in the container.
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,

@@ -351,6 +351,19 @@ pub(crate) fn import_base(
     Ok(done.manifest.digest.to_string())
 }
 
+/// A new scratch directory `<store>/.cargohold/tmp/<prefix>*` (on the
+/// store's filesystem, so its contents can be renamed into the layer
+/// cache), removed on drop.
+pub(crate) fn scratch_dir(store: &Store, prefix: &str) -> Result<tempfile::TempDir, cargohold_layerfs::Error> {
+    let tmp = store.layout().root().join(".cargohold").join("tmp");
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| cargohold_layerfs::Error::Io { action, path, source }
+    };
+    std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io("create a directory in", &tmp))
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -608,17 +621,7 @@ impl Run<'_, '_> {
                 }
             }
         }
-        let tmp_root = self.b.state_dir().join("tmp");
-        std::fs::create_dir_all(&tmp_root).map_err(|e| BuildError::Io {
-            action: "create",
-            path: tmp_root.clone(),
-            source: e,
-        })?;
-        let scratch = tempfile::Builder::new().prefix("step-").tempdir_in(&tmp_root).map_err(|e| BuildError::Io {
-            action: "create a directory in",
-            path: tmp_root.clone(),
-            source: e,
-        })?;
+        let scratch = scratch_dir(self.b.store, "step-")?;
         let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
         for d in [&upper, &work] {
             std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
@@ -655,17 +658,7 @@ impl Run<'_, '_> {
                 format!("{}: ADD from a URL needs the network (this build has --network none)", urls[0]),
             ));
         }
-        let tmp_root = self.b.state_dir().join("tmp");
-        std::fs::create_dir_all(&tmp_root).map_err(|e| BuildError::Io {
-            action: "create",
-            path: tmp_root.clone(),
-            source: e,
-        })?;
-        let dir = tempfile::Builder::new().prefix("add-").tempdir_in(&tmp_root).map_err(|e| BuildError::Io {
-            action: "create a directory in",
-            path: tmp_root.clone(),
-            source: e,
-        })?;
+        let dir = scratch_dir(self.b.store, "add-")?;
         let mut got = Vec::new();
         for (i, url) in urls.iter().enumerate() {
             got.push(fetch::download(url, dir.path(), i).map_err(|e| self.step_err(step, e))?);

@@ -38,9 +38,9 @@ use cargohold_layerfs::{LayerCache, Root};
 use serde::Deserialize;
 
 use crate::build::cache::Cache;
-use crate::build::commit_upper;
 use crate::build::copyup::{CopyUp, step_root, use_overlay};
 use crate::build::mounts::{in_private_mounts, mount_overlay};
+use crate::build::{commit_upper, scratch_dir};
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RunSpec};
 
 /// The stage scripts, in the order they run.
@@ -326,12 +326,7 @@ impl<'a> Stager<'a> {
         let created = format_rfc3339(time.unwrap_or_else(now));
         let platform = opts.platform.clone().unwrap_or_else(Platform::host);
         let _guard = self.store.layout().write_guard()?;
-        let tmp_root = self.state_dir().join("tmp");
-        std::fs::create_dir_all(&tmp_root).map_err(StageError::io("create", &tmp_root))?;
-        let scratch = tempfile::Builder::new()
-            .prefix("stage-")
-            .tempdir_in(&tmp_root)
-            .map_err(StageError::io("create", &tmp_root))?;
+        let scratch = scratch_dir(self.store, "stage-")?;
         let mut steps = Vec::new();
         let mut report_step = |name: &str, cached: bool, layer: Option<Digest>, started: Instant| {
             let s = StageStep { name: name.into(), cached, layer, seconds: started.elapsed().as_secs_f64() };

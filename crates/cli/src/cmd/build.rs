@@ -97,7 +97,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let planned = plan(&parse(&text, &plan_opts.file)?, &plan_opts)?;
     pull_bases(ctx, &store, &planned, &plan_opts)?;
     let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
-    let network: Network = args.network.parse().map_err(anyhow::Error::msg)?;
+    let network: Network = args.container.network.parse().map_err(anyhow::Error::msg)?;
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile: Some(file),
@@ -129,7 +129,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Builder::new(&store)
-        .with_executor(executor(args.runtime.as_deref())?)
+        .with_executor(executor(args.container.runtime.as_deref())?)
         .on_step(move |s| step_line(quiet, s))
         .build_plan(&planned, &opts, &plan_opts.file)?;
     let image = report.image.digest.to_string();
@@ -219,7 +219,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         argv: args.command.clone(),
         env: args.env.clone(),
         binds,
-        network: args.network.parse().map_err(anyhow::Error::msg)?,
+        network: args.container.network.parse().map_err(anyhow::Error::msg)?,
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
@@ -231,7 +231,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
             cpus: args.cpus,
         },
     };
-    let outcome = run_image(&store, executor(args.runtime.as_deref())?.as_ref(), &opts, ProcessIo::inherit())
+    let outcome = run_image(&store, executor(args.container.runtime.as_deref())?.as_ref(), &opts, ProcessIo::inherit())
         .with_context(|| format!("could not run {}", args.image))?;
     if outcome.code == 137 && opts.limits.memory.is_some() && !ctx.quiet {
         eprintln!("note: the command was killed (exit 137), most likely by the OOM killer under --memory");
@@ -288,7 +288,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         dir: dir.clone(),
         config,
         no_cache: args.no_cache,
-        network: args.network.parse().map_err(anyhow::Error::msg)?,
+        network: args.container.network.parse().map_err(anyhow::Error::msg)?,
         timestamp: args.timestamp,
         platform,
         copy_up: no_overlay(),
@@ -296,7 +296,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Stager::new(&store)
-        .with_executor(executor(args.runtime.as_deref())?)
+        .with_executor(executor(args.container.runtime.as_deref())?)
         .on_step(move |s| stage_line(quiet, s))
         .run(&opts)
         .with_context(|| format!("staged build of {}", dir.display()))?;
