@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub platform: Option<Platform>,
     /// Memory and CPU limits.
     pub limits: Limits,
+    /// Standard input is a terminal for the command (see
+    /// [`with_terminal`](crate::exec::with_terminal)).
+    pub tty: bool,
     /// Never mount a writable overlay (see [`BuildOptions::copy_up`](crate::build::BuildOptions::copy_up)).
     pub copy_up: bool,
 }
@@ -117,6 +120,7 @@ pub fn run_image(
         network: opts.network,
         binds: opts.binds.clone(),
         limits: opts.limits,
+        tty: opts.tty,
     };
     let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
     let committed = match (&opts.commit, code) {

@@ -818,7 +818,7 @@ pub struct RunArgs {
     /// Accepted for Docker compatibility: standard input is always passed through.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Accepted for Docker compatibility: the terminal is the caller's.
+    /// A new terminal for the command (its controlling terminal; this one is raw meanwhile).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Platform to pick from a multi-platform image.

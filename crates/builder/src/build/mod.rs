@@ -752,6 +752,7 @@ impl Run<'_, '_> {
             network,
             binds,
             limits: crate::exec::Limits::default(),
+            tty: false,
         };
         let code = self.b.executor.run(&spec, ProcessIo::to_stderr()).map_err(|e| BuildError::Exec {
             file: self.file.into(),

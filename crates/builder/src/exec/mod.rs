@@ -15,6 +15,7 @@
 mod cgroup;
 mod ns;
 mod oci;
+mod terminal;
 mod user;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::process::Stdio;
 
 pub use cgroup::{Limits, parse_size};
 pub use oci::OciRuntime;
+pub use terminal::with_terminal;
 pub use user::{UserIds, lookup_user};
 
 /// The container's network.
@@ -95,6 +97,9 @@ pub struct RunSpec {
     pub binds: Vec<BindMount>,
     /// Memory and CPU limits.
     pub limits: Limits,
+    /// Standard input is a terminal that becomes the process' controlling
+    /// terminal (in a session of its own); see [`with_terminal`].
+    pub tty: bool,
 }
 
 /// The process' standard streams.

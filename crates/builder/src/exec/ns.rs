@@ -56,6 +56,8 @@ struct Prepared {
     gid: Gid,
     groups: Vec<Gid>,
     new_net: bool,
+    /// Make standard input the payload's controlling terminal.
+    tty: bool,
     /// `cgroup.procs` files (open) to join first.
     cgroups: Vec<OwnedFd>,
     err_fd: RawFd,
@@ -126,6 +128,7 @@ fn prepare(
         gid: Gid::from_raw(spec.user.gid),
         groups: spec.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         new_net: spec.network == Network::None,
+        tty: spec.tty,
         cgroups,
         err_fd,
     })
@@ -360,6 +363,19 @@ fn init(p: &Prepared) -> std::io::Result<()> {
 /// library execs the program when this returns.
 fn payload(p: &Prepared) -> std::io::Result<()> {
     let e = p.err_fd;
+    if p.tty {
+        // A session of its own, with the terminal on stdin as its
+        // controlling terminal: job control and ^C work as in a login.
+        if let Err(x) = nix::unistd::setsid() {
+            fail(e, "start a session", c"", x);
+        }
+        // SAFETY: descriptor 0 is open (the standard library set up the
+        // child's stdin before this hook) for the rest of this process.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        if let Err(x) = rustix::process::ioctl_tiocsctty(stdin) {
+            fail(e, "take the terminal", c"", Errno::from_raw(x.raw_os_error()));
+        }
+    }
     mkdir_p(&p.cwd, e);
     if let Err(x) = chdir(p.cwd.as_c_str()) {
         fail(e, "enter the working directory", &p.cwd, x);

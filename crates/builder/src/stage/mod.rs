@@ -609,6 +609,7 @@ impl<'a> Stager<'a> {
                 readonly: true,
             }],
             limits: crate::exec::Limits::default(),
+            tty: false,
         };
         let code = self
             .executor

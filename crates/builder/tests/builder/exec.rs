@@ -21,6 +21,7 @@ fn spec(root: RootFs, script: &str) -> RunSpec {
         network: Network::None,
         binds: Vec::new(),
         limits: Limits::default(),
+        tty: false,
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, executor, parse_size};
+use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, executor, parse_size, with_terminal};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -226,13 +226,19 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         commit: args.commit.as_deref().map(Reference::parse).transpose()?,
         platform: platform(args.platform.as_deref())?,
         copy_up: no_overlay(),
+        tty: args.tty,
         limits: Limits {
             memory: args.memory.as_deref().map(parse_size).transpose().map_err(|e| anyhow::anyhow!("--memory {e}"))?,
             cpus: args.cpus,
         },
     };
-    let outcome = run_image(&store, executor(args.container.runtime.as_deref())?.as_ref(), &opts, ProcessIo::inherit())
-        .with_context(|| format!("could not run {}", args.image))?;
+    let exec = executor(args.container.runtime.as_deref())?;
+    let outcome = if args.tty {
+        with_terminal(|io| run_image(&store, exec.as_ref(), &opts, io)).context("could not open a terminal")?
+    } else {
+        run_image(&store, exec.as_ref(), &opts, ProcessIo::inherit())
+    }
+    .with_context(|| format!("could not run {}", args.image))?;
     if outcome.code == 137 && opts.limits.memory.is_some() && !ctx.quiet {
         eprintln!("note: the command was killed (exit 137), most likely by the OOM killer under --memory");
     }

@@ -746,6 +746,14 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     let out =
         ch(&store, &["run", "--network", "none", "-e", "X=1", "app:1", "--", "sh", "-c", "ls /sys/class/net; echo $X"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "lo\n1\n");
+    // -t: a new terminal, the command's controlling one, relayed to our stdout.
+    let script = "test -t 0 && test -t 1 && echo tty; cut -d' ' -f7 /proc/self/stat; exit 4";
+    let out = ch(&store, &["run", "-t", "app:1", "--", "sh", "-c", script]);
+    assert_eq!(out.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.split("\r\n").collect();
+    assert_eq!(lines[0], "tty", "{text:?}");
+    assert_ne!(lines[1], "0", "a controlling terminal (tty_nr): {text:?}");
     // Limits: 64 MiB touched under --memory 16m is killed; --cpus is accepted.
     let dd = ["--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
     let limited: Vec<&str> = ["run", "--memory", "16m", "--cpus", "0.5", "app:1"].into_iter().chain(dd).collect();
