@@ -168,6 +168,10 @@ fn unknown_users_are_named() {
     assert!(e.to_string().contains("nobody"), "{e}");
 }
 
+/// The tests that look at this process' cgroups take turns (tests run as
+/// threads of one process under `cargo test`).
+static CGROUP_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The cgroups of this process' runs: `cargohold-<pid>-*` under /sys/fs/cgroup.
 fn our_cgroups() -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: usize, prefix: &str, out: &mut Vec<PathBuf>) {
@@ -191,6 +195,7 @@ fn our_cgroups() -> Vec<PathBuf> {
 
 #[test]
 fn memory_and_cpu_limits_apply_to_the_container_and_are_removed_after() {
+    let _turn = CGROUP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     let (_t, root) = busybox();
     // 64 MiB touched by dd under a 32 MiB limit: killed (SIGKILL, 137).
     let mut s = spec(RootFs::Dir(root.clone()), "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null");
@@ -232,6 +237,7 @@ fn memory_and_cpu_limits_apply_to_the_container_and_are_removed_after() {
 /// changes, bind mounts, and a memory limit.
 #[test]
 fn crun_and_runc_run_the_same_containers_from_a_bundle() {
+    let _turn = CGROUP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     for runtime in ["crun", "runc"] {
         cargohold_testkit::require(runtime);
         runtime_runs_containers(&OciRuntime::new(runtime).unwrap());
