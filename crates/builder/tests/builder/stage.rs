@@ -276,3 +276,55 @@ fn the_copy_up_fallback_stages_the_same_image() {
     let copied = Stager::new(&store).run(&StageOptions { no_cache: true, copy_up: true, ..options(&img) }).unwrap();
     assert_eq!(copied.image.digest, over.image.digest);
 }
+
+/// Hostile inputs: a rootfs tarball escaping its root is refused, naming
+/// it; a base symlink pointing at host paths cannot carry injected files
+/// out of the image.
+#[test]
+fn hostile_tarballs_and_symlinks_stay_inside_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("host-side");
+    std::fs::create_dir_all(&outside).unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+
+    // A tarball with ../ in a name.
+    let evil = tmp.path().join("evil.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&evil).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_gnu_mut().unwrap().name[..15].copy_from_slice(b"../../escape.tx");
+        h.set_cksum();
+        b.append(&h, &b"evil"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let img = tmp.path().join("img");
+    write(&img, "stage.toml", "image = \"test/evil\"\nbase_tarball = \"../evil.tar\"\n");
+    let err = Stager::new(&store).run(&options(&img)).unwrap_err().to_string();
+    assert!(err.contains("evil.tar"), "{err}");
+    assert!(!tmp.path().join("escape.tx").exists() && !Path::new("/escape.tx").exists());
+    assert!(store.resolve("test/evil:candidate").is_err());
+
+    // A rootfs whose /opt/link points at the host directory, absolutely.
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    std::fs::create_dir_all(rootfs.join("opt")).unwrap();
+    std::os::unix::fs::symlink(&outside, rootfs.join("opt/link")).unwrap();
+    std::os::unix::fs::symlink("/etc", rootfs.join("opt/etc-link")).unwrap();
+    tarball(&rootfs, &tmp.path().join("rootfs.tar.zst"));
+    write(&img, "stage.toml", "image = \"test/evil\"\nbase_tarball = \"../rootfs.tar.zst\"\n");
+    write(&img.join("injected_volumes"), "opt/link/pwned", "no\n");
+    write(&img.join("injected_volumes"), "opt/etc-link/cargohold-test-marker", "image\n");
+    let report = Stager::new(&store).run(&options(&img)).unwrap();
+    assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "nothing written on the host side");
+    let out = unpacked(&store, "test/evil:candidate", &tmp.path().join("out"));
+    // The link dangles inside the image (its target is a host path), so
+    // the injected directory replaces it, inside the image.
+    assert_eq!(std::fs::read_to_string(out.join("opt/link/pwned")).unwrap(), "no\n");
+    // A link to /etc is followed to the image's /etc, never the host's.
+    assert_eq!(std::fs::read_to_string(out.join("etc/cargohold-test-marker")).unwrap(), "image\n");
+    assert!(!Path::new("/etc/cargohold-test-marker").exists());
+    assert_eq!(report.tag, "test/evil:candidate");
+}
