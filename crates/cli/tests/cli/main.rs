@@ -885,3 +885,46 @@ fn the_build_cache_travels_through_a_registry() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: --cache-from"));
 }
+
+#[test]
+fn stage_builds_a_candidate_from_flags_and_promote_retags_it() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    // The rootfs tarball comes from a store image's flattened export.
+    import_busybox(t.path(), &store);
+    let rootfs = t.path().join("rootfs.tar");
+    ok(&store, &["export", "bb:1", "-o", rootfs.to_str().unwrap()]);
+    let dir = t.path().join("os");
+    std::fs::create_dir_all(dir.join("image_rootfs/bootstrap_scripts")).unwrap();
+    std::fs::create_dir_all(dir.join("injected_volumes/etc")).unwrap();
+    std::fs::write(dir.join("injected_volumes/etc/motd"), "welcome\n").unwrap();
+    std::fs::write(dir.join("image_rootfs/bootstrap_scripts/stage3.sh"), "echo \"$ROLE\" > /etc/role\n").unwrap();
+    std::fs::write(dir.join("image_rootfs/bootstrap_scripts/selfcheck.sh"), "grep -q web /etc/role\n").unwrap();
+    let d = dir.to_str().unwrap();
+    let args =
+        ["stage", "--image", "corp/os", "--base-tarball", rootfs.to_str().unwrap(), "--command", "[\"/bin/sh\"]"];
+    let report = json(&store, &[&args[..], &["-e", "ROLE=web", "--timestamp", "0", "--json", d]].concat());
+    assert_eq!(report["tag"], "corp/os:candidate");
+    let names: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "inject", "stage3", "selfcheck"]);
+    assert_eq!(report["skipped"], serde_json::json!(["stage2.sh"]));
+    let said = ok(&store, &["run", "corp/os:candidate", "--", "cat", "/etc/motd", "/etc/role"]);
+    assert_eq!(said, "welcome\nweb\n");
+    let inspect = json(&store, &["inspect", "corp/os:candidate", "--json"]);
+    assert!(inspect.to_string().contains("/bin/sh"), "{inspect}");
+
+    let promoted = json(&store, &["stage", "promote", "corp/os", "2.0", "--json"]);
+    assert_eq!(promoted["image"], report["image"]);
+    assert!(ok(&store, &["images", "--json"]).contains("corp/os:2.0"));
+
+    // A failing selfcheck exits non-zero, names the script, tags nothing new.
+    let before = ok(&store, &["images", "--json"]);
+    let out = ch(&store, &[&args[..], &["-e", "ROLE=db", d]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("selfcheck.sh") && err.contains("nothing was tagged"), "{err}");
+    assert_eq!(ok(&store, &["images", "--json"]), before);
+    let out = ch(&store, &["stage", t.path().join("missing").to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+}
