@@ -34,7 +34,8 @@ echo "changed by the demo" >"$work/root/etc/motd"
 mkdir -p "$work/ctx" && echo "built by the demo" >"$work/ctx/note"
 printf 'FROM demo/busybox:1.1\nCOPY note /note\nRUN cat /note /etc/motd > /report\nCMD ["cat", "/report"]\n' >"$work/ctx/Dockerfile"
 "$ch" build -t demo/app:1 "$work/ctx"
-"$ch" run --network none demo/app:1 | grep -q "built by the demo"
+report=$("$ch" run --network none demo/app:1)
+grep -q "built by the demo" <<<"$report"
 # A staged OS image: the rootfs tarball, an injected file, a stage script and a selfcheck.
 mkdir -p "$work/os/injected_volumes/etc" "$work/os/injected_volumes/bootstrap_scripts"
 printf 'image = "demo/os"\nbase_tarball = "../rootfs.tar.gz"\ncommand = ["/bin/sh"]\n' >"$work/os/stage.toml"
