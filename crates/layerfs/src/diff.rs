@@ -80,7 +80,8 @@ fn walk_upper<W: Write>(upper: &Path, rel: &Path, tar: &mut TarOut<W>, report: &
         return Ok(());
     }
     let mut opaque = [0u8; 4];
-    if matches!(rustix::fs::lgetxattr(&full, "trusted.overlay.opaque", &mut opaque), Ok(1) if opaque[0] == b'y') {
+    if matches!(rustix::fs::lgetxattr(&full, crate::rootless::opaque_xattr(), &mut opaque), Ok(1) if opaque[0] == b'y')
+    {
         tar.whiteout(&rel.join(".wh..wh..opq"))?;
         report.opaque += 1;
     }

@@ -46,7 +46,21 @@ pub use unpack::{UnpackOptions, UnpackReport, stream_layers, unpack};
 pub use write::WriteOptions;
 pub use xattr::{XattrDecision, xattr_policy};
 
-/// The xattr recording ownership in rootless mode, and its encoder.
+/// The xattr recording ownership in rootless mode, its encoder and decoder,
+/// and whether this process runs in a user namespace.
 pub mod rootless {
-    pub use crate::apply::entry_rootless::{ROOTLESS_XATTR, rootless_record};
+    pub use crate::apply::entry_rootless::{ROOTLESS_XATTR, parse_rootless_record, rootless_record};
+
+    /// Whether this process runs in a user namespace other than the
+    /// initial one (rootless: IDs are mapped, overlayfs keeps its metadata
+    /// in `user.overlay.*` xattrs, device nodes cannot be made).
+    pub fn in_user_namespace() -> bool {
+        std::fs::read_to_string("/proc/self/uid_map")
+            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+    }
+
+    /// The xattr that marks an opaque directory for overlayfs here.
+    pub fn opaque_xattr() -> &'static str {
+        if in_user_namespace() { "user.overlay.opaque" } else { "trusted.overlay.opaque" }
+    }
 }

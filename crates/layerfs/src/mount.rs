@@ -86,7 +86,7 @@ impl LayerCache {
             roots.push(root);
         }
         let plan: Vec<_> = temps.iter().zip(&roots).map(|((d, l, _), r)| (l.clone(), d.clone(), r)).collect();
-        let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+        let opts = ApplyOptions { overlay: true, ..ApplyOptions::for_current_user() };
         stream_layers(src, &plan, &opts)?;
         drop(plan);
         for (diff_id, _, tmp) in temps {
@@ -141,12 +141,21 @@ pub fn overlay_options(lower: &[PathBuf], upper: Option<(&Path, &Path)>) -> Stri
     // overlayfs wants the top layer first; ',' and ':' in paths are escaped.
     let lowers: Vec<String> = lower.iter().rev().map(|p| escape(&p.to_string_lossy())).collect();
     let mut data = format!("lowerdir={}", lowers.join(":"));
+    let userns = crate::rootless::in_user_namespace();
     if let Some((up, work)) = upper {
         data.push_str(&format!(
-            ",upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+            ",upperdir={},workdir={}",
             escape(&up.to_string_lossy()),
             escape(&work.to_string_lossy())
         ));
+        if !userns {
+            // userxattr turns these off itself and refuses to be told.
+            data.push_str(",redirect_dir=off,metacopy=off,index=off");
+        }
+    }
+    if userns {
+        // In a user namespace overlayfs keeps its metadata in user.* xattrs.
+        data.push_str(",userxattr");
     }
     data
 }

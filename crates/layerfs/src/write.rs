@@ -60,8 +60,10 @@ impl<W: Write> TarOut<W> {
         let ft = m.file_type();
         let mut h = tar::Header::new_gnu();
         h.set_mode(m.mode() & 0o7777);
-        h.set_uid(u64::from(m.uid()));
-        h.set_gid(u64::from(m.gid()));
+        // Rootless trees record ownership that could not be set in an xattr.
+        let (uid, gid) = rootless_owner(full).unwrap_or((m.uid(), m.gid()));
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
         h.set_mtime(self.mtime(&m));
         h.set_size(0);
         let xattrs = read_xattrs(full);
@@ -135,6 +137,13 @@ impl<W: Write> TarOut<W> {
     pub(crate) fn finish(self) -> Result<W> {
         self.b.into_inner().map_err(|e| Error::Io { action: "finish", path: PathBuf::from("layer tar"), source: e })
     }
+}
+
+/// The owner recorded in `p`'s `user.rootlesscontainers` xattr, if any.
+fn rootless_owner(p: &Path) -> Option<(u32, u32)> {
+    let mut v = [0u8; 32];
+    let n = rustix::fs::lgetxattr(p, crate::apply::entry::ROOTLESS_XATTR, &mut v).ok()?;
+    crate::apply::entry::parse_rootless_record(&v[..n])
 }
 
 /// The xattrs of `p` that the policy keeps, sorted by name.

@@ -26,7 +26,9 @@ pub fn xattr_policy(name: &str, privileged: bool) -> XattrDecision {
         "security.selinux" | "security.ima" | "security.evm" => {
             XattrDecision::Skip("host security labels are set by the runtime, not by images")
         }
-        n if n.starts_with("trusted.overlay.") => XattrDecision::Skip("overlayfs metadata must not come from a layer"),
+        n if n.starts_with("trusted.overlay.") || n.starts_with("user.overlay.") => {
+            XattrDecision::Skip("overlayfs metadata must not come from a layer")
+        }
         n if n.starts_with("trusted.") && privileged => XattrDecision::Keep,
         n if n.starts_with("trusted.") => XattrDecision::Skip("trusted.* needs root"),
         n if n.starts_with("user.") => XattrDecision::Keep,

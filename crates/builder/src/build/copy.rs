@@ -111,14 +111,12 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
                 let (parent, name) = root.parent_of(&target).map_err(fail("create the parent of", &target))?;
                 clear(&parent, name, false).map_err(fail("replace", &target))?;
                 rustix::fs::symlinkat(&link, &parent, name).map_err(fail("create the symlink", &target))?;
-                rustix::fs::chownat(
-                    &parent,
-                    name,
-                    Some(uid(job.owner.0)),
-                    Some(gid(job.owner.1)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(fail("chown", &target))?;
+                // A symlink carries no user xattr: rootless, it stays root's.
+                if job.owner == (0, 0) || !cargohold_layerfs::rootless::in_user_namespace() {
+                    let (u, g) = (Some(uid(job.owner.0)), Some(gid(job.owner.1)));
+                    rustix::fs::chownat(&parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(fail("chown", &target))?;
+                }
             }
             _ if job.extract && archive_kind(&src).is_some() => {
                 let target = if dest_is_dir { dest.clone() } else { target };
@@ -164,9 +162,26 @@ fn make_dir(root: &Root, target: &Path, mode: u32, owner: (u32, u32)) -> Result<
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(fail("create the directory", target)(e)),
     }
-    rustix::fs::chownat(&parent, name, Some(uid(owner.0)), Some(gid(owner.1)), AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(fail("chown", target))?;
-    rustix::fs::chmodat(&parent, name, Mode::from_bits_truncate(mode), AtFlags::empty()).map_err(fail("chmod", target))
+    let dir = rustix::fs::openat(
+        &parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail("open", target))?;
+    own(&dir, owner).map_err(fail("chown", target))?;
+    rustix::fs::fchmod(&dir, Mode::from_bits_truncate(mode)).map_err(fail("chmod", target))
+}
+
+/// Gives `fd` its owner: chown, or, in a user namespace where only root is
+/// mapped, the rootless record that layers are written from.
+pub(crate) fn own(fd: &impl AsFd, owner: (u32, u32)) -> std::result::Result<(), Errno> {
+    use cargohold_layerfs::rootless::{ROOTLESS_XATTR, in_user_namespace, rootless_record};
+    if owner != (0, 0) && in_user_namespace() {
+        let record = rootless_record(u64::from(owner.0), u64::from(owner.1));
+        return rustix::fs::fsetxattr(fd, ROOTLESS_XATTR, &record, rustix::fs::XattrFlags::empty());
+    }
+    rustix::fs::fchown(fd, Some(uid(owner.0)), Some(gid(owner.1)))
 }
 
 fn write_file(
@@ -184,7 +199,7 @@ fn write_file(
         rustix::fs::openat(&parent, name, flags, Mode::from_bits_truncate(0o600)).map_err(fail("create", target))?;
     let mut f = std::fs::File::from(fd);
     std::io::copy(data, &mut f).map_err(io_fail("write", target))?;
-    rustix::fs::fchown(&f, Some(uid(owner.0)), Some(gid(owner.1))).map_err(fail("chown", target))?;
+    own(&f, owner).map_err(fail("chown", target))?;
     rustix::fs::fchmod(&f, Mode::from_bits_truncate(mode)).map_err(fail("chmod", target))?;
     if let Some(t) = mtime {
         let times = Timestamps { last_access: t, last_modification: t };
@@ -231,7 +246,7 @@ fn extract(root: &Root, target: &Path, src: &Path) -> Result<()> {
         _ => Box::new(input),
     };
     // A user's archive is not a layer: `.wh.` names are ordinary files.
-    let opts = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::default() };
+    let opts = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::for_current_user() };
     apply_layer(&sub, &mut tar, &src.to_string_lossy(), &opts).map_err(|e| CopyFailure {
         path: src.to_path_buf(),
         action: "extract",

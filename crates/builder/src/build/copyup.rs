@@ -46,7 +46,8 @@ pub(crate) fn flatten(lower: &[PathBuf], dest: &Path) -> Result<(), String> {
         let mut input = std::io::BufReader::new(
             std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
         );
-        apply_layer(&root, &mut input, &layer.display().to_string(), &ApplyOptions::default())
+        let opts = ApplyOptions::for_current_user();
+        apply_layer(&root, &mut input, &layer.display().to_string(), &opts)
             .map_err(|e| format!("could not flatten {}: {e}", layer.display()))?;
         let _ = std::fs::remove_file(&tar);
     }
@@ -86,7 +87,7 @@ impl CopyUp {
         let mut input = std::io::BufReader::new(
             std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
         );
-        let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+        let opts = ApplyOptions { overlay: true, ..ApplyOptions::for_current_user() };
         apply_layer(&up, &mut input, "the step's changes", &opts)
             .map_err(|e| format!("could not record the step's changes: {e}"))?;
         Ok(())

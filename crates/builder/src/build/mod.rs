@@ -16,7 +16,7 @@
 //! timestamp, so the same inputs build the same image digest.
 
 pub(crate) mod cache;
-mod copy;
+pub(crate) mod copy;
 pub(crate) mod copyup;
 mod error;
 mod fetch;

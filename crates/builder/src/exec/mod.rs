@@ -319,7 +319,8 @@ fn remove_mount_points(upper: &Path, points: &[String], existed: &[(bool, bool)]
             points.iter().zip(existed).find(|(r, _)| r.as_str() == parent).is_none_or(|(_, e)| e.1);
         if overlay && removed && !parent_was_in_upper {
             let dir = upper.join(parent);
-            let opaque = rustix::fs::lgetxattr(&dir, "trusted.overlay.opaque", &mut [0u8; 4]).is_ok();
+            let opaque =
+                rustix::fs::lgetxattr(&dir, cargohold_layerfs::rootless::opaque_xattr(), &mut [0u8; 4]).is_ok();
             if !opaque {
                 let _ = std::fs::remove_dir(&dir);
             }

@@ -46,6 +46,11 @@ const SETUP_FAILED: i32 = 125;
 /// Everything the hook needs, as C strings made before the fork.
 struct Prepared {
     merged: CString,
+    /// `merged/proc` and `merged/sys`: in a user namespace, proc and sysfs
+    /// can only be mounted while the host's are still visible (before the
+    /// pivot).
+    merged_proc: CString,
+    merged_sys: CString,
     overlay: Option<CString>,
     bind_root: Option<CString>,
     /// (host source, container target, is a directory, read-only, required)
@@ -58,6 +63,9 @@ struct Prepared {
     new_net: bool,
     /// Make standard input the payload's controlling terminal.
     tty: bool,
+    /// In a user namespace: device nodes and /sys are bind-mounted from
+    /// the host instead of made.
+    userns: bool,
     /// `cgroup.procs` files (open) to join first.
     cgroups: Vec<OwnedFd>,
     err_fd: RawFd,
@@ -93,8 +101,33 @@ fn prepare(
         (cpath(&files.hostname, "hostname")?, c"/etc/hostname".to_owned(), false, false, false),
         (cpath(&files.resolv, "resolv.conf")?, c"/etc/resolv.conf".to_owned(), false, false, false),
     ];
-    if spec.binds.len() > 60 {
-        return Err(ExecError::Invalid(format!("{} bind mounts (at most 60)", spec.binds.len())));
+    if spec.binds.len() > 50 {
+        return Err(ExecError::Invalid(format!("{} bind mounts (at most 50)", spec.binds.len())));
+    }
+    let userns = cargohold_layerfs::rootless::in_user_namespace();
+    if userns {
+        if spec.user.uid != 0 || spec.user.gid != 0 {
+            return Err(ExecError::Invalid(format!(
+                "rootless: the user namespace maps only root, so user {}:{} cannot run (run as root, or use USER root)",
+                spec.user.uid, spec.user.gid
+            )));
+        }
+        // mknod is not allowed in a user namespace: the host's nodes are
+        // bind-mounted, as rootless Podman does.
+        for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let host = format!("/dev/{dev}");
+            binds.push((
+                cstring(host.as_bytes(), "a device")?,
+                cstring(host.as_bytes(), "a device")?,
+                false,
+                false,
+                true,
+            ));
+        }
+        if spec.network != Network::None {
+            // sysfs can only be mounted with a network namespace of our own.
+            binds.push((c"/sys".to_owned(), c"/sys".to_owned(), true, true, true));
+        }
     }
     for b in &spec.binds {
         if !b.target.is_absolute() {
@@ -119,6 +152,8 @@ fn prepare(
     }
     Ok(Prepared {
         merged: cpath(&merged, "the scratch path")?,
+        merged_proc: cpath(&merged.join("proc"), "the scratch path")?,
+        merged_sys: cpath(&merged.join("sys"), "the scratch path")?,
         overlay,
         bind_root,
         binds,
@@ -129,6 +164,7 @@ fn prepare(
         groups: spec.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
         new_net: spec.network == Network::None,
         tty: spec.tty,
+        userns,
         cgroups,
         err_fd,
     })
@@ -304,6 +340,31 @@ fn init(p: &Prepared) -> std::io::Result<()> {
     if let Err(x) = root_mount {
         fail(e, "mount the root filesystem at", &p.merged, x);
     }
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if p.userns {
+        // The kernel lets a user namespace mount proc (and sysfs) only
+        // where the host's are visible: before the pivot. The targets must
+        // be real directories of the image, never its symlinks.
+        let mut targets = vec![(p.merged_proc.as_c_str(), c"proc")];
+        if p.new_net {
+            targets.push((p.merged_sys.as_c_str(), c"sysfs"));
+        }
+        for (target, fs) in targets {
+            match nix::unistd::mkdir(target, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(x) => fail(e, "create", target, x),
+            }
+            match nix::sys::stat::lstat(target) {
+                Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {}
+                Ok(_) => fail(e, "mount on (not a directory in the image)", target, Errno::ENOTDIR),
+                Err(x) => fail(e, "find", target, x),
+            }
+            let ro = if fs == c"sysfs" { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+            if let Err(x) = mount(Some(fs), target, Some(fs), nosuid | ro, none) {
+                fail(e, "mount", target, x);
+            }
+        }
+    }
     // Bind sources are cloned now, while the host is visible, as detached
     // mount trees that are attached after the pivot.
     let mut sources: [Option<OwnedFd>; 64] = [const { None }; 64];
@@ -328,16 +389,17 @@ fn init(p: &Prepared) -> std::io::Result<()> {
     }
     // From here every path resolves inside the container: the host is gone,
     // so an image's absolute symlinks cannot point at host files.
-    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mkdir_p(c"/proc", e);
-    if let Err(x) = mount(Some(c"proc"), c"/proc", Some(c"proc"), nosuid, none) {
-        fail(e, "mount", c"/proc", x);
+    if !p.userns {
+        mkdir_p(c"/proc", e);
+        if let Err(x) = mount(Some(c"proc"), c"/proc", Some(c"proc"), nosuid, none) {
+            fail(e, "mount", c"/proc", x);
+        }
+        mkdir_p(c"/sys", e);
+        if let Err(x) = mount(Some(c"sysfs"), c"/sys", Some(c"sysfs"), nosuid | MsFlags::MS_RDONLY, none) {
+            fail(e, "mount", c"/sys", x);
+        }
     }
-    mkdir_p(c"/sys", e);
-    if let Err(x) = mount(Some(c"sysfs"), c"/sys", Some(c"sysfs"), nosuid | MsFlags::MS_RDONLY, none) {
-        fail(e, "mount", c"/sys", x);
-    }
-    setup_dev(e);
+    setup_dev(e, !p.userns);
     for (i, (_, target, is_dir, ro, required)) in p.binds.iter().enumerate() {
         let Some(tree) = sources.get(i).and_then(|s| s.as_ref()) else { break };
         bind(tree, target, *is_dir, *ro, *required, e);
@@ -380,7 +442,10 @@ fn payload(p: &Prepared) -> std::io::Result<()> {
     if let Err(x) = chdir(p.cwd.as_c_str()) {
         fail(e, "enter the working directory", &p.cwd, x);
     }
-    if let Err(x) = setgroups(&p.groups) {
+    // setgroups is denied in a user namespace with one mapped ID.
+    if !(p.userns && p.groups.is_empty())
+        && let Err(x) = setgroups(&p.groups)
+    {
         fail(e, "set supplementary groups", c"", x);
     }
     if let Err(x) = setresgid(p.gid, p.gid, p.gid) {
@@ -414,7 +479,9 @@ fn mkdir_p(path: &CStr, e: RawFd) {
     }
 }
 
-fn setup_dev(e: RawFd) {
+/// `/dev`: a tmpfs with the standard nodes (made with mknod when
+/// `make_nodes`, else bind-mounted later), links, devpts and shm.
+fn setup_dev(e: RawFd, make_nodes: bool) {
     mkdir_p(c"/dev", e);
     let tmpfs = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
     if let Err(x) = mount(Some(c"tmpfs"), c"/dev", Some(c"tmpfs"), tmpfs, Some(c"mode=755,size=65536k")) {
@@ -423,11 +490,14 @@ fn setup_dev(e: RawFd) {
     for (name, minor) in
         [(c"/dev/null", 3), (c"/dev/zero", 5), (c"/dev/full", 7), (c"/dev/random", 8), (c"/dev/urandom", 9)]
     {
+        if !make_nodes {
+            break;
+        }
         if let Err(x) = mknod(name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(1, minor)) {
             fail(e, "create", name, x);
         }
     }
-    if let Err(x) = mknod(c"/dev/tty", SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(5, 0)) {
+    if make_nodes && let Err(x) = mknod(c"/dev/tty", SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(5, 0)) {
         fail(e, "create", c"/dev/tty", x);
     }
     for (target, link) in [

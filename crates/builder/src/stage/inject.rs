@@ -151,7 +151,7 @@ impl Job<'_> {
             rustix::fs::chown(&at, owner.0, owner.1).map_err(errno("chown the copy of", &src))?;
             rustix::fs::chmod(&at, mode).map_err(errno("chmod the copy of", &src))?;
         } else {
-            rustix::fs::fchown(&fd, owner.0, owner.1).map_err(errno("chown the copy of", &src))?;
+            crate::build::copy::own(&fd, (meta.uid(), meta.gid())).map_err(errno("chown the copy of", &src))?;
             rustix::fs::fchmod(&fd, mode).map_err(errno("chmod the copy of", &src))?;
         }
         self.copy_xattrs(&src, &fd, path_op, true)?;
@@ -184,12 +184,7 @@ impl Job<'_> {
                     .map_err(errno("create the directory for", src))?;
                 let fd = rustix::fs::openat(&parent, name, dir_flags | OFlags::NOFOLLOW, Mode::empty())
                     .map_err(errno("open the copy of", src))?;
-                rustix::fs::fchown(
-                    &fd,
-                    Some(rustix::fs::Uid::from_raw(meta.uid())),
-                    Some(rustix::fs::Gid::from_raw(meta.gid())),
-                )
-                .map_err(errno("chown the copy of", src))?;
+                crate::build::copy::own(&fd, (meta.uid(), meta.gid())).map_err(errno("chown the copy of", src))?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode() & 0o7777))
                     .map_err(errno("chmod the copy of", src))?;
                 (fd, None)

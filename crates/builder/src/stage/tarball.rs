@@ -75,7 +75,7 @@ pub(crate) fn import(layout: &OciLayout, cache: &LayerCache, path: &Path) -> Res
     let (stored, applied) = std::thread::scope(|s| {
         let applier = s.spawn(|| {
             let mut r = BufReader::with_capacity(1 << 20, reader);
-            let opts = ApplyOptions { overlay: true, ..ApplyOptions::default() };
+            let opts = ApplyOptions { overlay: true, ..ApplyOptions::for_current_user() };
             let res = apply_layer(&root, &mut r, &name, &opts);
             // Whatever follows the end-of-archive blocks: read it, so the
             // storing side never sees a closed pipe.

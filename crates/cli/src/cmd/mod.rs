@@ -12,6 +12,7 @@ mod progress;
 mod publish;
 mod reference;
 mod registry;
+mod rootless;
 mod unpack;
 
 use anyhow::{Context, Result};
@@ -29,6 +30,11 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
     };
+    if matches!(cli.command, Command::Build(_) | Command::Stage(_) | Command::Run(_))
+        && !rustix::process::geteuid().is_root()
+    {
+        rootless::enter().context("rootless: could not enter a user namespace")?;
+    }
     let done = match cli.command {
         Command::Run(a) => return build::run(&ctx, &a),
         Command::Ref(a) => reference::run(&a),

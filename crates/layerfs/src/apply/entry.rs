@@ -360,6 +360,39 @@ pub fn rootless_record(uid: u64, gid: u64) -> Vec<u8> {
     out
 }
 
+/// Reads a `user.rootlesscontainers` value back into `(uid, gid)`;
+/// `None` when it is not one.
+pub fn parse_rootless_record(v: &[u8]) -> Option<(u32, u32)> {
+    const NOOP: u64 = u32::MAX as u64;
+    let (mut uid, mut gid) = (0u32, 0u32);
+    let mut i = 0;
+    while i < v.len() {
+        let tag = v[i];
+        i += 1;
+        let mut value = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = *v.get(i)?;
+            i += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+            if shift > 63 {
+                return None;
+            }
+        }
+        let id = if value == NOOP { 0 } else { u32::try_from(value).ok()? };
+        match tag {
+            0x08 => uid = id,
+            0x10 => gid = id,
+            _ => return None,
+        }
+    }
+    Some((uid, gid))
+}
+
 /// Sets directory modes and times last, deepest first: adding children
 /// changes a directory's mtime, and a read-only mode would block them.
 pub(super) fn finish_dirs(layer: &mut Layer<'_>) -> Result<()> {
@@ -389,4 +422,19 @@ fn uid(v: u64) -> rustix::fs::Uid {
 
 fn gid(v: u64) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rootless_records_round_trip() {
+        for (uid, gid) in [(0, 0), (1000, 50), (0, 42), (65534, 0), (u32::MAX - 1, 7)] {
+            let v = rootless_record(u64::from(uid), u64::from(gid));
+            assert_eq!(parse_rootless_record(&v), Some((uid, gid)), "{uid}:{gid}");
+        }
+        assert_eq!(parse_rootless_record(&[0x18, 1]), None, "unknown field");
+        assert_eq!(parse_rootless_record(&[0x08, 0x80]), None, "truncated varint");
+    }
 }

@@ -53,9 +53,11 @@ pub struct ApplyOptions {
 }
 
 impl ApplyOptions {
-    /// Options for the current process: rootless unless running as root.
+    /// Options for the current process: rootless unless running as root
+    /// of the initial user namespace.
     pub fn for_current_user() -> Self {
-        ApplyOptions { rootless: !rustix::process::geteuid().is_root(), ..ApplyOptions::default() }
+        let rootless = !rustix::process::geteuid().is_root() || crate::rootless::in_user_namespace();
+        ApplyOptions { rootless, ..ApplyOptions::default() }
     }
 }
 
@@ -83,6 +85,8 @@ pub(crate) struct Layer<'a> {
     /// Directories whose mode and times are set at the end (children change them).
     pub(crate) dirs: Vec<(PathBuf, u32, u64)>,
     pub(crate) report: ApplyReport,
+    /// This process runs in a user namespace (overlay metadata in `user.*`).
+    pub(crate) userns: bool,
     /// Whether a directory of the tree may carry a default ACL (so new
     /// entries may inherit ACLs the layer does not give them).
     pub(crate) default_acls: bool,
@@ -115,6 +119,7 @@ pub fn apply_layer(root: &Root, tar: &mut dyn Read, name: &str, opts: &ApplyOpti
         opaque_done: HashSet::new(),
         dirs: Vec::new(),
         report: ApplyReport::default(),
+        userns: crate::rootless::in_user_namespace(),
         default_acls: DEFAULT_ACL_SEEN.load(std::sync::atomic::Ordering::Relaxed) || {
             // The root is an O_PATH descriptor: read through /proc.
             use std::os::fd::AsRawFd;

@@ -51,8 +51,8 @@ pub(super) fn check_name(layer: &Layer<'_>, base: &[u8], target: &[u8], shown: &
 /// whiteout is a 0/0 character device; an opaque directory carries
 /// `trusted.overlay.opaque=y`.
 fn overlay_whiteout(layer: &mut Layer<'_>, dir: &Path, target: Option<&[u8]>, shown: &Path) -> Result<()> {
-    if !layer.privileged {
-        return Err(layer.entry_err(shown, "overlay whiteouts need root (character devices and trusted.* xattrs)"));
+    if !layer.privileged && !layer.userns {
+        return Err(layer.entry_err(shown, "overlay whiteouts need root or a user namespace"));
     }
     layer.root.mkdir_all(dir).map_err(|e| layer.io_err(shown, "create the whiteout's directory", e))?;
     let parent = layer
@@ -77,7 +77,7 @@ fn overlay_whiteout(layer: &mut Layer<'_>, dir: &Path, target: Option<&[u8]>, sh
             )
             .map_err(|e| layer.io_err(shown, "create the overlay whiteout", e))
         }
-        None => rustix::fs::fsetxattr(&parent, "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty())
+        None => rustix::fs::fsetxattr(&parent, crate::rootless::opaque_xattr(), b"y", rustix::fs::XattrFlags::empty())
             .map_err(|e| layer.io_err(shown, "mark the directory opaque", e)),
     }
 }
