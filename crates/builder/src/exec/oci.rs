@@ -78,6 +78,16 @@ fn bind(source: &Path, destination: &Path, readonly: bool) -> Value {
     json!({ "destination": destination, "type": "bind", "source": source, "options": options })
 }
 
+/// `/sys`: sysfs, or in a user namespace without a network namespace of
+/// its own (where sysfs cannot be mounted) the host's, bound read-only.
+fn sys_mount(spec: &RunSpec) -> Value {
+    if cargohold_layerfs::rootless::in_user_namespace() && spec.network != Network::None {
+        return json!({ "destination": "/sys", "type": "bind", "source": "/sys",
+                       "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
+    }
+    json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] })
+}
+
 /// The bundle's `config.json` for `spec` with its root at `root`.
 fn config(spec: &RunSpec, root: &Path, files: &HostFiles) -> Value {
     let mut mounts = vec![
@@ -88,7 +98,7 @@ fn config(spec: &RunSpec, root: &Path, files: &HostFiles) -> Value {
                 "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] }),
         json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
                 "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }),
-        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] }),
+        sys_mount(spec),
         bind(&files.hosts, Path::new("/etc/hosts"), false),
         bind(&files.hostname, Path::new("/etc/hostname"), false),
         bind(&files.resolv, Path::new("/etc/resolv.conf"), false),
@@ -191,6 +201,13 @@ impl Executor for OciRuntime {
                 }
                 if crun && !unified_cgroups() {
                     use nix::mount::{MsFlags, mount};
+                    if cargohold_layerfs::rootless::in_user_namespace() {
+                        // cgroup2 can be mounted in a cgroup namespace of our own.
+                        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(|e| ExecError::Setup {
+                            step: "create a cgroup namespace for crun".into(),
+                            source: e.into(),
+                        })?;
+                    }
                     mount(Some("none"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), None::<&str>)
                         .map_err(|e| ExecError::Setup { step: "mount cgroup2 for crun".into(), source: e.into() })?;
                 }

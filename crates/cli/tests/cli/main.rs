@@ -993,6 +993,10 @@ fn rootless_build_stage_and_run_match_root() {
         &["run", "--network", "none", "app:1", "--", "sh", "-c", "cat /r /f; ls /d; id -u; ls /sys/class/net"],
     );
     assert_eq!(said, "rootless\nfile\ny\n0\nlo\n");
+    for runtime in ["crun", "runc"] {
+        let said = nobody_ok(&store, &["run", "--runtime", runtime, "app:1", "--", "sh", "-c", "cat /r; id -u"]);
+        assert_eq!(said, "rootless\n0\n", "{runtime}");
+    }
     // Only root is mapped: another user is refused, naming why; limits need cgroups.
     let out = as_nobody(&store, &["run", "-u", "1000", "app:1", "--", "true"]);
     assert!(!out.status.success());
