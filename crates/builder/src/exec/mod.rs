@@ -11,6 +11,12 @@
 //! urandom, tty, pts, shm), generated `/etc/hosts` and `/etc/hostname` and
 //! the host's `/etc/resolv.conf`. When the main process exits, every process
 //! it left behind is killed with its pid namespace.
+//!
+//! Executors need root: of the host, or of a user namespace (rootless; see
+//! [`cargohold_layerfs::rootless`]). In a user namespace `/proc` (and
+//! `/sys` with a network namespace) are mounted before the pivot, as the
+//! kernel requires, and the device nodes and the host's `/sys` are
+//! bind-mounted, since nodes cannot be made there.
 
 mod cgroup;
 mod ns;
@@ -154,7 +160,7 @@ pub enum ExecError {
         source: std::io::Error,
     },
     /// Own namespaces need root here (user namespaces are not used yet).
-    #[error("running a container needs root (use --runtime crun, or run as root)")]
+    #[error("running a container needs root, or a user namespace where this process is root")]
     NotRoot,
     /// The spec is unusable.
     #[error("{0}")]
