@@ -11,14 +11,14 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing test dependencies"
 missing=()
-for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc; do
+for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc; do
+for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

@@ -59,6 +59,17 @@ pub mod rootless {
             .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
     }
 
+    /// Whether this process runs in a user namespace that maps one ID only
+    /// (its own user as root, no subordinate IDs): other owners cannot be
+    /// set there and are recorded in [`ROOTLESS_XATTR`] instead.
+    pub fn only_root_mapped() -> bool {
+        in_user_namespace()
+            && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
+                let counts: u64 = m.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()).sum();
+                counts <= 1
+            })
+    }
+
     /// The xattr that marks an opaque directory for overlayfs here.
     pub fn opaque_xattr() -> &'static str {
         if in_user_namespace() { "user.overlay.opaque" } else { "trusted.overlay.opaque" }

@@ -24,9 +24,12 @@ impl LayerCache {
         LayerCache { dir: dir.into() }
     }
 
-    /// The directory holding layer `diff_id`.
+    /// The directory holding layer `diff_id`. Layers unpacked where only
+    /// one ID is mapped (ownership in xattrs) are kept apart from those
+    /// with real owners.
     pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
-        self.dir.join(diff_id.algorithm().as_str()).join(diff_id.hex())
+        let dir = if crate::rootless::only_root_mapped() { self.dir.join("one-id") } else { self.dir.clone() };
+        dir.join(diff_id.algorithm().as_str()).join(diff_id.hex())
     }
 
     fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {

@@ -112,7 +112,7 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
                 clear(&parent, name, false).map_err(fail("replace", &target))?;
                 rustix::fs::symlinkat(&link, &parent, name).map_err(fail("create the symlink", &target))?;
                 // A symlink carries no user xattr: rootless, it stays root's.
-                if job.owner == (0, 0) || !cargohold_layerfs::rootless::in_user_namespace() {
+                if job.owner == (0, 0) || !cargohold_layerfs::rootless::only_root_mapped() {
                     let (u, g) = (Some(uid(job.owner.0)), Some(gid(job.owner.1)));
                     rustix::fs::chownat(&parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(fail("chown", &target))?;
@@ -176,8 +176,8 @@ fn make_dir(root: &Root, target: &Path, mode: u32, owner: (u32, u32)) -> Result<
 /// Gives `fd` its owner: chown, or, in a user namespace where only root is
 /// mapped, the rootless record that layers are written from.
 pub(crate) fn own(fd: &impl AsFd, owner: (u32, u32)) -> std::result::Result<(), Errno> {
-    use cargohold_layerfs::rootless::{ROOTLESS_XATTR, in_user_namespace, rootless_record};
-    if owner != (0, 0) && in_user_namespace() {
+    use cargohold_layerfs::rootless::{ROOTLESS_XATTR, only_root_mapped, rootless_record};
+    if owner != (0, 0) && only_root_mapped() {
         let record = rootless_record(u64::from(owner.0), u64::from(owner.1));
         return rustix::fs::fsetxattr(fd, ROOTLESS_XATTR, &record, rustix::fs::XattrFlags::empty());
     }

@@ -106,9 +106,10 @@ fn prepare(
     }
     let userns = cargohold_layerfs::rootless::in_user_namespace();
     if userns {
-        if spec.user.uid != 0 || spec.user.gid != 0 {
+        if (spec.user.uid != 0 || spec.user.gid != 0) && cargohold_layerfs::rootless::only_root_mapped() {
             return Err(ExecError::Invalid(format!(
-                "rootless: the user namespace maps only root, so user {}:{} cannot run (run as root, or use USER root)",
+                "rootless: the user namespace maps only root, so user {}:{} cannot run \
+                 (give the user subordinate IDs in /etc/subuid and /etc/subgid, or run as root)",
                 spec.user.uid, spec.user.gid
             )));
         }

@@ -929,11 +929,11 @@ fn stage_builds_a_candidate_from_flags_and_promote_retags_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
 }
 
-/// `cargohold` as an unprivileged user (uid 65534, through setpriv).
-fn as_nobody(store: &Path, args: &[&str]) -> Output {
+/// `cargohold` as the unprivileged user `uid` (through setpriv).
+fn as_user(uid: u32, store: &Path, args: &[&str]) -> Output {
     require("setpriv");
     Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()])
         .arg(env!("CARGO_BIN_EXE_cargohold"))
         .arg("--store")
         .arg(store)
@@ -944,17 +944,30 @@ fn as_nobody(store: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn nobody_ok(store: &Path, args: &[&str]) -> String {
-    let out = as_nobody(store, args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+fn user_ok(uid: u32, store: &Path, args: &[&str]) -> String {
+    let out = as_user(uid, store, args);
+    assert!(out.status.success(), "{uid}: {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Gives `nobody` subordinate IDs (as rootless Podman needs them).
+fn nobody_has_subids() {
+    require("newuidmap");
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with("nobody:")) {
+            std::fs::write(file, format!("{text}nobody:300000:65536\n")).unwrap();
+        }
+    }
+}
+
 /// Rootless: build (RUN with a deletion and an opaque directory, COPY
-/// --chown), stage and run as an unprivileged user in a user namespace;
-/// the image is byte for byte the one root builds.
+/// --chown), stage and run as unprivileged users in user namespaces, one
+/// with subordinate IDs (real owners, any USER) and one without (owners in
+/// xattrs, root only); both build byte for byte the image root builds.
 #[test]
 fn rootless_build_stage_and_run_match_root() {
+    nobody_has_subids();
     let t = tempfile::tempdir().unwrap();
     let root_store = t.path().join("root-store");
     import_busybox(t.path(), &root_store);
@@ -968,9 +981,6 @@ fn rootless_build_stage_and_run_match_root() {
     .unwrap();
     let base = format!("oci:{}:bb", t.path().join("bb").display());
     ok(&root_store, &["copy", "bb:1", &base]);
-    let home = t.path().join("home");
-    let store = home.join("store");
-    std::fs::create_dir_all(&home).unwrap();
     let img = t.path().join("os");
     std::fs::create_dir_all(img.join("injected_volumes/etc")).unwrap();
     std::fs::create_dir_all(img.join("injected_volumes/bootstrap_scripts")).unwrap();
@@ -978,37 +988,59 @@ fn rootless_build_stage_and_run_match_root() {
     std::fs::write(img.join("injected_volumes/bootstrap_scripts/stage2.sh"), "echo staged >> /etc/motd\n").unwrap();
     let rootfs = t.path().join("rootfs.tar");
     ok(&root_store, &["export", "bb:1", "-o", rootfs.to_str().unwrap()]);
-    run(Command::new("chown").arg("-R").arg("65534:65534").arg(t.path()));
-    run(Command::new("chmod").arg("755").arg(t.path()));
-
-    nobody_ok(&store, &["copy", &base, "bb:1"]);
     let c = ctx.to_str().unwrap();
-    let built: Value =
-        serde_json::from_str(&nobody_ok(&store, &["build", "--timestamp", "0", "-t", "app:1", "--json", c])).unwrap();
     let by_root = json(&root_store, &["build", "--timestamp", "0", "-t", "app:1", "--json", c]);
-    assert_eq!(built["image"], by_root["image"], "rootless builds the same image as root");
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(t.path()));
 
-    let said = nobody_ok(
-        &store,
-        &["run", "--network", "none", "app:1", "--", "sh", "-c", "cat /r /f; ls /d; id -u; ls /sys/class/net"],
-    );
-    assert_eq!(said, "rootless\nfile\ny\n0\nlo\n");
-    for runtime in ["crun", "runc"] {
-        let said = nobody_ok(&store, &["run", "--runtime", runtime, "app:1", "--", "sh", "-c", "cat /r; id -u"]);
-        assert_eq!(said, "rootless\n0\n", "{runtime}");
+    // 65534 (nobody) has subordinate IDs; 65533 has none (one ID mapped).
+    for uid in [65534u32, 65533] {
+        let home = t.path().join(format!("home-{uid}"));
+        std::fs::create_dir_all(&home).unwrap();
+        run(Command::new("chown").arg(format!("{uid}:{uid}")).arg(&home));
+        let store = home.join("store");
+        user_ok(uid, &store, &["copy", &base, "bb:1"]);
+        let built: Value =
+            serde_json::from_str(&user_ok(uid, &store, &["build", "--timestamp", "0", "-t", "app:1", "--json", c]))
+                .unwrap();
+        assert_eq!(built["image"], by_root["image"], "{uid}: rootless builds the same image as root");
+
+        let said = user_ok(
+            uid,
+            &store,
+            &["run", "--network", "none", "app:1", "--", "sh", "-c", "cat /r /f; ls /d; id -u; ls /sys/class/net"],
+        );
+        assert_eq!(said, "rootless\nfile\ny\n0\nlo\n", "{uid}");
+        for runtime in ["crun", "runc"] {
+            let said = user_ok(uid, &store, &["run", "--runtime", runtime, "app:1", "--", "sh", "-c", "cat /r; id -u"]);
+            assert_eq!(said, "rootless\n0\n", "{uid} {runtime}");
+        }
+        let other_user =
+            as_user(uid, &store, &["run", "-u", "1000", "app:1", "--", "sh", "-c", "id -u; stat -c %u /f"]);
+        if uid == 65534 {
+            assert_eq!(String::from_utf8_lossy(&other_user.stdout), "1000\n1000\n", "{other_user:?}");
+            // With subordinate IDs, RUN may chown and USER may be anyone.
+            let sub = ctx.join("Dockerfile.sub");
+            std::fs::write(&sub, "FROM app:1\nRUN chown 1000:50 /d/y && mkdir -m 1777 /tmp\nUSER 1000\nRUN id -u > /tmp/me\n").unwrap();
+            user_ok(uid, &store, &["build", "-f", sub.to_str().unwrap(), "-t", "app:sub", c]);
+            let said = user_ok(uid, &store, &["run", "app:sub", "--", "sh", "-c", "cat /tmp/me; stat -c %u:%g /d/y"]);
+            assert_eq!(said, "1000\n1000:50\n");
+        } else {
+            assert!(!other_user.status.success());
+            assert!(String::from_utf8_lossy(&other_user.stderr).contains("subordinate IDs"), "{other_user:?}");
+        }
+        let out = as_user(uid, &store, &["run", "--memory", "16m", "app:1", "--", "true"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cgroup"), "{out:?}");
+
+        let staged = user_ok(
+            uid,
+            &store,
+            &["stage", "--image", "me/os", "--base-tarball", rootfs.to_str().unwrap(), img.to_str().unwrap()],
+        );
+        assert!(staged.contains("me/os:candidate"), "{staged}");
+        assert_eq!(
+            user_ok(uid, &store, &["run", "me/os:candidate", "--", "cat", "/etc/motd"]),
+            "rootless os\nstaged\n"
+        );
     }
-    // Only root is mapped: another user is refused, naming why; limits need cgroups.
-    let out = as_nobody(&store, &["run", "-u", "1000", "app:1", "--", "true"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rootless"), "{out:?}");
-    let out = as_nobody(&store, &["run", "--memory", "16m", "app:1", "--", "true"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cgroup"), "{out:?}");
-
-    let staged = nobody_ok(
-        &store,
-        &["stage", "--image", "me/os", "--base-tarball", rootfs.to_str().unwrap(), img.to_str().unwrap()],
-    );
-    assert!(staged.contains("me/os:candidate"), "{staged}");
-    assert_eq!(nobody_ok(&store, &["run", "me/os:candidate", "--", "cat", "/etc/motd"]), "rootless os\nstaged\n");
 }

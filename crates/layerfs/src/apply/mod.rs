@@ -54,9 +54,9 @@ pub struct ApplyOptions {
 
 impl ApplyOptions {
     /// Options for the current process: rootless unless running as root
-    /// of the initial user namespace.
+    /// (of the host, or of a user namespace with subordinate IDs mapped).
     pub fn for_current_user() -> Self {
-        let rootless = !rustix::process::geteuid().is_root() || crate::rootless::in_user_namespace();
+        let rootless = !rustix::process::geteuid().is_root() || crate::rootless::only_root_mapped();
         ApplyOptions { rootless, ..ApplyOptions::default() }
     }
 }
