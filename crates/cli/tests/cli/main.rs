@@ -1020,7 +1020,11 @@ fn rootless_build_stage_and_run_match_root() {
             assert_eq!(String::from_utf8_lossy(&other_user.stdout), "1000\n1000\n", "{other_user:?}");
             // With subordinate IDs, RUN may chown and USER may be anyone.
             let sub = ctx.join("Dockerfile.sub");
-            std::fs::write(&sub, "FROM app:1\nRUN chown 1000:50 /d/y && mkdir -m 1777 /tmp\nUSER 1000\nRUN id -u > /tmp/me\n").unwrap();
+            std::fs::write(
+                &sub,
+                "FROM app:1\nRUN chown 1000:50 /d/y && mkdir -m 1777 /tmp\nUSER 1000\nRUN id -u > /tmp/me\n",
+            )
+            .unwrap();
             user_ok(uid, &store, &["build", "-f", sub.to_str().unwrap(), "-t", "app:sub", c]);
             let said = user_ok(uid, &store, &["run", "app:sub", "--", "sh", "-c", "cat /tmp/me; stat -c %u:%g /d/y"]);
             assert_eq!(said, "1000\n1000:50\n");
