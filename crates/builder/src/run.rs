@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use cargohold_image_core::media_type::Compression;
 use cargohold_image_core::{Descriptor, History, Platform, Reference, Store, creation_time, format_rfc3339};
-use cargohold_layerfs::{LayerCache, WriteOptions, store_layer_from, upper_to_layer};
+use cargohold_layerfs::{WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RunSpec, lookup_user};
@@ -70,10 +70,9 @@ pub fn run_image(
 ) -> Result<RunOutcome, BuildError> {
     let img = store.resolve(&opts.image)?;
     let details = store.details(&img.descriptor, opts.platform.as_ref())?;
-    let state = store.layout().root().join(".cargohold");
     let mut src = store.source(&opts.image)?;
-    let dirs = LayerCache::new(state.join("layers")).ensure(&mut src, opts.platform.as_ref())?;
-    let tmp = state.join("tmp");
+    let dirs = crate::build::layer_cache(store).ensure(&mut src, opts.platform.as_ref())?;
+    let tmp = crate::build::state_dir(store).join("tmp");
     let scratch = crate::build::scratch_dir(store, "run-")?;
     let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
     for d in [&upper, &work] {

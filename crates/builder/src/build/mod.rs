@@ -154,16 +154,10 @@ pub fn import_cache(store: &Store, name: &str) -> Result<usize, BuildError> {
             reason: format!("not a build cache image (no {CACHE_FIELD} in its config)"),
         });
     };
-    let layers: Vec<NewLayer> = details
-        .image
-        .layers
-        .iter()
-        .zip(&details.config.rootfs.diff_ids)
-        .map(|(d, id)| NewLayer { descriptor: d.clone(), diff_id: id.clone() })
-        .collect();
+    let layers = image_layers(&details);
     let mut src = store.source(name)?;
-    LayerCache::new(store.layout().root().join(".cargohold").join("layers")).ensure(&mut src, None)?;
-    let cache = Cache { dir: store.layout().root().join(".cargohold").join("build-cache") };
+    layer_cache(store).ensure(&mut src, None)?;
+    let cache = build_cache(store);
     let mut n = 0;
     for (key, index) in map {
         let Ok(key) = Digest::parse(&format!("sha256:{key}")) else { continue };
@@ -225,11 +219,11 @@ impl<'a> Builder<'a> {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.store.layout().root().join(".cargohold")
+        state_dir(self.store)
     }
 
     fn layer_cache(&self) -> LayerCache {
-        LayerCache::new(self.state_dir().join("layers"))
+        layer_cache(self.store)
     }
 
     /// Reads, plans and builds the Dockerfile of `opts`.
@@ -351,11 +345,37 @@ pub(crate) fn import_base(
     Ok(done.manifest.digest.to_string())
 }
 
+/// `<store>/.cargohold`: the layer cache, the build cache, scratch space.
+pub(crate) fn state_dir(store: &Store) -> PathBuf {
+    store.layout().root().join(".cargohold")
+}
+
+/// The store's cache of unpacked layers.
+pub(crate) fn layer_cache(store: &Store) -> LayerCache {
+    LayerCache::new(state_dir(store).join("layers"))
+}
+
+/// The store's build cache.
+pub(crate) fn build_cache(store: &Store) -> Cache {
+    Cache { dir: state_dir(store).join("build-cache") }
+}
+
+/// An image's layers with their diff IDs.
+pub(crate) fn image_layers(details: &cargohold_image_core::ResolvedImage) -> Vec<NewLayer> {
+    details
+        .image
+        .layers
+        .iter()
+        .zip(&details.config.rootfs.diff_ids)
+        .map(|(d, id)| NewLayer { descriptor: d.clone(), diff_id: id.clone() })
+        .collect()
+}
+
 /// A new scratch directory `<store>/.cargohold/tmp/<prefix>*` (on the
 /// store's filesystem, so its contents can be renamed into the layer
 /// cache), removed on drop.
 pub(crate) fn scratch_dir(store: &Store, prefix: &str) -> Result<tempfile::TempDir, cargohold_layerfs::Error> {
-    let tmp = store.layout().root().join(".cargohold").join("tmp");
+    let tmp = state_dir(store).join("tmp");
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| cargohold_layerfs::Error::Io { action, path, source }
@@ -429,13 +449,7 @@ impl Run<'_, '_> {
         let details = store.details(&img.descriptor, Some(&platform)).map_err(base_err)?;
         let mut src = store.source(name).map_err(base_err)?;
         let dirs = self.b.layer_cache().ensure(&mut src, Some(&platform))?;
-        let layers = details
-            .image
-            .layers
-            .iter()
-            .zip(&details.config.rootfs.diff_ids)
-            .map(|(d, id)| NewLayer { descriptor: d.clone(), diff_id: id.clone() })
-            .collect();
+        let layers = image_layers(&details);
         let key = Digest::sha256_of(format!("image {}", details.image.config.digest).as_bytes());
         Ok(StageState { layers, dirs, config: details.config, key })
     }
@@ -601,7 +615,7 @@ impl Run<'_, '_> {
         }
         let key = Digest::sha256_of(format!("{}\n{:?}\n{extra}", st.key, step.kind).as_bytes());
         st.key = key.clone();
-        let cache = Cache { dir: self.b.state_dir().join("build-cache") };
+        let cache = build_cache(self.b.store);
         if !self.opts.no_cache
             && let Some(hit) = cache.get(&key)
         {

@@ -37,7 +37,6 @@ use cargohold_image_core::{
 use cargohold_layerfs::{LayerCache, Root};
 use serde::Deserialize;
 
-use crate::build::cache::Cache;
 use crate::build::copyup::{CopyUp, step_root, use_overlay};
 use crate::build::mounts::{in_private_mounts, mount_overlay};
 use crate::build::{commit_upper, scratch_dir};
@@ -300,11 +299,11 @@ impl<'a> Stager<'a> {
     }
 
     fn state_dir(&self) -> PathBuf {
-        self.store.layout().root().join(".cargohold")
+        crate::build::state_dir(self.store)
     }
 
     fn layer_cache(&self) -> LayerCache {
-        LayerCache::new(self.state_dir().join("layers"))
+        crate::build::layer_cache(self.store)
     }
 
     /// Runs the pipeline of `opts`; tags `<image>:candidate` only when every
@@ -384,7 +383,7 @@ impl<'a> Stager<'a> {
             let key = Digest::sha256_of(
                 format!("{}\n{stage}\n{scripts_digest}\n{env:?}\n{:?}", st.key, opts.network).as_bytes(),
             );
-            let cache = Cache { dir: self.state_dir().join("build-cache") };
+            let cache = crate::build::build_cache(self.store);
             let last = stage == "selfcheck";
             let hit = (!opts.no_cache && !last).then(|| cache.get(&key)).flatten().and_then(|hit| match hit {
                 None => Some(None),
@@ -479,7 +478,7 @@ impl<'a> Stager<'a> {
             }
             let file_key = tarball::file_digest(&path)?;
             let key = Digest::sha256_of(format!("rootfs tarball {file_key}").as_bytes());
-            let cache = Cache { dir: self.state_dir().join("build-cache") };
+            let cache = crate::build::build_cache(self.store);
             let cached = cache.get(&key).flatten().filter(|l| {
                 self.layer_cache().layer_dir(&l.diff_id).is_dir()
                     && self.store.layout().blob_path(&l.descriptor.digest).is_file()
