@@ -68,9 +68,7 @@ fn walk_upper<W: Write>(upper: &Path, rel: &Path, tar: &mut TarOut<W>, report: &
     let full = upper.join(rel);
     let Some(m) = lstat(&full)? else { return Ok(()) };
     if m.file_type().is_char_device() && m.rdev() == 0 {
-        let mut name = b".wh.".to_vec();
-        name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
-        tar.whiteout(&rel.with_file_name(std::ffi::OsStr::from_bytes(&name)))?;
+        tar.whiteout(&whiteout_of(rel))?;
         report.deleted += 1;
         return Ok(());
     }
@@ -89,6 +87,13 @@ fn walk_upper<W: Write>(upper: &Path, rel: &Path, tar: &mut TarOut<W>, report: &
         walk_upper(upper, &rel.join(c), tar, report)?;
     }
     Ok(())
+}
+
+/// `dir/.wh.name`, the whiteout that deletes `dir/name`.
+fn whiteout_of(rel: &Path) -> PathBuf {
+    let mut name = b".wh.".to_vec();
+    name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
+    rel.with_file_name(std::ffi::OsStr::from_bytes(&name))
 }
 
 fn lstat(p: &Path) -> Result<Option<fs::Metadata>> {
@@ -239,9 +244,7 @@ fn walk_children<W: Write>(
         }
         for c in gone {
             flush_parents(upper, pending, tar)?;
-            let mut name = b".wh.".to_vec();
-            name.extend_from_slice(c.as_bytes());
-            tar.whiteout(&rel.join(std::ffi::OsStr::from_bytes(&name)))?;
+            tar.whiteout(&whiteout_of(&rel.join(c)))?;
             report.deleted += 1;
         }
     }

@@ -51,23 +51,32 @@ pub use xattr::{XattrDecision, xattr_policy};
 pub mod rootless {
     pub use crate::apply::entry_rootless::{ROOTLESS_XATTR, parse_rootless_record, rootless_record};
 
+    /// `(in a user namespace, only one ID mapped)`, read from
+    /// `/proc/self/uid_map` once per process: a program that enters a user
+    /// namespace (as the CLI does for rootless runs) must do so before its
+    /// first layer operation.
+    fn mapping() -> (bool, bool) {
+        static MAPPING: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+        *MAPPING.get_or_init(|| {
+            let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+            let userns = !map.is_empty() && map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"];
+            let ids: u64 = map.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()).sum();
+            (userns, userns && ids <= 1)
+        })
+    }
+
     /// Whether this process runs in a user namespace other than the
     /// initial one (rootless: IDs are mapped, overlayfs keeps its metadata
     /// in `user.overlay.*` xattrs, device nodes cannot be made).
     pub fn in_user_namespace() -> bool {
-        std::fs::read_to_string("/proc/self/uid_map")
-            .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+        mapping().0
     }
 
     /// Whether this process runs in a user namespace that maps one ID only
     /// (its own user as root, no subordinate IDs): other owners cannot be
     /// set there and are recorded in [`ROOTLESS_XATTR`] instead.
     pub fn only_root_mapped() -> bool {
-        in_user_namespace()
-            && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
-                let counts: u64 = m.lines().filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok()).sum();
-                counts <= 1
-            })
+        mapping().1
     }
 
     /// The xattr that marks an opaque directory for overlayfs here.

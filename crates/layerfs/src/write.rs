@@ -61,12 +61,12 @@ impl<W: Write> TarOut<W> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(m.mode() & 0o7777);
         // Rootless trees record ownership that could not be set in an xattr.
-        let (uid, gid) = rootless_owner(full).unwrap_or((m.uid(), m.gid()));
+        let (xattrs, recorded) = entry_xattrs(full);
+        let (uid, gid) = recorded.unwrap_or((m.uid(), m.gid()));
         h.set_uid(u64::from(uid));
         h.set_gid(u64::from(gid));
         h.set_mtime(self.mtime(&m));
         h.set_size(0);
-        let xattrs = read_xattrs(full);
         if !xattrs.is_empty() {
             let exts: Vec<(String, Vec<u8>)> =
                 xattrs.into_iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v)).collect();
@@ -139,31 +139,39 @@ impl<W: Write> TarOut<W> {
     }
 }
 
-/// The owner recorded in `p`'s `user.rootlesscontainers` xattr, if any.
-fn rootless_owner(p: &Path) -> Option<(u32, u32)> {
-    let mut v = [0u8; 32];
-    let n = rustix::fs::lgetxattr(p, crate::apply::entry::ROOTLESS_XATTR, &mut v).ok()?;
-    crate::apply::entry::parse_rootless_record(&v[..n])
-}
+/// Extended attributes as `(name, value)`, sorted by name.
+pub(crate) type Xattrs = Vec<(String, Vec<u8>)>;
 
 /// The xattrs of `p` that the policy keeps, sorted by name.
-pub(crate) fn read_xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn read_xattrs(p: &Path) -> Xattrs {
+    entry_xattrs(p).0
+}
+
+/// The xattrs of `p` that the policy keeps, sorted by name, and the owner
+/// recorded in its `user.rootlesscontainers` xattr (one listing for both).
+fn entry_xattrs(p: &Path) -> (Xattrs, Option<(u32, u32)>) {
     let mut out = Vec::new();
+    let mut owner = None;
     let mut list = vec![0u8; 1 << 16];
-    let Ok(len) = rustix::fs::llistxattr(p, &mut list[..]) else { return out };
+    let Ok(len) = rustix::fs::llistxattr(p, &mut list[..]) else { return (out, owner) };
     for name in list[..len].split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let name = String::from_utf8_lossy(name).into_owned();
-        if xattr_policy(&name, true) != XattrDecision::Keep || name == crate::apply::entry::ROOTLESS_XATTR {
+        let rootless = name == crate::apply::entry::ROOTLESS_XATTR;
+        if !rootless && xattr_policy(&name, true) != XattrDecision::Keep {
             continue;
         }
         let mut value = vec![0u8; 1 << 16];
         if let Ok(n) = rustix::fs::lgetxattr(p, name.as_str(), &mut value[..]) {
             value.truncate(n);
-            out.push((name, value));
+            if rootless {
+                owner = crate::apply::entry::parse_rootless_record(&value);
+            } else {
+                out.push((name, value));
+            }
         }
     }
     out.sort();
-    out
+    (out, owner)
 }
 
 /// Sorted child names of a directory (empty when it is not one).

@@ -6,6 +6,7 @@
 //! Slower (a copy per step), never wrong. The options' `copy_up` (the
 //! CLI's `CARGOHOLD_OVERLAY=0`) forces it.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -33,23 +34,49 @@ pub(crate) fn use_overlay(tmp: &Path, copy_up: bool) -> bool {
     })
 }
 
+/// Streams the tar that `produce` writes into `consume` through a pipe
+/// (never on disk, never whole in memory). The producer's error wins: the
+/// consumer then only saw a cut tar.
+fn through_pipe(
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), String> + Send,
+    consume: impl FnOnce(&mut dyn Read) -> Result<(), String>,
+) -> Result<(), String> {
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("could not create a pipe: {e}"))?;
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, writer);
+            produce(&mut w)?;
+            w.flush().map_err(|e| format!("could not write a layer tar: {e}"))
+        });
+        let mut r = std::io::BufReader::with_capacity(1 << 20, reader);
+        let consumed = consume(&mut r);
+        // Whatever follows the tar's end: read it, so the producer finishes.
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+        drop(r);
+        let produced = producer.join().unwrap_or_else(|_| Err("the tar writer panicked".into()));
+        produced.and(consumed)
+    })
+}
+
 /// Applies the overlay-form layer directories `lower` (base first) to the
 /// plain directory `dest`: each is read back as a layer tar (whiteouts and
 /// opaque directories become `.wh.` entries) and applied.
 pub(crate) fn flatten(lower: &[PathBuf], dest: &Path) -> Result<(), String> {
     let root = Root::open(dest).map_err(|e| format!("could not open {}: {e}", dest.display()))?;
+    let opts = ApplyOptions::for_current_user();
     for layer in lower {
-        let tar = dest.with_extension("layer.tar");
-        let file = std::fs::File::create(&tar).map_err(|e| format!("could not create {}: {e}", tar.display()))?;
-        upper_to_layer(layer, std::io::BufWriter::new(file), &WriteOptions::default())
-            .map_err(|e| format!("could not read the layer {}: {e}", layer.display()))?;
-        let mut input = std::io::BufReader::new(
-            std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
-        );
-        let opts = ApplyOptions::for_current_user();
-        apply_layer(&root, &mut input, &layer.display().to_string(), &opts)
-            .map_err(|e| format!("could not flatten {}: {e}", layer.display()))?;
-        let _ = std::fs::remove_file(&tar);
+        through_pipe(
+            |w| {
+                upper_to_layer(layer, w, &WriteOptions::default())
+                    .map(|_| ())
+                    .map_err(|e| format!("could not read the layer {}: {e}", layer.display()))
+            },
+            |r| {
+                apply_layer(&root, r, &layer.display().to_string(), &opts)
+                    .map(|_| ())
+                    .map_err(|e| format!("could not flatten {}: {e}", layer.display()))
+            },
+        )?;
     }
     Ok(())
 }
@@ -79,18 +106,20 @@ impl CopyUp {
 
     /// Writes what the step changed into the overlay upper directory `upper`.
     pub(crate) fn finish(&self, upper: &Path) -> Result<(), String> {
-        let tar = self.flat.with_extension("diff.tar");
-        let file = std::fs::File::create(&tar).map_err(|e| format!("could not create {}: {e}", tar.display()))?;
-        diff_trees(&self.flat, &self.root, std::io::BufWriter::new(file), &WriteOptions::default())
-            .map_err(|e| format!("could not compare the step's root with its layers: {e}"))?;
         let up = Root::open(upper).map_err(|e| format!("could not open {}: {e}", upper.display()))?;
-        let mut input = std::io::BufReader::new(
-            std::fs::File::open(&tar).map_err(|e| format!("could not open {}: {e}", tar.display()))?,
-        );
         let opts = ApplyOptions { overlay: true, ..ApplyOptions::for_current_user() };
-        apply_layer(&up, &mut input, "the step's changes", &opts)
-            .map_err(|e| format!("could not record the step's changes: {e}"))?;
-        Ok(())
+        through_pipe(
+            |w| {
+                diff_trees(&self.flat, &self.root, w, &WriteOptions::default())
+                    .map(|_| ())
+                    .map_err(|e| format!("could not compare {} with its layers: {e}", self.root.display()))
+            },
+            |r| {
+                apply_layer(&up, r, "the step's changes", &opts)
+                    .map(|_| ())
+                    .map_err(|e| format!("could not record the step's changes in {}: {e}", upper.display()))
+            },
+        )
     }
 }
 

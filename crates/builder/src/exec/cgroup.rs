@@ -108,7 +108,7 @@ impl Cgroups {
         if limits.is_empty() {
             return Ok(made);
         }
-        let name = format!("cargohold-{}-{}", std::process::id(), unique());
+        let name = super::unique_name();
         let v2 = hierarchy(None);
         let mut wanted: Vec<Setting> = Vec::new();
         if let Some(bytes) = limits.memory {
@@ -213,12 +213,6 @@ impl Cgroups {
             })
             .collect()
     }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Drop for Cgroups {

@@ -275,6 +275,14 @@ fn prepared_run(
     result
 }
 
+/// `cargohold-<pid>-<n>`: a name no other run of this or another process
+/// uses (cgroups, runtime container IDs).
+fn unique_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("cargohold-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Whether `rel` exists in `upper` or any of `lower`.
 fn existing(lower: &[PathBuf], upper: &Path, rel: &str) -> bool {
     std::iter::once(upper).chain(lower.iter().map(PathBuf::as_path)).any(|d| d.join(rel).symlink_metadata().is_ok())

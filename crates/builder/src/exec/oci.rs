@@ -143,12 +143,6 @@ fn config(spec: &RunSpec, root: &Path, files: &HostFiles) -> Value {
     })
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
 /// Whether `/sys/fs/cgroup` is a cgroup2 mount.
 fn unified_cgroups() -> bool {
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|t| {
@@ -171,7 +165,7 @@ impl Executor for OciRuntime {
                     source: e,
                 })?;
             }
-            let id = format!("cargohold-{}-{}", std::process::id(), unique());
+            let id = super::unique_name();
             let crun = self.crun;
             let binary = self.binary.clone();
             in_private_mounts(move || -> Result<i32, ExecError> {

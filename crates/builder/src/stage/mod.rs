@@ -152,6 +152,14 @@ pub enum StageError {
         /// What is wrong.
         message: String,
     },
+    /// The layers could not be mounted or copied for a step.
+    #[error("{step}: {message}")]
+    Root {
+        /// `inject` or the script.
+        step: String,
+        /// What failed (it names the path).
+        message: String,
+    },
     /// The base image is not usable.
     #[error("base image {name}")]
     Base {
@@ -528,7 +536,7 @@ impl<'a> Stager<'a> {
             None
         } else {
             let c = CopyUp::prepare(&st.dirs, &work_dir);
-            Some(c.map_err(|message| StageError::Config { path: work_dir.clone(), message })?)
+            Some(c.map_err(|message| StageError::Root { step: "inject".into(), message })?)
         };
         let result = in_private_mounts(|| -> Result<(), StageError> {
             let root_dir = match &copyup {
@@ -536,7 +544,7 @@ impl<'a> Stager<'a> {
                 Some(c) => c.root.clone(),
                 None => {
                     mount_overlay(&st.dirs, Some((&upper, &work)), &merged)
-                        .map_err(|message| StageError::Config { path: merged.clone(), message })?;
+                        .map_err(|message| StageError::Root { step: "inject".into(), message })?;
                     merged.clone()
                 }
             };
@@ -549,10 +557,10 @@ impl<'a> Stager<'a> {
             warnings.extend(report.warnings);
             Ok(())
         })
-        .map_err(|message| StageError::Config { path: merged.clone(), message })?;
+        .map_err(|message| StageError::Root { step: "inject".into(), message })?;
         result?;
         if let Some(c) = copyup {
-            c.finish(&upper).map_err(|message| StageError::Config { path: work_dir.clone(), message })?;
+            c.finish(&upper).map_err(|message| StageError::Root { step: "inject".into(), message })?;
         }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }
@@ -589,11 +597,11 @@ impl<'a> Stager<'a> {
         }
         let file = script.file_name().expect("a script has a name").to_string_lossy().into_owned();
         let in_container = format!("/bootstrap_scripts/{file}");
-        let shebang = std::fs::read(script).map_err(StageError::io("read", script))?.starts_with(b"#!");
+        let shebang = has_shebang(script)?;
         let argv = if shebang { vec![in_container] } else { vec!["/bin/sh".into(), in_container] };
         let tmp = self.state_dir().join("tmp");
         let (root, copyup) = step_root(&tmp, &st.dirs, &upper, &work, &dir, opts.copy_up)
-            .map_err(|message| StageError::Config { path: dir.clone(), message })?;
+            .map_err(|message| StageError::Root { step: stage.into(), message })?;
         let spec = RunSpec {
             root,
             argv,
@@ -621,7 +629,7 @@ impl<'a> Stager<'a> {
             return Ok(None);
         }
         if let Some(c) = copyup {
-            c.finish(&upper).map_err(|message| StageError::Config { path: dir.clone(), message })?;
+            c.finish(&upper).map_err(|message| StageError::Root { step: stage.into(), message })?;
         }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }
@@ -642,8 +650,7 @@ fn copy_plain(from: &Path, to: &Path) -> Result<(), StageError> {
                 std::fs::remove_dir_all(&dst).map_err(StageError::io("replace", &dst))?;
             }
             std::fs::copy(&src, &dst).map_err(StageError::io("copy", &src))?;
-            let data = std::fs::read(&dst).map_err(StageError::io("read", &dst))?;
-            if data.starts_with(b"#!") {
+            if has_shebang(&dst)? {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755))
                     .map_err(StageError::io("chmod", &dst))?;
@@ -651,6 +658,15 @@ fn copy_plain(from: &Path, to: &Path) -> Result<(), StageError> {
         }
     }
     Ok(())
+}
+
+/// Whether the file starts with `#!` (run it directly, else with /bin/sh).
+fn has_shebang(path: &Path) -> Result<bool, StageError> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let mut f = std::fs::File::open(path).map_err(StageError::io("open", path))?;
+    let n = f.read(&mut head).map_err(StageError::io("read", path))?;
+    Ok(n == 2 && head == *b"#!")
 }
 
 /// A digest of every path, mode and content under `dir`.
