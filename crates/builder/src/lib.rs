@@ -19,7 +19,9 @@ pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
-pub mod exec;
 pub mod plan;
 pub mod run;
 pub mod stage;
+
+/// Running containers: the runtime crate, re-exported.
+pub use cargohold_runtime as exec;

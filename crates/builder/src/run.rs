@@ -40,6 +40,10 @@ pub struct RunOptions {
     /// Standard input is a terminal for the command (see
     /// [`with_terminal`](crate::exec::with_terminal)).
     pub tty: bool,
+    /// Capabilities, seccomp, `--privileged`.
+    pub security: crate::exec::Security,
+    /// A minimal init on the host (catatonit) to run as pid 1 (`--init`).
+    pub init: Option<PathBuf>,
     /// Never mount a writable overlay (see [`BuildOptions::copy_up`](crate::build::BuildOptions::copy_up)).
     pub copy_up: bool,
 }
@@ -120,6 +124,8 @@ pub fn run_image(
         binds: opts.binds.clone(),
         limits: opts.limits,
         tty: opts.tty,
+        security: opts.security.clone(),
+        init: opts.init.clone(),
     };
     let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
     let committed = match (&opts.commit, code) {

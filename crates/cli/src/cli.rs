@@ -716,12 +716,24 @@ pub struct BuildArgs {
 /// How containers run (build steps, stages, run).
 #[derive(Debug, Args)]
 pub struct ContainerArgs {
-    /// Network of the containers: host or none.
-    #[arg(long, default_value = "host")]
+    /// Network of the containers: private (own namespace, outbound through pasta, host loopback unreachable), none, or host.
+    #[arg(long, default_value = "private", value_name = "private|none|host")]
     pub network: String,
     /// Run containers with this OCI runtime (crun or runc) instead of cargohold's own namespaces.
     #[arg(long, value_name = "crun|runc")]
     pub runtime: Option<String>,
+    /// Add a capability to the default 14 (e.g. NET_ADMIN, SYS_PTRACE, ALL; repeatable).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from the default set (ALL for every one; repeatable).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give the container every capability, no seccomp filter, no masked paths, a writable /sys and usable device nodes.
+    #[arg(long)]
+    pub privileged: bool,
+    /// seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges (repeatable).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -824,4 +836,7 @@ pub struct RunArgs {
     /// Platform to pick from a multi-platform image.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Run a minimal init (catatonit) as pid 1 that reaps zombies and forwards signals to the command.
+    #[arg(long)]
+    pub init: bool,
 }

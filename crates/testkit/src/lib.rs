@@ -686,3 +686,68 @@ pub fn busybox_rootfs(dir: &Path) {
         .unwrap();
     std::fs::write(dir.join("etc/group"), "root:x:0:\nstaff:x:50:app\napp:x:1000:\n").unwrap();
 }
+
+/// The hostile probe (`probe/probe.c`), built static with gcc once per test
+/// process into a temporary directory: what it prints is one `NAME=VALUE`
+/// line per attack (see [`Probe`]).
+pub fn probe_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            require("gcc");
+            let dir = std::env::temp_dir().join(format!("cargohold-probe-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/probe.c");
+            let out = dir.join("probe");
+            run(Command::new("gcc").args(["-static", "-O1", "-o"]).arg(&out).arg(&src));
+            out
+        })
+        .clone()
+}
+
+/// A probe's report: `NAME=VALUE` lines.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    /// Each line's value, by name.
+    pub values: BTreeMap<String, String>,
+}
+
+impl Probe {
+    /// Parses the probe's output.
+    pub fn parse(out: &str) -> Self {
+        let values = out
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Probe { values }
+    }
+
+    /// A value (panics, naming it, when the probe did not report it).
+    pub fn get(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or_else(|| panic!("the probe reported no {name}: {self:?}"))
+    }
+
+    /// Whether the attack `name` was refused (a value starting `refused`),
+    /// or came to nothing (`masked`, `hidden`).
+    pub fn safe(&self, name: &str) -> bool {
+        let v = self.get(name);
+        v.starts_with("refused") || v == "masked" || v == "hidden"
+    }
+
+    /// A capability set (`cap_eff`, ...) as a mask.
+    pub fn caps(&self, name: &str) -> u64 {
+        u64::from_str_radix(self.get(name), 16).unwrap_or_else(|_| panic!("{name} is not hex: {self:?}"))
+    }
+}
+
+/// `MAJOR:MINOR` of the block device holding `/` on the host (the disk a
+/// container must never read).
+pub fn root_block_device() -> String {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(' ').nth(2))
+        .expect("a mount at /")
+        .to_owned()
+}

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 
 use cargohold_layerfs::{ApplyOptions, Root, WriteOptions, apply_layer, diff_trees, upper_to_layer};
 
-use super::mounts::{in_private_mounts, mount_overlay};
 use crate::stage::inject::{InjectReport, inject_tree};
+use cargohold_runtime::{in_private_mounts, mount_overlay};
 
 /// Whether to mount a writable overlay with its upper directory under
 /// `tmp`: not when `copy_up` is asked for, else if the kernel can (probed

@@ -20,12 +20,11 @@ pub(crate) mod copy;
 pub(crate) mod copyup;
 mod error;
 mod fetch;
-pub(crate) mod mounts;
 
 pub use error::BuildError;
 
 use cache::Cache;
-use mounts::{in_private_mounts, mount_overlay};
+use cargohold_runtime::{in_private_mounts, mount_overlay};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +56,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// The network of RUN steps (`RUN --network` overrides it per step).
     pub network: Network,
+    /// The confinement of RUN steps (capabilities, seccomp).
+    pub security: crate::exec::Security,
     /// Every timestamp (config, history, file times in new layers, clamped);
     /// `SOURCE_DATE_EPOCH` when `None` and set, else now.
     pub timestamp: Option<u64>,
@@ -767,6 +768,8 @@ impl Run<'_, '_> {
             binds,
             limits: crate::exec::Limits::default(),
             tty: false,
+            security: self.opts.security.clone(),
+            init: None,
         };
         let code = self.b.executor.run(&spec, ProcessIo::to_stderr()).map_err(|e| BuildError::Exec {
             file: self.file.into(),

@@ -38,9 +38,9 @@ use cargohold_layerfs::{LayerCache, Root};
 use serde::Deserialize;
 
 use crate::build::copyup::{CopyUp, step_root, use_overlay};
-use crate::build::mounts::{in_private_mounts, mount_overlay};
 use crate::build::{commit_upper, scratch_dir};
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RunSpec};
+use cargohold_runtime::{in_private_mounts, mount_overlay};
 
 /// The stage scripts, in the order they run.
 pub const STAGES: [&str; 3] = ["stage2", "stage3", "selfcheck"];
@@ -101,6 +101,8 @@ pub struct StageOptions {
     pub no_cache: bool,
     /// The network of the stages.
     pub network: Network,
+    /// The confinement of the stage scripts (capabilities, seccomp).
+    pub security: crate::exec::Security,
     /// Every timestamp (default: `SOURCE_DATE_EPOCH`, else now).
     pub timestamp: Option<u64>,
     /// Platform of a `scratch` image, and of the base image to use
@@ -617,6 +619,8 @@ impl<'a> Stager<'a> {
             }],
             limits: crate::exec::Limits::default(),
             tty: false,
+            security: opts.security.clone(),
+            init: None,
         };
         let code = self
             .executor

@@ -1,6 +1,5 @@
-//! Builder integration tests: the executor, builds and pipelines, on busybox
+//! Builder integration tests: builds and pipelines, on busybox
 //! and debootstrap roots (as root: containers need it here).
 
 mod builds;
-mod exec;
 mod stage;

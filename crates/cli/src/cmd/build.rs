@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, executor, parse_size, with_terminal};
+use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, Security, executor, parse_size, with_terminal};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -76,6 +76,35 @@ fn ensure_image(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>
     Ok(())
 }
 
+impl crate::cli::ContainerArgs {
+    /// `--network`.
+    pub fn network(&self) -> Result<Network> {
+        self.network.parse().map_err(|e: String| anyhow::anyhow!("--network: {e}"))
+    }
+
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--security-opt`.
+    pub fn security(&self) -> Result<Security> {
+        let mut s = Security {
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            ..Security::default()
+        };
+        for o in &self.security_opt {
+            s.apply_opt(o)?;
+        }
+        s.capabilities()?;
+        Ok(s)
+    }
+}
+
+/// `--init`: podman's reaper, catatonit.
+fn init_binary() -> Result<std::path::PathBuf> {
+    cargohold_runtime::find_program("catatonit")
+        .or_else(|| cargohold_runtime::find_program("/usr/libexec/podman/catatonit"))
+        .context("--init: catatonit is not installed (Debian's catatonit package provides it)")
+}
+
 /// `CARGOHOLD_OVERLAY=0`: never mount a writable overlay (the copy-up fallback).
 fn no_overlay() -> bool {
     std::env::var("CARGOHOLD_OVERLAY").is_ok_and(|v| v == "0")
@@ -97,7 +126,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let planned = plan(&parse(&text, &plan_opts.file)?, &plan_opts)?;
     pull_bases(ctx, &store, &planned, &plan_opts)?;
     let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
-    let network: Network = args.container.network.parse().map_err(anyhow::Error::msg)?;
+    let network = args.container.network()?;
     let opts = BuildOptions {
         context: args.context.clone(),
         dockerfile: Some(file),
@@ -105,6 +134,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         tags: tags.clone(),
         no_cache: args.no_cache,
         network,
+        security: args.container.security()?,
         timestamp: args.timestamp,
         copy_up: no_overlay(),
     };
@@ -219,7 +249,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         argv: args.command.clone(),
         env: args.env.clone(),
         binds,
-        network: args.container.network.parse().map_err(anyhow::Error::msg)?,
+        network: args.container.network()?,
+        security: args.container.security()?,
+        init: if args.init { Some(init_binary()?) } else { None },
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         hostname: args.hostname.clone(),
@@ -294,7 +326,8 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         dir: dir.clone(),
         config,
         no_cache: args.no_cache,
-        network: args.container.network.parse().map_err(anyhow::Error::msg)?,
+        network: args.container.network()?,
+        security: args.container.security()?,
         timestamp: args.timestamp,
         platform,
         copy_up: no_overlay(),

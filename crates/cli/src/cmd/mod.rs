@@ -12,7 +12,6 @@ mod progress;
 mod publish;
 mod reference;
 mod registry;
-mod rootless;
 mod unpack;
 
 use anyhow::{Context, Result};
@@ -33,7 +32,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     if matches!(cli.command, Command::Build(_) | Command::Stage(_) | Command::Run(_))
         && !rustix::process::geteuid().is_root()
     {
-        rootless::enter().context("rootless: could not enter a user namespace")?;
+        cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
     }
     let done = match cli.command {
         Command::Run(a) => return build::run(&ctx, &a),

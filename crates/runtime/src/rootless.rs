@@ -1,4 +1,4 @@
-//! Rootless `build`, `stage` and `run`: the process moves into a user
+//! Rootless containers (`build`, `stage` and `run` as an unprivileged user): the process moves into a user
 //! namespace of its own (and a mount namespace owned by it) where the
 //! caller's user and group are root, before any thread starts. Containers,
 //! overlay mounts and layer extraction then work as for root.
@@ -15,7 +15,11 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use crate::ExecError;
+
+fn failed(step: &str) -> impl FnOnce(std::io::Error) -> ExecError + '_ {
+    move |source| ExecError::Setup { step: format!("rootless: {step}"), source }
+}
 
 /// The first subordinate ID range of `name` (or of the numeric `id`) in
 /// `file` (`/etc/subuid` format: `name:start:count`).
@@ -33,12 +37,14 @@ fn subids(file: &str, name: Option<&str>, id: u32) -> Option<(u64, u64)> {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).any(|d| d.join(tool).is_file())
+    crate::find_program(tool).is_some()
 }
 
 /// Unshares the user and mount namespaces and maps the caller to root
-/// (plus the subordinate IDs when the user has them).
-pub fn enter() -> Result<()> {
+/// (plus the subordinate IDs when the user has them). Call it before the
+/// process starts a thread: a multi-threaded process cannot change its
+/// user namespace.
+pub fn enter() -> Result<(), ExecError> {
     let uid = rustix::process::geteuid().as_raw();
     let gid = rustix::process::getegid().as_raw();
     let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
@@ -60,27 +66,30 @@ pub fn enter() -> Result<()> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
-                .context("could not start the newuidmap helper")?;
+                .map_err(failed("start the newuidmap helper"))?;
             Some(child)
         }
         None => None,
     };
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("unshare (are unprivileged user namespaces allowed on this host?)")?;
+        .map_err(|e| failed("unshare (are unprivileged user namespaces allowed on this host?)")(e.into()))?;
     match helper {
         Some(mut child) => {
             let mut stdin = child.stdin.take().expect("piped");
-            stdin.write_all(b"go\n").context("could not signal the newuidmap helper")?;
+            stdin.write_all(b"go\n").map_err(failed("signal the newuidmap helper"))?;
             drop(stdin);
-            let out = child.wait_with_output().context("the newuidmap helper")?;
+            let out = child.wait_with_output().map_err(failed("wait for the newuidmap helper"))?;
             if !out.status.success() {
-                bail!("newuidmap/newgidmap failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                return Err(ExecError::Invalid(format!(
+                    "rootless: newuidmap/newgidmap failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
             }
         }
         None => {
-            std::fs::write("/proc/self/setgroups", "deny").context("/proc/self/setgroups")?;
-            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).context("/proc/self/uid_map")?;
-            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).context("/proc/self/gid_map")?;
+            std::fs::write("/proc/self/setgroups", "deny").map_err(failed("write /proc/self/setgroups"))?;
+            std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).map_err(failed("write /proc/self/uid_map"))?;
+            std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).map_err(failed("write /proc/self/gid_map"))?;
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize};
 
-use super::ProcessIo;
+use crate::ProcessIo;
 
 /// Restores the caller's terminal settings on drop.
 struct Raw {

@@ -8,7 +8,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::ExecError;
+use crate::ExecError;
 
 /// Resource limits of a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -49,7 +49,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The cgroups made for one run, removed on drop.
 #[derive(Debug, Default)]
-pub(super) struct Cgroups {
+pub(crate) struct Cgroups {
     dirs: Vec<PathBuf>,
 }
 
@@ -102,13 +102,18 @@ fn write(path: &Path, value: &str) -> Result<(), ExecError> {
 }
 
 impl Cgroups {
-    /// Makes the cgroups for `limits` (none when there are none).
-    pub(super) fn create(limits: &Limits) -> Result<Cgroups, ExecError> {
+    /// Makes the cgroups for `limits` (none when there are none), and
+    /// with `devices` a v1 devices cgroup holding the spec's device rules
+    /// (for crun, which cannot apply them itself on hybrid hosts).
+    pub(crate) fn create(limits: &Limits, devices: bool) -> Result<Cgroups, ExecError> {
         let mut made = Cgroups::default();
+        if devices {
+            made.devices()?;
+        }
         if limits.is_empty() {
             return Ok(made);
         }
-        let name = super::unique_name();
+        let name = crate::exec::unique_name();
         let v2 = hierarchy(None);
         let mut wanted: Vec<Setting> = Vec::new();
         if let Some(bytes) = limits.memory {
@@ -197,10 +202,47 @@ impl Setting {
     }
 }
 
+/// Whether this host has the cgroup v1 devices controller mounted.
+pub(crate) fn has_v1_devices() -> bool {
+    hierarchy(Some("devices")).is_some()
+}
+
 impl Cgroups {
+    /// A devices cgroup (v1) with Docker's rules: every process of the
+    /// container may make any node but open only the standard ones.
+    fn devices(&mut self) -> Result<(), ExecError> {
+        let h = hierarchy(Some("devices")).ok_or_else(|| {
+            ExecError::Invalid("this host has no cgroup v1 devices controller to hold the device rules".into())
+        })?;
+        let dir = h.own.join(crate::exec::unique_name());
+        std::fs::create_dir(&dir).map_err(|e| ExecError::Io {
+            action: "create the cgroup",
+            path: dir.clone(),
+            source: e,
+        })?;
+        self.dirs.push(dir.clone());
+        for rule in crate::spec::device_rules(false)? {
+            let kind = match rule.typ() {
+                Some(oci_spec::runtime::LinuxDeviceType::B) => "b",
+                Some(oci_spec::runtime::LinuxDeviceType::C) => "c",
+                _ => "a",
+            };
+            let num = |n: Option<i64>| n.map_or("*".to_owned(), |n| n.to_string());
+            let access = rule.access().clone().unwrap_or_else(|| "rwm".into());
+            let line = if kind == "a" {
+                "a".to_owned()
+            } else {
+                format!("{kind} {}:{} {access}", num(rule.major()), num(rule.minor()))
+            };
+            let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
+            write(&dir.join(file), &line)?;
+        }
+        Ok(())
+    }
+
     /// The `cgroup.procs` file of each cgroup, open for writing: a process
     /// that writes `0` to them joins them (done between fork and exec).
-    pub(super) fn open_procs(&self) -> Result<Vec<OwnedFd>, ExecError> {
+    pub(crate) fn open_procs(&self) -> Result<Vec<OwnedFd>, ExecError> {
         self.dirs
             .iter()
             .map(|d| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cargohold_layerfs::Root;
 use rustix::fs::OFlags;
 
-use super::ExecError;
+use crate::ExecError;
 
 /// Numeric identity of a container process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! Running a process in a root filesystem, isolated: the [`Executor`] seam
-//! and its default, [`Namespaces`] (our own mount, pid, ipc, uts and,
-//! optionally, network namespaces; no runtime binary needed).
+//! Running a process in a root filesystem, isolated: the [`Executor`] seam,
+//! [`RunSpec`] (what to run, turned into one OCI runtime spec for every
+//! executor, see [`crate::spec`]) and what every executor does around a run.
 //!
 //! The root is either a directory (bind-mounted) or a kernel overlay of
 //! read-only layer directories plus a fresh upper directory, which then holds
@@ -8,9 +8,9 @@
 //! container's own mount namespace, so nothing stays mounted on the host
 //! when the process ends or the builder is killed. The process gets a fresh
 //! `/proc`, a read-only `/sys`, a minimal `/dev` (null, zero, full, random,
-//! urandom, tty, pts, shm), generated `/etc/hosts` and `/etc/hostname` and
-//! the host's `/etc/resolv.conf`. When the main process exits, every process
-//! it left behind is killed with its pid namespace.
+//! urandom, tty, pts, shm, mqueue), generated `/etc/hosts`, `/etc/hostname`
+//! and `/etc/resolv.conf`. When the main process exits, every process it
+//! left behind is killed with its pid namespace.
 //!
 //! Executors need root: of the host, or of a user namespace (rootless; see
 //! [`cargohold_layerfs::rootless`]). In a user namespace `/proc` (and
@@ -18,38 +18,47 @@
 //! kernel requires, and the device nodes and the host's `/sys` are
 //! bind-mounted, since nodes cannot be made there.
 
-mod cgroup;
-mod ns;
-mod oci;
-mod terminal;
-mod user;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-pub use cgroup::{Limits, parse_size};
-pub use oci::OciRuntime;
-pub use terminal::with_terminal;
-pub use user::{UserIds, lookup_user};
+use crate::cgroup::{self, Limits};
+use crate::security::Security;
+use crate::user::UserIds;
+use crate::{Namespaces, OciRuntime};
 
 /// The container's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network stack (Docker's `--network host`, the build default).
+    /// A network namespace of its own with outbound access through pasta
+    /// (user-mode networking, as rootless podman has): host loopback
+    /// services and the host's interfaces are out of reach. The default.
     #[default]
-    Host,
+    Private,
     /// A new network namespace with only a loopback interface.
     None,
+    /// The host's network stack (`--network host`): only when asked for.
+    Host,
 }
 
 impl std::str::FromStr for Network {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
-            "host" | "default" => Ok(Network::Host),
+            "private" | "pasta" | "default" | "bridge" | "slirp4netns" => Ok(Network::Private),
             "none" => Ok(Network::None),
-            _ => Err(format!("unknown network mode {s:?} (host or none)")),
+            "host" => Ok(Network::Host),
+            _ => Err(format!("unknown network mode {s:?} (private, none or host)")),
         }
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Network::Private => "private",
+            Network::None => "none",
+            Network::Host => "host",
+        })
     }
 }
 
@@ -104,8 +113,14 @@ pub struct RunSpec {
     /// Memory and CPU limits.
     pub limits: Limits,
     /// Standard input is a terminal that becomes the process' controlling
-    /// terminal (in a session of its own); see [`with_terminal`].
+    /// terminal (in a session of its own); see [`with_terminal`](crate::with_terminal).
     pub tty: bool,
+    /// Capabilities, seccomp, `no_new_privs`, `--privileged`.
+    pub security: Security,
+    /// A minimal init on the host (such as catatonit) to run as pid 1,
+    /// reaping zombies and passing signals to the command (`--init`);
+    /// without, the command is pid 1.
+    pub init: Option<PathBuf>,
 }
 
 /// The process' standard streams.
@@ -165,6 +180,33 @@ pub enum ExecError {
     /// The spec is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// An option's value is wrong or unsupported.
+    #[error("{option}: {message}")]
+    Option {
+        /// The option and its value, as given.
+        option: String,
+        /// What is wrong, and the way out.
+        message: String,
+    },
+    /// A seccomp profile could not be read or compiled.
+    #[error("seccomp profile {}: {message}", profile.display())]
+    Seccomp {
+        /// The profile file (or `linux.seccomp` for a compiled spec).
+        profile: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The container's private network could not be set up.
+    #[error(
+        "could not set up the container's private network: {message} (use --network none for no network, or --network host to share the host's)"
+    )]
+    Network {
+        /// What failed.
+        message: String,
+        /// The system error, if any.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// A host file operation failed.
     #[error("could not {action} {}", path.display())]
     Io {
@@ -200,31 +242,27 @@ pub fn executor(runtime: Option<&str>) -> Result<Box<dyn Executor>, ExecError> {
     })
 }
 
-/// The built-in executor: Linux namespaces set up by this process.
-#[derive(Debug, Clone, Default)]
-pub struct Namespaces {
-    _private: (),
-}
-
-impl Namespaces {
-    /// The executor.
-    pub fn new() -> Self {
-        Namespaces::default()
-    }
-}
-
-impl Executor for Namespaces {
-    fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
-        prepared_run(spec, |scratch, files, cgroups| ns::run(spec, scratch, files, cgroups, io))
-    }
+/// What an executor is handed by [`prepared_run`].
+pub(crate) struct Prepared<'a> {
+    /// A private scratch directory for this run.
+    pub scratch: &'a Path,
+    /// The generated `/etc` files.
+    pub files: &'a HostFiles,
+    /// `cgroup.procs` of the limiting cgroups, open for writing.
+    pub cgroups: Vec<std::os::fd::OwnedFd>,
+    /// The private network's namespace (pasta is attached), if any.
+    pub netns: Option<&'a crate::network::PrivateNetwork>,
+    /// `uname -r`.
+    pub kernel: String,
 }
 
 /// What every executor does around its own run: checks, the files to
-/// mount at `/etc`, the limiting cgroups, and afterwards the removal of
-/// the mount points the run created in the root.
-fn prepared_run(
+/// mount at `/etc`, the limiting cgroups, the private network, and
+/// afterwards the removal of the mount points the run created in the root.
+pub(crate) fn prepared_run(
     spec: &RunSpec,
-    run: impl FnOnce(&Path, &HostFiles, Vec<std::os::fd::OwnedFd>) -> Result<i32, ExecError>,
+    devices_cgroup: bool,
+    run: impl FnOnce(Prepared<'_>) -> Result<i32, ExecError>,
 ) -> Result<i32, ExecError> {
     if !rustix::process::geteuid().is_root() {
         return Err(ExecError::NotRoot);
@@ -232,60 +270,159 @@ fn prepared_run(
     if spec.argv.is_empty() {
         return Err(ExecError::Invalid("no command to run".into()));
     }
+    // Bad options fail before anything is made.
+    spec.security.capabilities()?;
+    if let Some(init) = &spec.init
+        && !init.is_file()
+    {
+        return Err(ExecError::Option {
+            option: "--init".into(),
+            message: format!("the init binary {} is not a file (install catatonit)", init.display()),
+        });
+    }
     let scratch = tempfile::Builder::new().prefix("cargohold-run-").tempdir().map_err(|e| ExecError::Io {
         action: "create a scratch directory in",
         path: std::env::temp_dir(),
         source: e,
     })?;
-    let files = HostFiles::write(scratch.path(), spec)?;
+    let network = match spec.network {
+        Network::Private => Some(crate::network::PrivateNetwork::start(scratch.path())?),
+        _ => None,
+    };
+    let files = HostFiles::write(scratch.path(), spec, network.as_ref())?;
     let points = mount_points(spec);
     let (top, lower): (&Path, &[PathBuf]) = match &spec.root {
         RootFs::Overlay { lower, upper, .. } => (upper, lower),
         RootFs::Dir(d) => (d, &[]),
     };
-    let before: Vec<(bool, bool)> =
-        points.iter().map(|rel| (existing(lower, top, rel), existing(&[], top, rel))).collect();
+    let top_dir = Beneath::open(top)?;
+    let lower_dirs: Vec<Beneath> = lower.iter().filter_map(|l| Beneath::open(l).ok()).collect();
+    let before: Vec<(bool, bool)> = points
+        .iter()
+        .map(|rel| (top_dir.exists(rel) || lower_dirs.iter().any(|l| l.exists(rel)), top_dir.exists(rel)))
+        .collect();
     // In a plain directory, the directories that get mount points keep
     // their times (a tree diff would otherwise see them changed).
     let overlay = matches!(spec.root, RootFs::Overlay { .. });
-    let mut parents: Vec<(PathBuf, rustix::fs::Timestamps)> = Vec::new();
+    let mut parents: Vec<(String, rustix::fs::Timestamps)> = Vec::new();
     if !overlay {
         for (rel, _) in points.iter().zip(&before).filter(|(_, e)| !e.0) {
-            let parent = top.join(rel).parent().map(Path::to_path_buf).unwrap_or_else(|| top.to_path_buf());
-            if let Ok(m) = std::fs::symlink_metadata(&parent)
-                && !parents.iter().any(|(p, _)| *p == parent)
+            let parent = rel.rsplit_once('/').map_or(String::new(), |(p, _)| p.to_owned());
+            if !parents.iter().any(|(p, _)| *p == parent)
+                && let Some(times) = top_dir.times(&parent)
             {
-                use std::os::unix::fs::MetadataExt;
-                let t = |s: i64, ns: i64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
-                let times = rustix::fs::Timestamps {
-                    last_access: t(m.atime(), m.atime_nsec()),
-                    last_modification: t(m.mtime(), m.mtime_nsec()),
-                };
                 parents.push((parent, times));
             }
         }
     }
-    let cgroups = cgroup::Cgroups::create(&spec.limits)?;
-    let result = run(scratch.path(), &files, cgroups.open_procs()?);
+    let cgroups = cgroup::Cgroups::create(&spec.limits, devices_cgroup && !spec.security.privileged)?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let result = run(Prepared {
+        scratch: scratch.path(),
+        files: &files,
+        cgroups: cgroups.open_procs()?,
+        netns: network.as_ref(),
+        kernel,
+    });
+    drop(network);
     drop(cgroups);
-    remove_mount_points(top, &points, &before, overlay);
+    remove_mount_points(&top_dir, &points, &before, overlay);
     for (dir, times) in parents.iter().rev() {
-        let _ = rustix::fs::utimensat(rustix::fs::CWD, dir, times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+        top_dir.set_times(dir, times);
     }
     result
 }
 
 /// `cargohold-<pid>-<n>`: a name no other run of this or another process
 /// uses (cgroups, runtime container IDs).
-fn unique_name() -> String {
+pub(crate) fn unique_name() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!("cargohold-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Whether `rel` exists in `upper` or any of `lower`.
-fn existing(lower: &[PathBuf], upper: &Path, rel: &str) -> bool {
-    std::iter::once(upper).chain(lower.iter().map(PathBuf::as_path)).any(|d| d.join(rel).symlink_metadata().is_ok())
+/// A directory the container wrote into, looked at from the host without
+/// ever following a symlink the container may have planted (openat2 with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a mount point's parent turned
+/// into a link to `/etc` must not make us delete the host's files.
+struct Beneath {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Beneath {
+    fn open(dir: &Path) -> Result<Self, ExecError> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ExecError::Io { action: "open the root", path: dir.into(), source: e.into() })?;
+        Ok(Beneath { fd })
+    }
+
+    /// The directory `rel` (empty: this one), never through a symlink.
+    fn dir(&self, rel: &str) -> Option<std::os::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let rel = if rel.is_empty() { "." } else { rel };
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), how).ok()
+    }
+
+    fn split(rel: &str) -> (&str, &str) {
+        rel.rsplit_once('/').unwrap_or(("", rel))
+    }
+
+    fn stat(&self, rel: &str) -> Option<rustix::fs::Stat> {
+        let (parent, name) = Self::split(rel);
+        let dir = self.dir(parent)?;
+        rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()
+    }
+
+    fn exists(&self, rel: &str) -> bool {
+        self.stat(rel).is_some()
+    }
+
+    fn times(&self, rel: &str) -> Option<rustix::fs::Timestamps> {
+        let st = if rel.is_empty() { rustix::fs::fstat(&self.fd).ok()? } else { self.stat(rel)? };
+        let t = |s: i64, ns: u64| rustix::fs::Timespec { tv_sec: s, tv_nsec: ns as _ };
+        Some(rustix::fs::Timestamps {
+            last_access: t(st.st_atime as i64, st.st_atime_nsec as u64),
+            last_modification: t(st.st_mtime as i64, st.st_mtime_nsec as u64),
+        })
+    }
+
+    fn set_times(&self, rel: &str, times: &rustix::fs::Timestamps) {
+        if let Some(dir) = self.dir(rel) {
+            // An O_PATH descriptor: through /proc/self/fd, as utimensat
+            // takes no empty path.
+            let _ = rustix::fs::utimensat(
+                rustix::fs::CWD,
+                format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)),
+                times,
+                rustix::fs::AtFlags::empty(),
+            );
+        }
+    }
+
+    /// Removes the empty file or empty directory `rel`; whether it did.
+    fn remove_empty(&self, rel: &str) -> bool {
+        let (parent, name) = Self::split(rel);
+        let Some(dir) = self.dir(parent) else { return false };
+        let Ok(st) = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else { return false };
+        let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+        match kind {
+            rustix::fs::FileType::RegularFile if st.st_size == 0 => {
+                rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()).is_ok()
+            }
+            // Fails (and keeps it) unless the directory is empty.
+            rustix::fs::FileType::Directory => rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::REMOVEDIR).is_ok(),
+            _ => false,
+        }
+    }
+
+    fn is_opaque(&self, rel: &str) -> bool {
+        let Some(dir) = self.dir(rel) else { return false };
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
+        rustix::fs::getxattr(path.as_str(), cargohold_layerfs::rootless::opaque_xattr(), &mut [0u8; 4]).is_ok()
+    }
 }
 
 /// The paths a run of `spec` may create as mount points: [`MOUNT_POINTS`]
@@ -317,41 +454,33 @@ fn mount_points(spec: &RunSpec) -> Vec<String> {
 /// in the upper directory before), so a step's layer shows only its own
 /// changes. `existed` is, per point, whether it existed at all and whether
 /// it existed in `upper`.
-fn remove_mount_points(upper: &Path, points: &[String], existed: &[(bool, bool)], overlay: bool) {
+fn remove_mount_points(upper: &Beneath, points: &[String], existed: &[(bool, bool)], overlay: bool) {
     let mut created: Vec<&String> = points.iter().zip(existed).filter(|(_, e)| !e.0).map(|(p, _)| p).collect();
     created.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
     for rel in created {
-        let p = upper.join(rel);
-        let removed = match p.symlink_metadata() {
-            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
-            // Fails (and keeps it) unless the directory is empty.
-            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
-            _ => false,
-        };
+        let removed = upper.remove_empty(rel);
         let Some((parent, _)) = rel.rsplit_once('/') else { continue };
         let parent_was_in_upper =
             points.iter().zip(existed).find(|(r, _)| r.as_str() == parent).is_none_or(|(_, e)| e.1);
-        if overlay && removed && !parent_was_in_upper {
-            let dir = upper.join(parent);
-            let opaque =
-                rustix::fs::lgetxattr(&dir, cargohold_layerfs::rootless::opaque_xattr(), &mut [0u8; 4]).is_ok();
-            if !opaque {
-                let _ = std::fs::remove_dir(&dir);
-            }
+        if overlay && removed && !parent_was_in_upper && !upper.is_opaque(parent) {
+            upper.remove_empty(parent);
         }
     }
 }
 
 /// Files made on the host for the container to bind-mount.
 #[derive(Debug)]
-struct HostFiles {
-    hosts: PathBuf,
-    hostname: PathBuf,
-    resolv: PathBuf,
+pub struct HostFiles {
+    /// `/etc/hosts`.
+    pub hosts: PathBuf,
+    /// `/etc/hostname`.
+    pub hostname: PathBuf,
+    /// `/etc/resolv.conf`.
+    pub resolv: PathBuf,
 }
 
 impl HostFiles {
-    fn write(dir: &Path, spec: &RunSpec) -> Result<Self, ExecError> {
+    fn write(dir: &Path, spec: &RunSpec, net: Option<&crate::network::PrivateNetwork>) -> Result<Self, ExecError> {
         let put = |name: &str, text: &str| {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| ExecError::Io { action: "write", path: p.clone(), source: e })?;
@@ -363,9 +492,10 @@ impl HostFiles {
             &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"),
         )?;
         let hostname = put("hostname", &format!("{h}\n"))?;
-        let resolv_text = match spec.network {
-            Network::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-            Network::None => String::new(),
+        let resolv_text = match (spec.network, net) {
+            (Network::Host, _) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            (Network::Private, Some(n)) => n.resolv_conf(),
+            _ => String::new(),
         };
         let resolv = put("resolv.conf", &resolv_text)?;
         Ok(HostFiles { hosts, hostname, resolv })

@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use cargohold_builder::exec::{
+use cargohold_runtime::{
     BindMount, ExecError, Executor, Limits, Namespaces, Network, OciRuntime, ProcessIo, RootFs, RunSpec, UserIds,
     lookup_user,
 };
 use cargohold_testkit::busybox_rootfs;
 
-fn spec(root: RootFs, script: &str) -> RunSpec {
+pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
     RunSpec {
         root,
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
@@ -22,14 +22,16 @@ fn spec(root: RootFs, script: &str) -> RunSpec {
         binds: Vec::new(),
         limits: Limits::default(),
         tty: false,
+        security: Default::default(),
+        init: None,
     }
 }
 
-fn quiet() -> ProcessIo {
+pub(crate) fn quiet() -> ProcessIo {
     ProcessIo { stdin: Stdio::null(), stdout: Stdio::inherit(), stderr: Stdio::inherit() }
 }
 
-fn busybox() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn busybox() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("rootfs");
     busybox_rootfs(&root);
@@ -45,7 +47,7 @@ fn a_directory_root_is_isolated_and_reports_exit_codes() {
     assert_eq!(code, 7);
     let out = std::fs::read_to_string(root.join("tmp/out")).unwrap();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(&lines[..5], &["bar baz", "/work/dir", "buildhost", "0", "2"], "{out}");
+    assert_eq!(&lines[..5], &["bar baz", "/work/dir", "buildhost", "0", "1"], "{out}");
     assert_eq!(lines[5], "lo", "only loopback with --network none: {out}");
     assert_eq!(lines[6], "buildhost");
     assert!(out.contains("null") && out.contains("urandom") && out.contains("pts"), "{out}");
@@ -170,7 +172,7 @@ fn unknown_users_are_named() {
 
 /// The tests that look at this process' cgroups take turns (tests run as
 /// threads of one process under `cargo test`).
-static CGROUP_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+pub(crate) static CGROUP_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The cgroups of this process' runs: `cargohold-<pid>-*` under /sys/fs/cgroup.
 fn our_cgroups() -> Vec<PathBuf> {

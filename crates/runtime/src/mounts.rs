@@ -7,7 +7,7 @@ use cargohold_layerfs::overlay_options;
 
 /// Runs `f` on a thread with a private mount namespace: what it mounts is
 /// gone when it returns, even if this process is killed.
-pub(crate) fn in_private_mounts<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+pub fn in_private_mounts<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
     std::thread::scope(|s| {
         s.spawn(|| {
             use nix::mount::{MsFlags, mount};
@@ -25,7 +25,7 @@ pub(crate) fn in_private_mounts<T: Send>(f: impl FnOnce() -> T + Send) -> Result
 }
 
 /// Mounts `lower` (base first) with an optional writable `(upper, work)` at `target`.
-pub(crate) fn mount_overlay(lower: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<(), String> {
+pub fn mount_overlay(lower: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     let none: Option<&str> = None;
     if upper.is_none() && lower.len() == 1 {

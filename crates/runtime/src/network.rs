@@ -1,0 +1,144 @@
+//! The private network (`--network private`, the default): a network
+//! namespace of the container's own, connected to the outside by pasta
+//! (Debian's passt package), the user-mode network rootless podman uses.
+//! The namespace gets the host's addresses and routes, so outbound
+//! connections work as from the host, but nothing of the host's own is
+//! reachable: pasta is told to forward no port in either direction
+//! (`-t none -u none -T none -U none`) and not to map the gateway to the
+//! host's loopback (`--no-map-gw`).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::ExecError;
+
+/// Where a nameserver on the host's loopback is reached from the container:
+/// pasta forwards DNS sent there to the host's resolver.
+const DNS_FORWARD: &str = "169.254.1.1";
+
+/// A network namespace with pasta attached; pasta is stopped on drop.
+#[derive(Debug)]
+pub struct PrivateNetwork {
+    netns: OwnedFd,
+    pasta: Option<i32>,
+    host_resolv: String,
+    forward_dns: bool,
+}
+
+fn net_err(message: impl Into<String>, source: Option<std::io::Error>) -> ExecError {
+    ExecError::Network { message: message.into(), source }
+}
+
+/// `program` in `PATH` (or the path itself when it has a slash).
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Path::new(program).is_file().then(|| PathBuf::from(program));
+    }
+    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+}
+
+impl PrivateNetwork {
+    /// Makes the namespace and starts pasta for it; `scratch` is a private
+    /// directory of this run (pasta's pid file and log).
+    pub fn start(scratch: &Path) -> Result<PrivateNetwork, ExecError> {
+        let pasta = find_program("pasta")
+            .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
+        let netns = std::thread::scope(|s| {
+            s.spawn(|| -> std::io::Result<OwnedFd> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+                Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+        })
+        .map_err(|e| net_err("could not create a network namespace", Some(e)))?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let forward_dns =
+            host_resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).any(|a| is_loopback(a.trim()));
+        let mut net = PrivateNetwork { netns, pasta: None, host_resolv, forward_dns };
+        let pid_file = scratch.join("pasta.pid");
+        let log = scratch.join("pasta.log");
+        let ns_file = scratch.join("netns");
+        std::fs::write(&ns_file, b"")
+            .map_err(|e| net_err(format!("could not create {}", ns_file.display()), Some(e)))?;
+        let fd = net.netns.as_raw_fd();
+        let forward = net.forward_dns;
+        // pasta opens the namespace by path, and cannot open another
+        // process' /proc/PID/ns files: the namespace is bound to a file in
+        // a private mount namespace that only pasta (started from there)
+        // sees; nothing stays mounted on the host.
+        let status = crate::mounts::in_private_mounts(|| -> Result<std::process::ExitStatus, ExecError> {
+            nix::mount::mount(
+                Some(format!("/proc/self/fd/{fd}").as_str()),
+                &ns_file,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| net_err("could not bind the network namespace for pasta", Some(e.into())))?;
+            let mut cmd = Command::new(&pasta);
+            cmd.args(["--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+                .args(["--runas", "0", "-q", "--netns"])
+                .arg(&ns_file)
+                .arg("--pid")
+                .arg(&pid_file)
+                .arg("--log-file")
+                .arg(&log);
+            if forward {
+                cmd.args(["--dns-forward", DNS_FORWARD]);
+            }
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.status().map_err(|e| net_err(format!("could not start {}", pasta.display()), Some(e)))
+        })
+        .map_err(|e| net_err(e, None))??;
+        if let Ok(pid) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            net.pasta = Some(pid);
+        }
+        if !status.success() || net.pasta.is_none() {
+            let said = std::fs::read_to_string(&log).unwrap_or_default();
+            let said = said.lines().filter(|l| !l.contains("syslog")).collect::<Vec<_>>().join("; ");
+            return Err(net_err(format!("pasta failed ({status}): {}", said.trim()), None));
+        }
+        Ok(net)
+    }
+
+    /// The namespace, to join with setns.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.netns
+    }
+
+    /// The container's `/etc/resolv.conf`: the host's, with nameservers on
+    /// the host's loopback replaced by pasta's DNS forwarder.
+    pub fn resolv_conf(&self) -> String {
+        let mut out = String::new();
+        for line in self.host_resolv.lines() {
+            match line.trim().strip_prefix("nameserver") {
+                Some(addr) if is_loopback(addr.trim()) => {
+                    if !out.contains(DNS_FORWARD) {
+                        out.push_str(&format!("nameserver {DNS_FORWARD}\n"));
+                    }
+                }
+                _ => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pasta {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! The built-in executor, [`Namespaces`]: the container is made by this
+//! process from the same OCI runtime spec crun and runc are given.
+//!
+//! `Command::spawn` forks a child (P1) that runs our pre-exec hook: it
+//! joins the run's cgroups and its private network namespace, unshares the
+//! mount, pid, ipc, uts, cgroup (and network) namespaces and forks the
+//! container's pid 1. P1 stays outside the container and waits; nothing
+//! in the container can see it. Pid 1 mounts the root (`nodev`: no device
+//! node in the image or made later can be opened), pivots into it, mounts
+//! the spec's mounts, binds the host's standard device nodes, masks and
+//! write-protects the kernel paths, then becomes the payload: working
+//! directory (refused when it resolves outside the root), identity,
+//! bounding set, seccomp filter, capabilities; every descriptor above 2
+//! is closed by the exec. When pid 1 exits the kernel kills whatever it
+//! left running. Setup errors are written to our own pipe as the step's
+//! name plus the errno, then the process exits with 125.
+//!
+//! The hook runs between fork and exec: it only makes system calls on
+//! data prepared before the fork (no allocation, no locks).
+
+// The one module of the crate with unsafe code: fork, pre-exec and a few raw
+// calls, each with its SAFETY line.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::stat::{Mode, SFlag, umask};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Pid, Uid, chdir, fork, pivot_root, setgroups, sethostname, setresgid, setresuid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+
+use crate::exec::{Prepared, prepared_run};
+use crate::spec::{Placement, container_spec};
+use crate::{ExecError, Executor, ProcessIo, RootFs, RunSpec};
+
+/// Exit code of a process whose setup failed (its reason is in the pipe).
+const SETUP_FAILED: i32 = 125;
+
+/// The built-in executor: Linux namespaces set up by this process.
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    _private: (),
+}
+
+impl Namespaces {
+    /// The executor.
+    pub fn new() -> Self {
+        Namespaces::default()
+    }
+}
+
+impl Executor for Namespaces {
+    fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
+        prepared_run(spec, false, |p| run(spec, p, io))
+    }
+}
+
+/// One mount of the spec, ready for the hook.
+struct MountOp {
+    /// Host source of a bind mount (cloned before the pivot), or the
+    /// filesystem's source name.
+    source: CString,
+    target: CString,
+    fstype: Option<CString>,
+    flags: MsFlags,
+    data: Option<CString>,
+    bind: bool,
+    /// A bind source that is a directory.
+    is_dir: bool,
+    /// The generated /etc files are skipped when the image's target
+    /// cannot hold them (a dangling `/etc/resolv.conf` link).
+    required: bool,
+    /// proc and sysfs in a user namespace: mounted before the pivot.
+    early: bool,
+}
+
+/// Everything the hook needs, as C strings and numbers made before the fork.
+struct Plan {
+    merged: CString,
+    overlay: Option<CString>,
+    bind_root: Option<CString>,
+    /// Flags of the root mount (`nodev` unless privileged).
+    root_flags: MsFlags,
+    mounts: Vec<MountOp>,
+    /// Host device nodes bound at the same path in the container.
+    devices: Vec<CString>,
+    masked: Vec<CString>,
+    readonly: Vec<CString>,
+    cwd: CString,
+    hostname: CString,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+    namespaces: CloneFlags,
+    netns: Option<RawFd>,
+    new_net: bool,
+    /// Capabilities kept in the bounding set (bit N: capability N), and
+    /// the last capability the kernel knows.
+    bounding: u64,
+    last_cap: u32,
+    /// The final effective and permitted set.
+    caps: u64,
+    no_new_privs: bool,
+    seccomp: Option<Vec<libc::sock_filter>>,
+    /// Make standard input the payload's controlling terminal.
+    tty: bool,
+    /// In a user namespace: device nodes are bound, /proc mounted early.
+    userns: bool,
+    /// `cgroup.procs` files (open) to join first.
+    cgroups: Vec<OwnedFd>,
+    err_fd: RawFd,
+}
+
+fn cstring(b: &[u8], what: &str) -> Result<CString, ExecError> {
+    CString::new(b).map_err(|_| ExecError::Invalid(format!("{what} contains a NUL byte")))
+}
+
+fn cpath(p: &Path, what: &str) -> Result<CString, ExecError> {
+    cstring(p.as_os_str().as_bytes(), what)
+}
+
+/// A mount's options as mount(2) flags plus the filesystem data, and
+/// whether it is a bind mount.
+fn mount_options(options: &[String]) -> (MsFlags, String, bool) {
+    let mut flags = MsFlags::empty();
+    let mut data: Vec<&str> = Vec::new();
+    let mut bind = false;
+    for o in options {
+        match o.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" | "rprivate" | "private" | "rslave" | "slave" | "rshared" | "shared" => {}
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "bind" | "rbind" => bind = true,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","), bind)
+}
+
+/// `capabilities` as a bit mask.
+fn cap_mask(caps: Option<&std::collections::HashSet<oci_spec::runtime::Capability>>) -> u64 {
+    caps.into_iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .filter_map(|v| v.as_str().and_then(crate::security::capability_number))
+        .fold(0, |m, n| m | 1 << n)
+}
+
+fn plan(run: &RunSpec, oci: &Spec, p: &Prepared<'_>, cgroups: Vec<OwnedFd>, err_fd: RawFd) -> Result<Plan, ExecError> {
+    let merged = p.scratch.join("root");
+    std::fs::create_dir(&merged).map_err(|e| ExecError::Io { action: "create", path: merged.clone(), source: e })?;
+    let (overlay, bind_root) = match &run.root {
+        RootFs::Dir(d) => (None, Some(cpath(d, "the root path")?)),
+        RootFs::Overlay { lower, upper, .. } if lower.is_empty() => (None, Some(cpath(upper, "the root path")?)),
+        RootFs::Overlay { lower, upper, work } => {
+            let data = cargohold_layerfs::overlay_options(lower, Some((upper, work)));
+            (Some(cstring(data.as_bytes(), "a layer path")?), None)
+        }
+    };
+    let userns = cargohold_layerfs::rootless::in_user_namespace();
+    if userns && (run.user.uid != 0 || run.user.gid != 0) && cargohold_layerfs::rootless::only_root_mapped() {
+        return Err(ExecError::Invalid(format!(
+            "rootless: the user namespace maps only root, so user {}:{} cannot run \
+             (give the user subordinate IDs in /etc/subuid and /etc/subgid, or run as root)",
+            run.user.uid, run.user.gid
+        )));
+    }
+    let privileged = run.security.privileged;
+    let mut mounts = Vec::new();
+    for m in oci.mounts().iter().flatten() {
+        let (flags, data, bind) = mount_options(m.options().as_deref().unwrap_or_default());
+        let fstype = m.typ().clone().unwrap_or_default();
+        let bind = bind || fstype == "bind";
+        let source = m.source().clone().unwrap_or_default();
+        let target = m.destination();
+        if !target.is_absolute() {
+            return Err(ExecError::Invalid(format!("mount target {} is not absolute", target.display())));
+        }
+        let generated = [&p.files.hosts, &p.files.hostname, &p.files.resolv].contains(&&source);
+        let is_dir = bind
+            && std::fs::metadata(&source)
+                .map_err(|e| ExecError::Io { action: "find the mount source", path: source.clone(), source: e })?
+                .is_dir();
+        let mut flags = flags;
+        if target == Path::new("/dev") && fstype == "tmpfs" && !privileged {
+            // Device nodes are bound from the host below; nothing made
+            // on this tmpfs can be opened.
+            flags |= MsFlags::MS_NODEV;
+        }
+        mounts.push(MountOp {
+            source: cpath(&source, "a mount source")?,
+            target: cpath(target, "a mount target")?,
+            fstype: (!bind).then(|| cstring(fstype.as_bytes(), "a filesystem type")).transpose()?,
+            flags,
+            data: (!data.is_empty()).then(|| cstring(data.as_bytes(), "mount options")).transpose()?,
+            bind,
+            is_dir,
+            required: !generated,
+            early: userns && !bind && (fstype == "proc" || fstype == "sysfs"),
+        });
+    }
+    if mounts.len() > 60 {
+        return Err(ExecError::Invalid(format!("{} mounts (at most 60)", mounts.len())));
+    }
+    let linux = oci.linux().clone().unwrap_or_default();
+    let devices =
+        linux.devices().iter().flatten().map(|d| cpath(d.path(), "a device path")).collect::<Result<Vec<_>, _>>()?;
+    let strings = |v: &Option<Vec<String>>| -> Result<Vec<CString>, ExecError> {
+        v.iter().flatten().map(|s| cstring(s.as_bytes(), "a masked path")).collect()
+    };
+    let mut namespaces = CloneFlags::empty();
+    let mut new_net = false;
+    for ns in linux.namespaces().iter().flatten() {
+        namespaces |= match ns.typ() {
+            LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+            LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+            LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+            LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+            LinuxNamespaceType::Network if ns.path().is_none() => {
+                new_net = true;
+                CloneFlags::CLONE_NEWNET
+            }
+            _ => CloneFlags::empty(),
+        };
+    }
+    let process = oci.process().clone().unwrap_or_default();
+    let caps = process.capabilities().clone().unwrap_or_default();
+    let last_cap =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(crate::seccomp::compile(s)?.filter),
+        None => None,
+    };
+    let cwd = process.cwd().clone();
+    let cwd = if cwd.as_os_str().is_empty() { "/".into() } else { cwd };
+    if !cwd.is_absolute() {
+        return Err(ExecError::Invalid(format!("working directory {} is not absolute", cwd.display())));
+    }
+    let user = process.user();
+    Ok(Plan {
+        merged: cpath(&merged, "the scratch path")?,
+        overlay,
+        bind_root,
+        root_flags: if privileged { MsFlags::empty() } else { MsFlags::MS_NODEV },
+        mounts,
+        devices,
+        masked: strings(linux.masked_paths())?,
+        readonly: strings(linux.readonly_paths())?,
+        cwd: cpath(&cwd, "the working directory")?,
+        hostname: cstring(oci.hostname().clone().unwrap_or_default().as_bytes(), "the host name")?,
+        uid: Uid::from_raw(user.uid()),
+        gid: Gid::from_raw(user.gid()),
+        groups: user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect(),
+        namespaces,
+        netns: p.netns.map(|n| n.fd().as_raw_fd()),
+        new_net,
+        bounding: cap_mask(caps.bounding().as_ref()),
+        last_cap,
+        caps: cap_mask(caps.effective().as_ref()),
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
+        seccomp,
+        tty: run.tty,
+        userns,
+        cgroups,
+        err_fd,
+    })
+}
+
+fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo) -> Result<i32, ExecError> {
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
+        action: "create a pipe in",
+        path: p.scratch.into(),
+        source: e.into(),
+    })?;
+    let merged = p.scratch.join("root");
+    let netns_file = p.scratch.join("netns");
+    let placement = Placement {
+        root: &merged,
+        files: p.files,
+        netns: p.netns.map(|_| netns_file.as_path()),
+        userns: cargohold_layerfs::rootless::in_user_namespace(),
+        kernel: &p.kernel,
+    };
+    let oci = container_spec(spec, placement)?;
+    let mut p = p;
+    let cgroups = std::mem::take(&mut p.cgroups);
+    let prepared = plan(spec, &oci, &p, cgroups, err_w.as_raw_fd())?;
+    let args = oci.process().as_ref().map(|p| p.args().clone().unwrap_or_default()).unwrap_or_default();
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]).env_clear().stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+    for kv in &spec.env {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => cmd.env(k, v),
+            _ => cmd.env(kv, ""),
+        };
+    }
+    // SAFETY: the hook only makes system calls (through nix and libc) on data
+    // prepared before the fork and never returns into Rust code that could
+    // take a lock held by another thread of the parent; see the module docs.
+    unsafe {
+        cmd.pre_exec(move || hook(&prepared));
+    }
+    let spawned = cmd.spawn();
+    drop(err_w);
+    let status = match spawned {
+        Ok(mut child) => child.wait(),
+        Err(e) => Err(e),
+    };
+    let mut msg = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut msg);
+    if msg.len() >= 4 {
+        let (text, errno) = msg.split_at(msg.len() - 4);
+        let errno = i32::from_le_bytes(errno.try_into().expect("four bytes"));
+        return Err(ExecError::Setup {
+            step: String::from_utf8_lossy(text).into_owned(),
+            source: std::io::Error::from_raw_os_error(errno),
+        });
+    }
+    let status = status.map_err(|e| ExecError::Spawn { program: spec.argv[0].clone(), source: e })?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// The pre-exec hook, in P1.
+fn hook(p: &Plan) -> std::io::Result<()> {
+    // Into the limiting cgroups first: everything forked from here is in
+    // them, and the cgroup namespace made below is rooted there.
+    for procs in &p.cgroups {
+        if let Err(e) = nix::unistd::write(procs, b"0") {
+            fail(p.err_fd, "join the cgroup", c"", e);
+        }
+    }
+    if let Some(fd) = p.netns {
+        // SAFETY: the descriptor is the private network's namespace, open
+        // in the parent for the whole run.
+        let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWNET) {
+            fail(p.err_fd, "join the private network namespace", c"", e);
+        }
+    }
+    if let Err(e) = unshare(p.namespaces) {
+        fail(p.err_fd, "create namespaces", c"", e);
+    }
+    // SAFETY: this process is single-threaded (a fork child); the child only
+    // makes system calls before it execs or exits.
+    match unsafe { fork() } {
+        Err(e) => fail(p.err_fd, "fork the container's init", c"", e),
+        Ok(ForkResult::Parent { child }) => {
+            close_inherited();
+            wait_and_exit(child)
+        }
+        Ok(ForkResult::Child) => container(p),
+    }
+}
+
+/// Mounts `m` (not a bind) at its target, after the pivot unless early.
+fn mount_fs(m: &MountOp, target: &CStr, e: RawFd) {
+    let fstype = m.fstype.as_deref();
+    if let Err(x) = mount(Some(m.source.as_c_str()), target, fstype, m.flags, m.data.as_deref()) {
+        fail(e, "mount", target, x);
+    }
+}
+
+/// The container's pid 1: mounts, pivot, hardening; the standard library
+/// then execs the payload (or `--init`'s reaper) in this process.
+fn container(p: &Plan) -> std::io::Result<()> {
+    let e = p.err_fd;
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    umask(Mode::empty());
+    let none: Option<&CStr> = None;
+    if let Err(x) = mount(none, c"/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
+        fail(e, "make mounts private", c"", x);
+    }
+    let root_mount = match (&p.overlay, &p.bind_root) {
+        (Some(data), _) => {
+            mount(Some(c"overlay"), p.merged.as_c_str(), Some(c"overlay"), p.root_flags, Some(data.as_c_str()))
+        }
+        (None, Some(dir)) => {
+            mount(Some(dir.as_c_str()), p.merged.as_c_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none).and_then(
+                |()| {
+                    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | p.root_flags;
+                    mount(none, p.merged.as_c_str(), none, flags, none)
+                },
+            )
+        }
+        (None, None) => Ok(()),
+    };
+    if let Err(x) = root_mount {
+        fail(e, "mount the root filesystem at", &p.merged, x);
+    }
+    if let Err(x) = chdir(p.merged.as_c_str()) {
+        fail(e, "enter", &p.merged, x);
+    }
+    // In a user namespace the kernel lets proc (and sysfs) be mounted only
+    // where the host's are visible: before the pivot, on real directories
+    // of the image (never its symlinks), relative to the new root.
+    let mut buf = [0u8; 4096];
+    for m in p.mounts.iter().filter(|m| m.early) {
+        let rel = relative(&mut buf, m.target.to_bytes());
+        match nix::unistd::mkdir(rel, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(x) => fail(e, "create", &m.target, x),
+        }
+        match nix::sys::stat::lstat(rel) {
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR => {}
+            Ok(_) => fail(e, "mount on (not a directory in the image)", &m.target, Errno::ENOTDIR),
+            Err(x) => fail(e, "find", &m.target, x),
+        }
+        mount_fs(m, rel, e);
+    }
+    // Bind sources (and the host's device nodes) are cloned now, while the
+    // host is visible, as detached mount trees attached after the pivot.
+    let mut sources: [Option<OwnedFd>; 64] = [const { None }; 64];
+    let mut devices: [Option<OwnedFd>; 16] = [const { None }; 16];
+    let clone = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
+    for (i, m) in p.mounts.iter().enumerate().filter(|(_, m)| m.bind).take(sources.len()) {
+        match rustix::mount::open_tree(rustix::fs::CWD, m.source.as_c_str(), clone) {
+            Ok(fd) => sources[i] = Some(fd),
+            Err(x) => fail(e, "clone the mount source", &m.source, Errno::from_raw(x.raw_os_error())),
+        }
+    }
+    for (i, dev) in p.devices.iter().enumerate().take(devices.len()) {
+        match rustix::mount::open_tree(rustix::fs::CWD, dev.as_c_str(), clone) {
+            Ok(fd) => devices[i] = Some(fd),
+            Err(x) => fail(e, "clone the host device", dev, Errno::from_raw(x.raw_os_error())),
+        }
+    }
+    if let Err(x) = pivot_root(c".", c".") {
+        fail(e, "pivot into", &p.merged, x);
+    }
+    if let Err(x) = umount2(c".", MntFlags::MNT_DETACH) {
+        fail(e, "detach the host root", c"", x);
+    }
+    if let Err(x) = chdir(c"/") {
+        fail(e, "enter the container root", c"", x);
+    }
+    // From here every path resolves inside the container: the host is gone,
+    // so an image's absolute symlinks cannot point at host files.
+    for (i, m) in p.mounts.iter().enumerate() {
+        if m.early {
+            continue;
+        }
+        if m.bind {
+            if let Some(tree) = &sources[i] {
+                bind(tree, m, e);
+            }
+            continue;
+        }
+        mkdir_p(&m.target, e);
+        mount_fs(m, &m.target, e);
+        if m.target.to_bytes() == b"/dev" {
+            dev_links(e);
+        }
+    }
+    for (i, dev) in p.devices.iter().enumerate() {
+        if let Some(tree) = &devices[i] {
+            attach(tree, dev, false, e);
+        }
+    }
+    for path in &p.masked {
+        mask(path, e);
+    }
+    for path in &p.readonly {
+        read_only(path, e);
+    }
+    if let Err(x) = sethostname(OsStr::from_bytes(p.hostname.to_bytes())) {
+        fail(e, "set the host name", &p.hostname, x);
+    }
+    if p.new_net {
+        loopback_up(e);
+    }
+    payload(p)
+}
+
+/// `/`-less copy of an absolute path, for use relative to the new root.
+fn relative<'a>(buf: &'a mut [u8; 4096], path: &[u8]) -> &'a CStr {
+    let rel = path.strip_prefix(b"/").unwrap_or(path);
+    let rel = if rel.is_empty() { b"." as &[u8] } else { rel };
+    prefix(buf, rel, rel.len())
+}
+
+/// The links every container's `/dev` has.
+fn dev_links(e: RawFd) {
+    for (target, link) in [
+        (c"/proc/self/fd", c"/dev/fd"),
+        (c"/proc/self/fd/0", c"/dev/stdin"),
+        (c"/proc/self/fd/1", c"/dev/stdout"),
+        (c"/proc/self/fd/2", c"/dev/stderr"),
+        (c"pts/ptmx", c"/dev/ptmx"),
+    ] {
+        if let Err(x) = nix::unistd::symlinkat(target, nix::fcntl::AT_FDCWD, link) {
+            fail(e, "create", link, x);
+        }
+    }
+    if let Err(x) = nix::unistd::mkdir(c"/dev/pts", Mode::from_bits_truncate(0o755)) {
+        fail(e, "create", c"/dev/pts", x);
+    }
+    for dir in [c"/dev/shm", c"/dev/mqueue"] {
+        if let Err(x) = nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o1777)) {
+            fail(e, "create", dir, x);
+        }
+    }
+}
+
+/// Covers a masked path: a directory with an empty read-only tmpfs, a file
+/// with `/dev/null`. Paths this kernel does not have are skipped.
+fn mask(path: &CStr, e: RawFd) {
+    let none: Option<&CStr> = None;
+    let is_dir = match nix::sys::stat::lstat(path) {
+        Ok(st) => SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR,
+        Err(_) => return,
+    };
+    let done = if is_dir {
+        mount(Some(c"tmpfs"), path, Some(c"tmpfs"), MsFlags::MS_RDONLY, Some(c"size=0k"))
+    } else {
+        mount(Some(c"/dev/null"), path, none, MsFlags::MS_BIND, none)
+    };
+    if let Err(x) = done {
+        fail(e, "mask", path, x);
+    }
+}
+
+/// Makes `path` read-only (a bind of itself, remounted).
+fn read_only(path: &CStr, e: RawFd) {
+    let none: Option<&CStr> = None;
+    if nix::sys::stat::lstat(path).is_err() {
+        return;
+    }
+    if let Err(x) = mount(Some(path), path, none, MsFlags::MS_BIND | MsFlags::MS_REC, none) {
+        fail(e, "bind", path, x);
+    }
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    if let Err(x) = mount(none, path, none, flags, none) {
+        fail(e, "make read-only", path, x);
+    }
+}
+
+/// The payload: terminal, working directory, identity, bounding set,
+/// seccomp and capabilities; the standard library execs the program when
+/// this returns.
+fn payload(p: &Plan) -> std::io::Result<()> {
+    let e = p.err_fd;
+    if p.tty {
+        // A session of its own, with the terminal on stdin as its
+        // controlling terminal: job control and ^C work as in a login.
+        if let Err(x) = nix::unistd::setsid() {
+            fail(e, "start a session", c"", x);
+        }
+        // SAFETY: descriptor 0 is open (the standard library set up the
+        // child's stdin before this hook) for the rest of this process.
+        let stdin = unsafe { std::os::fd::BorrowedFd::borrow_raw(0) };
+        if let Err(x) = rustix::process::ioctl_tiocsctty(stdin) {
+            fail(e, "take the terminal", c"", Errno::from_raw(x.raw_os_error()));
+        }
+    }
+    // Every inherited descriptor goes with the exec (the standard
+    // library's own exec-status pipe and ours are close-on-exec already).
+    // SAFETY: only sets flags on this process' descriptors.
+    unsafe {
+        libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+    }
+    mkdir_p(&p.cwd, e);
+    if let Err(x) = chdir(p.cwd.as_c_str()) {
+        fail(e, "enter the working directory", &p.cwd, x);
+    }
+    // An inherited descriptor (`/proc/self/fd/N`) could name a directory
+    // outside the root (CVE-2024-21626): the kernel then reports the
+    // working directory as unreachable.
+    let mut buf = [0u8; 4096];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n <= 0 || buf[0] != b'/' {
+        fail(e, "use the working directory (it is outside the container's root)", &p.cwd, Errno::EPERM);
+    }
+    if let Err(x) = nix::sys::prctl::set_keepcaps(true) {
+        fail(e, "keep capabilities", c"", x);
+    }
+    for cap in 0..=p.last_cap.min(63) {
+        if p.bounding & (1 << cap) == 0 {
+            // SAFETY: a plain prctl on this process.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r != 0 && Errno::last() != Errno::EINVAL {
+                fail(e, "drop from the bounding set a capability", c"", Errno::last());
+            }
+        }
+    }
+    // setgroups is denied in a user namespace with one mapped ID.
+    if !(p.userns && p.groups.is_empty())
+        && let Err(x) = setgroups(&p.groups)
+    {
+        fail(e, "set supplementary groups", c"", x);
+    }
+    if let Err(x) = setresgid(p.gid, p.gid, p.gid) {
+        fail(e, "set the group ID", c"", x);
+    }
+    if let Err(x) = setresuid(p.uid, p.uid, p.uid) {
+        fail(e, "set the user ID", c"", x);
+    }
+    // The filter needs CAP_SYS_ADMIN (or no_new_privs) to be installed:
+    // all permitted capabilities are effective until it is, then the set
+    // is cut to the container's.
+    let full = capget_permitted(e);
+    capset(full, full, e);
+    if p.no_new_privs {
+        // SAFETY: a plain prctl on this process.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            fail(e, "set no_new_privs", c"", Errno::last());
+        }
+    }
+    if let Some(filter) = &p.seccomp {
+        let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
+        // SAFETY: `prog` points at the filter, alive for this call.
+        let r = unsafe {
+            libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER as libc::c_ulong, &prog as *const _, 0, 0)
+        };
+        if r != 0 {
+            fail(e, "install the seccomp filter", c"", Errno::last());
+        }
+    }
+    let keep = p.caps & full;
+    capset(keep, keep, e);
+    umask(Mode::from_bits_truncate(0o022));
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+fn capget_permitted(e: RawFd) -> u64 {
+    let mut head = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two CapData for version 3.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut head as *mut CapHeader, data.as_mut_ptr()) } != 0 {
+        fail(e, "read the capabilities", c"", Errno::last());
+    }
+    u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32
+}
+
+/// Sets the effective and permitted sets; the inheritable set is emptied
+/// (Docker's choice since CVE-2022-24769).
+fn capset(effective: u64, permitted: u64, e: RawFd) {
+    let mut head = CapHeader { version: CAP_VERSION_3, pid: 0 };
+    let data = [
+        CapData { effective: effective as u32, permitted: permitted as u32, inheritable: 0 },
+        CapData { effective: (effective >> 32) as u32, permitted: (permitted >> 32) as u32, inheritable: 0 },
+    ];
+    // SAFETY: capset reads two CapData for version 3.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut head as *mut CapHeader, data.as_ptr()) } != 0 {
+        fail(e, "set the capabilities", c"", Errno::last());
+    }
+}
+
+/// Attaches the cloned bind source of `m` at its target.
+fn bind(tree: &OwnedFd, m: &MountOp, e: RawFd) {
+    let target = m.target.as_c_str();
+    let bytes = target.to_bytes();
+    let mut buf = [0u8; 4096];
+    let parent_len = bytes.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    if parent_len > 0 {
+        let parent = prefix(&mut buf, bytes, parent_len);
+        if m.required {
+            mkdir_p(parent, e);
+        } else if nix::unistd::access(parent, nix::unistd::AccessFlags::F_OK).is_err() {
+            return;
+        }
+    }
+    let made = if m.is_dir {
+        match nix::unistd::mkdir(target, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => Ok(()),
+            Err(x) => Err(x),
+        }
+    } else {
+        nix::fcntl::open(target, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644))
+            .map(drop)
+    };
+    if let Err(x) = made {
+        if m.required {
+            fail(e, "create the mount target", target, x);
+        }
+        return;
+    }
+    if !attach(tree, target, !m.required, e) {
+        return;
+    }
+    // The bind keeps its source's flags; the spec's are added on top.
+    let extra = m.flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if !extra.is_empty() {
+        let none: Option<&CStr> = None;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
+        if let Err(x) = mount(none, target, none, flags, none) {
+            fail(e, "set the mount flags of", target, x);
+        }
+    }
+}
+
+/// Moves the detached tree onto `target` (which exists); whether it did
+/// (an optional mount that fails is skipped).
+fn attach(tree: &OwnedFd, target: &CStr, optional: bool, e: RawFd) -> bool {
+    if optional || target.to_bytes().starts_with(b"/dev/") {
+        // Device nodes: an empty file to mount on.
+        let _ = nix::fcntl::open(
+            target,
+            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o666),
+        );
+    }
+    let empty = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH;
+    match rustix::mount::move_mount(tree, c"", rustix::fs::CWD, target, empty) {
+        Ok(()) => true,
+        Err(_) if optional => false,
+        Err(x) => fail(e, "bind-mount", target, Errno::from_raw(x.raw_os_error())),
+    }
+}
+
+/// Makes the process `cmd` starts join the cgroups whose `cgroup.procs`
+/// files are open as `procs`, between fork and exec.
+pub(crate) fn join_before_exec(cmd: &mut Command, procs: Vec<OwnedFd>) {
+    if procs.is_empty() {
+        return;
+    }
+    // SAFETY: the hook only writes to descriptors opened before the fork;
+    // no allocation, no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in &procs {
+                nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Writes `step detail` and the errno to the error pipe and exits.
+fn fail(fd: RawFd, step: &str, detail: &CStr, e: Errno) -> ! {
+    let mut buf = [0u8; 1024];
+    let mut n = 0;
+    for b in step.bytes().chain(b" ".iter().copied()).chain(detail.to_bytes().iter().copied()) {
+        if n < buf.len() - 4 {
+            buf[n] = b;
+            n += 1;
+        }
+    }
+    buf[n..n + 4].copy_from_slice(&(e as i32).to_le_bytes());
+    // SAFETY: the descriptor is our error pipe's write end, open in this
+    // process until it exits; borrowing it for one write is sound.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = nix::unistd::write(fd, &buf[..n + 4]);
+    exit(SETUP_FAILED)
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends the forked process without running the parent's
+    // atexit handlers or destructors, which must not run twice.
+    unsafe { libc::_exit(code) }
+}
+
+fn close_inherited() {
+    // SAFETY: closes this process' descriptors above stderr; this process
+    // only waits from here on and uses none of them.
+    unsafe {
+        libc::close_range(3, libc::c_uint::MAX, 0);
+    }
+}
+
+fn code_of(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+/// Waits for `pid` (reaping any other child on the way) and exits with its status.
+fn wait_and_exit(pid: Pid) -> ! {
+    loop {
+        match waitpid(None, None) {
+            Ok(st) if st.pid() == Some(pid) => {
+                if let Some(c) = code_of(st) {
+                    exit(c)
+                }
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => exit(SETUP_FAILED),
+        }
+    }
+}
+
+/// Copies `path`'s first `len` bytes plus a NUL into `buf`.
+fn prefix<'a>(buf: &'a mut [u8; 4096], path: &[u8], len: usize) -> &'a CStr {
+    let len = len.min(buf.len() - 1);
+    buf[..len].copy_from_slice(&path[..len]);
+    buf[len] = 0;
+    CStr::from_bytes_until_nul(&buf[..=len]).unwrap_or(c"/")
+}
+
+/// Creates every missing directory of the absolute `path` (mode 0755).
+fn mkdir_p(path: &CStr, e: RawFd) {
+    let bytes = path.to_bytes();
+    let mut buf = [0u8; 4096];
+    for end in (1..=bytes.len()).filter(|&i| i == bytes.len() || bytes[i] == b'/') {
+        let dir = prefix(&mut buf, bytes, end);
+        match nix::unistd::mkdir(dir, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(x) => fail(e, "create the directory", dir, x),
+        }
+    }
+}
+
+/// Brings up `lo` in a new network namespace (it starts down).
+fn loopback_up(e: RawFd) {
+    // SAFETY: plain socket and ioctl calls on a zeroed `ifreq` whose name is
+    // set to "lo"; the socket is closed before returning.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            fail(e, "open a socket to bring up", c"lo", Errno::last());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            fail(e, "read the flags of", c"lo", Errno::last());
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        if libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) < 0 {
+            fail(e, "bring up", c"lo", Errno::last());
+        }
+        libc::close(s);
+    }
+}
+
+/// Marks every descriptor above 2 close-on-exec in the process `cmd`
+/// starts, so nothing the caller inherited reaches the runtime or the
+/// container.
+pub(crate) fn no_inherited_fds(cmd: &mut Command) {
+    // SAFETY: one system call on this process' own descriptor table.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
+            Ok(())
+        });
+    }
+}
