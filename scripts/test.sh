@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh Debian machine with the Rust toolchain:
 # installs the peer tools the tests start (skopeo, umoci, docker-registry,
 # debootstrap for the reference images, htpasswd for registry auth,
-# openssl for the test token server's keys),
+# openssl for the test token server's keys, crun, runc, podman and its
+# seccomp profile, pasta, catatonit, gcc for the static hostile probe,
+# libseccomp for the runtime),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,16 +13,20 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing test dependencies"
 missing=()
-for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap; do
+for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap \
+  podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap; do
+for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
+  podman pasta catatonit gcc ip; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
+
+[ -f /usr/share/containers/seccomp.json ] || { echo "error: podman's seccomp profile is missing" >&2; exit 1; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

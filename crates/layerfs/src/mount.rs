@@ -100,7 +100,9 @@ impl LayerCache {
 }
 
 /// Mounts `layers` (base first) read-only at `target`: a kernel overlay for
-/// several layers, a read-only bind mount for one.
+/// several layers, a read-only bind mount for one. Always `nosuid` and
+/// `nodev`: an image's setuid binaries and device nodes grant nothing on
+/// the host.
 pub fn mount_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
     let err =
         |action: &'static str| move |e: rustix::io::Errno| Error::Io { action, path: target.into(), source: e.into() };
@@ -112,8 +114,8 @@ pub fn mount_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
         }),
         [one] => {
             rustix::mount::mount_bind(one, target).map_err(err("bind-mount a layer on"))?;
-            rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
-                .map_err(err("make read-only"))
+            let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+            rustix::mount::mount_remount(target, flags, "").map_err(err("make read-only"))
         }
         many => {
             let data = CString::new(overlay_options(many, None)).map_err(|_| Error::Io {
@@ -121,7 +123,8 @@ pub fn mount_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
                 path: target.into(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "a layer path contains a NUL byte"),
             })?;
-            rustix::mount::mount("overlay", target, "overlay", MountFlags::RDONLY, Some(data.as_c_str()))
+            let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+            rustix::mount::mount("overlay", target, "overlay", flags, Some(data.as_c_str()))
                 .map_err(err("mount an overlay on"))
         }
     }

@@ -21,6 +21,9 @@ const DNS_FORWARD: &str = "169.254.1.1";
 #[derive(Debug)]
 pub struct PrivateNetwork {
     netns: OwnedFd,
+    /// Rootless: the user namespace that owns `netns`, which the
+    /// container joins too.
+    userns: Option<OwnedFd>,
     pasta: Option<i32>,
     host_resolv: String,
     forward_dns: bool,
@@ -48,25 +51,35 @@ impl PrivateNetwork {
     pub fn start(scratch: &Path) -> Result<PrivateNetwork, ExecError> {
         let pasta = find_program("pasta")
             .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
-        let netns = std::thread::scope(|s| {
-            s.spawn(|| -> std::io::Result<OwnedFd> {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
-                Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+        let (netns, userns) = if cargohold_layerfs::rootless::in_user_namespace() {
+            let (user, net) = crate::ns::user_and_network_namespaces()
+                .map_err(|e| net_err("could not create a network namespace", Some(e)))?;
+            (net, Some(user))
+        } else {
+            let net = std::thread::scope(|s| {
+                s.spawn(|| -> std::io::Result<OwnedFd> {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+                    Ok(std::fs::File::open("/proc/thread-self/ns/net")?.into())
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
             })
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
-        })
-        .map_err(|e| net_err("could not create a network namespace", Some(e)))?;
+            .map_err(|e| net_err("could not create a network namespace", Some(e)))?;
+            (net, None)
+        };
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let forward_dns =
             host_resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).any(|a| is_loopback(a.trim()));
-        let mut net = PrivateNetwork { netns, pasta: None, host_resolv, forward_dns };
+        let mut net = PrivateNetwork { netns, userns, pasta: None, host_resolv, forward_dns };
         let pid_file = scratch.join("pasta.pid");
         let log = scratch.join("pasta.log");
         let ns_file = scratch.join("netns");
-        std::fs::write(&ns_file, b"")
-            .map_err(|e| net_err(format!("could not create {}", ns_file.display()), Some(e)))?;
+        let user_file = scratch.join("userns");
+        for f in [&ns_file, &user_file] {
+            std::fs::write(f, b"").map_err(|e| net_err(format!("could not create {}", f.display()), Some(e)))?;
+        }
         let fd = net.netns.as_raw_fd();
+        let user_fd = net.userns.as_ref().map(|u| u.as_raw_fd());
         let forward = net.forward_dns;
         // pasta opens the namespace by path, and cannot open another
         // process' /proc/PID/ns files: the namespace is bound to a file in
@@ -84,11 +97,21 @@ impl PrivateNetwork {
             let mut cmd = Command::new(&pasta);
             cmd.args(["--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none"])
                 .args(["--runas", "0", "-q", "--netns"])
-                .arg(&ns_file)
-                .arg("--pid")
-                .arg(&pid_file)
-                .arg("--log-file")
-                .arg(&log);
+                .arg(&ns_file);
+            if let Some(user) = user_fd {
+                // Rootless: pasta would otherwise isolate itself in a user
+                // namespace of its own, without power over ours.
+                nix::mount::mount(
+                    Some(format!("/proc/self/fd/{user}").as_str()),
+                    &user_file,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| net_err("could not bind the user namespace for pasta", Some(e.into())))?;
+                cmd.arg("--userns").arg(&user_file);
+            }
+            cmd.arg("--pid").arg(&pid_file).arg("--log-file").arg(&log);
             if forward {
                 cmd.args(["--dns-forward", DNS_FORWARD]);
             }
@@ -112,6 +135,12 @@ impl PrivateNetwork {
     /// The namespace, to join with setns.
     pub fn fd(&self) -> &OwnedFd {
         &self.netns
+    }
+
+    /// Rootless: the user namespace owning the network namespace, to join
+    /// first.
+    pub fn user_fd(&self) -> Option<&OwnedFd> {
+        self.userns.as_ref()
     }
 
     /// The container's `/etc/resolv.conf`: the host's, with nameservers on

@@ -82,9 +82,16 @@ impl OciRuntime {
         };
         let cwd = spec.cwd.trim_start_matches('/');
         let netns_file = p.scratch.join("netns-runtime");
+        let userns_file = p.scratch.join("userns-runtime");
         let Prepared { files, cgroups, netns, kernel, .. } = p;
-        let placement =
-            Placement { root: &root, files, netns: netns.map(|_| netns_file.as_path()), userns, kernel: &kernel };
+        let placement = Placement {
+            root: &root,
+            files,
+            netns: netns.map(|_| netns_file.as_path()),
+            user_ns: netns.and_then(|n| n.user_fd()).map(|_| userns_file.as_path()),
+            userns,
+            kernel: &kernel,
+        };
         let config = container_spec(spec, placement)?;
         in_private_mounts(move || -> Result<i32, ExecError> {
             if let RootFs::Overlay { lower, upper, work } = &spec.root
@@ -109,21 +116,20 @@ impl OciRuntime {
             }
             if let Some(net) = netns {
                 // The runtime joins the private network by path: the
-                // namespace bound to a file only this mount namespace sees.
-                std::fs::write(&netns_file, b"").map_err(|e| ExecError::Io {
-                    action: "create",
-                    path: netns_file.clone(),
-                    source: e,
-                })?;
-                let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(net.fd()));
-                nix::mount::mount(
-                    Some(fd.as_str()),
-                    &netns_file,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(setup("bind the network namespace"))?;
+                // namespaces bound to files only this mount namespace sees.
+                let mut binds = vec![(net.fd(), &netns_file)];
+                binds.extend(net.user_fd().map(|u| (u, &userns_file)));
+                for (fd, file) in binds {
+                    std::fs::write(file, b"").map_err(|e| ExecError::Io {
+                        action: "create",
+                        path: file.clone(),
+                        source: e,
+                    })?;
+                    let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+                    let flags = nix::mount::MsFlags::MS_BIND;
+                    nix::mount::mount(Some(fd.as_str()), file, None::<&str>, flags, None::<&str>)
+                        .map_err(setup("bind a namespace of the private network"))?;
+                }
             }
             if self.crun && !unified_cgroups() {
                 use nix::mount::{MsFlags, mount};

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice, LinuxDeviceBuilder,
-    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespace,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder,
+    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
 use crate::seccomp::Profile;
@@ -132,6 +132,24 @@ fn namespace(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamesp
     .map_err(invalid)
 }
 
+/// This process' IDs mapped to themselves (what a joined rootless user
+/// namespace maps; runc wants the mappings spelled out).
+fn identity_map(file: &str) -> Result<Vec<LinuxIdMapping>, ExecError> {
+    let text = std::fs::read_to_string(format!("/proc/self/{file}")).map_err(|e| ExecError::Io {
+        action: "read",
+        path: format!("/proc/self/{file}").into(),
+        source: e,
+    })?;
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+            (f.len() == 3).then(|| {
+                LinuxIdMappingBuilder::default().container_id(f[0]).host_id(f[0]).size(f[2]).build().map_err(invalid)
+            })
+        })
+        .collect()
+}
+
 /// Where the built-in and OCI executors put things: the root, the
 /// generated files, and the network namespace to join (a private network
 /// set up by pasta), if any.
@@ -143,6 +161,9 @@ pub struct Placement<'a> {
     pub files: &'a HostFiles,
     /// A network namespace file to join instead of making a new one.
     pub netns: Option<&'a Path>,
+    /// Rootless private network: the user namespace that owns `netns`, to
+    /// join too (it maps every ID of this process' namespace to itself).
+    pub user_ns: Option<&'a Path>,
     /// This process is in a user namespace (rootless): `/sys` comes from
     /// the host when there is no network namespace of the container's own.
     pub userns: bool,
@@ -233,6 +254,11 @@ pub fn container_spec(run: &RunSpec, at: Placement<'_>) -> Result<Spec, ExecErro
     if own_net {
         namespaces.push(namespace(LinuxNamespaceType::Network, at.netns)?);
     }
+    let mut mappings = None;
+    if let Some(user) = at.user_ns {
+        namespaces.insert(0, namespace(LinuxNamespaceType::User, Some(user))?);
+        mappings = Some((identity_map("uid_map")?, identity_map("gid_map")?));
+    }
     let mut resources = LinuxResourcesBuilder::default().devices(device_rules(sec.privileged)?);
     if let Some(bytes) = run.limits.memory {
         let bytes = i64::try_from(bytes).map_err(invalid)?;
@@ -242,10 +268,11 @@ pub fn container_spec(run: &RunSpec, at: Placement<'_>) -> Result<Spec, ExecErro
         let quota = ((cpus * 100_000.0) as i64).max(1000);
         resources = resources.cpu(LinuxCpuBuilder::default().quota(quota).period(100_000u64).build().map_err(invalid)?);
     }
-    let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces)
-        .resources(resources.build().map_err(invalid)?)
-        .devices(devices()?);
+    let mut linux = LinuxBuilder::default();
+    if let Some((uids, gids)) = mappings {
+        linux = linux.uid_mappings(uids).gid_mappings(gids);
+    }
+    let mut linux = linux.namespaces(namespaces).resources(resources.build().map_err(invalid)?).devices(devices()?);
     if !sec.privileged {
         linux = linux
             .masked_paths(MASKED_PATHS.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -2,7 +2,10 @@
  * says what one attack got: `NAME=refused (errno)` or `NAME=allowed`, or a
  * value. Built static (gcc -static) so it runs in any root.
  *
- *   probe [--block MAJ:MIN] [--port N] [--secret TEXT]
+ *   probe [--block MAJ:MIN] [--port N] [--secret TXET]
+ *
+ * The secret is given reversed, so that the probe's own command line does
+ * not hold it.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -110,7 +113,13 @@ int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--block")) block = argv[i + 1];
         if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-        if (!strcmp(argv[i], "--secret")) secret = argv[i + 1];
+        if (!strcmp(argv[i], "--secret")) {
+            size_t n = strlen(argv[i + 1]);
+            char *s = malloc(n + 1);
+            for (size_t j = 0; j < n; j++) s[j] = argv[i + 1][n - 1 - j];
+            s[n] = 0;
+            secret = s;
+        }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("pid=%d\n", getpid());
@@ -158,7 +167,6 @@ int main(int argc, char **argv) {
     attr.value_size = 4;
     attr.max_entries = 1;
     verdict("bpf", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
-    verdict("ptrace_attach_init", syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, 1, 0, 0));
     writable("proc_sys_write", "/proc/sys/kernel/hostname");
     writable("sysrq_trigger_write", "/proc/sysrq-trigger");
     writable("sys_write", "/sys/kernel/profiling");

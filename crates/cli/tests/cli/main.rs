@@ -1048,3 +1048,175 @@ fn rootless_build_stage_and_run_match_root() {
         );
     }
 }
+
+/// Debian's udev makes /dev/net/tun usable by every user (pasta needs it
+/// for rootless networks); some VM images leave it root-only.
+fn tun_for_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let tun = Path::new("/dev/net/tun");
+    if tun.metadata().is_ok_and(|m| m.permissions().mode() & 0o006 != 0o006) {
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+}
+
+/// What the hostile probe must find in every container: the attacks
+/// refused, nothing of the host reachable or inherited.
+fn assert_probe_confined(out: &str, what: &str) {
+    let p = cargohold_testkit::Probe::parse(out);
+    let docker: u64 = 0xa80425fb;
+    for set in ["cap_eff", "cap_prm", "cap_bnd"] {
+        assert_eq!(p.caps(set) & !docker, 0, "{what}: {set} beyond Docker's 14: {out}");
+    }
+    assert_eq!(p.get("seccomp"), "2", "{what}: {out}");
+    for attack in [
+        "mount_tmpfs",
+        "mount_cgroup",
+        "remount_sys_rw",
+        "unshare_user",
+        "unshare_mount",
+        "keyctl",
+        "bpf",
+        "proc_sys_write",
+        "sys_write",
+        "kcore",
+        "proc_keys",
+        "sys_firmware",
+        "block_device_read",
+        "dev_block_device_read",
+        "net_admin",
+        "host_loopback",
+        "secret",
+    ] {
+        assert!(p.safe(attack), "{what}: {attack} must be refused: {out}");
+    }
+    assert_eq!(p.get("extra_fds"), "none", "{what}: {out}");
+}
+
+/// The hostile probe through the command line, as root and as two
+/// unprivileged users, in `run` (each executor), a Dockerfile RUN step and a
+/// stage script: the caller's environment holds a secret and an open
+/// descriptor, a service listens on the host's loopback.
+#[test]
+fn containers_are_confined_in_run_build_and_stage_as_root_and_rootless() {
+    nobody_has_subids();
+    tun_for_users();
+    require("pasta");
+    let t = tempfile::tempdir().unwrap();
+    let root_store = t.path().join("root-store");
+    import_busybox(t.path(), &root_store);
+    let base = format!("oci:{}:bb", t.path().join("bb").display());
+    ok(&root_store, &["copy", "bb:1", &base]);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(cargohold_testkit::probe_binary(), ctx.join("probe")).unwrap();
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port().to_string();
+    let block = cargohold_testkit::root_block_device();
+    let secret = format!("cargohold-secret-{}", std::process::id());
+    let reversed: String = secret.chars().rev().collect();
+    let probe_args = ["/probe", "--block", &block, "--port", &port, "--secret", &reversed];
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM bb:1\nCOPY probe /probe\nRUN {}\n", probe_args.join(" ")))
+        .unwrap();
+    let img = t.path().join("os");
+    std::fs::create_dir_all(img.join("injected_volumes/bootstrap_scripts")).unwrap();
+    std::fs::copy(ctx.join("probe"), img.join("injected_volumes/bootstrap_scripts/probe")).unwrap();
+    let script = probe_args.join(" ").replace("/probe", "/bootstrap_scripts/probe");
+    std::fs::write(img.join("injected_volumes/bootstrap_scripts/stage2.sh"), format!("{script}\n")).unwrap();
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(t.path()));
+    let probe = ctx.join("probe");
+    let volume = format!("{}:/probe:ro", probe.display());
+
+    // cargohold as `uid` (0: root), with the secret in its environment and
+    // descriptor 7 open on a host directory.
+    let cargohold = |uid: u32, store: &Path, args: &[&str]| -> Output {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()]);
+        cmd.args(["sh", "-c", "exec 7</etc; exec \"$@\"", "sh", env!("CARGO_BIN_EXE_cargohold"), "--store"])
+            .arg(store)
+            .args(args)
+            .env("CARGOHOLD_PROBE_SECRET", &secret)
+            .env("HOME", store.parent().unwrap())
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap()
+    };
+    for uid in [0u32, 65534, 65533] {
+        let store = if uid == 0 {
+            root_store.clone()
+        } else {
+            let home = t.path().join(format!("home-{uid}"));
+            std::fs::create_dir_all(&home).unwrap();
+            run(Command::new("chown").arg(format!("{uid}:{uid}")).arg(&home));
+            let store = home.join("store");
+            user_ok(uid, &store, &["copy", &base, "bb:1"]);
+            store
+        };
+        for runtime in [None, Some("crun"), Some("runc")] {
+            let mut args = vec!["run", "-v", &volume];
+            if let Some(r) = runtime {
+                args.extend(["--runtime", r]);
+            }
+            args.extend(["bb:1", "--"]);
+            args.extend(probe_args);
+            let out = cargohold(uid, &store, &args);
+            let what = format!("run as {uid} with {runtime:?}");
+            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_probe_confined(&String::from_utf8_lossy(&out.stdout), &what);
+        }
+        let out = cargohold(uid, &store, &["build", "--no-cache", "-t", "probed:1", ctx.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "build as {uid}: {said}");
+        assert_probe_confined(&said, &format!("RUN as {uid}"));
+        let out = cargohold(
+            uid,
+            &store,
+            &["stage", "--no-cache", "--base", "bb:1", "--image", "probed/os", img.to_str().unwrap()],
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "stage as {uid}: {said}");
+        assert_probe_confined(&said, &format!("stage2.sh as {uid}"));
+    }
+    drop(service);
+}
+
+/// Options that loosen or cannot be honoured are named, and nothing runs.
+#[test]
+fn bad_container_options_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    for (args, want) in [
+        (&["run", "--cap-add", "CAP_FLY", "bb:1", "--", "true"][..], "--cap-add CAP_FLY"),
+        (&["run", "--cap-drop", "nope", "bb:1", "--", "true"][..], "--cap-drop nope"),
+        (&["run", "--security-opt", "seccomp=/nonexistent.json", "bb:1", "--", "true"][..], "/nonexistent.json"),
+        (&["run", "--security-opt", "apparmor=x", "bb:1", "--", "true"][..], "--security-opt apparmor=x"),
+        (&["run", "--network", "bridge0", "bb:1", "--", "true"][..], "--network"),
+    ] {
+        let out = ch(&store, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Without pasta the private network is an error that names the way out.
+    let out = bin()
+        .env("PATH", "/nonexistent")
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "bb:1", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pasta") && err.contains("--network none"), "{err}");
+    // --privileged and --cap-add are the explicit way to less confinement.
+    let out = ok(
+        &store,
+        &["run", "--network", "none", "--cap-add", "NET_ADMIN", "bb:1", "--", "ip", "link", "set", "lo", "mtu", "1500"],
+    );
+    assert_eq!(out, "");
+    let out = ok(
+        &store,
+        &["run", "--network", "none", "--privileged", "bb:1", "--", "grep", "Seccomp:", "/proc/self/status"],
+    );
+    assert!(out.contains('0'), "{out}");
+}

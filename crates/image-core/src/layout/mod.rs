@@ -68,7 +68,11 @@ impl OciLayout {
     pub fn open_or_create(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         if root.join("oci-layout").exists() {
-            return Self::open(root);
+            let layout = Self::open(root)?;
+            // A store made before the private directory was private, or
+            // one this process may only read: best effort.
+            let _ = layout.private_root();
+            return Ok(layout);
         }
         fs::create_dir_all(root.join("blobs").join("sha256")).map_err(io_err("create", &root))?;
         let layout = OciLayout { root };
@@ -78,6 +82,7 @@ impl OciLayout {
             layout.write_atomic(&index_path, &body)?;
         }
         layout.write_atomic(&layout.root.join("oci-layout"), OCI_LAYOUT_BODY.as_bytes())?;
+        layout.private_root()?;
         Ok(layout)
     }
 
@@ -91,15 +96,34 @@ impl OciLayout {
         self.root.join("blobs").join(digest.algorithm().as_str()).join(digest.hex())
     }
 
+    /// Makes the private directory (`.cargohold`: temp files, locks, the
+    /// layer and build caches, containers' scratch) readable by its owner
+    /// only: unpacked layers and containers' files are nobody else's
+    /// business.
+    fn private_root(&self) -> Result<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = self.root.join(PRIVATE_DIR);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let meta = fs::metadata(&dir).map_err(io_err("read", &dir))?;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err("chmod", &dir))?;
+                }
+            }
+            Err(e) => return Err(io_err("create", &dir)(e)),
+        }
+        Ok(dir)
+    }
+
     fn private_dir(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join(PRIVATE_DIR).join(name);
+        let dir = self.private_root()?.join(name);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(dir)
     }
 
     fn lock_file(&self, name: &str) -> Result<File> {
-        let dir = self.root.join(PRIVATE_DIR);
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let dir = self.private_root()?;
         let path = dir.join(name);
         OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err("open lock file", &path))
     }

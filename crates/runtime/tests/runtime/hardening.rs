@@ -28,7 +28,6 @@ const REFUSED: &[&str] = &[
     "unshare_net",
     "keyctl",
     "bpf",
-    "ptrace_attach_init",
     "proc_sys_write",
     "sysrq_trigger_write",
     "sys_write",
