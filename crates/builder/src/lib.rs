@@ -22,6 +22,7 @@ pub mod dockerignore;
 pub mod plan;
 pub mod run;
 pub mod stage;
+mod step;
 
 /// Running containers: the runtime crate, re-exported.
 pub use cargohold_runtime as exec;

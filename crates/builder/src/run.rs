@@ -11,6 +11,7 @@ use cargohold_layerfs::{WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RunSpec, lookup_user};
+use crate::step::{StepFailure, StepRoot, run_step};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -107,13 +108,16 @@ pub fn run_image(
     }
     let user_spec = opts.user.clone().or(cfg.user.clone()).unwrap_or_default();
     let user = lookup_user(&dirs, &user_spec).map_err(container_err(&opts.image))?;
-    let (root, copyup) = crate::build::copyup::step_root(&tmp, &dirs, &upper, &work, scratch.path(), opts.copy_up)
-        .map_err(|e| BuildError::Io {
-            action: "prepare the root of",
-            path: opts.image.clone().into(),
-            source: std::io::Error::other(e),
-        })?;
-    let spec = RunSpec {
+    let at = StepRoot {
+        tmp: &tmp,
+        layers: &dirs,
+        upper: &upper,
+        work: &work,
+        scratch: scratch.path(),
+        copy_up: opts.copy_up,
+        keep: opts.commit.is_some(),
+    };
+    let make = |root| RunSpec {
         root,
         argv: argv.clone(),
         env,
@@ -127,16 +131,16 @@ pub fn run_image(
         security: opts.security.clone(),
         init: opts.init.clone(),
     };
-    let code = executor.run(&spec, streams).map_err(container_err(&opts.image))?;
+    let code = run_step(executor, at, make, streams).map_err(|e| match e {
+        StepFailure::Exec(e) => container_err(&opts.image)(e),
+        StepFailure::Root(e) => BuildError::Io {
+            action: "prepare or record the changes of a container of",
+            path: opts.image.clone().into(),
+            source: std::io::Error::other(e),
+        },
+    })?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
-            if let Some(c) = copyup {
-                c.finish(&upper).map_err(|e| BuildError::Io {
-                    action: "record the changes made in",
-                    path: opts.image.clone().into(),
-                    source: std::io::Error::other(e),
-                })?;
-            }
             let _guard = store.layout().write_guard()?;
             let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
                 upper_to_layer(&upper, w, &WriteOptions::from_env()).map(|_| ())

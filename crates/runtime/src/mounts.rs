@@ -1,5 +1,6 @@
-//! Mounts for COPY/ADD steps, made on a thread of their own in a private
-//! mount namespace.
+//! Mounts made on a thread of their own in a private mount namespace (a
+//! build's COPY/ADD roots, a runtime's bundle, namespaces bound to files for
+//! pasta, crun and runc), so nothing stays mounted on the host.
 
 use std::path::{Path, PathBuf};
 
@@ -37,4 +38,16 @@ pub fn mount_overlay(lower: &[PathBuf], upper: Option<(&Path, &Path)>, target: &
     let data = overlay_options(lower, upper);
     mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))
         .map_err(|e| format!("could not mount an overlay at {}: {e}", target.display()))
+}
+
+/// Binds the namespace (or any file) open as `fd` onto `file`, made empty
+/// first, in the calling thread's mount namespace: how a namespace is
+/// given by path to a program that cannot open another process' `/proc`
+/// entries (pasta) or wants a path (crun, runc).
+pub(crate) fn bind_fd(fd: std::os::fd::BorrowedFd<'_>, file: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    std::fs::write(file, b"")?;
+    let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    nix::mount::mount(Some(source.as_str()), file, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)?;
+    Ok(())
 }

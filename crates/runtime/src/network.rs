@@ -7,7 +7,7 @@
 //! (`-t none -u none -T none -U none`) and not to map the gateway to the
 //! host's loopback (`--no-map-gw`).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -75,40 +75,24 @@ impl PrivateNetwork {
         let log = scratch.join("pasta.log");
         let ns_file = scratch.join("netns");
         let user_file = scratch.join("userns");
-        for f in [&ns_file, &user_file] {
-            std::fs::write(f, b"").map_err(|e| net_err(format!("could not create {}", f.display()), Some(e)))?;
-        }
-        let fd = net.netns.as_raw_fd();
-        let user_fd = net.userns.as_ref().map(|u| u.as_raw_fd());
         let forward = net.forward_dns;
+        let (netns, userns) = (&net.netns, &net.userns);
         // pasta opens the namespace by path, and cannot open another
         // process' /proc/PID/ns files: the namespace is bound to a file in
         // a private mount namespace that only pasta (started from there)
         // sees; nothing stays mounted on the host.
         let status = crate::mounts::in_private_mounts(|| -> Result<std::process::ExitStatus, ExecError> {
-            nix::mount::mount(
-                Some(format!("/proc/self/fd/{fd}").as_str()),
-                &ns_file,
-                None::<&str>,
-                nix::mount::MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| net_err("could not bind the network namespace for pasta", Some(e.into())))?;
+            crate::mounts::bind_fd(netns.as_fd(), &ns_file)
+                .map_err(|e| net_err("could not bind the network namespace for pasta", Some(e)))?;
             let mut cmd = Command::new(&pasta);
             cmd.args(["--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none"])
                 .args(["--runas", "0", "-q", "--netns"])
                 .arg(&ns_file);
-            if let Some(user) = user_fd {
+            if let Some(user) = userns {
                 // Rootless: pasta would otherwise isolate itself in a user
                 // namespace of its own, without power over ours.
-                nix::mount::mount(
-                    Some(format!("/proc/self/fd/{user}").as_str()),
-                    &user_file,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(|e| net_err("could not bind the user namespace for pasta", Some(e.into())))?;
+                crate::mounts::bind_fd(user.as_fd(), &user_file)
+                    .map_err(|e| net_err("could not bind the user namespace for pasta", Some(e)))?;
                 cmd.arg("--userns").arg(&user_file);
             }
             cmd.arg("--pid").arg(&pid_file).arg("--log-file").arg(&log);

@@ -14,6 +14,7 @@
 //! in. Where there is no v1 devices controller (a unified host) crun
 //! manages its cgroups itself and applies the rules with eBPF.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -120,15 +121,10 @@ impl OciRuntime {
                 let mut binds = vec![(net.fd(), &netns_file)];
                 binds.extend(net.user_fd().map(|u| (u, &userns_file)));
                 for (fd, file) in binds {
-                    std::fs::write(file, b"").map_err(|e| ExecError::Io {
-                        action: "create",
-                        path: file.clone(),
+                    crate::mounts::bind_fd(fd.as_fd(), file).map_err(|e| ExecError::Setup {
+                        step: format!("bind a namespace of the private network to {}", file.display()),
                         source: e,
                     })?;
-                    let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-                    let flags = nix::mount::MsFlags::MS_BIND;
-                    nix::mount::mount(Some(fd.as_str()), file, None::<&str>, flags, None::<&str>)
-                        .map_err(setup("bind a namespace of the private network"))?;
                 }
             }
             if self.crun && !unified_cgroups() {

@@ -40,6 +40,7 @@ use crate::context::{Context, ContextError};
 use crate::dockerfile;
 use crate::exec::{Executor, Namespaces, Network, ProcessIo, RunSpec, lookup_user};
 use crate::plan::{Base, CopySource, Plan, PlanOptions, Stage, Step, StepKind, plan};
+use crate::step::{StepFailure, StepRoot, run_step};
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -748,16 +749,17 @@ impl Run<'_, '_> {
                 argv[last] = script;
             }
         }
-        let (root, copyup) = copyup::step_root(
-            &self.b.state_dir().join("tmp"),
-            &st.dirs,
-            &dirs.upper,
-            &dirs.work,
-            &dirs.scratch,
-            self.opts.copy_up,
-        )
-        .map_err(|e| self.step_err(step, e))?;
-        let spec = RunSpec {
+        let tmp = self.b.state_dir().join("tmp");
+        let at = StepRoot {
+            tmp: &tmp,
+            layers: &st.dirs,
+            upper: &dirs.upper,
+            work: &dirs.work,
+            scratch: &dirs.scratch,
+            copy_up: self.opts.copy_up,
+            keep: true,
+        };
+        let make = |root| RunSpec {
             root,
             argv,
             env,
@@ -771,11 +773,14 @@ impl Run<'_, '_> {
             security: self.opts.security.clone(),
             init: None,
         };
-        let code = self.b.executor.run(&spec, ProcessIo::to_stderr()).map_err(|e| BuildError::Exec {
-            file: self.file.into(),
-            line: step.line,
-            instruction: step.created_by.clone(),
-            source: e,
+        let code = run_step(self.b.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
+            StepFailure::Exec(e) => BuildError::Exec {
+                file: self.file.into(),
+                line: step.line,
+                instruction: step.created_by.clone(),
+                source: e,
+            },
+            StepFailure::Root(e) => self.step_err(step, e),
         })?;
         if code != 0 {
             return Err(BuildError::Failed {
@@ -784,9 +789,6 @@ impl Run<'_, '_> {
                 instruction: step.created_by.clone(),
                 code,
             });
-        }
-        if let Some(c) = copyup {
-            c.finish(&dirs.upper).map_err(|e| self.step_err(step, e))?;
         }
         Ok(())
     }

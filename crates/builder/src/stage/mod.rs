@@ -37,9 +37,10 @@ use cargohold_image_core::{
 use cargohold_layerfs::{LayerCache, Root};
 use serde::Deserialize;
 
-use crate::build::copyup::{CopyUp, step_root, use_overlay};
+use crate::build::copyup::{CopyUp, use_overlay};
 use crate::build::{commit_upper, scratch_dir};
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RunSpec};
+use crate::step::{StepFailure, StepRoot, run_step};
 use cargohold_runtime::{in_private_mounts, mount_overlay};
 
 /// The stage scripts, in the order they run.
@@ -602,9 +603,16 @@ impl<'a> Stager<'a> {
         let shebang = has_shebang(script)?;
         let argv = if shebang { vec![in_container] } else { vec!["/bin/sh".into(), in_container] };
         let tmp = self.state_dir().join("tmp");
-        let (root, copyup) = step_root(&tmp, &st.dirs, &upper, &work, &dir, opts.copy_up)
-            .map_err(|message| StageError::Root { step: stage.into(), message })?;
-        let spec = RunSpec {
+        let at = StepRoot {
+            tmp: &tmp,
+            layers: &st.dirs,
+            upper: &upper,
+            work: &work,
+            scratch: &dir,
+            copy_up: opts.copy_up,
+            keep: stage != "selfcheck",
+        };
+        let make = |root| RunSpec {
             root,
             argv,
             env,
@@ -622,18 +630,15 @@ impl<'a> Stager<'a> {
             security: opts.security.clone(),
             init: None,
         };
-        let code = self
-            .executor
-            .run(&spec, ProcessIo::to_stderr())
-            .map_err(|source| StageError::Exec { stage: file.clone(), source })?;
+        let code = run_step(self.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
+            StepFailure::Exec(source) => StageError::Exec { stage: file.clone(), source },
+            StepFailure::Root(message) => StageError::Root { step: stage.into(), message },
+        })?;
         if code != 0 {
             return Err(StageError::Failed { stage: file, code });
         }
         if stage == "selfcheck" {
             return Ok(None);
-        }
-        if let Some(c) = copyup {
-            c.finish(&upper).map_err(|message| StageError::Root { step: stage.into(), message })?;
         }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }

@@ -1175,6 +1175,10 @@ fn containers_are_confined_in_run_build_and_stage_as_root_and_rootless() {
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "stage as {uid}: {said}");
         assert_probe_confined(&said, &format!("stage2.sh as {uid}"));
+        // Unpacked layers and containers' scratch are nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.join(".cargohold")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{uid}: the store's private directory");
     }
     drop(service);
 }

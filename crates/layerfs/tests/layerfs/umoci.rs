@@ -164,7 +164,14 @@ fn overlay_mount_of_cached_layers_matches_umoci() {
     cargohold_layerfs::mount_layers(&layers, &mnt).unwrap();
     let diffs = tree_diff(&tree(&mnt), &tree(&theirs.join("rootfs")));
     let read_only = std::fs::write(mnt.join("etc/new-file"), "x").is_err();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap())).unwrap().to_owned();
     cargohold_layerfs::unmount(&mnt).unwrap();
+    let flags = line.split(' ').nth(5).unwrap();
+    assert!(
+        flags.contains("nosuid") && flags.contains("nodev"),
+        "an image's setuid files and devices grant nothing: {line}"
+    );
     assert!(diffs.is_empty(), "mounted tree differs:\n{}", diffs.join("\n"));
     assert!(read_only, "the mount is read-only");
 }
