@@ -234,11 +234,14 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
 }
 
 /// The executor named on a command line: `None` for the built-in
-/// [`Namespaces`], else an OCI runtime (`crun`, `runc` or a path).
-pub fn executor(runtime: Option<&str>) -> Result<Box<dyn Executor>, ExecError> {
-    Ok(match runtime {
-        None => Box::new(Namespaces::new()),
-        Some(name) => Box::new(OciRuntime::new(name)?),
+/// [`Namespaces`] (keeping compiled seccomp filters in `cache_dir`, a
+/// private directory, when given), else an OCI runtime (`crun`, `runc` or
+/// a path).
+pub fn executor(runtime: Option<&str>, cache_dir: Option<&Path>) -> Result<Box<dyn Executor>, ExecError> {
+    Ok(match (runtime, cache_dir) {
+        (None, Some(dir)) => Box::new(Namespaces::with_cache_dir(dir)),
+        (None, None) => Box::new(Namespaces::new()),
+        (Some(name), _) => Box::new(OciRuntime::new(name)?),
     })
 }
 
@@ -262,6 +265,7 @@ pub(crate) struct Prepared<'a> {
 pub(crate) fn prepared_run(
     spec: &RunSpec,
     devices_cgroup: bool,
+    networks: &crate::network::NetworkPool,
     run: impl FnOnce(Prepared<'_>) -> Result<i32, ExecError>,
 ) -> Result<i32, ExecError> {
     if !rustix::process::geteuid().is_root() {
@@ -286,7 +290,7 @@ pub(crate) fn prepared_run(
         source: e,
     })?;
     let network = match spec.network {
-        Network::Private => Some(crate::network::PrivateNetwork::start(scratch.path())?),
+        Network::Private => Some(networks.take()?),
         _ => None,
     };
     let files = HostFiles::write(scratch.path(), spec, network.as_ref())?;
@@ -324,7 +328,10 @@ pub(crate) fn prepared_run(
         netns: network.as_ref(),
         kernel,
     });
-    drop(network);
+    if let Some(net) = network {
+        let caps = spec.security.capabilities().unwrap_or_default();
+        networks.give_back(net, spec.security.privileged || caps.contains(&"CAP_NET_ADMIN") || result.is_err());
+    }
     drop(cgroups);
     remove_mount_points(&top_dir, &points, &before, overlay);
     for (dir, times) in parents.iter().rev() {

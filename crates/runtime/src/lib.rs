@@ -55,7 +55,7 @@ pub use exec::{
     executor,
 };
 pub use mounts::{in_private_mounts, mount_overlay};
-pub use network::PrivateNetwork;
+pub use network::{NetworkPool, PrivateNetwork};
 pub use ns::Namespaces;
 pub use oci::OciRuntime;
 pub use security::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, Seccomp, Security, capability_number};

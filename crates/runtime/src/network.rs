@@ -27,6 +27,7 @@ pub struct PrivateNetwork {
     pasta: Option<i32>,
     host_resolv: String,
     forward_dns: bool,
+    _dir: tempfile::TempDir,
 }
 
 fn net_err(message: impl Into<String>, source: Option<std::io::Error>) -> ExecError {
@@ -46,9 +47,8 @@ fn is_loopback(addr: &str) -> bool {
 }
 
 impl PrivateNetwork {
-    /// Makes the namespace and starts pasta for it; `scratch` is a private
-    /// directory of this run (pasta's pid file and log).
-    pub fn start(scratch: &Path) -> Result<PrivateNetwork, ExecError> {
+    /// Makes the namespace and starts pasta for it.
+    pub fn start() -> Result<PrivateNetwork, ExecError> {
         let pasta = find_program("pasta")
             .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
         let (netns, userns) = if cargohold_layerfs::rootless::in_user_namespace() {
@@ -70,7 +70,14 @@ impl PrivateNetwork {
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let forward_dns =
             host_resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).any(|a| is_loopback(a.trim()));
-        let mut net = PrivateNetwork { netns, userns, pasta: None, host_resolv, forward_dns };
+        // pasta's pid file, log and the namespace files it is given; pasta
+        // also quits by itself when they are deleted.
+        let dir = tempfile::Builder::new()
+            .prefix("cargohold-net-")
+            .tempdir()
+            .map_err(|e| net_err("could not create a directory for pasta", Some(e)))?;
+        let scratch = dir.path().to_path_buf();
+        let mut net = PrivateNetwork { netns, userns, pasta: None, host_resolv, forward_dns, _dir: dir };
         let pid_file = scratch.join("pasta.pid");
         let log = scratch.join("pasta.log");
         let ns_file = scratch.join("netns");
@@ -145,6 +152,35 @@ impl PrivateNetwork {
             }
         }
         out
+    }
+}
+
+/// Private networks kept for the next run of an executor: starting pasta
+/// takes longer than the rest of a container, and a container without
+/// `CAP_NET_ADMIN` cannot change its network namespace, so the next one
+/// finds it as new (its sockets closed with its processes). BuildKit keeps
+/// a pool of network namespaces for the same reason.
+#[derive(Debug, Default)]
+pub struct NetworkPool {
+    free: std::sync::Mutex<Vec<PrivateNetwork>>,
+}
+
+impl NetworkPool {
+    /// A network for a run: a kept one, else a new one.
+    pub fn take(&self) -> Result<PrivateNetwork, ExecError> {
+        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match kept {
+            Some(n) => Ok(n),
+            None => PrivateNetwork::start(),
+        }
+    }
+
+    /// Keeps `net` for the next run, unless the run that had it could
+    /// change it (`CAP_NET_ADMIN`, `--privileged`).
+    pub fn give_back(&self, net: PrivateNetwork, could_change: bool) {
+        if !could_change {
+            self.free.lock().unwrap_or_else(|e| e.into_inner()).push(net);
+        }
     }
 }
 

@@ -28,6 +28,8 @@ use crate::{ExecError, Executor, ProcessIo, RootFs, RunSpec};
 pub struct OciRuntime {
     binary: PathBuf,
     crun: bool,
+    /// Private networks kept between runs.
+    networks: std::sync::Arc<crate::network::NetworkPool>,
 }
 
 impl OciRuntime {
@@ -44,7 +46,7 @@ impl OciRuntime {
         if !matches!(file.as_str(), "crun" | "runc") {
             return Err(ExecError::Invalid(format!("runtime {name:?}: crun and runc are supported")));
         }
-        Ok(OciRuntime { binary, crun: file == "crun" })
+        Ok(OciRuntime { binary, crun: file == "crun", networks: Default::default() })
     }
 
     /// The runtime binary.
@@ -172,7 +174,7 @@ impl Executor for OciRuntime {
     fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
         let v1_devices =
             self.crun && !cargohold_layerfs::rootless::in_user_namespace() && crate::cgroup::has_v1_devices();
-        prepared_run(spec, v1_devices, |p| self.run_bundle(spec, p, io, v1_devices))
+        prepared_run(spec, v1_devices, &self.networks, |p| self.run_bundle(spec, p, io, v1_devices))
     }
 }
 

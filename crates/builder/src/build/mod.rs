@@ -205,7 +205,7 @@ impl std::fmt::Debug for Builder<'_> {
 impl<'a> Builder<'a> {
     /// A builder writing to `store`, running steps with [`Namespaces`].
     pub fn new(store: &'a Store) -> Self {
-        Builder { store, executor: Box::new(Namespaces::new()), on_step: None }
+        Builder { store, executor: Box::new(default_executor(store)), on_step: None }
     }
 
     /// Runs RUN steps with `executor` instead.
@@ -350,6 +350,18 @@ pub(crate) fn import_base(
 /// `<store>/.cargohold`: the layer cache, the build cache, scratch space.
 pub(crate) fn state_dir(store: &Store) -> PathBuf {
     store.layout().root().join(".cargohold")
+}
+
+/// The built-in executor, keeping compiled seccomp filters in the store's
+/// private directory.
+pub(crate) fn default_executor(store: &Store) -> Namespaces {
+    Namespaces::with_cache_dir(state_dir(store).join("seccomp"))
+}
+
+/// The executor a command line names (`None`: the built-in one, with its
+/// seccomp cache in the store; else `crun`, `runc` or a path to either).
+pub fn executor_for(store: &Store, runtime: Option<&str>) -> Result<Box<dyn Executor>, crate::exec::ExecError> {
+    crate::exec::executor(runtime, Some(&state_dir(store).join("seccomp")))
 }
 
 /// The store's cache of unpacked layers.

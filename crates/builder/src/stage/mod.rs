@@ -39,7 +39,7 @@ use serde::Deserialize;
 
 use crate::build::copyup::{CopyUp, use_overlay};
 use crate::build::{commit_upper, scratch_dir};
-use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Namespaces, Network, ProcessIo, RunSpec};
+use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Network, ProcessIo, RunSpec};
 use crate::step::{StepFailure, StepRoot, run_step};
 use cargohold_runtime::{in_private_mounts, mount_overlay};
 
@@ -294,7 +294,7 @@ fn now() -> u64 {
 impl<'a> Stager<'a> {
     /// A stager writing to `store`, running stages with [`Namespaces`].
     pub fn new(store: &'a Store) -> Self {
-        Stager { store, executor: Box::new(Namespaces::new()), on_step: None }
+        Stager { store, executor: Box::new(crate::build::default_executor(store)), on_step: None }
     }
 
     /// Runs the stages with `executor` instead.

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cargohold_builder::build::{BuildOptions, Builder, StepReport, export_cache, import_cache};
+use cargohold_builder::build::{BuildOptions, Builder, StepReport, executor_for, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, Security, executor, parse_size, with_terminal};
+use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, Security, parse_size, with_terminal};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{RunOptions, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -159,7 +159,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Builder::new(&store)
-        .with_executor(executor(args.container.runtime.as_deref())?)
+        .with_executor(executor_for(&store, args.container.runtime.as_deref())?)
         .on_step(move |s| step_line(quiet, s))
         .build_plan(&planned, &opts, &plan_opts.file)?;
     let image = report.image.digest.to_string();
@@ -264,7 +264,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
             cpus: args.cpus,
         },
     };
-    let exec = executor(args.container.runtime.as_deref())?;
+    let exec = executor_for(&store, args.container.runtime.as_deref())?;
     let outcome = if args.tty {
         with_terminal(|io| run_image(&store, exec.as_ref(), &opts, io)).context("could not open a terminal")?
     } else {
@@ -335,7 +335,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let report = Stager::new(&store)
-        .with_executor(executor(args.container.runtime.as_deref())?)
+        .with_executor(executor_for(&store, args.container.runtime.as_deref())?)
         .on_step(move |s| stage_line(quiet, s))
         .run(&opts)
         .with_context(|| format!("staged build of {}", dir.display()))?;

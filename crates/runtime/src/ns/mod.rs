@@ -28,8 +28,9 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
@@ -38,6 +39,8 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::exec::{Prepared, prepared_run};
+use crate::network::NetworkPool;
+use crate::seccomp::ProgramCache;
 use crate::spec::{Placement, container_spec};
 use crate::{ExecError, Executor, ProcessIo, RootFs, RunSpec};
 
@@ -47,19 +50,28 @@ const SETUP_FAILED: i32 = 125;
 /// The built-in executor: Linux namespaces set up by this process.
 #[derive(Debug, Clone, Default)]
 pub struct Namespaces {
-    _private: (),
+    /// Compiled seccomp filters.
+    programs: Arc<ProgramCache>,
+    /// Private networks kept between runs.
+    networks: Arc<NetworkPool>,
 }
 
 impl Namespaces {
-    /// The executor.
+    /// The executor (compiled seccomp filters kept in memory).
     pub fn new() -> Self {
         Namespaces::default()
+    }
+
+    /// The executor, keeping compiled seccomp filters in `dir` too (a
+    /// private directory: what is there is loaded into containers).
+    pub fn with_cache_dir(dir: impl Into<PathBuf>) -> Self {
+        Namespaces { programs: Arc::new(ProgramCache::new(Some(dir.into()))), ..Namespaces::default() }
     }
 }
 
 impl Executor for Namespaces {
     fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
-        prepared_run(spec, false, |p| run(spec, p, io))
+        prepared_run(spec, false, &self.networks, |p| run(spec, p, io, &self.programs))
     }
 }
 
@@ -161,7 +173,14 @@ fn cap_mask(caps: Option<&std::collections::HashSet<oci_spec::runtime::Capabilit
         .fold(0, |m, n| m | 1 << n)
 }
 
-fn plan(run: &RunSpec, oci: &Spec, p: &Prepared<'_>, cgroups: Vec<OwnedFd>, err_fd: RawFd) -> Result<Plan, ExecError> {
+fn plan(
+    run: &RunSpec,
+    oci: &Spec,
+    p: &Prepared<'_>,
+    cgroups: Vec<OwnedFd>,
+    err_fd: RawFd,
+    programs: &ProgramCache,
+) -> Result<Plan, ExecError> {
     let merged = p.scratch.join("root");
     std::fs::create_dir(&merged).map_err(|e| ExecError::Io { action: "create", path: merged.clone(), source: e })?;
     let (overlay, bind_root) = match &run.root {
@@ -244,7 +263,7 @@ fn plan(run: &RunSpec, oci: &Spec, p: &Prepared<'_>, cgroups: Vec<OwnedFd>, err_
     let last_cap =
         std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40);
     let seccomp = match linux.seccomp() {
-        Some(s) => Some(crate::seccomp::compile(s)?.filter),
+        Some(s) => Some(programs.compile(s)?.filter),
         None => None,
     };
     let cwd = process.cwd().clone();
@@ -283,7 +302,7 @@ fn plan(run: &RunSpec, oci: &Spec, p: &Prepared<'_>, cgroups: Vec<OwnedFd>, err_
     })
 }
 
-fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo) -> Result<i32, ExecError> {
+fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo, programs: &ProgramCache) -> Result<i32, ExecError> {
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
         action: "create a pipe in",
         path: p.scratch.into(),
@@ -302,7 +321,7 @@ fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo) -> Result<i32, ExecError>
     let oci = container_spec(spec, placement)?;
     let mut p = p;
     let cgroups = std::mem::take(&mut p.cgroups);
-    let prepared = plan(spec, &oci, &p, cgroups, err_w.as_raw_fd())?;
+    let prepared = plan(spec, &oci, &p, cgroups, err_w.as_raw_fd(), programs)?;
     let args = oci.process().as_ref().map(|p| p.args().clone().unwrap_or_default()).unwrap_or_default();
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]).env_clear().stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);

@@ -256,3 +256,26 @@ fn podman_is_never_safer() {
     assert_eq!(theirs.get("seccomp"), ours.get("seccomp"));
     assert_eq!(theirs.get("pid"), ours.get("pid"), "both run the payload as pid 1");
 }
+
+/// Private networks are kept for the executor's next run only when the
+/// container could not change them.
+#[test]
+fn a_network_a_container_could_change_is_not_passed_on() {
+    let _turn = CGROUP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    require("pasta");
+    let (_t, root) = busybox();
+    let exec = Namespaces::new();
+    let mtu = |security: Security, script: &str| {
+        let mut s = spec(RootFs::Dir(root.clone()), &format!("{script}; cat /sys/class/net/lo/mtu > /tmp/mtu"));
+        s.network = Network::Private;
+        s.cwd = "/".into();
+        s.security = security;
+        assert_eq!(exec.run(&s, crate::exec::quiet()).unwrap(), 0);
+        std::fs::read_to_string(root.join("tmp/mtu")).unwrap().trim().to_owned()
+    };
+    let admin = Security { cap_add: vec!["NET_ADMIN".into()], ..Security::default() };
+    assert_eq!(mtu(admin, "ip link set lo mtu 1300"), "1300");
+    assert_eq!(mtu(Security::default(), "true"), "65536", "a fresh network after a NET_ADMIN container");
+    assert_ne!(mtu(Security::default(), "ip link set lo mtu 1300 || true"), "1300");
+    assert_eq!(mtu(Security::default(), "true"), "65536");
+}
