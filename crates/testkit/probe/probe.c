@@ -206,6 +206,15 @@ int main(int argc, char **argv) {
     if (ioctl(s, SIOCGIFMTU, &ifr) == 0)
         verdict("net_admin", ioctl(s, SIOCSIFMTU, &ifr));
     close(s);
+    /* Whether the namespace has a way out (a default route). */
+    FILE *route = fopen("/proc/net/route", "r");
+    char rline[256], ifn[32];
+    unsigned dest, gw;
+    int has_default = 0;
+    while (route && fgets(rline, sizeof rline, route))
+        if (sscanf(rline, "%31s %x %x", ifn, &dest, &gw) == 3 && dest == 0) has_default = 1;
+    if (route) fclose(route);
+    printf("default_route=%s\n", has_default ? "present" : "absent");
     if (port) {
         connect_to("host_loopback", "127.0.0.1", port);
     }

@@ -118,6 +118,7 @@ fn every_executor_confines_by_default() {
         let p = probe(exec.as_ref(), s, port);
         assert_confined(&p, name);
         assert!(p.safe("host_loopback"), "{name}: the host's loopback service is out of reach: {p:?}");
+        assert_eq!(p.get("default_route"), "present", "{name}: pasta configured a way out: {p:?}");
 
         // The same with an overlay root and no network.
         let upper = t.path().join(format!("upper-{name}"));
@@ -126,7 +127,9 @@ fn every_executor_confines_by_default() {
         std::fs::create_dir_all(&work).unwrap();
         let mut s = spec(RootFs::Overlay { lower: vec![root.clone()], upper, work }, "");
         s.network = Network::None;
-        assert_confined(&probe(exec.as_ref(), s, port), &format!("{name} overlay"));
+        let p = probe(exec.as_ref(), s, port);
+        assert_confined(&p, &format!("{name} overlay"));
+        assert_eq!(p.get("default_route"), "absent", "{name}: --network none has loopback only: {p:?}");
     }
     assert_eq!(host_addresses(), before, "the host's network configuration is unchanged");
 }
