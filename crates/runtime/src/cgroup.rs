@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::ExecError;
 
 /// Resource limits of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Memory limit in bytes (swap included where the kernel can tell).
     pub memory: Option<u64>,

@@ -27,7 +27,8 @@ use crate::user::UserIds;
 use crate::{Namespaces, OciRuntime};
 
 /// The container's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
     /// A network namespace of its own with outbound access through pasta
     /// (user-mode networking, as rootless podman has): host loopback
@@ -63,7 +64,8 @@ impl std::fmt::Display for Network {
 }
 
 /// The root filesystem of a container.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RootFs {
     /// A plain directory, bind-mounted; changes land in it.
     Dir(PathBuf),
@@ -81,7 +83,7 @@ pub enum RootFs {
 }
 
 /// A host path bind-mounted into the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BindMount {
     /// Host path (file or directory).
     pub source: PathBuf,
@@ -92,7 +94,7 @@ pub struct BindMount {
 }
 
 /// What to run, where and as whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunSpec {
     /// The root filesystem.
     pub root: RootFs,

@@ -71,7 +71,8 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 /// The seccomp filter of a container.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Seccomp {
     /// podman's default profile: containers-common's
     /// `/usr/share/containers/seccomp.json` when it is installed, else the
@@ -87,7 +88,7 @@ pub enum Seccomp {
 /// The confinement of a container. The default is podman's: Docker's 14
 /// capabilities, the default seccomp profile, masked and read-only kernel
 /// paths, the default devices only.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Security {
     /// Capabilities added to the default set (`CAP_` optional, any case;
     /// `ALL` for every one).

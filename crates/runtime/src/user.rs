@@ -10,7 +10,7 @@ use rustix::fs::OFlags;
 use crate::ExecError;
 
 /// Numeric identity of a container process.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserIds {
     /// User ID.
     pub uid: u32,

@@ -292,7 +292,7 @@ fn now() -> u64 {
 }
 
 impl<'a> Stager<'a> {
-    /// A stager writing to `store`, running stages with [`Namespaces`].
+    /// A stager writing to `store`, running stages with [`Namespaces`](crate::exec::Namespaces).
     pub fn new(store: &'a Store) -> Self {
         Stager { store, executor: Box::new(crate::build::default_executor(store)), on_step: None }
     }
