@@ -10,7 +10,10 @@ use cargohold_image_core::{Descriptor, History, Platform, Reference, Store, crea
 use cargohold_layerfs::{WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
-use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo, RunSpec, lookup_user};
+use crate::exec::{
+    BindMount, Container, ContainerConfig, Containers, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo,
+    RootFs, RunSpec, lookup_user,
+};
 use crate::step::{StepFailure, StepRoot, run_step};
 
 /// What to run.
@@ -20,6 +23,8 @@ pub struct RunOptions {
     pub image: String,
     /// The command; empty for the image's entrypoint and command.
     pub argv: Vec<String>,
+    /// Replaces the image's entrypoint (`--entrypoint`; empty: none).
+    pub entrypoint: Option<Vec<String>>,
     /// Extra `NAME=value` environment (over the image's).
     pub env: Vec<String>,
     /// Bind mounts.
@@ -66,33 +71,32 @@ fn container_err(image: &str) -> impl FnOnce(ExecError) -> BuildError + '_ {
     move |source| BuildError::Run { image: image.into(), source }
 }
 
-/// Runs `opts` with `executor`; changes are discarded unless committed.
-pub fn run_image(
-    store: &Store,
-    executor: &dyn Executor,
-    opts: &RunOptions,
-    streams: ProcessIo,
-) -> Result<RunOutcome, BuildError> {
+/// An image resolved for a run: its details, layer directories, and the
+/// process the options make of its config.
+struct Prepared {
+    details: cargohold_image_core::ResolvedImage,
+    dirs: Vec<PathBuf>,
+    argv: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    user: crate::exec::UserIds,
+}
+
+fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
     let img = store.resolve(&opts.image)?;
     let details = store.details(&img.descriptor, opts.platform.as_ref())?;
     let mut src = store.source(&opts.image)?;
     let dirs = crate::build::layer_cache(store).ensure(&mut src, opts.platform.as_ref())?;
-    let tmp = crate::build::state_dir(store).join("tmp");
-    let scratch = crate::build::scratch_dir(store, "run-")?;
-    let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
-    for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(io("create", d.clone()))?;
-    }
     let cfg = details.config.config.clone().unwrap_or_default();
-    let argv = if opts.argv.is_empty() {
-        let mut v = cfg.entrypoint.clone().unwrap_or_default();
-        v.extend(cfg.cmd.clone().unwrap_or_default());
-        v
-    } else {
-        let mut v = cfg.entrypoint.clone().unwrap_or_default();
-        v.extend(opts.argv.iter().cloned());
-        v
+    let mut argv = match &opts.entrypoint {
+        Some(e) => e.clone(),
+        None => cfg.entrypoint.clone().unwrap_or_default(),
     };
+    if opts.argv.is_empty() && opts.entrypoint.is_none() {
+        argv.extend(cfg.cmd.clone().unwrap_or_default());
+    } else {
+        argv.extend(opts.argv.iter().cloned());
+    }
     if argv.is_empty() {
         let e = ExecError::Invalid("no command given and the image has no entrypoint or command".into());
         return Err(container_err(&opts.image)(e));
@@ -108,6 +112,46 @@ pub fn run_image(
     }
     let user_spec = opts.user.clone().or(cfg.user.clone()).unwrap_or_default();
     let user = lookup_user(&dirs, &user_spec).map_err(container_err(&opts.image))?;
+    let cwd = opts.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+    Ok(Prepared { details, dirs, argv, env, cwd, user })
+}
+
+impl Prepared {
+    fn spec(self, opts: &RunOptions, root: RootFs) -> RunSpec {
+        RunSpec {
+            root,
+            argv: self.argv,
+            env: self.env,
+            cwd: self.cwd,
+            user: self.user,
+            hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
+            network: opts.network,
+            binds: opts.binds.clone(),
+            limits: opts.limits,
+            tty: opts.tty,
+            security: opts.security.clone(),
+            init: opts.init.clone(),
+        }
+    }
+}
+
+/// Runs `opts` with `executor`; changes are discarded unless committed.
+pub fn run_image(
+    store: &Store,
+    executor: &dyn Executor,
+    opts: &RunOptions,
+    streams: ProcessIo,
+) -> Result<RunOutcome, BuildError> {
+    let prepared = prepare(store, opts)?;
+    let details = prepared.details.clone();
+    let argv = prepared.argv.clone();
+    let dirs = prepared.dirs.clone();
+    let tmp = crate::build::state_dir(store).join("tmp");
+    let scratch = crate::build::scratch_dir(store, "run-")?;
+    let (upper, work) = (scratch.path().join("upper"), scratch.path().join("work"));
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(io("create", d.clone()))?;
+    }
     let at = StepRoot {
         tmp: &tmp,
         layers: &dirs,
@@ -117,20 +161,7 @@ pub fn run_image(
         copy_up: opts.copy_up,
         keep: opts.commit.is_some(),
     };
-    let make = |root| RunSpec {
-        root,
-        argv: argv.clone(),
-        env,
-        cwd: opts.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
-        user,
-        hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
-        network: opts.network,
-        binds: opts.binds.clone(),
-        limits: opts.limits,
-        tty: opts.tty,
-        security: opts.security.clone(),
-        init: opts.init.clone(),
-    };
+    let make = |root| prepared.spec(opts, root);
     let code = run_step(executor, at, make, streams).map_err(|e| match e {
         StepFailure::Exec(e) => container_err(&opts.image)(e),
         StepFailure::Root(e) => BuildError::Io {
@@ -158,4 +189,62 @@ pub fn run_image(
         _ => None,
     };
     Ok(RunOutcome { code, committed })
+}
+
+/// How a detached container is kept (beyond what it runs).
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOptions {
+    /// Its name (`--name`); generated when `None`.
+    pub name: Option<String>,
+    /// Removed when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// The signal `stop` sends first (default SIGTERM).
+    pub stop_signal: Option<i32>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `crun` or `runc` instead of the built-in executor.
+    pub runtime: Option<String>,
+}
+
+/// The store's containers.
+pub fn containers(store: &Store) -> Containers {
+    Containers::new(crate::build::state_dir(store).join("containers"))
+}
+
+/// Makes a container of `opts` (its upper directory over the image's
+/// layers, to be run by a monitor: [`Container::run_monitored`]).
+pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOptions) -> Result<Container, BuildError> {
+    if opts.commit.is_some() || opts.tty {
+        return Err(container_err(&opts.image)(ExecError::Invalid(
+            "--commit and -t cannot be used with a detached container (yet): commit the container afterwards".into(),
+        )));
+    }
+    let tmp = crate::build::state_dir(store).join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(io("create", tmp.clone()))?;
+    if !crate::build::copyup::use_overlay(&tmp, opts.copy_up) {
+        return Err(container_err(&opts.image)(ExecError::Invalid(
+            "detached containers need overlayfs on the store's filesystem".into(),
+        )));
+    }
+    let prepared = prepare(store, opts)?;
+    let digest = store.resolve(&opts.image)?.descriptor.digest.to_string();
+    let created = format_rfc3339(creation_time());
+    containers(store)
+        .create(keep.name.as_deref(), |dir| {
+            let root =
+                RootFs::Overlay { lower: prepared.dirs.clone(), upper: dir.join("upper"), work: dir.join("work") };
+            Ok(ContainerConfig {
+                id: String::new(),
+                name: String::new(),
+                image: opts.image.clone(),
+                image_digest: digest,
+                created,
+                spec: prepared.spec(opts, root),
+                stop_signal: keep.stop_signal.unwrap_or(libc::SIGTERM),
+                stop_timeout: keep.stop_timeout.unwrap_or(10),
+                auto_remove: keep.auto_remove,
+                runtime: keep.runtime.clone(),
+            })
+        })
+        .map_err(BuildError::from)
 }

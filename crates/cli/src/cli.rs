@@ -137,7 +137,7 @@ pub enum Command {
     Build(BuildArgs),
     /// Run a command in a stored image, isolated (changes are discarded unless --commit).
     #[command(
-        after_help = "Examples:\n  cargohold run busybox -- sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 -- /app/check\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
+        after_help = "Examples:\n  cargohold run busybox sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 /app/check\n  cargohold run -d --name web app:1 httpd -f -p 8080 && cargohold logs -f web\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
     )]
     Run(RunArgs),
     /// Build an OS image in stages: rootfs tarball, injected files, stage scripts, selfcheck, then IMAGE:candidate.
@@ -165,6 +165,27 @@ pub enum Command {
     /// Publish unpacked images into a CernVM-FS-style tree (DUCC-compatible).
     #[command(subcommand)]
     Publish(PublishCommand),
+    /// List containers (running ones; -a for all).
+    #[command(after_help = "Examples:\n  cargohold ps\n  cargohold ps -a -q\n  cargohold ps -a --json")]
+    Ps(PsArgs),
+    /// Print a container's output.
+    #[command(after_help = "Examples:\n  cargohold logs web\n  cargohold logs -f --tail 10 -t web")]
+    Logs(LogsArgs),
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    #[command(after_help = "Example:\n  cargohold stop -t 2 web")]
+    Stop(StopArgs),
+    /// Send a signal to containers (default SIGKILL).
+    #[command(after_help = "Example:\n  cargohold kill -s HUP web")]
+    Kill(KillArgs),
+    /// Remove containers (-f: running ones too).
+    #[command(after_help = "Example:\n  cargohold rm -f web")]
+    Rm(RmArgs),
+    /// Wait for containers to stop and print their exit codes.
+    #[command(after_help = "Example:\n  cargohold wait web")]
+    Wait(ContainersArgs),
+    /// The per-container monitor (started by `run -d`; not for direct use).
+    #[command(hide = true, name = "container-monitor")]
+    ContainerMonitor(MonitorArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  cargohold completions bash > /etc/bash_completion.d/cargohold")]
     Completions(CompletionsArgs),
@@ -792,12 +813,103 @@ pub struct PromoteArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PsArgs {
+    /// All containers, not only running ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// IDs only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Only containers matching: status=running|exited|created|dead, name=NAME, id=PREFIX, ancestor=IMAGE (repeatable: all must match).
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// Keep printing output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for every one).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Only output since this time (RFC 3339, e.g. 2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix each line with its time.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal (name such as TERM or SIGHUP, or number).
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove running containers too.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The container's ID.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
 pub struct RunArgs {
     /// The stored image.
     pub image: String,
-    /// The command (default: the image's entrypoint and command).
-    #[arg(last = true)]
+    /// The command and its arguments (default: the image's entrypoint and command); `--` before it is accepted.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Run in the background: print the container's ID; its output goes to `cargohold logs`.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Name the container (-d).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace the image's entrypoint ("" for none).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// The signal `stop` sends first (-d; default TERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (-d; default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
@@ -824,7 +936,7 @@ pub struct RunArgs {
     /// CPU limit as a number of CPUs (e.g. 0.5, 2), through the cgroup cpu controller.
     #[arg(long, value_name = "N")]
     pub cpus: Option<f64>,
-    /// Accepted for Docker compatibility: changes are always discarded unless --commit.
+    /// Remove the container when it exits (a foreground run's changes are always discarded unless --commit).
     #[arg(long)]
     pub rm: bool,
     /// Accepted for Docker compatibility: standard input is always passed through.

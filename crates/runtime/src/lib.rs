@@ -37,6 +37,7 @@
 //! ```
 
 mod cgroup;
+mod container;
 mod exec;
 mod mounts;
 mod network;
@@ -50,6 +51,10 @@ mod terminal;
 mod user;
 
 pub use cgroup::{Limits, parse_size};
+pub use container::{
+    Container, ContainerConfig, ContainerError, Containers, LogLine, LogOptions, State as ContainerState,
+    Status as ContainerStatus,
+};
 pub use exec::{
     BindMount, DEFAULT_PATH, ExecError, Executor, HostFiles, MOUNT_POINTS, Network, ProcessIo, RootFs, RunSpec,
     executor,

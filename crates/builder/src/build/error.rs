@@ -108,6 +108,9 @@ pub enum BuildError {
     /// Writing or unpacking a layer failed.
     #[error("a layer")]
     Layer(#[from] cargohold_layerfs::Error),
+    /// A container record could not be made or read.
+    #[error(transparent)]
+    Container(#[from] crate::exec::ContainerError),
     /// A file operation of the builder failed.
     #[error("could not {action} {}", path.display())]
     Io {

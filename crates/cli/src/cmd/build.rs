@@ -8,7 +8,7 @@ use cargohold_builder::build::{BuildOptions, Builder, StepReport, executor_for, 
 use cargohold_builder::dockerfile::{Keyword, parse};
 use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, Security, parse_size, with_terminal};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
-use cargohold_builder::run::{RunOptions, run_image};
+use cargohold_builder::run::{ContainerOptions, RunOptions, create_container, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
 use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Reference, Store, copy};
 use serde_json::json;
@@ -246,7 +246,8 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     }
     let opts = RunOptions {
         image: args.image.clone(),
-        argv: args.command.clone(),
+        argv: args.command.strip_prefix(&["--".to_owned()]).unwrap_or(&args.command).to_vec(),
+        entrypoint: args.entrypoint.as_ref().map(|e| e.split_whitespace().map(str::to_owned).collect()),
         env: args.env.clone(),
         binds,
         network: args.container.network()?,
@@ -264,6 +265,9 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
             cpus: args.cpus,
         },
     };
+    if args.detach {
+        return detach(ctx, &store, args, &opts);
+    }
     let exec = executor_for(&store, args.container.runtime.as_deref())?;
     let outcome = if args.tty {
         with_terminal(|io| run_image(&store, exec.as_ref(), &opts, io)).context("could not open a terminal")?
@@ -278,6 +282,55 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         eprintln!("committed {} {}", args.commit.as_deref().unwrap_or_default(), d.digest);
     }
     Ok(ExitCode::from(u8::try_from(outcome.code).unwrap_or(1)))
+}
+
+/// `run -d`: the container is made, its monitor started in a process of
+/// its own (outliving this one), and its ID printed once it runs.
+fn detach(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result<ExitCode> {
+    let keep = ContainerOptions {
+        name: args.name.clone(),
+        auto_remove: args.rm,
+        stop_signal: args.stop_signal.as_deref().map(super::containers::parse_signal).transpose()?,
+        stop_timeout: args.stop_timeout,
+        runtime: args.container.runtime.clone(),
+    };
+    let c = create_container(store, opts, &keep)
+        .with_context(|| format!("could not create a container of {}", args.image))?;
+    let exe = std::env::current_exe().context("could not find this program to start the container's monitor")?;
+    let started = std::process::Command::new(exe)
+        .arg("--store")
+        .arg(ctx.store_dir())
+        .args(["container-monitor", c.id()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = started {
+        let _ = c.remove(true);
+        return Err(e).context("could not start the container's monitor");
+    }
+    // Once the monitor has it running (or it ended already), `ps` and
+    // `logs` see it as the user expects.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let st = match c.state() {
+            Ok(st) => st,
+            Err(e) if e.is_not_found() || !c.dir.exists() => break, // --rm, and it ended
+            Err(e) => return Err(e.into()),
+        };
+        if st.status != cargohold_builder::exec::ContainerStatus::Created
+            && (st.pid.is_some() || st.status != cargohold_builder::exec::ContainerStatus::Running)
+            || std::time::Instant::now() > deadline
+        {
+            if let Some(e) = st.error {
+                bail!("container {} could not start: {e}", c.config.name);
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    output::line(c.id())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn stage_line(quiet: bool, s: &StageStep) {

@@ -2,6 +2,7 @@
 
 mod archive;
 mod build;
+mod containers;
 mod copy;
 mod docs;
 mod images;
@@ -29,13 +30,20 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
     };
-    if matches!(cli.command, Command::Build(_) | Command::Stage(_) | Command::Run(_))
+    if matches!(cli.command, Command::Build(_) | Command::Stage(_) | Command::Run(_) | Command::ContainerMonitor(_))
         && !rustix::process::geteuid().is_root()
     {
         cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
     }
     let done = match cli.command {
         Command::Run(a) => return build::run(&ctx, &a),
+        Command::ContainerMonitor(a) => return containers::monitor(&ctx, &a),
+        Command::Ps(a) => containers::ps(&ctx, &a),
+        Command::Logs(a) => containers::logs(&ctx, &a),
+        Command::Stop(a) => containers::stop(&ctx, &a),
+        Command::Kill(a) => containers::kill(&ctx, &a),
+        Command::Rm(a) => containers::rm(&ctx, &a),
+        Command::Wait(a) => containers::wait(&ctx, &a),
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),
         Command::Push(a) => registry::push(&ctx, &a),
@@ -126,8 +134,13 @@ impl Ctx {
     }
 
     /// Opens (creating if needed) the local store.
+    /// The store's directory (`--store`, else the default).
+    pub fn store_dir(&self) -> std::path::PathBuf {
+        self.store_path.clone().unwrap_or_else(Store::default_path)
+    }
+
     pub fn store(&self) -> Result<Store> {
-        let path = self.store_path.clone().unwrap_or_else(Store::default_path);
+        let path = self.store_dir();
         Store::open(&path).with_context(|| format!("could not open the image store at {}", path.display()))
     }
 }

@@ -1224,3 +1224,146 @@ fn bad_container_options_are_named() {
     );
     assert!(out.contains('0'), "{out}");
 }
+
+/// Polls `f` until it holds (at most 20 s).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed().as_secs() < 20, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Detached containers without a daemon: `run -d` returns at once, the
+/// container outlives the command that started it, its output goes to
+/// `logs`, `ps`, `stop`, `kill`, `wait` and `rm` work by name and ID
+/// prefix, a killed monitor is reported as such, and bad input is named.
+#[test]
+fn detached_containers_logs_ps_stop_kill_wait_rm() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let id = ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "bb:1",
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; echo oops >&2; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = ok(&store, &["ps"]);
+    assert!(ps.contains("ticker") && ps.contains(&id[..12]) && ps.contains("Up"), "{ps}");
+    // The logs grow while it runs; stdout and stderr stay apart.
+    eventually("three lines of output", || ok(&store, &["logs", "ticker"]).lines().count() >= 3);
+    let first = ok(&store, &["logs", "ticker"]).lines().count();
+    eventually("more output", || ok(&store, &["logs", &id[..8]]).lines().count() > first);
+    let out = ch(&store, &["logs", "--tail", "4", "-t", "ticker"]);
+    let (text, errs) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().count() + errs.lines().count(), 4, "{text}{errs}");
+    assert!(text.lines().all(|l| l.contains("tick") && l.starts_with("20") && l.contains('T')), "{text}");
+    assert!(errs.lines().all(|l| l.ends_with("oops")), "{errs}");
+    // Bad input: named, nothing changed.
+    for (args, want) in [
+        (&["run", "-d", "--name", "ticker", "bb:1", "true"][..], "already in use"),
+        (&["rm", "ticker"][..], "is running"),
+        (&["logs", "nope"][..], "no such container: nope"),
+        (&["stop", "nope"][..], "no such container"),
+        (&["run", "-d", "--name", "bad/name", "bb:1", "true"][..], "invalid container name"),
+        (&["kill", "-s", "NOPE", "ticker"][..], "unknown signal"),
+    ] {
+        let out = ch(&store, args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]).lines().count(), 1, "nothing half-created");
+    // stop: TERM is ignored by a shell as pid 1, so SIGKILL after the timeout.
+    assert_eq!(ok(&store, &["stop", "-t", "1", "ticker"]).trim(), "ticker");
+    let all: Value = json(&store, &["ps", "-a", "--json"]);
+    assert_eq!(all[0]["State"], "exited");
+    assert_eq!(all[0]["ExitCode"], 137);
+    assert!(!ok(&store, &["ps"]).contains("ticker"), "ps without -a shows running ones only");
+    let logged = ok(&store, &["logs", "ticker"]).lines().count();
+    assert!(logged >= first);
+
+    // Exit codes through wait; kill with a signal the command handles.
+    let id2 = ok(
+        &store,
+        &["run", "-d", "bb:1", "sh", "-c", "trap 'echo got HUP; exit 7' HUP; while true; do sleep 0.1; done"],
+    );
+    let id2 = id2.trim();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&store, &["kill", "-s", "HUP", &id2[..10]]);
+    assert_eq!(ok(&store, &["wait", id2]).trim(), "7");
+    assert_eq!(ok(&store, &["logs", id2]), "got HUP\n");
+    // -f follows until the container exits.
+    let id3 = ok(&store, &["run", "-d", "bb:1", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done; exit 4"]);
+    assert_eq!(ok(&store, &["logs", "-f", id3.trim()]), "1\n2\n3\n");
+    assert_eq!(ok(&store, &["wait", id3.trim()]).trim(), "4");
+
+    // A killed monitor: the container is dead, not running.
+    let id4 = ok(&store, &["run", "-d", "--name", "orphan", "bb:1", "sleep", "60"]);
+    run(Command::new("pkill").args(["-9", "-f", &format!("container-monitor {}", id4.trim())]));
+    eventually("the dead monitor to show", || {
+        let all: Value = json(&store, &["ps", "-a", "--json", "--filter", "name=orphan"]);
+        all[0]["State"] == "dead"
+    });
+    // --rm removes it when it exits.
+    let id5 = ok(&store, &["run", "-d", "--rm", "bb:1", "true"]);
+    eventually("--rm", || !ok(&store, &["ps", "-a", "-q"]).contains(&id5.trim()[..12]));
+    // rm -f kills a running one; rm by names; the records are gone.
+    ok(&store, &["run", "-d", "--name", "sleeper", "bb:1", "sleep", "60"]);
+    ok(&store, &["rm", "-f", "sleeper", "ticker", "orphan", id2, id3.trim()]);
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}
+
+/// The same detached container under podman and cargohold: the same logs
+/// and the same exit code.
+#[test]
+fn detached_logs_and_exit_codes_match_podman() {
+    require("podman");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let image = format!("localhost/cargohold-detach-{}:1", std::process::id());
+    run(Command::new("podman").args(["import", "-q"]).arg(t.path().join("bb.tar")).arg(&image));
+    let script = "echo one; echo two >&2; printf 'no newline'; exit 3";
+    let podman = [
+        "--runtime",
+        "runc",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=4096:4096",
+    ];
+    let pid = run(Command::new("podman").arg("run").args(podman).args([
+        "-d",
+        "--network",
+        "none",
+        &image,
+        "sh",
+        "-c",
+        script,
+    ]));
+    let their_code = run(Command::new("podman").args(["wait", pid.trim()]));
+    let their_out = Command::new("podman").args(["logs", pid.trim()]).output().unwrap();
+    let _ = Command::new("podman").args(["rm", "-f", pid.trim()]).output();
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+    let id = ok(&store, &["run", "-d", "--network", "none", "bb:1", "sh", "-c", script]);
+    assert_eq!(ok(&store, &["wait", id.trim()]), their_code);
+    let our_out = ch(&store, &["logs", id.trim()]);
+    assert_eq!(String::from_utf8_lossy(&our_out.stdout), String::from_utf8_lossy(&their_out.stdout));
+    assert_eq!(String::from_utf8_lossy(&our_out.stderr), String::from_utf8_lossy(&their_out.stderr));
+}

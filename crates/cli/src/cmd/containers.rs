@@ -1,0 +1,163 @@
+//! `ps`, `logs`, `stop`, `kill`, `rm`, `wait`, and the monitor `run -d` starts.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use cargohold_builder::build::executor_for;
+use cargohold_builder::exec::{Container, ContainerStatus, LogOptions};
+use cargohold_builder::run::containers;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PsArgs, RmArgs, StopArgs};
+use crate::output;
+
+/// A signal by name (`TERM`, `SIGTERM`) or number.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).map(|s| s as i32).with_context(|| format!("signal {s}"));
+    }
+    let name = s.to_ascii_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).with_context(|| format!("unknown signal {s:?}"))
+}
+
+/// Each named container, or the first error naming the one not found.
+fn each(ctx: &Ctx, names: &[String], mut f: impl FnMut(&Container) -> Result<()>) -> Result<()> {
+    let cs = containers(&ctx.store()?);
+    for n in names {
+        let c = cs.find(n)?;
+        f(&c).with_context(|| format!("container {n}"))?;
+    }
+    Ok(())
+}
+
+fn status_text(c: &Container) -> Result<String> {
+    let st = c.state()?;
+    Ok(match st.status {
+        ContainerStatus::Exited => format!("Exited ({})", st.exit_code.unwrap_or(-1)),
+        ContainerStatus::Running => "Up".into(),
+        ContainerStatus::Created => "Created".into(),
+        ContainerStatus::Dead => "Dead (its monitor died)".into(),
+    })
+}
+
+pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
+    let mut rows = Vec::new();
+    'next: for c in containers(&ctx.store()?).list()? {
+        let st = c.state()?;
+        if !args.all && st.status != ContainerStatus::Running {
+            continue;
+        }
+        for f in &args.filters {
+            let (k, v) = f.split_once('=').with_context(|| format!("--filter {f}: expected KEY=VALUE"))?;
+            let hit = match k {
+                "status" => st.status.to_string() == v,
+                "name" => c.config.name.contains(v),
+                "id" => c.config.id.starts_with(v),
+                "ancestor" => c.config.image == v || c.config.image_digest == v,
+                _ => bail!("--filter {f}: unknown key {k} (status, name, id, ancestor)"),
+            };
+            if !hit {
+                continue 'next;
+            }
+        }
+        rows.push((c, st));
+    }
+    if args.out.json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(c, st)| {
+                json!({ "Id": c.config.id, "Names": [c.config.name], "Image": c.config.image,
+                        "ImageID": c.config.image_digest, "Command": c.config.spec.argv, "Created": c.config.created,
+                        "State": st.status, "ExitCode": st.exit_code, "StartedAt": st.started, "FinishedAt": st.finished,
+                        "Pid": st.pid, "Error": st.error })
+            })
+            .collect();
+        return output::json(&list);
+    }
+    if args.quiet {
+        for (c, _) in &rows {
+            output::line(&c.config.id[..12])?;
+        }
+        return Ok(());
+    }
+    output::line(format!("{:<12}  {:<28}  {:<24}  {:<22}  NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS"))?;
+    for (c, _) in &rows {
+        let mut cmd = c.config.spec.argv.join(" ");
+        if cmd.chars().count() > 22 {
+            cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
+        }
+        output::line(format!(
+            "{:<12}  {:<28}  {:<24}  {:<22}  {}",
+            &c.config.id[..12],
+            c.config.image,
+            format!("\"{cmd}\""),
+            status_text(c)?,
+            c.config.name
+        ))?;
+    }
+    Ok(())
+}
+
+pub fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+    let c = containers(&ctx.store()?).find(&args.container)?;
+    let tail = match args.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().with_context(|| format!("--tail {n}: not a number"))?),
+    };
+    let opts = LogOptions { follow: args.follow, tail, since: args.since.clone() };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut failed = None;
+    c.logs(&opts, |l| {
+        let w: &mut dyn Write = if l.stream == "stderr" { &mut err } else { &mut out };
+        let r = if args.timestamps { write!(w, "{} {}", l.time, l.log) } else { w.write_all(l.log.as_bytes()) };
+        if let Err(e) = r.and_then(|()| if args.follow { w.flush() } else { Ok(()) }) {
+            failed.get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e).context("could not write the logs");
+    }
+    Ok(())
+}
+
+pub fn stop(ctx: &Ctx, args: &StopArgs) -> Result<()> {
+    each(ctx, &args.containers, |c| {
+        c.stop(args.time)?;
+        output::line(&c.config.name)
+    })
+}
+
+pub fn kill(ctx: &Ctx, args: &KillArgs) -> Result<()> {
+    let sig = parse_signal(&args.signal).with_context(|| format!("--signal {}", args.signal))?;
+    each(ctx, &args.containers, |c| {
+        c.signal(sig)?;
+        output::line(&c.config.name)
+    })
+}
+
+pub fn rm(ctx: &Ctx, args: &RmArgs) -> Result<()> {
+    each(ctx, &args.containers, |c| {
+        c.remove(args.force)?;
+        output::line(&c.config.name)
+    })
+}
+
+pub fn wait(ctx: &Ctx, args: &ContainersArgs) -> Result<()> {
+    each(ctx, &args.containers, |c| {
+        let st = c.wait(None)?;
+        output::line(st.exit_code.map_or("-1".into(), |c| c.to_string()))
+    })
+}
+
+/// The monitor: a session of its own, then the container until it exits.
+pub fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<ExitCode> {
+    let _ = nix::unistd::setsid();
+    let store = ctx.store()?;
+    let c = containers(&store).find(&args.id)?;
+    let exec = executor_for(&store, c.config.runtime.as_deref())?;
+    let code = c.run_monitored(exec.as_ref())?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
