@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub env: Vec<String>,
     /// Bind mounts.
     pub binds: Vec<BindMount>,
+    /// Host ports forwarded into the container (`-p`).
+    pub ports: Vec<crate::exec::PortMapping>,
     /// Network mode.
     pub network: Network,
     /// Working directory (default: the image's, else `/`).
@@ -127,6 +129,7 @@ impl Prepared {
             hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
             network: opts.network,
             binds: opts.binds.clone(),
+            ports: opts.ports.clone(),
             limits: opts.limits,
             tty: opts.tty,
             security: opts.security.clone(),

@@ -180,6 +180,9 @@ pub enum Command {
     /// Remove containers (-f: running ones too).
     #[command(after_help = "Example:\n  cargohold rm -f web")]
     Rm(RmArgs),
+    /// Print a container's published ports (all, or PORT[/PROTO]'s).
+    #[command(after_help = "Examples:\n  cargohold port web\n  cargohold port web 80/tcp")]
+    Port(PortArgs),
     /// Wait for containers to stop and print their exit codes.
     #[command(after_help = "Example:\n  cargohold wait web")]
     Wait(ContainersArgs),
@@ -883,6 +886,14 @@ pub struct ContainersArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// Only this container port (PORT or PORT/tcp|udp).
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// The container's ID.
     pub id: String,
@@ -916,6 +927,9 @@ pub struct RunArgs {
     /// Bind-mount a host path (repeatable).
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
     pub volumes: Vec<String>,
+    /// Forward a host port into the container (private network; repeatable; no HOSTPORT: a free one).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT[/tcp|/udp]")]
+    pub publish: Vec<String>,
     #[command(flatten)]
     pub container: ContainerArgs,
     /// Working directory in the container.

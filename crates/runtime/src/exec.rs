@@ -112,6 +112,9 @@ pub struct RunSpec {
     pub network: Network,
     /// Extra bind mounts.
     pub binds: Vec<BindMount>,
+    /// Host ports forwarded into the private network (`-p`).
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortMapping>,
     /// Memory and CPU limits.
     pub limits: Limits,
     /// Standard input is a terminal that becomes the process' controlling
@@ -292,7 +295,14 @@ pub(crate) fn prepared_run(
         source: e,
     })?;
     let network = match spec.network {
-        Network::Private => Some(networks.take()?),
+        Network::Private if spec.ports.is_empty() => Some(networks.take()?),
+        Network::Private => Some(crate::network::PrivateNetwork::start(&spec.ports)?),
+        _ if !spec.ports.is_empty() => {
+            return Err(ExecError::Option {
+                option: "-p".into(),
+                message: format!("ports are forwarded into the private network only, not --network {}", spec.network),
+            });
+        }
         _ => None,
     };
     let files = HostFiles::write(scratch.path(), spec, network.as_ref())?;
@@ -332,7 +342,8 @@ pub(crate) fn prepared_run(
     });
     if let Some(net) = network {
         let caps = spec.security.capabilities().unwrap_or_default();
-        networks.give_back(net, spec.security.privileged || caps.contains(&"CAP_NET_ADMIN") || result.is_err());
+        let could_change = spec.security.privileged || caps.contains(&"CAP_NET_ADMIN") || result.is_err();
+        networks.give_back(net, could_change || !spec.ports.is_empty());
     }
     drop(cgroups);
     remove_mount_points(&top_dir, &points, &before, overlay);

@@ -26,6 +26,7 @@
 //!     hostname: "box".into(),
 //!     network: Network::None,
 //!     binds: vec![],
+//!     ports: vec![],
 //!     limits: Default::default(),
 //!     tty: false,
 //!     security: Default::default(),
@@ -60,7 +61,7 @@ pub use exec::{
     executor,
 };
 pub use mounts::{in_private_mounts, mount_overlay};
-pub use network::{NetworkPool, PrivateNetwork};
+pub use network::{NetworkPool, PortMapping, PrivateNetwork};
 pub use ns::Namespaces;
 pub use oci::OciRuntime;
 pub use security::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, Seccomp, Security, capability_number};

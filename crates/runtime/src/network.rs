@@ -17,6 +17,85 @@ use crate::ExecError;
 /// pasta forwards DNS sent there to the host's resolver.
 const DNS_FORWARD: &str = "169.254.1.1";
 
+/// A port of the host forwarded into the container (`-p`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    /// The host address it is bound to (`None`: every address).
+    pub host_ip: Option<std::net::IpAddr>,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub udp: bool,
+}
+
+impl std::fmt::Display for PortMapping {
+    /// Docker's `port` line: `4444/tcp -> 0.0.0.0:32768`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        let ip = self.host_ip.map_or("0.0.0.0".to_owned(), |i| i.to_string());
+        write!(f, "{}/{proto} -> {ip}:{}", self.container_port, self.host_port)
+    }
+}
+
+impl PortMapping {
+    /// Parses Docker's `-p [IP:][HOSTPORT:]CPORT[/tcp|/udp]`; a missing host
+    /// port is a free one, chosen now.
+    pub fn parse(s: &str) -> Result<PortMapping, ExecError> {
+        let bad = |m: &str| ExecError::Option { option: format!("-p {s}"), message: m.into() };
+        let (spec, udp) = match s.rsplit_once('/') {
+            Some((p, "tcp")) => (p, false),
+            Some((p, "udp")) => (p, true),
+            Some(_) => return Err(bad("the protocol is tcp or udp")),
+            None => (s, false),
+        };
+        // An IPv6 address is written in brackets: [::1]:8080:80.
+        let (ip, rest) = match spec.strip_prefix('[') {
+            Some(r) => {
+                let (ip, rest) = r.split_once("]:").ok_or_else(|| bad("expected [IPv6]:HOSTPORT:PORT"))?;
+                (Some(ip), rest)
+            }
+            None => match spec.matches(':').count() {
+                2 => {
+                    let (ip, rest) = spec.split_once(':').expect("two colons");
+                    (Some(ip), rest)
+                }
+                _ => (None, spec),
+            },
+        };
+        let host_ip = match ip.filter(|i| !i.is_empty()) {
+            Some(i) => Some(i.parse::<std::net::IpAddr>().map_err(|_| bad(&format!("{i} is not an IP address")))?),
+            None => None,
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0);
+        let (host, container) = match rest.split_once(':') {
+            Some((h, c)) => (if h.is_empty() { None } else { Some(port(h).ok_or_else(|| bad("bad host port"))?) }, c),
+            None => (None, rest),
+        };
+        let container_port = port(container).ok_or_else(|| bad("expected [IP:][HOSTPORT:]PORT[/tcp|/udp]"))?;
+        let bind_ip = host_ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        // The host port must be free now (pasta binds it when the container
+        // starts); a missing one is picked by the kernel, as Docker does.
+        let host_port = if udp {
+            std::net::UdpSocket::bind((bind_ip, host.unwrap_or(0))).and_then(|s| s.local_addr())
+        } else {
+            std::net::TcpListener::bind((bind_ip, host.unwrap_or(0))).and_then(|s| s.local_addr())
+        }
+        .map_err(|e| bad(&format!("port {} on {bind_ip} is not available: {e}", host.unwrap_or(0))))?
+        .port();
+        Ok(PortMapping { host_ip, host_port, container_port, udp })
+    }
+
+    /// pasta's forwarding spec: `[ADDR/]HOSTPORT:PORT`.
+    fn pasta_spec(&self) -> String {
+        match self.host_ip {
+            Some(ip) => format!("{ip}/{}:{}", self.host_port, self.container_port),
+            None => format!("{}:{}", self.host_port, self.container_port),
+        }
+    }
+}
+
 /// A network namespace with pasta attached; pasta is stopped on drop.
 #[derive(Debug)]
 pub struct PrivateNetwork {
@@ -47,8 +126,9 @@ fn is_loopback(addr: &str) -> bool {
 }
 
 impl PrivateNetwork {
-    /// Makes the namespace and starts pasta for it.
-    pub fn start() -> Result<PrivateNetwork, ExecError> {
+    /// Makes the namespace and starts pasta for it, forwarding `ports`
+    /// from the host into it.
+    pub fn start(ports: &[PortMapping]) -> Result<PrivateNetwork, ExecError> {
         let pasta = find_program("pasta")
             .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
         let (netns, userns) = if cargohold_layerfs::rootless::in_user_namespace() {
@@ -92,7 +172,15 @@ impl PrivateNetwork {
             crate::mounts::bind_fd(netns.as_fd(), &ns_file)
                 .map_err(|e| net_err("could not bind the network namespace for pasta", Some(e)))?;
             let mut cmd = Command::new(&pasta);
-            cmd.args(["--config-net", "--no-map-gw", "-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+            let (tcp, udp): (Vec<_>, Vec<_>) = ports.iter().partition(|p| !p.udp);
+            let list = |ps: &[&PortMapping]| {
+                if ps.is_empty() {
+                    "none".to_owned()
+                } else {
+                    ps.iter().map(|p| p.pasta_spec()).collect::<Vec<_>>().join(",")
+                }
+            };
+            cmd.args(["--config-net", "--no-map-gw", "-t", &list(&tcp), "-u", &list(&udp), "-T", "none", "-U", "none"])
                 .args(["--runas", "0", "-q", "--netns"])
                 .arg(&ns_file);
             if let Some(user) = userns {
@@ -171,7 +259,7 @@ impl NetworkPool {
         let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match kept {
             Some(n) => Ok(n),
-            None => PrivateNetwork::start(),
+            None => PrivateNetwork::start(&[]),
         }
     }
 
@@ -187,7 +275,16 @@ impl NetworkPool {
 impl Drop for PrivateNetwork {
     fn drop(&mut self) {
         if let Some(pid) = self.pasta {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            // Published ports are free again when the container is gone, as
+            // with Docker: wait (briefly) for pasta to close them.
+            for _ in 0..200 {
+                if nix::sys::signal::kill(pid, None).is_err() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
         }
     }
 }

@@ -780,6 +780,7 @@ impl Run<'_, '_> {
             hostname: "buildkitsandbox".into(),
             network,
             binds,
+            ports: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: self.opts.security.clone(),

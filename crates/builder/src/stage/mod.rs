@@ -625,6 +625,7 @@ impl<'a> Stager<'a> {
                 target: "/bootstrap_scripts".into(),
                 readonly: true,
             }],
+            ports: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: opts.security.clone(),

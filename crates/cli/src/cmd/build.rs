@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport, executor_for, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
-use cargohold_builder::exec::{BindMount, Limits, Network, ProcessIo, Security, parse_size, with_terminal};
+use cargohold_builder::exec::{
+    BindMount, Limits, Network, PortMapping, ProcessIo, Security, parse_size, with_terminal,
+};
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{ContainerOptions, RunOptions, create_container, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
@@ -250,6 +252,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         entrypoint: args.entrypoint.as_ref().map(|e| e.split_whitespace().map(str::to_owned).collect()),
         env: args.env.clone(),
         binds,
+        ports: args.publish.iter().map(|p| PortMapping::parse(p)).collect::<Result<_, _>>()?,
         network: args.container.network()?,
         security: args.container.security()?,
         init: if args.init { Some(init_binary()?) } else { None },

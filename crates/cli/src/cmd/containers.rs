@@ -10,7 +10,7 @@ use cargohold_builder::run::containers;
 use serde_json::json;
 
 use super::Ctx;
-use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PsArgs, RmArgs, StopArgs};
+use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StopArgs};
 use crate::output;
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
@@ -72,7 +72,8 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
                 json!({ "Id": c.config.id, "Names": [c.config.name], "Image": c.config.image,
                         "ImageID": c.config.image_digest, "Command": c.config.spec.argv, "Created": c.config.created,
                         "State": st.status, "ExitCode": st.exit_code, "StartedAt": st.started, "FinishedAt": st.finished,
-                        "Pid": st.pid, "Error": st.error })
+                        "Pid": st.pid, "Error": st.error,
+                        "Ports": c.config.spec.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>() })
             })
             .collect();
         return output::json(&list);
@@ -143,6 +144,40 @@ pub fn rm(ctx: &Ctx, args: &RmArgs) -> Result<()> {
         c.remove(args.force)?;
         output::line(&c.config.name)
     })
+}
+
+pub fn port(ctx: &Ctx, args: &PortArgs) -> Result<()> {
+    let c = containers(&ctx.store()?).find(&args.container)?;
+    let want = match args.port.as_deref() {
+        None => None,
+        Some(p) => {
+            let (n, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let n: u16 = n.parse().with_context(|| format!("{p}: not a port"))?;
+            Some((n, proto == "udp"))
+        }
+    };
+    let ports: Vec<_> = c
+        .config
+        .spec
+        .ports
+        .iter()
+        .filter(|m| want.is_none_or(|(n, udp)| m.container_port == n && m.udp == udp))
+        .collect();
+    if ports.is_empty() {
+        match &args.port {
+            Some(p) => bail!("no public port {p} published for {}", c.config.name),
+            None => return Ok(()),
+        }
+    }
+    for m in ports {
+        if want.is_some() {
+            let ip = m.host_ip.map_or("0.0.0.0".to_owned(), |i| i.to_string());
+            output::line(format!("{ip}:{}", m.host_port))?;
+        } else {
+            output::line(m.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 pub fn wait(ctx: &Ctx, args: &ContainersArgs) -> Result<()> {

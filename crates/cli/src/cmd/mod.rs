@@ -30,8 +30,10 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
     };
-    if matches!(cli.command, Command::Build(_) | Command::Stage(_) | Command::Run(_) | Command::ContainerMonitor(_))
-        && !rustix::process::geteuid().is_root()
+    if matches!(
+        cli.command,
+        Command::Build(_) | Command::Stage(_) | Command::Run(_) | Command::ContainerMonitor(_) | Command::Rm(_)
+    ) && !rustix::process::geteuid().is_root()
     {
         cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
     }
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Kill(a) => containers::kill(&ctx, &a),
         Command::Rm(a) => containers::rm(&ctx, &a),
         Command::Wait(a) => containers::wait(&ctx, &a),
+        Command::Port(a) => containers::port(&ctx, &a),
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),
         Command::Push(a) => registry::push(&ctx, &a),

@@ -1367,3 +1367,52 @@ fn detached_logs_and_exit_codes_match_podman() {
     assert_eq!(String::from_utf8_lossy(&our_out.stdout), String::from_utf8_lossy(&their_out.stdout));
     assert_eq!(String::from_utf8_lossy(&our_out.stderr), String::from_utf8_lossy(&their_out.stderr));
 }
+
+/// `run -d -p`: a netcat listener reached on a published port of the host's
+/// loopback, its `logs` show what was sent, `port` prints the mapping, a
+/// port in use is named, and the port is free again once it is removed.
+#[test]
+fn published_ports_reach_a_detached_listener() {
+    require("pasta");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "-d", "--name", "listener", "-p", "127.0.0.1::4444", "bb:1", "nc", "-l", "-p", "4444"]);
+    let all = ok(&store, &["port", "listener"]);
+    let host = ok(&store, &["port", "listener", "4444/tcp"]);
+    let port: u16 = host.trim().strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+    assert_eq!(all.trim(), format!("4444/tcp -> 127.0.0.1:{port}"));
+    let mut sent = false;
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            // The listener may not be up yet: pasta accepts, then drops.
+            if s.write_all(b"hello through the published port\n").is_ok() {
+                drop(s);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if ok(&store, &["logs", "listener"]).contains("hello") {
+                    sent = true;
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(sent, "the listener got the line: {}", ok(&store, &["logs", "listener"]));
+    assert_eq!(ok(&store, &["wait", "listener"]).trim(), "0");
+    let out = ch(&store, &["port", "listener", "80"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no public port 80"));
+    // A port in use: named, nothing made.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = format!("127.0.0.1:{}:80", busy.local_addr().unwrap().port());
+    let out = ch(&store, &["run", "-d", "-p", &taken, "bb:1", "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not available"), "{out:?}");
+    for bad in ["70000", "1.2.3:80:80", "80/sctp"] {
+        let out = ch(&store, &["run", "-p", bad, "bb:1", "true"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("-p {bad}")), "{out:?}");
+    }
+    ok(&store, &["rm", "listener"]);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}

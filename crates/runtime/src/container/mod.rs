@@ -345,8 +345,12 @@ impl Container {
         };
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|e| io("send a signal to", &self.dir)(std::io::Error::from(e)))?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
-            .map_err(|e| io("send a signal to", &self.dir)(e.into()))
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+            Ok(()) => Ok(()),
+            // It ended just now; its monitor is recording that.
+            Err(nix::errno::Errno::ESRCH) => Err(ContainerError::NotRunning { id: self.config.id.clone() }),
+            Err(e) => Err(io("send a signal to", &self.dir)(e.into())),
+        }
     }
 
     /// Waits until it is no longer running; its state then.

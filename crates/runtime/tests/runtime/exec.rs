@@ -20,6 +20,7 @@ pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
         hostname: "buildhost".into(),
         network: Network::None,
         binds: Vec::new(),
+        ports: Vec::new(),
         limits: Limits::default(),
         tty: false,
         security: Default::default(),
