@@ -207,6 +207,8 @@ pub struct ContainerOptions {
     pub stop_timeout: Option<u64>,
     /// `crun` or `runc` instead of the built-in executor.
     pub runtime: Option<String>,
+    /// When its monitor starts it again (`--restart`).
+    pub restart: crate::exec::RestartPolicy,
 }
 
 /// The store's containers.
@@ -247,6 +249,7 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
                 stop_timeout: keep.stop_timeout.unwrap_or(10),
                 auto_remove: keep.auto_remove,
                 runtime: keep.runtime.clone(),
+                restart: keep.restart,
             })
         })
         .map_err(BuildError::from)

@@ -183,6 +183,12 @@ pub enum Command {
     /// Print a container's published ports (all, or PORT[/PROTO]'s).
     #[command(after_help = "Examples:\n  cargohold port web\n  cargohold port web 80/tcp")]
     Port(PortArgs),
+    /// Start stopped containers again (-a: follow the output of one).
+    #[command(after_help = "Example:\n  cargohold start web")]
+    Start(StartArgs),
+    /// Stop and start containers.
+    #[command(after_help = "Example:\n  cargohold restart -t 2 web")]
+    Restart(StopArgs),
     /// Wait for containers to stop and print their exit codes.
     #[command(after_help = "Example:\n  cargohold wait web")]
     Wait(ContainersArgs),
@@ -894,6 +900,16 @@ pub struct PortArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Print the container's output until it exits, and exit with its code.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// The container's ID.
     pub id: String,
@@ -921,6 +937,9 @@ pub struct RunArgs {
     /// Seconds `stop` waits before SIGKILL (-d; default 10).
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Start it again when it exits (-d): no, on-failure, on-failure:N (at most N times), always, unless-stopped.
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    pub restart: String,
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,

@@ -53,8 +53,8 @@ mod user;
 
 pub use cgroup::{Limits, parse_size};
 pub use container::{
-    Container, ContainerConfig, ContainerError, Containers, LogLine, LogOptions, State as ContainerState,
-    Status as ContainerStatus,
+    Container, ContainerConfig, ContainerError, Containers, LogLine, LogOptions, RestartPolicy,
+    State as ContainerState, Status as ContainerStatus,
 };
 pub use exec::{
     BindMount, DEFAULT_PATH, ExecError, Executor, HostFiles, MOUNT_POINTS, Network, ProcessIo, RootFs, RunSpec,

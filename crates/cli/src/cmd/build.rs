@@ -296,41 +296,13 @@ fn detach(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result
         stop_signal: args.stop_signal.as_deref().map(super::containers::parse_signal).transpose()?,
         stop_timeout: args.stop_timeout,
         runtime: args.container.runtime.clone(),
+        restart: args.restart.parse().map_err(anyhow::Error::msg)?,
     };
     let c = create_container(store, opts, &keep)
         .with_context(|| format!("could not create a container of {}", args.image))?;
-    let exe = std::env::current_exe().context("could not find this program to start the container's monitor")?;
-    let started = std::process::Command::new(exe)
-        .arg("--store")
-        .arg(ctx.store_dir())
-        .args(["container-monitor", c.id()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if let Err(e) = started {
+    if let Err(e) = super::containers::start_monitor(ctx, &c) {
         let _ = c.remove(true);
-        return Err(e).context("could not start the container's monitor");
-    }
-    // Once the monitor has it running (or it ended already), `ps` and
-    // `logs` see it as the user expects.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let st = match c.state() {
-            Ok(st) => st,
-            Err(e) if e.is_not_found() || !c.dir.exists() => break, // --rm, and it ended
-            Err(e) => return Err(e.into()),
-        };
-        if st.status != cargohold_builder::exec::ContainerStatus::Created
-            && (st.pid.is_some() || st.status != cargohold_builder::exec::ContainerStatus::Running)
-            || std::time::Instant::now() > deadline
-        {
-            if let Some(e) = st.error {
-                bail!("container {} could not start: {e}", c.config.name);
-            }
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        return Err(e);
     }
     output::line(c.id())?;
     Ok(ExitCode::SUCCESS)

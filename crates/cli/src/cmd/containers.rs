@@ -10,7 +10,7 @@ use cargohold_builder::run::containers;
 use serde_json::json;
 
 use super::Ctx;
-use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StopArgs};
+use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs};
 use crate::output;
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
@@ -134,6 +134,10 @@ pub fn stop(ctx: &Ctx, args: &StopArgs) -> Result<()> {
 pub fn kill(ctx: &Ctx, args: &KillArgs) -> Result<()> {
     let sig = parse_signal(&args.signal).with_context(|| format!("--signal {}", args.signal))?;
     each(ctx, &args.containers, |c| {
+        if sig == nix::sys::signal::Signal::SIGKILL as i32 {
+            // Killed by its user: the restart policy leaves it stopped.
+            c.mark_stopped()?;
+        }
         c.signal(sig)?;
         output::line(&c.config.name)
     })
@@ -184,6 +188,76 @@ pub fn wait(ctx: &Ctx, args: &ContainersArgs) -> Result<()> {
     each(ctx, &args.containers, |c| {
         let st = c.wait(None)?;
         output::line(st.exit_code.map_or("-1".into(), |c| c.to_string()))
+    })
+}
+
+/// Starts the monitor of `c` in a process of its own (outliving this one)
+/// and returns once the container runs (or ended already).
+pub fn start_monitor(ctx: &Ctx, c: &Container) -> Result<()> {
+    if c.state()?.status == ContainerStatus::Running {
+        bail!("container {} is already running", c.config.name);
+    }
+    let exe = std::env::current_exe().context("could not find this program to start the container's monitor")?;
+    let before = c.state()?.started;
+    std::process::Command::new(exe)
+        .arg("--store")
+        .arg(ctx.store_dir())
+        .args(["container-monitor", c.id()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("could not start the container's monitor")?;
+    // Once the monitor has it running (or it ended already), `ps` and
+    // `logs` see it as the user expects.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let st = match c.state() {
+            Ok(st) => st,
+            Err(_) if !c.dir.exists() => return Ok(()), // --rm, and it ended
+            Err(e) => return Err(e.into()),
+        };
+        let begun = st.started != before && (st.pid.is_some() || st.status != ContainerStatus::Running);
+        if let (true, Some(e)) = (begun, &st.error) {
+            bail!("container {} could not start: {e}", c.config.name);
+        }
+        if begun || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+pub fn start(ctx: &Ctx, args: &StartArgs) -> Result<ExitCode> {
+    if args.attach && args.containers.len() > 1 {
+        bail!("start -a takes one container");
+    }
+    let cs = containers(&ctx.store()?);
+    for n in &args.containers {
+        let c = cs.find(n)?;
+        start_monitor(ctx, &c).with_context(|| format!("container {n}"))?;
+        if args.attach {
+            let follow = LogsArgs {
+                container: c.id().into(),
+                follow: true,
+                tail: None,
+                since: c.state()?.started,
+                timestamps: false,
+            };
+            logs(ctx, &follow)?;
+            let code = c.wait(None)?.exit_code.unwrap_or(1);
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+        }
+        output::line(&c.config.name)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(ctx: &Ctx, args: &StopArgs) -> Result<()> {
+    each(ctx, &args.containers, |c| {
+        c.stop(args.time)?;
+        start_monitor(ctx, c)?;
+        output::line(&c.config.name)
     })
 }
 

@@ -47,6 +47,8 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Rm(a) => containers::rm(&ctx, &a),
         Command::Wait(a) => containers::wait(&ctx, &a),
         Command::Port(a) => containers::port(&ctx, &a),
+        Command::Start(a) => return containers::start(&ctx, &a),
+        Command::Restart(a) => containers::restart(&ctx, &a),
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),
         Command::Push(a) => registry::push(&ctx, &a),

@@ -1416,3 +1416,33 @@ fn published_ports_reach_a_detached_listener() {
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
     assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
 }
+
+/// Restart policies, `start -a`, `restart`, and `stop` between two runs.
+#[test]
+fn restart_policies_start_and_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb:1", "sh", "-c", "echo run; exit 5"]);
+    assert_eq!(ok(&store, &["wait", "flaky"]).trim(), "5");
+    eventually("three runs", || ok(&store, &["logs", "flaky"]) == "run\nrun\nrun\n");
+    let ps: Value = json(&store, &["ps", "-a", "--json", "--filter", "name=flaky"]);
+    assert_eq!(ps[0]["ExitCode"], 5);
+    // start -a: its output, and its exit code as ours.
+    let out = ch(&store, &["start", "-a", "flaky"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("run\n"), "{out:?}");
+    ok(&store, &["run", "-d", "--name", "always", "--restart", "always", "bb:1", "sh", "-c", "echo again; sleep 0.1"]);
+    eventually("a restart", || ok(&store, &["logs", "always"]).lines().count() >= 2);
+    ok(&store, &["stop", "-t", "1", "always"]);
+    let stopped = ok(&store, &["logs", "always"]).lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(ok(&store, &["logs", "always"]).lines().count(), stopped, "a stopped container stays stopped");
+    assert!(!ok(&store, &["ps"]).contains("always"));
+    ok(&store, &["restart", "always"]);
+    assert!(ok(&store, &["ps"]).contains("always"), "restart starts it again");
+    let bad = ch(&store, &["run", "-d", "--restart", "sometimes", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--restart sometimes"), "{bad:?}");
+    ok(&store, &["rm", "-f", "always", "flaky"]);
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}

@@ -121,6 +121,52 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// `crun`, `runc`, or `None` for the built-in executor.
     pub runtime: Option<String>,
+    /// When its monitor starts it again (`--restart`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// Docker's restart policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    No,
+    /// After a non-zero exit, at most this many times (`None`: always).
+    OnFailure(Option<u32>),
+    /// After every exit, unless stopped with `stop` or `kill`.
+    Always,
+    /// As `Always` (there is no daemon restart to tell them apart).
+    UnlessStopped,
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.split_once(':') {
+            None if s == "no" => RestartPolicy::No,
+            None if s == "always" => RestartPolicy::Always,
+            None if s == "unless-stopped" => RestartPolicy::UnlessStopped,
+            None if s == "on-failure" => RestartPolicy::OnFailure(None),
+            Some(("on-failure", n)) => RestartPolicy::OnFailure(Some(
+                n.parse().map_err(|_| format!("--restart {s}: the retry count must be a number"))?,
+            )),
+            _ => return Err(format!("--restart {s}: no, on-failure[:N], always or unless-stopped")),
+        })
+    }
+}
+
+impl RestartPolicy {
+    /// Whether a container that exited with `code` after `restarts`
+    /// restarts is started again.
+    pub fn again(&self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
 }
 
 /// Where a container is in its life.
@@ -166,6 +212,9 @@ pub struct State {
     pub finished: Option<String>,
     /// Why it could not start, if it could not.
     pub error: Option<String>,
+    /// How often its monitor started it again.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl State {
@@ -178,6 +227,7 @@ impl State {
             started: None,
             finished: None,
             error: None,
+            restarts: 0,
         }
     }
 }
@@ -336,6 +386,18 @@ impl Container {
         Ok(state)
     }
 
+    /// Marks the container as stopped by its user: its restart policy does
+    /// not start it again (`stop`, `kill`, `rm -f`).
+    pub fn mark_stopped(&self) -> Result<(), ContainerError> {
+        let path = self.dir.join("stopped");
+        std::fs::write(&path, b"").map_err(io("write", &path))
+    }
+
+    /// Whether [`Container::mark_stopped`] was called since it last started.
+    pub fn stopped_by_user(&self) -> bool {
+        self.dir.join("stopped").exists()
+    }
+
     /// Sends `signal` to the container's first process.
     pub fn signal(&self, signal: i32) -> Result<(), ContainerError> {
         let state = self.state()?;
@@ -374,7 +436,12 @@ impl Container {
         if self.state()?.status != Status::Running {
             return self.state();
         }
-        self.signal(self.config.stop_signal)?;
+        self.mark_stopped()?;
+        match self.signal(self.config.stop_signal) {
+            // Between two runs of its restart policy: the mark ends it.
+            Ok(()) | Err(ContainerError::NotRunning { .. }) => {}
+            Err(e) => return Err(e),
+        }
         let wait = std::time::Duration::from_secs(timeout.unwrap_or(self.config.stop_timeout));
         let state = self.wait(Some(wait))?;
         if state.status == Status::Running {
@@ -394,6 +461,7 @@ impl Container {
             if !force {
                 return Err(ContainerError::Running { id: self.config.id.clone() });
             }
+            self.mark_stopped()?;
             match self.signal(libc::SIGKILL) {
                 Ok(()) | Err(ContainerError::NotRunning { .. }) => {}
                 Err(e) => return Err(e),
@@ -420,6 +488,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn restart_policies() {
+        assert_eq!("on-failure:3".parse::<RestartPolicy>(), Ok(RestartPolicy::OnFailure(Some(3))));
+        assert!("sometimes".parse::<RestartPolicy>().unwrap_err().contains("--restart sometimes"));
+        assert!(RestartPolicy::OnFailure(Some(2)).again(1, 1) && !RestartPolicy::OnFailure(Some(2)).again(1, 2));
+        assert!(!RestartPolicy::OnFailure(None).again(0, 0) && RestartPolicy::Always.again(0, 9));
+        assert!(!RestartPolicy::No.again(1, 0));
+    }
+
+    #[test]
     fn names_and_prefixes() {
         assert!(valid_name("web_1.a-b") && !valid_name("-x") && !valid_name("a/b") && !valid_name(""));
         let t = tempfile::tempdir().unwrap();
@@ -443,6 +520,7 @@ mod tests {
                 stop_timeout: 10,
                 auto_remove: false,
                 runtime: None,
+                restart: RestartPolicy::No,
             })
         };
         let a = cs.create(Some("web"), config).unwrap();

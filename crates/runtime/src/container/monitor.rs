@@ -63,12 +63,14 @@ fn container_pid() -> Option<i32> {
 }
 
 impl Container {
-    /// Runs the container in this process, its monitor, until it exits,
-    /// and returns its exit code. Call it in a process of its own (the
-    /// CLI starts one per container, detached from its terminal).
+    /// Runs the container in this process, its monitor, until it exits and
+    /// its restart policy does not start it again, and returns its exit
+    /// code. Call it in a process of its own (the CLI starts one per
+    /// container, detached from its terminal).
     pub fn run_monitored(&self, executor: &dyn Executor) -> Result<i32, ContainerError> {
         let me = std::process::id() as i32;
         let state_path = self.dir.join("state.json");
+        let _ = std::fs::remove_file(self.dir.join("stopped"));
         let state = Mutex::new(State {
             status: Status::Running,
             monitor: start_time(me).map(|t| (me, t)),
@@ -77,19 +79,85 @@ impl Container {
             started: Some(now_rfc3339()),
             finished: None,
             error: None,
+            restarts: 0,
         });
-        write_json(&state_path, &*state.lock().expect("not poisoned"))?;
         let log_path = self.dir.join("log.json");
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io("open", &log_path))?;
         let log = Mutex::new(std::io::BufWriter::with_capacity(64 << 10, log));
-        let (out_r, out_w) = std::io::pipe().map_err(io("create a pipe for", &self.dir))?;
-        let (err_r, err_w) = std::io::pipe().map_err(io("create a pipe for", &self.dir))?;
+        let mut restarts = 0u32;
+        let (code, result) = loop {
+            {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.status = Status::Running;
+                st.started = Some(now_rfc3339());
+                st.restarts = restarts;
+                write_json(&state_path, &*st)?;
+            }
+            let result = self.run_once(executor, &state, &state_path, &log);
+            let code = match &result {
+                Ok(code) => *code,
+                Err(_) => 125,
+            };
+            let again = result.is_ok() && self.config.restart.again(code, restarts) && !self.stopped_by_user();
+            if !again {
+                break (code, result);
+            }
+            restarts += 1;
+            {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.exit_code = Some(code);
+                st.pid = None;
+                write_json(&state_path, &*st)?;
+            }
+            // Docker's back-off: 100 ms, doubled each time, at most 10 s;
+            // a stop meanwhile ends it.
+            let delay = std::time::Duration::from_millis((100u64 << restarts.min(7)).min(10_000));
+            let until = std::time::Instant::now() + delay;
+            while std::time::Instant::now() < until && !self.stopped_by_user() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if self.stopped_by_user() {
+                break (code, result);
+            }
+        };
+        let _ = log.lock().unwrap_or_else(|e| e.into_inner()).flush();
+        let mut st = state.into_inner().unwrap_or_else(|e| e.into_inner());
+        st.status = Status::Exited;
+        st.finished = Some(now_rfc3339());
+        st.pid = None;
+        if let Err(e) = &result {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            st.error = Some(text);
+        }
+        st.exit_code = Some(code);
+        write_json(&state_path, &st)?;
+        if self.config.auto_remove {
+            remove_dir(&self.dir)?;
+        }
+        result.map_err(|source| ContainerError::Exec { id: self.config.id.clone(), source })
+    }
+
+    /// One run: output into `log`, the first process' PID into `state`.
+    fn run_once(
+        &self,
+        executor: &dyn Executor,
+        state: &Mutex<State>,
+        state_path: &std::path::Path,
+        log: &Mutex<std::io::BufWriter<std::fs::File>>,
+    ) -> Result<i32, crate::ExecError> {
+        let pipe = |e| crate::ExecError::Io { action: "create a pipe for", path: self.dir.clone(), source: e };
+        let (out_r, out_w) = std::io::pipe().map_err(pipe)?;
+        let (err_r, err_w) = std::io::pipe().map_err(pipe)?;
         let streams = ProcessIo { stdin: std::process::Stdio::null(), stdout: out_w.into(), stderr: err_w.into() };
         let done = std::sync::atomic::AtomicBool::new(false);
-        let result = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             for (reader, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
-                let log = &log;
                 s.spawn(move || {
                     let mut r = std::io::BufReader::with_capacity(64 << 10, reader);
                     let mut buf = Vec::new();
@@ -122,7 +190,7 @@ impl Container {
                     if let Some(pid) = container_pid() {
                         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                         st.pid = Some(pid);
-                        let _ = write_json(&state_path, &*st);
+                        let _ = write_json(state_path, &*st);
                         return;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(2));
@@ -131,30 +199,7 @@ impl Container {
             let result = executor.run(&self.config.spec, streams);
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             result
-        });
-        let _ = log.lock().unwrap_or_else(|e| e.into_inner()).flush();
-        let mut st = state.into_inner().unwrap_or_else(|e| e.into_inner());
-        st.status = Status::Exited;
-        st.finished = Some(now_rfc3339());
-        st.pid = None;
-        let code = match &result {
-            Ok(code) => *code,
-            Err(e) => {
-                st.error = Some(format!("{e}"));
-                let mut source = std::error::Error::source(e);
-                while let Some(s) = source {
-                    st.error = Some(format!("{}: {s}", st.error.take().unwrap_or_default()));
-                    source = s.source();
-                }
-                125
-            }
-        };
-        st.exit_code = Some(code);
-        write_json(&state_path, &st)?;
-        if self.config.auto_remove {
-            remove_dir(&self.dir)?;
-        }
-        result.map_err(|source| ContainerError::Exec { id: self.config.id.clone(), source })
+        })
     }
 }
 
