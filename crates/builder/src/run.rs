@@ -175,23 +175,82 @@ pub fn run_image(
     })?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
-            let _guard = store.layout().write_guard()?;
-            let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
-                upper_to_layer(&upper, w, &WriteOptions::from_env()).map(|_| ())
-            })?;
-            let mut config = details.config.clone();
-            let now = format_rfc3339(creation_time());
-            config.created = Some(now.clone());
-            let history = History {
-                created: Some(now),
-                created_by: Some(format!("cargohold run {}", argv.join(" "))),
-                ..History::default()
-            };
-            Some(store.commit_image(Some(&details), std::slice::from_ref(&layer), config, history, Some(name))?)
+            let created_by = format!("cargohold run {}", argv.join(" "));
+            Some(commit_upper_as(store, &details, &upper, name, created_by, &[], None)?)
         }
         _ => None,
     };
     Ok(RunOutcome { code, committed })
+}
+
+/// The changes in `upper` (overlay form) as a new layer over the image
+/// `details`, with `changes` to its config, stored and named `name`.
+fn commit_upper_as(
+    store: &Store,
+    details: &cargohold_image_core::ResolvedImage,
+    upper: &std::path::Path,
+    name: &Reference,
+    created_by: String,
+    changes: &[String],
+    comment: Option<String>,
+) -> Result<Descriptor, BuildError> {
+    let _guard = store.layout().write_guard()?;
+    let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
+        upper_to_layer(upper, w, &WriteOptions::from_env()).map(|_| ())
+    })?;
+    let mut config = details.config.clone();
+    let now = format_rfc3339(creation_time());
+    config.created = Some(now.clone());
+    for c in changes {
+        config.apply_change(c)?;
+    }
+    let history = History { created: Some(now), created_by: Some(created_by), comment, ..History::default() };
+    Ok(store.commit_image(Some(details), std::slice::from_ref(&layer), config, history, Some(name))?)
+}
+
+/// `commit C NAME`: the container's changes as a new image on its image.
+pub fn commit_container(
+    store: &Store,
+    container: &Container,
+    name: &Reference,
+    changes: &[String],
+    comment: Option<String>,
+) -> Result<Descriptor, BuildError> {
+    let image = &container.config.image_digest;
+    let img = store.resolve(image)?;
+    let details = store.details(&img.descriptor, None)?;
+    let created_by = format!("cargohold commit {}", &container.config.id[..12]);
+    commit_upper_as(store, &details, &container.dir.join("upper"), name, created_by, changes, comment)
+}
+
+/// `export C`: the container's filesystem (its image's layers with its
+/// changes on top) as a tar written to `out`; the number of entries.
+pub fn export_container(container: &Container, out: &mut (dyn std::io::Write + Send)) -> Result<u64, BuildError> {
+    let RootFs::Overlay { lower, upper, .. } = &container.config.spec.root else {
+        return Err(container_err(&container.config.image)(ExecError::Invalid("not an overlay container".into())));
+    };
+    // The upper directory becomes the top read-only layer of a view
+    // mounted in a private mount namespace.
+    let mut layers = lower.clone();
+    layers.push(upper.clone());
+    let view =
+        tempfile::Builder::new().prefix("cargohold-export-").tempdir().map_err(io("create", std::env::temp_dir()))?;
+    let target = view.path().to_path_buf();
+    let id = container.config.id.clone();
+    crate::exec::in_private_mounts(move || -> Result<u64, BuildError> {
+        crate::exec::mount_overlay(&layers, None, &target).map_err(|e| BuildError::Io {
+            action: "mount the filesystem of container",
+            path: id.clone().into(),
+            source: std::io::Error::other(e),
+        })?;
+        let (_, entries) = cargohold_layerfs::archive_tree(&target, out, &WriteOptions::from_env())?;
+        Ok(entries)
+    })
+    .map_err(|e| BuildError::Io {
+        action: "mount the filesystem of a container in",
+        path: "/".into(),
+        source: std::io::Error::other(e),
+    })?
 }
 
 /// How a detached container is kept (beyond what it runs).

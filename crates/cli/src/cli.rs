@@ -553,7 +553,7 @@ pub struct UnpackArgs {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// A store name or any transport.
+    /// A container (ID, ID prefix or name), or an image: a store name or any transport.
     pub image: String,
     /// The tar to write (`.gz`/`.zst` compress it).
     #[arg(short, long, value_name = "FILE")]
@@ -593,11 +593,11 @@ pub struct DiffArgs {
 
 #[derive(Debug, Args)]
 pub struct CommitArgs {
-    /// The changed root filesystem.
+    /// A container (ID, ID prefix or name), or a changed root filesystem (with --base).
     pub dir: PathBuf,
-    /// The stored image `dir` started from.
+    /// The stored image the directory started from (a container knows its own).
     #[arg(long, value_name = "IMAGE")]
-    pub base: String,
+    pub base: Option<String>,
     /// The name of the new image.
     pub name: String,
     /// A config change (see `import`).

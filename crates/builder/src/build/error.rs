@@ -108,6 +108,9 @@ pub enum BuildError {
     /// Writing or unpacking a layer failed.
     #[error("a layer")]
     Layer(#[from] cargohold_layerfs::Error),
+    /// A config change (`commit -c`) is not one.
+    #[error(transparent)]
+    Change(#[from] cargohold_image_core::ChangeError),
     /// A container record could not be made or read.
     #[error(transparent)]
     Container(#[from] crate::exec::ContainerError),

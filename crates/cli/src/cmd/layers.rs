@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 
 use anyhow::{Context, Result, bail};
+use cargohold_builder::run::{commit_container, containers, export_container};
 use cargohold_image_core::media_type::Compression;
 use cargohold_image_core::{History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339};
 use cargohold_layerfs::{
@@ -18,6 +19,25 @@ use crate::output;
 
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
     let store = ctx.store()?;
+    if let Ok(c) = containers(&store).find(&args.image) {
+        let entries = {
+            let file = std::fs::File::create(&args.output)
+                .with_context(|| format!("could not create {}", args.output.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            let n =
+                export_container(&c, &mut w).with_context(|| format!("could not export container {}", args.image))?;
+            std::io::Write::flush(&mut w).with_context(|| format!("could not write {}", args.output.display()))?;
+            n
+        };
+        if args.out.json {
+            return output::json(&json!({ "container": c.id(), "output": args.output, "entries": entries }));
+        }
+        return output::line(format!(
+            "exported container {} to {} ({entries} entries)",
+            c.config.name,
+            args.output.display()
+        ));
+    }
     let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
     let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let scratch = tempfile::Builder::new()
@@ -143,25 +163,37 @@ pub fn diff(args: &DiffArgs) -> Result<()> {
 
 pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
     let name = Reference::parse(&args.name)?;
+    let store = ctx.store()?;
+    let Some(base) = &args.base else {
+        let what = args.dir.to_string_lossy();
+        let c = containers(&store)
+            .find(&what)
+            .with_context(|| format!("{what}: not a container (give --base IMAGE to commit a directory)"))?;
+        let desc = commit_container(&store, &c, &name, &args.changes, args.message.clone())?;
+        if args.out.json {
+            return output::json(&json!({ "image": desc.digest, "name": name.familiar(), "container": c.id() }));
+        }
+        return output::line(format!("committed {} as {} {}", c.config.name, name.familiar(), desc.digest));
+    };
+    let base_name = base;
     if !args.dir.is_dir() {
         bail!("{} is not a directory", args.dir.display());
     }
-    let store = ctx.store()?;
     let _guard = store.layout().write_guard()?;
-    let base_img = store.resolve(&args.base)?;
+    let base_img = store.resolve(base_name)?;
     let base = store.details(&base_img.descriptor, None)?;
     let scratch = tempfile::Builder::new()
         .prefix(".cargohold-commit-")
         .tempdir()
         .context("could not create a scratch directory")?;
     let lower = scratch.path().join("base");
-    let mut src = store.source(&args.base)?;
+    let mut src = store.source(base_name)?;
     unpack(&mut src, &lower, &UnpackOptions { apply: ApplyOptions::for_current_user(), platform: None })
-        .with_context(|| format!("could not unpack the base image {}", args.base))?;
+        .with_context(|| format!("could not unpack the base image {base_name}"))?;
     let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
         diff_trees(&lower, &args.dir, w, &WriteOptions::from_env()).map(|_| ())
     })
-    .with_context(|| format!("could not diff {} against {}", args.dir.display(), args.base))?;
+    .with_context(|| format!("could not diff {} against {base_name}", args.dir.display()))?;
     let mut config = base.config.clone();
     config.created = Some(format_rfc3339(creation_time()));
     for c in &args.changes {

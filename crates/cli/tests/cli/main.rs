@@ -1446,3 +1446,34 @@ fn restart_policies_start_and_restart() {
     ok(&store, &["rm", "-f", "always", "flaky"]);
     assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
 }
+
+/// `commit C IMAGE` and `export C`: a container's changes (a new file, a
+/// deletion) become a layer of a new image, and its filesystem a tar.
+#[test]
+fn commit_and_export_a_container() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(
+        &store,
+        &["run", "-d", "--name", "work", "bb:1", "sh", "-c", "mkdir /data && echo kept > /data/f && rm /bin/vi"],
+    );
+    assert_eq!(ok(&store, &["wait", "work"]).trim(), "0");
+    let made: Value = json(&store, &["commit", "work", "snap:1", "-c", "CMD [\"cat\", \"/data/f\"]", "--json"]);
+    assert!(made["image"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(ok(&store, &["run", "--network", "none", "snap:1"]), "kept\n");
+    assert!(
+        !ch(&store, &["run", "--network", "none", "snap:1", "ls", "/bin/vi"]).status.success(),
+        "the deletion is kept"
+    );
+    let tar = t.path().join("work.tar");
+    ok(&store, &["export", "work", "-o", tar.to_str().unwrap()]);
+    let names = run(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "data/f"), "{names}");
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "bin/sh"));
+    assert!(!names.lines().any(|l| l.trim_start_matches("./") == "bin/vi"), "deleted in the container");
+    assert!(!names.contains(".wh."), "no whiteouts in an export");
+    ok(&store, &["rm", "work"]);
+    let out = ch(&store, &["commit", "work", "x:1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a container"), "{out:?}");
+}
