@@ -313,3 +313,41 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
         })
         .map_err(BuildError::from)
 }
+
+/// What `exec` runs in a container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// `NAME=value` over the container's environment.
+    pub env: Vec<String>,
+    /// User (default: the container's).
+    pub user: Option<String>,
+    /// Working directory (default: the container's).
+    pub workdir: Option<String>,
+    /// Standard input is a terminal for it.
+    pub tty: bool,
+}
+
+/// `exec`: runs `opts` in the running container `c`, confined as it is.
+pub fn exec_in_container(store: &Store, c: &Container, opts: &ExecOptions, io: ProcessIo) -> Result<i32, BuildError> {
+    let spec = &c.config.spec;
+    let user = match &opts.user {
+        Some(u) => lookup_user(&[c.root_path()?], u).map_err(container_err(&c.config.name))?,
+        None => spec.user.clone(),
+    };
+    let mut env = spec.env.clone();
+    for kv in &opts.env {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+        env.push(kv.clone());
+    }
+    let process = crate::exec::ExecProcess {
+        argv: opts.argv.clone(),
+        env,
+        cwd: opts.workdir.clone().unwrap_or_else(|| spec.cwd.clone()),
+        user,
+        tty: opts.tty,
+    };
+    Ok(c.exec(&process, io, Some(&crate::build::state_dir(store).join("seccomp")))?)
+}

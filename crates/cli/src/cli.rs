@@ -168,6 +168,9 @@ pub enum Command {
     /// List containers (running ones; -a for all).
     #[command(after_help = "Examples:\n  cargohold ps\n  cargohold ps -a -q\n  cargohold ps -a --json")]
     Ps(PsArgs),
+    /// Run a command in a running container, confined as the container is.
+    #[command(after_help = "Examples:\n  cargohold exec web ls /\n  cargohold exec -it -u app -w /srv web sh")]
+    Exec(ExecArgs),
     /// Print a container's output.
     #[command(after_help = "Examples:\n  cargohold logs web\n  cargohold logs -f --tail 10 -t web")]
     Logs(LogsArgs),
@@ -907,6 +910,30 @@ pub struct StartArgs {
     /// Containers (ID, ID prefix or name).
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Pass standard input to the command.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// A new terminal for the command.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// User (name or uid, optionally :group).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

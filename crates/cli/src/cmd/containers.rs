@@ -5,12 +5,16 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use cargohold_builder::build::executor_for;
-use cargohold_builder::exec::{Container, ContainerStatus, LogOptions};
-use cargohold_builder::run::containers;
+use std::process::Stdio;
+
+use cargohold_builder::exec::{Container, ContainerStatus, LogOptions, ProcessIo, with_terminal};
+use cargohold_builder::run::{ExecOptions, containers, exec_in_container};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cli::{ContainersArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs};
+use crate::cli::{
+    ContainersArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs,
+};
 use crate::output;
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
@@ -122,6 +126,26 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         return Err(e).context("could not write the logs");
     }
     Ok(())
+}
+
+pub fn exec(ctx: &Ctx, args: &ExecArgs) -> Result<ExitCode> {
+    let store = ctx.store()?;
+    let c = containers(&store).find(&args.container)?;
+    let opts = ExecOptions {
+        argv: args.command.strip_prefix(&["--".to_owned()]).unwrap_or(&args.command).to_vec(),
+        env: args.env.clone(),
+        user: args.user.clone(),
+        workdir: args.workdir.clone(),
+        tty: args.tty,
+    };
+    let code = if args.tty {
+        with_terminal(|io| exec_in_container(&store, &c, &opts, io)).context("could not open a terminal")?
+    } else {
+        let stdin = if args.interactive { Stdio::inherit() } else { Stdio::null() };
+        exec_in_container(&store, &c, &opts, ProcessIo { stdin, stdout: Stdio::inherit(), stderr: Stdio::inherit() })
+    }
+    .with_context(|| format!("could not run {} in {}", opts.argv[0], args.container))?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 pub fn stop(ctx: &Ctx, args: &StopArgs) -> Result<()> {

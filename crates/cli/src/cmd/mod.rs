@@ -48,6 +48,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Wait(a) => containers::wait(&ctx, &a),
         Command::Port(a) => containers::port(&ctx, &a),
         Command::Start(a) => return containers::start(&ctx, &a),
+        Command::Exec(a) => return containers::exec(&ctx, &a),
         Command::Restart(a) => containers::restart(&ctx, &a),
         Command::Ref(a) => reference::run(&a),
         Command::Pull(a) => registry::pull(&ctx, &a),

@@ -1477,3 +1477,47 @@ fn commit_and_export_a_container() {
     let out = ch(&store, &["commit", "work", "x:1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a container"), "{out:?}");
 }
+
+/// `exec` into a running container (each executor): its filesystem, pid
+/// namespace and host name, the same confinement, exit codes, -e, -w, -u.
+#[test]
+fn exec_joins_a_running_container_confined_as_it_is() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    for runtime in [None, Some("crun"), Some("runc")] {
+        let mut args = vec!["run", "-d", "--name", "box", "--hostname", "inside"];
+        if let Some(r) = runtime {
+            args.extend(["--runtime", r]);
+        }
+        args.extend(["bb:1", "sh", "-c", "mkdir -p /tmp && echo ready > /tmp/flag && exec sleep 60"]);
+        ok(&store, &args);
+        eventually("the container's file", || ch(&store, &["exec", "box", "cat", "/tmp/flag"]).status.success());
+        let said = ok(
+            &store,
+            &[
+                "exec",
+                "box",
+                "sh",
+                "-c",
+                "hostname; cat /proc/1/cmdline; echo; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+            ],
+        );
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines[0], "inside", "{runtime:?}: {said}");
+        assert!(lines[1].starts_with("sleep"), "{runtime:?}: the container's pid 1: {said}");
+        assert!(lines[2].ends_with("00000000a80425fb") && lines[3].ends_with('2'), "{runtime:?}: confined: {said}");
+        assert_eq!(ch(&store, &["exec", "box", "sh", "-c", "exit 9"]).status.code(), Some(9));
+        assert_eq!(
+            ok(&store, &["exec", "-e", "X=7", "-w", "/tmp", "-u", "1000", "box", "sh", "-c", "pwd; echo $X; id -u"]),
+            "/tmp\n7\n1000\n"
+        );
+        ok(&store, &["rm", "-f", "box"]);
+    }
+    let out = ch(&store, &["exec", "box", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such container: box"), "{out:?}");
+    ok(&store, &["run", "-d", "--name", "done", "bb:1", "true"]);
+    assert_eq!(ok(&store, &["wait", "done"]).trim(), "0");
+    let out = ch(&store, &["exec", "done", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"), "{out:?}");
+}

@@ -415,6 +415,34 @@ impl Container {
         }
     }
 
+    /// Runs `process` in the running container, confined as its first
+    /// process is (`exec`); compiled seccomp filters are kept in
+    /// `cache_dir` when given. Returns its exit code.
+    pub fn exec(
+        &self,
+        process: &crate::ExecProcess,
+        io: crate::ProcessIo,
+        cache_dir: Option<&Path>,
+    ) -> Result<i32, ContainerError> {
+        let state = self.state()?;
+        let pid = match (state.status, state.pid) {
+            (Status::Running, Some(pid)) => pid,
+            _ => return Err(ContainerError::NotRunning { id: self.config.id.clone() }),
+        };
+        let programs = crate::seccomp::ProgramCache::new(cache_dir.map(Path::to_path_buf));
+        crate::ns::exec_in(pid, &self.config.spec, process, io, &programs)
+            .map_err(|source| ContainerError::Exec { id: self.config.id.clone(), source })
+    }
+
+    /// The container's root as this host sees it while it runs
+    /// (`/proc/PID/root`), to look users up in.
+    pub fn root_path(&self) -> Result<PathBuf, ContainerError> {
+        match self.state()? {
+            State { status: Status::Running, pid: Some(pid), .. } => Ok(PathBuf::from(format!("/proc/{pid}/root"))),
+            _ => Err(ContainerError::NotRunning { id: self.config.id.clone() }),
+        }
+    }
+
     /// Waits until it is no longer running; its state then.
     pub fn wait(&self, timeout: Option<std::time::Duration>) -> Result<State, ContainerError> {
         let start = std::time::Instant::now();

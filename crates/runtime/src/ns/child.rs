@@ -19,7 +19,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, chdir, fork, pivot_root, setgroups, sethostname, setresgid, setresuid};
 use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 
-use super::{MountOp, Plan, SETUP_FAILED};
+use super::{Identity, MountOp, Plan, SETUP_FAILED};
 
 /// The pre-exec hook, in P1.
 pub(super) fn hook(p: &Plan) -> std::io::Result<()> {
@@ -27,7 +27,7 @@ pub(super) fn hook(p: &Plan) -> std::io::Result<()> {
     // them, and the cgroup namespace made below is rooted there.
     for procs in &p.cgroups {
         if let Err(e) = nix::unistd::write(procs, b"0") {
-            fail(p.err_fd, "join the cgroup", c"", e);
+            fail(p.id.err_fd, "join the cgroup", c"", e);
         }
     }
     if let Some(fd) = p.user_ns {
@@ -35,7 +35,7 @@ pub(super) fn hook(p: &Plan) -> std::io::Result<()> {
         // open in the parent for the whole run.
         let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWUSER) {
-            fail(p.err_fd, "join the private network's user namespace", c"", e);
+            fail(p.id.err_fd, "join the private network's user namespace", c"", e);
         }
     }
     if let Some(fd) = p.netns {
@@ -43,21 +43,44 @@ pub(super) fn hook(p: &Plan) -> std::io::Result<()> {
         // in the parent for the whole run.
         let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         if let Err(e) = nix::sched::setns(ns, CloneFlags::CLONE_NEWNET) {
-            fail(p.err_fd, "join the private network namespace", c"", e);
+            fail(p.id.err_fd, "join the private network namespace", c"", e);
         }
     }
     if let Err(e) = unshare(p.namespaces) {
-        fail(p.err_fd, "create namespaces", c"", e);
+        fail(p.id.err_fd, "create namespaces", c"", e);
     }
     // SAFETY: this process is single-threaded (a fork child); the child only
     // makes system calls before it execs or exits.
     match unsafe { fork() } {
-        Err(e) => fail(p.err_fd, "fork the container's init", c"", e),
+        Err(e) => fail(p.id.err_fd, "fork the container's init", c"", e),
         Ok(ForkResult::Parent { child }) => {
             close_inherited();
             wait_and_exit(child)
         }
         Ok(ForkResult::Child) => container(p),
+    }
+}
+
+/// The pre-exec hook of `exec`: into the running container's namespaces,
+/// then a fork (the pid namespace takes effect for children), whose child
+/// becomes the payload.
+pub(super) fn join(namespaces: &[(OwnedFd, CloneFlags)], id: &Identity) -> std::io::Result<()> {
+    for (fd, flag) in namespaces {
+        if let Err(e) = nix::sched::setns(fd, *flag) {
+            fail(id.err_fd, "join a namespace of the container", c"", e);
+        }
+    }
+    // SAFETY: single-threaded fork child; see `hook`.
+    match unsafe { fork() } {
+        Err(e) => fail(id.err_fd, "fork into the container", c"", e),
+        Ok(ForkResult::Parent { child }) => {
+            close_inherited();
+            wait_and_exit(child)
+        }
+        Ok(ForkResult::Child) => {
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            payload(id)
+        }
     }
 }
 
@@ -72,7 +95,7 @@ fn mount_fs(m: &MountOp, target: &CStr, e: RawFd) {
 /// The container's pid 1: mounts, pivot, hardening; the standard library
 /// then execs the payload (or `--init`'s reaper) in this process.
 fn container(p: &Plan) -> std::io::Result<()> {
-    let e = p.err_fd;
+    let e = p.id.err_fd;
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     umask(Mode::empty());
     let none: Option<&CStr> = None;
@@ -177,7 +200,7 @@ fn container(p: &Plan) -> std::io::Result<()> {
     if p.new_net {
         loopback_up(e);
     }
-    payload(p)
+    payload(&p.id)
 }
 
 /// `/`-less copy of an absolute path, for use relative to the new root.
@@ -251,7 +274,7 @@ fn read_only(path: &CStr, e: RawFd) {
 /// The payload: terminal, working directory, identity, bounding set,
 /// seccomp and capabilities; the standard library execs the program when
 /// this returns.
-fn payload(p: &Plan) -> std::io::Result<()> {
+fn payload(p: &Identity) -> std::io::Result<()> {
     let e = p.err_fd;
     if p.tty {
         // A session of its own, with the terminal on stdin as its

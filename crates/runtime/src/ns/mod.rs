@@ -106,16 +106,26 @@ struct Plan {
     devices: Vec<CString>,
     masked: Vec<CString>,
     readonly: Vec<CString>,
-    cwd: CString,
     hostname: CString,
-    uid: Uid,
-    gid: Gid,
-    groups: Vec<Gid>,
     namespaces: CloneFlags,
     /// Rootless private network: the user namespace owning it, joined first.
     user_ns: Option<RawFd>,
     netns: Option<RawFd>,
     new_net: bool,
+    /// `cgroup.procs` files (open) to join first.
+    cgroups: Vec<OwnedFd>,
+    /// Who the payload is and what it may do.
+    id: Identity,
+}
+
+/// What the payload becomes before the exec (a container's first process,
+/// or one `exec` adds): working directory, identity, bounding set,
+/// seccomp filter, capabilities.
+struct Identity {
+    cwd: CString,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
     /// Capabilities kept in the bounding set (bit N: capability N), and
     /// the last capability the kernel knows.
     bounding: u64,
@@ -126,11 +136,13 @@ struct Plan {
     seccomp: Option<Vec<libc::sock_filter>>,
     /// Make standard input the payload's controlling terminal.
     tty: bool,
-    /// In a user namespace: device nodes are bound, /proc mounted early.
+    /// In a user namespace (setgroups may be denied there).
     userns: bool,
-    /// `cgroup.procs` files (open) to join first.
-    cgroups: Vec<OwnedFd>,
     err_fd: RawFd,
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
 }
 
 fn cstring(b: &[u8], what: &str) -> Result<CString, ExecError> {
@@ -281,24 +293,26 @@ fn plan(
         devices,
         masked: strings(linux.masked_paths())?,
         readonly: strings(linux.readonly_paths())?,
-        cwd: cpath(&cwd, "the working directory")?,
         hostname: cstring(oci.hostname().clone().unwrap_or_default().as_bytes(), "the host name")?,
-        uid: Uid::from_raw(user.uid()),
-        gid: Gid::from_raw(user.gid()),
-        groups: user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect(),
         namespaces,
         user_ns: p.netns.and_then(|n| n.user_fd()).map(|u| u.as_raw_fd()),
         netns: p.netns.map(|n| n.fd().as_raw_fd()),
         new_net,
-        bounding: cap_mask(caps.bounding().as_ref()),
-        last_cap,
-        caps: cap_mask(caps.effective().as_ref()),
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        seccomp,
-        tty: run.tty,
-        userns,
         cgroups,
-        err_fd,
+        id: Identity {
+            cwd: cpath(&cwd, "the working directory")?,
+            uid: Uid::from_raw(user.uid()),
+            gid: Gid::from_raw(user.gid()),
+            groups: user.additional_gids().iter().flatten().map(|g| Gid::from_raw(*g)).collect(),
+            bounding: cap_mask(caps.bounding().as_ref()),
+            last_cap,
+            caps: cap_mask(caps.effective().as_ref()),
+            no_new_privs: process.no_new_privileges().unwrap_or(false),
+            seccomp,
+            tty: run.tty,
+            userns,
+            err_fd,
+        },
     })
 }
 
@@ -337,6 +351,12 @@ fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo, programs: &ProgramCache) 
     unsafe {
         cmd.pre_exec(move || child::hook(&prepared));
     }
+    spawn_and_wait(cmd, err_r, err_w, &spec.argv[0])
+}
+
+/// Spawns `cmd` (whose hook reports setup failures on `err_w`), waits for
+/// it, and returns its exit code or the setup error.
+fn spawn_and_wait(mut cmd: Command, err_r: OwnedFd, err_w: OwnedFd, program: &str) -> Result<i32, ExecError> {
     let spawned = cmd.spawn();
     drop(err_w);
     let status = match spawned {
@@ -353,9 +373,119 @@ fn run(spec: &RunSpec, p: Prepared<'_>, io: ProcessIo, programs: &ProgramCache) 
             source: std::io::Error::from_raw_os_error(errno),
         });
     }
-    let status = status.map_err(|e| ExecError::Spawn { program: spec.argv[0].clone(), source: e })?;
+    let status = status.map_err(|e| ExecError::Spawn { program: program.to_owned(), source: e })?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// A process to add to a running container (`exec`).
+#[derive(Debug, Clone)]
+pub struct ExecProcess {
+    /// Program and arguments (looked up in the container's `PATH`).
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<String>,
+    /// Working directory in the container.
+    pub cwd: String,
+    /// Who runs it.
+    pub user: crate::UserIds,
+    /// Standard input is a terminal to make its controlling one.
+    pub tty: bool,
+}
+
+/// The namespaces to join and the identity to take for an `exec`.
+struct Join {
+    namespaces: Vec<(OwnedFd, CloneFlags)>,
+    id: Identity,
+}
+
+/// Runs `process` in the running container whose first process is `pid`
+/// (as this host sees it), joining its namespaces and taking on the same
+/// confinement as its first process (from `spec`, the container's run
+/// spec): capabilities, seccomp filter, `no_new_privs`. Returns its exit
+/// code.
+pub fn exec_in(
+    pid: i32,
+    spec: &RunSpec,
+    process: &ExecProcess,
+    io: ProcessIo,
+    programs: &ProgramCache,
+) -> Result<i32, ExecError> {
+    if process.argv.is_empty() {
+        return Err(ExecError::Invalid("no command to run".into()));
+    }
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| ExecError::Io {
+        action: "create a pipe in",
+        path: "/proc/self".into(),
+        source: e.into(),
+    })?;
+    // The container's confinement, from its spec as its executor made it.
+    let files =
+        crate::HostFiles { hosts: "/dev/null".into(), hostname: "/dev/null".into(), resolv: "/dev/null".into() };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let userns = cargohold_layerfs::rootless::in_user_namespace();
+    let placement =
+        Placement { root: Path::new("/"), files: &files, netns: None, user_ns: None, userns, kernel: kernel.trim() };
+    let oci = container_spec(spec, placement)?;
+    let caps = oci.process().as_ref().and_then(|p| p.capabilities().clone()).unwrap_or_default();
+    let seccomp = match oci.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(programs.compile(s)?.filter),
+        None => None,
+    };
+    let mut namespaces = Vec::new();
+    let mut joins_user = false;
+    for (name, flag) in [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let same = std::fs::read_link(&theirs).ok() == std::fs::read_link(format!("/proc/self/ns/{name}")).ok();
+        if same {
+            continue;
+        }
+        let fd = std::fs::File::open(&theirs).map_err(|e| ExecError::Io {
+            action: "open the namespace",
+            path: theirs.into(),
+            source: e,
+        })?;
+        joins_user |= flag == CloneFlags::CLONE_NEWUSER;
+        namespaces.push((OwnedFd::from(fd), flag));
+    }
+    let join = Join {
+        namespaces,
+        id: Identity {
+            cwd: cstring(if process.cwd.is_empty() { b"/" } else { process.cwd.as_bytes() }, "the working directory")?,
+            uid: Uid::from_raw(process.user.uid),
+            gid: Gid::from_raw(process.user.gid),
+            groups: process.user.groups.iter().map(|g| Gid::from_raw(*g)).collect(),
+            bounding: cap_mask(caps.bounding().as_ref()),
+            last_cap: last_cap(),
+            caps: cap_mask(caps.effective().as_ref()),
+            no_new_privs: spec.security.no_new_privileges,
+            seccomp,
+            tty: process.tty,
+            userns: userns || joins_user,
+            err_fd: err_w.as_raw_fd(),
+        },
+    };
+    let mut cmd = Command::new(&process.argv[0]);
+    cmd.args(&process.argv[1..]).env_clear().stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+    for kv in &process.env {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => cmd.env(k, v),
+            _ => cmd.env(kv, ""),
+        };
+    }
+    // SAFETY: as for `run`: system calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || child::join(&join.namespaces, &join.id));
+    }
+    spawn_and_wait(cmd, err_r, err_w, &process.argv[0])
 }
 
 /// Makes the process `cmd` starts join the cgroups whose `cgroup.procs`
