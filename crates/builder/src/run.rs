@@ -11,8 +11,8 @@ use cargohold_layerfs::{WriteOptions, store_layer_from, upper_to_layer};
 
 use crate::build::BuildError;
 use crate::exec::{
-    BindMount, Container, ContainerConfig, Containers, DEFAULT_PATH, ExecError, Executor, Limits, Network, ProcessIo,
-    RootFs, RunSpec, lookup_user,
+    BindMount, Container, ContainerConfig, Containers, DEFAULT_PATH, ExecError, Executor, Limits, MountRequest,
+    Network, ProcessIo, RootFs, RunSpec, Volumes, lookup_user,
 };
 use crate::step::{StepFailure, StepRoot, run_step};
 
@@ -27,8 +27,8 @@ pub struct RunOptions {
     pub entrypoint: Option<Vec<String>>,
     /// Extra `NAME=value` environment (over the image's).
     pub env: Vec<String>,
-    /// Bind mounts.
-    pub binds: Vec<BindMount>,
+    /// Bind mounts, volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
+    pub mounts: Vec<MountRequest>,
     /// Host ports forwarded into the container (`-p`).
     pub ports: Vec<crate::exec::PortMapping>,
     /// Network mode.
@@ -82,6 +82,10 @@ struct Prepared {
     env: Vec<String>,
     cwd: String,
     user: crate::exec::UserIds,
+    binds: Vec<BindMount>,
+    tmpfs: Vec<crate::exec::TmpfsMount>,
+    /// Volumes used, and whether each is anonymous.
+    volumes: Vec<(String, bool)>,
 }
 
 fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
@@ -115,7 +119,27 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
     let user_spec = opts.user.clone().or(cfg.user.clone()).unwrap_or_default();
     let user = lookup_user(&dirs, &user_spec).map_err(container_err(&opts.image))?;
     let cwd = opts.workdir.clone().or(cfg.working_dir.clone()).filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
-    Ok(Prepared { details, dirs, argv, env, cwd, user })
+    let volumes = Volumes::new(crate::build::state_dir(store).join("volumes"));
+    let (mut binds, mut tmpfs, mut used) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &opts.mounts {
+        match m {
+            MountRequest::Bind { source, target, readonly } => {
+                // A missing host directory is made, as Docker does.
+                if !source.exists() {
+                    std::fs::create_dir_all(source).map_err(io("create the volume source", source.clone()))?;
+                }
+                let source = std::fs::canonicalize(source).map_err(io("find the volume source", source.clone()))?;
+                binds.push(BindMount { source, target: target.clone(), readonly: *readonly });
+            }
+            MountRequest::Volume { name, target, readonly } => {
+                let v = volumes.ensure(name.as_deref()).map_err(container_err(&opts.image))?;
+                binds.push(BindMount { source: v.mountpoint, target: target.clone(), readonly: *readonly });
+                used.push((v.name, name.is_none()));
+            }
+            MountRequest::Tmpfs(t) => tmpfs.push(t.clone()),
+        }
+    }
+    Ok(Prepared { details, dirs, argv, env, cwd, user, binds, tmpfs, volumes: used })
 }
 
 impl Prepared {
@@ -128,8 +152,9 @@ impl Prepared {
             user: self.user,
             hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
             network: opts.network,
-            binds: opts.binds.clone(),
+            binds: self.binds,
             ports: opts.ports.clone(),
+            tmpfs: self.tmpfs,
             limits: opts.limits,
             tty: opts.tty,
             security: opts.security.clone(),
@@ -291,6 +316,7 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
         )));
     }
     let prepared = prepare(store, opts)?;
+    let volumes = prepared.volumes.clone();
     let digest = store.resolve(&opts.image)?.descriptor.digest.to_string();
     let created = format_rfc3339(creation_time());
     containers(store)
@@ -309,6 +335,7 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
                 auto_remove: keep.auto_remove,
                 runtime: keep.runtime.clone(),
                 restart: keep.restart,
+                volumes,
             })
         })
         .map_err(BuildError::from)
@@ -350,4 +377,27 @@ pub fn exec_in_container(store: &Store, c: &Container, opts: &ExecOptions, io: P
         tty: opts.tty,
     };
     Ok(c.exec(&process, io, Some(&crate::build::state_dir(store).join("seccomp")))?)
+}
+
+/// The store's volumes.
+pub fn volumes(store: &Store) -> Volumes {
+    Volumes::new(crate::build::state_dir(store).join("volumes"))
+}
+
+/// The volumes some container of the store uses.
+pub fn volumes_in_use(store: &Store) -> Result<Vec<String>, BuildError> {
+    Ok(containers(store).list()?.into_iter().flat_map(|c| c.config.volumes.into_iter().map(|(n, _)| n)).collect())
+}
+
+/// `rm [-f] [-v]`: removes the container, and with `volumes` its anonymous
+/// volumes (named ones stay, as with Docker).
+pub fn remove_container(store: &Store, c: &Container, force: bool, with_volumes: bool) -> Result<(), BuildError> {
+    c.remove(force)?;
+    if with_volumes {
+        let in_use = volumes_in_use(store)?;
+        for (name, _) in c.config.volumes.iter().filter(|(_, anonymous)| *anonymous) {
+            volumes(store).remove(name, &in_use).map_err(container_err(&c.config.name))?;
+        }
+    }
+    Ok(())
 }

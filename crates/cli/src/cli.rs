@@ -171,6 +171,9 @@ pub enum Command {
     /// Run a command in a running container, confined as the container is.
     #[command(after_help = "Examples:\n  cargohold exec web ls /\n  cargohold exec -it -u app -w /srv web sh")]
     Exec(ExecArgs),
+    /// Manage volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Print a container's output.
     #[command(after_help = "Examples:\n  cargohold logs web\n  cargohold logs -f --tail 10 -t web")]
     Logs(LogsArgs),
@@ -882,6 +885,9 @@ pub struct RmArgs {
     /// Kill and remove running containers too.
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Remove the containers' anonymous volumes too.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
     /// Containers (ID, ID prefix or name).
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -936,6 +942,34 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// `cargohold volume ...`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Make a volume (a generated name when none is given); print its name.
+    Create(VolumeCreateArgs),
+    /// List volumes.
+    Ls(JsonArgs),
+    /// Print volumes as JSON.
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes no container uses.
+    Rm(VolumeNamesArgs),
+    /// Remove every volume no container uses.
+    Prune(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Its name.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeNamesArgs {
+    /// Volume names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
     /// The container's ID.
@@ -970,9 +1004,15 @@ pub struct RunArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
     pub env: Vec<String>,
-    /// Bind-mount a host path (repeatable).
-    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// A host path (made when missing), a named volume (made on first use) or, with one path, an anonymous volume (repeatable).
+    #[arg(short = 'v', long = "volume", value_name = "HOST|NAME:CONTAINER[:ro]")]
     pub volumes: Vec<String>,
+    /// A mount as Docker writes it: type=bind, volume or tmpfs, source=.., target=.., readonly, tmpfs-size=.. (repeatable).
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mounts: Vec<String>,
+    /// A tmpfs at PATH, optionally with options (size=64m,mode=1777) (repeatable).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
     /// Forward a host port into the container (private network; repeatable; no HOSTPORT: a free one).
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT[/tcp|/udp]")]
     pub publish: Vec<String>,

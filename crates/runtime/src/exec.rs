@@ -115,6 +115,9 @@ pub struct RunSpec {
     /// Host ports forwarded into the private network (`-p`).
     #[serde(default)]
     pub ports: Vec<crate::network::PortMapping>,
+    /// tmpfs mounts (`--tmpfs`).
+    #[serde(default)]
+    pub tmpfs: Vec<crate::volume::TmpfsMount>,
     /// Memory and CPU limits.
     pub limits: Limits,
     /// Standard input is a terminal that becomes the process' controlling
@@ -449,7 +452,11 @@ impl Beneath {
 /// and every bind target, each with its parents.
 fn mount_points(spec: &RunSpec) -> Vec<String> {
     let mut points: Vec<String> = Vec::new();
-    let targets = MOUNT_POINTS.iter().map(PathBuf::from).chain(spec.binds.iter().map(|b| b.target.clone()));
+    let targets = MOUNT_POINTS
+        .iter()
+        .map(PathBuf::from)
+        .chain(spec.binds.iter().map(|b| b.target.clone()))
+        .chain(spec.tmpfs.iter().map(|t| t.target.clone()));
     for target in targets {
         let mut rel = String::new();
         for part in target.components().filter_map(|c| match c {

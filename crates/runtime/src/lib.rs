@@ -27,6 +27,7 @@
 //!     network: Network::None,
 //!     binds: vec![],
 //!     ports: vec![],
+//!     tmpfs: vec![],
 //!     limits: Default::default(),
 //!     tty: false,
 //!     security: Default::default(),
@@ -50,6 +51,7 @@ mod security;
 mod spec;
 mod terminal;
 mod user;
+mod volume;
 
 pub use cgroup::{Limits, parse_size};
 pub use container::{
@@ -68,6 +70,7 @@ pub use security::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, Seccomp, Security, ca
 pub use spec::{DEFAULT_DEVICES, INIT_PATH, MASKED_PATHS, Placement, READONLY_PATHS, container_spec, device_rules};
 pub use terminal::with_terminal;
 pub use user::{UserIds, lookup_user};
+pub use volume::{MountRequest, TmpfsMount, Volume, Volumes, valid_volume_name};
 
 /// Finds `program` in `PATH`, as a shell would; a name with a slash is
 /// taken as a path.

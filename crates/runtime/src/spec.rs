@@ -244,6 +244,12 @@ pub fn container_spec(run: &RunSpec, at: Placement<'_>) -> Result<Spec, ExecErro
         }
         mounts.push(mount(target, "bind", &b.source, &options)?);
     }
+    for t in &run.tmpfs {
+        let target = t.target.to_str().ok_or_else(|| invalid(format!("tmpfs target {:?} is not UTF-8", t.target)))?;
+        let mut options = vec!["nosuid", "nodev"];
+        options.extend(t.options.split(',').filter(|o| !o.is_empty()));
+        mounts.push(mount(target, "tmpfs", "tmpfs", &options)?);
+    }
     let mut namespaces = vec![
         namespace(LinuxNamespaceType::Pid, None)?,
         namespace(LinuxNamespaceType::Ipc, None)?,

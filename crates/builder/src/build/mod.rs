@@ -781,6 +781,7 @@ impl Run<'_, '_> {
             network,
             binds,
             ports: Vec::new(),
+            tmpfs: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: self.opts.security.clone(),

@@ -626,6 +626,7 @@ impl<'a> Stager<'a> {
                 readonly: true,
             }],
             ports: Vec::new(),
+            tmpfs: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: opts.security.clone(),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use cargohold_builder::build::{BuildOptions, Builder, StepReport, executor_for, export_cache, import_cache};
 use cargohold_builder::dockerfile::{Keyword, parse};
 use cargohold_builder::exec::{
-    BindMount, Limits, Network, PortMapping, ProcessIo, Security, parse_size, with_terminal,
+    Limits, MountRequest, Network, PortMapping, ProcessIo, Security, parse_size, with_terminal,
 };
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{ContainerOptions, RunOptions, create_container, run_image};
@@ -234,24 +234,22 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
 
 pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     let store = ctx.store()?;
-    let mut binds = Vec::new();
+    let mut mounts = Vec::new();
     for v in &args.volumes {
-        let parts: Vec<&str> = v.split(':').collect();
-        let (src, dst, ro) = match parts.as_slice() {
-            [s, d] => (*s, *d, false),
-            [s, d, "ro"] => (*s, *d, true),
-            [s, d, "rw"] => (*s, *d, false),
-            _ => bail!("--volume {v}: expected HOST:CONTAINER[:ro]"),
-        };
-        let source = std::fs::canonicalize(src).with_context(|| format!("--volume {v}: {src} does not exist"))?;
-        binds.push(BindMount { source, target: dst.into(), readonly: ro });
+        mounts.push(MountRequest::parse_volume(v)?);
+    }
+    for m in &args.mounts {
+        mounts.push(MountRequest::parse_mount(m)?);
+    }
+    for t in &args.tmpfs {
+        mounts.push(MountRequest::parse_tmpfs(t)?);
     }
     let opts = RunOptions {
         image: args.image.clone(),
         argv: args.command.strip_prefix(&["--".to_owned()]).unwrap_or(&args.command).to_vec(),
         entrypoint: args.entrypoint.as_ref().map(|e| e.split_whitespace().map(str::to_owned).collect()),
         env: args.env.clone(),
-        binds,
+        mounts,
         ports: args.publish.iter().map(|p| PortMapping::parse(p)).collect::<Result<_, _>>()?,
         network: args.container.network()?,
         security: args.container.security()?,

@@ -8,12 +8,13 @@ use cargohold_builder::build::executor_for;
 use std::process::Stdio;
 
 use cargohold_builder::exec::{Container, ContainerStatus, LogOptions, ProcessIo, with_terminal};
-use cargohold_builder::run::{ExecOptions, containers, exec_in_container};
+use cargohold_builder::run::{ExecOptions, containers, exec_in_container, remove_container, volumes, volumes_in_use};
 use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{
     ContainersArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs,
+    VolumeCommand,
 };
 use crate::output;
 
@@ -168,8 +169,9 @@ pub fn kill(ctx: &Ctx, args: &KillArgs) -> Result<()> {
 }
 
 pub fn rm(ctx: &Ctx, args: &RmArgs) -> Result<()> {
+    let store = ctx.store()?;
     each(ctx, &args.containers, |c| {
-        c.remove(args.force)?;
+        remove_container(&store, c, args.force, args.volumes)?;
         output::line(&c.config.name)
     })
 }
@@ -293,4 +295,48 @@ pub fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<ExitCode> {
     let exec = executor_for(&store, c.config.runtime.as_deref())?;
     let code = c.run_monitored(exec.as_ref())?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+pub fn volume(ctx: &Ctx, cmd: &VolumeCommand) -> Result<()> {
+    let store = ctx.store()?;
+    let vs = volumes(&store);
+    match cmd {
+        VolumeCommand::Create(a) => output::line(vs.ensure(a.name.as_deref())?.name),
+        VolumeCommand::Ls(a) => {
+            let all = vs.list()?;
+            if a.json {
+                return output::json(&all);
+            }
+            output::line("VOLUME NAME")?;
+            all.iter().try_for_each(|v| output::line(&v.name))
+        }
+        VolumeCommand::Inspect(a) => {
+            let found = a
+                .names
+                .iter()
+                .map(|n| vs.get(n).with_context(|| format!("no such volume: {n}")))
+                .collect::<Result<Vec<_>>>()?;
+            output::json(&found)
+        }
+        VolumeCommand::Rm(a) => {
+            let in_use = volumes_in_use(&store)?;
+            for n in &a.names {
+                vs.remove(n, &in_use)?;
+                output::line(n)?;
+            }
+            Ok(())
+        }
+        VolumeCommand::Prune(a) => {
+            let in_use = volumes_in_use(&store)?;
+            let mut removed = Vec::new();
+            for v in vs.list()?.into_iter().filter(|v| !in_use.contains(&v.name)) {
+                vs.remove(&v.name, &in_use)?;
+                removed.push(v.name);
+            }
+            if a.json {
+                return output::json(&json!({ "VolumesDeleted": removed }));
+            }
+            removed.iter().try_for_each(output::line)
+        }
+    }
 }

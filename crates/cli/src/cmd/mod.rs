@@ -32,7 +32,12 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
     };
     if matches!(
         cli.command,
-        Command::Build(_) | Command::Stage(_) | Command::Run(_) | Command::ContainerMonitor(_) | Command::Rm(_)
+        Command::Build(_)
+            | Command::Stage(_)
+            | Command::Run(_)
+            | Command::ContainerMonitor(_)
+            | Command::Rm(_)
+            | Command::Volume(_)
     ) && !rustix::process::geteuid().is_root()
     {
         cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
@@ -46,6 +51,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Kill(a) => containers::kill(&ctx, &a),
         Command::Rm(a) => containers::rm(&ctx, &a),
         Command::Wait(a) => containers::wait(&ctx, &a),
+        Command::Volume(c) => containers::volume(&ctx, &c),
         Command::Port(a) => containers::port(&ctx, &a),
         Command::Start(a) => return containers::start(&ctx, &a),
         Command::Exec(a) => return containers::exec(&ctx, &a),

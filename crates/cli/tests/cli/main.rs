@@ -1521,3 +1521,55 @@ fn exec_joins_a_running_container_confined_as_it_is() {
     let out = ch(&store, &["exec", "done", "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"), "{out:?}");
 }
+
+/// Volumes: a named one persists across containers and is refused for
+/// removal while a container uses it; an anonymous one goes with `rm -v`;
+/// a missing host directory is made; `--tmpfs`; bad specs are named.
+#[test]
+fn volumes_persist_across_containers() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "--network", "none", "-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]);
+    assert_eq!(ok(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "cat", "/d/f"]), "kept\n");
+    assert!(!ch(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "touch", "/d/x"]).status.success());
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "user",
+            "-v",
+            "data:/data",
+            "-v",
+            "/anon",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo a > /anon/a; grep ' /scratch ' /proc/mounts; sleep 30",
+        ],
+    );
+    let vols: Value = json(&store, &["volume", "ls", "--json"]);
+    assert_eq!(vols.as_array().unwrap().len(), 2, "{vols}");
+    let out = ch(&store, &["volume", "rm", "data"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    eventually("the tmpfs line", || ok(&store, &["logs", "user"]).contains("tmpfs /scratch tmpfs rw,nosuid,nodev"));
+    ok(&store, &["rm", "-f", "-v", "user"]);
+    let vols: Value = json(&store, &["volume", "ls", "--json"]);
+    assert_eq!(vols[0]["name"], "data", "the anonymous volume went with rm -v: {vols}");
+    let host = t.path().join("made/by/run");
+    ok(
+        &store,
+        &["run", "--network", "none", "-v", &format!("{}:/h", host.display()), "bb:1", "sh", "-c", "echo h > /h/x"],
+    );
+    assert_eq!(std::fs::read_to_string(host.join("x")).unwrap(), "h\n");
+    for (bad, want) in [("rel:/x:rx", "unknown mode"), ("x", "not absolute"), ("bad name:/x", "neither")] {
+        let out = ch(&store, &["run", "-v", bad, "bb:1", "true"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(want), "{bad}: {out:?}");
+    }
+    assert_eq!(ok(&store, &["volume", "prune"]).trim(), "data");
+    assert_eq!(ok(&store, &["volume", "ls", "--json"]).trim(), "[]");
+}

@@ -124,6 +124,10 @@ pub struct ContainerConfig {
     /// When its monitor starts it again (`--restart`).
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// The volumes it mounts, and which of them are anonymous (`rm -v`
+    /// removes those).
+    #[serde(default)]
+    pub volumes: Vec<(String, bool)>,
 }
 
 /// Docker's restart policies.
@@ -549,6 +553,7 @@ mod tests {
                 auto_remove: false,
                 runtime: None,
                 restart: RestartPolicy::No,
+                volumes: Vec::new(),
             })
         };
         let a = cs.create(Some("web"), config).unwrap();

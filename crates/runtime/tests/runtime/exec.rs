@@ -21,6 +21,7 @@ pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
         network: Network::None,
         binds: Vec::new(),
         ports: Vec::new(),
+        tmpfs: Vec::new(),
         limits: Limits::default(),
         tty: false,
         security: Default::default(),
