@@ -31,6 +31,10 @@ pub struct RunOptions {
     pub mounts: Vec<MountRequest>,
     /// Host ports forwarded into the container (`-p`).
     pub ports: Vec<crate::exec::PortMapping>,
+    /// Nameservers (`--dns`).
+    pub dns: Vec<std::net::IpAddr>,
+    /// Extra `/etc/hosts` entries (`--add-host NAME:IP`).
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// Network mode.
     pub network: Network,
     /// Working directory (default: the image's, else `/`).
@@ -155,6 +159,8 @@ impl Prepared {
             binds: self.binds,
             ports: opts.ports.clone(),
             tmpfs: self.tmpfs,
+            dns: opts.dns.clone(),
+            extra_hosts: opts.extra_hosts.clone(),
             limits: opts.limits,
             tty: opts.tty,
             security: opts.security.clone(),

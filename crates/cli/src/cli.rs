@@ -139,7 +139,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  cargohold run busybox sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 /app/check\n  cargohold run -d --name web app:1 httpd -f -p 8080 && cargohold logs -f web\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build an OS image in stages: rootfs tarball, injected files, stage scripts, selfcheck, then IMAGE:candidate.
     #[command(
         after_help = "An image directory holds stage.toml (image, base, base_tarball, command, [env]), injected_volumes/\nand image_rootfs/ (copied to / with owners, modes, xattrs and POSIX ACLs; image_rootfs wins), and\nbootstrap_scripts/stage2.sh, stage3.sh, selfcheck.sh in either tree (mounted at /bootstrap_scripts).\n\nExamples:\n  cargohold stage images/myimage\n  cargohold stage --base-tarball rootfs.tar.xz --image mycompany/myimage images/myimage\n  cargohold stage promote mycompany/myimage 1.2"
@@ -171,6 +171,9 @@ pub enum Command {
     /// Run a command in a running container, confined as the container is.
     #[command(after_help = "Examples:\n  cargohold exec web ls /\n  cargohold exec -it -u app -w /srv web sh")]
     Exec(ExecArgs),
+    /// Manage containers: prune.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Manage volumes: create, ls, inspect, rm, prune.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -475,7 +478,7 @@ pub struct TagsArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A store name, or `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+    /// A container (ID, ID prefix or name), or an image: a store name, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
     pub image: String,
     /// Print the manifest bytes exactly as stored.
     #[arg(long, conflicts_with = "config")]
@@ -942,6 +945,13 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// `cargohold container ...`.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every stopped container (not running ones).
+    Prune(JsonArgs),
+}
+
 /// `cargohold volume ...`.
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -1013,6 +1023,15 @@ pub struct RunArgs {
     /// A tmpfs at PATH, optionally with options (size=64m,mode=1777) (repeatable).
     #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
+    /// A nameserver for the container's /etc/resolv.conf (repeatable).
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// An /etc/hosts entry (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Read NAME=VALUE lines into the environment (repeatable; # comments; NAME alone takes ours).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
     /// Forward a host port into the container (private network; repeatable; no HOSTPORT: a free one).
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOSTPORT:]PORT[/tcp|/udp]")]
     pub publish: Vec<String>,

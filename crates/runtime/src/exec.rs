@@ -118,6 +118,12 @@ pub struct RunSpec {
     /// tmpfs mounts (`--tmpfs`).
     #[serde(default)]
     pub tmpfs: Vec<crate::volume::TmpfsMount>,
+    /// Nameservers for `/etc/resolv.conf` instead of the network's (`--dns`).
+    #[serde(default)]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Extra `/etc/hosts` entries, name and address (`--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// Memory and CPU limits.
     pub limits: Limits,
     /// Standard input is a terminal that becomes the process' controlling
@@ -514,16 +520,27 @@ impl HostFiles {
             Ok::<_, ExecError>(p)
         };
         let h = &spec.hostname;
-        let hosts = put(
-            "hosts",
-            &format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"),
-        )?;
+        let mut hosts_text =
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n");
+        for (name, addr) in &spec.extra_hosts {
+            hosts_text.push_str(&format!("{addr}\t{name}\n"));
+        }
+        let hosts = put("hosts", &hosts_text)?;
         let hostname = put("hostname", &format!("{h}\n"))?;
-        let resolv_text = match (spec.network, net) {
+        let mut resolv_text = match (spec.network, net) {
             (Network::Host, _) => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             (Network::Private, Some(n)) => n.resolv_conf(),
             _ => String::new(),
         };
+        if !spec.dns.is_empty() {
+            // --dns replaces the nameservers and keeps the search and options lines.
+            let kept: String = resolv_text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("nameserver"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            resolv_text = spec.dns.iter().map(|d| format!("nameserver {d}\n")).collect::<String>() + &kept;
+        }
         let resolv = put("resolv.conf", &resolv_text)?;
         Ok(HostFiles { hosts, hostname, resolv })
     }

@@ -28,6 +28,8 @@
 //!     binds: vec![],
 //!     ports: vec![],
 //!     tmpfs: vec![],
+//!     dns: vec![],
+//!     extra_hosts: vec![],
 //!     limits: Default::default(),
 //!     tty: false,
 //!     security: Default::default(),

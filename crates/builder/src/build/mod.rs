@@ -782,6 +782,8 @@ impl Run<'_, '_> {
             binds,
             ports: Vec::new(),
             tmpfs: Vec::new(),
+            dns: Vec::new(),
+            extra_hosts: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: self.opts.security.clone(),

@@ -627,6 +627,8 @@ impl<'a> Stager<'a> {
             }],
             ports: Vec::new(),
             tmpfs: Vec::new(),
+            dns: Vec::new(),
+            extra_hosts: Vec::new(),
             limits: crate::exec::Limits::default(),
             tty: false,
             security: opts.security.clone(),

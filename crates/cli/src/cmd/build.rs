@@ -244,12 +244,32 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     for t in &args.tmpfs {
         mounts.push(MountRequest::parse_tmpfs(t)?);
     }
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("--env-file {}", f.display()))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            match line.split_once('=') {
+                Some(_) => env.push(line.to_owned()),
+                // Docker: a name alone takes the value from our environment.
+                None => env.extend(std::env::var(line).ok().map(|v| format!("{line}={v}"))),
+            }
+        }
+    }
+    env.extend(args.env.iter().cloned());
+    let mut extra_hosts = Vec::new();
+    for h in &args.add_host {
+        let (name, ip) = h.split_once(':').with_context(|| format!("--add-host {h}: expected NAME:IP"))?;
+        extra_hosts
+            .push((name.to_owned(), ip.parse().with_context(|| format!("--add-host {h}: {ip} is not an IP address"))?));
+    }
     let opts = RunOptions {
         image: args.image.clone(),
         argv: args.command.strip_prefix(&["--".to_owned()]).unwrap_or(&args.command).to_vec(),
         entrypoint: args.entrypoint.as_ref().map(|e| e.split_whitespace().map(str::to_owned).collect()),
-        env: args.env.clone(),
+        env,
         mounts,
+        dns: args.dns.clone(),
+        extra_hosts,
         ports: args.publish.iter().map(|p| PortMapping::parse(p)).collect::<Result<_, _>>()?,
         network: args.container.network()?,
         security: args.container.security()?,

@@ -43,8 +43,16 @@ struct InspectJson<'a> {
 }
 
 pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
-    let loc = ImageLocation::parse(&args.image)?;
     let store = ctx.store()?;
+    // A container by that ID, prefix or name comes first, as with Docker.
+    if !args.raw
+        && !args.config
+        && let Ok(c) = cargohold_builder::run::containers(&store).find(&args.image)
+    {
+        return output::json(&serde_json::json!({ "Id": c.config.id, "Name": c.config.name, "Config": c.config,
+                                                 "State": c.state()?, "Path": c.dir }));
+    }
+    let loc = ImageLocation::parse(&args.image)?;
     let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry()?)?;
     let want = platform(args.platform.as_deref())?;
     let img =

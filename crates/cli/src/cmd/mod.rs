@@ -52,6 +52,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Rm(a) => containers::rm(&ctx, &a),
         Command::Wait(a) => containers::wait(&ctx, &a),
         Command::Volume(c) => containers::volume(&ctx, &c),
+        Command::Container(c) => containers::container(&ctx, &c),
         Command::Port(a) => containers::port(&ctx, &a),
         Command::Start(a) => return containers::start(&ctx, &a),
         Command::Exec(a) => return containers::exec(&ctx, &a),

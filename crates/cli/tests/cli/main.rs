@@ -1573,3 +1573,50 @@ fn volumes_persist_across_containers() {
     assert_eq!(ok(&store, &["volume", "prune"]).trim(), "data");
     assert_eq!(ok(&store, &["volume", "ls", "--json"]).trim(), "[]");
 }
+
+/// `--env-file`, `--dns`, `--add-host`: the generated /etc files and the
+/// environment, as Docker makes them.
+#[test]
+fn env_files_dns_and_extra_hosts() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let envf = t.path().join("env");
+    std::fs::write(&envf, "# a comment\nA=1\nFROM_HOST\n\nB=two words\n").unwrap();
+    let out = bin()
+        .env("FROM_HOST", "ours")
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "--network", "none", "--env-file", envf.to_str().unwrap(), "-e", "A=2"])
+        .args(["--dns", "192.0.2.53", "--add-host", "db:192.0.2.10", "bb:1"])
+        .args(["sh", "-c", "echo $A $FROM_HOST \"$B\"; grep nameserver /etc/resolv.conf; grep db /etc/hosts"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 ours two words\nnameserver 192.0.2.53\n192.0.2.10\tdb\n");
+    let out = ch(&store, &["run", "--add-host", "nocolon", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--add-host nocolon"), "{out:?}");
+    let out = ch(&store, &["run", "--env-file", "/nonexistent-env", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--env-file /nonexistent-env"), "{out:?}");
+}
+
+/// `inspect` of a container (before images of the same name) and
+/// `container prune` (stopped ones only).
+#[test]
+fn inspect_a_container_and_prune_stopped_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let id = ok(&store, &["run", "-d", "--name", "up", "bb:1", "sleep", "30"]);
+    ok(&store, &["run", "-d", "--name", "down", "bb:1", "true"]);
+    assert_eq!(ok(&store, &["wait", "down"]).trim(), "0");
+    let v: Value = json(&store, &["inspect", "up"]);
+    assert_eq!(v["Id"], id.trim());
+    assert_eq!(v["State"]["status"], "running");
+    assert_eq!(v["Config"]["spec"]["argv"], serde_json::json!(["sleep", "30"]));
+    let pruned: Value = json(&store, &["container", "prune", "--json"]);
+    assert_eq!(pruned["ContainersDeleted"].as_array().unwrap().len(), 1);
+    assert!(ok(&store, &["ps", "-a"]).contains("up"));
+    ok(&store, &["rm", "-f", "up"]);
+    assert!(json(&store, &["inspect", "bb:1", "--json"])["digest"].is_string(), "images still inspect");
+}

@@ -22,6 +22,8 @@ pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
         binds: Vec::new(),
         ports: Vec::new(),
         tmpfs: Vec::new(),
+        dns: Vec::new(),
+        extra_hosts: Vec::new(),
         limits: Limits::default(),
         tty: false,
         security: Default::default(),
