@@ -407,3 +407,64 @@ pub fn remove_container(store: &Store, c: &Container, force: bool, with_volumes:
     }
     Ok(())
 }
+
+/// `diff C`: what the container changed, as Docker lists it: `A` added,
+/// `C` changed (or a directory with changes below), `D` deleted, by path,
+/// sorted. Read from its upper directory without following any link in it.
+pub fn container_changes(c: &Container) -> Result<Vec<(char, String)>, BuildError> {
+    let RootFs::Overlay { lower, upper, .. } = &c.config.spec.root else {
+        return Err(container_err(&c.config.image)(ExecError::Invalid("not an overlay container".into())));
+    };
+    // Mount points the runtime made for the running container (gone when
+    // it ends) are not changes.
+    let spec = &c.config.spec;
+    let points: Vec<String> = crate::exec::MOUNT_POINTS
+        .iter()
+        .map(|p| format!("/{p}"))
+        .chain(spec.binds.iter().map(|b| b.target.display().to_string()))
+        .chain(spec.tmpfs.iter().map(|t| t.target.display().to_string()))
+        .collect();
+    fn walk(
+        dir: &std::path::Path,
+        rel: &str,
+        lower: &[PathBuf],
+        points: &[String],
+        out: &mut Vec<(char, String)>,
+    ) -> Result<(), BuildError> {
+        let entries = std::fs::read_dir(dir).map_err(io("list", dir.to_path_buf()))?;
+        for e in entries {
+            let e = e.map_err(io("list", dir.to_path_buf()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = e.metadata().map_err(io("read", e.path()))?;
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            let (name, whiteout) = match name.strip_prefix(".wh.") {
+                Some(n) if n != ".wh..opq" => (n.to_owned(), true),
+                Some(_) => continue,
+                None => (name.clone(), meta.file_type().is_char_device() && meta.rdev() == 0),
+            };
+            let path = format!("{rel}/{name}");
+            let existed = lower.iter().any(|l| l.join(path.trim_start_matches('/')).symlink_metadata().is_ok());
+            if !existed && !whiteout && points.contains(&path) {
+                continue;
+            }
+            out.push((
+                if whiteout {
+                    'D'
+                } else if existed {
+                    'C'
+                } else {
+                    'A'
+                },
+                path.clone(),
+            ));
+            if meta.is_dir() && !whiteout {
+                walk(&e.path(), &path, lower, points, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(upper, "", lower, &points, &mut out)?;
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}

@@ -589,13 +589,13 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The tree before.
+    /// A container (ID, ID prefix or name: its changes, A/C/D as Docker prints them), or the tree before.
     pub lower: PathBuf,
     /// The tree after.
-    pub upper: PathBuf,
-    /// The layer to write (`.tar`, `.tar.gz`, `.tar.zst`).
+    pub upper: Option<PathBuf>,
+    /// The layer to write (`.tar`, `.tar.gz`, `.tar.zst`; two trees).
     #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

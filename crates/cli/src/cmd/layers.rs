@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 
 use anyhow::{Context, Result, bail};
-use cargohold_builder::run::{commit_container, containers, export_container};
+use cargohold_builder::run::{commit_container, container_changes, containers, export_container};
 use cargohold_image_core::media_type::Compression;
 use cargohold_image_core::{History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339};
 use cargohold_layerfs::{
@@ -132,20 +132,37 @@ fn report(
     output::line(format!("{} {}", name.pull_reference().familiar(), digest))
 }
 
-pub fn diff(args: &DiffArgs) -> Result<()> {
-    for d in [&args.lower, &args.upper] {
+pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
+    let (Some(upper), Some(output)) = (&args.upper, &args.output) else {
+        if args.upper.is_some() || args.output.is_some() {
+            bail!("diff takes a container, or two trees and -o LAYER");
+        }
+        let what = args.lower.to_string_lossy();
+        let store = ctx.store()?;
+        let c = containers(&store)
+            .find(&what)
+            .with_context(|| format!("{what}: not a container (diff two trees with: diff BEFORE AFTER -o LAYER)"))?;
+        let changes = container_changes(&c)?;
+        if args.out.json {
+            let list: Vec<_> = changes.iter().map(|(k, p)| json!({ "Kind": k.to_string(), "Path": p })).collect();
+            return output::json(&list);
+        }
+        return changes.iter().try_for_each(|(k, p)| output::line(format!("{k} {p}")));
+    };
+    let args = &TwoTrees { lower: &args.lower, upper, output, json: args.out.json };
+    for d in [args.lower, args.upper] {
         if !d.is_dir() {
             bail!("{} is not a directory", d.display());
         }
     }
     let mut report = None;
-    let (diff_id, digest) = write_layer_file(&args.output, |w| {
-        report = Some(diff_trees(&args.lower, &args.upper, w, &WriteOptions::from_env())?.1);
+    let (diff_id, digest) = write_layer_file(args.output, |w| {
+        report = Some(diff_trees(args.lower, args.upper, w, &WriteOptions::from_env())?.1);
         Ok(())
     })
     .with_context(|| format!("could not write {}", args.output.display()))?;
     let r = report.expect("the diff ran");
-    if args.out.json {
+    if args.json {
         return output::json(&json!({
             "output": args.output, "changed": r.changed, "deleted": r.deleted, "opaque": r.opaque,
             "diff_id": diff_id, "digest": digest,
@@ -208,4 +225,12 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
         Some(&name),
     )?;
     report(args.out.json, &name, &desc.digest, &layer)
+}
+
+/// `diff BEFORE AFTER -o LAYER`'s arguments.
+struct TwoTrees<'a> {
+    lower: &'a std::path::Path,
+    upper: &'a std::path::Path,
+    output: &'a std::path::Path,
+    json: bool,
 }

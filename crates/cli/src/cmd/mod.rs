@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Unpack(a) => unpack::run(&ctx, &a),
         Command::Export(a) => layers::export(&ctx, &a),
         Command::Import(a) => layers::import(&ctx, &a),
-        Command::Diff(a) => layers::diff(&a),
+        Command::Diff(a) => layers::diff(&ctx, &a),
         Command::Commit(a) => layers::commit(&ctx, &a),
         Command::Build(a) => build::build(&ctx, &a),
         Command::Stage(a) => build::stage(&ctx, &a),

@@ -1466,6 +1466,7 @@ fn commit_and_export_a_container() {
         !ch(&store, &["run", "--network", "none", "snap:1", "ls", "/bin/vi"]).status.success(),
         "the deletion is kept"
     );
+    assert_eq!(ok(&store, &["diff", "work"]), "C /bin\nD /bin/vi\nA /data\nA /data/f\n", "as docker diff lists it");
     let tar = t.path().join("work.tar");
     ok(&store, &["export", "work", "-o", tar.to_str().unwrap()]);
     let names = run(Command::new("tar").arg("-tf").arg(&tar));
