@@ -1,0 +1,162 @@
+//! Arguments of the container commands (`ps`, `logs`, `exec`, ...) and of
+//! `volume` and `container`.
+
+use clap::{Args, Subcommand};
+
+use super::JsonArgs;
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// All containers, not only running ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// IDs only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Only containers matching: status=running|exited|created|dead, name=NAME, id=PREFIX, ancestor=IMAGE (repeatable: all must match).
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// Keep printing output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for every one).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<String>,
+    /// Only output since this time (RFC 3339, e.g. 2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Prefix each line with its time.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// The signal (name such as TERM or SIGHUP, or number).
+    #[arg(short = 's', long, default_value = "KILL")]
+    pub signal: String,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill and remove running containers too.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove the containers' anonymous volumes too.
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// Only this container port (PORT or PORT/tcp|udp).
+    pub port: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Print the container's output until it exits, and exit with its code.
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Containers (ID, ID prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Pass standard input to the command.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// A new terminal for the command.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// User (name or uid, optionally :group).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// The container (ID, ID prefix or name).
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The container's ID.
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Its name.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeNamesArgs {
+    /// Volume names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// `cargohold volume ...`.
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Make a volume (a generated name when none is given); print its name.
+    Create(VolumeCreateArgs),
+    /// List volumes.
+    Ls(JsonArgs),
+    /// Print volumes as JSON.
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes no container uses.
+    Rm(VolumeNamesArgs),
+    /// Remove every volume no container uses.
+    Prune(JsonArgs),
+}
+
+/// `cargohold container ...`.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Remove every stopped container (not running ones).
+    Prune(JsonArgs),
+}

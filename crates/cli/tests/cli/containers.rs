@@ -1,0 +1,583 @@
+//! Containers through the command line: confinement in run, build and
+//! stage (root and rootless), detached containers and their commands,
+//! published ports, volumes, and the same flows beside podman.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use super::{bin, ch, import_busybox, json, nobody_has_subids, ok, require, run, user_ok};
+
+/// Debian's udev makes /dev/net/tun usable by every user (pasta needs it
+/// for rootless networks); some VM images leave it root-only.
+fn tun_for_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let tun = Path::new("/dev/net/tun");
+    if tun.metadata().is_ok_and(|m| m.permissions().mode() & 0o006 != 0o006) {
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+}
+
+/// What the hostile probe must find in every container: the attacks
+/// refused, nothing of the host reachable or inherited.
+fn assert_probe_confined(out: &str, what: &str) {
+    let p = cargohold_testkit::Probe::parse(out);
+    let docker: u64 = 0xa80425fb;
+    for set in ["cap_eff", "cap_prm", "cap_bnd"] {
+        assert_eq!(p.caps(set) & !docker, 0, "{what}: {set} beyond Docker's 14: {out}");
+    }
+    assert_eq!(p.get("seccomp"), "2", "{what}: {out}");
+    for attack in [
+        "mount_tmpfs",
+        "mount_cgroup",
+        "remount_sys_rw",
+        "unshare_user",
+        "unshare_mount",
+        "keyctl",
+        "bpf",
+        "proc_sys_write",
+        "sys_write",
+        "kcore",
+        "proc_keys",
+        "sys_firmware",
+        "block_device_read",
+        "dev_block_device_read",
+        "net_admin",
+        "host_loopback",
+        "secret",
+    ] {
+        assert!(p.safe(attack), "{what}: {attack} must be refused: {out}");
+    }
+    assert_eq!(p.get("extra_fds"), "none", "{what}: {out}");
+}
+
+/// The hostile probe through the command line, as root and as two
+/// unprivileged users, in `run` (each executor), a Dockerfile RUN step and a
+/// stage script: the caller's environment holds a secret and an open
+/// descriptor, a service listens on the host's loopback.
+#[test]
+fn containers_are_confined_in_run_build_and_stage_as_root_and_rootless() {
+    nobody_has_subids();
+    tun_for_users();
+    require("pasta");
+    let t = tempfile::tempdir().unwrap();
+    let root_store = t.path().join("root-store");
+    import_busybox(t.path(), &root_store);
+    let base = format!("oci:{}:bb", t.path().join("bb").display());
+    ok(&root_store, &["copy", "bb:1", &base]);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(cargohold_testkit::probe_binary(), ctx.join("probe")).unwrap();
+    let service = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port().to_string();
+    let block = cargohold_testkit::root_block_device();
+    let secret = format!("cargohold-secret-{}", std::process::id());
+    let reversed: String = secret.chars().rev().collect();
+    let probe_args = ["/probe", "--block", &block, "--port", &port, "--secret", &reversed];
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM bb:1\nCOPY probe /probe\nRUN {}\n", probe_args.join(" ")))
+        .unwrap();
+    let img = t.path().join("os");
+    std::fs::create_dir_all(img.join("injected_volumes/bootstrap_scripts")).unwrap();
+    std::fs::copy(ctx.join("probe"), img.join("injected_volumes/bootstrap_scripts/probe")).unwrap();
+    let script = probe_args.join(" ").replace("/probe", "/bootstrap_scripts/probe");
+    std::fs::write(img.join("injected_volumes/bootstrap_scripts/stage2.sh"), format!("{script}\n")).unwrap();
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(t.path()));
+    let probe = ctx.join("probe");
+    let volume = format!("{}:/probe:ro", probe.display());
+
+    // cargohold as `uid` (0: root), with the secret in its environment and
+    // descriptor 7 open on a host directory.
+    let cargohold = |uid: u32, store: &Path, args: &[&str]| -> Output {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()]);
+        cmd.args(["sh", "-c", "exec 7</etc; exec \"$@\"", "sh", env!("CARGO_BIN_EXE_cargohold"), "--store"])
+            .arg(store)
+            .args(args)
+            .env("CARGOHOLD_PROBE_SECRET", &secret)
+            .env("HOME", store.parent().unwrap())
+            .env_remove("XDG_RUNTIME_DIR")
+            .output()
+            .unwrap()
+    };
+    for uid in [0u32, 65534, 65533] {
+        let store = if uid == 0 {
+            root_store.clone()
+        } else {
+            let home = t.path().join(format!("home-{uid}"));
+            std::fs::create_dir_all(&home).unwrap();
+            run(Command::new("chown").arg(format!("{uid}:{uid}")).arg(&home));
+            let store = home.join("store");
+            user_ok(uid, &store, &["copy", &base, "bb:1"]);
+            store
+        };
+        for runtime in [None, Some("crun"), Some("runc")] {
+            let mut args = vec!["run", "-v", &volume];
+            if let Some(r) = runtime {
+                args.extend(["--runtime", r]);
+            }
+            args.extend(["bb:1", "--"]);
+            args.extend(probe_args);
+            let out = cargohold(uid, &store, &args);
+            let what = format!("run as {uid} with {runtime:?}");
+            assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+            assert_probe_confined(&String::from_utf8_lossy(&out.stdout), &what);
+        }
+        let out = cargohold(uid, &store, &["build", "--no-cache", "-t", "probed:1", ctx.to_str().unwrap()]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "build as {uid}: {said}");
+        assert_probe_confined(&said, &format!("RUN as {uid}"));
+        let out = cargohold(
+            uid,
+            &store,
+            &["stage", "--no-cache", "--base", "bb:1", "--image", "probed/os", img.to_str().unwrap()],
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "stage as {uid}: {said}");
+        assert_probe_confined(&said, &format!("stage2.sh as {uid}"));
+        // Unpacked layers and containers' scratch are nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.join(".cargohold")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{uid}: the store's private directory");
+    }
+    drop(service);
+}
+
+/// Options that loosen or cannot be honoured are named, and nothing runs.
+#[test]
+fn bad_container_options_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    for (args, want) in [
+        (&["run", "--cap-add", "CAP_FLY", "bb:1", "--", "true"][..], "--cap-add CAP_FLY"),
+        (&["run", "--cap-drop", "nope", "bb:1", "--", "true"][..], "--cap-drop nope"),
+        (&["run", "--security-opt", "seccomp=/nonexistent.json", "bb:1", "--", "true"][..], "/nonexistent.json"),
+        (&["run", "--security-opt", "apparmor=x", "bb:1", "--", "true"][..], "--security-opt apparmor=x"),
+        (&["run", "--network", "bridge0", "bb:1", "--", "true"][..], "--network"),
+    ] {
+        let out = ch(&store, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    // Without pasta the private network is an error that names the way out.
+    let out = bin()
+        .env("PATH", "/nonexistent")
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "bb:1", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pasta") && err.contains("--network none"), "{err}");
+    // --privileged and --cap-add are the explicit way to less confinement.
+    let out = ok(
+        &store,
+        &["run", "--network", "none", "--cap-add", "NET_ADMIN", "bb:1", "--", "ip", "link", "set", "lo", "mtu", "1500"],
+    );
+    assert_eq!(out, "");
+    let out = ok(
+        &store,
+        &["run", "--network", "none", "--privileged", "bb:1", "--", "grep", "Seccomp:", "/proc/self/status"],
+    );
+    assert!(out.contains('0'), "{out}");
+}
+
+/// Polls `f` until it holds (at most 20 s).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(start.elapsed().as_secs() < 20, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Detached containers without a daemon: `run -d` returns at once, the
+/// container outlives the command that started it, its output goes to
+/// `logs`, `ps`, `stop`, `kill`, `wait` and `rm` work by name and ID
+/// prefix, a killed monitor is reported as such, and bad input is named.
+#[test]
+fn detached_containers_logs_ps_stop_kill_wait_rm() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let id = ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "bb:1",
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; echo oops >&2; i=$((i+1)); sleep 0.1; done",
+        ],
+    );
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = ok(&store, &["ps"]);
+    assert!(ps.contains("ticker") && ps.contains(&id[..12]) && ps.contains("Up"), "{ps}");
+    // The logs grow while it runs; stdout and stderr stay apart.
+    eventually("three lines of output", || ok(&store, &["logs", "ticker"]).lines().count() >= 3);
+    let first = ok(&store, &["logs", "ticker"]).lines().count();
+    eventually("more output", || ok(&store, &["logs", &id[..8]]).lines().count() > first);
+    let out = ch(&store, &["logs", "--tail", "4", "-t", "ticker"]);
+    let (text, errs) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().count() + errs.lines().count(), 4, "{text}{errs}");
+    assert!(text.lines().all(|l| l.contains("tick") && l.starts_with("20") && l.contains('T')), "{text}");
+    assert!(errs.lines().all(|l| l.ends_with("oops")), "{errs}");
+    // Bad input: named, nothing changed.
+    for (args, want) in [
+        (&["run", "-d", "--name", "ticker", "bb:1", "true"][..], "already in use"),
+        (&["rm", "ticker"][..], "is running"),
+        (&["logs", "nope"][..], "no such container: nope"),
+        (&["stop", "nope"][..], "no such container"),
+        (&["run", "-d", "--name", "bad/name", "bb:1", "true"][..], "invalid container name"),
+        (&["kill", "-s", "NOPE", "ticker"][..], "unknown signal"),
+    ] {
+        let out = ch(&store, args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(want),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]).lines().count(), 1, "nothing half-created");
+    // stop: TERM is ignored by a shell as pid 1, so SIGKILL after the timeout.
+    assert_eq!(ok(&store, &["stop", "-t", "1", "ticker"]).trim(), "ticker");
+    let all: Value = json(&store, &["ps", "-a", "--json"]);
+    assert_eq!(all[0]["State"], "exited");
+    assert_eq!(all[0]["ExitCode"], 137);
+    assert!(!ok(&store, &["ps"]).contains("ticker"), "ps without -a shows running ones only");
+    let logged = ok(&store, &["logs", "ticker"]).lines().count();
+    assert!(logged >= first);
+
+    // Exit codes through wait; kill with a signal the command handles.
+    let id2 = ok(
+        &store,
+        &["run", "-d", "bb:1", "sh", "-c", "trap 'echo got HUP; exit 7' HUP; while true; do sleep 0.1; done"],
+    );
+    let id2 = id2.trim();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&store, &["kill", "-s", "HUP", &id2[..10]]);
+    assert_eq!(ok(&store, &["wait", id2]).trim(), "7");
+    assert_eq!(ok(&store, &["logs", id2]), "got HUP\n");
+    // -f follows until the container exits.
+    let id3 = ok(&store, &["run", "-d", "bb:1", "sh", "-c", "for i in 1 2 3; do echo $i; sleep 0.2; done; exit 4"]);
+    assert_eq!(ok(&store, &["logs", "-f", id3.trim()]), "1\n2\n3\n");
+    assert_eq!(ok(&store, &["wait", id3.trim()]).trim(), "4");
+
+    // A killed monitor: the container is dead, not running.
+    let id4 = ok(&store, &["run", "-d", "--name", "orphan", "bb:1", "sleep", "60"]);
+    run(Command::new("pkill").args(["-9", "-f", &format!("container-monitor {}", id4.trim())]));
+    eventually("the dead monitor to show", || {
+        let all: Value = json(&store, &["ps", "-a", "--json", "--filter", "name=orphan"]);
+        all[0]["State"] == "dead"
+    });
+    // --rm removes it when it exits.
+    let id5 = ok(&store, &["run", "-d", "--rm", "bb:1", "true"]);
+    eventually("--rm", || !ok(&store, &["ps", "-a", "-q"]).contains(&id5.trim()[..12]));
+    // rm -f kills a running one; rm by names; the records are gone.
+    ok(&store, &["run", "-d", "--name", "sleeper", "bb:1", "sleep", "60"]);
+    ok(&store, &["rm", "-f", "sleeper", "ticker", "orphan", id2, id3.trim()]);
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}
+
+/// The same detached container under podman and cargohold: the same logs
+/// and the same exit code.
+#[test]
+fn detached_logs_and_exit_codes_match_podman() {
+    require("podman");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let image = format!("localhost/cargohold-detach-{}:1", std::process::id());
+    run(Command::new("podman").args(["import", "-q"]).arg(t.path().join("bb.tar")).arg(&image));
+    let script = "echo one; echo two >&2; printf 'no newline'; exit 3";
+    let podman = [
+        "--runtime",
+        "runc",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=4096:4096",
+    ];
+    let pid = run(Command::new("podman").arg("run").args(podman).args([
+        "-d",
+        "--network",
+        "none",
+        &image,
+        "sh",
+        "-c",
+        script,
+    ]));
+    let their_code = run(Command::new("podman").args(["wait", pid.trim()]));
+    let their_out = Command::new("podman").args(["logs", pid.trim()]).output().unwrap();
+    let _ = Command::new("podman").args(["rm", "-f", pid.trim()]).output();
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+    let id = ok(&store, &["run", "-d", "--network", "none", "bb:1", "sh", "-c", script]);
+    assert_eq!(ok(&store, &["wait", id.trim()]), their_code);
+    let our_out = ch(&store, &["logs", id.trim()]);
+    assert_eq!(String::from_utf8_lossy(&our_out.stdout), String::from_utf8_lossy(&their_out.stdout));
+    assert_eq!(String::from_utf8_lossy(&our_out.stderr), String::from_utf8_lossy(&their_out.stderr));
+}
+
+/// `run -d -p`: a netcat listener reached on a published port of the host's
+/// loopback, its `logs` show what was sent, `port` prints the mapping, a
+/// port in use is named, and the port is free again once it is removed.
+#[test]
+fn published_ports_reach_a_detached_listener() {
+    require("pasta");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "-d", "--name", "listener", "-p", "127.0.0.1::4444", "bb:1", "nc", "-l", "-p", "4444"]);
+    let all = ok(&store, &["port", "listener"]);
+    let host = ok(&store, &["port", "listener", "4444/tcp"]);
+    let port: u16 = host.trim().strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+    assert_eq!(all.trim(), format!("4444/tcp -> 127.0.0.1:{port}"));
+    let mut sent = false;
+    for _ in 0..100 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            // The listener may not be up yet: pasta accepts, then drops.
+            if s.write_all(b"hello through the published port\n").is_ok() {
+                drop(s);
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if ok(&store, &["logs", "listener"]).contains("hello") {
+                    sent = true;
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(sent, "the listener got the line: {}", ok(&store, &["logs", "listener"]));
+    assert_eq!(ok(&store, &["wait", "listener"]).trim(), "0");
+    let out = ch(&store, &["port", "listener", "80"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no public port 80"));
+    // A port in use: named, nothing made.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = format!("127.0.0.1:{}:80", busy.local_addr().unwrap().port());
+    let out = ch(&store, &["run", "-d", "-p", &taken, "bb:1", "true"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not available"), "{out:?}");
+    for bad in ["70000", "1.2.3:80:80", "80/sctp"] {
+        let out = ch(&store, &["run", "-p", bad, "bb:1", "true"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("-p {bad}")), "{out:?}");
+    }
+    ok(&store, &["rm", "listener"]);
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}
+
+/// Restart policies, `start -a`, `restart`, and `stop` between two runs.
+#[test]
+fn restart_policies_start_and_restart() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb:1", "sh", "-c", "echo run; exit 5"]);
+    assert_eq!(ok(&store, &["wait", "flaky"]).trim(), "5");
+    eventually("three runs", || ok(&store, &["logs", "flaky"]) == "run\nrun\nrun\n");
+    let ps: Value = json(&store, &["ps", "-a", "--json", "--filter", "name=flaky"]);
+    assert_eq!(ps[0]["ExitCode"], 5);
+    // start -a: its output, and its exit code as ours.
+    let out = ch(&store, &["start", "-a", "flaky"]);
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("run\n"), "{out:?}");
+    ok(&store, &["run", "-d", "--name", "always", "--restart", "always", "bb:1", "sh", "-c", "echo again; sleep 0.1"]);
+    eventually("a restart", || ok(&store, &["logs", "always"]).lines().count() >= 2);
+    ok(&store, &["stop", "-t", "1", "always"]);
+    let stopped = ok(&store, &["logs", "always"]).lines().count();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(ok(&store, &["logs", "always"]).lines().count(), stopped, "a stopped container stays stopped");
+    assert!(!ok(&store, &["ps"]).contains("always"));
+    ok(&store, &["restart", "always"]);
+    assert!(ok(&store, &["ps"]).contains("always"), "restart starts it again");
+    let bad = ch(&store, &["run", "-d", "--restart", "sometimes", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--restart sometimes"), "{bad:?}");
+    ok(&store, &["rm", "-f", "always", "flaky"]);
+    assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+}
+
+/// `commit C IMAGE` and `export C`: a container's changes (a new file, a
+/// deletion) become a layer of a new image, and its filesystem a tar.
+#[test]
+fn commit_and_export_a_container() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(
+        &store,
+        &["run", "-d", "--name", "work", "bb:1", "sh", "-c", "mkdir /data && echo kept > /data/f && rm /bin/vi"],
+    );
+    assert_eq!(ok(&store, &["wait", "work"]).trim(), "0");
+    let made: Value = json(&store, &["commit", "work", "snap:1", "-c", "CMD [\"cat\", \"/data/f\"]", "--json"]);
+    assert!(made["image"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(ok(&store, &["run", "--network", "none", "snap:1"]), "kept\n");
+    assert!(
+        !ch(&store, &["run", "--network", "none", "snap:1", "ls", "/bin/vi"]).status.success(),
+        "the deletion is kept"
+    );
+    assert_eq!(ok(&store, &["diff", "work"]), "C /bin\nD /bin/vi\nA /data\nA /data/f\n", "as docker diff lists it");
+    let tar = t.path().join("work.tar");
+    ok(&store, &["export", "work", "-o", tar.to_str().unwrap()]);
+    let names = run(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "data/f"), "{names}");
+    assert!(names.lines().any(|l| l.trim_start_matches("./") == "bin/sh"));
+    assert!(!names.lines().any(|l| l.trim_start_matches("./") == "bin/vi"), "deleted in the container");
+    assert!(!names.contains(".wh."), "no whiteouts in an export");
+    ok(&store, &["rm", "work"]);
+    let out = ch(&store, &["commit", "work", "x:1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a container"), "{out:?}");
+}
+
+/// `exec` into a running container (each executor): its filesystem, pid
+/// namespace and host name, the same confinement, exit codes, -e, -w, -u.
+#[test]
+fn exec_joins_a_running_container_confined_as_it_is() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    for runtime in [None, Some("crun"), Some("runc")] {
+        let mut args = vec!["run", "-d", "--name", "box", "--hostname", "inside"];
+        if let Some(r) = runtime {
+            args.extend(["--runtime", r]);
+        }
+        args.extend(["bb:1", "sh", "-c", "mkdir -p /tmp && echo ready > /tmp/flag && exec sleep 60"]);
+        ok(&store, &args);
+        eventually("the container's file", || ch(&store, &["exec", "box", "cat", "/tmp/flag"]).status.success());
+        let said = ok(
+            &store,
+            &[
+                "exec",
+                "box",
+                "sh",
+                "-c",
+                "hostname; cat /proc/1/cmdline; echo; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+            ],
+        );
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(lines[0], "inside", "{runtime:?}: {said}");
+        assert!(lines[1].starts_with("sleep"), "{runtime:?}: the container's pid 1: {said}");
+        assert!(lines[2].ends_with("00000000a80425fb") && lines[3].ends_with('2'), "{runtime:?}: confined: {said}");
+        assert_eq!(ch(&store, &["exec", "box", "sh", "-c", "exit 9"]).status.code(), Some(9));
+        assert_eq!(
+            ok(&store, &["exec", "-e", "X=7", "-w", "/tmp", "-u", "1000", "box", "sh", "-c", "pwd; echo $X; id -u"]),
+            "/tmp\n7\n1000\n"
+        );
+        ok(&store, &["rm", "-f", "box"]);
+    }
+    let out = ch(&store, &["exec", "box", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such container: box"), "{out:?}");
+    ok(&store, &["run", "-d", "--name", "done", "bb:1", "true"]);
+    assert_eq!(ok(&store, &["wait", "done"]).trim(), "0");
+    let out = ch(&store, &["exec", "done", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"), "{out:?}");
+}
+
+/// Volumes: a named one persists across containers and is refused for
+/// removal while a container uses it; an anonymous one goes with `rm -v`;
+/// a missing host directory is made; `--tmpfs`; bad specs are named.
+#[test]
+fn volumes_persist_across_containers() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    ok(&store, &["run", "--network", "none", "-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]);
+    assert_eq!(ok(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "cat", "/d/f"]), "kept\n");
+    assert!(!ch(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "touch", "/d/x"]).status.success());
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "user",
+            "-v",
+            "data:/data",
+            "-v",
+            "/anon",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "bb:1",
+            "sh",
+            "-c",
+            "echo a > /anon/a; grep ' /scratch ' /proc/mounts; sleep 30",
+        ],
+    );
+    let vols: Value = json(&store, &["volume", "ls", "--json"]);
+    assert_eq!(vols.as_array().unwrap().len(), 2, "{vols}");
+    let out = ch(&store, &["volume", "rm", "data"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    eventually("the tmpfs line", || ok(&store, &["logs", "user"]).contains("tmpfs /scratch tmpfs rw,nosuid,nodev"));
+    ok(&store, &["rm", "-f", "-v", "user"]);
+    let vols: Value = json(&store, &["volume", "ls", "--json"]);
+    assert_eq!(vols[0]["name"], "data", "the anonymous volume went with rm -v: {vols}");
+    let host = t.path().join("made/by/run");
+    ok(
+        &store,
+        &["run", "--network", "none", "-v", &format!("{}:/h", host.display()), "bb:1", "sh", "-c", "echo h > /h/x"],
+    );
+    assert_eq!(std::fs::read_to_string(host.join("x")).unwrap(), "h\n");
+    for (bad, want) in [("rel:/x:rx", "unknown mode"), ("x", "not absolute"), ("bad name:/x", "neither")] {
+        let out = ch(&store, &["run", "-v", bad, "bb:1", "true"]);
+        assert!(String::from_utf8_lossy(&out.stderr).contains(want), "{bad}: {out:?}");
+    }
+    assert_eq!(ok(&store, &["volume", "prune"]).trim(), "data");
+    assert_eq!(ok(&store, &["volume", "ls", "--json"]).trim(), "[]");
+}
+
+/// `--env-file`, `--dns`, `--add-host`: the generated /etc files and the
+/// environment, as Docker makes them.
+#[test]
+fn env_files_dns_and_extra_hosts() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let envf = t.path().join("env");
+    std::fs::write(&envf, "# a comment\nA=1\nFROM_HOST\n\nB=two words\n").unwrap();
+    let out = bin()
+        .env("FROM_HOST", "ours")
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "--network", "none", "--env-file", envf.to_str().unwrap(), "-e", "A=2"])
+        .args(["--dns", "192.0.2.53", "--add-host", "db:192.0.2.10", "bb:1"])
+        .args(["sh", "-c", "echo $A $FROM_HOST \"$B\"; grep nameserver /etc/resolv.conf; grep db /etc/hosts"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 ours two words\nnameserver 192.0.2.53\n192.0.2.10\tdb\n");
+    let out = ch(&store, &["run", "--add-host", "nocolon", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--add-host nocolon"), "{out:?}");
+    let out = ch(&store, &["run", "--env-file", "/nonexistent-env", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--env-file /nonexistent-env"), "{out:?}");
+}
+
+/// `inspect` of a container (before images of the same name) and
+/// `container prune` (stopped ones only).
+#[test]
+fn inspect_a_container_and_prune_stopped_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let id = ok(&store, &["run", "-d", "--name", "up", "bb:1", "sleep", "30"]);
+    ok(&store, &["run", "-d", "--name", "down", "bb:1", "true"]);
+    assert_eq!(ok(&store, &["wait", "down"]).trim(), "0");
+    let v: Value = json(&store, &["inspect", "up"]);
+    assert_eq!(v["Id"], id.trim());
+    assert_eq!(v["State"]["status"], "running");
+    assert_eq!(v["Config"]["spec"]["argv"], serde_json::json!(["sleep", "30"]));
+    let pruned: Value = json(&store, &["container", "prune", "--json"]);
+    assert_eq!(pruned["ContainersDeleted"].as_array().unwrap().len(), 1);
+    assert!(ok(&store, &["ps", "-a"]).contains("up"));
+    ok(&store, &["rm", "-f", "up"]);
+    assert!(json(&store, &["inspect", "bb:1", "--json"])["digest"].is_string(), "images still inspect");
+}
