@@ -89,18 +89,33 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    output::line(format!("{:<12}  {:<28}  {:<24}  {:<22}  NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "STATUS"))?;
+    output::line(format!(
+        "{:<12}  {:<28}  {:<24}  {:<22}  {:<28}  NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "STATUS", "PORTS"
+    ))?;
     for (c, _) in &rows {
         let mut cmd = c.config.spec.argv.join(" ");
         if cmd.chars().count() > 22 {
             cmd = format!("{}…", cmd.chars().take(21).collect::<String>());
         }
+        // Docker's form: 127.0.0.1:8080->80/tcp.
+        let ports: Vec<String> = c
+            .config
+            .spec
+            .ports
+            .iter()
+            .map(|p| {
+                let ip = p.host_ip.map_or("0.0.0.0".to_owned(), |i| i.to_string());
+                format!("{ip}:{}->{}/{}", p.host_port, p.container_port, if p.udp { "udp" } else { "tcp" })
+            })
+            .collect();
         output::line(format!(
-            "{:<12}  {:<28}  {:<24}  {:<22}  {}",
+            "{:<12}  {:<28}  {:<24}  {:<22}  {:<28}  {}",
             &c.config.id[..12],
             c.config.image,
             format!("\"{cmd}\""),
             status_text(c)?,
+            ports.join(", "),
             c.config.name
         ))?;
     }

@@ -9,6 +9,20 @@ use serde_json::Value;
 
 use super::{bin, ch, import_busybox, json, nobody_has_subids, ok, require, run, user_ok};
 
+/// Removes every container of a store when a test ends, passed or failed:
+/// a test that fails midway leaves no detached container running.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(out) = bin().arg("--store").arg(&self.0).args(["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = bin().arg("--store").arg(&self.0).args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
 /// Debian's udev makes /dev/net/tun usable by every user (pasta needs it
 /// for rootless networks); some VM images leave it root-only.
 fn tun_for_users() {
@@ -149,6 +163,7 @@ fn bad_container_options_are_named() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     for (args, want) in [
         (&["run", "--cap-add", "CAP_FLY", "bb:1", "--", "true"][..], "--cap-add CAP_FLY"),
         (&["run", "--cap-drop", "nope", "bb:1", "--", "true"][..], "--cap-drop nope"),
@@ -203,6 +218,7 @@ fn detached_containers_logs_ps_stop_kill_wait_rm() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     let id = ok(
         &store,
         &[
@@ -295,6 +311,7 @@ fn detached_logs_and_exit_codes_match_podman() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     let image = format!("localhost/cargohold-detach-{}:1", std::process::id());
     run(Command::new("podman").args(["import", "-q"]).arg(t.path().join("bb.tar")).arg(&image));
     let script = "echo one; echo two >&2; printf 'no newline'; exit 3";
@@ -337,8 +354,10 @@ fn published_ports_reach_a_detached_listener() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     ok(&store, &["run", "-d", "--name", "listener", "-p", "127.0.0.1::4444", "bb:1", "nc", "-l", "-p", "4444"]);
     let all = ok(&store, &["port", "listener"]);
+    assert!(ok(&store, &["ps"]).contains("->4444/tcp"), "{}", ok(&store, &["ps"]));
     let host = ok(&store, &["port", "listener", "4444/tcp"]);
     let port: u16 = host.trim().strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
     assert_eq!(all.trim(), format!("4444/tcp -> 127.0.0.1:{port}"));
@@ -383,6 +402,7 @@ fn restart_policies_start_and_restart() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     ok(&store, &["run", "-d", "--name", "flaky", "--restart", "on-failure:2", "bb:1", "sh", "-c", "echo run; exit 5"]);
     assert_eq!(ok(&store, &["wait", "flaky"]).trim(), "5");
     eventually("three runs", || ok(&store, &["logs", "flaky"]) == "run\nrun\nrun\n");
@@ -414,6 +434,7 @@ fn commit_and_export_a_container() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     ok(
         &store,
         &["run", "-d", "--name", "work", "bb:1", "sh", "-c", "mkdir /data && echo kept > /data/f && rm /bin/vi"],
@@ -446,6 +467,7 @@ fn exec_joins_a_running_container_confined_as_it_is() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     for runtime in [None, Some("crun"), Some("runc")] {
         let mut args = vec!["run", "-d", "--name", "box", "--hostname", "inside"];
         if let Some(r) = runtime {
@@ -491,6 +513,7 @@ fn volumes_persist_across_containers() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     ok(&store, &["run", "--network", "none", "-v", "data:/data", "bb:1", "sh", "-c", "echo kept > /data/f"]);
     assert_eq!(ok(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "cat", "/d/f"]), "kept\n");
     assert!(!ch(&store, &["run", "--network", "none", "-v", "data:/d:ro", "bb:1", "touch", "/d/x"]).status.success());
@@ -542,6 +565,7 @@ fn env_files_dns_and_extra_hosts() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     let envf = t.path().join("env");
     std::fs::write(&envf, "# a comment\nA=1\nFROM_HOST\n\nB=two words\n").unwrap();
     let out = bin()
@@ -568,6 +592,7 @@ fn inspect_a_container_and_prune_stopped_ones() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
     let id = ok(&store, &["run", "-d", "--name", "up", "bb:1", "sleep", "30"]);
     ok(&store, &["run", "-d", "--name", "down", "bb:1", "true"]);
     assert_eq!(ok(&store, &["wait", "down"]).trim(), "0");
