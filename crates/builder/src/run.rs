@@ -19,8 +19,14 @@ use crate::step::{StepFailure, StepRoot, run_step};
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The stored image.
+    /// The stored image; with `rootfs`, only its name in messages.
     pub image: String,
+    /// A plain root filesystem to run instead of an image (`--rootfs`):
+    /// the read-only bottom of an overlay whose changes are discarded; no
+    /// image config, so the command must be given.
+    pub rootfs: Option<PathBuf>,
+    /// Forward every port the image exposes to a free host port (`-P`).
+    pub publish_all: bool,
     /// The command; empty for the image's entrypoint and command.
     pub argv: Vec<String>,
     /// Replaces the image's entrypoint (`--entrypoint`; empty: none).
@@ -56,6 +62,8 @@ pub struct RunOptions {
     pub security: crate::exec::Security,
     /// A minimal init on the host (catatonit) to run as pid 1 (`--init`).
     pub init: Option<PathBuf>,
+    /// systemd mode (`--systemd`).
+    pub systemd: crate::exec::SystemdMode,
     /// Never mount a writable overlay (see [`BuildOptions::copy_up`](crate::build::BuildOptions::copy_up)).
     pub copy_up: bool,
 }
@@ -80,8 +88,10 @@ fn container_err(image: &str) -> impl FnOnce(ExecError) -> BuildError + '_ {
 /// An image resolved for a run: its details, layer directories, and the
 /// process the options make of its config.
 struct Prepared {
-    details: cargohold_image_core::ResolvedImage,
+    /// `None` with `--rootfs`.
+    details: Option<cargohold_image_core::ResolvedImage>,
     dirs: Vec<PathBuf>,
+    ports: Vec<crate::exec::PortMapping>,
     argv: Vec<String>,
     env: Vec<String>,
     cwd: String,
@@ -93,11 +103,34 @@ struct Prepared {
 }
 
 fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
-    let img = store.resolve(&opts.image)?;
-    let details = store.details(&img.descriptor, opts.platform.as_ref())?;
-    let mut src = store.source(&opts.image)?;
-    let dirs = crate::build::layer_cache(store).ensure(&mut src, opts.platform.as_ref())?;
-    let cfg = details.config.config.clone().unwrap_or_default();
+    let (details, dirs) = match &opts.rootfs {
+        Some(dir) => {
+            let meta = std::fs::metadata(dir).map_err(io("use the root filesystem", dir.clone()))?;
+            if !meta.is_dir() {
+                let e = std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory");
+                return Err(io("use the root filesystem", dir.clone())(e));
+            }
+            let dir = std::fs::canonicalize(dir).map_err(io("find the root filesystem", dir.clone()))?;
+            (None, vec![dir])
+        }
+        None => {
+            let img = store.resolve(&opts.image)?;
+            let details = store.details(&img.descriptor, opts.platform.as_ref())?;
+            let mut src = store.source(&opts.image)?;
+            let dirs = crate::build::layer_cache(store).ensure(&mut src, opts.platform.as_ref())?;
+            (Some(details), dirs)
+        }
+    };
+    let cfg = details.as_ref().and_then(|d| d.config.config.clone()).unwrap_or_default();
+    let mut ports = opts.ports.clone();
+    if opts.publish_all {
+        for exposed in cfg.exposed_ports.iter().flat_map(|p| p.keys()) {
+            let wanted = crate::exec::PortMapping::parse(exposed).map_err(container_err(&opts.image))?;
+            if !ports.iter().any(|p| p.container_port == wanted.container_port && p.udp == wanted.udp) {
+                ports.push(wanted);
+            }
+        }
+    }
     let mut argv = match &opts.entrypoint {
         Some(e) => e.clone(),
         None => cfg.entrypoint.clone().unwrap_or_default(),
@@ -143,12 +176,13 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
             MountRequest::Tmpfs(t) => tmpfs.push(t.clone()),
         }
     }
-    Ok(Prepared { details, dirs, argv, env, cwd, user, binds, tmpfs, volumes: used })
+    Ok(Prepared { details, dirs, ports, argv, env, cwd, user, binds, tmpfs, volumes: used })
 }
 
 impl Prepared {
     fn spec(self, opts: &RunOptions, root: RootFs) -> RunSpec {
-        RunSpec {
+        let systemd = opts.systemd.applies(&self.argv);
+        let spec = RunSpec {
             root,
             argv: self.argv,
             env: self.env,
@@ -157,7 +191,7 @@ impl Prepared {
             hostname: opts.hostname.clone().unwrap_or_else(|| "cargohold".into()),
             network: opts.network,
             binds: self.binds,
-            ports: opts.ports.clone(),
+            ports: self.ports,
             tmpfs: self.tmpfs,
             dns: opts.dns.clone(),
             extra_hosts: opts.extra_hosts.clone(),
@@ -165,7 +199,9 @@ impl Prepared {
             tty: opts.tty,
             security: opts.security.clone(),
             init: opts.init.clone(),
-        }
+            systemd: false,
+        };
+        if systemd { spec.with_systemd() } else { spec }
     }
 }
 
@@ -206,8 +242,13 @@ pub fn run_image(
     })?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
+            let Some(details) = &details else {
+                return Err(container_err(&opts.image)(ExecError::Invalid(
+                    "--commit needs an image to commit onto; --rootfs has none".into(),
+                )));
+            };
             let created_by = format!("cargohold run {}", argv.join(" "));
-            Some(commit_upper_as(store, &details, &upper, name, created_by, &[], None)?)
+            Some(commit_upper_as(store, details, &upper, name, created_by, &[], None)?)
         }
         _ => None,
     };
@@ -248,6 +289,12 @@ pub fn commit_container(
     comment: Option<String>,
 ) -> Result<Descriptor, BuildError> {
     let image = &container.config.image_digest;
+    if image.is_empty() {
+        return Err(container_err(&container.config.name)(ExecError::Invalid(format!(
+            "it runs the root filesystem {} (--rootfs), not an image: export it instead",
+            container.config.image
+        ))));
+    }
     let img = store.resolve(image)?;
     let details = store.details(&img.descriptor, None)?;
     let created_by = format!("cargohold commit {}", &container.config.id[..12]);
@@ -299,6 +346,8 @@ pub struct ContainerOptions {
     pub runtime: Option<String>,
     /// When its monitor starts it again (`--restart`).
     pub restart: crate::exec::RestartPolicy,
+    /// Its standard input stays open (`-i`).
+    pub interactive: bool,
 }
 
 /// The store's containers.
@@ -309,9 +358,9 @@ pub fn containers(store: &Store) -> Containers {
 /// Makes a container of `opts` (its upper directory over the image's
 /// layers, to be run by a monitor: [`Container::run_monitored`]).
 pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOptions) -> Result<Container, BuildError> {
-    if opts.commit.is_some() || opts.tty {
+    if opts.commit.is_some() {
         return Err(container_err(&opts.image)(ExecError::Invalid(
-            "--commit and -t cannot be used with a detached container (yet): commit the container afterwards".into(),
+            "--commit cannot be used with a detached container: commit the container afterwards".into(),
         )));
     }
     let tmp = crate::build::state_dir(store).join("tmp");
@@ -323,7 +372,13 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
     }
     let prepared = prepare(store, opts)?;
     let volumes = prepared.volumes.clone();
-    let digest = store.resolve(&opts.image)?.descriptor.digest.to_string();
+    // systemd halts on SIGRTMIN+3.
+    let systemd = opts.systemd.applies(&prepared.argv);
+    // A container of a plain root filesystem has no image digest.
+    let digest = match &opts.rootfs {
+        Some(_) => String::new(),
+        None => store.resolve(&opts.image)?.descriptor.digest.to_string(),
+    };
     let created = format_rfc3339(creation_time());
     containers(store)
         .create(keep.name.as_deref(), |dir| {
@@ -336,12 +391,13 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
                 image_digest: digest,
                 created,
                 spec: prepared.spec(opts, root),
-                stop_signal: keep.stop_signal.unwrap_or(libc::SIGTERM),
+                stop_signal: keep.stop_signal.unwrap_or(if systemd { libc::SIGRTMIN() + 3 } else { libc::SIGTERM }),
                 stop_timeout: keep.stop_timeout.unwrap_or(10),
                 auto_remove: keep.auto_remove,
                 runtime: keep.runtime.clone(),
                 restart: keep.restart,
                 volumes,
+                interactive: keep.interactive,
             })
         })
         .map_err(BuildError::from)

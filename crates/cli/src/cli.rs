@@ -835,7 +835,8 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The stored image.
+    /// The image: a stored name (pulled when missing, see --pull), docker://REF, oci:DIR[:TAG], oci-archive:FILE,
+    /// docker-archive:FILE[:REF]; with --rootfs, a root filesystem directory.
     pub image: String,
     /// The command and its arguments (default: the image's entrypoint and command); `--` before it is accepted.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -905,10 +906,10 @@ pub struct RunArgs {
     /// Remove the container when it exits (a foreground run's changes are always discarded unless --commit).
     #[arg(long)]
     pub rm: bool,
-    /// Accepted for Docker compatibility: standard input is always passed through.
+    /// Keep standard input open: passed through in the foreground (always), an open pipe with -d.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// A new terminal for the command (its controlling terminal; this one is raw meanwhile).
+    /// A new terminal for the command (its controlling terminal; this one is raw meanwhile; with -d, its output is the log).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Platform to pick from a multi-platform image.
@@ -917,4 +918,16 @@ pub struct RunArgs {
     /// Run a minimal init (catatonit) as pid 1 that reaps zombies and forwards signals to the command.
     #[arg(long)]
     pub init: bool,
+    /// When to pull the image first: missing (when the store lacks it), always, never.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pub pull: String,
+    /// Forward every port the image exposes to a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// systemd mode: true (when the command is systemd or /sbin/init), false, always.
+    #[arg(long, value_name = "MODE", default_value = "true")]
+    pub systemd: String,
+    /// IMAGE is a plain root filesystem directory (such as a published flat), read-only under the container's changes.
+    #[arg(long)]
+    pub rootfs: bool,
 }

@@ -28,6 +28,7 @@ mod adapter;
 mod auth;
 mod client;
 mod credentials;
+mod ensure;
 mod error;
 mod open;
 mod pull;
@@ -40,6 +41,7 @@ pub use client::{
 pub use credentials::{
     Credentials, auth_files, docker_config, login_file, remove_credentials, save_credentials, stored_credentials,
 };
+pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
 pub use pull::{OpenSource, pull, push};

@@ -47,10 +47,45 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// The cgroups made for one run, removed on drop.
+/// The cgroups made for one run, removed on drop (with any cgroup made
+/// below them, as systemd does), each as its parent directory and name.
 #[derive(Debug, Default)]
 pub(crate) struct Cgroups {
-    dirs: Vec<PathBuf>,
+    dirs: Vec<(OwnedFd, String)>,
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, ExecError> {
+    use rustix::fs::{Mode, OFlags, open};
+    open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ExecError::Io {
+        action: "open the cgroup",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
+}
+
+/// Removes the cgroup `name` of `parent` and every cgroup below it,
+/// deepest first; processes still leaving get a moment.
+fn remove_cgroup(parent: &OwnedFd, name: &str) {
+    use rustix::fs::{AtFlags, Mode, OFlags, openat, unlinkat};
+    if let Ok(dir) = openat(parent, name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        && let Ok(entries) = rustix::fs::Dir::read_from(&dir)
+    {
+        let children: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type() == rustix::fs::FileType::Directory)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for child in children {
+            remove_cgroup(&dir, &child);
+        }
+    }
+    for _ in 0..100 {
+        match unlinkat(parent, name, AtFlags::REMOVEDIR) {
+            Err(rustix::io::Errno::BUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => break,
+        }
+    }
 }
 
 /// A mounted hierarchy: its mount point and the caller's cgroup in it.
@@ -105,10 +140,24 @@ impl Cgroups {
     /// Makes the cgroups for `limits` (none when there are none), and
     /// with `devices` a v1 devices cgroup holding the spec's device rules
     /// (for crun, which cannot apply them itself on hybrid hosts).
-    pub(crate) fn create(limits: &Limits, devices: bool) -> Result<Cgroups, ExecError> {
+    pub(crate) fn create(limits: &Limits, devices: bool, systemd: bool) -> Result<Cgroups, ExecError> {
         let mut made = Cgroups::default();
         if devices {
             made.devices()?;
+        }
+        if systemd {
+            made.unified_subtree().map_err(|e| {
+                let detail = match e {
+                    ExecError::Io { action, path, source } => {
+                        format!("could not {action} {}: {source}", path.display())
+                    }
+                    other => other.to_string(),
+                };
+                ExecError::Invalid(format!(
+                    "systemd mode needs a cgroup v2 subtree of its own, which this process cannot make ({detail}); \
+                     rootless systemd containers need a delegated cgroup v2 hierarchy"
+                ))
+            })?;
         }
         if limits.is_empty() {
             return Ok(made);
@@ -150,7 +199,7 @@ impl Cgroups {
                     path: dir.clone(),
                     source: e,
                 })?;
-                made.dirs.push(dir.clone());
+                made.record(&dir)?;
             }
             setting.apply(&dir, unified).map_err(|e| match e {
                 ExecError::Io { path, source, .. } => ExecError::Io {
@@ -220,7 +269,7 @@ impl Cgroups {
             path: dir.clone(),
             source: e,
         })?;
-        self.dirs.push(dir.clone());
+        self.record(&dir)?;
         for rule in crate::spec::device_rules(false)? {
             let kind = match rule.typ() {
                 Some(oci_spec::runtime::LinuxDeviceType::B) => "b",
@@ -240,18 +289,68 @@ impl Cgroups {
         Ok(())
     }
 
+    /// Records the cgroup just made at `dir`, to be removed on drop.
+    fn record(&mut self, dir: &Path) -> Result<(), ExecError> {
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.dirs.push((open_dir(parent)?, name));
+        Ok(())
+    }
+
+    /// A cgroup of our own in the unified (v2) hierarchy for a systemd
+    /// container, which mounts it writable as its `/sys/fs/cgroup` (through
+    /// its cgroup namespace) and makes its own cgroups below. On a hybrid
+    /// host without cgroup2 mounted, the hierarchy is mounted in a private
+    /// mount namespace just to make it; the cgroup is then reached
+    /// through descriptors only.
+    fn unified_subtree(&mut self) -> Result<(), ExecError> {
+        let name = crate::exec::unique_name();
+        if let Some(h) = hierarchy(None) {
+            let dir = h.own.join(&name);
+            std::fs::create_dir(&dir).map_err(|e| ExecError::Io {
+                action: "create the cgroup",
+                path: dir.clone(),
+                source: e,
+            })?;
+            return self.record(&dir);
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_owned)))
+            .ok_or_else(|| ExecError::Invalid("this kernel has no cgroup v2 hierarchy".into()))?;
+        let point = tempfile::Builder::new().prefix("cargohold-cgroup2-").tempdir().map_err(|e| ExecError::Io {
+            action: "create a mount point in",
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+        let target = point.path().to_path_buf();
+        let made = name.clone();
+        let parent = crate::mounts::in_private_mounts(move || -> Result<OwnedFd, ExecError> {
+            rustix::mount::mount("none", &target, "cgroup2", rustix::mount::MountFlags::empty(), None)
+                .map_err(|e| ExecError::Io { action: "mount cgroup2 at", path: target.clone(), source: e.into() })?;
+            let dir = target.join(own.trim_start_matches('/'));
+            let parent = open_dir(&dir)?;
+            rustix::fs::mkdirat(&parent, name.as_str(), rustix::fs::Mode::from_raw_mode(0o755))
+                .map_err(|e| ExecError::Io { action: "create the cgroup", path: dir.join(&name), source: e.into() })?;
+            let _ = rustix::mount::unmount(&target, rustix::mount::UnmountFlags::DETACH);
+            Ok(parent)
+        })
+        .map_err(ExecError::Invalid)??;
+        self.dirs.push((parent, made));
+        drop(point);
+        Ok(())
+    }
+
     /// The `cgroup.procs` file of each cgroup, open for writing: a process
     /// that writes `0` to them joins them (done between fork and exec).
     pub(crate) fn open_procs(&self) -> Result<Vec<OwnedFd>, ExecError> {
+        use rustix::fs::{Mode, OFlags, openat};
         self.dirs
             .iter()
-            .map(|d| {
-                let p = d.join("cgroup.procs");
-                std::fs::OpenOptions::new().write(true).open(&p).map(OwnedFd::from).map_err(|e| ExecError::Io {
-                    action: "open",
-                    path: p,
-                    source: e,
-                })
+            .map(|(parent, name)| {
+                openat(parent, format!("{name}/cgroup.procs"), OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty()).map_err(
+                    |e| ExecError::Io { action: "open", path: Path::new(name).join("cgroup.procs"), source: e.into() },
+                )
             })
             .collect()
     }
@@ -259,16 +358,8 @@ impl Cgroups {
 
 impl Drop for Cgroups {
     fn drop(&mut self) {
-        for d in &self.dirs {
-            // The last processes may still be exiting: retry briefly.
-            for _ in 0..50 {
-                match std::fs::remove_dir(d) {
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                        std::thread::sleep(std::time::Duration::from_millis(10))
-                    }
-                    _ => break,
-                }
-            }
+        for (parent, name) in &self.dirs {
+            remove_cgroup(parent, name);
         }
     }
 }

@@ -135,6 +135,91 @@ pub struct RunSpec {
     /// reaping zombies and passing signals to the command (`--init`);
     /// without, the command is pid 1.
     pub init: Option<PathBuf>,
+    /// systemd runs as pid 1 (see [`RunSpec::with_systemd`]): it gets a
+    /// writable cgroup2 subtree of its own at `/sys/fs/cgroup`.
+    #[serde(default)]
+    pub systemd: bool,
+}
+
+/// podman's `--systemd`: when a container runs in systemd mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SystemdMode {
+    /// When the command is systemd or an init (`/sbin/init`,
+    /// `/usr/sbin/init`, `/usr/local/sbin/init`, or a program named
+    /// `systemd`).
+    #[default]
+    True,
+    /// Never.
+    False,
+    /// Whatever the command.
+    Always,
+}
+
+impl std::str::FromStr for SystemdMode {
+    type Err = ExecError;
+    fn from_str(s: &str) -> Result<Self, ExecError> {
+        match s {
+            "true" => Ok(SystemdMode::True),
+            "false" => Ok(SystemdMode::False),
+            "always" => Ok(SystemdMode::Always),
+            other => Err(ExecError::Option {
+                option: format!("--systemd {other}"),
+                message: "expected true, false or always".into(),
+            }),
+        }
+    }
+}
+
+impl SystemdMode {
+    /// Whether a container running `argv` is in systemd mode.
+    pub fn applies(self, argv: &[String]) -> bool {
+        match self {
+            SystemdMode::False => false,
+            SystemdMode::Always => true,
+            SystemdMode::True => argv.first().is_some_and(|cmd| {
+                matches!(cmd.as_str(), "/sbin/init" | "/usr/sbin/init" | "/usr/local/sbin/init")
+                    || Path::new(cmd).file_name().is_some_and(|n| n == "systemd")
+            }),
+        }
+    }
+}
+
+/// The tmpfs mounts of a systemd container (podman's, 64 MiB each).
+pub const SYSTEMD_TMPFS: &[(&str, &str)] = &[
+    ("/run", "mode=755,size=64m"),
+    ("/run/lock", "mode=1777,size=64m"),
+    ("/tmp", "mode=1777,size=64m"),
+    ("/var/log/journal", "mode=755,size=64m"),
+];
+
+impl RunSpec {
+    /// Puts the container in systemd mode, as podman does: tmpfs on `/run`,
+    /// `/run/lock`, `/tmp` and `/var/log/journal` (where no other mount
+    /// is), `container=cargohold` and `container_uuid` (32 random hex
+    /// digits, from which systemd makes `/etc/machine-id` when the image's
+    /// is empty) in the environment, and a cgroup2 subtree of its own
+    /// (writable, as systemd manages it). Stop it with `SIGRTMIN+3`,
+    /// systemd's halt.
+    pub fn with_systemd(mut self) -> Self {
+        self.systemd = true;
+        for (target, options) in SYSTEMD_TMPFS {
+            let taken = self.tmpfs.iter().any(|t| t.target == Path::new(target))
+                || self.binds.iter().any(|b| b.target == Path::new(target));
+            if !taken {
+                self.tmpfs.push(crate::volume::TmpfsMount { target: target.into(), options: (*options).into() });
+            }
+        }
+        self.env.retain(|e| !e.starts_with("container=") && !e.starts_with("container_uuid="));
+        self.env.push("container=cargohold".into());
+        let mut bytes = [0u8; 16];
+        if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes)).is_err()
+        {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            bytes = (now.as_nanos() ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+        }
+        self.env.push(format!("container_uuid={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+        self
+    }
 }
 
 /// The process' standard streams.
@@ -340,7 +425,7 @@ pub(crate) fn prepared_run(
             }
         }
     }
-    let cgroups = cgroup::Cgroups::create(&spec.limits, devices_cgroup && !spec.security.privileged)?;
+    let cgroups = cgroup::Cgroups::create(&spec.limits, devices_cgroup && !spec.security.privileged, spec.systemd)?;
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
     let result = run(Prepared {
         scratch: scratch.path(),

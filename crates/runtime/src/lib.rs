@@ -34,6 +34,7 @@
 //!     tty: false,
 //!     security: Default::default(),
 //!     init: None,
+//!     systemd: false,
 //! };
 //! let code = Namespaces::new().run(&spec, ProcessIo::inherit())?;
 //! assert_eq!(code, 0);
@@ -58,11 +59,11 @@ mod volume;
 pub use cgroup::{Limits, parse_size};
 pub use container::{
     Container, ContainerConfig, ContainerError, Containers, LogLine, LogOptions, RestartPolicy,
-    State as ContainerState, Status as ContainerStatus,
+    State as ContainerState, Status as ContainerStatus, parse_signal,
 };
 pub use exec::{
     BindMount, DEFAULT_PATH, ExecError, Executor, HostFiles, MOUNT_POINTS, Network, ProcessIo, RootFs, RunSpec,
-    executor,
+    SYSTEMD_TMPFS, SystemdMode, executor,
 };
 pub use mounts::{in_private_mounts, mount_overlay};
 pub use network::{NetworkPool, PortMapping, PrivateNetwork};

@@ -172,6 +172,15 @@ impl OciRuntime {
 
 impl Executor for OciRuntime {
     fn run(&self, spec: &RunSpec, io: ProcessIo) -> Result<i32, ExecError> {
+        if spec.systemd {
+            return Err(ExecError::Option {
+                option: "--systemd".into(),
+                message: format!(
+                    "systemd containers run on the built-in executor only (not {} yet): leave out --runtime",
+                    self.binary.display()
+                ),
+            });
+        }
         let v1_devices =
             self.crun && !cargohold_layerfs::rootless::in_user_namespace() && crate::cgroup::has_v1_devices();
         prepared_run(spec, v1_devices, &self.networks, |p| self.run_bundle(spec, p, io, v1_devices))

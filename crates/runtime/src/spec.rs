@@ -229,6 +229,10 @@ pub fn container_spec(run: &RunSpec, at: Placement<'_>) -> Result<Spec, ExecErro
         mount("/etc/hostname", "bind", &at.files.hostname, &["rbind", "rprivate", "nosuid", "nodev"])?,
         mount("/etc/resolv.conf", "bind", &at.files.resolv, &["rbind", "rprivate", "nosuid", "nodev"])?,
     ];
+    if run.systemd {
+        // systemd manages the cgroup subtree its namespace is rooted at.
+        mounts.push(mount("/sys/fs/cgroup", "cgroup2", "cgroup2", &["nosuid", "noexec", "nodev", "rw"])?);
+    }
     if let Some(init) = &run.init {
         mounts.push(mount(INIT_PATH, "bind", init, &["rbind", "rprivate", "ro", "nosuid", "nodev"])?);
     }

@@ -25,7 +25,8 @@ impl Drop for Raw {
     }
 }
 
-fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+/// A new pseudo-terminal: its master and its other end.
+pub(crate) fn open_pty() -> std::io::Result<(OwnedFd, OwnedFd)> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     grantpt(&master)?;

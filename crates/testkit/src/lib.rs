@@ -548,6 +548,31 @@ pub fn reference_images(cache: &Path) -> PathBuf {
     layout
 }
 
+/// A Debian bookworm minbase root with `include` packages (debootstrap),
+/// made once into `cache` (pass `env!("CARGO_TARGET_TMPDIR")`) and reused;
+/// returned as a tar of the root. The image's `/etc/machine-id` is left
+/// empty, as Debian's container images ship it.
+pub fn debian_tar(cache: &Path, include: &[&str]) -> PathBuf {
+    require("debootstrap");
+    let name = if include.is_empty() { "minbase".to_owned() } else { include.join("+") };
+    let dir = cache.join(format!("debian-bookworm-{name}"));
+    let tar = dir.join("root.tar");
+    if !dir.join(".complete").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let root = dir.join("root");
+        let mut cmd = Command::new("debootstrap");
+        cmd.arg("--variant=minbase");
+        if !include.is_empty() {
+            cmd.arg(format!("--include={}", include.join(",")));
+        }
+        run(cmd.arg("bookworm").arg(&root));
+        std::fs::write(root.join("etc/machine-id"), "").unwrap();
+        run(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&root).arg("."));
+        std::fs::write(dir.join(".complete"), "").unwrap();
+    }
+    tar
+}
+
 /// One node of a tree, everything two unpackers must agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {

@@ -788,6 +788,7 @@ impl Run<'_, '_> {
             tty: false,
             security: self.opts.security.clone(),
             init: None,
+            systemd: false,
         };
         let code = run_step(self.b.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
             StepFailure::Exec(e) => BuildError::Exec {

@@ -633,6 +633,7 @@ impl<'a> Stager<'a> {
             tty: false,
             security: opts.security.clone(),
             init: None,
+            systemd: false,
         };
         let code = run_step(self.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
             StepFailure::Exec(source) => StageError::Exec { stage: file.clone(), source },

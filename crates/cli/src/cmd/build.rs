@@ -1,6 +1,7 @@
 //! `cargohold build` and `cargohold run`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -13,6 +14,7 @@ use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{ContainerOptions, RunOptions, create_container, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
 use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Reference, Store, copy};
+use cargohold_registry::{PullPolicy, ensure_image};
 use serde_json::json;
 
 use super::{Ctx, platform};
@@ -58,22 +60,18 @@ fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<
     for name in images {
         // oci:, oci-archive: and docker-archive: bases are read by the builder.
         if let Ok(ImageLocation::Store(n) | ImageLocation::Docker(n)) = ImageLocation::parse(&name) {
-            ensure_image(ctx, store, &n, want.clone())?;
+            ensure_base(ctx, store, &n, want.clone())?;
         }
     }
     Ok(())
 }
 
 /// Pulls `name` into the store unless it is there.
-fn ensure_image(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>) -> Result<()> {
-    if store.resolve(name).is_ok() {
-        return Ok(());
-    }
-    let r = Reference::parse(name).with_context(|| format!("base image {name}"))?;
+fn ensure_base(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>) -> Result<()> {
     let reg = ctx.registry()?;
     let copy_opts = CopyOptions { platform, all_platforms: false };
     let bars = ctx.progress();
-    cargohold_registry::pull(&reg, &r, store, &copy_opts, 4, &bars)
+    ensure_image(&reg, store, name, PullPolicy::Missing, &copy_opts, 4, &bars)
         .with_context(|| format!("base image {name} is not in the store and could not be pulled"))?;
     Ok(())
 }
@@ -262,8 +260,22 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         extra_hosts
             .push((name.to_owned(), ip.parse().with_context(|| format!("--add-host {h}: {ip} is not an IP address"))?));
     }
+    let image = if args.rootfs {
+        args.image.clone()
+    } else {
+        let policy: PullPolicy = args.pull.parse().map_err(anyhow::Error::msg)?;
+        let copy_opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: false };
+        let reg = ctx.registry()?;
+        let bars = ctx.progress();
+        ensure_image(&reg, &store, &args.image, policy, &copy_opts, 4, &bars)
+            .with_context(|| format!("could not find or pull the image {}", args.image))?
+            .name
+    };
     let opts = RunOptions {
-        image: args.image.clone(),
+        image,
+        rootfs: args.rootfs.then(|| PathBuf::from(&args.image)),
+        publish_all: args.publish_all,
+        systemd: args.systemd.parse()?,
         argv: args.command.strip_prefix(&["--".to_owned()]).unwrap_or(&args.command).to_vec(),
         entrypoint: args.entrypoint.as_ref().map(|e| e.split_whitespace().map(str::to_owned).collect()),
         env,
@@ -315,6 +327,7 @@ fn detach(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result
         stop_timeout: args.stop_timeout,
         runtime: args.container.runtime.clone(),
         restart: args.restart.parse().map_err(anyhow::Error::msg)?,
+        interactive: args.interactive,
     };
     let c = create_container(store, opts, &keep)
         .with_context(|| format!("could not create a container of {}", args.image))?;
@@ -366,7 +379,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
     let config = StageConfig::load(&dir)?.overridden_by(flags);
     let platform = platform(args.platform.as_deref())?;
     if let Some(base) = config.base.as_deref().filter(|b| *b != "scratch") {
-        ensure_image(ctx, &store, base, platform.clone())?;
+        ensure_base(ctx, &store, base, platform.clone())?;
     }
     let opts = StageOptions {
         dir: dir.clone(),

@@ -20,12 +20,7 @@ use crate::output;
 
 /// A signal by name (`TERM`, `SIGTERM`) or number.
 pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).map(|s| s as i32).with_context(|| format!("signal {s}"));
-    }
-    let name = s.to_ascii_uppercase();
-    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
-    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).with_context(|| format!("unknown signal {s:?}"))
+    cargohold_runtime::parse_signal(s).map_err(anyhow::Error::msg)
 }
 
 /// Each named container, or the first error naming the one not found.

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use super::{bin, ch, import_busybox, json, nobody_has_subids, ok, require, run, user_ok};
+use super::{bin, ch, import_busybox, json, nobody_has_subids, ok, registry, require, run, user_ok};
 
 /// Removes every container of a store when a test ends, passed or failed:
 /// a test that fails midway leaves no detached container running.
@@ -605,4 +605,142 @@ fn inspect_a_container_and_prune_stopped_ones() {
     assert!(ok(&store, &["ps", "-a"]).contains("up"));
     ok(&store, &["rm", "-f", "up"]);
     assert!(json(&store, &["inspect", "bb:1", "--json"])["digest"].is_string(), "images still inspect");
+}
+
+/// systemd as pid 1: a debootstrap'd Debian with systemd boots to
+/// `running` (or `degraded`) in a detached container with podman's
+/// systemd mode (tmpfs on /run, /tmp..., its own writable cgroup2 subtree,
+/// `container=cargohold`, a machine ID), still confined, and halts within
+/// seconds on `stop` (SIGRTMIN+3). `--systemd=false|always` and bad values;
+/// rootless without a delegated cgroup v2 hierarchy is refused, named.
+#[test]
+fn systemd_boots_to_running_and_halts_on_stop() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let _cleanup = Cleanup(store.clone());
+    let tar = cargohold_testkit::debian_tar(Path::new(env!("CARGO_TARGET_TMPDIR")), &["systemd", "systemd-sysv"]);
+    ok(&store, &["import", tar.to_str().unwrap(), "deb:systemd"]);
+    let id = ok(&store, &["run", "-d", "--name", "sd", "deb:systemd", "/sbin/init"]);
+    // SIGRTMIN+3 (glibc's SIGRTMIN is 34).
+    let inspect = json(&store, &["inspect", "sd"]);
+    assert_eq!(inspect["Config"]["stop_signal"], 37, "{inspect}");
+    // systemd's bus comes up a moment after start.
+    let mut state = String::new();
+    eventually("systemd's manager to answer", || {
+        let out = ch(&store, &["exec", "sd", "systemctl", "is-system-running", "--wait"]);
+        state = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        !state.is_empty()
+    });
+    assert!(
+        state == "running" || state == "degraded",
+        "{state}: {}",
+        ok(&store, &["exec", "sd", "systemctl", "--failed", "--no-pager"])
+    );
+    let pid1 = ok(&store, &["exec", "sd", "cat", "/proc/1/cgroup", "/proc/1/environ"]);
+    assert!(pid1.contains("0::/init.scope"), "{pid1}");
+    assert!(pid1.contains("container=cargohold"), "{pid1}");
+    let mounts = ok(&store, &["exec", "sd", "cat", "/proc/self/mountinfo"]);
+    for point in ["/run", "/run/lock", "/tmp", "/var/log/journal"] {
+        assert!(
+            mounts.lines().any(|l| l.split(' ').nth(4) == Some(point) && l.contains(" - tmpfs ")),
+            "{point}: {mounts}"
+        );
+    }
+    assert!(
+        mounts.lines().any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 ")),
+        "{mounts}"
+    );
+    let machine_id = ok(&store, &["exec", "sd", "cat", "/etc/machine-id"]);
+    assert_eq!(machine_id.trim().len(), 32, "{machine_id}");
+    // Still confined: Docker's capabilities, seccomp.
+    let status = ok(&store, &["exec", "sd", "grep", "-E", "^(CapBnd|Seccomp):", "/proc/1/status"]);
+    assert!(status.contains("00000000a80425fb") && status.contains("Seccomp:\t2"), "{status}");
+    let started = std::time::Instant::now();
+    ok(&store, &["stop", "-t", "30", "sd"]);
+    assert!(started.elapsed().as_secs() < 15, "halting took {:?}", started.elapsed());
+    let ps = ok(&store, &["ps", "-a", "--filter", "name=sd"]);
+    assert!(ps.contains("Exited (0)"), "systemd halts cleanly: {ps}");
+    assert!(id.trim().len() == 64);
+
+    // --systemd=false: no systemd mode; always: whatever the command.
+    let plain = ok(&store, &["run", "--rm", "--systemd=false", "deb:systemd", "cat", "/proc/self/mountinfo"]);
+    assert!(!plain.lines().any(|l| l.split(' ').nth(4) == Some("/run")), "{plain}");
+    let always = ok(&store, &["run", "--rm", "--systemd", "always", "deb:systemd", "cat", "/proc/self/mountinfo"]);
+    assert!(always.lines().any(|l| l.split(' ').nth(4) == Some("/run")), "{always}");
+    let bad = ch(&store, &["run", "--rm", "--systemd", "maybe", "deb:systemd", "true"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--systemd maybe"));
+    let crun = ch(&store, &["run", "--rm", "--runtime", "crun", "deb:systemd", "/sbin/init"]);
+    assert!(!crun.status.success() && String::from_utf8_lossy(&crun.stderr).contains("built-in executor"));
+}
+
+/// `run` from anything cargohold reads: an OCI layout, a docker-archive, a
+/// registry image missing from the store (pulled, as `--pull missing`
+/// does), a plain root filesystem (`--rootfs`, left untouched); `--pull
+/// never|always`; `-P` publishing the exposed ports; `-d` with `-i` (stdin
+/// kept open) and `-t` (a terminal whose output is the log).
+#[test]
+fn run_from_layouts_archives_registries_and_root_filesystems() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
+    let layout = format!("oci:{}:v1", t.path().join("layout").display());
+    ok(&store, &["copy", "bb:1", &layout]);
+    let archive = t.path().join("bb.tar");
+    ok(&store, &["save", "bb:1", "-o", archive.to_str().unwrap()]);
+    let remote = format!("{}/team/bb:1", reg.1);
+    ok(&store, &["push", "bb:1", &remote]);
+
+    let fresh = t.path().join("fresh");
+    assert_eq!(ok(&fresh, &["run", "--rm", &layout, "echo", "from a layout"]), "from a layout\n");
+    let from_archive = format!("docker-archive:{}", archive.display());
+    assert_eq!(ok(&fresh, &["run", "--rm", &from_archive, "echo", "from an archive"]), "from an archive\n");
+    assert!(ok(&fresh, &["images"]).contains("bb "), "the archive's name is kept: {}", ok(&fresh, &["images"]));
+    let never = ch(&fresh, &["run", "--rm", "--pull", "never", &remote, "true"]);
+    assert!(!never.status.success() && String::from_utf8_lossy(&never.stderr).contains(&remote), "{never:?}");
+    assert_eq!(ok(&fresh, &["run", "--rm", &remote, "echo", "pulled"]), "pulled\n");
+    assert_eq!(ok(&fresh, &["run", "--rm", "--pull", "always", &remote, "echo", "again"]), "again\n");
+    assert_eq!(ok(&fresh, &["run", "--rm", &format!("docker://{remote}"), "echo", "docker"]), "docker\n");
+    // Out of reach: the store's copy is not run in its stead under always.
+    let gone = "127.0.0.1:9/team/bb:1";
+    ok(&fresh, &["tag", &remote, gone]);
+    assert_eq!(ok(&fresh, &["run", "--rm", gone, "echo", "present"]), "present\n");
+    let always = ch(&fresh, &["run", "--rm", "--pull", "always", gone, "true"]);
+    assert!(!always.status.success() && String::from_utf8_lossy(&always.stderr).contains("127.0.0.1:9"), "{always:?}");
+    let bad = ch(&fresh, &["run", "--pull", "sometimes", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--pull sometimes"), "{bad:?}");
+
+    // --rootfs: the directory is the read-only bottom; changes are dropped.
+    let rootfs = t.path().join("bb-root");
+    let r = rootfs.to_str().unwrap();
+    assert_eq!(ok(&fresh, &["run", "--rm", "--rootfs", r, "sh", "-c", "echo x > /new && cat /new"]), "x\n");
+    assert!(!rootfs.join("new").exists());
+    let out = ch(&fresh, &["run", "--rootfs", r, "--commit", "x:1", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rootfs"), "{out:?}");
+    let out = ch(&fresh, &["run", "--rootfs", "/nonexistent/root", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/root"), "{out:?}");
+
+    // -P: every exposed port gets a free host port.
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nEXPOSE 4444 5353/udp\n").unwrap();
+    ok(&store, &["build", "-t", "exposed:1", ctx.to_str().unwrap()]);
+    ok(&store, &["run", "-d", "--name", "all", "-P", "exposed:1", "sleep", "30"]);
+    let ports = ok(&store, &["port", "all"]);
+    assert!(ports.contains("4444/tcp -> 0.0.0.0:") && ports.contains("5353/udp -> 0.0.0.0:"), "{ports}");
+    ok(&store, &["rm", "-f", "all"]);
+
+    // -d -i: standard input stays open; -d -t: a terminal, logged.
+    ok(&store, &["run", "-d", "-i", "--name", "in", "bb:1", "sh"]);
+    ok(&store, &["run", "-d", "-i", "-t", "--name", "tty", "bb:1", "sh"]);
+    ok(&store, &["run", "-d", "-t", "--name", "said", "bb:1", "sh", "-c", "test -t 0 && echo on a terminal"]);
+    assert_eq!(ok(&store, &["wait", "said"]).trim(), "0");
+    assert_eq!(ok(&store, &["logs", "said"]), "on a terminal\r\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let running = ok(&store, &["ps", "--filter", "status=running"]);
+    assert!(running.contains(" in\n") && running.contains(" tty\n"), "sh waits on its open input: {running}");
+    assert!(ok(&store, &["exec", "in", "ls", "-l", "/proc/1/fd/0"]).contains("pipe:"));
+    assert!(ok(&store, &["exec", "tty", "ls", "-l", "/proc/1/fd/0"]).contains("/dev/pts/"));
+    ok(&store, &["rm", "-f", "in", "tty", "said"]);
 }

@@ -128,6 +128,10 @@ pub struct ContainerConfig {
     /// removes those).
     #[serde(default)]
     pub volumes: Vec<(String, bool)>,
+    /// Its standard input stays open (`-d -i`): a pipe nobody writes to,
+    /// rather than `/dev/null`.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// Docker's restart policies.
@@ -371,6 +375,32 @@ pub(crate) fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Parses a signal as `kill -s` and `--stop-signal` take it: a number,
+/// a name with or without `SIG` (any case), or `RTMIN+N`/`RTMAX-N`.
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+    let bad = || format!("unknown signal {s:?}");
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=max).contains(&n) { Ok(n) } else { Err(bad()) };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let offset = |rest: &str| -> Result<i32, String> {
+        if rest.is_empty() { Ok(0) } else { rest.parse::<i32>().map_err(|_| bad()) }
+    };
+    let rt = if let Some(rest) = name.strip_prefix("RTMIN") {
+        Some(min + offset(rest.strip_prefix('+').unwrap_or(rest))?)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        Some(max - offset(rest.strip_prefix('-').unwrap_or(rest))?)
+    } else {
+        None
+    };
+    if let Some(n) = rt {
+        return if (min..=max).contains(&n) { Ok(n) } else { Err(bad()) };
+    }
+    format!("SIG{name}").parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| bad())
+}
+
 impl Container {
     /// Its ID.
     pub fn id(&self) -> &str {
@@ -409,13 +439,17 @@ impl Container {
             (Status::Running, Some(pid)) => pid,
             _ => return Err(ContainerError::NotRunning { id: self.config.id.clone() }),
         };
-        let sig = nix::sys::signal::Signal::try_from(signal)
-            .map_err(|e| io("send a signal to", &self.dir)(std::io::Error::from(e)))?;
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig) {
+        if !(1..=libc::SIGRTMAX()).contains(&signal) {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no signal {signal}"));
+            return Err(io("send a signal to", &self.dir)(e));
+        }
+        match crate::ns::send_signal(pid, signal) {
             Ok(()) => Ok(()),
             // It ended just now; its monitor is recording that.
-            Err(nix::errno::Errno::ESRCH) => Err(ContainerError::NotRunning { id: self.config.id.clone() }),
-            Err(e) => Err(io("send a signal to", &self.dir)(e.into())),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                Err(ContainerError::NotRunning { id: self.config.id.clone() })
+            }
+            Err(e) => Err(io("send a signal to", &self.dir)(e)),
         }
     }
 
@@ -554,6 +588,7 @@ mod tests {
                 runtime: None,
                 restart: RestartPolicy::No,
                 volumes: Vec::new(),
+                interactive: false,
             })
         };
         let a = cs.create(Some("web"), config).unwrap();

@@ -62,6 +62,10 @@ fn container_pid() -> Option<i32> {
     None
 }
 
+fn file(pipe: std::io::PipeReader) -> std::fs::File {
+    std::fs::File::from(std::os::fd::OwnedFd::from(pipe))
+}
+
 impl Container {
     /// Runs the container in this process, its monitor, until it exits and
     /// its restart policy does not start it again, and returns its exit
@@ -152,12 +156,33 @@ impl Container {
         log: &Mutex<std::io::BufWriter<std::fs::File>>,
     ) -> Result<i32, crate::ExecError> {
         let pipe = |e| crate::ExecError::Io { action: "create a pipe for", path: self.dir.clone(), source: e };
-        let (out_r, out_w) = std::io::pipe().map_err(pipe)?;
-        let (err_r, err_w) = std::io::pipe().map_err(pipe)?;
-        let streams = ProcessIo { stdin: std::process::Stdio::null(), stdout: out_w.into(), stderr: err_w.into() };
+        // The write end of an open standard input (`-i`), held until the
+        // container ends.
+        let mut _input = None;
+        let (streams, readers): (ProcessIo, Vec<(std::fs::File, &str)>) = if self.config.spec.tty {
+            // `-t`: a terminal of its own, whose output is the log.
+            let (master, slave) = crate::terminal::open_pty().map_err(pipe)?;
+            let size = rustix::termios::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+            let _ = rustix::termios::tcsetwinsize(&master, size);
+            let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(pipe);
+            let streams = ProcessIo { stdin: dup(&slave)?.into(), stdout: dup(&slave)?.into(), stderr: slave.into() };
+            (streams, vec![(std::fs::File::from(master), "stdout")])
+        } else {
+            let (out_r, out_w) = std::io::pipe().map_err(pipe)?;
+            let (err_r, err_w) = std::io::pipe().map_err(pipe)?;
+            let stdin = if self.config.interactive {
+                let (in_r, in_w) = std::io::pipe().map_err(pipe)?;
+                _input = Some(in_w);
+                in_r.into()
+            } else {
+                std::process::Stdio::null()
+            };
+            let streams = ProcessIo { stdin, stdout: out_w.into(), stderr: err_w.into() };
+            (streams, vec![(file(out_r), "stdout"), (file(err_r), "stderr")])
+        };
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
-            for (reader, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
+            for (reader, stream) in readers {
                 s.spawn(move || {
                     let mut r = std::io::BufReader::with_capacity(64 << 10, reader);
                     let mut buf = Vec::new();

@@ -572,3 +572,10 @@ pub(crate) fn user_and_network_namespaces() -> std::io::Result<(OwnedFd, OwnedFd
     let _ = nix::sys::wait::waitpid(helper, None);
     made
 }
+
+/// kill(2): `signal` (any number, real-time ones included, which nix's
+/// `Signal` lacks) to `pid`.
+pub(crate) fn send_signal(pid: i32, signal: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}

@@ -28,6 +28,7 @@ pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
         tty: false,
         security: Default::default(),
         init: None,
+        systemd: false,
     }
 }
 
