@@ -835,8 +835,8 @@ pub struct PromoteArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The image: a stored name (pulled when missing, see --pull), docker://REF, oci:DIR[:TAG], oci-archive:FILE,
-    /// docker-archive:FILE[:REF]; with --rootfs, a root filesystem directory.
+    /// The image: a stored name (pulled when missing, see --pull), docker://REF, oci:DIR:TAG, oci-archive:FILE,
+    /// docker-archive:FILE; with --rootfs, a root filesystem directory.
     pub image: String,
     /// The command and its arguments (default: the image's entrypoint and command); `--` before it is accepted.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
