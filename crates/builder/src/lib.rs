@@ -19,6 +19,7 @@ pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod hygiene;
 pub mod plan;
 pub mod run;
 pub mod stage;

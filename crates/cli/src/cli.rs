@@ -108,8 +108,10 @@ pub enum Command {
     )]
     Save(SaveArgs),
     /// List the images in the store.
-    #[command(after_help = "Examples:\n  cargohold images\n  cargohold images --json")]
-    Images(JsonArgs),
+    #[command(
+        after_help = "Examples:\n  cargohold images\n  cargohold images --filter dangling=true -q\n  cargohold images --json"
+    )]
+    Images(ImagesArgs),
     /// Flatten an image into a root filesystem directory.
     #[command(
         after_help = "Examples:\n  cargohold unpack busybox ./rootfs\n  cargohold unpack oci:./layout:1.0 ./rootfs --rootless --json"
@@ -159,7 +161,7 @@ pub enum Command {
     /// Give a stored image another name.
     #[command(after_help = "Example:\n  cargohold tag busybox localhost:5000/tools/busybox:1.36")]
     Tag(TagArgs),
-    /// Remove names from the store (blobs go with `prune`).
+    /// Remove names from the store (blobs go with `prune`; an image a container uses needs -f).
     #[command(after_help = "Example:\n  cargohold rmi busybox:latest && cargohold prune")]
     Rmi(RmiArgs),
     /// Delete blobs that no image in the store uses.
@@ -177,6 +179,12 @@ pub enum Command {
     /// Manage containers: prune.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage images: prune.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Disk usage and pruning of the whole store: df, prune.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Manage volumes: create, ls, inspect, rm, prune.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -654,6 +662,21 @@ pub struct RmiArgs {
     /// Names or IDs to remove.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Remove the last name of an image a stopped container uses (the image stays, unnamed, until the container goes).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only images matching: dangling=true|false, reference=NAME (repeatable: all must match).
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Image IDs only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -114,6 +114,14 @@ pub enum BuildError {
     /// A container record could not be made or read.
     #[error(transparent)]
     Container(#[from] crate::exec::ContainerError),
+    /// Something still uses what was to be removed (`message` names both).
+    #[error("{message}")]
+    Conflict {
+        /// What was to be removed.
+        what: String,
+        /// What uses it, and what to do.
+        message: String,
+    },
     /// A file operation of the builder failed.
     #[error("could not {action} {}", path.display())]
     Io {

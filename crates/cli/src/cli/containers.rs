@@ -158,5 +158,55 @@ pub enum VolumeCommand {
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Remove every stopped container (not running ones).
-    Prune(JsonArgs),
+    Prune(ForceArgs),
+}
+
+/// `cargohold image ...`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Remove unnamed images no container uses (-a: every image no container uses), their blobs and unpacked layers.
+    #[command(after_help = "Examples:\n  cargohold image prune -f\n  cargohold image prune -a -f --json")]
+    Prune(ImagePruneArgs),
+}
+
+/// `cargohold system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Disk usage of images, containers, volumes, unpacked layers and the build cache.
+    #[command(after_help = "Examples:\n  cargohold system df\n  cargohold system df --json")]
+    Df(JsonArgs),
+    /// Remove stopped containers, unnamed images, unused unpacked layers and stale build cache (-a, --volumes: more).
+    #[command(after_help = "Examples:\n  cargohold system prune -f\n  cargohold system prune -a --volumes -f")]
+    Prune(SystemPruneArgs),
+}
+
+/// Asked before removing, unless forced.
+#[derive(Debug, Args)]
+pub struct ForceArgs {
+    /// Do not ask for confirmation.
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Every image no container uses, named ones too.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub force: ForceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemPruneArgs {
+    /// Every image no container uses (not only unnamed ones) and the whole build cache.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Volumes no container mounts too.
+    #[arg(long)]
+    pub volumes: bool,
+    #[command(flatten)]
+    pub force: ForceArgs,
 }

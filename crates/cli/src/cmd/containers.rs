@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{
-    ContainerCommand, ContainersArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs,
-    StopArgs, VolumeCommand,
+    ContainersArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs,
+    VolumeCommand,
 };
 use crate::output;
 
@@ -345,25 +345,6 @@ pub fn volume(ctx: &Ctx, cmd: &VolumeCommand) -> Result<()> {
             }
             if a.json {
                 return output::json(&json!({ "VolumesDeleted": removed }));
-            }
-            removed.iter().try_for_each(output::line)
-        }
-    }
-}
-
-pub fn container(ctx: &Ctx, cmd: &ContainerCommand) -> Result<()> {
-    let store = ctx.store()?;
-    match cmd {
-        ContainerCommand::Prune(a) => {
-            let mut removed = Vec::new();
-            for c in containers(&store).list()? {
-                if c.state()?.status != ContainerStatus::Running {
-                    remove_container(&store, &c, false, false)?;
-                    removed.push(c.config.id);
-                }
-            }
-            if a.json {
-                return output::json(&json!({ "ContainersDeleted": removed }));
             }
             removed.iter().try_for_each(output::line)
         }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Ctx;
-use crate::cli::{JsonArgs, PruneArgs, RmiArgs, TagArgs};
+use crate::cli::{ImagesArgs, PruneArgs, RmiArgs, TagArgs};
 use crate::output;
 
 #[derive(Serialize)]
@@ -20,10 +20,27 @@ struct ImageRow {
     size: Option<u64>,
 }
 
-pub fn list(ctx: &Ctx, args: &JsonArgs) -> Result<()> {
+pub fn list(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
     let store = ctx.store()?;
+    let mut filters = Vec::new();
+    for f in &args.filters {
+        match f.split_once('=') {
+            Some(("dangling", v @ ("true" | "false"))) => filters.push(("dangling", v.to_owned())),
+            Some(("dangling", v)) => bail!("--filter {f}: dangling is true or false, not {v:?}"),
+            Some(("reference", v)) => filters.push(("reference", v.to_owned())),
+            _ => bail!("--filter {f}: expected dangling=true|false or reference=NAME"),
+        }
+    }
+    let matches = |name: Option<&Reference>| {
+        filters.iter().all(|(k, v)| match *k {
+            "dangling" => name.is_none() == (v == "true"),
+            _ => name.is_some_and(|n| {
+                n.familiar() == *v || n.canonical() == *v || n.familiar_name() == *v || n.to_string() == *v
+            }),
+        })
+    };
     let mut rows = Vec::new();
-    for img in store.list()? {
+    for img in store.list()?.into_iter().filter(|i| matches(i.name.as_ref())) {
         // An image whose blobs are damaged is still listed, without details.
         let details = store.details(&img.descriptor, None).ok();
         rows.push(ImageRow {
@@ -37,7 +54,18 @@ pub fn list(ctx: &Ctx, args: &JsonArgs) -> Result<()> {
         });
     }
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    if args.json {
+    if args.quiet {
+        let mut ids: Vec<String> = Vec::new();
+        for r in &rows {
+            let id = r.id.as_deref().unwrap_or(&r.digest);
+            let short = id.split_once(':').map_or(id, |(_, h)| h)[..12].to_owned();
+            if !ids.contains(&short) {
+                ids.push(short);
+            }
+        }
+        return ids.iter().try_for_each(output::line);
+    }
+    if args.out.json {
         return output::json(&rows);
     }
     let table: Vec<Vec<String>> = rows
@@ -71,7 +99,10 @@ pub fn rmi(ctx: &Ctx, args: &RmiArgs) -> Result<()> {
     let store = ctx.store()?;
     let mut removed = Vec::new();
     for name in &args.images {
-        removed.extend(store.untag(name).with_context(|| format!("could not remove {name}"))?);
+        removed.extend(
+            cargohold_builder::hygiene::remove_image(&store, name, args.force)
+                .with_context(|| format!("could not remove {name}"))?,
+        );
     }
     if args.out.json {
         return output::json(&json!({ "untagged": removed }));

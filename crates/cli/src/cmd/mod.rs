@@ -5,6 +5,7 @@ mod build;
 mod containers;
 mod copy;
 mod docs;
+mod hygiene;
 mod images;
 mod inspect;
 mod layers;
@@ -38,6 +39,9 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
             | Command::ContainerMonitor(_)
             | Command::Rm(_)
             | Command::Volume(_)
+            | Command::Container(_)
+            | Command::Image(_)
+            | Command::System(_)
     ) && !rustix::process::geteuid().is_root()
     {
         cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
@@ -52,7 +56,9 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Rm(a) => containers::rm(&ctx, &a),
         Command::Wait(a) => containers::wait(&ctx, &a),
         Command::Volume(c) => containers::volume(&ctx, &c),
-        Command::Container(c) => containers::container(&ctx, &c),
+        Command::Container(c) => hygiene::container(&ctx, &c),
+        Command::Image(c) => hygiene::image(&ctx, &c),
+        Command::System(c) => hygiene::system(&ctx, &c),
         Command::Port(a) => containers::port(&ctx, &a),
         Command::Start(a) => return containers::start(&ctx, &a),
         Command::Exec(a) => return containers::exec(&ctx, &a),

@@ -600,8 +600,9 @@ fn inspect_a_container_and_prune_stopped_ones() {
     assert_eq!(v["Id"], id.trim());
     assert_eq!(v["State"]["status"], "running");
     assert_eq!(v["Config"]["spec"]["argv"], serde_json::json!(["sleep", "30"]));
-    let pruned: Value = json(&store, &["container", "prune", "--json"]);
-    assert_eq!(pruned["ContainersDeleted"].as_array().unwrap().len(), 1);
+    let pruned: Value = json(&store, &["container", "prune", "-f", "--json"]);
+    assert_eq!(pruned["containers"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(pruned["blobs"], 0, "container prune leaves images alone: {pruned}");
     assert!(ok(&store, &["ps", "-a"]).contains("up"));
     ok(&store, &["rm", "-f", "up"]);
     assert!(json(&store, &["inspect", "bb:1", "--json"])["digest"].is_string(), "images still inspect");
@@ -743,4 +744,94 @@ fn run_from_layouts_archives_registries_and_root_filesystems() {
     assert!(ok(&store, &["exec", "in", "ls", "-l", "/proc/1/fd/0"]).contains("pipe:"));
     assert!(ok(&store, &["exec", "tty", "ls", "-l", "/proc/1/fd/0"]).contains("/dev/pts/"));
     ok(&store, &["rm", "-f", "in", "tty", "said"]);
+}
+
+/// Hygiene: `system df` accounts for images, containers, volumes and
+/// unpacked layers; `rmi` of an image a container uses needs `-f` and
+/// leaves it unnamed (`images --filter dangling=true`) while the container
+/// lives; `image prune`, `system prune [-a] [--volumes]` remove only what
+/// nothing uses (a running container keeps its image, layers and volume),
+/// and ask first unless `-f`.
+#[test]
+fn system_df_and_prune_keep_what_containers_use() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nRUN echo built > /built\n").unwrap();
+    ok(&store, &["build", "-t", "app:1", ctx.to_str().unwrap()]);
+    let ctx2 = t.path().join("ctx2");
+    std::fs::create_dir_all(&ctx2).unwrap();
+    std::fs::write(ctx2.join("Dockerfile"), "FROM bb:1\nRUN echo spare > /spare\n").unwrap();
+    ok(&store, &["build", "-t", "spare:1", ctx2.to_str().unwrap()]);
+    ok(&store, &["tag", "bb:1", "other:1"]);
+    ok(&store, &["run", "-d", "--name", "live", "-v", "kept:/data", "bb:1", "sleep", "60"]);
+    ok(&store, &["run", "-d", "--name", "done", "app:1", "cat", "/built"]);
+    assert_eq!(ok(&store, &["wait", "done"]).trim(), "0");
+    ok(&store, &["volume", "create", "orphan"]);
+
+    let df = json(&store, &["system", "df", "--json"]);
+    assert_eq!(df["containers"]["total"], 2, "{df}");
+    assert_eq!(df["containers"]["active"], 1, "{df}");
+    assert_eq!(df["volumes"]["total"], 2, "{df}");
+    assert_eq!(df["volumes"]["active"], 1, "{df}");
+    assert_eq!(df["images"]["active"], 2, "{df}");
+    assert!(df["layers"]["total"].as_u64().unwrap() >= 2, "{df}");
+    assert!(df["images"]["size"].as_u64().unwrap() > df["images"]["reclaimable"].as_u64().unwrap(), "{df}");
+    let table = ok(&store, &["system", "df"]);
+    assert!(table.starts_with("TYPE") && table.contains("Local Volumes"), "{table}");
+
+    // rmi of an image a container uses.
+    let out = ch(&store, &["rmi", "app:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in use by the container") && err.contains("done"), "{err}");
+    ok(&store, &["rmi", "-f", "app:1"]);
+    let dangling = ok(&store, &["images", "--filter", "dangling=true", "-q"]);
+    assert_eq!(dangling.lines().count(), 1, "{dangling}");
+    assert!(!ok(&store, &["images", "--filter", "dangling=false"]).contains("app"));
+    // A running container's image keeps its last name even with -f.
+    ok(&store, &["rmi", "other:1"]);
+    let out = ch(&store, &["rmi", "-f", "bb:1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running container"), "{out:?}");
+
+    // Asked first; no answer is no.
+    let mut asked =
+        bin().arg("--store").arg(&store).args(["system", "prune"]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(!asked.status.success() && String::from_utf8_lossy(&asked.stderr).contains("not confirmed"));
+    asked = bin()
+        .arg("--store")
+        .arg(&store)
+        .args(["image", "prune", "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!asked.status.success());
+    assert_eq!(ok(&store, &["ps", "-aq"]).lines().count(), 2);
+
+    // The stopped container goes, then its (unnamed) image with it.
+    let pruned = json(&store, &["system", "prune", "-f", "--json"]);
+    assert_eq!(pruned["containers"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(pruned["images"].as_array().unwrap().len(), 1, "{pruned}");
+    assert!(pruned["volumes"].as_array().unwrap().is_empty(), "{pruned}");
+    assert_eq!(ok(&store, &["images", "--filter", "dangling=true", "-q"]), "");
+    assert!(ok(&store, &["images"]).contains("spare"), "named images stay without -a");
+    // -a --volumes: every unused image, volume and unpacked layer.
+    let all = json(&store, &["system", "prune", "-a", "--volumes", "-f", "--json"]);
+    assert_eq!(all["volumes"], serde_json::json!(["orphan"]), "{all}");
+    assert!(all["layers"].as_u64().unwrap() >= 1, "{all}");
+    let images = ok(&store, &["images"]);
+    assert!(images.contains("bb ") && !images.contains("spare"), "{images}");
+    // What the running container uses still works.
+    assert_eq!(ok(&store, &["exec", "live", "sh", "-c", "echo ok > /data/f && cat /data/f"]), "ok\n");
+    ok(&store, &["rm", "-f", "live"]);
+    ok(&store, &["run", "--rm", "bb:1", "true"]);
+    let df = json(&store, &["system", "df", "--json"]);
+    assert_eq!(df["containers"]["total"], 0, "{df}");
+    ok(&store, &["image", "prune", "-a", "-f"]);
+    assert_eq!(ok(&store, &["images", "-q"]), "");
+    let df = json(&store, &["system", "df", "--json"]);
+    assert_eq!(df["images"]["total"], 0, "{df}");
+    assert_eq!(df["layers"]["total"], 0, "{df}");
 }

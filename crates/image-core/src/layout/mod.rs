@@ -345,6 +345,7 @@ pub(crate) fn set_ref_in(index: &mut ImageIndex, ref_name: Option<&str>, mut des
         }
         None => {
             if !index.manifests.iter().any(|d| d.digest == desc.digest) {
+                desc.set_annotation(ANNOTATION_REF_NAME, None);
                 index.manifests.push(desc);
             }
         }

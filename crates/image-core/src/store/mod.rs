@@ -134,6 +134,17 @@ impl Store {
     /// Removes a name; an image given by ID loses its only name, or all its
     /// entries if it has none. Returns the names removed.
     pub fn untag(&self, name: &str) -> Result<Vec<String>> {
+        self.untag_inner(name, false)
+    }
+
+    /// Like [`Store::untag`], but an image losing its last name stays in
+    /// the store unnamed (dangling), in the same update of `index.json`:
+    /// for an image something else still uses (a container).
+    pub fn untag_keeping_image(&self, name: &str) -> Result<Vec<String>> {
+        self.untag_inner(name, true)
+    }
+
+    fn untag_inner(&self, name: &str, keep: bool) -> Result<Vec<String>> {
         let img = self.resolve(name)?;
         let location = self.location();
         self.layout.update_index(|index| {
@@ -167,6 +178,9 @@ impl Store {
                 !(d.digest == img.descriptor.digest
                     && targets.contains(&d.annotation(ANNOTATION_REF_NAME).map(str::to_owned)))
             });
+            if keep {
+                crate::layout::set_ref_in(index, None, img.descriptor.clone());
+            }
             Ok(targets.into_iter().map(|t| t.unwrap_or_else(|| img.descriptor.digest.to_string())).collect())
         })
     }
