@@ -200,6 +200,11 @@ pub enum Command {
     /// Remove containers (-f: running ones too).
     #[command(after_help = "Example:\n  cargohold rm -f web")]
     Rm(RmArgs),
+    /// Copy files between a container (running or not) and the host.
+    #[command(
+        after_help = "Examples:\n  cargohold cp web:/etc/nginx/nginx.conf ./nginx.conf\n  cargohold cp ./site/. web:/srv/www\n  cargohold cp web:/var/log ./logs"
+    )]
+    Cp(CpArgs),
     /// Print a container's published ports (all, or PORT[/PROTO]'s).
     #[command(after_help = "Examples:\n  cargohold port web\n  cargohold port web 80/tcp")]
     Port(PortArgs),

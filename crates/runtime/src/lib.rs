@@ -58,7 +58,7 @@ mod volume;
 
 pub use cgroup::{Limits, parse_size};
 pub use container::{
-    Container, ContainerConfig, ContainerError, Containers, LogLine, LogOptions, RestartPolicy,
+    Container, ContainerConfig, ContainerError, Containers, CopyReport, LogLine, LogOptions, RestartPolicy,
     State as ContainerState, Status as ContainerStatus, parse_signal,
 };
 pub use exec::{

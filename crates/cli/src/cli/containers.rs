@@ -87,6 +87,14 @@ pub struct PortArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Where from: CONTAINER:PATH or a host path (SRC/. for a directory's contents).
+    pub source: String,
+    /// Where to: CONTAINER:PATH or a host path (an existing directory receives SRC under its own name).
+    pub destination: String,
+}
+
+#[derive(Debug, Args)]
 pub struct StartArgs {
     /// Print the container's output until it exits, and exit with its code.
     #[arg(short = 'a', long)]

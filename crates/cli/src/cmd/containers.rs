@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::{
-    ContainersArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs,
+    ContainersArgs, CpArgs, ExecArgs, KillArgs, LogsArgs, MonitorArgs, PortArgs, PsArgs, RmArgs, StartArgs, StopArgs,
     VolumeCommand,
 };
 use crate::output;
@@ -349,4 +349,30 @@ pub fn volume(ctx: &Ctx, cmd: &VolumeCommand) -> Result<()> {
             removed.iter().try_for_each(output::line)
         }
     }
+}
+
+/// `CONTAINER:PATH`, or `None` for a host path (absolute, `./...`, or
+/// without a colon), as Docker splits `cp` arguments.
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    arg.split_once(':').filter(|(c, _)| !c.is_empty() && !c.contains('/'))
+}
+
+pub fn cp(ctx: &Ctx, args: &CpArgs) -> Result<()> {
+    if args.source == "-" || args.destination == "-" {
+        bail!("cp with - (a tar stream on standard input or output) is not supported yet: copy to or from a path");
+    }
+    let cs = containers(&ctx.store()?);
+    let (report, to) = match (container_path(&args.source), container_path(&args.destination)) {
+        (Some((c, path)), None) => (cs.find(c)?.copy_out(path, &args.destination)?, &args.destination),
+        (None, Some((c, path))) => (cs.find(c)?.copy_in(&args.source, path)?, &args.destination),
+        (Some(_), Some(_)) => bail!("cp copies between a container and the host, not between two containers"),
+        (None, None) => bail!("cp needs a CONTAINER:PATH on one side (a local path with a colon: write it as ./PATH)"),
+    };
+    if !ctx.quiet {
+        eprintln!("Successfully copied {} to {to}", output::human_size(report.bytes));
+    }
+    Ok(())
 }

@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
             | Command::Rm(_)
             | Command::Volume(_)
             | Command::Container(_)
+            | Command::Cp(_)
             | Command::Image(_)
             | Command::System(_)
     ) && !rustix::process::geteuid().is_root()
@@ -60,6 +61,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Image(c) => hygiene::image(&ctx, &c),
         Command::System(c) => hygiene::system(&ctx, &c),
         Command::Port(a) => containers::port(&ctx, &a),
+        Command::Cp(a) => containers::cp(&ctx, &a),
         Command::Start(a) => return containers::start(&ctx, &a),
         Command::Exec(a) => return containers::exec(&ctx, &a),
         Command::Restart(a) => containers::restart(&ctx, &a),

@@ -835,3 +835,70 @@ fn system_df_and_prune_keep_what_containers_use() {
     assert_eq!(df["images"]["total"], 0, "{df}");
     assert_eq!(df["layers"]["total"], 0, "{df}");
 }
+
+/// `cp` both ways, running and stopped, with Docker's destination rules;
+/// the container's symlinks resolve inside its root (never the host's),
+/// a symlink is copied as itself, and a device node it made is refused.
+#[test]
+fn cp_between_a_container_and_the_host() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("a"), "hello\n").unwrap();
+    std::fs::write(src.join("sub/b"), "deep\n").unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", src.join("link")).unwrap();
+    ok(&store, &["run", "-d", "--name", "box", "bb:1", "sleep", "60"]);
+    let s = src.to_str().unwrap();
+    // A new name, into an existing directory, a directory's contents.
+    ok(&store, &["cp", s, "box:/srv"]);
+    ok(&store, &["exec", "box", "mkdir", "/into"]);
+    ok(&store, &["cp", s, "box:/into"]);
+    ok(&store, &["cp", &format!("{s}/."), "box:/into"]);
+    let listing =
+        ok(&store, &["exec", "box", "sh", "-c", "cat /srv/a /srv/sub/b /into/src/a /into/sub/b; readlink /srv/link"]);
+    assert_eq!(listing, "hello\ndeep\nhello\ndeep\n/etc/shadow\n");
+    assert_eq!(ok(&store, &["exec", "box", "stat", "-c", "%u", "/srv/a"]).trim(), "0", "owned by the container's root");
+
+    // Out: through the container's own symlinks, which stay inside it.
+    ok(&store, &["exec", "box", "sh", "-c", "echo container > /etc/secret && ln -s / /escape && ln -s /etc /etclink"]);
+    let out = t.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = out.to_str().unwrap();
+    ok(&store, &["cp", "box:/escape/etc/passwd", &format!("{o}/passwd")]);
+    assert_eq!(std::fs::read_to_string(out.join("passwd")).unwrap(), "root:x:0:0::/root:/bin/sh\n");
+    ok(&store, &["cp", "box:/etclink", o]);
+    assert_eq!(std::fs::read_link(out.join("etclink")).unwrap(), Path::new("/etc"), "copied as a link");
+    ok(&store, &["cp", "box:/etclink/", &format!("{o}/etc-copy")]);
+    assert_eq!(std::fs::read_to_string(out.join("etc-copy/secret")).unwrap(), "container\n");
+    // Into the container through its symlink: lands in its /tmp, not ours.
+    ok(&store, &["exec", "box", "mkdir", "/tmp"]);
+    ok(&store, &["cp", &format!("{s}/a"), "box:/escape/tmp/from-host"]);
+    assert_eq!(ok(&store, &["exec", "box", "cat", "/tmp/from-host"]), "hello\n");
+    assert!(!Path::new("/tmp/from-host").exists());
+
+    // Refused: a device node, missing paths, a directory onto a file.
+    ok(&store, &["exec", "box", "mknod", "/dev-node", "c", "1", "3"]);
+    let e = ch(&store, &["cp", "box:/dev-node", o]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("device node"), "{e:?}");
+    assert!(!out.join("dev-node").exists());
+    let e = ch(&store, &["cp", "box:/nope", o]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("box:/nope"), "{e:?}");
+    let e = ch(&store, &["cp", "box:/etc/passwd", &format!("{o}/missing/")]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("does not exist"), "{e:?}");
+    let e = ch(&store, &["cp", "box:/srv", &format!("{o}/passwd")]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("onto a file"), "{e:?}");
+    let e = ch(&store, &["cp", s, o]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("CONTAINER:PATH"), "{e:?}");
+    let e = ch(&store, &["cp", "nosuch:/x", o]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("nosuch"), "{e:?}");
+
+    // A stopped container: into its changes, and back out.
+    ok(&store, &["stop", "-t", "0", "box"]);
+    ok(&store, &["cp", &format!("{s}/a"), "box:/stopped"]);
+    ok(&store, &["cp", "box:/stopped", &format!("{o}/stopped")]);
+    assert_eq!(std::fs::read_to_string(out.join("stopped")).unwrap(), "hello\n");
+    assert!(ok(&store, &["diff", "box"]).contains("A /stopped"));
+}

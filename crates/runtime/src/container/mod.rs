@@ -5,6 +5,7 @@
 //! records how it ended. A dead monitor is seen as such, never reported as a
 //! running container.
 
+mod copy;
 mod logs;
 mod monitor;
 mod names;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ExecError, RunSpec};
 
+pub use copy::CopyReport;
 pub use logs::{LogLine, LogOptions};
 
 /// Why a container operation failed.
@@ -62,6 +64,15 @@ pub enum ContainerError {
         action: &'static str,
         /// The file.
         path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `cp` failed on a path (`CONTAINER:/path` for the container's side).
+    #[error("could not copy {path}")]
+    Copy {
+        /// The path, on its side.
+        path: String,
         /// Why.
         #[source]
         source: std::io::Error,
