@@ -365,12 +365,27 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> Result<()> {
         bail!("cp with - (a tar stream on standard input or output) is not supported yet: copy to or from a path");
     }
     let cs = containers(&ctx.store()?);
-    let (report, to) = match (container_path(&args.source), container_path(&args.destination)) {
-        (Some((c, path)), None) => (cs.find(c)?.copy_out(path, &args.destination)?, &args.destination),
-        (None, Some((c, path))) => (cs.find(c)?.copy_in(&args.source, path)?, &args.destination),
+    let (name, out) = match (container_path(&args.source), container_path(&args.destination)) {
+        (Some((c, _)), None) => (c, true),
+        (None, Some((c, _))) => (c, false),
         (Some(_), Some(_)) => bail!("cp copies between a container and the host, not between two containers"),
         (None, None) => bail!("cp needs a CONTAINER:PATH on one side (a local path with a colon: write it as ./PATH)"),
     };
+    let c = cs.find(name)?;
+    // Rootless: a running container is reached through its own processes'
+    // view, as its owner; a stopped one's filesystem is mounted in a user
+    // namespace of ours.
+    if !rustix::process::geteuid().is_root() && c.state()?.status != ContainerStatus::Running {
+        cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
+    }
+    let report = if out {
+        let (_, path) = container_path(&args.source).expect("checked above");
+        c.copy_out(path, &args.destination)?
+    } else {
+        let (_, path) = container_path(&args.destination).expect("checked above");
+        c.copy_in(&args.source, path)?
+    };
+    let to = &args.destination;
     if !ctx.quiet {
         eprintln!("Successfully copied {} to {to}", output::human_size(report.bytes));
     }

@@ -40,7 +40,6 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
             | Command::Rm(_)
             | Command::Volume(_)
             | Command::Container(_)
-            | Command::Cp(_)
             | Command::Image(_)
             | Command::System(_)
     ) && !rustix::process::geteuid().is_root()

@@ -902,3 +902,89 @@ fn cp_between_a_container_and_the_host() {
     assert_eq!(std::fs::read_to_string(out.join("stopped")).unwrap(), "hello\n");
     assert!(ok(&store, &["diff", "box"]).contains("A /stopped"));
 }
+
+/// Rootless detached containers: a port published from a user namespace
+/// reaches a listener whose `logs` show what was sent, and `cp` works both
+/// ways, running (as its owner) and stopped.
+#[test]
+fn rootless_containers_publish_ports_and_copy() {
+    nobody_has_subids();
+    tun_for_users();
+    require("pasta");
+    let t = tempfile::tempdir().unwrap();
+    let seed = t.path().join("seed");
+    import_busybox(t.path(), &seed);
+    let base = format!("oci:{}:bb", t.path().join("bb").display());
+    ok(&seed, &["copy", "bb:1", &base]);
+    std::fs::write(t.path().join("f"), "from the host\n").unwrap();
+    run(Command::new("chmod").arg("-R").arg("a+rX").arg(t.path()));
+    let home = t.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    run(Command::new("chown").arg("65534:65534").arg(&home));
+    let store = home.join("store");
+    let _cleanup = Cleanup(store.clone());
+    user_ok(65534, &store, &["copy", &base, "bb:1"]);
+    let listen = "nc -l -p 4444; sleep 60";
+    user_ok(65534, &store, &["run", "-d", "--name", "l", "-p", "127.0.0.1::4444", "bb:1", "sh", "-c", listen]);
+    let host = user_ok(65534, &store, &["port", "l", "4444"]);
+    let port: u16 = host.trim().strip_prefix("127.0.0.1:").unwrap().parse().unwrap();
+    eventually("the line through the rootless published port", || {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = s.write_all(b"hello rootless\n");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        user_ok(65534, &store, &["logs", "l"]).contains("hello rootless")
+    });
+    let f = t.path().join("f");
+    user_ok(65534, &store, &["cp", f.to_str().unwrap(), "l:/copied"]);
+    assert_eq!(user_ok(65534, &store, &["exec", "l", "cat", "/copied"]), "from the host\n");
+    assert_eq!(user_ok(65534, &store, &["exec", "l", "stat", "-c", "%u", "/copied"]).trim(), "0");
+    user_ok(65534, &store, &["stop", "-t", "0", "l"]);
+    let back = home.join("back");
+    user_ok(65534, &store, &["cp", "l:/copied", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "from the host\n");
+    user_ok(65534, &store, &["rm", "l"]);
+}
+
+/// `run -d` with its CLI killed (-9) at any moment: every container left
+/// is whole (created or running, never corrupt), each can be removed, and
+/// one whose CLI's whole process group is killed after the start keeps
+/// running under its monitor.
+#[test]
+fn containers_survive_kill_9_of_the_cli() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
+    for delay in [0u64, 2, 5, 10, 20, 40] {
+        let mut child = bin().arg("--store").arg(&store).args(["run", "-d", "bb:1", "sleep", "30"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let all: Value = json(&store, &["ps", "-a", "--json"]);
+    for c in all.as_array().unwrap() {
+        let state = c["State"].as_str().unwrap();
+        assert!(state == "created" || state == "running", "{c}");
+    }
+    for id in ok(&store, &["ps", "-aq"]).lines() {
+        ok(&store, &["rm", "-f", id]);
+    }
+    assert_eq!(ok(&store, &["ps", "-aq"]), "");
+    // The CLI and everything in its process group killed after the start.
+    let script = format!(
+        "{} --store {} run -d --name survivor bb:1 sh -c 'while true; do echo alive; sleep 0.1; done'; sleep 30",
+        env!("CARGO_BIN_EXE_cargohold"),
+        store.display()
+    );
+    let mut group = Command::new("setsid").args(["sh", "-c", &script]).spawn().unwrap();
+    eventually("the container to run", || ch(&store, &["ps", "-q", "--filter", "name=survivor"]).stdout.len() > 1);
+    let pgid = group.id();
+    run(Command::new("kill").args(["-9", &format!("-{pgid}")]));
+    let _ = group.wait();
+    let before = ok(&store, &["logs", "survivor"]).lines().count();
+    eventually("more output after the kill", || ok(&store, &["logs", "survivor"]).lines().count() > before + 2);
+    assert!(ok(&store, &["ps"]).contains("survivor"));
+    ok(&store, &["rm", "-f", "survivor"]);
+}
