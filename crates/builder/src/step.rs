@@ -47,9 +47,18 @@ pub(crate) fn run_step(
     spec: impl FnOnce(RootFs) -> RunSpec,
     io: ProcessIo,
 ) -> Result<i32, StepFailure> {
+    run_step_with(at, spec, |spec| executor.run(spec, io))
+}
+
+/// [`run_step`] with the container run by `run` (a booted system, say).
+pub(crate) fn run_step_with(
+    at: StepRoot<'_>,
+    spec: impl FnOnce(RootFs) -> RunSpec,
+    run: impl FnOnce(&RunSpec) -> Result<i32, ExecError>,
+) -> Result<i32, StepFailure> {
     let (root, copyup) =
         step_root(at.tmp, at.layers, at.upper, at.work, at.scratch, at.copy_up).map_err(StepFailure::Root)?;
-    let code = executor.run(&spec(root), io).map_err(StepFailure::Exec)?;
+    let code = run(&spec(root)).map_err(StepFailure::Exec)?;
     if code == 0
         && at.keep
         && let Some(c) = copyup

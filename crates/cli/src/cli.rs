@@ -832,6 +832,9 @@ pub struct StageArgs {
     /// Run every stage even when the cache has it.
     #[arg(long)]
     pub no_cache: bool,
+    /// Boot systemd (/sbin/init) for each stage and run its script in the booted system (stage.toml: systemd = true).
+    #[arg(long)]
+    pub systemd: bool,
     #[command(flatten)]
     pub container: ContainerArgs,
     /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).

@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod boot;
 mod cgroup;
 mod container;
 mod exec;
@@ -56,6 +57,7 @@ mod terminal;
 mod user;
 mod volume;
 
+pub use boot::{Booted, with_booted_system};
 pub use cgroup::{Limits, parse_size};
 pub use container::{
     Container, ContainerConfig, ContainerError, Containers, CopyReport, LogLine, LogOptions, RestartPolicy,

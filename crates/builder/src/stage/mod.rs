@@ -40,7 +40,7 @@ use serde::Deserialize;
 use crate::build::copyup::{CopyUp, use_overlay};
 use crate::build::{commit_upper, scratch_dir};
 use crate::exec::{BindMount, DEFAULT_PATH, ExecError, Executor, Network, ProcessIo, RunSpec};
-use crate::step::{StepFailure, StepRoot, run_step};
+use crate::step::{StepFailure, StepRoot, run_step_with};
 use cargohold_runtime::{in_private_mounts, mount_overlay};
 
 /// The stage scripts, in the order they run.
@@ -66,6 +66,9 @@ pub struct StageConfig {
     /// Environment of the stage scripts (not of the image).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Boot systemd (`/sbin/init`) for each stage and run its script in the
+    /// booted system (then halt it), as the makina-states flow does.
+    pub systemd: Option<bool>,
 }
 
 impl StageConfig {
@@ -87,6 +90,7 @@ impl StageConfig {
         self.base_tarball = over.base_tarball.or(self.base_tarball);
         self.command = over.command.or(self.command);
         self.env.extend(over.env);
+        self.systemd = over.systemd.or(self.systemd);
         self
     }
 }
@@ -392,7 +396,8 @@ impl<'a> Stager<'a> {
             let started = Instant::now();
             let env: Vec<String> = cfg.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let key = Digest::sha256_of(
-                format!("{}\n{stage}\n{scripts_digest}\n{env:?}\n{:?}", st.key, opts.network).as_bytes(),
+                format!("{}\n{stage}\n{scripts_digest}\n{env:?}\n{:?}\n{:?}", st.key, opts.network, cfg.systemd)
+                    .as_bytes(),
             );
             let cache = crate::build::build_cache(self.store);
             let last = stage == "selfcheck";
@@ -612,33 +617,67 @@ impl<'a> Stager<'a> {
             copy_up: opts.copy_up,
             keep: stage != "selfcheck",
         };
-        let make = |root| RunSpec {
-            root,
-            argv,
-            env,
-            cwd: "/".into(),
-            user: crate::exec::UserIds { uid: 0, gid: 0, groups: Vec::new() },
-            hostname: "cargohold".into(),
-            network: opts.network,
-            binds: vec![BindMount {
-                source: scripts.to_path_buf(),
-                target: "/bootstrap_scripts".into(),
-                readonly: true,
-            }],
-            ports: Vec::new(),
-            tmpfs: Vec::new(),
-            dns: Vec::new(),
-            extra_hosts: Vec::new(),
-            limits: crate::exec::Limits::default(),
-            tty: false,
-            security: opts.security.clone(),
-            init: None,
-            systemd: false,
+        let systemd = opts.config.systemd == Some(true);
+        let script_env = env.clone();
+        let script_argv = argv.clone();
+        let make = |root| {
+            let spec = RunSpec {
+                root,
+                argv: if systemd { vec!["/sbin/init".into()] } else { argv },
+                env,
+                cwd: "/".into(),
+                user: crate::exec::UserIds { uid: 0, gid: 0, groups: Vec::new() },
+                hostname: "cargohold".into(),
+                network: opts.network,
+                binds: vec![BindMount {
+                    source: scripts.to_path_buf(),
+                    target: "/bootstrap_scripts".into(),
+                    readonly: true,
+                }],
+                ports: Vec::new(),
+                tmpfs: Vec::new(),
+                dns: Vec::new(),
+                extra_hosts: Vec::new(),
+                limits: crate::exec::Limits::default(),
+                tty: false,
+                security: opts.security.clone(),
+                init: None,
+                systemd: false,
+            };
+            if systemd { spec.with_systemd() } else { spec }
         };
-        let code = run_step(self.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
+        let executor = self.executor.as_ref();
+        let seccomp = self.state_dir().join("seccomp");
+        let run = |spec: &RunSpec| -> Result<i32, ExecError> {
+            if !systemd {
+                return executor.run(spec, ProcessIo::to_stderr());
+            }
+            // Boot, the script in the booted system, halt.
+            let script = crate::exec::ExecProcess {
+                argv: script_argv,
+                env: script_env,
+                cwd: "/".into(),
+                user: crate::exec::UserIds { uid: 0, gid: 0, groups: Vec::new() },
+                tty: false,
+            };
+            let timeouts = (std::time::Duration::from_secs(120), std::time::Duration::from_secs(60));
+            let (code, _) = crate::exec::with_booted_system(
+                executor,
+                spec,
+                ProcessIo::to_stderr(),
+                Some(&seccomp),
+                timeouts,
+                |booted| booted.exec(&script, ProcessIo::to_stderr()),
+            )?;
+            code
+        };
+        let code = run_step_with(at, make, run).map_err(|e| match e {
             StepFailure::Exec(source) => StageError::Exec { stage: file.clone(), source },
             StepFailure::Root(message) => StageError::Root { step: stage.into(), message },
         })?;
+        if systemd && code == 0 {
+            forget_boot(&upper, &st.dirs)?;
+        }
         if code != 0 {
             return Err(StageError::Failed { stage: file, code });
         }
@@ -647,6 +686,39 @@ impl<'a> Stager<'a> {
         }
         Ok(commit_upper(self.store, &self.layer_cache(), &upper, time)?)
     }
+}
+
+/// What booting systemd leaves behind that is the booted machine's, not
+/// the image's: `/etc/machine-id` (when the image's is empty or missing),
+/// the random seed and the credential secret (when the image had none).
+/// Removed from the stage's changes (resolved inside the upper directory,
+/// which the container wrote).
+fn forget_boot(upper: &Path, lower: &[PathBuf]) -> Result<(), StageError> {
+    let root = cargohold_layerfs::Root::open(upper).map_err(|e| StageError::io("open", upper)(e.into()))?;
+    let in_image = |rel: &str| {
+        lower.iter().rev().find_map(|l| {
+            let r = cargohold_layerfs::Root::open(l).ok()?;
+            let fd = r.open_in(Path::new(rel), rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW).ok()?;
+            rustix::fs::fstat(&fd).ok().map(|s| s.st_size)
+        })
+    };
+    for (dir, name, keep_if) in [
+        ("etc", "machine-id", in_image("etc/machine-id").is_some_and(|size| size > 0)),
+        ("var/lib/systemd", "random-seed", in_image("var/lib/systemd/random-seed").is_some()),
+        ("var/lib/systemd", "credential.secret", in_image("var/lib/systemd/credential.secret").is_some()),
+    ] {
+        if keep_if {
+            continue;
+        }
+        let Ok(parent) = root.open_in(Path::new(dir), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY) else {
+            continue;
+        };
+        match rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(StageError::io("remove", &upper.join(dir).join(name))(e.into())),
+        }
+    }
+    Ok(())
 }
 
 /// Copies the tree `from` into `to` (contents, modes; later copies win);

@@ -375,7 +375,14 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         Some(t) => Some(std::path::absolute(t).with_context(|| format!("--base-tarball {}", t.display()))?),
         None => None,
     };
-    let flags = StageConfig { image: args.image.clone(), base: args.base.clone(), base_tarball, command, env };
+    let flags = StageConfig {
+        image: args.image.clone(),
+        base: args.base.clone(),
+        base_tarball,
+        command,
+        env,
+        systemd: args.systemd.then_some(true),
+    };
     let config = StageConfig::load(&dir)?.overridden_by(flags);
     let platform = platform(args.platform.as_deref())?;
     if let Some(base) = config.base.as_deref().filter(|b| *b != "scratch") {

@@ -672,6 +672,35 @@ fn systemd_boots_to_running_and_halts_on_stop() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--systemd maybe"));
     let crun = ch(&store, &["run", "--rm", "--runtime", "crun", "deb:systemd", "/sbin/init"]);
     assert!(!crun.status.success() && String::from_utf8_lossy(&crun.stderr).contains("built-in executor"));
+
+    // stage with systemd = true: each script runs in the booted system,
+    // which halts before the commit; the boot leaves no machine ID behind.
+    let img = t.path().join("os");
+    let scripts = img.join("injected_volumes/bootstrap_scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    std::fs::write(img.join("stage.toml"), "image = \"test/booted\"\nbase = \"deb:systemd\"\nsystemd = true\n")
+        .unwrap();
+    std::fs::write(
+        scripts.join("stage2.sh"),
+        "#!/bin/sh\nset -e\necho \"pid 1: $(cat /proc/1/comm), $(systemctl is-system-running)\"\nsystemctl is-active systemd-journald\necho staged > /etc/staged\n",
+    )
+    .unwrap();
+    std::fs::write(
+        scripts.join("selfcheck.sh"),
+        "#!/bin/sh\nset -e\ntest -f /etc/staged\ntest \"$(cat /proc/1/comm)\" = systemd\n",
+    )
+    .unwrap();
+    let out = ch(&store, &["stage", img.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("pid 1: systemd, running") || said.contains("pid 1: systemd, degraded"), "{said}");
+    let image =
+        ok(&store, &["run", "--rm", "test/booted:candidate", "sh", "-c", "cat /etc/staged; wc -c < /etc/machine-id"]);
+    assert_eq!(image, "staged\n0\n");
+    // A script that fails in the booted system fails the stage.
+    std::fs::write(scripts.join("stage2.sh"), "#!/bin/sh\nexit 3\n").unwrap();
+    let out = ch(&store, &["stage", img.to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("exit code 3"), "{out:?}");
 }
 
 /// `run` from anything cargohold reads: an OCI layout, a docker-archive, a

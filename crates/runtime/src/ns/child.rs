@@ -419,8 +419,13 @@ fn bind(tree: &OwnedFd, m: &MountOp, e: RawFd) {
             Err(x) => Err(x),
         }
     } else {
-        nix::fcntl::open(target, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::from_bits_truncate(0o644))
-            .map(drop)
+        // Made only when missing: opening an image's file for writing would
+        // copy it up into the container's changes.
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        match nix::fcntl::open(target, flags, Mode::from_bits_truncate(0o644)) {
+            Ok(_) | Err(Errno::EEXIST) => Ok(()),
+            Err(x) => Err(x),
+        }
     };
     if let Err(x) = made {
         if m.required {
@@ -446,10 +451,12 @@ fn bind(tree: &OwnedFd, m: &MountOp, e: RawFd) {
 /// (an optional mount that fails is skipped).
 fn attach(tree: &OwnedFd, target: &CStr, optional: bool, e: RawFd) -> bool {
     if optional || target.to_bytes().starts_with(b"/dev/") {
-        // Device nodes: an empty file to mount on.
+        // Device nodes: an empty file to mount on, made only when missing
+        // (opening an image's file for writing would copy it up into the
+        // container's changes).
         let _ = nix::fcntl::open(
             target,
-            OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o666),
         );
     }
