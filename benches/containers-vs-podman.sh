@@ -39,11 +39,16 @@ hyperfine -N --warmup 2 --runs 10 \
   "${podman[*]} -d --name pbench --network none $image sleep 60" 2>/dev/null | grep -E "Time|±|^ *[a-z]" || true
 c rm -f bench >/dev/null; podman rm -f pbench >/dev/null
 
-echo "== idle monitor memory"
+echo "== idle monitor memory (after 2 s; the monitor, and the container's waiting parent it forks)"
 c run -d --name idle --network none bench/bb:1 sleep 600 >/dev/null
-mon=$(pgrep -f "container-monitor $(c ps -q --filter name=idle)" | head -1)
-grep VmRSS "/proc/$mon/status"
-c rm -f idle >/dev/null
+"${podman[@]}" -d --name pidle --network none "$image" sleep 600 >/dev/null
+sleep 2
+for pid in $(pgrep -f "container-monitor $(c ps -q --filter name=idle)"); do
+  echo "cargohold pid $pid: $(grep -E '^(Rss|Pss):' "/proc/$pid/smaps_rollup" | tr -s ' ' | tr '\n' ' ')"
+done
+conmon=$(pgrep -f "conmon.*pidle" | head -1 || true)
+[ -n "$conmon" ] && echo "podman's conmon pid $conmon: $(grep -E '^(Rss|Pss):' "/proc/$conmon/smaps_rollup" | tr -s ' ' | tr '\n' ' ')"
+c rm -f idle >/dev/null; podman rm -f pidle >/dev/null
 
 echo "== ps -a with 100 containers"
 for i in $(seq 1 100); do c run -d --network none bench/bb:1 true >/dev/null; done

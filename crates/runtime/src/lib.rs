@@ -69,7 +69,7 @@ pub use exec::{
 };
 pub use mounts::{in_private_mounts, mount_overlay};
 pub use network::{NetworkPool, PortMapping, PrivateNetwork};
-pub use ns::{ExecProcess, Namespaces};
+pub use ns::{ExecProcess, Namespaces, release_startup_memory};
 pub use oci::OciRuntime;
 pub use security::{ALL_CAPABILITIES, DEFAULT_CAPABILITIES, Seccomp, Security, capability_number};
 pub use spec::{DEFAULT_DEVICES, INIT_PATH, MASKED_PATHS, Placement, READONLY_PATHS, container_spec, device_rules};

@@ -62,6 +62,24 @@ fn container_pid() -> Option<i32> {
     None
 }
 
+/// Once started, a monitor only waits: what starting needed is given back
+/// a moment later (when this thread and the executor have settled), by a
+/// thread that then sleeps for good, so that no thread's exit touches
+/// memory afterwards. Once per monitor process.
+fn settle_memory() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let _ = std::thread::Builder::new().stack_size(64 << 10).spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        crate::ns::release_startup_memory();
+        loop {
+            std::thread::park();
+        }
+    });
+}
+
 fn file(pipe: std::io::PipeReader) -> std::fs::File {
     std::fs::File::from(std::os::fd::OwnedFd::from(pipe))
 }
@@ -216,6 +234,8 @@ impl Container {
                         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                         st.pid = Some(pid);
                         let _ = write_json(state_path, &*st);
+                        drop(st);
+                        settle_memory();
                         return;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(2));

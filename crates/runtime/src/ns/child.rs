@@ -510,6 +510,7 @@ fn code_of(status: WaitStatus) -> Option<i32> {
 
 /// Waits for `pid` (reaping any other child on the way) and exits with its status.
 fn wait_and_exit(pid: Pid) -> ! {
+    drop_text_pages();
     loop {
         match waitpid(None, None) {
             Ok(st) if st.pid() == Some(pid) => {
@@ -596,4 +597,58 @@ pub(super) fn namespace_helper(ready: &OwnedFd, go: &OwnedFd, other_ends: [RawFd
     let _ = nix::unistd::write(ready, b"1");
     let _ = nix::unistd::read(go, &mut buf);
     exit(0)
+}
+
+/// P1 only waits from here on: the program text it was forked with (this
+/// binary's and its libraries', mapped read-only and executable, never
+/// written) is dropped from it, so a long-lived container's waiting parent
+/// holds little memory; what it still runs is faulted in again from the
+/// page cache. Reads /proc/self/maps through a buffer on the stack.
+fn drop_text_pages() {
+    let Ok(fd) = nix::fcntl::open(c"/proc/self/maps", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        return;
+    };
+    let mut buf = [0u8; 8192];
+    let mut len = 0;
+    loop {
+        let n = match nix::unistd::read(&fd, &mut buf[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        len += n;
+        let mut start = 0;
+        while let Some(end) = buf[start..len].iter().position(|&b| b == b'\n') {
+            drop_if_text(&buf[start..start + end]);
+            start += end + 1;
+        }
+        buf.copy_within(start..len, 0);
+        len -= start;
+        if len == buf.len() {
+            // A line longer than the buffer: skip it.
+            len = 0;
+        }
+    }
+}
+
+/// `start-end perms offset dev inode path`: drops a file-backed `r-xp`
+/// mapping's pages.
+fn drop_if_text(line: &[u8]) {
+    let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { return };
+    if perms != b"r-xp" || !fields.nth(3).is_some_and(|path| path.starts_with(b"/")) {
+        return;
+    }
+    let hex =
+        |s: &[u8]| s.iter().try_fold(0usize, |acc, &c| Some(acc.checked_mul(16)? + (c as char).to_digit(16)? as usize));
+    let Some(dash) = range.iter().position(|&b| b == b'-') else { return };
+    if let (Some(a), Some(b)) = (hex(&range[..dash]), hex(&range[dash + 1..]))
+        && b > a
+    {
+        // SAFETY: a whole read-only, executable, file-backed mapping: never
+        // written, so dropping its pages loses nothing (they are read back
+        // from the file when run again).
+        unsafe {
+            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
+        }
+    }
 }
