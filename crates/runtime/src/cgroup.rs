@@ -379,3 +379,43 @@ mod tests {
         assert!(parse_size("0").is_err());
     }
 }
+
+/// The `cgroup.procs` files (open for writing) of the cgroups the process
+/// `pid` is in and this one is not, in every mounted hierarchy: what a
+/// process `exec` adds joins, so that the container's limits hold for it
+/// too. A hierarchy not mounted here (cgroup2 on a hybrid host) is passed
+/// over: nothing there can be joined, and no limit of ours lives there.
+pub(crate) fn procs_of(pid: i32) -> Result<Vec<OwnedFd>, ExecError> {
+    let read = |p: String| {
+        std::fs::read_to_string(&p).map_err(|e| ExecError::Io { action: "read", path: p.into(), source: e })
+    };
+    let theirs = read(format!("/proc/{pid}/cgroup"))?;
+    let ours = read("/proc/self/cgroup".into())?;
+    let mounts = mountinfo();
+    let mut out = Vec::new();
+    for line in theirs.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if ours.lines().any(|l| l == line) {
+            continue;
+        }
+        let wanted: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+        let mount = mounts.iter().find(|(_, _, fs, opts)| {
+            if wanted.is_empty() {
+                fs == "cgroup2"
+            } else {
+                fs == "cgroup" && wanted.iter().all(|c| opts.split(',').any(|o| o == *c))
+            }
+        });
+        let Some((root, point, _, _)) = mount else { continue };
+        let rel = path.strip_prefix(root.as_str()).unwrap_or(path).trim_start_matches('/');
+        let procs = Path::new(point).join(rel).join("cgroup.procs");
+        let fd = std::fs::OpenOptions::new().write(true).open(&procs).map_err(|e| ExecError::Io {
+            action: "open the container's cgroup",
+            path: procs.clone(),
+            source: e,
+        })?;
+        out.push(OwnedFd::from(fd));
+    }
+    Ok(out)
+}

@@ -503,6 +503,12 @@ fn exec_joins_a_running_container_confined_as_it_is() {
     assert_eq!(ok(&store, &["wait", "done"]).trim(), "0");
     let out = ch(&store, &["exec", "done", "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not running"), "{out:?}");
+    // The container's limits hold for what exec adds.
+    ok(&store, &["run", "-d", "--name", "small", "-m", "64m", "bb:1", "sleep", "60"]);
+    let out = ch(&store, &["exec", "small", "sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"]);
+    assert_eq!(out.status.code(), Some(137), "exec'd memory hog escaped -m 64m: {out:?}");
+    assert_eq!(ok(&store, &["exec", "small", "echo", "ok"]), "ok\n");
+    ok(&store, &["rm", "-f", "small"]);
 }
 
 /// Volumes: a named one persists across containers and is refused for

@@ -481,6 +481,9 @@ pub fn exec_in(
             _ => cmd.env(kv, ""),
         };
     }
+    // Into the container's cgroups first (its limits hold for this process
+    // too), then its namespaces.
+    join_before_exec(&mut cmd, crate::cgroup::procs_of(pid)?);
     // SAFETY: as for `run`: system calls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || child::join(&join.namespaces, &join.id));
