@@ -345,6 +345,87 @@ fn detached_logs_and_exit_codes_match_podman() {
     assert_eq!(String::from_utf8_lossy(&our_out.stderr), String::from_utf8_lossy(&their_out.stderr));
 }
 
+/// `port` and volumes beside podman on the same image: the same `port`
+/// lines for the same mappings, the same data, modes and owners in a named
+/// volume across containers and in an anonymous one, and `rm -v` removing
+/// the anonymous volume in both.
+#[test]
+fn ports_and_volumes_match_podman() {
+    require("podman");
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let _cleanup = Cleanup(store.clone());
+    let tag = std::process::id();
+    let image = format!("localhost/cargohold-ports-{tag}:1");
+    run(Command::new("podman").args(["import", "-q"]).arg(t.path().join("bb.tar")).arg(&image));
+    let podman = |args: &[&str]| -> String {
+        let mut cmd = Command::new("podman");
+        cmd.arg(args[0]);
+        if args[0] == "run" {
+            cmd.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
+            cmd.args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]);
+        }
+        run(cmd.args(&args[1..]))
+    };
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (theirs_port, ours_port) = (free(), free());
+    let theirs =
+        podman(&["run", "-d", "-p", &format!("127.0.0.1:{theirs_port}:4444"), "-p", "5353/udp", &image, "sleep", "60"]);
+    let ours = ok(
+        &store,
+        &["run", "-d", "-p", &format!("127.0.0.1:{ours_port}:4444"), "-p", "5353/udp", "bb:1", "sleep", "60"],
+    );
+    let normalize = |text: &str, port: u16| -> Vec<String> {
+        let mut lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let l = l.replace(&port.to_string(), "HOSTPORT");
+                // A free port the kernel picked: only its shape matters.
+                match l.rsplit_once(':') {
+                    Some((head, p)) if p.parse::<u16>().is_ok() => format!("{head}:FREE"),
+                    _ => l,
+                }
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let their_lines = normalize(&podman(&["port", theirs.trim()]), theirs_port);
+    assert_eq!(normalize(&ok(&store, &["port", ours.trim()]), ours_port), their_lines);
+    assert_eq!(
+        normalize(&ok(&store, &["port", ours.trim(), "4444"]), ours_port),
+        normalize(&podman(&["port", theirs.trim(), "4444"]), theirs_port)
+    );
+    let _ = Command::new("podman").args(["rm", "-f", "-t", "0", theirs.trim()]).output();
+    ok(&store, &["rm", "-f", ours.trim()]);
+
+    // A named volume across containers, an anonymous one, rm -v.
+    let volume = format!("cargohold-vol-{tag}");
+    let write = "mkdir -p /data/d && echo kept > /data/d/f && chmod 640 /data/d/f && chown 12:34 /data/d";
+    let read = "cat /data/d/f; stat -c '%a %u %g' /data /data/d /data/d/f";
+    podman(&["run", "--rm", "-v", &format!("{volume}:/data"), &image, "sh", "-c", write]);
+    let their_read = podman(&["run", "--rm", "-v", &format!("{volume}:/data"), &image, "sh", "-c", read]);
+    ok(&store, &["run", "--rm", "-v", &format!("{volume}:/data"), "bb:1", "sh", "-c", write]);
+    let our_read = ok(&store, &["run", "--rm", "-v", &format!("{volume}:/data"), "bb:1", "sh", "-c", read]);
+    assert_eq!(our_read, their_read);
+    let anon = "stat -c '%a %u %g' /anon; ls -A /anon";
+    let their_anon = podman(&["run", "-d", "-v", "/anon", &image, "sh", "-c", anon]);
+    podman(&["wait", their_anon.trim()]);
+    let their_anon_out = podman(&["logs", their_anon.trim()]);
+    let our_anon = ok(&store, &["run", "-d", "-v", "/anon", "bb:1", "sh", "-c", anon]);
+    ok(&store, &["wait", our_anon.trim()]);
+    assert_eq!(ok(&store, &["logs", our_anon.trim()]), their_anon_out);
+    let count = |text: String| text.lines().count();
+    let (their_before, our_before) = (count(podman(&["volume", "ls", "-q"])), count(ok(&store, &["volume", "ls"])));
+    podman(&["rm", "-v", their_anon.trim()]);
+    ok(&store, &["rm", "-v", our_anon.trim()]);
+    assert_eq!(count(podman(&["volume", "ls", "-q"])), their_before - 1, "podman's rm -v removes the anonymous volume");
+    assert_eq!(count(ok(&store, &["volume", "ls"])), our_before - 1, "so does ours");
+    let _ = Command::new("podman").args(["volume", "rm", "-f", &volume]).output();
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+}
+
 /// `run -d -p`: a netcat listener reached on a published port of the host's
 /// loopback, its `logs` show what was sent, `port` prints the mapping, a
 /// port in use is named, and the port is free again once it is removed.
