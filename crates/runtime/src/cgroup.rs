@@ -364,22 +364,6 @@ impl Drop for Cgroups {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("512m"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert!(parse_size("12x").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("m").is_err());
-        assert!(parse_size("0").is_err());
-    }
-}
-
 /// The `cgroup.procs` files (open for writing) of the cgroups the process
 /// `pid` is in and this one is not, in every mounted hierarchy: what a
 /// process `exec` adds joins, so that the container's limits hold for it
@@ -418,4 +402,20 @@ pub(crate) fn procs_of(pid: i32) -> Result<Vec<OwnedFd>, ExecError> {
         out.push(OwnedFd::from(fd));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert!(parse_size("12x").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("m").is_err());
+        assert!(parse_size("0").is_err());
+    }
 }
