@@ -235,8 +235,10 @@ pub struct PruneOptions {
     pub images: bool,
     /// With `images`: every image no container uses, named or not (`-a`).
     pub all_images: bool,
-    /// Volumes no container mounts.
+    /// Anonymous volumes no container mounts.
     pub volumes: bool,
+    /// With `volumes`: named ones too (`volume prune -a`).
+    pub all_volumes: bool,
     /// Unpacked layers of no stored image and no container, and build
     /// cache entries whose layer is gone (every entry with `all_images`).
     pub caches: bool,
@@ -280,7 +282,8 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport, BuildErr
     if opts.volumes {
         let mounted = volumes_in_use(store)?;
         let vs = volumes(store);
-        for v in vs.list().map_err(volume_err)?.into_iter().filter(|v| !mounted.contains(&v.name)) {
+        let unused = |v: &crate::exec::Volume| !mounted.contains(&v.name) && (v.anonymous || opts.all_volumes);
+        for v in vs.list().map_err(volume_err)?.into_iter().filter(unused) {
             report.bytes_freed += size_of(&v.mountpoint);
             vs.remove(&v.name, &mounted).map_err(|source| BuildError::Run { image: v.name.clone(), source })?;
             report.volumes.push(v.name);

@@ -170,6 +170,8 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
             }
             MountRequest::Volume { name, target, readonly } => {
                 let v = volumes.ensure(name.as_deref()).map_err(container_err(&opts.image))?;
+                // A new (empty) volume starts with what the image has there.
+                volumes.populate(&v, &dirs, target).map_err(container_err(&opts.image))?;
                 binds.push(BindMount { source: v.mountpoint, target: target.clone(), readonly: *readonly });
                 used.push((v.name, name.is_none()));
             }
@@ -213,6 +215,7 @@ pub fn run_image(
     streams: ProcessIo,
 ) -> Result<RunOutcome, BuildError> {
     let prepared = prepare(store, opts)?;
+    let prepared_volumes = prepared.volumes.clone();
     let details = prepared.details.clone();
     let argv = prepared.argv.clone();
     let dirs = prepared.dirs.clone();
@@ -232,14 +235,21 @@ pub fn run_image(
         keep: opts.commit.is_some(),
     };
     let make = |root| prepared.spec(opts, root);
-    let code = run_step(executor, at, make, streams).map_err(|e| match e {
+    let result = run_step(executor, at, make, streams).map_err(|e| match e {
         StepFailure::Exec(e) => container_err(&opts.image)(e),
         StepFailure::Root(e) => BuildError::Io {
             action: "prepare or record the changes of a container of",
             path: opts.image.clone().into(),
             source: std::io::Error::other(e),
         },
-    })?;
+    });
+    // A foreground run leaves no container behind, so nothing could reach
+    // its anonymous volumes again: they go now, as with Docker's --rm.
+    let vs = volumes(store);
+    for (name, _) in prepared_volumes.iter().filter(|(_, anonymous)| *anonymous) {
+        vs.remove(name, &[]).map_err(container_err(&opts.image))?;
+    }
+    let code = result?;
     let committed = match (&opts.commit, code) {
         (Some(name), 0) => {
             let Some(details) = &details else {
@@ -398,6 +408,7 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
                 restart: keep.restart,
                 volumes,
                 interactive: keep.interactive,
+                volumes_dir: Some(crate::build::state_dir(store).join("volumes")),
             })
         })
         .map_err(BuildError::from)

@@ -136,7 +136,13 @@ pub struct Volume {
     pub name: String,
     /// Where its data is.
     pub mountpoint: PathBuf,
+    /// Made for one container (`-v /path`), not by name: removed with it
+    /// under `--rm` and `rm -v`, and by `volume prune` without `-a`.
+    pub anonymous: bool,
 }
+
+/// The file that marks a volume anonymous (beside its `_data`).
+const ANONYMOUS: &str = "anonymous";
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExecError + use<> {
     let path = path.to_path_buf();
@@ -150,11 +156,13 @@ impl Volumes {
     }
 
     fn volume(&self, name: &str) -> Volume {
-        Volume { name: name.into(), mountpoint: self.dir.join(name).join("_data") }
+        let dir = self.dir.join(name);
+        Volume { name: name.into(), mountpoint: dir.join("_data"), anonymous: dir.join(ANONYMOUS).exists() }
     }
 
     /// The volume `name`, made when missing (`None`: a new anonymous one).
     pub fn ensure(&self, name: Option<&str>) -> Result<Volume, ExecError> {
+        let anonymous = name.is_none();
         let name = match name {
             Some(n) if !valid_volume_name(n) => {
                 return Err(ExecError::Option { option: format!("volume {n}"), message: "not a volume name".into() });
@@ -168,9 +176,68 @@ impl Volumes {
                 bytes.iter().map(|b| format!("{b:02x}")).collect()
             }
         };
-        let v = self.volume(&name);
+        let mut v = self.volume(&name);
         std::fs::create_dir_all(&v.mountpoint).map_err(io("create", &v.mountpoint))?;
+        if anonymous {
+            let marker = self.dir.join(&name).join(ANONYMOUS);
+            std::fs::write(&marker, b"").map_err(io("create", &marker))?;
+            v.anonymous = true;
+        }
         Ok(v)
+    }
+
+    /// Fills an empty volume from the image, as Docker and podman do when a
+    /// new volume is mounted where the image has content: the merged view
+    /// of `layers` (base first) is mounted read-only in a private mount
+    /// namespace, `target` resolved inside it (never outside), and when it
+    /// is a directory its contents are copied into the volume with their
+    /// owners, modes and times, and the volume's top directory takes its
+    /// owner and mode. A volume with anything in it is left alone. Returns
+    /// whether anything was copied.
+    pub fn populate(&self, v: &Volume, layers: &[PathBuf], target: &Path) -> Result<bool, ExecError> {
+        let empty = std::fs::read_dir(&v.mountpoint).map_err(io("list", &v.mountpoint))?.next().is_none();
+        if !empty || layers.is_empty() {
+            return Ok(false);
+        }
+        let rel: PathBuf = target.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect();
+        if rel.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let view =
+            tempfile::Builder::new().prefix("cargohold-volume-").tempdir().map_err(io("create", Path::new("/tmp")))?;
+        let at = view.path().to_path_buf();
+        let (layers, dest) = (layers.to_vec(), v.mountpoint.clone());
+        crate::mounts::in_private_mounts(move || -> Result<bool, ExecError> {
+            crate::mounts::mount_overlay(&layers, None, &at).map_err(|m| ExecError::Io {
+                action: "mount the image at",
+                path: at.clone(),
+                source: std::io::Error::other(m),
+            })?;
+            let root = cargohold_layerfs::Root::open(&at).map_err(|e| io("open", &at)(e.into()))?;
+            let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY;
+            let src = match root.open_in(&rel, flags) {
+                Ok(fd) => fd,
+                // Nothing there, or not a directory: nothing to copy.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(false),
+                Err(e) => return Err(io("open the image's", &rel)(e.into())),
+            };
+            let dst = rustix::fs::open(&dest, flags | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| io("open", &dest)(e.into()))?;
+            let mut report = crate::container::CopyReport::default();
+            crate::container::copy_children(&src, &dst, true, &mut report)
+                .map_err(|(p, e)| io("copy the image's content into the volume", &rel.join(p))(e))?;
+            let st = rustix::fs::fstat(&src).map_err(|e| io("read", &rel)(e.into()))?;
+            let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
+            rustix::fs::fchown(&dst, Some(uid), Some(gid)).map_err(|e| io("chown", &dest)(e.into()))?;
+            rustix::fs::fchmod(&dst, rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777))
+                .map_err(|e| io("chmod", &dest)(e.into()))?;
+            Ok(report.files + report.dirs + report.symlinks > 0)
+        })
+        .map_err(|m| ExecError::Io {
+            action: "populate the volume",
+            path: v.mountpoint.clone(),
+            source: std::io::Error::other(m),
+        })?
     }
 
     /// The volume `name`, if it exists.

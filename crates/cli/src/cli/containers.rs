@@ -158,8 +158,17 @@ pub enum VolumeCommand {
     Inspect(VolumeNamesArgs),
     /// Remove volumes no container uses.
     Rm(VolumeNamesArgs),
-    /// Remove every volume no container uses.
-    Prune(JsonArgs),
+    /// Remove anonymous volumes no container uses (-a: named ones too).
+    Prune(VolumePruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumePruneArgs {
+    /// Named volumes no container uses too.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub force: ForceArgs,
 }
 
 /// `cargohold container ...`.
@@ -212,7 +221,7 @@ pub struct SystemPruneArgs {
     /// Every image no container uses (not only unnamed ones) and the whole build cache.
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Volumes no container mounts too.
+    /// Anonymous volumes no container mounts too.
     #[arg(long)]
     pub volumes: bool,
     #[command(flatten)]

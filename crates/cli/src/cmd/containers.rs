@@ -336,18 +336,7 @@ pub fn volume(ctx: &Ctx, cmd: &VolumeCommand) -> Result<()> {
             }
             Ok(())
         }
-        VolumeCommand::Prune(a) => {
-            let in_use = volumes_in_use(&store)?;
-            let mut removed = Vec::new();
-            for v in vs.list()?.into_iter().filter(|v| !in_use.contains(&v.name)) {
-                vs.remove(&v.name, &in_use)?;
-                removed.push(v.name);
-            }
-            if a.json {
-                return output::json(&json!({ "VolumesDeleted": removed }));
-            }
-            removed.iter().try_for_each(output::line)
-        }
+        VolumeCommand::Prune(a) => super::hygiene::volume_prune(ctx, a),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use cargohold_builder::hygiene::{DiskUsage, PruneOptions, PruneReport, Usage, disk_usage, prune};
 
 use super::Ctx;
-use crate::cli::{ContainerCommand, ForceArgs, ImageCommand, SystemCommand};
+use crate::cli::{ContainerCommand, ForceArgs, ImageCommand, SystemCommand, VolumePruneArgs};
 use crate::output;
 
 /// Docker's question before a prune; `-f` skips it. A closed or
@@ -61,6 +61,18 @@ pub fn container(ctx: &Ctx, cmd: &ContainerCommand) -> Result<()> {
     render(&report, a.out.json)
 }
 
+pub fn volume_prune(ctx: &Ctx, a: &VolumePruneArgs) -> Result<()> {
+    let what = if a.all {
+        "  - all volumes not used by at least one container"
+    } else {
+        "  - all anonymous volumes not used by at least one container"
+    };
+    confirm(&a.force, what)?;
+    let opts = PruneOptions { volumes: true, all_volumes: a.all, ..PruneOptions::default() };
+    let report = prune(&ctx.store()?, &opts).context("could not prune volumes")?;
+    render(&report, a.force.out.json)
+}
+
 pub fn image(ctx: &Ctx, cmd: &ImageCommand) -> Result<()> {
     let ImageCommand::Prune(a) = cmd;
     let what = if a.all {
@@ -87,7 +99,7 @@ pub fn system(ctx: &Ctx, cmd: &SystemCommand) -> Result<()> {
         SystemCommand::Prune(a) => {
             let mut what = vec!["  - all stopped containers"];
             if a.volumes {
-                what.push("  - all volumes not used by at least one container");
+                what.push("  - all anonymous volumes not used by at least one container");
             }
             what.push(if a.all {
                 "  - all images without at least one container associated to them"
@@ -96,8 +108,14 @@ pub fn system(ctx: &Ctx, cmd: &SystemCommand) -> Result<()> {
             });
             what.push(if a.all { "  - all build cache" } else { "  - unused unpacked layers and stale build cache" });
             confirm(&a.force, &what.join("\n"))?;
-            let opts =
-                PruneOptions { containers: true, images: true, all_images: a.all, volumes: a.volumes, caches: true };
+            let opts = PruneOptions {
+                containers: true,
+                images: true,
+                all_images: a.all,
+                volumes: a.volumes,
+                all_volumes: false,
+                caches: true,
+            };
             let report = prune(&store, &opts).context("could not prune the store")?;
             render(&report, a.force.out.json)
         }

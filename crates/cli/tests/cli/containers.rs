@@ -641,7 +641,33 @@ fn volumes_persist_across_containers() {
         let out = ch(&store, &["run", "-v", bad, "bb:1", "true"]);
         assert!(String::from_utf8_lossy(&out.stderr).contains(want), "{bad}: {out:?}");
     }
-    assert_eq!(ok(&store, &["volume", "prune"]).trim(), "data");
+    // prune: anonymous volumes only, unless -a; a foreground run's and a
+    // --rm container's anonymous volumes are gone already.
+    ok(&store, &["run", "--rm", "-v", "/gone", "bb:1", "true"]);
+    let id = ok(&store, &["run", "-d", "--rm", "-v", "/gone", "bb:1", "true"]);
+    eventually("--rm", || !ok(&store, &["ps", "-aq"]).contains(&id[..12]));
+    let kept = ok(&store, &["run", "-d", "-v", "/kept", "bb:1", "true"]);
+    ok(&store, &["wait", kept.trim()]);
+    ok(&store, &["rm", kept.trim()]);
+    let vols: Value = json(&store, &["volume", "ls", "--json"]);
+    assert_eq!(vols.as_array().unwrap().len(), 2, "data and the one rm left: {vols}");
+    let pruned: Value = json(&store, &["volume", "prune", "-f", "--json"]);
+    assert_eq!(pruned["volumes"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_ne!(pruned["volumes"][0], "data", "{pruned}");
+    let pruned: Value = json(&store, &["volume", "prune", "-a", "-f", "--json"]);
+    assert_eq!(pruned["volumes"], serde_json::json!(["data"]), "{pruned}");
+    // A new volume starts with what the image has at its mount point.
+    assert_eq!(
+        ok(&store, &["run", "--rm", "-v", "etc:/etc", "bb:1", "cat", "/etc/passwd"]),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    ok(&store, &["run", "--rm", "-v", "etc:/etc", "bb:1", "sh", "-c", "echo changed > /etc/passwd"]);
+    assert_eq!(
+        ok(&store, &["run", "--rm", "-v", "etc:/etc", "bb:1", "cat", "/etc/passwd"]),
+        "changed\n",
+        "not copied again"
+    );
+    ok(&store, &["volume", "rm", "etc"]);
     assert_eq!(ok(&store, &["volume", "ls", "--json"]).trim(), "[]");
 }
 
@@ -934,8 +960,13 @@ fn system_df_and_prune_keep_what_containers_use() {
     assert_eq!(ok(&store, &["images", "--filter", "dangling=true", "-q"]), "");
     assert!(ok(&store, &["images"]).contains("spare"), "named images stay without -a");
     // -a --volumes: every unused image, volume and unpacked layer.
+    let anon = ok(&store, &["run", "-d", "-v", "/anon", "bb:1", "true"]);
+    ok(&store, &["wait", anon.trim()]);
+    ok(&store, &["rm", anon.trim()]);
     let all = json(&store, &["system", "prune", "-a", "--volumes", "-f", "--json"]);
-    assert_eq!(all["volumes"], serde_json::json!(["orphan"]), "{all}");
+    let removed = all["volumes"].as_array().unwrap();
+    assert!(removed.len() == 1 && removed[0] != "orphan", "anonymous volumes only: {all}");
+    assert!(ok(&store, &["volume", "ls"]).contains("orphan"), "named volumes stay");
     assert!(all["layers"].as_u64().unwrap() >= 1, "{all}");
     let images = ok(&store, &["images"]);
     assert!(images.contains("bb ") && !images.contains("spare"), "{images}");

@@ -145,9 +145,9 @@ fn copy(
         (Ok(_), true) => {
             let dir = dst.open(dst_path, NAMED_DIR).map_err(|e| err(dst.describe(dst_path), e))?;
             if contents {
-                copy_children(&src_parent, &dir, &mut report)
+                copy_children(&src_parent, &dir, false, &mut report)
             } else {
-                copy_entry(src_parent.as_fd(), &src_name, dir.as_fd(), &base_name, &mut report)
+                copy_entry(src_parent.as_fd(), &src_name, dir.as_fd(), &base_name, false, &mut report)
             }
             .map_err(|(name, e)| err(format!("{} ({})", src.describe(src_path), name.display()), e))?;
         }
@@ -164,7 +164,7 @@ fn copy(
             let parent_fd = dst
                 .open(parent, NAMED_DIR)
                 .map_err(|e| err(format!("{} (its parent directory)", dst.describe(dst_path)), e))?;
-            copy_entry(src_parent.as_fd(), &src_name, parent_fd.as_fd(), name, &mut report)
+            copy_entry(src_parent.as_fd(), &src_name, parent_fd.as_fd(), name, false, &mut report)
                 .map_err(|(n, e)| err(format!("{} ({})", src.describe(src_path), n.display()), e))?;
         }
     }
@@ -177,7 +177,12 @@ fn at(name: &OsStr) -> impl Fn(Errno) -> Failure + '_ {
     move |e| (PathBuf::from(name), e.into())
 }
 
-fn copy_children(src: &OwnedFd, dst: &OwnedFd, report: &mut CopyReport) -> Result<(), Failure> {
+pub(crate) fn copy_children(
+    src: &OwnedFd,
+    dst: &OwnedFd,
+    owners: bool,
+    report: &mut CopyReport,
+) -> Result<(), Failure> {
     let dir = rustix::fs::openat(src, ".", DIR_FLAGS | OFlags::CLOEXEC, Mode::empty()).map_err(at(OsStr::new(".")))?;
     let mut names = Vec::new();
     for entry in rustix::fs::Dir::read_from(&dir).map_err(at(OsStr::new(".")))? {
@@ -188,7 +193,8 @@ fn copy_children(src: &OwnedFd, dst: &OwnedFd, report: &mut CopyReport) -> Resul
         }
     }
     for name in names {
-        copy_entry(src.as_fd(), &name, dst.as_fd(), &name, report).map_err(|(p, e)| (Path::new(&name).join(p), e))?;
+        copy_entry(src.as_fd(), &name, dst.as_fd(), &name, owners, report)
+            .map_err(|(p, e)| (Path::new(&name).join(p), e))?;
     }
     Ok(())
 }
@@ -201,6 +207,7 @@ fn copy_entry(
     src_name: &OsStr,
     dst_dir: BorrowedFd<'_>,
     dst_name: &OsStr,
+    owners: bool,
     report: &mut CopyReport,
 ) -> Result<(), Failure> {
     let st = rustix::fs::statat(src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW).map_err(at(src_name))?;
@@ -234,7 +241,7 @@ fn copy_entry(
                 .map_err(at(src_name))?;
             let to = rustix::fs::openat(dst_dir, dst_name, DIR_FLAGS | OFlags::CLOEXEC, Mode::empty())
                 .map_err(at(dst_name))?;
-            copy_children(&from, &to, report).map_err(|(p, e)| (Path::new(src_name).join(p), e))?;
+            copy_children(&from, &to, owners, report).map_err(|(p, e)| (Path::new(src_name).join(p), e))?;
             rustix::fs::fchmod(&to, mode).map_err(at(dst_name))?;
             times(&to);
             report.dirs += 1;
@@ -272,6 +279,15 @@ fn copy_entry(
         _ => {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "a device node or socket: not copied");
             return Err((PathBuf::from(src_name), e));
+        }
+    }
+    if owners {
+        let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
+        rustix::fs::chownat(dst_dir, dst_name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(at(dst_name))?;
+        if kind != FileType::Symlink {
+            // chown clears set-id bits: the mode once more.
+            rustix::fs::chmodat(dst_dir, dst_name, mode, AtFlags::empty()).map_err(at(dst_name))?;
         }
     }
     Ok(())

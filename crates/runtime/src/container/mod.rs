@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ExecError, RunSpec};
 
 pub use copy::CopyReport;
+pub(crate) use copy::copy_children;
 pub use logs::{LogLine, LogOptions};
 
 /// Why a container operation failed.
@@ -143,6 +144,10 @@ pub struct ContainerConfig {
     /// rather than `/dev/null`.
     #[serde(default)]
     pub interactive: bool,
+    /// Where its volumes live, for removing its anonymous ones with it
+    /// under `--rm`.
+    #[serde(default)]
+    pub volumes_dir: Option<PathBuf>,
 }
 
 /// Docker's restart policies.
@@ -600,6 +605,7 @@ mod tests {
                 restart: RestartPolicy::No,
                 volumes: Vec::new(),
                 interactive: false,
+                volumes_dir: None,
             })
         };
         let a = cs.create(Some("web"), config).unwrap();

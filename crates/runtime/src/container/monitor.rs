@@ -161,6 +161,13 @@ impl Container {
         write_json(&state_path, &st)?;
         if self.config.auto_remove {
             remove_dir(&self.dir)?;
+            // Its anonymous volumes go with it, as with Docker's --rm.
+            if let Some(dir) = &self.config.volumes_dir {
+                let volumes = crate::Volumes::new(dir);
+                for (name, _) in self.config.volumes.iter().filter(|(_, anonymous)| *anonymous) {
+                    let _ = volumes.remove(name, &[]);
+                }
+            }
         }
         result.map_err(|source| ContainerError::Exec { id: self.config.id.clone(), source })
     }
