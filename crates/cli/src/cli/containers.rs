@@ -88,9 +88,10 @@ pub struct PortArgs {
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
-    /// Where from: CONTAINER:PATH or a host path (SRC/. for a directory's contents).
+    /// Where from: CONTAINER:PATH, a host path (SRC/. for a directory's contents), or - for a tar on standard input.
     pub source: String,
-    /// Where to: CONTAINER:PATH or a host path (an existing directory receives SRC under its own name).
+    /// Where to: CONTAINER:PATH, a host path (an existing directory receives SRC under its own name), or - for a tar on
+    /// standard output.
     pub destination: String,
 }
 

@@ -350,13 +350,13 @@ fn container_path(arg: &str) -> Option<(&str, &str)> {
 }
 
 pub fn cp(ctx: &Ctx, args: &CpArgs) -> Result<()> {
-    if args.source == "-" || args.destination == "-" {
-        bail!("cp with - (a tar stream on standard input or output) is not supported yet: copy to or from a path");
-    }
     let cs = containers(&ctx.store()?);
     let (name, out) = match (container_path(&args.source), container_path(&args.destination)) {
         (Some((c, _)), None) => (c, true),
         (None, Some((c, _))) => (c, false),
+        (None, None) if args.source == "-" || args.destination == "-" => {
+            bail!("cp - streams a tar to or from a container: the other side is CONTAINER:PATH")
+        }
         (Some(_), Some(_)) => bail!("cp copies between a container and the host, not between two containers"),
         (None, None) => bail!("cp needs a CONTAINER:PATH on one side (a local path with a colon: write it as ./PATH)"),
     };
@@ -366,6 +366,18 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> Result<()> {
     // namespace of ours.
     if !rustix::process::geteuid().is_root() && c.state()?.status != ContainerStatus::Running {
         cargohold_runtime::rootless::enter().context("rootless: could not enter a user namespace")?;
+    }
+    // `-`: a tar stream on standard output or input, as docker cp.
+    if out && args.destination == "-" {
+        let (_, path) = container_path(&args.source).expect("checked above");
+        let mut stdout = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout());
+        c.copy_out_tar(path, &mut stdout)?;
+        return std::io::Write::flush(&mut stdout).context("could not write the tar to standard output");
+    }
+    if !out && args.source == "-" {
+        let (_, path) = container_path(&args.destination).expect("checked above");
+        c.copy_in_tar(&mut std::io::stdin(), path)?;
+        return Ok(());
     }
     let report = if out {
         let (_, path) = container_path(&args.source).expect("checked above");

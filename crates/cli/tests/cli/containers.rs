@@ -1042,6 +1042,46 @@ fn cp_between_a_container_and_the_host() {
     let e = ch(&store, &["cp", "nosuch:/x", o]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("nosuch"), "{e:?}");
 
+    // `-`: a tar on standard output and from standard input.
+    let tar = bin().arg("--store").arg(&store).args(["cp", "box:/srv", "-"]).output().unwrap();
+    assert!(tar.status.success(), "{tar:?}");
+    let names: Vec<String> = tar::Archive::new(&tar.stdout[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(names, ["srv", "srv/a", "srv/link", "srv/sub", "srv/sub/b"], "{names:?}");
+    let mut child = bin()
+        .arg("--store")
+        .arg(&store)
+        .args(["cp", "-", "box:/into"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut b = tar::Builder::new(child.stdin.take().unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o600);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "streamed/.wh.plain", &b"tar\n"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        b.append_link(&mut h, "streamed/up", "../../../../..").unwrap();
+        b.finish().unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(ok(&store, &["exec", "box", "cat", "/into/streamed/.wh.plain"]), "tar\n", "a .wh. name is a file here");
+    // A link out of the tree in the stream stays a link inside the container.
+    assert!(!Path::new("/into").exists());
+
     // A stopped container: into its changes, and back out.
     ok(&store, &["stop", "-t", "0", "box"]);
     ok(&store, &["cp", &format!("{s}/a"), "box:/stopped"]);

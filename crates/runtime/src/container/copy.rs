@@ -344,3 +344,135 @@ impl Container {
         })
     }
 }
+
+/// Writes the entry `name` of `dir` (recursively) to `tar` as `path`,
+/// walking by descriptors and never following a symlink.
+fn tar_entry<W: std::io::Write>(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+    tar: &mut tar::Builder<W>,
+    report: &mut CopyReport,
+) -> Result<(), Failure> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(at(name))?;
+    let kind = FileType::from_raw_mode(st.st_mode);
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(st.st_mode & 0o7777);
+    header.set_uid(u64::from(st.st_uid));
+    header.set_gid(u64::from(st.st_gid));
+    header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+    let io = |e: std::io::Error| (path.to_path_buf(), e);
+    match kind {
+        FileType::Directory => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            tar.append_data(&mut header, path, std::io::empty()).map_err(io)?;
+            let sub = rustix::fs::openat(dir, name, DIR_FLAGS | OFlags::CLOEXEC, Mode::empty()).map_err(at(name))?;
+            let mut names = Vec::new();
+            for entry in rustix::fs::Dir::read_from(&sub).map_err(at(name))? {
+                let entry = entry.map_err(at(name))?;
+                let n = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+                if n != "." && n != ".." {
+                    names.push(n);
+                }
+            }
+            names.sort();
+            for n in names {
+                tar_entry(sub.as_fd(), &n, &path.join(&n), tar, report)?;
+            }
+            report.dirs += 1;
+        }
+        FileType::RegularFile => {
+            let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                .map_err(at(name))?;
+            let size = rustix::fs::fstat(&fd).map_err(at(name))?.st_size as u64;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(size);
+            // Exactly `size` bytes, even if the file grows meanwhile.
+            let body = std::io::Read::take(std::fs::File::from(fd), size);
+            tar.append_data(&mut header, path, body).map_err(io)?;
+            report.files += 1;
+            report.bytes += size;
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(at(name))?;
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+            tar.append_link(&mut header, path, target).map_err(io)?;
+            report.symlinks += 1;
+        }
+        FileType::Fifo => {
+            header.set_entry_type(tar::EntryType::Fifo);
+            header.set_size(0);
+            tar.append_data(&mut header, path, std::io::empty()).map_err(io)?;
+        }
+        _ => {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidInput, "a device node or socket: not copied");
+            return Err((PathBuf::from(name), e));
+        }
+    }
+    Ok(())
+}
+
+impl Container {
+    /// `cp CONTAINER:SRC -`: SRC as a tar stream on `out` (named by its
+    /// last component; `SRC/.` its contents), as `docker cp` writes it.
+    pub fn copy_out_tar(&self, src: &str, out: &mut (dyn std::io::Write + Send)) -> Result<CopyReport, ContainerError> {
+        let contents = src.ends_with("/.") || in_root(src).as_os_str().is_empty();
+        let follow = src.ends_with('/');
+        let rel = in_root(src);
+        self.with_root(|root| {
+            let side = InContainer { root, name: &self.config.name };
+            let fail = |e| err(side.describe(&rel), e);
+            let mut report = CopyReport::default();
+            let mut tar = tar::Builder::new(out);
+            tar.mode(tar::HeaderMode::Complete);
+            let walked = match rel.file_name() {
+                Some(name) if !contents && !follow => {
+                    let parent = root.open_in(rel.parent().unwrap_or(Path::new("")), NAMED_DIR).map_err(fail)?;
+                    tar_entry(parent.as_fd(), name, Path::new(name), &mut tar, &mut report)
+                }
+                _ => {
+                    let dir = root.open_in(&rel, NAMED_DIR).map_err(fail)?;
+                    let base = rel.file_name().map(Path::new).unwrap_or(Path::new("."));
+                    let mut names = Vec::new();
+                    for entry in rustix::fs::Dir::read_from(&dir).map_err(fail)? {
+                        let entry = entry.map_err(fail)?;
+                        let n = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+                        if n != "." && n != ".." {
+                            names.push(n);
+                        }
+                    }
+                    names.sort();
+                    let prefix = if contents { Path::new("") } else { base };
+                    names.iter().try_for_each(|n| tar_entry(dir.as_fd(), n, &prefix.join(n), &mut tar, &mut report))
+                }
+            };
+            walked.map_err(|(p, e)| err(format!("{} ({})", side.describe(&rel), p.display()), e))?;
+            tar.finish().map_err(|e| err(side.describe(&rel), e))?;
+            Ok(report)
+        })
+    }
+
+    /// `cp - CONTAINER:DEST`: the tar stream `input` extracted into the
+    /// directory DEST, every name resolved inside it (as a layer is
+    /// applied, `..` and symlinks never leading out; `.wh.` names are plain
+    /// files here).
+    pub fn copy_in_tar(&self, input: &mut (dyn std::io::Read + Send), dest: &str) -> Result<u64, ContainerError> {
+        let rel = in_root(dest);
+        self.with_root(|root| {
+            let side = InContainer { root, name: &self.config.name };
+            let dir = root.open_in(&rel, NAMED_DIR).map_err(|e| err(side.describe(&rel), e))?;
+            let at = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
+            let target = Root::open(&at).map_err(|e| err(side.describe(&rel), e))?;
+            let opts = cargohold_layerfs::ApplyOptions {
+                keep_whiteouts: true,
+                ..cargohold_layerfs::ApplyOptions::for_current_user()
+            };
+            let report = cargohold_layerfs::apply_layer(&target, input, "standard input", &opts)
+                .map_err(|e| err(side.describe(&rel), std::io::Error::other(e)))?;
+            Ok(report.entries)
+        })
+    }
+}
