@@ -877,9 +877,10 @@ fn run_from_layouts_archives_registries_and_root_filesystems() {
     // -d -i: standard input stays open; -d -t: a terminal, logged.
     ok(&store, &["run", "-d", "-i", "--name", "in", "bb:1", "sh"]);
     ok(&store, &["run", "-d", "-i", "-t", "--name", "tty", "bb:1", "sh"]);
-    ok(&store, &["run", "-d", "-t", "--name", "said", "bb:1", "sh", "-c", "test -t 0 && echo on a terminal"]);
+    ok(&store, &["run", "-d", "-t", "--name", "said", "bb:1", "sh", "-c", "test -t 0 && echo on a terminal; tty"]);
     assert_eq!(ok(&store, &["wait", "said"]).trim(), "0");
-    assert_eq!(ok(&store, &["logs", "said"]), "on a terminal\r\n");
+    // The terminal is the container's /dev/console, so it has a name.
+    assert_eq!(ok(&store, &["logs", "said"]), "on a terminal\r\n/dev/console\r\n");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let running = ok(&store, &["ps", "--filter", "status=running"]);
     assert!(running.contains(" in\n") && running.contains(" tty\n"), "sh waits on its open input: {running}");

@@ -156,6 +156,31 @@ fn container(p: &Plan) -> std::io::Result<()> {
             Err(x) => fail(e, "clone the host device", dev, Errno::from_raw(x.raw_os_error())),
         }
     }
+    // A terminal (-t) is also the container's /dev/console, as runtimes
+    // make it: programs find their terminal's name there (ttyname).
+    // The terminal is reached by its path in this (copied) mount namespace
+    // and must be the same device as standard input.
+    let mut link = [0u8; 256];
+    let console = if p.id.tty {
+        // SAFETY: readlink(2) into a buffer on the stack, one byte kept for
+        // the NUL.
+        let n = unsafe { libc::readlink(c"/proc/self/fd/0".as_ptr(), link.as_mut_ptr().cast(), link.len() - 1) };
+        let path = usize::try_from(n).ok().and_then(|n| CStr::from_bytes_until_nul(&link[..=n]).ok());
+        // SAFETY: descriptor 0 is the terminal this process was given.
+        let stdin = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(0) }).ok();
+        match (path, stdin) {
+            (Some(path), Some(st)) if path.to_bytes().starts_with(b"/dev/") => {
+                match rustix::mount::open_tree(rustix::fs::CWD, path, clone) {
+                    Ok(fd) if rustix::fs::fstat(&fd).is_ok_and(|t| t.st_rdev == st.st_rdev) => Some(fd),
+                    Ok(_) => None,
+                    Err(x) => fail(e, "clone the terminal", path, Errno::from_raw(x.raw_os_error())),
+                }
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
     if let Err(x) = pivot_root(c".", c".") {
         fail(e, "pivot into", &p.merged, x);
     }
@@ -187,6 +212,9 @@ fn container(p: &Plan) -> std::io::Result<()> {
         if let Some(tree) = &devices[i] {
             attach(tree, dev, false, e);
         }
+    }
+    if let Some(tree) = &console {
+        attach(tree, c"/dev/console", false, e);
     }
     for path in &p.masked {
         mask(path, e);
