@@ -875,7 +875,7 @@ pub struct RunArgs {
     /// Run in the background: print the container's ID; its output goes to `cargohold logs`.
     #[arg(short = 'd', long)]
     pub detach: bool,
-    /// Name the container (-d).
+    /// Name the container (kept afterwards, also without -d, as docker run does).
     #[arg(long)]
     pub name: Option<String>,
     /// Replace the image's entrypoint ("" for none).

@@ -301,6 +301,18 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     if args.detach {
         return detach(ctx, &store, args, &opts);
     }
+    // A name, a restart policy or stop settings make a foreground run a
+    // container that is kept (as `docker run --name` does): attached to
+    // its output, there afterwards for logs, cp, commit, rm.
+    let kept = args.name.is_some() || args.restart != "no" || args.stop_signal.is_some() || args.stop_timeout.is_some();
+    if kept {
+        if args.tty || args.interactive {
+            bail!(
+                "a named foreground run takes no -i/-t yet: run it with -d, then `cargohold exec -it` into it, or drop --name"
+            );
+        }
+        return attached(ctx, &store, args, &opts);
+    }
     let exec = executor_for(&store, args.container.runtime.as_deref())?;
     let outcome = if args.tty {
         with_terminal(|io| run_image(&store, exec.as_ref(), &opts, io)).context("could not open a terminal")?
@@ -317,18 +329,41 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(outcome.code).unwrap_or(1)))
 }
 
-/// `run -d`: the container is made, its monitor started in a process of
-/// its own (outliving this one), and its ID printed once it runs.
-fn detach(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result<ExitCode> {
-    let keep = ContainerOptions {
+/// A kept foreground run: made and started as with `-d`, then followed
+/// (output and exit code, as `start -a`); `--rm` removes it (and its
+/// anonymous volumes) once its exit code is known.
+fn attached(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result<ExitCode> {
+    let keep = container_options(args, false)?;
+    let c = create_container(store, opts, &keep)
+        .with_context(|| format!("could not create a container of {}", args.image))?;
+    if let Err(e) = super::containers::start_monitor(ctx, &c) {
+        let _ = c.remove(true);
+        return Err(e);
+    }
+    let code = super::containers::follow(ctx, &c)?;
+    if args.rm {
+        cargohold_builder::run::remove_container(store, &c, true, true)
+            .with_context(|| format!("could not remove container {}", c.config.name))?;
+    }
+    Ok(code)
+}
+
+fn container_options(args: &RunArgs, auto_remove: bool) -> Result<ContainerOptions> {
+    Ok(ContainerOptions {
         name: args.name.clone(),
-        auto_remove: args.rm,
+        auto_remove,
         stop_signal: args.stop_signal.as_deref().map(super::containers::parse_signal).transpose()?,
         stop_timeout: args.stop_timeout,
         runtime: args.container.runtime.clone(),
         restart: args.restart.parse().map_err(anyhow::Error::msg)?,
         interactive: args.interactive,
-    };
+    })
+}
+
+/// `run -d`: the container is made, its monitor started in a process of
+/// its own (outliving this one), and its ID printed once it runs.
+fn detach(ctx: &Ctx, store: &Store, args: &RunArgs, opts: &RunOptions) -> Result<ExitCode> {
+    let keep = container_options(args, args.rm)?;
     let c = create_container(store, opts, &keep)
         .with_context(|| format!("could not create a container of {}", args.image))?;
     if let Err(e) = super::containers::start_monitor(ctx, &c) {

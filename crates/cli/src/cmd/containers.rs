@@ -273,20 +273,21 @@ pub fn start(ctx: &Ctx, args: &StartArgs) -> Result<ExitCode> {
         let c = cs.find(n)?;
         start_monitor(ctx, &c).with_context(|| format!("container {n}"))?;
         if args.attach {
-            let follow = LogsArgs {
-                container: c.id().into(),
-                follow: true,
-                tail: None,
-                since: c.state()?.started,
-                timestamps: false,
-            };
-            logs(ctx, &follow)?;
-            let code = c.wait(None)?.exit_code.unwrap_or(1);
-            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+            return follow(ctx, &c);
         }
         output::line(&c.config.name)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The output of the container's current run until it exits, then its
+/// exit code (`start -a`, a kept foreground `run`).
+pub fn follow(ctx: &Ctx, c: &Container) -> Result<ExitCode> {
+    let follow =
+        LogsArgs { container: c.id().into(), follow: true, tail: None, since: c.state()?.started, timestamps: false };
+    logs(ctx, &follow)?;
+    let code = c.wait(None)?.exit_code.unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
 pub fn restart(ctx: &Ctx, args: &StopArgs) -> Result<()> {

@@ -1083,6 +1083,21 @@ fn cp_between_a_container_and_the_host() {
     // A link out of the tree in the stream stays a link inside the container.
     assert!(!Path::new("/into").exists());
 
+    // A named foreground run is kept, as `docker run --name` is: the CI
+    // flow of building in a container and copying the result out.
+    let built =
+        ch(&store, &["run", "--name", "build", "bb:1", "sh", "-c", "mkdir /out; echo a > /out/a; echo built; exit 3"]);
+    assert_eq!(built.status.code(), Some(3), "{built:?}");
+    assert_eq!(String::from_utf8_lossy(&built.stdout), "built\n");
+    ok(&store, &["cp", "build:/out", &format!("{o}/out")]);
+    assert_eq!(std::fs::read_to_string(out.join("out/a")).unwrap(), "a\n");
+    assert_eq!(ok(&store, &["logs", "build"]), "built\n");
+    ok(&store, &["rm", "build"]);
+    assert_eq!(ok(&store, &["run", "--rm", "--name", "gone", "bb:1", "echo", "x"]), "x\n");
+    assert!(!ok(&store, &["ps", "-a"]).contains("gone"));
+    let e = ch(&store, &["run", "--name", "tty", "-t", "bb:1", "true"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("-i/-t"), "{e:?}");
+
     // A stopped container: into its changes, and back out.
     ok(&store, &["stop", "-t", "0", "box"]);
     ok(&store, &["cp", &format!("{s}/a"), "box:/stopped"]);
