@@ -60,7 +60,8 @@ pub fn is_loopback(registry: &str) -> bool {
         .filter(|(h, p)| !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()))
         .map_or(registry, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost" || host.starts_with("127.") || host == "::1"
+    // An address, parsed: `127.attacker.example` is a name, not loopback.
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 impl RegistryClient {
@@ -899,6 +900,10 @@ mod tests {
             ("[::1]:5000", true),
             ("registry.example", false),
             ("10.0.0.1:5000", false),
+            ("127.attacker.example", false),
+            ("127.attacker.example:5000", false),
+            ("127.0.0.1.nip.io", false),
+            ("127.1.2.3", true),
         ] {
             assert_eq!(is_loopback(r), l, "{r}");
         }
