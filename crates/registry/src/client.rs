@@ -267,7 +267,9 @@ impl RegistryClient {
             if !resp.status().is_success() {
                 return Err(fail(format!("the token server {realm} answered {}", resp.status().as_u16())));
             }
-            let body: TokenResponse = resp.json().await.map_err(|source| Error::Http { url: realm.clone(), source })?;
+            let body = read_capped(resp, MAX_TOKEN_BODY, &realm, false).await?;
+            let body: TokenResponse = serde_json::from_slice(&body)
+                .map_err(|e| fail(format!("the token server {realm} sent no token JSON: {e}")))?;
             let token = body
                 .token
                 .or(body.access_token)
@@ -303,7 +305,8 @@ impl RegistryClient {
         }
         let status = resp.status().as_u16();
         let url = resp.url().to_string();
-        let body = resp.text().await.unwrap_or_default();
+        let body = read_capped(resp, MAX_ERROR_BODY, &url, true).await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
         Err(Error::Status { method, url, status, body: body.chars().take(300).collect() })
     }
 
@@ -340,17 +343,7 @@ impl RegistryClient {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|s| Digest::parse(s).ok());
-        if resp.content_length().is_some_and(|n| n > MAX_MANIFEST_SIZE) {
-            return Err(Error::TooLarge { url, limit: MAX_MANIFEST_SIZE });
-        }
-        let mut resp = resp;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Http { url: url.clone(), source })? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() as u64 > MAX_MANIFEST_SIZE {
-                return Err(Error::TooLarge { url, limit: MAX_MANIFEST_SIZE });
-            }
-        }
+        let bytes = read_capped(resp, MAX_MANIFEST_SIZE, &url, false).await?;
         let raw = RawManifest::new(bytes, content_type.as_deref())
             .map_err(|e| Error::from(cargohold_image_core::Error::from(e)))?;
         if let Some(expected) = digest.or(announced.as_ref()) {
@@ -596,7 +589,7 @@ impl RegistryClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with(mt::OCI_INDEX));
         let list = if resp.status() == StatusCode::OK && is_index {
-            let body = resp.bytes().await.map_err(|source| Error::Http { url: url.clone(), source })?;
+            let body = read_capped(resp, MAX_MANIFEST_SIZE, &url, false).await?;
             let idx: ImageIndex = serde_json::from_slice(&body).map_err(|e| Error::Status {
                 method: "GET",
                 url,
@@ -678,8 +671,13 @@ impl RegistryClient {
             let resp = self.send(registry, scope, Method::GET, &url, |b| b).await?;
             let resp = Self::expect(resp, "GET", &[200]).await?;
             let next = resp.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(parse_link_next);
-            let body: serde_json::Value =
-                resp.json().await.map_err(|source| Error::Http { url: url.clone(), source })?;
+            let body = read_capped(resp, MAX_LIST_PAGE, &url, false).await?;
+            let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Status {
+                method: "GET",
+                url: url.clone(),
+                status: 200,
+                body: format!("not a JSON list: {e}"),
+            })?;
             let page: Vec<String> = body
                 .get(field)
                 .and_then(|t| t.as_array())
@@ -693,6 +691,14 @@ impl RegistryClient {
             out.extend(page.into_iter().filter(|e| seen.insert(e.clone())));
             if out.len() == before {
                 return Ok(out);
+            }
+            if out.len() > MAX_LIST_NAMES {
+                return Err(Error::Status {
+                    method: "GET",
+                    url,
+                    status: 200,
+                    body: format!("the list goes on past {MAX_LIST_NAMES} names: refusing more"),
+                });
             }
             match (next, last) {
                 (Some(n), _) if n.starts_with('/') => url = format!("{base}{n}"),
@@ -823,6 +829,35 @@ const PAGE: usize = 100;
 
 /// Attempts per idempotent request before giving up.
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// The most a token response, an error body's start, or one page of a tag
+/// or catalog list may take: a registry is hostile input.
+const MAX_TOKEN_BODY: u64 = 1 << 20;
+const MAX_ERROR_BODY: u64 = 4 << 10;
+const MAX_LIST_PAGE: u64 = 16 << 20;
+/// The most names a paginated list may add up to.
+const MAX_LIST_NAMES: usize = 1_000_000;
+
+/// Reads `resp`'s body, at most `limit` bytes: more is an error naming
+/// the URL (`truncate`: the first `limit` bytes, and no error).
+async fn read_capped(mut resp: Response, limit: u64, url: &str, truncate: bool) -> Result<Vec<u8>> {
+    let too_large = || Error::TooLarge { url: url.to_owned(), limit };
+    if !truncate && resp.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Http { url: url.to_owned(), source })? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > limit {
+            if truncate {
+                bytes.truncate(limit as usize);
+                return Ok(bytes);
+            }
+            return Err(too_large());
+        }
+    }
+    Ok(bytes)
+}
 
 /// 200 ms, 400 ms, 800 ms, ... capped at 5 s.
 fn backoff(attempt: u32) -> std::time::Duration {

@@ -51,8 +51,9 @@ pub enum Error {
         /// What arrived.
         actual: String,
     },
-    /// A response too large to be a manifest.
-    #[error("{url} returned more than {limit} bytes for a manifest")]
+    /// A response larger than its kind may be (a manifest, a token, a page
+    /// of a list): a registry is hostile input.
+    #[error("{url} returned more than {limit} bytes (refused: more than such a response may take)")]
     TooLarge {
         /// The URL.
         url: String,

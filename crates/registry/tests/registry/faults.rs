@@ -156,3 +156,59 @@ fn credentials_never_follow_a_redirect_to_another_host() {
     assert_eq!(at_storage.len(), 1);
     assert!(!at_storage[0].to_ascii_lowercase().contains("authorization"), "credentials leaked: {}", at_storage[0]);
 }
+
+/// A hostile registry cannot make the client hold what it sends: a tag list
+/// page, a token response and a manifest past their caps are errors naming
+/// the URL (with or without a Content-Length), an error body is cut short.
+#[test]
+fn hostile_bodies_are_capped() {
+    let huge = 20usize << 20;
+    let (addr, _) = canned_server(move |head| {
+        let first = head.lines().next().unwrap_or_default().to_owned();
+        let flood = |announce: bool| {
+            let mut r = if announce {
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {huge}\r\nConnection: close\r\n\r\n")
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n".to_owned()
+            }
+            .into_bytes();
+            r.extend_from_slice(b"{\"tags\":[\"");
+            r.resize(huge, b'a');
+            r
+        };
+        if first.contains("/token") {
+            flood(false)
+        } else if first.contains("/needs-token/") && !head.to_ascii_lowercase().contains("authorization:") {
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{}/token\",service=\"s\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                head.lines().find_map(|l| l.strip_prefix("Host: ").or_else(|| l.strip_prefix("host: "))).unwrap_or_default()
+            )
+            .into_bytes()
+        } else if first.contains("/tags/list") {
+            flood(first.contains("announced"))
+        } else {
+            let mut r = b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n".to_vec();
+            r.resize(huge, b'e');
+            r
+        }
+    });
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    for repo in ["silent", "announced"] {
+        let err = reg.tags(&format!("{addr}/{repo}/app").parse().unwrap()).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(&addr) && text.contains("tags/list"), "{text}");
+        assert!(matches!(err, cargohold_registry::Error::TooLarge { .. }), "{text}");
+    }
+    let err = reg.tags(&format!("{addr}/needs-token/app").parse().unwrap()).unwrap_err();
+    assert!(format!("{err:#}").contains("/token"), "{err:#}");
+    let err = reg.source(&format!("{addr}/gone/app:1").parse().unwrap());
+    let mut src = err;
+    let e = cargohold_image_core::ImageSource::top_manifest(&mut src).unwrap_err();
+    let mut text = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        text = format!("{text}: {c}");
+        cur = c.source();
+    }
+    assert!(text.contains("404") && text.len() < 2000, "an error body is cut short: {text}");
+}
