@@ -267,7 +267,7 @@ impl RegistryClient {
             if !resp.status().is_success() {
                 return Err(fail(format!("the token server {realm} answered {}", resp.status().as_u16())));
             }
-            let body = read_capped(resp, MAX_TOKEN_BODY, &realm, false).await?;
+            let body = read_capped(resp, MAX_TOKEN_BODY, realm, false).await?;
             let body: TokenResponse = serde_json::from_slice(&body)
                 .map_err(|e| fail(format!("the token server {realm} sent no token JSON: {e}")))?;
             let token = body
