@@ -42,6 +42,7 @@ mod layout;
 mod manifest;
 pub mod media_type;
 mod open;
+mod output;
 mod reference;
 mod store;
 mod transport;
@@ -62,6 +63,7 @@ pub use manifest::{
     PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
 };
 pub use open::{ArchiveKind, detect_archive, open_dest, open_source};
+pub use output::Output;
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_TAG, ImageUrl, ImageUrlError, MAX_PATH_LEN, Reference, ReferenceError, is_valid_registry,
     is_valid_tag,

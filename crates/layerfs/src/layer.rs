@@ -107,9 +107,8 @@ where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
     let io_err = |action: &'static str| move |e: io::Error| Error::Io { action, path: path.into(), source: e };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err("create a temp file for"))?;
-    let file = io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(io_err("open"))?);
+    let tmp = cargohold_image_core::Output::create(path).map_err(io_err("create"))?;
+    let file = io::BufWriter::with_capacity(1 << 20, tmp.file().try_clone().map_err(io_err("open"))?);
     let mut hashed = cargohold_image_core::HashingWriter::new(file, Algorithm::Sha256);
     let compress_err = io_err("compress");
     let diff_id = match compression_for(path) {
@@ -129,7 +128,6 @@ where
     };
     let (mut w, digest, _) = hashed.finish();
     w.flush().map_err(io_err("write"))?;
-    tmp.as_file().sync_all().map_err(io_err("fsync"))?;
-    tmp.persist(path).map_err(|e| Error::Io { action: "rename into", path: path.into(), source: e.error })?;
+    tmp.finish().map_err(io_err("fsync and rename into place"))?;
     Ok((diff_id, digest))
 }

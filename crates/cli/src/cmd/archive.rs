@@ -35,16 +35,22 @@ pub fn save(ctx: &Ctx, args: &SaveArgs) -> Result<()> {
         Format::Docker => ArchiveFormat::Docker,
         Format::Oci => ArchiveFormat::Oci,
     };
+    let (path, to_stdout) = super::output_path(&args.output, args.out.json)?;
     let report = store
-        .save(&args.image, &args.output, format, &NoProgress)
+        .save(&args.image, &path, format, &NoProgress)
         .with_context(|| format!("could not save {} to {}", args.image, args.output.display()))?;
     if args.out.json {
         return output::json(&json!({ "image": args.image, "output": args.output, "manifest": report.manifest }));
     }
-    if !ctx_quiet(ctx) {
-        output::line(format!("saved {} to {} ({})", args.image, args.output.display(), report.manifest.digest))?;
+    let line = format!("saved {} to {} ({})", args.image, args.output.display(), report.manifest.digest);
+    match (ctx_quiet(ctx), to_stdout) {
+        (true, _) => Ok(()),
+        (false, true) => {
+            eprintln!("{line}");
+            Ok(())
+        }
+        (false, false) => output::line(line),
     }
-    Ok(())
 }
 
 fn ctx_quiet(ctx: &Ctx) -> bool {

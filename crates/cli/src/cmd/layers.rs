@@ -19,27 +19,44 @@ use crate::output;
 
 pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
     let store = ctx.store()?;
+    let (path, to_stdout) = super::output_path(&args.output, args.out.json)?;
+    let status = |line: String| -> Result<()> {
+        if to_stdout {
+            eprintln!("{line}");
+            Ok(())
+        } else {
+            output::line(line)
+        }
+    };
     if let Ok(c) = containers(&store).find(&args.image) {
         let entries = {
-            let file = std::fs::File::create(&args.output)
+            let out = cargohold_image_core::Output::create(&path)
                 .with_context(|| format!("could not create {}", args.output.display()))?;
-            let mut w = std::io::BufWriter::new(file);
+            let mut w = std::io::BufWriter::new(out.file());
             let n =
                 export_container(&c, &mut w).with_context(|| format!("could not export container {}", args.image))?;
             std::io::Write::flush(&mut w).with_context(|| format!("could not write {}", args.output.display()))?;
+            drop(w);
+            out.finish().with_context(|| format!("could not write {}", args.output.display()))?;
             n
         };
         if args.out.json {
             return output::json(&json!({ "container": c.id(), "output": args.output, "entries": entries }));
         }
-        return output::line(format!(
+        return status(format!(
             "exported container {} to {} ({entries} entries)",
             c.config.name,
             args.output.display()
         ));
     }
     let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
-    let dir = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    // Scratch on the output's filesystem (a temp directory for stdout).
+    let temp = std::env::temp_dir();
+    let dir = match args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        _ if to_stdout => temp.as_path(),
+        Some(p) => p,
+        None => std::path::Path::new("."),
+    };
     let scratch = tempfile::Builder::new()
         .prefix(".cargohold-export-")
         .tempdir_in(dir)
@@ -48,7 +65,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
     unpack(src.as_mut(), &rootfs, &UnpackOptions { apply: ApplyOptions::for_current_user(), platform: None })
         .with_context(|| format!("could not unpack {}", args.image))?;
     let mut entries = 0;
-    let (diff_id, _) = write_layer_file(&args.output, |w| {
+    let (diff_id, _) = write_layer_file(&path, |w| {
         entries = archive_tree(&rootfs, w, &WriteOptions::from_env())?.1;
         Ok(())
     })
@@ -58,7 +75,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
             &json!({ "image": args.image, "output": args.output, "entries": entries, "diff_id": diff_id }),
         );
     }
-    output::line(format!("exported {} to {} ({entries} entries)", args.image, args.output.display()))
+    status(format!("exported {} to {} ({entries} entries)", args.image, args.output.display()))
 }
 
 fn new_config(changes: &[String]) -> Result<ImageConfig> {

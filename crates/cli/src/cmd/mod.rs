@@ -169,3 +169,21 @@ impl Ctx {
 pub fn platform(p: Option<&str>) -> Result<Option<Platform>> {
     p.map(|s| s.parse::<Platform>().map_err(anyhow::Error::from)).transpose()
 }
+
+/// `-o -` is standard output (`/dev/stdout`, written through); whether it
+/// is, so that status lines go to standard error instead.
+pub fn output_path(p: &std::path::Path, json: bool) -> Result<(std::path::PathBuf, bool)> {
+    use std::os::unix::fs::MetadataExt;
+    let path: std::path::PathBuf = if p.as_os_str() == "-" { "/dev/stdout".into() } else { p.to_path_buf() };
+    // `/dev/stdout`, `/dev/fd/1` or any other name of our standard output.
+    let stdout = rustix::fs::fstat(std::io::stdout()).ok();
+    let same = std::fs::metadata(&path)
+        .ok()
+        .zip(stdout)
+        .is_some_and(|(m, s)| m.dev() == s.st_dev as u64 && m.ino() == s.st_ino as u64 && !m.is_file());
+    let to_stdout = p.as_os_str() == "-" || same;
+    if to_stdout && json {
+        anyhow::bail!("--json cannot be used with -o {}: standard output is the archive", p.display());
+    }
+    Ok((path, to_stdout))
+}

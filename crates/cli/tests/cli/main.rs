@@ -1050,3 +1050,60 @@ fn rootless_build_stage_and_run_match_root() {
         );
     }
 }
+
+/// Outputs as Docker writes them: `-o -` and `/dev/stdout` are standard
+/// output (the status on standard error), a FIFO is written through, a
+/// symlink's target is replaced (the link stays), a new archive gets
+/// 0666 & ~umask, and `/dev/stdout` is never renamed over.
+#[test]
+fn archives_go_to_stdout_fifos_and_through_symlinks() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let listed = |bytes: &[u8]| tar::Archive::new(bytes).entries().unwrap().count();
+    for out in ["-", "/dev/stdout"] {
+        for cmd in ["save", "export"] {
+            let got = ch(&store, &[cmd, "bb:1", "-o", out]);
+            assert!(got.status.success(), "{cmd} -o {out}: {got:?}");
+            assert!(listed(&got.stdout) > 3, "{cmd} -o {out}: a tar on stdout");
+            assert!(String::from_utf8_lossy(&got.stderr).contains("to "), "the status goes to stderr");
+        }
+    }
+    assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
+    let out = ch(&store, &["save", "bb:1", "-o", "-", "--json"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("-o -"));
+    // A FIFO: written through.
+    let fifo = t.path().join("fifo");
+    run(Command::new("mkfifo").arg(&fifo));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    ok(&store, &["save", "bb:1", "-o", fifo.to_str().unwrap()]);
+    assert!(listed(&reader.join().unwrap()) > 3);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+    // A symlink: its target replaced.
+    let real = t.path().join("real.tar");
+    std::fs::write(&real, "old").unwrap();
+    let link = t.path().join("link.tar");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    ok(&store, &["save", "bb:1", "-o", link.to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(listed(&std::fs::read(&real).unwrap()) > 3);
+    // A new archive: 0666 & ~umask (022 here).
+    let fresh = t.path().join("fresh.tar");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 022; exec {} --store {} save bb:1 -o {}",
+            env!("CARGO_BIN_EXE_cargohold"),
+            store.display(),
+            fresh.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
+}

@@ -11,23 +11,15 @@ use crate::error::{Error, Result, blob_err, io_err};
 
 pub(crate) struct TarWriter {
     dest: PathBuf,
-    tmp: Option<tempfile::NamedTempFile>,
+    tmp: Option<crate::Output>,
     builder: Option<tar::Builder<BufWriter<File>>>,
     written: HashSet<String>,
 }
 
 impl TarWriter {
     pub(crate) fn create(dest: &Path) -> Result<Self> {
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .tempfile_in(&dir)
-            .map_err(io_err("create a temp file in", &dir))?;
-        let file = tmp.as_file().try_clone().map_err(io_err("open", tmp.path()))?;
+        let tmp = crate::Output::create(dest).map_err(io_err("create", dest))?;
+        let file = tmp.file().try_clone().map_err(io_err("open", dest))?;
         let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
         builder.mode(tar::HeaderMode::Deterministic);
         Ok(TarWriter { dest: dest.into(), tmp: Some(tmp), builder: Some(builder), written: HashSet::new() })
@@ -98,9 +90,7 @@ impl TarWriter {
         let mut w = builder.into_inner().map_err(io_err("write", &dest))?;
         w.flush().map_err(io_err("write", &dest))?;
         let tmp = self.tmp.take().expect("finish is called once");
-        tmp.as_file().sync_all().map_err(io_err("fsync", tmp.path()))?;
-        tmp.persist(&dest).map_err(|e| Error::Io { action: "rename into", path: dest.clone(), source: e.error })?;
-        Ok(())
+        tmp.finish().map_err(io_err("fsync and rename into", &dest))
     }
 }
 
