@@ -180,7 +180,7 @@ pub fn output_path(p: &std::path::Path, json: bool) -> Result<(std::path::PathBu
     let same = std::fs::metadata(&path)
         .ok()
         .zip(stdout)
-        .is_some_and(|(m, s)| m.dev() == s.st_dev as u64 && m.ino() == s.st_ino as u64 && !m.is_file());
+        .is_some_and(|(m, s)| m.dev() == s.st_dev && m.ino() == s.st_ino && !m.is_file());
     let to_stdout = p.as_os_str() == "-" || same;
     if to_stdout && json {
         anyhow::bail!("--json cannot be used with -o {}: standard output is the archive", p.display());
