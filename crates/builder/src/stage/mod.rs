@@ -27,6 +27,13 @@
 pub(crate) mod inject;
 mod tarball;
 
+/// A root filesystem tarball (plain, gzip, zstd or xz; anything that is
+/// not a tar is refused) stored as a layer of `store` and unpacked into its
+/// layer cache in the same pass: `import` and `stage`'s `base_tarball`.
+pub fn import_tarball(store: &Store, path: &Path) -> Result<NewLayer, StageError> {
+    tarball::import(store.layout(), &crate::build::layer_cache(store), path)
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -177,7 +184,7 @@ pub enum StageError {
         source: Box<cargohold_image_core::Error>,
     },
     /// The rootfs tarball is not usable.
-    #[error("base tarball {}: {reason}", path.display())]
+    #[error("tarball {}: {reason}", path.display())]
     Tarball {
         /// The tarball.
         path: PathBuf,

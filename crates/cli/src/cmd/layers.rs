@@ -1,15 +1,11 @@
 //! `export`, `import`, `diff` and `commit`: moving between trees, tars and images.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-
 use anyhow::{Context, Result, bail};
 use cargohold_builder::run::{commit_container, container_changes, containers, export_container};
 use cargohold_image_core::media_type::Compression;
 use cargohold_image_core::{History, ImageConfig, ImageLocation, Platform, Reference, creation_time, format_rfc3339};
 use cargohold_layerfs::{
-    ApplyOptions, UnpackOptions, WriteOptions, archive_tree, diff_trees, store_layer, store_layer_from, unpack,
-    write_layer_file,
+    ApplyOptions, UnpackOptions, WriteOptions, archive_tree, diff_trees, store_layer_from, unpack, write_layer_file,
 };
 use serde_json::json;
 
@@ -107,19 +103,10 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
     let config = new_config(&args.changes)?;
     let store = ctx.store()?;
     let _guard = store.layout().write_guard()?;
-    let file = File::open(&args.file).with_context(|| format!("could not open {}", args.file.display()))?;
-    let mut input = BufReader::with_capacity(1 << 20, file);
-    let head = input.fill_buf().with_context(|| format!("could not read {}", args.file.display()))?;
-    if head.is_empty() {
-        bail!("{} is empty, not a tar", args.file.display());
-    }
-    let mut tar: Box<dyn Read> = match Compression::sniff(head) {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
-        _ => Box::new(input),
-    };
-    let layer = store_layer(store.layout(), &mut tar, Compression::Gzip)
-        .with_context(|| format!("could not store {} as a layer", args.file.display()))?;
+    // One importer with stage: plain, gzip, zstd or xz, refused unless it
+    // is a tar, before anything is named.
+    let layer = cargohold_builder::stage::import_tarball(&store, &args.file)
+        .with_context(|| format!("could not import {}", args.file.display()))?;
     let created_by = format!("cargohold import {}", args.file.display());
     let desc = store.commit_image(
         None,

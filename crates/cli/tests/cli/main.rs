@@ -1106,4 +1106,16 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
     assert!(status.success());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o644);
+
+    // import: xz too; anything that is not a tar is refused, nothing named.
+    require("xz");
+    let tar = t.path().join("bb.tar");
+    run(Command::new("xz").arg("-k").arg("-f").arg(&tar));
+    ok(&store, &["import", &format!("{}.xz", tar.display()), "fromxz:1"]);
+    assert_eq!(ok(&store, &["run", "--rm", "fromxz:1", "echo", "xz"]), "xz\n");
+    let junk = t.path().join("notes.txt");
+    std::fs::write(&junk, "just some text, not a tar\n").unwrap();
+    let out = ch(&store, &["import", junk.to_str().unwrap(), "junk:1"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a tar"), "{out:?}");
+    assert!(!ok(&store, &["images"]).contains("junk"));
 }
