@@ -527,8 +527,11 @@ pub struct CopyArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The archive (`docker save` tar or OCI archive; may be gzip or zstd compressed).
-    pub file: PathBuf,
+    /// The archive (`docker save` tar or OCI archive; may be gzip or zstd compressed); - or none: standard input.
+    pub file: Option<PathBuf>,
+    /// The archive, as docker load -i takes it.
+    #[arg(short = 'i', long = "input", value_name = "FILE", conflicts_with = "file")]
+    pub input: Option<PathBuf>,
     /// Name the loaded image(s) this instead of what the archive says.
     #[arg(long, value_name = "REF")]
     pub name: Option<String>,

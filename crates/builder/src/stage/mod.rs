@@ -34,6 +34,17 @@ pub fn import_tarball(store: &Store, path: &Path) -> Result<NewLayer, StageError
     tarball::import(store.layout(), &crate::build::layer_cache(store), path)
 }
 
+/// [`import_tarball`] from a stream (`import -`): spooled to the store's
+/// scratch space first, the spool removed whatever happens.
+pub fn import_tarball_stream(store: &Store, input: &mut dyn std::io::Read) -> Result<NewLayer, StageError> {
+    let scratch = scratch_dir(store, "import-")?;
+    let spool = scratch.path().join("standard-input");
+    let mut file = std::fs::File::create(&spool).map_err(StageError::io("create", &spool))?;
+    std::io::copy(input, &mut file).map_err(StageError::io("spool standard input to", &spool))?;
+    drop(file);
+    import_tarball(store, &spool)
+}
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

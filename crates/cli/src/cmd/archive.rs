@@ -11,9 +11,22 @@ use crate::output;
 pub fn load(ctx: &Ctx, args: &LoadArgs) -> Result<()> {
     let name = args.name.as_deref().map(Reference::parse).transpose()?;
     let store = ctx.store()?;
-    let loaded = store
-        .load_archive(&args.file, name.as_ref(), &NoProgress)
-        .with_context(|| format!("could not load {}", args.file.display()))?;
+    let loaded = match args.file.as_ref().or(args.input.as_ref()).filter(|f| f.as_os_str() != "-") {
+        Some(file) => store
+            .load_archive(file, name.as_ref(), &NoProgress)
+            .with_context(|| format!("could not load {}", file.display()))?,
+        None => {
+            use std::io::IsTerminal;
+            if std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "load reads the archive from standard input, which is a terminal: give a FILE or pipe it"
+                );
+            }
+            store
+                .load_archive_stream(&mut std::io::stdin().lock(), name.as_ref(), &NoProgress)
+                .context("could not load the archive on standard input")?
+        }
+    };
     if args.out.json {
         return output::json(&json!({ "images": loaded }));
     }

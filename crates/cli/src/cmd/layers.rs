@@ -105,8 +105,13 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
     let _guard = store.layout().write_guard()?;
     // One importer with stage: plain, gzip, zstd or xz, refused unless it
     // is a tar, before anything is named.
-    let layer = cargohold_builder::stage::import_tarball(&store, &args.file)
-        .with_context(|| format!("could not import {}", args.file.display()))?;
+    let layer = if args.file.as_os_str() == "-" {
+        cargohold_builder::stage::import_tarball_stream(&store, &mut std::io::stdin().lock())
+            .context("could not import the tarball on standard input")?
+    } else {
+        cargohold_builder::stage::import_tarball(&store, &args.file)
+            .with_context(|| format!("could not import {}", args.file.display()))?
+    };
     let created_by = format!("cargohold import {}", args.file.display());
     let desc = store.commit_image(
         None,

@@ -1118,4 +1118,22 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
     let out = ch(&store, &["import", junk.to_str().unwrap(), "junk:1"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not a tar"), "{out:?}");
     assert!(!ok(&store, &["images"]).contains("junk"));
+
+    // load and import from standard input, load -i.
+    let saved = t.path().join("saved.tar");
+    ok(&store, &["save", "bb:1", "-o", saved.to_str().unwrap()]);
+    let piped = |args: &[&str], input: &Path| {
+        let out =
+            bin().arg("--store").arg(&store).args(args).stdin(std::fs::File::open(input).unwrap()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(piped(&["load", "--name", "stdin:1"], &saved).contains("stdin:1"));
+    assert!(piped(&["load", "-", "--name", "dash:1"], &saved).contains("dash:1"));
+    ok(&store, &["load", "-i", saved.to_str().unwrap(), "--name", "input:1"]);
+    piped(&["import", "-", "imported:1"], &tar);
+    assert_eq!(ok(&store, &["run", "--rm", "imported:1", "echo", "piped"]), "piped\n");
+    let out =
+        bin().arg("--store").arg(&store).args(["load"]).stdin(std::fs::File::open(&junk).unwrap()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("standard input"), "{out:?}");
 }

@@ -116,7 +116,7 @@ impl OciLayout {
         Ok(dir)
     }
 
-    fn private_dir(&self, name: &str) -> Result<PathBuf> {
+    pub(crate) fn private_dir(&self, name: &str) -> Result<PathBuf> {
         let dir = self.private_root()?.join(name);
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(dir)

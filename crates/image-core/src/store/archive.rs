@@ -35,6 +35,25 @@ pub struct LoadedImage {
 }
 
 impl Store {
+    /// [`Store::load_archive`] from a stream (`load` from standard input):
+    /// spooled to a private temp file of the store (an archive is read out
+    /// of order), loaded, and the spool removed whatever happens.
+    pub fn load_archive_stream(
+        &self,
+        input: &mut dyn std::io::Read,
+        name: Option<&Reference>,
+        progress: &dyn Progress,
+    ) -> Result<Vec<LoadedImage>> {
+        let dir = self.layout().private_dir("tmp")?;
+        let mut spool = tempfile::Builder::new()
+            .prefix("load-")
+            .tempfile_in(&dir)
+            .map_err(crate::error::io_err("create a spool file in", &dir))?;
+        std::io::copy(input, spool.as_file_mut())
+            .map_err(crate::error::io_err("spool standard input to", spool.path()))?;
+        self.load_archive(spool.path(), name, progress)
+    }
+
     /// Loads every image of a docker or OCI archive (detected from its contents,
     /// gzip/zstd compression allowed). Images are named from the archive
     /// (`RepoTags`, or the `io.containerd.image.name` / ref-name annotations),
