@@ -521,6 +521,12 @@ pub struct CopyArgs {
     /// Copy every platform of a multi-platform image.
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
+    /// Credentials for the source registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

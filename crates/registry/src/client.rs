@@ -17,8 +17,12 @@ use crate::error::{Error, Result};
 pub struct ClientOptions {
     /// Registries that may be spoken to over plain HTTP (loopback always may).
     pub insecure: Vec<String>,
-    /// Credentials to use instead of the stored ones.
+    /// Credentials for every registry, instead of the stored ones (a client
+    /// made for one registry).
     pub credentials: Option<Credentials>,
+    /// Credentials for these registries only (`host[:port]` as references
+    /// name them), before anything else; no other registry ever sees them.
+    pub registry_credentials: Vec<(String, Credentials)>,
     /// Upload chunk size for large blobs (default 4 MiB, what registries that
     /// cap request bodies accept).
     pub chunk_size: usize,
@@ -29,7 +33,13 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        ClientOptions { insecure: Vec::new(), credentials: None, chunk_size: 4 << 20, timeout: Duration::from_secs(60) }
+        ClientOptions {
+            insecure: Vec::new(),
+            credentials: None,
+            registry_credentials: Vec::new(),
+            chunk_size: 4 << 20,
+            timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -98,6 +108,9 @@ impl RegistryClient {
     }
 
     fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
+        if let Some((_, c)) = self.opts.registry_credentials.iter().find(|(r, _)| r == registry) {
+            return Ok(Some(c.clone()));
+        }
         if let Some(c) = &self.opts.credentials {
             return Ok(Some(c.clone()));
         }

@@ -68,7 +68,15 @@ fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<
 
 /// Pulls `name` into the store unless it is there.
 fn ensure_base(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>) -> Result<()> {
-    let reg = ctx.registry()?;
+    if store.resolve(name).is_ok() {
+        return Ok(());
+    }
+    let loc = ImageLocation::parse(name)?;
+    let loc = match loc {
+        ImageLocation::Store(n) => ImageLocation::Docker(n),
+        other => other,
+    };
+    let reg = ctx.registry_for_locations(&[&loc])?;
     let copy_opts = CopyOptions { platform, all_platforms: false };
     let bars = ctx.progress();
     ensure_image(&reg, store, name, PullPolicy::Missing, &copy_opts, 4, &bars)
@@ -141,8 +149,8 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     for from in &args.cache_from {
         let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
             .with_context(|| format!("--cache-from {from}"))?;
-        let pulled =
-            cargohold_registry::pull(&ctx.registry()?, &r, &store, &CopyOptions::default(), 4, &ctx.progress());
+        let reg = ctx.registry_for(Some(r.registry()))?;
+        let pulled = cargohold_registry::pull(&reg, &r, &store, &CopyOptions::default(), 4, &ctx.progress());
         match pulled {
             Ok(_) => {
                 let name = r.canonical();
@@ -166,7 +174,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let mut outputs = Vec::new();
     for o in &args.outputs {
         let loc = ImageLocation::parse(o)?;
-        let reg = ctx.registry()?;
+        let reg = ctx.registry_for_locations(&[&loc])?;
         let mut src = store.source(&image)?;
         let bars = ctx.progress();
         let r = match &loc {
@@ -190,8 +198,8 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         if tags.is_empty() {
             bail!("--push needs at least one --tag");
         }
-        let reg = ctx.registry()?;
         for t in &tags {
+            let reg = ctx.registry_for(Some(t.registry()))?;
             let open =
                 || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { Ok(Box::new(store.source(&image)?)) };
             let bars = ctx.progress();
@@ -207,7 +215,8 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
             Ok(Box::new(store.source(&local.digest.to_string())?))
         };
-        let pushed = cargohold_registry::push(&ctx.registry()?, &open, &r, &CopyOptions::default(), 4, &ctx.progress());
+        let reg = ctx.registry_for(Some(r.registry()))?;
+        let pushed = cargohold_registry::push(&reg, &open, &r, &CopyOptions::default(), 4, &ctx.progress());
         let _ = store.untag(&r.canonical());
         pushed.with_context(|| format!("could not push the build cache to {to}"))?;
         outputs.push(json!({ "location": format!("cache:docker://{}", r.canonical()), "digest": local.digest }));
@@ -265,7 +274,17 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     } else {
         let policy: PullPolicy = args.pull.parse().map_err(anyhow::Error::msg)?;
         let copy_opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: false };
-        let reg = ctx.registry()?;
+        // --creds go to the image's registry, only when it is pulled.
+        let loc = match ImageLocation::parse(&args.image)? {
+            ImageLocation::Store(n) => ImageLocation::Docker(n),
+            other => other,
+        };
+        let pulls = match policy {
+            PullPolicy::Never => false,
+            PullPolicy::Missing => store.resolve(&args.image).is_err(),
+            PullPolicy::Always => true,
+        };
+        let reg = if pulls { ctx.registry_for_locations(&[&loc])? } else { ctx.registry_for(None)? };
         let bars = ctx.progress();
         ensure_image(&reg, &store, &args.image, policy, &copy_opts, 4, &bars)
             .with_context(|| format!("could not find or pull the image {}", args.image))?

@@ -11,7 +11,29 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let src_loc = ImageLocation::parse(&args.source)?;
     let dst_loc = ImageLocation::parse(&args.destination)?;
     let store = ctx.store()?;
-    let reg = ctx.registry()?;
+    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() {
+        // Each side's credentials go to its own registry only.
+        let registry_of = |loc: &ImageLocation, option: &str| -> Result<String> {
+            match loc {
+                ImageLocation::Docker(r) => Ok(Reference::parse(r)?.registry().to_owned()),
+                _ => anyhow::bail!("{option} is for a registry, and {loc} is not one"),
+            }
+        };
+        let mut creds = Vec::new();
+        if let Some(c) = &args.src_creds {
+            creds.push((registry_of(&src_loc, "--src-creds")?, super::parse_creds(c, "--src-creds")?));
+        }
+        if let Some(c) = &args.dest_creds {
+            let r = registry_of(&dst_loc, "--dest-creds")?;
+            if creds.iter().any(|(s, given)| *s == r && given.username != c.split(':').next().unwrap_or_default()) {
+                anyhow::bail!("--src-creds and --dest-creds name different users of the same registry {r}");
+            }
+            creds.push((r, super::parse_creds(c, "--dest-creds")?));
+        }
+        ctx.registry_with(creds)?
+    } else {
+        ctx.registry_for_locations(&[&src_loc, &dst_loc])?
+    };
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
     let bars = ctx.progress();
     let report = match &dst_loc {

@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
                                                  "State": c.state()?, "Path": c.dir }));
     }
     let loc = ImageLocation::parse(&args.image)?;
-    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry()?)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     let want = platform(args.platform.as_deref())?;
     let img =
         resolve_image(src.as_mut(), want.as_ref()).with_context(|| format!("could not inspect {}", args.image))?;

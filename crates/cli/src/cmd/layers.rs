@@ -45,7 +45,8 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
             args.output.display()
         ));
     }
-    let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
+    let loc = ImageLocation::parse(&args.image)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     // Scratch on the output's filesystem (a temp directory for stdout).
     let temp = std::env::temp_dir();
     let dir = match args.output.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -16,8 +16,8 @@ mod reference;
 mod registry;
 mod unpack;
 
-use anyhow::{Context, Result};
-use cargohold_image_core::{Platform, Store};
+use anyhow::{Context, Result, bail};
+use cargohold_image_core::{ImageLocation, Platform, Reference, Store};
 
 use crate::cli::{Cli, Command};
 
@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         quiet: cli.quiet,
         insecure: cli.insecure.clone(),
         creds: cli.creds.clone(),
+        creds_bound: std::cell::RefCell::new(None),
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
     };
@@ -104,37 +105,94 @@ pub struct Ctx {
     pub quiet: bool,
     insecure: Vec<String>,
     creds: Option<String>,
+    /// The registry `--creds` went to first (see [`Ctx::registry_for`]).
+    creds_bound: std::cell::RefCell<Option<String>>,
     timeout: u64,
     chunk_size: usize,
 }
 
+/// `USER:PASSWORD` of a credentials option.
+pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credentials> {
+    let (u, p) = c.split_once(':').with_context(|| format!("{option} must be USER:PASSWORD"))?;
+    Ok(cargohold_registry::Credentials { username: u.into(), password: p.into() })
+}
+
 impl Ctx {
-    /// A registry client configured from the global options.
-    pub fn registry(&self) -> Result<cargohold_registry::Registry> {
-        let credentials = match &self.creds {
-            Some(c) => {
-                let (u, p) = c.split_once(':').context("--creds must be USER:PASSWORD")?;
-                Some(cargohold_registry::Credentials { username: u.into(), password: p.into() })
-            }
-            None => None,
-        };
-        let opts = cargohold_registry::ClientOptions {
+    fn client_options(&self) -> cargohold_registry::ClientOptions {
+        cargohold_registry::ClientOptions {
             insecure: self.insecure.clone(),
-            credentials,
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
-        };
+            ..Default::default()
+        }
+    }
+
+    /// A registry client for a command that talks to `registry` (`None`:
+    /// no registry, or none known): `--creds` goes to that registry only,
+    /// and binds to the first one a command names; a command that names a
+    /// second registry with `--creds` given is an error, never a leak of
+    /// one registry's password to another.
+    pub fn registry_for(&self, registry: Option<&str>) -> Result<cargohold_registry::Registry> {
+        let mut opts = self.client_options();
+        if let (Some(c), Some(r)) = (&self.creds, registry) {
+            let mut bound = self.creds_bound.borrow_mut();
+            match bound.as_deref() {
+                Some(b) if b != r => bail!(
+                    "--creds belong to {b}, and this command also talks to {r}: give each registry its own \
+                     (copy: --src-creds and --dest-creds; else `cargohold login`)"
+                ),
+                _ => *bound = Some(r.to_owned()),
+            }
+            opts.registry_credentials.push((r.to_owned(), parse_creds(c, "--creds")?));
+        }
+        Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
+    /// A client for a command that talks to the registries of `locations`
+    /// (as `copy` names them), with `--creds` bound as [`Ctx::registry_for`].
+    pub fn registry_for_locations(&self, locations: &[&ImageLocation]) -> Result<cargohold_registry::Registry> {
+        let mut regs: Vec<String> = Vec::new();
+        for l in locations {
+            // A name that is no reference reaches no registry.
+            if let ImageLocation::Docker(r) = l
+                && let Ok(r) = Reference::parse(r)
+                && !regs.iter().any(|x| x == r.registry())
+            {
+                regs.push(r.registry().to_owned());
+            }
+        }
+        match regs.as_slice() {
+            [] => self.registry_for(None),
+            [one] => self.registry_for(Some(one)),
+            [first, rest @ ..] => {
+                let reg = self.registry_for(Some(first))?;
+                for r in rest {
+                    self.registry_for(Some(r))?;
+                }
+                Ok(reg)
+            }
+        }
+    }
+
+    /// Whether `--creds` was given (for commands that cannot take it).
+    pub fn creds_given(&self) -> bool {
+        self.creds.is_some()
+    }
+
+    /// A client with explicit credentials for named registries (`copy
+    /// --src-creds/--dest-creds`).
+    pub fn registry_with(
+        &self,
+        creds: Vec<(String, cargohold_registry::Credentials)>,
+    ) -> Result<cargohold_registry::Registry> {
+        let mut opts = self.client_options();
+        opts.registry_credentials = creds;
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
     /// A registry client with these credentials for every registry.
     pub fn registry_as(&self, credentials: cargohold_registry::Credentials) -> Result<cargohold_registry::Registry> {
-        let opts = cargohold_registry::ClientOptions {
-            insecure: self.insecure.clone(),
-            credentials: Some(credentials),
-            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
-            chunk_size: self.chunk_size,
-        };
+        let opts = cargohold_registry::ClientOptions { credentials: Some(credentials), ..self.client_options() };
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 

@@ -11,7 +11,8 @@ use crate::output;
 
 pub fn mount(ctx: &Ctx, args: &MountArgs) -> Result<()> {
     let store = ctx.store()?;
-    let mut src = cargohold_registry::open_source(&ImageLocation::parse(&args.image)?, &store, &ctx.registry()?)?;
+    let loc = ImageLocation::parse(&args.image)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     let cache = LayerCache::new(store.layout().root().join(".cargohold").join("layers"));
     let want = platform(args.platform.as_deref())?;
     let layers = cache

@@ -123,14 +123,20 @@ fn convert(
     stop: Option<&std::sync::atomic::AtomicBool>,
     work: impl FnOnce(&Publisher<'_>) -> Vec<ImageReport>,
 ) -> Result<()> {
-    let reg = ctx.registry()?;
+    if ctx.creds_given() {
+        anyhow::bail!(
+            "publish reads images from the registries its wish list names, each with its stored credentials \
+             (cargohold login), not --creds"
+        );
+    }
+    let reg = ctx.registry_for(None)?;
     // Thin images go up as the wish list's user, with the password DUCC
     // reads from the environment, else with the stored credentials.
     let password =
         std::env::var("DUCC_OUTPUT_REGISTRY_PASS").or_else(|_| std::env::var("DOCKER2CVMFS_DOCKER_REGISTRY_PASS")).ok();
     let thin_reg = match password {
         Some(p) if !user.is_empty() => ctx.registry_as(cargohold_registry::Credentials::new(user, p))?,
-        _ => ctx.registry()?,
+        _ => ctx.registry_for(None)?,
     };
     let opts = PublishOptions {
         jobs: o.jobs,

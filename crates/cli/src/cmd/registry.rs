@@ -16,7 +16,7 @@ use crate::output;
 
 pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(r.registry()))?;
     let store = ctx.store()?;
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
     let bars = ctx.progress();
@@ -43,7 +43,7 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         (None, Some(n)) => n.clone(),
         (None, None) => bail!("{} has no name to push to; give a target reference", args.image),
     };
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(target.registry()))?;
     let open =
         || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { Ok(Box::new(store.source(&args.image)?)) };
     let bars = ctx.progress();
@@ -65,7 +65,7 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
 
 pub fn tags(ctx: &Ctx, args: &TagsArgs) -> Result<()> {
     let r = Reference::parse(&args.repository)?;
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(r.registry()))?;
     let tags = reg.tags(&r).with_context(|| format!("could not list the tags of {}", r.name()))?;
     if args.out.json {
         return output::json(&json!({ "repository": r.name(), "tags": tags }));
@@ -91,7 +91,7 @@ fn registry_name(input: &str) -> Result<String> {
 
 pub fn catalog(ctx: &Ctx, args: &CatalogArgs) -> Result<()> {
     let registry = registry_name(&args.registry)?;
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(&registry))?;
     let repos = reg
         .block_on(reg.client().catalog(&registry))
         .with_context(|| format!("could not list the repositories of {registry}"))?;
@@ -118,7 +118,7 @@ fn resolve_digest(reg: &Registry, r: &Reference) -> Result<cargohold_image_core:
 
 pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(r.registry()))?;
     let client = reg.client();
     let (what, target) = if args.blob {
         let d = r.digest().with_context(|| format!("{} names no blob digest (REPO@sha256:...)", args.reference))?;
@@ -144,11 +144,11 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
 
 pub fn digest(ctx: &Ctx, args: &DigestArgs) -> Result<()> {
     let plat = platform(args.platform.as_deref())?;
-    let reg = ctx.registry()?;
     let loc = match ImageLocation::parse(&args.reference)? {
         ImageLocation::Store(name) => ImageLocation::Docker(name),
         other => other,
     };
+    let reg = ctx.registry_for_locations(&[&loc])?;
     let digest = match (&loc, &plat) {
         (ImageLocation::Docker(name), None) => resolve_digest(&reg, &Reference::parse(name)?)?,
         _ => {
@@ -169,7 +169,7 @@ pub fn digest(ctx: &Ctx, args: &DigestArgs) -> Result<()> {
 
 pub fn referrers(ctx: &Ctx, args: &ReferrersArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
-    let reg = ctx.registry()?;
+    let reg = ctx.registry_for(Some(r.registry()))?;
     let subject = resolve_digest(&reg, &r)?;
     let list = reg
         .block_on(reg.client().referrers(r.registry(), r.repository(), &subject, args.artifact_type.as_deref()))

@@ -12,7 +12,7 @@ use crate::output;
 pub fn run(ctx: &Ctx, args: &UnpackArgs) -> Result<()> {
     let loc = ImageLocation::parse(&args.image)?;
     let store = ctx.store()?;
-    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry()?)?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     let mut apply = ApplyOptions::for_current_user();
     apply.rootless |= args.rootless;
     let opts = UnpackOptions { apply, platform: platform(args.platform.as_deref())? };

@@ -1137,3 +1137,49 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
         bin().arg("--store").arg(&store).args(["load"]).stdin(std::fs::File::open(&junk).unwrap()).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("standard input"), "{out:?}");
 }
+
+/// Credentials go to the registry they belong to: a copy between two
+/// registries with their own users takes --src-creds and --dest-creds,
+/// `--creds` with two registries is refused (it went to both), and a
+/// registry that asks for nothing never sees the other's password.
+#[test]
+fn credentials_only_go_to_their_registry() {
+    let a = registry_with(Some(("alice", "apass")));
+    let b = registry_with(Some(("bob", "bpass")));
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let env = |args: &[&str]| -> Output {
+        bin()
+            .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("XDG_CONFIG_HOME", t.path().join("no-config"))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (from, to) = (format!("docker://{}/team/bb:1", a.1), format!("docker://{}/team/bb:1", b.1));
+    let pushed = env(&["--creds", "alice:apass", "push", "bb:1", &from[9..]]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    let both = env(&["--creds", "alice:apass", "copy", &from, &to]);
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success() && err.contains("--src-creds"), "{err}");
+    let copied = env(&["copy", "--src-creds", "alice:apass", "--dest-creds", "bob:bpass", &from, &to]);
+    assert!(copied.status.success(), "{copied:?}");
+    let check = env(&["--creds", "bob:bpass", "digest", &to[9..]]);
+    assert!(check.status.success(), "{check:?}");
+    let bad = env(&["copy", "--src-creds", "alice:apass", "bb:1", &to]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--src-creds is for a registry"), "{bad:?}");
+
+    // A registry that asks for nothing never sees --dest-creds' password.
+    let (plain, seen) = cargohold_testkit::canned_server(|_| {
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+    });
+    let out = env(&["copy", "--dest-creds", "bob:bpass", &format!("docker://{plain}/x/y:1"), &to]);
+    assert!(!out.status.success());
+    let heads = seen.lock().unwrap().clone();
+    assert!(!heads.is_empty() && heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization")), "{heads:?}");
+}
