@@ -1183,8 +1183,10 @@ fn containers_survive_kill_9_of_the_cli() {
     );
     let mut group = Command::new("setsid").args(["sh", "-c", &script]).spawn().unwrap();
     eventually("the container to run", || ch(&store, &["ps", "-q", "--filter", "name=survivor"]).stdout.len() > 1);
-    let pgid = group.id();
-    run(Command::new("kill").args(["-9", &format!("-{pgid}")]));
+    // killpg(2) itself: this machine's kill(1) reads `-PGID` as a signal
+    // and a pid (`kill -9 -14736` became kill(-1, 9), everything).
+    let pgid = nix::unistd::Pid::from_raw(i32::try_from(group.id()).unwrap());
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = group.wait();
     let before = ok(&store, &["logs", "survivor"]).lines().count();
     eventually("more output after the kill", || ok(&store, &["logs", "survivor"]).lines().count() > before + 2);

@@ -683,7 +683,8 @@ fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(root2.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file());
-    run(Command::new("kill").arg("-TERM").arg(child.id().to_string()));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
