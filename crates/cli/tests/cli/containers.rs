@@ -273,10 +273,17 @@ fn detached_containers_logs_ps_stop_kill_wait_rm() {
     assert!(logged >= first);
 
     // Exit codes through wait; kill with a signal the command handles.
-    let id2 = ok(
-        &store,
-        &["run", "-d", "bb:1", "sh", "-c", "trap 'echo got HUP; exit 7' HUP; while true; do sleep 0.1; done"],
-    );
+    // Started from under nohup (SIGHUP ignored): the container still
+    // starts with default signals, so its shell can trap HUP.
+    let started = Command::new("nohup")
+        .arg(env!("CARGO_BIN_EXE_cargohold"))
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "-d", "bb:1", "sh", "-c", "trap 'echo got HUP; exit 7' HUP; while true; do sleep 0.1; done"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let id2 = String::from_utf8(started.stdout).unwrap();
     let id2 = id2.trim();
     std::thread::sleep(std::time::Duration::from_millis(300));
     ok(&store, &["kill", "-s", "HUP", &id2[..10]]);

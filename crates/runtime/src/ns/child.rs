@@ -304,6 +304,7 @@ fn read_only(path: &CStr, e: RawFd) {
 /// this returns.
 fn payload(p: &Identity) -> std::io::Result<()> {
     let e = p.err_fd;
+    default_signals();
     if p.tty {
         // A session of its own, with the terminal on stdin as its
         // controlling terminal: job control and ^C work as in a login.
@@ -678,5 +679,27 @@ fn drop_if_text(line: &[u8]) {
         unsafe {
             libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
         }
+    }
+}
+
+/// The payload starts with every signal at its default action and none
+/// blocked, whatever its caller ignored (`nohup` ignores SIGHUP, a
+/// background job of a script SIGINT and SIGQUIT): a shell cannot trap a
+/// signal ignored on entry, so a container could never be told to stop.
+fn default_signals() {
+    // SAFETY: sigaction and sigprocmask with values on the stack; both are
+    // async-signal-safe, and this single-threaded fork child execs next.
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut act.sa_mask);
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &act, std::ptr::null_mut());
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }
