@@ -556,8 +556,9 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// The stored image.
-    pub image: String,
+    /// The stored images (several go into one docker archive).
+    #[arg(required = true)]
+    pub images: Vec<String>,
     /// The archive to write.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,

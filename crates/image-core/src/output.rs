@@ -74,6 +74,18 @@ impl Output {
         &self.dest
     }
 
+    /// A directory for scratch files on the output's filesystem: beside a
+    /// file, else (a pipe, a device) the system's temporary directory.
+    pub fn scratch_dir(&self) -> PathBuf {
+        match &self.kind {
+            Kind::Replace(_) => match self.dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            Kind::Through(_) => std::env::temp_dir(),
+        }
+    }
+
     /// Makes a complete output visible: fsynced and renamed into place, or
     /// (written through) nothing more.
     pub fn finish(self) -> io::Result<()> {

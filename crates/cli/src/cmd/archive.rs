@@ -49,13 +49,20 @@ pub fn save(ctx: &Ctx, args: &SaveArgs) -> Result<()> {
         Format::Oci => ArchiveFormat::Oci,
     };
     let (path, to_stdout) = super::output_path(&args.output, args.out.json)?;
-    let report = store
-        .save(&args.image, &path, format, &NoProgress)
-        .with_context(|| format!("could not save {} to {}", args.image, args.output.display()))?;
+    let names = args.images.join(", ");
+    let reports = store
+        .save_many(&args.images, &path, format, &NoProgress)
+        .with_context(|| format!("could not save {names} to {}", args.output.display()))?;
     if args.out.json {
-        return output::json(&json!({ "image": args.image, "output": args.output, "manifest": report.manifest }));
+        if let [report] = reports.as_slice() {
+            return output::json(&json!({ "image": names, "output": args.output, "manifest": report.manifest }));
+        }
+        let images: Vec<_> =
+            args.images.iter().zip(&reports).map(|(i, r)| json!({ "image": i, "manifest": r.manifest })).collect();
+        return output::json(&json!({ "images": images, "output": args.output }));
     }
-    let line = format!("saved {} to {} ({})", args.image, args.output.display(), report.manifest.digest);
+    let digests: Vec<String> = reports.iter().map(|r| r.manifest.digest.to_string()).collect();
+    let line = format!("saved {names} to {} ({})", args.output.display(), digests.join(", "));
     match (ctx_quiet(ctx), to_stdout) {
         (true, _) => Ok(()),
         (false, true) => {

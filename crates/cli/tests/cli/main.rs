@@ -33,6 +33,12 @@ fn require(tool: &str) {
     assert!(found, "{tool} is required for this test and is not installed (apt-get install -y {tool})");
 }
 
+fn run_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().expect("the command runs");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -1134,6 +1140,20 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
     ok(&store, &["load", "-i", saved.to_str().unwrap(), "--name", "input:1"]);
     piped(&["import", "-", "imported:1"], &tar);
     assert_eq!(ok(&store, &["run", "--rm", "imported:1", "echo", "piped"]), "piped\n");
+    // Several images into one docker archive, their shared layer once;
+    // skopeo reads each, load brings both back.
+    let two = t.path().join("two.tar");
+    ok(&store, &["save", "bb:1", "imported:1", "-o", two.to_str().unwrap()]);
+    let manifest: Value =
+        serde_json::from_slice(&run_bytes(Command::new("tar").arg("-xOf").arg(&two).arg("manifest.json"))).unwrap();
+    assert_eq!(manifest.as_array().unwrap().len(), 2, "{manifest}");
+    run(skopeo(t.path()).arg("inspect").arg(format!("docker-archive:{}:imported:1", two.display())));
+    let fresh = t.path().join("fresh-store");
+    let loaded = ok(&fresh, &["load", two.to_str().unwrap()]);
+    assert!(loaded.contains("bb:1") && loaded.contains("imported:1"), "{loaded}");
+    let oci = t.path().join("x.tar");
+    let out = ch(&store, &["save", "bb:1", "imported:1", "--format", "oci", "-o", oci.to_str().unwrap()]);
+    assert!(!out.status.success() && !oci.exists(), "{out:?}");
     let out =
         bin().arg("--store").arg(&store).args(["load"]).stdin(std::fs::File::open(&junk).unwrap()).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("standard input"), "{out:?}");

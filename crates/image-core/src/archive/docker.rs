@@ -249,6 +249,12 @@ pub struct DockerArchiveDest {
     path: PathBuf,
     tags: Vec<Reference>,
     config: Option<(Descriptor, ImageConfig)>,
+    /// The images committed so far (several with [`DockerArchiveDest::deferred`]).
+    entries: Vec<DockerArchiveImage>,
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+    index: ImageIndex,
+    /// Finished by [`DockerArchiveDest::finish`], not by each commit.
+    defer: bool,
 }
 
 impl DockerArchiveDest {
@@ -258,7 +264,39 @@ impl DockerArchiveDest {
         let mut w = TarWriter::create(path)?;
         w.add_dir("blobs/")?;
         w.add_dir("blobs/sha256/")?;
-        Ok(DockerArchiveDest { w, path: path.into(), tags, config: None })
+        Ok(DockerArchiveDest {
+            w,
+            path: path.into(),
+            tags,
+            config: None,
+            entries: Vec::new(),
+            repositories: BTreeMap::new(),
+            index: ImageIndex::new_oci(),
+            defer: false,
+        })
+    }
+
+    /// Several images in one archive (`save A B`): each `commit` adds one,
+    /// [`DockerArchiveDest::finish`] writes `manifest.json` and the rest.
+    pub fn deferred(mut self) -> Self {
+        self.defer = true;
+        self
+    }
+
+    /// The `RepoTags` of the next image committed.
+    pub fn set_tags(&mut self, tags: Vec<Reference>) {
+        self.tags = tags;
+    }
+
+    /// Writes the archive's metadata for every image committed and puts the
+    /// archive in place.
+    pub fn finish(&mut self) -> Result<()> {
+        let manifest_json = serde_json::to_vec(&self.entries).expect("serializes");
+        self.w.add_bytes("index.json", &serde_json::to_vec(&self.index).expect("serializes"))?;
+        self.w.add_bytes("manifest.json", &manifest_json)?;
+        self.w.add_bytes("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
+        self.w.add_bytes("repositories", &serde_json::to_vec(&self.repositories).expect("serializes"))?;
+        self.w.finish()
     }
 
     fn blob_name(d: &Digest) -> String {
@@ -320,7 +358,7 @@ impl ImageDest for DockerArchiveDest {
                     self.w.add_stream(&name, desc.size, &desc.digest, &location, &mut r)?;
                     return Ok(Descriptor::new(mt::OCI_LAYER_TAR, expected, desc.size));
                 }
-                let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let dir = &self.w.scratch_dir();
                 let spool = tempfile::tempfile_in(dir).map_err(io_err("create a temp file in", dir))?;
                 let mut hw = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, spool), Algorithm::Sha256);
                 decompress_into(compression, &mut r, &mut hw).map_err(|e| blob_err(&desc.digest, &location, e))?;
@@ -356,27 +394,23 @@ impl ImageDest for DockerArchiveDest {
             repo_tags: self.tags.iter().map(Reference::familiar).collect(),
             layers: layer_paths,
         };
-        let manifest_json = serde_json::to_vec(&[entry]).expect("serializes");
-        let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        self.entries.push(entry);
         let top_layer = m.layers.last().map(|l| l.digest.hex().to_owned()).unwrap_or_default();
-        let mut index = ImageIndex::new_oci();
+        let before = self.index.manifests.len();
         for t in &self.tags {
             if let Some(tag) = t.tag() {
-                repositories.entry(t.familiar_name()).or_default().insert(tag.into(), top_layer.clone());
+                self.repositories.entry(t.familiar_name()).or_default().insert(tag.into(), top_layer.clone());
             }
             let mut d = top.descriptor();
             d.set_annotation(ANNOTATION_IMAGE_NAME, Some(t.canonical()));
             d.set_annotation(ANNOTATION_REF_NAME, t.tag().map(str::to_owned));
-            index.manifests.push(d);
+            self.index.manifests.push(d);
         }
-        if index.manifests.is_empty() {
-            index.manifests.push(top.descriptor());
+        if self.index.manifests.len() == before {
+            self.index.manifests.push(top.descriptor());
         }
-        self.w.add_bytes("index.json", &serde_json::to_vec(&index).expect("serializes"))?;
-        self.w.add_bytes("manifest.json", &manifest_json)?;
-        self.w.add_bytes("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}")?;
-        self.w.add_bytes("repositories", &serde_json::to_vec(&repositories).expect("serializes"))?;
-        self.w.finish()
+        self.config = None;
+        if self.defer { Ok(()) } else { self.finish() }
     }
 }
 

@@ -25,6 +25,11 @@ impl TarWriter {
         Ok(TarWriter { dest: dest.into(), tmp: Some(tmp), builder: Some(builder), written: HashSet::new() })
     }
 
+    /// Where scratch files go (see [`crate::Output::scratch_dir`]).
+    pub(crate) fn scratch_dir(&self) -> PathBuf {
+        self.tmp.as_ref().map_or_else(std::env::temp_dir, crate::Output::scratch_dir)
+    }
+
     pub(crate) fn has(&self, name: &str) -> bool {
         self.written.contains(name)
     }

@@ -120,6 +120,39 @@ impl Store {
             .collect()
     }
 
+    /// Saves several stored images into one docker archive (`save A B -o
+    /// x.tar`, as `docker save` does), blobs they share written once; all
+    /// or nothing. An OCI archive holds one image here.
+    pub fn save_many(
+        &self,
+        images: &[String],
+        path: &Path,
+        format: ArchiveFormat,
+        progress: &dyn Progress,
+    ) -> Result<Vec<CopyReport>> {
+        match (images, format) {
+            ([one], _) => return Ok(vec![self.save(one, path, format, progress)?]),
+            ([], _) => return Err(Error::Archive { path: path.into(), reason: "no image to save".into() }),
+            (_, ArchiveFormat::Oci) => {
+                return Err(Error::Unsupported {
+                    location: path.display().to_string(),
+                    what: "several images in an OCI archive (use the docker format)".into(),
+                });
+            }
+            _ => {}
+        }
+        let mut dst = DockerArchiveDest::create(path, Vec::new())?.deferred();
+        let mut reports = Vec::new();
+        for image in images {
+            let resolved = self.resolve(image)?;
+            dst.set_tags(resolved.name.clone().filter(|n| n.tag().is_some()).into_iter().collect());
+            let mut src = self.source(image)?;
+            reports.push(copy(&mut src, &mut dst, &CopyOptions::default(), progress)?);
+        }
+        dst.finish()?;
+        Ok(reports)
+    }
+
     /// Writes a stored image to an archive at `path` (under a temp name until
     /// complete).
     pub fn save(&self, image: &str, path: &Path, format: ArchiveFormat, progress: &dyn Progress) -> Result<CopyReport> {
