@@ -40,7 +40,13 @@ impl Registry {
 
     /// A source for `reference` (`:latest` when bare).
     pub fn source(&self, reference: &Reference) -> RegistrySource {
-        RegistrySource { reg: self.clone(), reference: reference.pull_reference() }
+        RegistrySource {
+            reg: self.clone(),
+            reference: reference.pull_reference(),
+            top: None,
+            manifests: Vec::new(),
+            configs: Vec::new(),
+        }
     }
 
     /// A destination that pushes to `reference` (a tag; `:latest` when bare).
@@ -65,11 +71,18 @@ fn remote(action: impl Into<String>, r: &Reference, e: Error) -> cargohold_image
     }
 }
 
-/// Reads an image from a registry.
+/// Reads an image from a registry. What it read of the manifests and the
+/// config is kept for the source's life, so resolving an image and copying
+/// it asks the registry once (the tag is also resolved once: a copy sees
+/// one image even if the tag moves meanwhile).
 #[derive(Debug)]
 pub struct RegistrySource {
     reg: Registry,
     reference: Reference,
+    top: Option<RawManifest>,
+    manifests: Vec<RawManifest>,
+    /// Configs (small, and read twice by a pull): digest and bytes.
+    configs: Vec<(cargohold_image_core::Digest, Vec<u8>)>,
 }
 
 impl ImageSource for RegistrySource {
@@ -78,24 +91,61 @@ impl ImageSource for RegistrySource {
     }
 
     fn top_manifest(&mut self) -> cargohold_image_core::Result<RawManifest> {
-        self.reg
+        if let Some(m) = &self.top {
+            return Ok(m.clone());
+        }
+        let m = self
+            .reg
             .block_on(self.reg.client.get_manifest(&self.reference))
-            .map_err(|e| remote("fetch the manifest of", &self.reference, e))
+            .map_err(|e| remote("fetch the manifest of", &self.reference, e))?;
+        self.top = Some(m.clone());
+        Ok(m)
     }
 
     fn manifest(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
+        if let Some(m) = self.manifests.iter().find(|m| m.digest == desc.digest) {
+            return Ok(m.clone());
+        }
         let r = &self.reference;
-        self.reg
+        let m = self
+            .reg
             .block_on(self.reg.client.get_manifest_ref(
                 r.registry(),
                 r.repository(),
                 desc.digest.as_str(),
                 Some(&desc.digest),
             ))
-            .map_err(|e| remote(format!("fetch manifest {} of", desc.digest), r, e))
+            .map_err(|e| remote(format!("fetch manifest {} of", desc.digest), r, e))?;
+        self.manifests.push(m.clone());
+        Ok(m)
     }
 
     fn blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<Box<dyn Read + Send + '_>> {
+        use cargohold_image_core::media_type as mt;
+        if let Some((_, bytes)) = self.configs.iter().find(|(d, _)| *d == desc.digest) {
+            return Ok(Box::new(io::Cursor::new(bytes.clone())));
+        }
+        let is_config = desc.media_type == mt::OCI_CONFIG || desc.media_type == mt::DOCKER_CONFIG;
+        if is_config && desc.size <= cargohold_image_core::MAX_CONFIG_SIZE {
+            // Read whole (it is small), kept as the registry sent it: every
+            // reader verifies it against its digest.
+            let r = &self.reference;
+            let stream = self
+                .reg
+                .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
+                .map_err(|e| remote(format!("download blob {} of", desc.digest), r, e))?;
+            let mut body = BodyReader { reg: self.reg.clone(), stream, buf: bytes::Bytes::new() };
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut io::Read::take(&mut body, desc.size + 1), &mut bytes).map_err(|e| {
+                cargohold_image_core::Error::Remote {
+                    action: format!("download blob {}", desc.digest),
+                    location: format!("docker://{r}"),
+                    source: Box::new(e),
+                }
+            })?;
+            self.configs.push((desc.digest.clone(), bytes.clone()));
+            return Ok(Box::new(io::Cursor::new(bytes)));
+        }
         let r = &self.reference;
         let stream = self
             .reg

@@ -212,3 +212,27 @@ fn hostile_bodies_are_capped() {
     }
     assert!(text.contains("404") && text.len() < 2000, "an error body is cut short: {text}");
 }
+
+/// A pull asks the registry for the manifest once, the config once and
+/// each layer once (resolving the image and copying it share what was read).
+#[test]
+fn a_pull_fetches_each_thing_once() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let direct: Reference = format!("{}/once/app:1", r.addr).parse().unwrap();
+    push_layout(&reg, &layout, &store, &direct);
+    let proxy = fault_proxy(&r.addr, Vec::new());
+    let via: Reference = format!("{}/once/app:1", proxy.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    let layers = fresh.details(&pulled.manifest, None).unwrap().image.layers.len();
+    let seen = proxy.seen.lock().unwrap().clone();
+    let gets: Vec<&String> = seen.iter().filter(|h| h.starts_with("GET /v2/once/")).collect();
+    let manifests = gets.iter().filter(|h| h.contains("/manifests/")).count();
+    let blobs = gets.iter().filter(|h| h.contains("/blobs/")).count();
+    assert_eq!(manifests, 1, "{seen:#?}");
+    assert_eq!(blobs, layers + 1, "the config and each layer once: {seen:#?}");
+}
