@@ -39,18 +39,31 @@ impl std::fmt::Debug for Credentials {
 }
 
 /// The files searched for credentials, in order: `REGISTRY_AUTH_FILE`,
-/// `$XDG_RUNTIME_DIR/containers/auth.json`, `$XDG_CONFIG_HOME/containers/auth.json`
-/// (podman), then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+/// podman's `$XDG_RUNTIME_DIR/containers/auth.json` (else
+/// `/run/containers/UID/auth.json`) and `$XDG_CONFIG_HOME/containers/auth.json`
+/// (else `~/.config/containers/auth.json`), then Docker's
+/// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
 pub fn auth_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
     if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
         files.push(f.into());
     }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
-        files.push(PathBuf::from(d).join("containers/auth.json"));
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => files.push(PathBuf::from(d).join("containers/auth.json")),
+        None => {
+            // This process' user: the owner of its /proc entry.
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(me) = std::fs::metadata("/proc/self") {
+                files.push(PathBuf::from(format!("/run/containers/{}/auth.json", me.uid())));
+            }
+        }
     }
-    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {
-        files.push(PathBuf::from(d).join("containers/auth.json"));
+    match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => files.push(PathBuf::from(d).join("containers/auth.json")),
+        None => {
+            let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()));
+            files.push(home.join(".config/containers/auth.json"));
+        }
     }
     files.push(docker_config());
     files

@@ -1195,6 +1195,31 @@ fn credentials_only_go_to_their_registry() {
     let bad = env(&["copy", "--src-creds", "alice:apass", "bb:1", &to]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--src-creds is for a registry"), "{bad:?}");
 
+    // podman's default auth.json (~/.config/containers/auth.json) is read.
+    let home = t.path().join("home");
+    std::fs::create_dir_all(home.join(".config/containers")).unwrap();
+    let auth = run(Command::new("sh").arg("-c").arg("printf alice:apass | base64"));
+    std::fs::write(
+        home.join(".config/containers/auth.json"),
+        format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{}\"}}}}}}", a.1, auth.trim()),
+    )
+    .unwrap();
+    let tags = |with_home: bool| {
+        let mut cmd = bin();
+        cmd.env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", if with_home { home.clone() } else { t.path().join("nobody-home") })
+            .arg("--store")
+            .arg(&store)
+            .args(["tags", &format!("{}/team/bb", a.1)]);
+        cmd.output().unwrap()
+    };
+    assert!(!tags(false).status.success(), "no credentials, no tags");
+    let listed = tags(true);
+    assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains('1'), "{listed:?}");
+
     // A registry that asks for nothing never sees --dest-creds' password.
     let (plain, seen) = cargohold_testkit::canned_server(|_| {
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
