@@ -250,7 +250,9 @@ pub fn start_monitor(ctx: &Ctx, c: &Container) -> Result<()> {
     loop {
         let st = match c.state() {
             Ok(st) => st,
-            Err(_) if !c.dir.exists() => return Ok(()), // --rm, and it ended
+            // --rm, and it ended: its record goes first (config.json), then
+            // the rest, so a state read mid-removal fails too.
+            Err(_) if !c.dir.join("config.json").exists() => return Ok(()),
             Err(e) => return Err(e.into()),
         };
         let begun = st.started != before && (st.pid.is_some() || st.status != ContainerStatus::Running);
