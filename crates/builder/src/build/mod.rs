@@ -261,8 +261,7 @@ impl<'a> Builder<'a> {
                 source: other,
             },
         })?;
-        let time =
-            opts.timestamp.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
+        let time = opts.timestamp;
         let run = Run { b: self, opts, file, context, time, steps: Vec::new(), cache: Vec::new() };
         run.build(p)
     }

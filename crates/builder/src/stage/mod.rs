@@ -353,8 +353,7 @@ impl<'a> Stager<'a> {
         })?;
         let candidate =
             candidate_of(&image).map_err(|message| StageError::Config { path: dir.join("stage.toml"), message })?;
-        let time =
-            opts.timestamp.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()));
+        let time = opts.timestamp;
         let created = format_rfc3339(time.unwrap_or_else(now));
         let platform = opts.platform.clone().unwrap_or_else(Platform::host);
         let _guard = self.store.layout().write_guard()?;

@@ -143,7 +143,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         no_cache: args.no_cache,
         network,
         security: args.container.security()?,
-        timestamp: args.timestamp,
+        timestamp: args.timestamp.or_else(source_date_epoch),
         copy_up: no_overlay(),
     };
     for from in &args.cache_from {
@@ -448,7 +448,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         no_cache: args.no_cache,
         network: args.container.network()?,
         security: args.container.security()?,
-        timestamp: args.timestamp,
+        timestamp: args.timestamp.or_else(source_date_epoch),
         platform,
         copy_up: no_overlay(),
     };
@@ -479,4 +479,10 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         }));
     }
     output::line(format!("built {} {}", report.tag, report.image.digest))
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, when
+/// `--timestamp` is not given.
+fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
 }

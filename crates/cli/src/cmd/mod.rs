@@ -214,7 +214,7 @@ impl Ctx {
     /// Opens (creating if needed) the local store.
     /// The store's directory (`--store`, else the default).
     pub fn store_dir(&self) -> std::path::PathBuf {
-        self.store_path.clone().unwrap_or_else(Store::default_path)
+        self.store_path.clone().unwrap_or_else(default_store_path)
     }
 
     pub fn store(&self) -> Result<Store> {
@@ -244,4 +244,18 @@ pub fn output_path(p: &std::path::Path, json: bool) -> Result<(std::path::PathBu
         anyhow::bail!("--json cannot be used with -o {}: standard output is the archive", p.display());
     }
     Ok((path, to_stdout))
+}
+
+/// The default store: `$CARGOHOLD_STORE`, else
+/// `$XDG_DATA_HOME/cargohold/store`, else `~/.local/share/cargohold/store`.
+fn default_store_path() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(p) = std::env::var_os("CARGOHOLD_STORE").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let data = std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+        home.join(".local").join("share")
+    });
+    data.join("cargohold").join("store")
 }

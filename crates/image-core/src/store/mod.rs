@@ -7,7 +7,7 @@ mod commit;
 pub use archive::{ArchiveFormat, LoadedImage};
 pub use commit::NewLayer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::inspect::{ResolvedImage, resolve_image};
@@ -32,20 +32,6 @@ pub struct StoreImage {
 }
 
 impl Store {
-    /// The default location: `$CARGOHOLD_STORE`, else
-    /// `$XDG_DATA_HOME/cargohold/store`, else `~/.local/share/cargohold/store`.
-    pub fn default_path() -> PathBuf {
-        if let Some(p) = std::env::var_os("CARGOHOLD_STORE").filter(|p| !p.is_empty()) {
-            return p.into();
-        }
-        let data =
-            std::env::var_os("XDG_DATA_HOME").filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| {
-                let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
-                home.join(".local").join("share")
-            });
-        data.join("cargohold").join("store")
-    }
-
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Store { layout: OciLayout::open_or_create(path.as_ref())? })
