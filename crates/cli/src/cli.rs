@@ -24,15 +24,28 @@ pub struct Cli {
     /// Print less (no progress, only results and errors).
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// Speak plain HTTP to this registry (loopback registries always may).
+    /// Do not verify this registry's TLS certificate, and speak plain HTTP to it if it does not speak TLS
+    /// (HTTPS is tried first; loopback registries get the HTTP fallback too, but keep verification).
     #[arg(long = "insecure-registry", visible_alias = "plain-http", global = true, value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
+    /// Verify registries' TLS certificates (`--tls-verify=false`: every registry as with --insecure-registry).
+    #[arg(long, global = true, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tls_verify: bool,
+    /// Where registries' CA and client certificates are (`DIR/HOST[:PORT]/*.crt`, `*.cert` + `*.key`), instead of
+    /// /etc/containers/certs.d and /etc/docker/certs.d.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
     /// Upload chunk size for large blobs (`4M` works with registries that cap requests at 4 MiB).
     #[arg(long, global = true, default_value = "4M", value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: usize,
     /// Seconds to wait for a registry before an attempt fails (and is retried).
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     pub timeout: u64,
+    /// The registries configuration (containers-registries.conf(5) v2: locations, mirrors, insecure, blocked,
+    /// aliases) with its `FILE.d/*.conf` drop-ins, instead of podman's files (~/.config/containers/registries.conf
+    /// or /etc/containers/registries.conf, and their `.d` directories).
+    #[arg(long, global = true, value_name = "FILE", env = "CONTAINERS_REGISTRIES_CONF")]
+    pub registries_conf: Option<PathBuf>,
     /// Registry credentials, instead of the stored ones.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "CARGOHOLD_CREDS", hide_env_values = true)]
     pub creds: Option<String>,

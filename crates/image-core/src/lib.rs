@@ -35,6 +35,7 @@
 
 mod archive;
 mod copy;
+mod decompress;
 mod digest;
 mod error;
 mod inspect;
@@ -51,6 +52,7 @@ pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
 pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copy};
+pub use decompress::{StreamCompression, decompressed};
 pub use digest::{
     Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader, VerifyingWriter,
 };

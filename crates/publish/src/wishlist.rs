@@ -47,11 +47,11 @@ pub struct WishProblem {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    version: serde_yaml::Value,
+    version: serde_yaml_ng::Value,
     user: Option<String>,
     cvmfs_repo: Option<String>,
     output_format: Option<String>,
-    input: Option<Vec<serde_yaml::Value>>,
+    input: Option<Vec<serde_yaml_ng::Value>>,
 }
 
 /// Parses a wish list. `source` names it in errors. The whole list is refused
@@ -59,13 +59,13 @@ struct Raw {
 /// `input`); single entries that do not parse become [`WishProblem`]s.
 pub fn parse(text: &str, source: &str) -> Result<Wishlist> {
     let bad = |reason: String| Error::Wishlist { path: source.into(), reason };
-    let raw: Raw = serde_yaml::from_str(text).map_err(|e| {
+    let raw: Raw = serde_yaml_ng::from_str(text).map_err(|e| {
         let at = e.location().map(|l| format!("line {}: ", l.line())).unwrap_or_default();
         bad(format!("{at}{e}"))
     })?;
     let version = match &raw.version {
-        serde_yaml::Value::Number(n) => n.as_u64(),
-        serde_yaml::Value::String(s) => s.trim().parse().ok(),
+        serde_yaml_ng::Value::Number(n) => n.as_u64(),
+        serde_yaml_ng::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     };
     if version != Some(1) {
@@ -90,7 +90,7 @@ pub fn parse(text: &str, source: &str) -> Result<Wishlist> {
             None => search_from + 1,
         };
         let parsed = match &entry {
-            serde_yaml::Value::String(s) => ImageUrl::parse(s.trim()).map_err(|e| e.to_string()),
+            serde_yaml_ng::Value::String(s) => ImageUrl::parse(s.trim()).map_err(|e| e.to_string()),
             _ => Err("is not a string".into()),
         };
         match parsed {
@@ -101,10 +101,10 @@ pub fn parse(text: &str, source: &str) -> Result<Wishlist> {
     Ok(Wishlist { user: raw.user.unwrap_or_default(), cvmfs_repo, output_format, inputs, problems })
 }
 
-fn yaml_text(v: &serde_yaml::Value) -> String {
+fn yaml_text(v: &serde_yaml_ng::Value) -> String {
     match v {
-        serde_yaml::Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).map(|s| s.trim().to_owned()).unwrap_or_default(),
+        serde_yaml_ng::Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other).map(|s| s.trim().to_owned()).unwrap_or_default(),
     }
 }
 

@@ -13,8 +13,33 @@ use crate::error::{Error, Result};
 /// A client and the runtime that drives it, shared by sources and destinations.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    rt: Arc<Runtime>,
+    rt: Arc<OwnedRuntime>,
     client: Arc<RegistryClient>,
+    /// Reference asked for -> where it was found (a mirror, or the
+    /// registry's `location`), so every source of one pull reads one place.
+    found: Arc<std::sync::Mutex<std::collections::HashMap<Reference, Reference>>>,
+}
+
+/// The registry's own runtime; dropped inside another runtime (where a
+/// blocking shutdown would panic) it shuts down in the background.
+#[derive(Debug)]
+struct OwnedRuntime(Option<Runtime>);
+
+impl std::ops::Deref for OwnedRuntime {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Registry {
@@ -25,7 +50,11 @@ impl Registry {
             .worker_threads(2)
             .build()
             .map_err(Error::Runtime)?;
-        Ok(Registry { rt: Arc::new(rt), client: Arc::new(RegistryClient::new(opts)?) })
+        Ok(Registry {
+            rt: Arc::new(OwnedRuntime(Some(rt))),
+            client: Arc::new(RegistryClient::new(opts)?),
+            found: Arc::default(),
+        })
     }
 
     /// The async client.
@@ -33,30 +62,57 @@ impl Registry {
         &self.client
     }
 
-    /// Runs a future to completion.
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.rt.block_on(f)
-    }
-
-    /// A source for `reference` (`:latest` when bare).
-    pub fn source(&self, reference: &Reference) -> RegistrySource {
-        RegistrySource {
-            reg: self.clone(),
-            reference: reference.pull_reference(),
-            top: None,
-            manifests: Vec::new(),
-            configs: Vec::new(),
+    /// Runs a future to completion on this registry's runtime. Called from
+    /// inside another tokio runtime (a program embedding the blocking
+    /// facade in its own async code), the future runs on a helper thread
+    /// instead of panicking; async code is better served by
+    /// [`Registry::client`] directly, or by calling the blocking facade
+    /// from `spawn_blocking`.
+    pub fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(f);
         }
+        std::thread::scope(|s| match s.spawn(|| self.rt.block_on(f)).join() {
+            Ok(out) => out,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
     }
 
-    /// A destination that pushes to `reference` (a tag; `:latest` when bare).
+    /// A source for `reference` (`:latest` when bare). With a
+    /// `registries.conf`, it reads from the first of the reference's mirrors
+    /// that has it, else from its registry's `location`.
+    pub fn source(&self, reference: &Reference) -> RegistrySource {
+        let reference = reference.pull_reference();
+        let endpoint = self.found.lock().expect("not poisoned").get(&reference).cloned();
+        RegistrySource { reg: self.clone(), reference, endpoint, top: None, manifests: Vec::new(), configs: Vec::new() }
+    }
+
+    /// A destination that pushes to `reference` (a tag; `:latest` when bare),
+    /// at its registry's `location` when `registries.conf` rewrites it.
     pub fn dest(&self, reference: &Reference) -> RegistryDest {
-        RegistryDest { reg: self.clone(), reference: reference.pull_reference(), pending: None }
+        let asked = reference.pull_reference();
+        let (reference, refused) = match self.client.options().registries.push_target(&asked) {
+            Ok(target) => (target, None),
+            Err(e) => (asked, Some(e.to_string())),
+        };
+        RegistryDest { reg: self.clone(), reference, refused, pending: None }
+    }
+
+    /// Where `reference` is read from for anything but a pull's mirrors: its
+    /// registry's `location` (blocked registries are an error).
+    pub fn resolve(&self, reference: &Reference) -> Result<Reference> {
+        let sources = self.client.options().registries.pull_sources(reference)?;
+        Ok(sources.into_iter().find(|s| !s.mirror).map_or_else(|| reference.clone(), |s| s.reference))
     }
 
     /// Every tag of the repository of `reference`.
     pub fn tags(&self, reference: &Reference) -> Result<Vec<String>> {
-        self.block_on(self.client.tags(reference.registry(), reference.repository()))
+        let r = self.resolve(reference)?;
+        self.block_on(self.client.tags(r.registry(), r.repository()))
     }
 }
 
@@ -79,6 +135,8 @@ fn remote(action: impl Into<String>, r: &Reference, e: Error) -> cargohold_image
 pub struct RegistrySource {
     reg: Registry,
     reference: Reference,
+    /// Where the image is read from, once known.
+    endpoint: Option<Reference>,
     top: Option<RawManifest>,
     manifests: Vec<RawManifest>,
     /// Configs (small, and read twice by a pull): digest and bytes.
@@ -94,19 +152,54 @@ impl ImageSource for RegistrySource {
         if let Some(m) = &self.top {
             return Ok(m.clone());
         }
-        let m = self
+        if let Some(r) = &self.endpoint {
+            let m = self
+                .reg
+                .block_on(self.reg.client.get_manifest(r))
+                .map_err(|e| remote("fetch the manifest of", r, e))?;
+            self.top = Some(m.clone());
+            return Ok(m);
+        }
+        let sources = self
             .reg
-            .block_on(self.reg.client.get_manifest(&self.reference))
-            .map_err(|e| remote("fetch the manifest of", &self.reference, e))?;
-        self.top = Some(m.clone());
-        Ok(m)
+            .client
+            .options()
+            .registries
+            .pull_sources(&self.reference)
+            .map_err(|e| remote("pull", &self.reference, e))?;
+        let mut mirror_failures = Vec::new();
+        for s in sources {
+            match self.reg.block_on(self.reg.client.get_manifest(&s.reference)) {
+                Ok(m) => {
+                    self.reg.found.lock().expect("not poisoned").insert(self.reference.clone(), s.reference.clone());
+                    self.endpoint = Some(s.reference);
+                    self.top = Some(m.clone());
+                    return Ok(m);
+                }
+                // A mirror that lacks it or fails: the next one, then the registry.
+                Err(e) if s.mirror => mirror_failures.push(format!("mirror {}: {e}", s.reference)),
+                Err(e) => {
+                    let e = remote("fetch the manifest of", &s.reference, e);
+                    return Err(if mirror_failures.is_empty() {
+                        e
+                    } else {
+                        cargohold_image_core::Error::Remote {
+                            action: format!("fetch the manifest (after {})", mirror_failures.join("; ")),
+                            location: format!("docker://{}", self.reference),
+                            source: Box::new(e),
+                        }
+                    });
+                }
+            }
+        }
+        unreachable!("pull_sources always ends with the registry itself")
     }
 
     fn manifest(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
         if let Some(m) = self.manifests.iter().find(|m| m.digest == desc.digest) {
             return Ok(m.clone());
         }
-        let r = &self.reference;
+        let r = &self.endpoint()?;
         let m = self
             .reg
             .block_on(self.reg.client.get_manifest_ref(
@@ -126,10 +219,10 @@ impl ImageSource for RegistrySource {
             return Ok(Box::new(io::Cursor::new(bytes.clone())));
         }
         let is_config = desc.media_type == mt::OCI_CONFIG || desc.media_type == mt::DOCKER_CONFIG;
+        let r = &self.endpoint()?;
         if is_config && desc.size <= cargohold_image_core::MAX_CONFIG_SIZE {
             // Read whole (it is small), kept as the registry sent it: every
             // reader verifies it against its digest.
-            let r = &self.reference;
             let stream = self
                 .reg
                 .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
@@ -146,7 +239,6 @@ impl ImageSource for RegistrySource {
             self.configs.push((desc.digest.clone(), bytes.clone()));
             return Ok(Box::new(io::Cursor::new(bytes)));
         }
-        let r = &self.reference;
         let stream = self
             .reg
             .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
@@ -159,7 +251,30 @@ impl ImageSource for RegistrySource {
     }
 
     fn registry_repository(&self) -> Option<Reference> {
-        Some(self.reference.clone())
+        Some(self.endpoint.clone().unwrap_or_else(|| self.reference.clone()))
+    }
+}
+
+impl RegistrySource {
+    /// Where the image is read from: found by [`ImageSource::top_manifest`]
+    /// when mirrors are configured, else the registry's location.
+    fn endpoint(&mut self) -> cargohold_image_core::Result<Reference> {
+        if let Some(r) = &self.endpoint {
+            return Ok(r.clone());
+        }
+        let sources = self
+            .reg
+            .client
+            .options()
+            .registries
+            .pull_sources(&self.reference)
+            .map_err(|e| remote("pull", &self.reference, e))?;
+        if let [only] = sources.as_slice() {
+            self.endpoint = Some(only.reference.clone());
+            return Ok(only.reference.clone());
+        }
+        self.top_manifest()?;
+        Ok(self.endpoint.clone().expect("set with the top manifest"))
     }
 }
 
@@ -191,6 +306,8 @@ impl Read for BodyReader {
 pub struct RegistryDest {
     reg: Registry,
     reference: Reference,
+    /// Why nothing may be pushed here (a blocked registry).
+    refused: Option<String>,
     /// An upload the registry opened when a mount was refused (202).
     pending: Option<crate::client::Upload>,
 }
@@ -201,6 +318,7 @@ impl ImageDest for RegistryDest {
     }
 
     fn has_blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
+        self.check()?;
         let r = &self.reference;
         self.reg
             .block_on(self.reg.client.has_blob(r.registry(), r.repository(), &desc.digest))
@@ -213,6 +331,7 @@ impl ImageDest for RegistryDest {
         _kind: BlobKind,
         data: &mut dyn Read,
     ) -> cargohold_image_core::Result<Descriptor> {
+        self.check()?;
         let r = self.reference.clone();
         let fail = |e| remote(format!("upload blob {} to", desc.digest), &r, e);
         let chunk = self.reg.client.chunk_size();
@@ -270,6 +389,7 @@ impl ImageDest for RegistryDest {
     }
 
     fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
+        self.check()?;
         let r = &self.reference;
         if from.registry() != r.registry() || from.repository() == r.repository() {
             return Ok(false);
@@ -288,11 +408,13 @@ impl ImageDest for RegistryDest {
     }
 
     fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.check()?;
         let r = self.reference.clone();
         self.push_manifest(m.digest.as_str(), m).map_err(|e| remote(format!("push manifest {} to", m.digest), &r, e))
     }
 
     fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.check()?;
         let r = self.reference.clone();
         let target = match (r.tag(), r.digest()) {
             (Some(t), _) => t.to_owned(),
@@ -310,6 +432,18 @@ impl ImageDest for RegistryDest {
 }
 
 impl RegistryDest {
+    /// Refuses every operation on a blocked registry.
+    fn check(&self) -> cargohold_image_core::Result<()> {
+        match &self.refused {
+            None => Ok(()),
+            Some(why) => Err(cargohold_image_core::Error::Remote {
+                action: "push".into(),
+                location: format!("docker://{}", self.reference),
+                source: why.clone().into(),
+            }),
+        }
+    }
+
     /// Puts a manifest; if it has a `subject` the registry did not process
     /// (no referrers API), records it under the subject's fallback tag.
     fn push_manifest(&self, reference: &str, m: &RawManifest) -> Result<()> {

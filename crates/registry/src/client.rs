@@ -15,8 +15,21 @@ use crate::error::{Error, Result};
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Registries that may be spoken to over plain HTTP (loopback always may).
+    /// Insecure registries (`host[:port]`): their certificates are not
+    /// verified, and when they do not speak TLS at all plain HTTP is used
+    /// (HTTPS first, then HTTP, as Docker and containers/image do).
+    /// Loopback registries get the HTTP fallback too, but keep verification.
     pub insecure: Vec<String>,
+    /// `registries.conf`: locations, mirrors, insecure and blocked
+    /// registries, aliases (empty: none).
+    pub registries: crate::RegistriesConf,
+    /// `false`: every registry as if listed in `insecure` (podman's
+    /// `--tls-verify=false`).
+    pub tls_verify: bool,
+    /// `certs.d` directories: `DIR/HOST[:PORT]/*.crt` CAs trusted for that
+    /// registry besides the system store, `NAME.cert` + `NAME.key` a client
+    /// certificate. Default: `/etc/containers/certs.d`, `/etc/docker/certs.d`.
+    pub cert_dirs: Vec<std::path::PathBuf>,
     /// Credentials for every registry, instead of the stored ones (a client
     /// made for one registry).
     pub credentials: Option<Credentials>,
@@ -35,6 +48,9 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             insecure: Vec::new(),
+            tls_verify: true,
+            registries: crate::RegistriesConf::default(),
+            cert_dirs: vec!["/etc/containers/certs.d".into(), "/etc/docker/certs.d".into()],
             credentials: None,
             registry_credentials: Vec::new(),
             chunk_size: 4 << 20,
@@ -53,7 +69,10 @@ struct CachedAuth {
 /// An OCI distribution client for any number of registries.
 #[derive(Debug)]
 pub struct RegistryClient {
-    http: reqwest::Client,
+    /// registry -> its HTTP client (each has the registry's own TLS setup).
+    http: Mutex<HashMap<String, reqwest::Client>>,
+    /// registry -> whether it speaks plain HTTP (`false`: seen on HTTPS).
+    plain: Mutex<HashMap<String, bool>>,
     opts: ClientOptions,
     /// (registry, scope) -> Authorization header value.
     auth: Mutex<HashMap<(String, String), CachedAuth>>,
@@ -75,18 +94,12 @@ pub fn is_loopback(registry: &str) -> bool {
 }
 
 impl RegistryClient {
-    /// A client with `opts`.
+    /// A client with `opts`. TLS files are read when a registry is first
+    /// spoken to.
     pub fn new(opts: ClientOptions) -> Result<Self> {
-        // Redirects (to blob storage) are followed; reqwest drops the
-        // Authorization header when a redirect changes host.
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.timeout)
-            .read_timeout(opts.timeout)
-            .build()
-            .map_err(|source| Error::Http { url: "(client setup)".into(), source })?;
         Ok(RegistryClient {
-            http,
+            http: Mutex::new(HashMap::new()),
+            plain: Mutex::new(HashMap::new()),
             opts,
             auth: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
@@ -94,12 +107,94 @@ impl RegistryClient {
         })
     }
 
-    /// The base URL of a registry: https unless loopback or listed insecure;
-    /// Docker Hub's API host for `docker.io`.
+    /// The HTTP client for `registry`: the system's roots plus its
+    /// `certs.d` CAs, its client certificate, no verification when insecure.
+    /// Redirects (to blob storage) are followed; reqwest drops the
+    /// Authorization header when a redirect changes host.
+    fn http(&self, registry: &str) -> Result<reqwest::Client> {
+        if let Some(c) = self.http.lock().expect("not poisoned").get(registry) {
+            return Ok(c.clone());
+        }
+        let tls = crate::tls::registry_tls(&self.opts.cert_dirs, registry)?;
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.opts.timeout)
+            .read_timeout(self.opts.timeout);
+        if let Some(roots) = crate::tls::system_roots() {
+            b = b.tls_built_in_root_certs(false);
+            for r in roots {
+                b = b.add_root_certificate(r.clone());
+            }
+        }
+        for r in tls.roots {
+            b = b.add_root_certificate(r);
+        }
+        if let Some(id) = tls.identity {
+            b = b.identity(id);
+        }
+        if self.skips_verification(registry) {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let client = b.build().map_err(|source| Error::Http { url: format!("(TLS setup for {registry})"), source })?;
+        self.http.lock().expect("not poisoned").insert(registry.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Whether `registry`'s certificate goes unverified.
+    fn skips_verification(&self, registry: &str) -> bool {
+        !self.opts.tls_verify
+            || self.opts.insecure.iter().any(|r| r == registry)
+            || self.opts.registries.insecure_registries().iter().any(|r| r == registry)
+    }
+
+    /// The settings this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// Whether `registry` may be spoken to in plain HTTP when it does not
+    /// speak TLS.
+    fn may_use_plain(&self, registry: &str) -> bool {
+        is_loopback(registry) || self.skips_verification(registry)
+    }
+
+    /// The base URL of a registry: https, unless it may use plain HTTP and
+    /// was found not to speak TLS; Docker Hub's API host for `docker.io`.
     pub fn base_url(&self, registry: &str) -> String {
         let host = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
-        let plain = is_loopback(registry) || self.opts.insecure.iter().any(|r| r == registry);
+        let plain = self.plain.lock().expect("not poisoned").get(registry).copied().unwrap_or(false);
         format!("{}://{host}", if plain { "http" } else { "https" })
+    }
+
+    /// After a request to `url` over HTTPS: records that `registry` speaks
+    /// TLS, or, when the connection failed in a way plain HTTP may cure (not
+    /// a certificate that failed verification), that it does not, returning
+    /// the URL to try instead.
+    fn settle_scheme(&self, registry: &str, url: &str, result: &Result<Response>) -> Option<String> {
+        let rest = url.strip_prefix("https://")?;
+        let host = if registry == "docker.io" { "registry-1.docker.io" } else { registry };
+        if !same_origin(url, &format!("https://{host}")) {
+            return None;
+        }
+        let mut plain = self.plain.lock().expect("not poisoned");
+        match result {
+            Ok(_) => {
+                plain.insert(registry.to_owned(), false);
+                None
+            }
+            Err(Error::Http { source, .. })
+                if source.is_connect()
+                    && self.may_use_plain(registry)
+                    // Not seen speaking TLS (another request may have
+                    // found it plain meanwhile).
+                    && plain.get(registry) != Some(&false)
+                    && !is_certificate_error(source) =>
+            {
+                plain.insert(registry.to_owned(), true);
+                Some(format!("http://{rest}"))
+            }
+            _ => None,
+        }
     }
 
     /// The upload chunk size.
@@ -137,8 +232,13 @@ impl RegistryClient {
     ) -> Result<Response> {
         let retryable = matches!(method, Method::GET | Method::HEAD | Method::POST | Method::DELETE);
         let mut attempt = 1;
+        let mut url = url.to_owned();
         loop {
-            let result = self.send_once(registry, scope, method.clone(), url, &build).await;
+            let result = self.send_once(registry, scope, method.clone(), &url, &build).await;
+            if let Some(plain) = self.settle_scheme(registry, &url, &result) {
+                url = plain;
+                continue;
+            }
             let delay = match &result {
                 Ok(resp)
                     if retryable
@@ -152,7 +252,9 @@ impl RegistryClient {
                     Some(after.map_or_else(|| backoff(attempt), |s| std::time::Duration::from_secs(s.min(30))))
                 }
                 Err(Error::Http { source, .. })
-                    if retryable && (source.is_connect() || source.is_timeout() || source.is_request()) =>
+                    if retryable
+                        && (source.is_connect() || source.is_timeout() || source.is_request())
+                        && !is_certificate_error(source) =>
                 {
                     Some(backoff(attempt))
                 }
@@ -194,7 +296,8 @@ impl RegistryClient {
         } else {
             None
         };
-        let mut req = build(self.http.request(method.clone(), url));
+        let http = self.http(registry)?;
+        let mut req = build(http.request(method.clone(), url));
         if let Some(a) = &cached {
             req = req.header(header::AUTHORIZATION, a);
         }
@@ -209,7 +312,7 @@ impl RegistryClient {
         }
         let auth = self.authorize(registry, scope, &challenge).await?;
         self.auth.lock().expect("not poisoned").insert(key, auth.clone());
-        build(self.http.request(method, url))
+        build(http.request(method, url))
             .header(header::AUTHORIZATION, auth.value)
             .send()
             .await
@@ -225,6 +328,7 @@ impl RegistryClient {
         let fail = |reason: String| Error::Auth { registry: registry.into(), reason };
         let challenges = parse_www_authenticate(challenge);
         let creds = self.credentials(registry)?;
+        let http = self.http(registry)?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer.params.get("realm").ok_or_else(|| fail("the Bearer challenge has no realm".into()))?;
             let service = bearer.params.get("service").cloned().unwrap_or_default();
@@ -248,8 +352,7 @@ impl RegistryClient {
                 if !joined.is_empty() {
                     form.push(("scope", &joined));
                 }
-                let r = self
-                    .http
+                let r = http
                     .post(realm)
                     .form(&form)
                     .send()
@@ -268,7 +371,7 @@ impl RegistryClient {
                         query.push(("service", &service));
                     }
                     query.extend(scopes.iter().map(|s| ("scope", *s)));
-                    let mut req = self.http.get(realm);
+                    let mut req = http.get(realm);
                     if let Some(c) = creds.as_ref().filter(|c| c.identity_token().is_none()) {
                         query.push(("offline_token", "true"));
                         query.push(("client_id", "cargohold"));
@@ -448,6 +551,7 @@ impl RegistryClient {
         let start = format!("{base}/v2/{repo}/blobs/uploads/");
         let resp = self.send(registry, &scope, Method::POST, &start, |b| b.header(header::CONTENT_LENGTH, 0)).await?;
         let resp = Self::expect(resp, "POST", &[202]).await?;
+        let base = self.base_url(registry);
         let location = location(&base, &resp, &start)?;
         Ok(Upload { registry: registry.into(), scope, base, location, offset: 0 })
     }
@@ -471,6 +575,7 @@ impl RegistryClient {
         if resp.status() == StatusCode::CREATED {
             return Ok(None);
         }
+        let base = self.base_url(registry);
         let location = location(&base, &resp, &start)?;
         Ok(Some(Upload { registry: registry.into(), scope, base, location, offset: 0 }))
     }
@@ -676,7 +781,6 @@ impl RegistryClient {
     /// Collects the strings under `field` of every page, following `Link:
     /// rel="next"` (and, for registries that send no `Link`, `last=`).
     async fn paginated(&self, registry: &str, scope: &str, first: String, field: &str) -> Result<Vec<String>> {
-        let base = self.base_url(registry);
         let mut url = first.clone();
         let mut out: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -684,6 +788,7 @@ impl RegistryClient {
             let resp = self.send(registry, scope, Method::GET, &url, |b| b).await?;
             let resp = Self::expect(resp, "GET", &[200]).await?;
             let next = resp.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(parse_link_next);
+            let base = self.base_url(registry);
             let body = read_capped(resp, MAX_LIST_PAGE, &url, false).await?;
             let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| Error::Status {
                 method: "GET",
@@ -718,7 +823,8 @@ impl RegistryClient {
                 (Some(n), _) => url = n,
                 // No Link but a full page: ask for what follows the last entry.
                 (None, Some(last)) if full => {
-                    let path = first.split('?').next().unwrap_or(&first);
+                    let path = resp_path(&first);
+                    let path = format!("{base}{path}");
                     url = format!("{path}?n={PAGE}&last={last}");
                 }
                 (None, _) => return Ok(out),
@@ -738,6 +844,35 @@ struct TokenResponse {
     access_token: Option<String>,
     expires_in: Option<u64>,
     refresh_token: Option<String>,
+}
+
+/// The path of a URL (`/v2/...`), without its query.
+fn resp_path(url: &str) -> &str {
+    let no_query = url.split('?').next().unwrap_or(url);
+    let after_scheme = no_query.split_once("://").map_or(no_query, |(_, r)| r);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+}
+
+/// Whether a connection failed because the peer's certificate was refused
+/// (as opposed to a peer that does not speak TLS).
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::AlertReceived(_)
+            );
+        }
+        // io::Error's `source` skips the error it wraps: go into it.
+        source = match s.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    false
 }
 
 /// Whether `url` has the scheme, host and port of `base`.

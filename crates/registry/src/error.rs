@@ -41,6 +41,30 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A TLS file (a `certs.d` CA, client certificate or key) is unusable.
+    #[error("TLS setup from {path}: {reason}")]
+    Tls {
+        /// The file or directory.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configuration file (`registries.conf`) is unusable.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file, with the line when known.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The registry is blocked by configuration (`registries.conf`).
+    #[error("registry {registry} is blocked in {source_file}")]
+    Blocked {
+        /// The registry (or prefix) as the configuration names it.
+        registry: String,
+        /// The configuration file that blocks it.
+        source_file: String,
+    },
     /// The registry sent content that does not match its digest.
     #[error("{url} returned content with digest {actual}, expected {expected}")]
     DigestMismatch {

@@ -32,6 +32,8 @@ mod ensure;
 mod error;
 mod open;
 mod pull;
+mod registries_conf;
+mod tls;
 
 pub use adapter::{Registry, RegistryDest, RegistrySource};
 pub use auth::{Challenge, parse_www_authenticate};
@@ -45,3 +47,4 @@ pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
 pub use pull::{OpenSource, pull, push};
+pub use registries_conf::{Mirror, PullFromMirror, PullSource, RegistriesConf, RegistryEntry};

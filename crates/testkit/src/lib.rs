@@ -296,12 +296,17 @@ pub fn fault_proxy(upstream: &str, faults: Vec<Fault>) -> FaultProxy {
 }
 
 /// Reads an HTTP request head (up to the blank line), byte by byte so the
-/// body stays in the stream; `None` when the peer closed first.
+/// body stays in the stream; `None` when the peer closed first, or opened
+/// with a TLS handshake (a client trying HTTPS first: the caller hangs up,
+/// as a plain-HTTP server's garbage answer would end it).
 pub fn read_head(stream: &mut impl std::io::Read) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return None;
+        }
+        if head.is_empty() && byte[0] == 0x16 {
             return None;
         }
         head.push(byte[0]);
@@ -322,7 +327,7 @@ pub fn canned_server(
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { return };
-            let text = read_head(&mut c).unwrap_or_default();
+            let Some(text) = read_head(&mut c) else { continue };
             log.lock().unwrap().push(text.clone());
             let _ = c.write_all(&answer(&text));
         }

@@ -3,11 +3,11 @@
 //! the destination resolves inside the root (`layerfs::Root`), so an image's
 //! symlinks (`/usr/local -> /`) cannot send files to the host.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use cargohold_image_core::media_type::Compression;
+use cargohold_image_core::decompressed;
 use cargohold_layerfs::{ApplyOptions, Root, apply_layer, remove_all};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -118,7 +118,7 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
                         .map_err(fail("chown", &target))?;
                 }
             }
-            _ if job.extract && archive_kind(&src).is_some() => {
+            _ if job.extract && is_archive(&src) => {
                 let target = if dest_is_dir { dest.clone() } else { target };
                 extract(root, &target, &src)?;
             }
@@ -208,43 +208,27 @@ fn write_file(
     Ok(())
 }
 
-/// The compression of a tar archive at `p`, or `None` when it is not one
-/// ADD extracts (then it is copied as a file, as Docker does).
-fn archive_kind(p: &Path) -> Option<Compression> {
+/// Whether `p` is a tar archive ADD extracts (plain, or compressed with
+/// gzip, zstd, xz or bzip2, judged by content: its first header is read
+/// after decompressing); else it is copied as a file, as Docker does.
+fn is_archive(p: &Path) -> bool {
+    let Ok(f) = std::fs::File::open(p) else { return false };
+    let Ok((_, mut tar)) = decompressed(BufReader::new(f)) else { return false };
     let mut head = [0u8; 512];
-    let mut f = std::fs::File::open(p).ok()?;
-    let n = read_up_to(&mut f, &mut head);
-    match Compression::sniff(&head[..n]) {
-        Compression::Gzip => Some(Compression::Gzip),
-        Compression::Zstd => Some(Compression::Zstd),
-        _ if n >= 262 && &head[257..262] == b"ustar" => Some(Compression::None),
-        _ => None,
-    }
-}
-
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
     let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
+    while n < head.len() {
+        match tar.read(&mut head[n..]) {
             Ok(0) | Err(_) => break,
             Ok(k) => n += k,
         }
     }
-    n
+    n >= 262 && &head[257..262] == b"ustar"
 }
 
 fn extract(root: &Root, target: &Path, src: &Path) -> Result<()> {
     let sub = root.subdir(target).map_err(fail("create the directory", target))?;
     let f = std::fs::File::open(src).map_err(io_fail("open", src))?;
-    let mut input = BufReader::with_capacity(1 << 20, f);
-    input.fill_buf().map_err(io_fail("read", src))?;
-    let mut tar: Box<dyn Read> = match archive_kind(src) {
-        Some(Compression::Gzip) => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Some(Compression::Zstd) => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(io_fail("read", src))?)
-        }
-        _ => Box::new(input),
-    };
+    let (_, mut tar) = decompressed(BufReader::with_capacity(1 << 20, f)).map_err(io_fail("read", src))?;
     // A user's archive is not a layer: `.wh.` names are ordinary files.
     let opts = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::for_current_user() };
     apply_layer(&sub, &mut tar, &src.to_string_lossy(), &opts).map_err(|e| CopyFailure {

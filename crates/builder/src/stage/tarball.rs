@@ -1,35 +1,28 @@
 //! A root filesystem tarball (an lxc or `docker export` style rootfs,
-//! plain or compressed with gzip, zstd or xz) as an image layer: read once,
+//! plain or compressed with gzip, zstd, xz or bzip2) as an image layer: read once,
 //! stored as a gzip blob and unpacked into the layer cache in the same pass.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use cargohold_image_core::media_type::Compression;
-use cargohold_image_core::{Algorithm, Digest, NewLayer, OciLayout};
+use cargohold_image_core::{Algorithm, Digest, NewLayer, OciLayout, StreamCompression, decompressed};
 use cargohold_layerfs::{ApplyOptions, LayerCache, Root, apply_layer, store_layer};
 
 use super::StageError;
 
-/// The tarball's compression, from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Plain,
-    Gzip,
-    Zstd,
-    Xz,
-}
-
-fn sniff(head: &[u8]) -> Result<Kind, &'static str> {
-    Ok(match head {
-        [0x1f, 0x8b, ..] => Kind::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Kind::Zstd,
-        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => Kind::Xz,
-        [b'B', b'Z', b'h', ..] => return Err("bzip2 is not supported (recompress with xz, zstd or gzip)"),
-        h if h.len() >= 262 && &h[257..262] == b"ustar" => Kind::Plain,
-        h if h.len() >= 512 && h[..512].iter().all(|b| *b == 0) => Kind::Plain,
-        _ => return Err("not a tar archive (plain, .gz, .zst or .xz)"),
-    })
+/// Refuses what is not a tar before anything is stored: a compressed
+/// stream is judged by its magic (its content is checked as it unpacks), a
+/// plain one by the tar header's `ustar` magic or an empty archive's zero block.
+fn check_tar(head: &[u8]) -> Result<StreamCompression, &'static str> {
+    match StreamCompression::sniff(head) {
+        StreamCompression::None => match head {
+            h if h.len() >= 262 && &h[257..262] == b"ustar" => Ok(StreamCompression::None),
+            h if h.len() >= 512 && h[..512].iter().all(|b| *b == 0) => Ok(StreamCompression::None),
+            _ => Err("not a tar archive (plain, or compressed with gzip, zstd, xz or bzip2)"),
+        },
+        other => Ok(other),
+    }
 }
 
 /// The sha256 of the file at `path` (the tarball's cache key).
@@ -61,13 +54,8 @@ pub(crate) fn import(layout: &OciLayout, cache: &LayerCache, path: &Path) -> Res
     let f = std::fs::File::open(path).map_err(StageError::io("open", path))?;
     let mut input = BufReader::with_capacity(1 << 20, f);
     let head = input.fill_buf().map_err(StageError::io("read", path))?;
-    let kind = sniff(head).map_err(|r| bad(r.into()))?;
-    let tar: Box<dyn Read + Send> = match kind {
-        Kind::Plain => Box::new(input),
-        Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(StageError::io("read", path))?),
-        Kind::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
-    };
+    check_tar(head).map_err(|r| bad(r.into()))?;
+    let (_, tar) = decompressed(input).map_err(StageError::io("read", path))?;
     let staging = cache.staging()?;
     let root = Root::open(staging.path()).map_err(|e| StageError::io("open", staging.path())(e.into()))?;
     let (reader, writer) = std::io::pipe().map_err(StageError::io("create a pipe for", path))?;
@@ -99,14 +87,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sniffs_compressions() {
-        assert_eq!(sniff(&[0x1f, 0x8b, 8]), Ok(Kind::Gzip));
-        assert_eq!(sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Ok(Kind::Zstd));
-        assert_eq!(sniff(b"\xfd7zXZ\0\0"), Ok(Kind::Xz));
-        assert!(sniff(b"BZh91AY").unwrap_err().contains("bzip2"));
+    fn refuses_what_is_no_tar() {
+        assert_eq!(check_tar(&[0x1f, 0x8b, 8]), Ok(StreamCompression::Gzip));
+        assert_eq!(check_tar(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Ok(StreamCompression::Zstd));
+        assert_eq!(check_tar(b"\xfd7zXZ\0\0"), Ok(StreamCompression::Xz));
+        assert_eq!(check_tar(b"BZh91AY"), Ok(StreamCompression::Bzip2));
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
-        assert_eq!(sniff(&tar), Ok(Kind::Plain));
-        assert!(sniff(b"hello").is_err());
+        assert_eq!(check_tar(&tar), Ok(StreamCompression::None));
+        assert!(check_tar(b"hello").is_err());
     }
 }

@@ -27,6 +27,10 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         store_path: cli.store.clone(),
         quiet: cli.quiet,
         insecure: cli.insecure.clone(),
+        tls_verify: cli.tls_verify,
+        cert_dir: cli.cert_dir.clone(),
+        registries_conf: cli.registries_conf.clone(),
+        registries: std::cell::OnceCell::new(),
         creds: cli.creds.clone(),
         creds_bound: std::cell::RefCell::new(None),
         timeout: cli.timeout,
@@ -104,6 +108,11 @@ pub struct Ctx {
     store_path: Option<std::path::PathBuf>,
     pub quiet: bool,
     insecure: Vec<String>,
+    tls_verify: bool,
+    cert_dir: Option<std::path::PathBuf>,
+    registries_conf: Option<std::path::PathBuf>,
+    /// registries.conf, read when a registry is first used.
+    registries: std::cell::OnceCell<cargohold_registry::RegistriesConf>,
     creds: Option<String>,
     /// The registry `--creds` went to first (see [`Ctx::registry_for`]).
     creds_bound: std::cell::RefCell<Option<String>>,
@@ -118,13 +127,54 @@ pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credenti
 }
 
 impl Ctx {
-    fn client_options(&self) -> cargohold_registry::ClientOptions {
-        cargohold_registry::ClientOptions {
+    /// registries.conf: `--registries-conf FILE` (with `FILE.d`), else
+    /// podman's files.
+    pub fn registries_conf(&self) -> Result<&cargohold_registry::RegistriesConf> {
+        if let Some(c) = self.registries.get() {
+            return Ok(c);
+        }
+        let paths = match &self.registries_conf {
+            Some(file) => {
+                if !file.exists() {
+                    bail!("--registries-conf {}: no such file", file.display());
+                }
+                cargohold_registry::RegistriesConf::default_paths(file, None)
+            }
+            None => {
+                let user = std::env::var_os("XDG_CONFIG_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(std::path::PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".config")))
+                    .map(|d| d.join("containers/registries.conf"));
+                cargohold_registry::RegistriesConf::default_paths(
+                    std::path::Path::new("/etc/containers/registries.conf"),
+                    user.as_deref(),
+                )
+            }
+        };
+        let conf = cargohold_registry::RegistriesConf::load(&paths)?;
+        Ok(self.registries.get_or_init(|| conf))
+    }
+
+    /// A reference as typed, a short-name alias of registries.conf expanded
+    /// (`fedora:40` -> `registry.fedoraproject.org/fedora:40`), for pulls.
+    pub fn remote_reference(&self, input: &str) -> Result<Reference> {
+        let expanded = self.registries_conf()?.expand_alias(input);
+        Ok(Reference::parse(expanded.as_deref().unwrap_or(input))?)
+    }
+
+    /// The registry client settings the global options make.
+    pub fn client_options(&self) -> Result<cargohold_registry::ClientOptions> {
+        let defaults = cargohold_registry::ClientOptions::default();
+        Ok(cargohold_registry::ClientOptions {
+            registries: self.registries_conf()?.clone(),
             insecure: self.insecure.clone(),
+            tls_verify: self.tls_verify,
+            cert_dirs: self.cert_dir.clone().map_or(defaults.cert_dirs.clone(), |d| vec![d]),
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
-            ..Default::default()
-        }
+            ..defaults
+        })
     }
 
     /// A registry client for a command that talks to `registry` (`None`:
@@ -133,7 +183,7 @@ impl Ctx {
     /// second registry with `--creds` given is an error, never a leak of
     /// one registry's password to another.
     pub fn registry_for(&self, registry: Option<&str>) -> Result<cargohold_registry::Registry> {
-        let mut opts = self.client_options();
+        let mut opts = self.client_options()?;
         if let (Some(c), Some(r)) = (&self.creds, registry) {
             let mut bound = self.creds_bound.borrow_mut();
             match bound.as_deref() {
@@ -185,25 +235,20 @@ impl Ctx {
         &self,
         creds: Vec<(String, cargohold_registry::Credentials)>,
     ) -> Result<cargohold_registry::Registry> {
-        let mut opts = self.client_options();
+        let mut opts = self.client_options()?;
         opts.registry_credentials = creds;
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
     /// A registry client with these credentials for every registry.
     pub fn registry_as(&self, credentials: cargohold_registry::Credentials) -> Result<cargohold_registry::Registry> {
-        let opts = cargohold_registry::ClientOptions { credentials: Some(credentials), ..self.client_options() };
+        let opts = cargohold_registry::ClientOptions { credentials: Some(credentials), ..self.client_options()? };
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
     /// Whether `-q` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet
-    }
-
-    /// The registries the user allowed plain HTTP for.
-    pub fn insecure_registries(&self) -> Vec<String> {
-        self.insecure.clone()
     }
 
     /// Progress bars on stderr when it is a terminal and `-q` was not given.

@@ -15,7 +15,7 @@ use crate::cli::{
 use crate::output;
 
 pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
-    let r = Reference::parse(&args.reference)?;
+    let r = ctx.remote_reference(&args.reference)?;
     let reg = ctx.registry_for(Some(r.registry()))?;
     let store = ctx.store()?;
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
@@ -109,6 +109,7 @@ fn resolve_digest(reg: &Registry, r: &Reference) -> Result<cargohold_image_core:
     if let Some(d) = r.digest() {
         return Ok(d.clone());
     }
+    let r = &reg.resolve(r)?;
     let tag = r.tag().unwrap_or("latest");
     reg.block_on(reg.client().head_manifest(r.registry(), r.repository(), tag))
         .with_context(|| format!("could not look up {r}"))?
@@ -119,6 +120,7 @@ fn resolve_digest(reg: &Registry, r: &Reference) -> Result<cargohold_image_core:
 pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
     let reg = ctx.registry_for(Some(r.registry()))?;
+    let r = reg.resolve(&r)?;
     let client = reg.client();
     let (what, target) = if args.blob {
         let d = r.digest().with_context(|| format!("{} names no blob digest (REPO@sha256:...)", args.reference))?;
@@ -171,6 +173,7 @@ pub fn referrers(ctx: &Ctx, args: &ReferrersArgs) -> Result<()> {
     let r = Reference::parse(&args.reference)?;
     let reg = ctx.registry_for(Some(r.registry()))?;
     let subject = resolve_digest(&reg, &r)?;
+    let r = reg.resolve(&r)?;
     let list = reg
         .block_on(reg.client().referrers(r.registry(), r.repository(), &subject, args.artifact_type.as_deref()))
         .with_context(|| format!("could not list the referrers of {}@{subject}", r.name()))?;
@@ -232,11 +235,7 @@ pub fn login(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
         bail!("a user name and a password are needed to log in to {registry}");
     }
     let creds = Credentials::new(username, password);
-    let opts = cargohold_registry::ClientOptions {
-        insecure: ctx.insecure_registries(),
-        credentials: Some(creds.clone()),
-        ..Default::default()
-    };
+    let opts = cargohold_registry::ClientOptions { credentials: Some(creds.clone()), ..ctx.client_options()? };
     let reg = Registry::new(opts)?;
     reg.block_on(reg.client().ping(&registry)).with_context(|| format!("login to {registry} failed"))?;
     let file = args.authfile.clone().unwrap_or_else(cargohold_registry::login_file);

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod client;
 mod containers;
 
 fn bin() -> Command {
@@ -372,9 +373,6 @@ fn registry() -> Registry {
 fn registry_with(basic: Option<(&str, &str)>) -> Registry {
     require("docker-registry");
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
     let auth = match basic {
         Some((user, password)) => {
             require("htpasswd");
@@ -385,8 +383,18 @@ fn registry_with(basic: Option<(&str, &str)>) -> Registry {
         }
         None => String::new(),
     };
+    start_registry(dir, &auth, "")
+}
+
+/// docker-registry with `auth` (a config.yml `auth:` section) and `http`
+/// (more of its `http:` section, indented two spaces), listening on a free
+/// loopback port; its files in `dir`.
+fn start_registry(dir: tempfile::TempDir, auth: &str, http: &str) -> Registry {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.path().join("config.yml");
     let yaml = format!(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http}{auth}",
         dir.path().join("data").display()
     );
     std::fs::write(&config, yaml).unwrap();
@@ -1135,6 +1143,17 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
         assert!(out.status.success(), "{args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // bzip2 as well, for import and for load (xz too).
+    require("bzip2");
+    run(Command::new("bzip2").arg("-k").arg("-f").arg(&tar));
+    ok(&store, &["import", &format!("{}.bz2", tar.display()), "frombz2:1"]);
+    assert_eq!(ok(&store, &["run", "--rm", "frombz2:1", "echo", "bz2"]), "bz2\n");
+    run(Command::new("xz").arg("-k").arg("-f").arg(&saved));
+    run(Command::new("bzip2").arg("-k").arg("-f").arg(&saved));
+    for ext in ["xz", "bz2"] {
+        let name = format!("{ext}:1");
+        assert!(ok(&store, &["load", &format!("{}.{ext}", saved.display()), "--name", &name]).contains(&name));
+    }
     assert!(piped(&["load", "--name", "stdin:1"], &saved).contains("stdin:1"));
     assert!(piped(&["load", "-", "--name", "dash:1"], &saved).contains("dash:1"));
     ok(&store, &["load", "-i", saved.to_str().unwrap(), "--name", "input:1"]);

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result, io_err};
-use crate::media_type::Compression;
 
 /// Named files, read-only.
 pub(crate) trait Files {
@@ -56,17 +55,14 @@ const MAX_ENTRIES: usize = 1_000_000;
 impl TarIndex {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).map_err(io_err("open", path))?;
-        let mut head = [0u8; 4];
+        let mut head = [0u8; 6];
         let n = read_up_to(&mut file, &mut head).map_err(io_err("read", path))?;
         file.rewind().map_err(io_err("seek", path))?;
-        let file = match Compression::sniff(&head[..n]) {
-            Compression::None => file,
-            c => {
+        let file = match crate::StreamCompression::sniff(&head[..n]) {
+            crate::StreamCompression::None => file,
+            _ => {
                 let mut tmp = tempfile::tempfile().map_err(io_err("create a temp file for", path))?;
-                let mut r: Box<dyn Read> = match c {
-                    Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
-                    _ => Box::new(zstd::Decoder::new(file).map_err(io_err("decompress", path))?),
-                };
+                let (_, mut r) = crate::decompressed(io::BufReader::new(file)).map_err(io_err("decompress", path))?;
                 io::copy(&mut r, &mut tmp)
                     .map_err(|e| Error::Archive { path: path.into(), reason: format!("could not decompress: {e}") })?;
                 tmp.rewind().map_err(io_err("seek", path))?;

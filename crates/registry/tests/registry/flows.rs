@@ -220,3 +220,25 @@ fn retries_5xx_and_429_with_retry_after() {
     assert_eq!(broken.seen.lock().unwrap().len(), cargohold_registry::MAX_ATTEMPTS as usize);
     assert!(other.list().unwrap().is_empty());
 }
+
+/// A program's own tokio runtime: the async client on it, and the blocking
+/// facade called from async code and dropped there, without a panic.
+#[tokio::test(flavor = "current_thread")]
+async fn embedded_in_a_programs_own_tokio_runtime() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let target: Reference = format!("{}/team/app:1", r.addr).parse().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    push_layout(&reg, &layout, &store, &target);
+
+    let client = cargohold_registry::RegistryClient::new(ClientOptions::default()).unwrap();
+    assert_eq!(client.tags(target.registry(), target.repository()).await.unwrap(), ["1"]);
+    let manifest = client.get_manifest(&target).await.unwrap();
+
+    let other = Store::open(t.path().join("other")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, manifest.digest);
+    drop(reg);
+}

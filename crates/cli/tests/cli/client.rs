@@ -1,0 +1,269 @@
+//! The registry client as configured like skopeo and podman: TLS with
+//! private CAs (certs.d, the system store, client certificates, no
+//! verification), plain HTTP only as a fallback.
+
+use super::*;
+
+/// A private CA, a server certificate for `localhost` and `127.0.0.1`, and a
+/// client certificate, made with openssl.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        require("openssl");
+        std::fs::create_dir_all(dir).unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=cargohold test CA", "-keyout", "ca.key"];
+        ca.extend(ec);
+        ca.extend(["-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE"]);
+        ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(dir, &ca);
+        for (name, cn, ext) in [
+            (
+                "server",
+                "localhost",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+            ),
+            ("client", "cargohold test client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"),
+        ] {
+            let subj = format!("/CN={cn}");
+            let (key, csr, crt, extfile) =
+                (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+            std::fs::write(dir.join(&extfile), ext).unwrap();
+            let mut req = vec!["req", "-subj", &subj, "-keyout", &key, "-out", &csr];
+            req.extend(ec);
+            openssl(dir, &req);
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-days",
+                    "2",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-extfile",
+                    &extfile,
+                    "-out",
+                    &crt,
+                ],
+            );
+        }
+        Pki {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    }
+
+    /// docker-registry's `http.tls` for this server certificate (asking
+    /// for a client certificate from this CA when `mtls`).
+    fn registry_tls(&self, mtls: bool) -> String {
+        let mut s = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            self.server_cert.display(),
+            self.server_key.display()
+        );
+        if mtls {
+            s.push_str(&format!("    clientcas:\n      - {}\n", self.ca.display()));
+        }
+        s
+    }
+
+    /// A certs.d tree for `host`: the CA, and the client pair when `client`.
+    fn certs_d(&self, dir: &Path, host: &str, client: bool) -> PathBuf {
+        let d = dir.join(host);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&self.ca, d.join("ca.crt")).unwrap();
+        if client {
+            std::fs::copy(&self.client_cert, d.join("client.cert")).unwrap();
+            std::fs::copy(&self.client_key, d.join("client.key")).unwrap();
+        }
+        dir.to_owned()
+    }
+}
+
+fn fails(out: &std::process::Output, wanted: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "expected a failure, got success: {err}");
+    for w in wanted {
+        assert!(err.contains(w), "{w:?} not in the error: {err}");
+    }
+    err
+}
+
+#[test]
+fn tls_registries_with_a_private_ca_certs_d_the_system_store_and_no_verification() {
+    require("docker-registry");
+    let t = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&t.path().join("pki"));
+    let reg = start_registry(tempfile::tempdir().unwrap(), "", &pki.registry_tls(false));
+    let port = reg.1.rsplit(':').next().unwrap().to_owned();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", reg.1);
+    let none = t.path().join("no-certs");
+
+    // An unknown CA: refused as such, never retried in plain HTTP.
+    let out = ch(&store, &["--cert-dir", none.to_str().unwrap(), "push", "app:1", &target]);
+    let err = fails(&out, &["certificate"]);
+    assert!(!err.contains("400"), "no plain-HTTP fallback after a certificate error: {err}");
+
+    // certs.d: HOST:PORT/ca.crt.
+    let certs = pki.certs_d(&t.path().join("certs.d"), &reg.1, false);
+    let pushed = json(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target, "--json"]);
+    let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+
+    // The system store as OpenSSL finds it: SSL_CERT_FILE.
+    let other = t.path().join("other");
+    let out = bin()
+        .arg("--store")
+        .arg(&other)
+        .args(["--cert-dir", none.to_str().unwrap(), "pull", &target, "--json"])
+        .env("SSL_CERT_FILE", &pki.ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pulled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(pulled["report"]["manifest"]["digest"], digest.as_str());
+
+    // --tls-verify=false: TLS without verification.
+    let tags = json(&store, &["--cert-dir", none.to_str().unwrap(), "--tls-verify=false", "tags", &target, "--json"]);
+    assert_eq!(tags["tags"], serde_json::json!(["1"]));
+    // --insecure-registry HOST: the same for that registry only.
+    let tags =
+        json(&store, &["--cert-dir", none.to_str().unwrap(), "--insecure-registry", &reg.1, "tags", &target, "--json"]);
+    assert_eq!(tags["tags"], serde_json::json!(["1"]));
+
+    // localhost: TLS first (its certificate names localhost).
+    let local = format!("localhost:{port}/team/app:1");
+    let certs_local = pki.certs_d(&t.path().join("certs.d"), &format!("localhost:{port}"), false);
+    let d = json(&store, &["--cert-dir", certs_local.to_str().unwrap(), "digest", &local, "--json"]);
+    assert_eq!(d["digest"], digest.as_str(), "{d}");
+
+    // skopeo reads what we pushed, trusting the same CA.
+    let out = run(skopeo(t.path())
+        .args(["inspect", "--format", "{{.Digest}}", "--cert-dir"])
+        .arg(certs.join(&reg.1))
+        .arg(format!("docker://{target}")));
+    assert_eq!(out.trim(), digest);
+
+    // Broken certs.d files: errors naming the file; nothing is sent.
+    let bad = t.path().join("bad.d");
+    std::fs::create_dir_all(bad.join(&reg.1)).unwrap();
+    std::fs::write(bad.join(&reg.1).join("ca.crt"), "not a certificate\n").unwrap();
+    let out = ch(&store, &["--cert-dir", bad.to_str().unwrap(), "tags", &target]);
+    fails(&out, &[&format!("{}/ca.crt", reg.1), "certificate"]);
+    std::fs::remove_file(bad.join(&reg.1).join("ca.crt")).unwrap();
+    std::fs::copy(&pki.client_key, bad.join(&reg.1).join("me.key")).unwrap();
+    let out = ch(&store, &["--cert-dir", bad.to_str().unwrap(), "tags", &target]);
+    fails(&out, &["me.key", "me.cert"]);
+}
+
+#[test]
+fn mutual_tls_presents_the_certs_d_client_certificate() {
+    require("docker-registry");
+    let t = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&t.path().join("pki"));
+    let reg = start_registry(tempfile::tempdir().unwrap(), "", &pki.registry_tls(true));
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", reg.1);
+
+    // The CA alone: the registry wants a client certificate.
+    let ca_only = pki.certs_d(&t.path().join("ca-only"), &reg.1, false);
+    let out = ch(&store, &["--cert-dir", ca_only.to_str().unwrap(), "push", "app:1", &target]);
+    let err = fails(&out, &[]);
+    assert!(!err.contains("400"), "no plain-HTTP fallback once TLS was spoken: {err}");
+
+    let certs = pki.certs_d(&t.path().join("certs.d"), &reg.1, true);
+    ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target]);
+    let other = t.path().join("other");
+    ok(&other, &["--cert-dir", certs.to_str().unwrap(), "pull", &target]);
+    // And skopeo, with the same directory, reads it.
+    run(skopeo(t.path())
+        .args(["inspect", "--raw", "--cert-dir"])
+        .arg(certs.join(&reg.1))
+        .arg(format!("docker://{target}")));
+}
+
+#[test]
+fn registries_conf_mirrors_with_fallback_locations_blocks_and_aliases() {
+    let (mirror, primary) = (registry(), registry());
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    // app:1 only on the mirror, app:2 only on the registry itself.
+    ok(&store, &["push", "app:1", &format!("{}/team/app:1", mirror.1)]);
+    ok(&store, &["push", "app:1", &format!("{}/team/app:2", primary.1)]);
+    let conf = t.path().join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"example.invalid/team\"\nlocation = \"{}/team\"\n\
+             [[registry.mirror]]\nlocation = \"{}/team\"\n\n\
+             [[registry]]\nprefix = \"blocked.example\"\nblocked = true\n",
+            primary.1, mirror.1
+        ),
+    )
+    .unwrap();
+    // A drop-in beside it adds an alias.
+    std::fs::create_dir(t.path().join("registries.conf.d")).unwrap();
+    std::fs::write(
+        t.path().join("registries.conf.d/50-alias.conf"),
+        "[aliases]\n\"myapp\" = \"example.invalid/team/app\"\n",
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let other = t.path().join("other");
+    let pulled = json(&other, &["--registries-conf", c, "pull", "example.invalid/team/app:1", "--json"]);
+    assert_eq!(pulled["reference"], "example.invalid/team/app:1");
+    let pulled2 = json(&other, &["--registries-conf", c, "pull", "myapp:2", "--json"]);
+    assert_eq!(pulled2["reference"], "example.invalid/team/app:2", "the alias, then the registry after the mirror");
+    let names = ok(&other, &["images", "--json"]);
+    assert!(names.contains("example.invalid/team/app:1") && names.contains("example.invalid/team/app:2"), "{names}");
+    // Tags and pushes go to the location.
+    let tags = json(&other, &["--registries-conf", c, "tags", "example.invalid/team/app", "--json"]);
+    assert_eq!(tags["tags"], serde_json::json!(["2"]));
+    ok(&other, &["--registries-conf", c, "push", "example.invalid/team/app:1", "example.invalid/team/app:3"]);
+    let tags = json(&other, &["tags", &format!("{}/team/app", primary.1), "--json"]);
+    let mut tags: Vec<&str> = tags["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    tags.sort();
+    assert_eq!(tags, ["2", "3"]);
+
+    // Blocked: named as blocked, by file; nothing stored.
+    let before = ok(&other, &["images", "-q"]);
+    let out = ch(&other, &["--registries-conf", c, "pull", "blocked.example/x:1"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("blocked") && err.contains(c), "{err}");
+    let out = ch(&other, &["--registries-conf", c, "push", "example.invalid/team/app:1", "blocked.example/x:1"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("blocked"));
+    assert_eq!(ok(&other, &["images", "-q"]), before);
+
+    // A malformed file: its name and line.
+    let bad = t.path().join("bad.conf");
+    std::fs::write(&bad, "[[registry]]\nprefix = \"a.example\"\ninsecure = maybe\n").unwrap();
+    let out = ch(&other, &["--registries-conf", bad.to_str().unwrap(), "pull", "a.example/x:1"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains(&format!("{}, line 3", bad.display())), "{err}");
+}
