@@ -546,7 +546,8 @@ pub struct CopyArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The archive (`docker save` tar or OCI archive; may be gzip or zstd compressed); - or none: standard input.
+    /// The archive (`docker save` tar or OCI archive; plain, gzip, zstd, xz or bzip2), or an http(s) URL of one;
+    /// - or none: standard input.
     pub file: Option<PathBuf>,
     /// The archive, as docker load -i takes it.
     #[arg(short = 'i', long = "input", value_name = "FILE", conflicts_with = "file")]
@@ -612,7 +613,7 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// A root filesystem tar (plain, gzip or zstd).
+    /// A root filesystem tar (plain, gzip, zstd, xz or bzip2), an http(s) URL of one, or - for standard input.
     pub file: PathBuf,
     /// The name of the new image.
     pub name: String,

@@ -109,6 +109,13 @@ impl Registry {
         Ok(sources.into_iter().find(|s| !s.mirror).map_or_else(|| reference.clone(), |s| s.reference))
     }
 
+    /// Streams the body of an `http(s)://` URL (an archive to load or
+    /// import) as a blocking reader.
+    pub fn open_url(&self, url: &str) -> Result<Box<dyn Read + Send>> {
+        let resp = self.block_on(self.client.get_url(url))?;
+        Ok(Box::new(UrlReader { reg: self.clone(), url: url.to_owned(), resp, buf: bytes::Bytes::new() }))
+    }
+
     /// Every tag of the repository of `reference`.
     pub fn tags(&self, reference: &Reference) -> Result<Vec<String>> {
         let r = self.resolve(reference)?;
@@ -291,6 +298,30 @@ impl Read for BodyReader {
             match self.reg.block_on(self.stream.chunk(&self.reg.client)).map_err(io::Error::other)? {
                 Some(bytes) => self.buf = bytes,
                 None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        bytes::Buf::advance(&mut self.buf, n);
+        Ok(n)
+    }
+}
+
+/// A URL's body as a blocking `Read`.
+struct UrlReader {
+    reg: Registry,
+    url: String,
+    resp: reqwest::Response,
+    buf: bytes::Bytes,
+}
+
+impl Read for UrlReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.reg.block_on(self.resp.chunk()) {
+                Ok(Some(bytes)) => self.buf = bytes,
+                Ok(None) => return Ok(0),
+                Err(e) => return Err(io::Error::other(format!("reading {} failed: {e}", self.url))),
             }
         }
         let n = out.len().min(self.buf.len());

@@ -9,7 +9,7 @@ use cargohold_image_core::{Descriptor, Digest, ImageIndex, MAX_MANIFEST_SIZE, Ma
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
 use crate::auth::parse_www_authenticate;
-use crate::credentials::{Credentials, stored_credentials};
+use crate::credentials::{AuthFiles, CredentialSource, Credentials};
 use crate::error::{Error, Result};
 
 /// Client settings.
@@ -36,6 +36,9 @@ pub struct ClientOptions {
     /// Credentials for these registries only (`host[:port]` as references
     /// name them), before anything else; no other registry ever sees them.
     pub registry_credentials: Vec<(String, Credentials)>,
+    /// Where credentials come from when neither of the above names them
+    /// (default: Docker's and podman's auth files, helpers allowed).
+    pub credential_source: std::sync::Arc<dyn CredentialSource>,
     /// Upload chunk size for large blobs (default 4 MiB, what registries that
     /// cap request bodies accept).
     pub chunk_size: usize,
@@ -53,6 +56,7 @@ impl Default for ClientOptions {
             cert_dirs: vec!["/etc/containers/certs.d".into(), "/etc/docker/certs.d".into()],
             credentials: None,
             registry_credentials: Vec::new(),
+            credential_source: std::sync::Arc::new(AuthFiles::standard()),
             chunk_size: 4 << 20,
             timeout: Duration::from_secs(60),
         }
@@ -78,7 +82,7 @@ pub struct RegistryClient {
     auth: Mutex<HashMap<(String, String), CachedAuth>>,
     /// (realm, service) -> OAuth2 refresh token handed out by the token server.
     refresh: Mutex<HashMap<(String, String), String>>,
-    /// registry -> credentials looked up (helpers run once per registry).
+    /// registry/repository -> credentials looked up (helpers run once each).
     creds: Mutex<HashMap<String, Option<Credentials>>>,
 }
 
@@ -202,18 +206,22 @@ impl RegistryClient {
         self.opts.chunk_size
     }
 
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
+    /// The credentials for `repository` (empty: the registry as a whole)
+    /// of `registry`: given for it, given for all, else from the credential
+    /// source (asked once per repository).
+    fn credentials(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
         if let Some((_, c)) = self.opts.registry_credentials.iter().find(|(r, _)| r == registry) {
             return Ok(Some(c.clone()));
         }
         if let Some(c) = &self.opts.credentials {
             return Ok(Some(c.clone()));
         }
-        if let Some(c) = self.creds.lock().expect("not poisoned").get(registry) {
+        let key = format!("{registry}/{repository}");
+        if let Some(c) = self.creds.lock().expect("not poisoned").get(&key) {
             return Ok(c.clone());
         }
-        let found = stored_credentials(registry)?;
-        self.creds.lock().expect("not poisoned").insert(registry.to_owned(), found.clone());
+        let found = self.opts.credential_source.credentials(registry, repository)?;
+        self.creds.lock().expect("not poisoned").insert(key, found.clone());
         Ok(found)
     }
 
@@ -327,7 +335,14 @@ impl RegistryClient {
     async fn authorize(&self, registry: &str, scope: &str, challenge: &str) -> Result<CachedAuth> {
         let fail = |reason: String| Error::Auth { registry: registry.into(), reason };
         let challenges = parse_www_authenticate(challenge);
-        let creds = self.credentials(registry)?;
+        // The repository the request is for: the first of the scope
+        // (`repository:NAME:actions`; a mount's target comes first).
+        let repository = scope
+            .split_whitespace()
+            .find_map(|s| s.strip_prefix("repository:"))
+            .and_then(|s| s.rsplit_once(':').map(|(name, _)| name))
+            .unwrap_or("");
+        let creds = self.credentials(registry, repository)?;
         let http = self.http(registry)?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer.params.get("realm").ok_or_else(|| fail("the Bearer challenge has no realm".into()))?;
@@ -490,6 +505,19 @@ impl RegistryClient {
             stalled: 0,
             received_at_failure: 0,
         })
+    }
+
+    /// `GET` of any `http(s)://` URL (an archive to load or import), with
+    /// the TLS setup of its host and no credentials; a status other than 200
+    /// is an error naming the URL.
+    pub async fn get_url(&self, url: &str) -> Result<Response> {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or_else(|| {
+            Error::Status { method: "GET", url: url.into(), status: 0, body: "not an http(s) URL".into() }
+        })?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let http = self.http(host)?;
+        let resp = http.get(url).send().await.map_err(|source| Error::Http { url: url.into(), source })?;
+        Self::expect(resp, "GET", &[200]).await
     }
 
     /// Checks that the registry answers and that the credentials (if any)

@@ -100,17 +100,83 @@ fn key_matches(key: &str, registry: &str) -> bool {
 }
 
 /// Looks up credentials for `registry` (`host[:port]`) in the files of
-/// [`auth_files`]. In each file a `credHelpers` entry for the registry wins,
-/// then `credsStore`, then `auths` (`auth` as base64 `user:password`, or an
+/// [`auth_files`], for the registry as a whole (see
+/// [`stored_credentials_for`]).
+pub fn stored_credentials(registry: &str) -> Result<Option<Credentials>> {
+    stored_credentials_for(&auth_files(), registry, "", true)
+}
+
+/// Looks up credentials for `repository` of `registry` in `files`, in
+/// order. In each file a `credHelpers` entry for the registry wins (when
+/// `helpers` may run), then `credsStore`, then `auths`, where the most
+/// specific key wins: `host/ns/repo`, then `host/ns`, then `host` (podman's
+/// per-repository keys; `auth` as base64 `user:password`, or an
 /// `identitytoken`). A helper that fails is an error; one that has nothing
 /// for the registry is not.
-pub fn stored_credentials(registry: &str) -> Result<Option<Credentials>> {
-    for f in auth_files() {
-        if let Some(c) = from_file(&f, registry)? {
+pub fn stored_credentials_for(
+    files: &[PathBuf],
+    registry: &str,
+    repository: &str,
+    helpers: bool,
+) -> Result<Option<Credentials>> {
+    for f in files {
+        if let Some(c) = from_file(f, registry, repository, helpers)? {
             return Ok(Some(c));
         }
     }
     Ok(None)
+}
+
+/// Where a client gets the credentials for a repository: the seam through
+/// which an embedding program decides what is read and whether credential
+/// helper programs run.
+pub trait CredentialSource: Send + Sync + std::fmt::Debug {
+    /// Credentials for `repository` (empty: the registry as a whole) of
+    /// `registry` (`host[:port]`); `None` to go anonymous.
+    fn credentials(&self, registry: &str, repository: &str) -> Result<Option<Credentials>>;
+}
+
+/// Credentials from Docker's and podman's auth files.
+#[derive(Debug, Clone)]
+pub struct AuthFiles {
+    /// The files, searched in order.
+    pub files: Vec<PathBuf>,
+    /// Whether `credHelpers`/`credsStore` helper programs may run.
+    pub run_helpers: bool,
+}
+
+impl AuthFiles {
+    /// The standard files ([`auth_files`]), helpers allowed.
+    pub fn standard() -> Self {
+        AuthFiles { files: auth_files(), run_helpers: true }
+    }
+}
+
+impl CredentialSource for AuthFiles {
+    fn credentials(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
+        stored_credentials_for(&self.files, registry, repository, self.run_helpers)
+    }
+}
+
+/// No credentials at all: every request anonymous.
+#[derive(Debug, Clone, Copy)]
+pub struct NoCredentials;
+
+impl CredentialSource for NoCredentials {
+    fn credentials(&self, _: &str, _: &str) -> Result<Option<Credentials>> {
+        Ok(None)
+    }
+}
+
+/// What an `auths` key covers, normalised: `host[/path]` (a URL key such as
+/// `https://index.docker.io/v1/` covers its host only; Docker Hub's names
+/// are `docker.io`).
+fn key_scope(key: &str) -> String {
+    let url = key.starts_with("https://") || key.starts_with("http://");
+    let rest = key.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = if matches!(host, "index.docker.io" | "registry-1.docker.io") { "docker.io" } else { host };
+    if url || path.is_empty() { host.to_owned() } else { format!("{host}/{path}") }
 }
 
 fn read_config(path: &Path) -> Result<Option<serde_json::Value>> {
@@ -127,24 +193,34 @@ fn read_config(path: &Path) -> Result<Option<serde_json::Value>> {
         .map_err(|e| Error::Credentials { path: path.display().to_string(), reason: format!("not valid JSON: {e}") })
 }
 
-fn from_file(path: &Path, registry: &str) -> Result<Option<Credentials>> {
+fn from_file(path: &Path, registry: &str, repository: &str, helpers: bool) -> Result<Option<Credentials>> {
     let Some(v) = read_config(path)? else { return Ok(None) };
-    if let Some(helpers) = v.get("credHelpers").and_then(|h| h.as_object())
+    if helpers
+        && let Some(helpers) = v.get("credHelpers").and_then(|h| h.as_object())
         && let Some(name) = helpers.iter().find(|(k, _)| key_matches(k, registry)).and_then(|(_, n)| n.as_str())
     {
         return helper_get(name, registry);
     }
-    if let Some(name) = v.get("credsStore").and_then(|s| s.as_str()).filter(|s| !s.is_empty())
+    if helpers
+        && let Some(name) = v.get("credsStore").and_then(|s| s.as_str()).filter(|s| !s.is_empty())
         && let Some(c) = helper_get(name, registry)?
     {
         return Ok(Some(c));
     }
     let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else { return Ok(None) };
     let bad = |reason: &str| Error::Credentials { path: path.display().to_string(), reason: reason.into() };
-    for (key, entry) in auths {
-        if !key_matches(key, registry) {
-            continue;
+    // Most specific first: host/ns/repo, host/ns, host.
+    let mut scopes = Vec::new();
+    let mut scope = if repository.is_empty() { registry.to_owned() } else { format!("{registry}/{repository}") };
+    loop {
+        scopes.push(scope.clone());
+        match scope.rfind('/') {
+            Some(i) => scope.truncate(i),
+            None => break,
         }
+    }
+    let ordered = scopes.iter().flat_map(|want| auths.iter().filter(move |(key, _)| key_scope(key) == *want));
+    for (key, entry) in ordered {
         let (mut username, mut password) = (String::new(), String::new());
         if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -314,13 +390,43 @@ mod tests {
             ),
         )
         .unwrap();
-        let c = from_file(&f, "127.0.0.1:5000").unwrap().unwrap();
+        let c = from_file(&f, "127.0.0.1:5000", "", true).unwrap().unwrap();
         assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
-        assert!(from_file(&f, "other:5000").unwrap().is_none());
+        assert!(from_file(&f, "other:5000", "", true).unwrap().is_none());
         assert!(!format!("{c:?}").contains("s3cret"));
-        assert_eq!(from_file(&f, "r.example").unwrap().unwrap().identity_token(), Some("xyz"));
+        assert_eq!(from_file(&f, "r.example", "", true).unwrap().unwrap().identity_token(), Some("xyz"));
         std::fs::write(&f, "{not json").unwrap();
-        assert!(from_file(&f, "r.example").unwrap_err().to_string().contains("auth.json"));
+        assert!(from_file(&f, "r.example", "", true).unwrap_err().to_string().contains("auth.json"));
+    }
+
+    #[test]
+    fn the_most_specific_auths_key_wins() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("auth.json");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            &f,
+            serde_json::json!({"auths": {
+                "r.example": {"auth": b64("host:1")},
+                "r.example/team": {"auth": b64("team:2")},
+                "r.example/team/app": {"auth": b64("app:3")},
+                "https://index.docker.io/v1/": {"auth": b64("hub:4")},
+                "docker.io/library/busybox": {"auth": b64("bb:5")},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let user = |reg: &str, repo: &str| {
+            stored_credentials_for(std::slice::from_ref(&f), reg, repo, false).unwrap().map(|c| c.username)
+        };
+        assert_eq!(user("r.example", "team/app").as_deref(), Some("app"));
+        assert_eq!(user("r.example", "team/other").as_deref(), Some("team"));
+        assert_eq!(user("r.example", "team").as_deref(), Some("team"));
+        assert_eq!(user("r.example", "solo/x").as_deref(), Some("host"));
+        assert_eq!(user("r.example", "").as_deref(), Some("host"));
+        assert_eq!(user("docker.io", "library/busybox").as_deref(), Some("bb"));
+        assert_eq!(user("docker.io", "library/debian").as_deref(), Some("hub"));
+        assert_eq!(user("other.example", "team/app"), None);
     }
 
     #[test]
@@ -333,13 +439,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
         assert_eq!(v["psFormat"], "x");
         assert!(v["auths"]["https://index.docker.io/v1/"]["auth"].is_string());
-        assert_eq!(from_file(&f, "docker.io").unwrap().unwrap().username, "bob");
-        assert_eq!(from_file(&f, "keep.example").unwrap().unwrap().username, "a");
+        assert_eq!(from_file(&f, "docker.io", "", true).unwrap().unwrap().username, "bob");
+        assert_eq!(from_file(&f, "keep.example", "", true).unwrap().unwrap().username, "a");
         use std::os::unix::fs::PermissionsExt as _;
         assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(remove_credentials(&f, "docker.io").unwrap());
-        assert!(from_file(&f, "docker.io").unwrap().is_none());
+        assert!(from_file(&f, "docker.io", "", true).unwrap().is_none());
         assert!(!remove_credentials(&f, "docker.io").unwrap());
-        assert_eq!(from_file(&f, "keep.example").unwrap().unwrap().username, "a");
+        assert_eq!(from_file(&f, "keep.example", "", true).unwrap().unwrap().username, "a");
     }
 }

@@ -11,7 +11,17 @@ use crate::output;
 pub fn load(ctx: &Ctx, args: &LoadArgs) -> Result<()> {
     let name = args.name.as_deref().map(Reference::parse).transpose()?;
     let store = ctx.store()?;
-    let loaded = match args.file.as_ref().or(args.input.as_ref()).filter(|f| f.as_os_str() != "-") {
+    let given = args.file.as_ref().or(args.input.as_ref()).filter(|f| f.as_os_str() != "-");
+    let url = given.and_then(|f| f.to_str()).filter(|f| f.starts_with("http://") || f.starts_with("https://"));
+    let loaded = match given {
+        Some(_) if url.is_some() => {
+            let url = url.unwrap_or_default();
+            let reg = ctx.registry_for(None)?;
+            let mut body = reg.open_url(url).with_context(|| format!("could not download {url}"))?;
+            store
+                .load_archive_stream(&mut body, name.as_ref(), &NoProgress)
+                .with_context(|| format!("could not load {url}"))?
+        }
         Some(file) => store
             .load_archive(file, name.as_ref(), &NoProgress)
             .with_context(|| format!("could not load {}", file.display()))?,
@@ -55,10 +65,16 @@ pub fn save(ctx: &Ctx, args: &SaveArgs) -> Result<()> {
         .with_context(|| format!("could not save {names} to {}", args.output.display()))?;
     if args.out.json {
         if let [report] = reports.as_slice() {
-            return output::json(&json!({ "image": names, "output": args.output, "manifest": report.manifest }));
+            return output::json(
+                &json!({ "image": names, "output": args.output, "digest": report.manifest.digest, "manifest": report.manifest }),
+            );
         }
-        let images: Vec<_> =
-            args.images.iter().zip(&reports).map(|(i, r)| json!({ "image": i, "manifest": r.manifest })).collect();
+        let images: Vec<_> = args
+            .images
+            .iter()
+            .zip(&reports)
+            .map(|(i, r)| json!({ "image": i, "digest": r.manifest.digest, "manifest": r.manifest }))
+            .collect();
         return output::json(&json!({ "images": images, "output": args.output }));
     }
     let digests: Vec<String> = reports.iter().map(|r| r.manifest.digest.to_string()).collect();

@@ -231,7 +231,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             })
             .collect();
         return output::json(&json!({
-            "image": report.image.digest, "id": report.config, "tags": report.tags, "layers": report.layers,
+            "digest": report.image.digest, "id": report.config, "tags": report.tags, "layers": report.layers,
             "steps": steps, "outputs": outputs, "seconds": started.elapsed().as_secs_f64(),
         }));
     }
@@ -407,7 +407,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
     if let Some(StageAction::Promote(p)) = &args.action {
         let image = promote(&store, &p.image, &p.tag)?;
         if p.out.json {
-            return output::json(&json!({ "image": image.digest, "tag": format!("{}:{}", p.image, p.tag) }));
+            return output::json(&json!({ "digest": image.digest, "tag": format!("{}:{}", p.image, p.tag) }));
         }
         return output::line(format!("{}:{} is {}", p.image, p.tag, image.digest));
     }
@@ -474,7 +474,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
             .map(|s| json!({ "name": s.name, "cached": s.cached, "layer": s.layer, "seconds": s.seconds }))
             .collect();
         return output::json(&json!({
-            "image": report.image.digest, "id": report.config, "tag": report.tag, "steps": steps,
+            "digest": report.image.digest, "id": report.config, "tag": report.tag, "steps": steps,
             "skipped": report.skipped, "warnings": report.warnings, "seconds": started.elapsed().as_secs_f64(),
         }));
     }

@@ -106,9 +106,15 @@ pub fn import(ctx: &Ctx, args: &ImportArgs) -> Result<()> {
     let _guard = store.layout().write_guard()?;
     // One importer with stage: plain, gzip, zstd or xz, refused unless it
     // is a tar, before anything is named.
+    let url = args.file.to_str().filter(|f| f.starts_with("http://") || f.starts_with("https://"));
     let layer = if args.file.as_os_str() == "-" {
         cargohold_builder::stage::import_tarball_stream(&store, &mut std::io::stdin().lock())
             .context("could not import the tarball on standard input")?
+    } else if let Some(url) = url {
+        let reg = ctx.registry_for(None)?;
+        let mut body = reg.open_url(url).with_context(|| format!("could not download {url}"))?;
+        cargohold_builder::stage::import_tarball_stream(&store, &mut body)
+            .with_context(|| format!("could not import {url}"))?
     } else {
         cargohold_builder::stage::import_tarball(&store, &args.file)
             .with_context(|| format!("could not import {}", args.file.display()))?
@@ -198,7 +204,7 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
             .with_context(|| format!("{what}: not a container (give --base IMAGE to commit a directory)"))?;
         let desc = commit_container(&store, &c, &name, &args.changes, args.message.clone())?;
         if args.out.json {
-            return output::json(&json!({ "image": desc.digest, "name": name.familiar(), "container": c.id() }));
+            return output::json(&json!({ "digest": desc.digest, "name": name.familiar(), "container": c.id() }));
         }
         return output::line(format!("committed {} as {} {}", c.config.name, name.familiar(), desc.digest));
     };

@@ -24,7 +24,9 @@ pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
         .with_context(|| format!("could not pull {}", args.reference))?;
     drop(bars);
     if args.out.json {
-        return output::json(&json!({ "reference": r.pull_reference().canonical(), "report": report }));
+        return output::json(
+            &json!({ "reference": r.pull_reference().canonical(), "digest": report.manifest.digest, "report": report }),
+        );
     }
     output::line(format!(
         "pulled {} ({}; {} blobs fetched, {} already present)",
@@ -51,7 +53,9 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);
     if args.out.json {
-        return output::json(&json!({ "reference": target.pull_reference().canonical(), "report": report }));
+        return output::json(
+            &json!({ "reference": target.pull_reference().canonical(), "digest": report.manifest.digest, "report": report }),
+        );
     }
     output::line(format!(
         "pushed {} ({}; {} blobs sent, {} mounted, {} already there)",

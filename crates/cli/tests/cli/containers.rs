@@ -529,7 +529,7 @@ fn commit_and_export_a_container() {
     );
     assert_eq!(ok(&store, &["wait", "work"]).trim(), "0");
     let made: Value = json(&store, &["commit", "work", "snap:1", "-c", "CMD [\"cat\", \"/data/f\"]", "--json"]);
-    assert!(made["image"].as_str().unwrap().starts_with("sha256:"));
+    assert!(made["digest"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(ok(&store, &["run", "--network", "none", "snap:1"]), "kept\n");
     assert!(
         !ch(&store, &["run", "--network", "none", "snap:1", "ls", "/bin/vi"]).status.success(),

@@ -745,7 +745,7 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     assert_eq!(first["tags"], serde_json::json!(["app:1"]));
     assert_eq!(first["steps"].as_array().unwrap().len(), 3);
     let again = json(&store, &["build", "-t", "app:2", "--timestamp", "0", "--json", c]);
-    assert_eq!(again["image"], first["image"], "cached and reproducible");
+    assert_eq!(again["digest"], first["digest"], "cached and reproducible");
     assert!(again["steps"].as_array().unwrap().iter().filter(|s| !s["layer"].is_null()).all(|s| s["cached"] == true));
 
     // The image's command, exit codes passed through, --network none.
@@ -758,7 +758,7 @@ fn build_then_run_with_exit_codes_isolation_and_commit() {
     assert_eq!(code, Some(42));
     let crun =
         json(&store, &["build", "--runtime", "crun", "--no-cache", "-t", "app:crun", "--timestamp", "0", "--json", c]);
-    assert_eq!(crun["image"], first["image"], "crun builds the same image");
+    assert_eq!(crun["digest"], first["digest"], "crun builds the same image");
     assert!(crun["steps"].as_array().unwrap().iter().all(|s| s["cached"] == false));
     let out =
         ch(&store, &["run", "--network", "none", "-e", "X=1", "app:1", "--", "sh", "-c", "ls /sys/class/net; echo $X"]);
@@ -892,7 +892,7 @@ fn the_build_cache_travels_through_a_registry() {
         again["steps"].as_array().unwrap().iter().filter(|s| !s["layer"].is_null()).collect();
     assert_eq!(layer_steps.len(), 2);
     assert!(layer_steps.iter().all(|s| s["cached"] == true), "{again}");
-    assert_eq!(again["image"], built["image"], "the same image, the RUN not run again");
+    assert_eq!(again["digest"], built["digest"], "the same image, the RUN not run again");
 
     // A cache that is not there yet: a warning, and the build goes on.
     let third = t.path().join("ci-3");
@@ -931,7 +931,7 @@ fn stage_builds_a_candidate_from_flags_and_promote_retags_it() {
     assert!(inspect.to_string().contains("/bin/sh"), "{inspect}");
 
     let promoted = json(&store, &["stage", "promote", "corp/os", "2.0", "--json"]);
-    assert_eq!(promoted["image"], report["image"]);
+    assert_eq!(promoted["digest"], report["digest"]);
     assert!(ok(&store, &["images", "--json"]).contains("corp/os:2.0"));
 
     // A failing selfcheck exits non-zero, names the script, tags nothing new.
@@ -1019,7 +1019,7 @@ fn rootless_build_stage_and_run_match_root() {
         let built: Value =
             serde_json::from_str(&user_ok(uid, &store, &["build", "--timestamp", "0", "-t", "app:1", "--json", c]))
                 .unwrap();
-        assert_eq!(built["image"], by_root["image"], "{uid}: rootless builds the same image as root");
+        assert_eq!(built["digest"], by_root["digest"], "{uid}: rootless builds the same image as root");
 
         let said = user_ok(
             uid,
@@ -1154,6 +1154,31 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
         let name = format!("{ext}:1");
         assert!(ok(&store, &["load", &format!("{}.{ext}", saved.display()), "--name", &name]).contains(&name));
     }
+    // And from URLs (streamed, never spooled by name), a 404 named.
+    let files = vec![
+        ("/bb.tar.xz", std::fs::read(format!("{}.xz", tar.display())).unwrap()),
+        ("/saved.tar.bz2", std::fs::read(format!("{}.bz2", saved.display())).unwrap()),
+    ];
+    let (web, _) = cargohold_testkit::canned_server(move |head| {
+        let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        match files.iter().find(|(p, _)| *p == path) {
+            Some((_, body)) => {
+                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                    .into_bytes();
+                r.extend_from_slice(body);
+                r
+            }
+            None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        }
+    });
+    ok(&store, &["import", &format!("http://{web}/bb.tar.xz"), "fromurl:1"]);
+    assert_eq!(ok(&store, &["run", "--rm", "fromurl:1", "echo", "url"]), "url\n");
+    assert!(ok(&store, &["load", &format!("http://{web}/saved.tar.bz2"), "--name", "loadurl:1"]).contains("loadurl:1"));
+    let before = ok(&store, &["images", "-q"]);
+    let out = ch(&store, &["import", &format!("http://{web}/missing.tar"), "missing:1"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("missing.tar") && err.contains("404"), "{err}");
+    assert_eq!(ok(&store, &["images", "-q"]), before);
     assert!(piped(&["load", "--name", "stdin:1"], &saved).contains("stdin:1"));
     assert!(piped(&["load", "-", "--name", "dash:1"], &saved).contains("dash:1"));
     ok(&store, &["load", "-i", saved.to_str().unwrap(), "--name", "input:1"]);
@@ -1238,6 +1263,37 @@ fn credentials_only_go_to_their_registry() {
     assert!(!tags(false).status.success(), "no credentials, no tags");
     let listed = tags(true);
     assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains('1'), "{listed:?}");
+
+    // The most specific auth.json key wins: a wrong password for the host,
+    // the right one for the repository.
+    let wrong = run(Command::new("sh").arg("-c").arg("printf alice:nope | base64"));
+    let keyed = t.path().join("keyed.json");
+    std::fs::write(
+        &keyed,
+        format!(
+            "{{\"auths\": {{\"{0}\": {{\"auth\": \"{1}\"}}, \"{0}/team/bb\": {{\"auth\": \"{2}\"}}}}}}",
+            a.1,
+            wrong.trim(),
+            auth.trim()
+        ),
+    )
+    .unwrap();
+    let with_keyed = |repo: &str| {
+        bin()
+            .env("REGISTRY_AUTH_FILE", &keyed)
+            .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env("HOME", t.path().join("nobody-home"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--store")
+            .arg(&store)
+            .args(["tags", &format!("{}/{repo}", a.1)])
+            .output()
+            .unwrap()
+    };
+    let ok_repo = with_keyed("team/bb");
+    assert!(ok_repo.status.success(), "the repository's key: {ok_repo:?}");
+    assert!(!with_keyed("team/other").status.success(), "the host's (wrong) key for another repository");
 
     // A registry that asks for nothing never sees --dest-creds' password.
     let (plain, seen) = cargohold_testkit::canned_server(|_| {
