@@ -110,6 +110,17 @@ pub enum Command {
         after_help = "Examples:\n  cargohold copy oci:./layout:1.0 myapp:1.0\n  cargohold copy myapp:1.0 docker-archive:myapp.tar\n  cargohold copy myapp:1.0 oci-archive:myapp-oci.tar:1.0"
     )]
     Copy(CopyArgs),
+    /// Copy many images: all tags (or a list or glob of them) of repositories, between registries and OCI layouts.
+    #[command(
+        long_about = "Copy many images, as skopeo sync does: SOURCE is a repository (all its tags, or the tags --tag \
+                      selects; REPO:TAG for one), an OCI layout directory (--src oci: all its tags) or a skopeo sync \
+                      YAML file (--src yaml). Each image goes to DESTINATION/NAME:TAG, NAME being the repository's \
+                      last component (with --scoped, its whole path including the registry): a repository prefix \
+                      with --dest docker, a directory of OCI layouts (one per repository) with --dest oci. An image \
+                      the destination already holds moves nothing; otherwise only the blobs it lacks move.",
+        after_help = "Examples:\n  cargohold sync registry.example/team/app localhost:5000/mirror\n  cargohold sync --tag '1.*' registry.example/team/app localhost:5000/mirror\n  cargohold sync --src yaml sync.yaml localhost:5000/mirror\n  cargohold sync --dest oci localhost:5000/team/app ./layouts"
+    )]
+    Sync(SyncArgs),
     /// Load the images of a docker or OCI archive into the store.
     #[command(
         after_help = "Examples:\n  cargohold load busybox.tar\n  cargohold load image-oci.tar --name registry.example/team/app:2"
@@ -534,6 +545,66 @@ pub struct CopyArgs {
     /// Copy every platform of a multi-platform image.
     #[arg(long, conflicts_with = "platform")]
     pub all_platforms: bool,
+    /// Credentials for the source registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+/// What a sync source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncSource {
+    /// A registry repository (`REGISTRY/REPO`, or `REGISTRY/REPO:TAG` for one tag).
+    Docker,
+    /// An OCI layout directory (every tag in its index).
+    Oci,
+    /// A skopeo sync YAML file.
+    Yaml,
+}
+
+/// What a sync destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncDest {
+    /// A registry repository prefix (`REGISTRY[/NAMESPACE]`).
+    Docker,
+    /// A directory of OCI layouts, one per repository.
+    Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What SOURCE is.
+    #[arg(long = "src", value_enum, default_value = "docker")]
+    pub src: SyncSource,
+    /// What DESTINATION is.
+    #[arg(long = "dest", value_enum, default_value = "docker")]
+    pub dest: SyncDest,
+    /// The repository, layout directory or YAML file.
+    pub source: String,
+    /// The registry prefix or directory.
+    pub destination: String,
+    /// Only tags matching this glob (`*`, `?`; repeatable), for a repository or layout source.
+    #[arg(long = "tag", value_name = "GLOB")]
+    pub tags: Vec<String>,
+    /// Name each image by its whole source path (`REGISTRY/REPO`) under DESTINATION, not its last component.
+    #[arg(long)]
+    pub scoped: bool,
+    /// Platform to pick from multi-platform images (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Copy every platform of multi-platform images.
+    #[arg(short = 'a', long, conflicts_with = "platform")]
+    pub all: bool,
+    /// Images copied at a time.
+    #[arg(short, long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Print what would be copied, and copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Credentials for the source registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub src_creds: Option<String>,

@@ -60,3 +60,22 @@ pub fn human_size(bytes: u64) -> String {
         format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_owned() + UNITS[unit]
     }
 }
+
+/// Prints a status line on stderr (progress that is not the result).
+pub fn status(text: &str) {
+    let _ = writeln!(io::stderr().lock(), "{text}");
+}
+
+/// An error and its causes, joined with `: ` as the CLI prints errors.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}

@@ -33,6 +33,7 @@ mod error;
 mod open;
 mod pull;
 mod registries_conf;
+mod sync;
 mod tls;
 
 pub use adapter::{Registry, RegistryDest, RegistrySource};
@@ -49,3 +50,4 @@ pub use error::{Error, Result};
 pub use open::{open_dest, open_source};
 pub use pull::{OpenSource, pull, push};
 pub use registries_conf::{Mirror, PullFromMirror, PullSource, RegistriesConf, RegistryEntry};
+pub use sync::{SyncImage, SyncOutcome, SyncRegistry, SyncResult, TagSelection, glob_match, parse_sync_yaml, sync};

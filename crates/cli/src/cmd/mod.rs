@@ -14,6 +14,7 @@ mod progress;
 mod publish;
 mod reference;
 mod registry;
+mod sync;
 mod unpack;
 
 use anyhow::{Context, Result, bail};
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Logout(a) => registry::logout(&a),
         Command::Inspect(a) => inspect::run(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
+        Command::Sync(a) => return sync::run(&ctx, &a),
         Command::Load(a) => archive::load(&ctx, &a),
         Command::Save(a) => archive::save(&ctx, &a),
         Command::Images(a) => images::list(&ctx, &a),
@@ -237,6 +239,19 @@ impl Ctx {
     ) -> Result<cargohold_registry::Registry> {
         let mut opts = self.client_options()?;
         opts.registry_credentials = creds;
+        Ok(cargohold_registry::Registry::new(opts)?)
+    }
+
+    /// A client with credentials for named registries and more insecure
+    /// registries (a sync YAML file's).
+    pub fn registry_with_insecure(
+        &self,
+        creds: Vec<(String, cargohold_registry::Credentials)>,
+        insecure: Vec<String>,
+    ) -> Result<cargohold_registry::Registry> {
+        let mut opts = self.client_options()?;
+        opts.registry_credentials = creds;
+        opts.insecure.extend(insecure);
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 

@@ -267,3 +267,64 @@ fn registries_conf_mirrors_with_fallback_locations_blocks_and_aliases() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success() && err.contains(&format!("{}, line 3", bad.display())), "{err}");
 }
+
+#[test]
+fn sync_all_tags_globs_yaml_and_layouts_incrementally() {
+    let (a, b) = (registry(), registry());
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    for tag in ["1.0", "1.1", "2.0"] {
+        ok(&store, &["push", "app:1", &format!("{}/team/app:{tag}", a.1)]);
+    }
+    let sorted_tags = |repo: &str| {
+        let v = json(&store, &["tags", repo, "--json"]);
+        let mut tags: Vec<String> = v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().into()).collect();
+        tags.sort();
+        tags
+    };
+    let src = format!("{}/team/app", a.1);
+    let dry = json(&store, &["sync", &src, &format!("{}/mirror", b.1), "--dry-run", "--json"]);
+    assert_eq!(dry["images"].as_array().unwrap().len(), 3);
+    assert!(!ch(&store, &["tags", &format!("{}/mirror/app", b.1)]).status.success(), "a dry run copies nothing");
+
+    let first = json(&store, &["sync", &src, &format!("{}/mirror", b.1), "--json"]);
+    assert_eq!((first["copied"].as_u64(), first["failed"].as_u64()), (Some(3), Some(0)), "{first}");
+    assert_eq!(sorted_tags(&format!("{}/mirror/app", b.1)), ["1.0", "1.1", "2.0"]);
+    // The second run moves nothing.
+    let second = json(&store, &["sync", &src, &format!("{}/mirror", b.1), "--json"]);
+    assert_eq!((second["copied"].as_u64(), second["up_to_date"].as_u64()), (Some(0), Some(3)), "{second}");
+    // skopeo reads what sync wrote.
+    run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{}/mirror/app:1.1", b.1)));
+
+    // A glob of tags.
+    json(&store, &["sync", "--tag", "1.*", &src, &format!("{}/globbed", b.1), "--json"]);
+    assert_eq!(sorted_tags(&format!("{}/globbed/app", b.1)), ["1.0", "1.1"]);
+    // A skopeo sync YAML file.
+    let yaml = t.path().join("sync.yaml");
+    std::fs::write(&yaml, format!("{}:\n  images:\n    team/app: ['2.0']\n  tls-verify: false\n", a.1)).unwrap();
+    let from_yaml =
+        json(&store, &["sync", "--src", "yaml", yaml.to_str().unwrap(), &format!("{}/fromyaml", b.1), "--json"]);
+    assert_eq!(from_yaml["copied"], 1, "{from_yaml}");
+    assert_eq!(sorted_tags(&format!("{}/fromyaml/app", b.1)), ["2.0"]);
+
+    // Registry -> OCI layouts -> registry.
+    let dir = t.path().join("layouts");
+    json(&store, &["sync", "--dest", "oci", &src, dir.to_str().unwrap(), "--json"]);
+    run(skopeo(t.path()).arg("inspect").arg(format!("oci:{}:1.1", dir.join("app").display())));
+    let again = json(&store, &["sync", "--dest", "oci", &src, dir.to_str().unwrap(), "--json"]);
+    assert_eq!(again["up_to_date"], 3, "{again}");
+    let back =
+        json(&store, &["sync", "--src", "oci", dir.join("app").to_str().unwrap(), &format!("{}/back", b.1), "--json"]);
+    assert_eq!(back["copied"], 3, "{back}");
+    assert_eq!(sorted_tags(&format!("{}/back/app", b.1)), ["1.0", "1.1", "2.0"]);
+
+    // Failures are reported and make the exit code.
+    let out = ch(&store, &["sync", &format!("{}/team/app:9.9", a.1), &format!("{}/mirror", b.1)]);
+    assert!(!out.status.success(), "{out:?}");
+    let bad = t.path().join("bad.yaml");
+    std::fs::write(&bad, format!("{}:\n  images:\n    team/app: []\n  cert-dir: /x\n", a.1)).unwrap();
+    let out = ch(&store, &["sync", "--src", "yaml", bad.to_str().unwrap(), &format!("{}/x", b.1)]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad.yaml"), "{out:?}");
+}

@@ -1,0 +1,209 @@
+//! `cargohold sync`: many images between registries and OCI layouts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use cargohold_image_core::{CopyOptions, ImageLocation, OciLayout, Reference};
+use cargohold_registry::{SyncImage, SyncResult, TagSelection};
+use serde_json::json;
+
+use super::{Ctx, parse_creds, platform};
+use crate::cli::{SyncArgs, SyncDest, SyncSource};
+use crate::output;
+
+/// A repository to read tags from.
+struct Repo {
+    registry: String,
+    repository: String,
+    tags: TagSelection,
+}
+
+pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
+    if ctx.creds_given() {
+        bail!("sync talks to two registries: give --src-creds and --dest-creds instead of --creds");
+    }
+    let globs = (!args.tags.is_empty()).then(|| TagSelection::Globs(args.tags.clone()));
+    // The destination: a registry prefix or a directory.
+    let dest_prefix = match args.dest {
+        SyncDest::Docker => {
+            let probe = Reference::parse(&format!("{}/x", args.destination.trim_end_matches('/')))
+                .with_context(|| format!("{} is not a registry[/namespace] to sync into", args.destination))?;
+            if !args.destination.starts_with(probe.registry()) {
+                bail!("{} names no registry (REGISTRY[/NAMESPACE], e.g. localhost:5000/mirror)", args.destination);
+            }
+            Some((probe.registry().to_owned(), args.destination.trim_end_matches('/').to_owned()))
+        }
+        SyncDest::Oci => None,
+    };
+    let mut creds = Vec::new();
+    let mut insecure = Vec::new();
+    let mut repos: Vec<Repo> = Vec::new();
+    let mut layouts: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    match args.src {
+        SyncSource::Docker => {
+            let r = Reference::parse(&args.source)?;
+            let tags = match (r.tag(), r.digest()) {
+                (_, Some(d)) if globs.is_none() => TagSelection::List(vec![d.to_string()]),
+                (Some(t), None) if globs.is_none() => TagSelection::List(vec![t.to_owned()]),
+                (None, None) => globs.clone().unwrap_or(TagSelection::All),
+                _ => bail!("{} names one image already: drop --tag, or name the repository", args.source),
+            };
+            if let Some(c) = &args.src_creds {
+                creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
+            }
+            repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
+        }
+        SyncSource::Yaml => {
+            if args.src_creds.is_some() || globs.is_some() {
+                bail!(
+                    "with --src yaml, credentials and tags come from the YAML file (--src-creds and --tag are for a repository)"
+                );
+            }
+            let text = std::fs::read_to_string(&args.source).with_context(|| format!("cannot read {}", args.source))?;
+            for reg in cargohold_registry::parse_sync_yaml(&text, &args.source)? {
+                if let Some(c) = reg.credentials {
+                    creds.push((reg.registry.clone(), c));
+                }
+                if !reg.tls_verify {
+                    insecure.push(reg.registry.clone());
+                }
+                for (repository, tags) in reg.images {
+                    repos.push(Repo { registry: reg.registry.clone(), repository, tags });
+                }
+            }
+        }
+        SyncSource::Oci => {
+            if args.src_creds.is_some() {
+                bail!("--src-creds is for a registry source, and {} is an OCI layout", args.source);
+            }
+            let dir = PathBuf::from(&args.source);
+            let layout = OciLayout::open(&dir).with_context(|| format!("{} is not an OCI layout", dir.display()))?;
+            let all: Vec<String> = layout
+                .index()?
+                .manifests
+                .iter()
+                .filter_map(|m| m.annotations.as_ref()?.get("org.opencontainers.image.ref.name").cloned())
+                .collect();
+            let tags = globs.clone().unwrap_or(TagSelection::All).select(&all).map_err(anyhow::Error::msg)?;
+            layouts.push((dir, tags));
+        }
+    }
+    if let (Some(c), Some((registry, _))) = (&args.dest_creds, &dest_prefix) {
+        if creds.iter().any(|(r, given)| r == registry && given.username != c.split(':').next().unwrap_or_default()) {
+            bail!("--src-creds and --dest-creds name different users of the same registry {registry}");
+        }
+        creds.push((registry.clone(), parse_creds(c, "--dest-creds")?));
+    } else if args.dest_creds.is_some() {
+        bail!("--dest-creds is for a registry destination, and {} is a directory", args.destination);
+    }
+    let reg = ctx.registry_with_insecure(creds, insecure)?;
+    let store = ctx.store()?;
+
+    // Every image: source, destination.
+    let destination = |name: &str, tag: &str| -> Result<ImageLocation> {
+        let sep = if tag.contains(':') { '@' } else { ':' };
+        Ok(match &dest_prefix {
+            Some((_, prefix)) => ImageLocation::Docker(format!("{prefix}/{name}{sep}{tag}")),
+            None if sep == '@' => bail!("{name}@{tag}: an OCI layout destination needs tags, not digests"),
+            None => ImageLocation::Oci { path: PathBuf::from(&args.destination).join(name), tag: Some(tag.to_owned()) },
+        })
+    };
+    let mut images = Vec::new();
+    for repo in &repos {
+        let r = Reference::from_parts(&repo.registry, &repo.repository, None, None)?;
+        let tags = match &repo.tags {
+            TagSelection::List(t) => t.clone(),
+            sel => {
+                let all = reg.tags(&r).with_context(|| format!("could not list the tags of {}", r.name()))?;
+                sel.select(&all).map_err(anyhow::Error::msg)?
+            }
+        };
+        let name = if args.scoped {
+            r.name()
+        } else {
+            repo.repository.rsplit('/').next().unwrap_or(&repo.repository).to_owned()
+        };
+        for tag in tags {
+            let sep = if tag.contains(':') { '@' } else { ':' };
+            images.push(SyncImage {
+                source: ImageLocation::Docker(format!("{}{sep}{tag}", r.name())),
+                destination: destination(&name, &tag)?,
+            });
+        }
+    }
+    for (dir, tags) in &layouts {
+        let base = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        let name = base.file_name().and_then(|n| n.to_str()).unwrap_or("image").to_owned();
+        let name = if args.scoped { base.to_string_lossy().trim_start_matches('/').to_owned() } else { name };
+        for tag in tags {
+            images.push(SyncImage {
+                source: ImageLocation::Oci { path: dir.clone(), tag: Some(tag.clone()) },
+                destination: destination(&name, tag)?,
+            });
+        }
+    }
+    if args.dry_run {
+        if args.out.json {
+            let list: Vec<_> = images
+                .iter()
+                .map(|i| json!({ "source": i.source.to_string(), "destination": i.destination.to_string() }))
+                .collect();
+            output::json(&json!({ "images": list }))?;
+        } else {
+            for i in &images {
+                output::line(format!("would sync {} -> {}", i.source, i.destination))?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all };
+    let quiet = ctx.is_quiet() || args.out.json;
+    let progress = |o: &cargohold_registry::SyncOutcome| {
+        if quiet {
+            return;
+        }
+        let line = match &o.result {
+            Ok(SyncResult::UpToDate(d)) => format!("up to date {} ({d})", o.image.destination),
+            Ok(SyncResult::Copied(r)) => format!(
+                "synced {} -> {} ({}; {} blobs copied, {} mounted, {} already present)",
+                o.image.source,
+                o.image.destination,
+                r.manifest.digest,
+                r.blobs_copied,
+                r.blobs_mounted,
+                r.blobs_skipped
+            ),
+            Err(e) => format!("failed {} -> {}: {}", o.image.source, o.image.destination, output::chain(e)),
+        };
+        output::status(&line);
+    };
+    let outcomes = cargohold_registry::sync(&reg, &store, &images, &opts, args.jobs.max(1), &progress);
+    let (mut copied, mut current, mut failed) = (0, 0, 0);
+    let mut rows = Vec::new();
+    for o in &outcomes {
+        let (source, destination) = (o.image.source.to_string(), o.image.destination.to_string());
+        rows.push(match &o.result {
+            Ok(SyncResult::UpToDate(d)) => {
+                current += 1;
+                json!({ "source": source, "destination": destination, "status": "up-to-date", "digest": d })
+            }
+            Ok(SyncResult::Copied(r)) => {
+                copied += 1;
+                json!({ "source": source, "destination": destination, "status": "copied",
+                        "digest": r.manifest.digest, "blobs_copied": r.blobs_copied,
+                        "blobs_mounted": r.blobs_mounted, "blobs_skipped": r.blobs_skipped, "bytes": r.bytes_copied })
+            }
+            Err(e) => {
+                failed += 1;
+                json!({ "source": source, "destination": destination, "status": "failed", "error": output::chain(e) })
+            }
+        });
+    }
+    if args.out.json {
+        output::json(&json!({ "images": rows, "copied": copied, "up_to_date": current, "failed": failed }))?;
+    } else {
+        output::line(format!("{copied} copied, {current} up to date, {failed} failed"))?;
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,296 @@
+//! Synchronising many images at once (as `skopeo sync`): each image is
+//! copied only when its destination does not already hold it, and then only
+//! the blobs the destination lacks move; several images move in parallel.
+
+use std::sync::Mutex;
+
+use cargohold_image_core::{
+    CopyOptions, CopyReport, Digest, ImageLocation, ImageSource, NoProgress, Reference, Store, copy, resolve_image,
+};
+
+use crate::adapter::Registry;
+use crate::open::{open_dest, open_source};
+use crate::pull::push;
+
+/// One image to synchronise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncImage {
+    /// Where it is read from.
+    pub source: ImageLocation,
+    /// Where it goes.
+    pub destination: ImageLocation,
+}
+
+/// What happened to one image.
+#[derive(Debug)]
+pub enum SyncResult {
+    /// The destination already held this manifest: nothing moved.
+    UpToDate(Digest),
+    /// Copied (only the blobs the destination lacked).
+    Copied(CopyReport),
+}
+
+/// The outcome of one image of a sync.
+#[derive(Debug)]
+pub struct SyncOutcome {
+    /// The image.
+    pub image: SyncImage,
+    /// What happened, or why it failed.
+    pub result: cargohold_image_core::Result<SyncResult>,
+}
+
+/// The manifest digest the copy of `src` with `opts` would put at the
+/// destination: the top manifest with all platforms, else the platform's.
+fn wanted_digest(src: &mut dyn ImageSource, opts: &CopyOptions) -> cargohold_image_core::Result<Digest> {
+    if opts.all_platforms {
+        Ok(src.top_manifest()?.digest)
+    } else {
+        Ok(resolve_image(src, opts.platform.as_ref())?.manifest.digest)
+    }
+}
+
+/// The digest `dest` holds now, if any (an unreadable destination holds
+/// nothing).
+fn held_digest(dest: &ImageLocation, store: &Store, reg: &Registry) -> Option<Digest> {
+    match dest {
+        ImageLocation::Docker(r) => {
+            let r = reg.resolve(&Reference::parse(r).ok()?).ok()?;
+            let tag = r.digest().map(|d| d.to_string()).or_else(|| r.tag().map(str::to_owned))?;
+            reg.block_on(reg.client().head_manifest(r.registry(), r.repository(), &tag))
+                .ok()
+                .flatten()
+                .map(|d| d.digest)
+        }
+        ImageLocation::Oci { path, .. } if !path.join("index.json").exists() => None,
+        other => open_source(other, store, reg).ok()?.top_manifest().ok().map(|m| m.digest),
+    }
+}
+
+fn sync_one(
+    reg: &Registry,
+    store: &Store,
+    image: &SyncImage,
+    opts: &CopyOptions,
+) -> cargohold_image_core::Result<SyncResult> {
+    let mut src = open_source(&image.source, store, reg)?;
+    let wanted = wanted_digest(src.as_mut(), opts)?;
+    if held_digest(&image.destination, store, reg).as_ref() == Some(&wanted) {
+        return Ok(SyncResult::UpToDate(wanted));
+    }
+    let report = match &image.destination {
+        ImageLocation::Docker(target) => {
+            let target = Reference::parse(target)?;
+            let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
+                open_source(&image.source, store, reg)
+            };
+            push(reg, &open, &target, opts, 4, &NoProgress)?
+        }
+        dest => {
+            let mut dst = open_dest(dest, store, reg, src.name_hint().as_ref())?;
+            copy(src.as_mut(), dst.as_mut(), opts, &NoProgress)?
+        }
+    };
+    Ok(SyncResult::Copied(report))
+}
+
+/// Synchronises `images`, `jobs` at a time (each moving its layers in
+/// parallel too), calling `done` as each finishes. One image failing does
+/// not stop the others; every outcome is returned, in the order given.
+pub fn sync(
+    reg: &Registry,
+    store: &Store,
+    images: &[SyncImage],
+    opts: &CopyOptions,
+    jobs: usize,
+    done: &(dyn Fn(&SyncOutcome) + Sync),
+) -> Vec<SyncOutcome> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<SyncOutcome>>> = Mutex::new((0..images.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.clamp(1, images.len().max(1)) {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().expect("not poisoned");
+                        let i = *n;
+                        *n += 1;
+                        i
+                    };
+                    let Some(image) = images.get(i) else { return };
+                    let outcome = SyncOutcome { image: image.clone(), result: sync_one(reg, store, image, opts) };
+                    done(&outcome);
+                    results.lock().expect("not poisoned")[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    results.into_inner().expect("not poisoned").into_iter().map(|o| o.expect("every image was synchronised")).collect()
+}
+
+/// Which tags of a repository to synchronise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagSelection {
+    /// Every tag.
+    All,
+    /// These tags (or digests).
+    List(Vec<String>),
+    /// Tags matching a regular expression (`images-by-tag-regex`).
+    Regex(String),
+    /// Tags matching any of these globs (`*`, `?`).
+    Globs(Vec<String>),
+}
+
+impl TagSelection {
+    /// The tags of `available` it selects, in their order; a `List` as given.
+    pub fn select(&self, available: &[String]) -> Result<Vec<String>, String> {
+        Ok(match self {
+            TagSelection::All => available.to_vec(),
+            TagSelection::List(tags) => tags.clone(),
+            TagSelection::Regex(re) => {
+                let re = regex::Regex::new(re).map_err(|e| format!("bad tag regex {re:?}: {e}"))?;
+                available.iter().filter(|t| re.is_match(t)).cloned().collect()
+            }
+            TagSelection::Globs(globs) => {
+                available.iter().filter(|t| globs.iter().any(|g| glob_match(g, t))).cloned().collect()
+            }
+        })
+    }
+}
+
+/// `*` (any run) and `?` (one character) matching of a whole tag.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// One registry of a `skopeo sync` YAML file.
+#[derive(Debug, Clone)]
+pub struct SyncRegistry {
+    /// `host[:port]`.
+    pub registry: String,
+    /// Repositories and the tags of each to synchronise.
+    pub images: Vec<(String, TagSelection)>,
+    /// Credentials for this registry (`credentials: {username, password}`).
+    pub credentials: Option<crate::Credentials>,
+    /// `tls-verify: false`: the registry as insecure.
+    pub tls_verify: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct YamlRegistry {
+    #[serde(default)]
+    images: std::collections::BTreeMap<String, Option<Vec<String>>>,
+    #[serde(default)]
+    images_by_tag_regex: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    images_by_semver: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    credentials: Option<YamlCredentials>,
+    #[serde(default)]
+    tls_verify: Option<bool>,
+    #[serde(default)]
+    cert_dir: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlCredentials {
+    username: String,
+    password: String,
+}
+
+/// Parses a `skopeo sync --src yaml` file: registries, each with `images`
+/// (repository -> tags; none: all), `images-by-tag-regex`, `credentials`
+/// and `tls-verify`. Errors name `file` (and the line where YAML knows it).
+pub fn parse_sync_yaml(text: &str, file: &str) -> crate::Result<Vec<SyncRegistry>> {
+    let fail = |reason: String| crate::Error::Config { path: file.to_owned(), reason };
+    let parsed: std::collections::BTreeMap<String, YamlRegistry> = serde_yaml_ng::from_str(text).map_err(|e| {
+        let at = e.location().map_or_else(String::new, |l| format!(", line {}", l.line()));
+        crate::Error::Config { path: format!("{file}{at}"), reason: e.to_string() }
+    })?;
+    let mut out = Vec::new();
+    for (registry, r) in parsed {
+        if !cargohold_image_core::is_valid_registry(&registry) {
+            return Err(fail(format!("{registry:?} is not a registry host[:port]")));
+        }
+        if r.images_by_semver.is_some() {
+            return Err(fail(format!("{registry}: images-by-semver is not supported (use images-by-tag-regex)")));
+        }
+        if r.cert_dir.is_some() {
+            return Err(fail(format!(
+                "{registry}: a per-registry cert-dir is not supported (use --cert-dir DIR with DIR/{registry}/ca.crt)"
+            )));
+        }
+        let mut images = Vec::new();
+        for (repo, tags) in r.images {
+            let sel = match tags {
+                None => TagSelection::All,
+                Some(t) if t.is_empty() => TagSelection::All,
+                Some(t) => TagSelection::List(t),
+            };
+            images.push((repo, sel));
+        }
+        for (repo, re) in r.images_by_tag_regex {
+            regex::Regex::new(&re).map_err(|e| fail(format!("{registry}/{repo}: bad tag regex {re:?}: {e}")))?;
+            images.push((repo, TagSelection::Regex(re)));
+        }
+        for (repo, _) in &images {
+            Reference::from_parts(&registry, repo, None, None)
+                .map_err(|e| fail(format!("{registry}/{repo} is not a repository: {e}")))?;
+        }
+        out.push(SyncRegistry {
+            registry,
+            images,
+            credentials: r.credentials.map(|c| crate::Credentials::new(c.username, c.password)),
+            tls_verify: r.tls_verify.unwrap_or(true),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_regexes_and_yaml() {
+        assert!(glob_match("1.*", "1.36"));
+        assert!(glob_match("*-alpine", "3.1-alpine"));
+        assert!(glob_match("v?", "v1"));
+        assert!(!glob_match("v?", "v10"));
+        assert!(!glob_match("1.*", "2.1"));
+        let tags: Vec<String> = ["1.0", "1.1", "2.0", "latest"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(TagSelection::Regex(r"^1\.".into()).select(&tags).unwrap(), ["1.0", "1.1"]);
+        assert_eq!(TagSelection::Globs(vec!["*.0".into()]).select(&tags).unwrap(), ["1.0", "2.0"]);
+        let regs = parse_sync_yaml(
+            "localhost:5000:\n  images:\n    team/app: []\n    team/db: ['1', '2']\n  images-by-tag-regex:\n    team/web: ^v\n  tls-verify: false\n  credentials:\n    username: u\n    password: p\n",
+            "sync.yaml",
+        )
+        .unwrap();
+        assert_eq!(regs.len(), 1);
+        assert_eq!(regs[0].images.len(), 3);
+        assert!(!regs[0].tls_verify);
+        let err = parse_sync_yaml("r.example:\n  images:\n    a: []\n  frobnicate: 1\n", "s.yaml").unwrap_err();
+        assert!(err.to_string().contains("s.yaml") && err.to_string().contains("frobnicate"), "{err}");
+        let err = parse_sync_yaml("r.example:\n  images-by-semver:\n    a: '>= 1'\n", "s.yaml").unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+}
