@@ -644,8 +644,8 @@ pub struct SaveArgs {
     /// The stored images (several go into one docker archive).
     #[arg(required = true)]
     pub images: Vec<String>,
-    /// The archive to write.
-    #[arg(short, long, value_name = "FILE")]
+    /// The archive to write (`-`, the default: standard output, unless it is a terminal).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
     /// Archive format.
     #[arg(long, value_enum, default_value_t = Format::Docker)]
@@ -675,8 +675,8 @@ pub struct UnpackArgs {
 pub struct ExportArgs {
     /// A container (ID, ID prefix or name), or an image: a store name or any transport.
     pub image: String,
-    /// The tar to write (`.gz`/`.zst` compress it).
-    #[arg(short, long, value_name = "FILE")]
+    /// The tar to write (`.gz`/`.zst` compress it; `-`, the default: standard output, unless it is a terminal).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub output: PathBuf,
     #[command(flatten)]
     pub out: JsonArgs,

@@ -303,6 +303,9 @@ pub fn output_path(p: &std::path::Path, json: bool) -> Result<(std::path::PathBu
     if to_stdout && json {
         anyhow::bail!("--json cannot be used with -o {}: standard output is the archive", p.display());
     }
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        anyhow::bail!("refusing to write an archive to a terminal: give -o FILE, or redirect standard output");
+    }
     Ok((path, to_stdout))
 }
 

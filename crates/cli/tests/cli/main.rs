@@ -1084,6 +1084,22 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
             assert!(String::from_utf8_lossy(&got.stderr).contains("to "), "the status goes to stderr");
         }
     }
+    // No -o: standard output (a pipe here), as docker save.
+    for cmd in ["save", "export"] {
+        let got = ch(&store, &[cmd, "bb:1"]);
+        assert!(got.status.success() && listed(&got.stdout) > 3, "{cmd} to a pipe: {got:?}");
+    }
+    // ... but never to a terminal.
+    {
+        let pty = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).unwrap();
+        rustix::pty::grantpt(&pty).unwrap();
+        rustix::pty::unlockpt(&pty).unwrap();
+        let name = rustix::pty::ptsname(&pty, Vec::new()).unwrap();
+        let tty = std::fs::OpenOptions::new().write(true).open(name.to_str().unwrap()).unwrap();
+        let got = bin().arg("--store").arg(&store).args(["save", "bb:1"]).stdout(tty).output().unwrap();
+        let err = String::from_utf8_lossy(&got.stderr);
+        assert!(!got.status.success() && err.contains("terminal"), "{err}");
+    }
     assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
     let out = ch(&store, &["save", "bb:1", "-o", "-", "--json"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("-o -"));
