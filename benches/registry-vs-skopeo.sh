@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Registry benchmark: `cargohold pull` vs `skopeo copy docker://... oci:...`,
 # `cargohold push` vs `skopeo copy oci:... docker://...` (each push to a fresh,
-# empty registry), and the loopback limit: the same blobs fetched with
+# empty registry), `cargohold sync` vs `skopeo sync` of 20 tags (into a fresh
+# registry each run), and the loopback limit: the same blobs fetched with
 # parallel `curl | sha256sum`. Local `docker-registry` on tmpfs; alternating
 # runs; medians and ratios printed.
 #   usage: benches/registry-vs-skopeo.sh OCI_LAYOUT TAG [RUNS]
@@ -93,6 +94,36 @@ for r in $(seq 1 "$runs"); do
   rm -rf "$work/push-ours$r" "$work/push-skopeo$r"
 done
 
+# Sync: 20 tags of a repository (the layout's tags in turn) into a fresh,
+# empty registry for every run of either tool.
+start_registry synced
+sync_src=$reg
+tags=$(python3 - "$layout" <<'PY'
+import json, sys
+idx = json.load(open(f"{sys.argv[1]}/index.json"))
+print(" ".join(m["annotations"]["org.opencontainers.image.ref.name"] for m in idx["manifests"] if "annotations" in m))
+PY
+)
+read -r -a tag_list <<<"$tags"
+for i in $(seq 1 20); do
+  t=${tag_list[$((i % ${#tag_list[@]}))]}
+  sk copy -q --dest-tls-verify=false "oci:$layout:$t" "docker://$sync_src/bench/many:v$i"
+done
+for r in $(seq 1 "$runs"); do
+  start_registry "sync-ours$r"
+  s=$(now); "$ch" -q sync "$sync_src/bench/many" "$reg/mirror" >/dev/null; e=$(now)
+  record sync-ours "$s" "$e"
+  stop_last_registry
+  start_registry "sync-skopeo$r"
+  s=$(now)
+  sk sync -q --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false \
+    "$sync_src/bench/many" "$reg/mirror" >/dev/null
+  e=$(now)
+  record sync-skopeo "$s" "$e"
+  stop_last_registry
+  rm -rf "$work/sync-ours$r" "$work/sync-skopeo$r"
+done
+
 python3 - "$work/results" <<'PY'
 import statistics, sys
 rows = {}
@@ -105,4 +136,5 @@ for k in sorted(med):
 print(f"pull: skopeo/ours = {med['pull-skopeo'] / med['pull-ours']:.2f}x faster")
 print(f"pull: ours/limit  = {med['pull-ours'] / med['pull-limit']:.2f}x the loopback limit (parallel curl + sha256sum)")
 print(f"push: skopeo/ours = {med['push-skopeo'] / med['push-ours']:.2f}x faster")
+print(f"sync of 20 tags: skopeo/ours = {med['sync-skopeo'] / med['sync-ours']:.2f}x faster")
 PY

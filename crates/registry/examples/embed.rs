@@ -1,5 +1,5 @@
 //! Embedding the registry client in an async program: the async client for
-//! requests, and the blocking pull run from the program's own runtime.
+//! requests and `pull_async` for a transfer, on the program's own runtime.
 //!
 //! ```sh
 //! cargo run -p cargohold-registry --example embed -- localhost:5000/team/app:1 /tmp/store
@@ -7,7 +7,7 @@
 
 #![allow(clippy::print_stdout, reason = "an example program prints its results")]
 
-use cargohold_image_core::{CopyOptions, NoProgress, Reference, Store};
+use cargohold_image_core::{CopyOptions, Reference, Store};
 use cargohold_registry::{ClientOptions, Registry, RegistryClient};
 
 #[tokio::main]
@@ -24,12 +24,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = client.get_manifest(&r).await?;
     println!("{}: tags {tags:?}, manifest {}", r.name(), manifest.digest);
 
-    // Blocking facade from async code: it runs on its own runtime (a helper
-    // thread when called on one of ours), so this does not panic; in a
-    // server, prefer `spawn_blocking`.
+    // Transfers: awaited, with the streaming engine on a thread of its own.
     let reg = Registry::new(ClientOptions::default())?;
-    let store = Store::open(&store)?;
-    let report = cargohold_registry::pull(&reg, &r, &store, &CopyOptions::default(), 4, &NoProgress)?;
+    let report = reg.pull_async(r.clone(), Store::open(&store)?, CopyOptions::default(), 4).await?;
     println!("pulled {} ({} blobs fetched)", report.manifest.digest, report.blobs_copied);
     Ok(())
 }

@@ -6,7 +6,14 @@
 //!   tokens per scope), manifests verified against their digest, blobs,
 //!   monolithic and chunked uploads, paginated tags.
 //! - [`Registry`]: a client plus runtime, handing out [`RegistrySource`] and
-//!   [`RegistryDest`] for `copy`.
+//!   [`RegistryDest`] for `copy`; [`pull`], [`push`] and [`sync`] move images
+//!   with layers in parallel. From async code: `Registry::pull_async`,
+//!   `push_async`, `copy_async` and `sync_async` (the blocking calls also work
+//!   inside a runtime, on a helper thread, without panicking).
+//! - TLS per registry (system roots, `certs.d` CAs and client certificates,
+//!   unverified for insecure registries, HTTPS first then plain HTTP where
+//!   allowed), [`RegistriesConf`] (containers-registries.conf v2), and a
+//!   [`CredentialSource`] seam ([`AuthFiles`], [`NoCredentials`]).
 //! - [`parse_www_authenticate`]; [`stored_credentials`], [`save_credentials`]
 //!   and [`remove_credentials`] for Docker's and podman's auth files and
 //!   `docker-credential-*` helpers.
@@ -25,6 +32,7 @@
 //! ```
 
 mod adapter;
+mod asynch;
 mod auth;
 mod client;
 mod credentials;

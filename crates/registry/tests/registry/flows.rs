@@ -240,5 +240,28 @@ async fn embedded_in_a_programs_own_tokio_runtime() {
     let other = Store::open(t.path().join("other")).unwrap();
     let pulled = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(pulled.manifest.digest, manifest.digest);
+    // The async transfers: the runtime keeps running while they move data.
+    let third = Store::open(t.path().join("third")).unwrap();
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let pulled = reg.pull_async(target.clone(), third.clone(), CopyOptions::default(), 4).await.unwrap();
+    assert_eq!(pulled.manifest.digest, manifest.digest);
+    let copy_target: Reference = format!("{}/team/copy:1", r.addr).parse().unwrap();
+    let pushed = reg
+        .push_async(ImageLocation::Store(target.to_string()), third, copy_target.clone(), CopyOptions::default(), 4)
+        .await
+        .unwrap();
+    assert_eq!(pushed.manifest.digest, manifest.digest);
+    assert_eq!(client.tags(copy_target.registry(), copy_target.repository()).await.unwrap(), ["1"]);
+    ticker.abort();
+    assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1, "the caller's runtime was not blocked");
     drop(reg);
 }
