@@ -27,7 +27,7 @@ pub enum SyncResult {
     /// The destination already held this manifest: nothing moved.
     UpToDate(Digest),
     /// Copied (only the blobs the destination lacked).
-    Copied(CopyReport),
+    Copied(Box<CopyReport>),
 }
 
 /// The outcome of one image of a sync.
@@ -90,7 +90,7 @@ fn sync_one(
             copy(src.as_mut(), dst.as_mut(), opts, &NoProgress)?
         }
     };
-    Ok(SyncResult::Copied(report))
+    Ok(SyncResult::Copied(Box::new(report)))
 }
 
 /// Synchronises `images`, `jobs` at a time (each moving its layers in

@@ -1171,7 +1171,7 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
         assert!(ok(&store, &["load", &format!("{}.{ext}", saved.display()), "--name", &name]).contains(&name));
     }
     // And from URLs (streamed, never spooled by name), a 404 named.
-    let files = vec![
+    let files = [
         ("/bb.tar.xz", std::fs::read(format!("{}.xz", tar.display())).unwrap()),
         ("/saved.tar.bz2", std::fs::read(format!("{}.bz2", saved.display())).unwrap()),
     ];
