@@ -275,6 +275,14 @@ impl<'a> Publisher<'a> {
                         if p.architecture == "unknown" || p.architecture.is_empty() {
                             continue; // attestations and the like
                         }
+                        // The registry names the platform: it becomes a
+                        // directory only when it is a plain name.
+                        if let Err(why) = arch_dir(p) {
+                            let mut r = ImageReport::new(public_name(url));
+                            r.error = Some(why);
+                            out.push(r);
+                            continue;
+                        }
                         out.push(self.convert_one(url, Some(p)));
                     }
                 }
@@ -293,7 +301,14 @@ impl<'a> Publisher<'a> {
     fn convert_one(&self, url: &ImageUrl, platform: Option<&Platform>) -> ImageReport {
         let start = Instant::now();
         let name = match platform {
-            Some(p) => format!(".multiarch/{}/{}", arch_dir(p), public_name(url)),
+            Some(p) => match arch_dir(p) {
+                Ok(dir) => format!(".multiarch/{dir}/{}", public_name(url)),
+                Err(why) => {
+                    let mut r = ImageReport::new(public_name(url));
+                    r.error = Some(why);
+                    return r;
+                }
+            },
             None => public_name(url),
         };
         let mut report = ImageReport::new(name);
@@ -640,11 +655,26 @@ impl<'a> Publisher<'a> {
     }
 }
 
-/// `<arch>` or `<arch>:<variant>`, the `.multiarch` directory of a platform.
-fn arch_dir(p: &Platform) -> String {
+/// `<arch>` or `<arch>:<variant>`, the `.multiarch` directory of a platform;
+/// an error when the registry's strings are not plain names (letters,
+/// digits, `.`, `_`, `-`; not `.` or `..`), which could leave the tree.
+fn arch_dir(p: &Platform) -> Result<String, String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s != "."
+            && s != ".."
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    if !plain(&p.architecture) {
+        return Err(format!("the registry's platform architecture {:?} is not a plain name: refused", p.architecture));
+    }
     match &p.variant {
-        Some(v) if !v.is_empty() => format!("{}:{v}", p.architecture),
-        _ => p.architecture.clone(),
+        Some(v) if !v.is_empty() && !plain(v) => {
+            Err(format!("the registry's platform variant {v:?} is not a plain name: refused"))
+        }
+        Some(v) if !v.is_empty() => Ok(format!("{}:{v}", p.architecture)),
+        _ => Ok(p.architecture.clone()),
     }
 }
 

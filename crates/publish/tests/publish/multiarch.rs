@@ -46,3 +46,50 @@ fn multi_arch_publishes_every_platform_and_links_the_hosts() {
         .unwrap();
     assert!(gc.collected.is_empty(), "{gc:?}");
 }
+
+/// A registry's platform strings never become paths outside the tree: an
+/// index naming `../../..` architectures or variants gets an error report
+/// for those platforms, the others are published.
+#[test]
+fn hostile_platform_strings_stay_inside_the_tree() {
+    use cargohold_image_core::{Descriptor, ImageIndex, Platform, RawManifest, media_type as mt};
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let good =
+        crate::images::push_arch(&reg, &r.addr, "evil/app", "g", &[layer(&[E::File("arch", b"amd64")])], "amd64");
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let escape = format!("../../../../../../../..{}/x", outside.display());
+    let mut idx = ImageIndex::new_oci();
+    for (arch, variant) in
+        [("amd64", None), (escape.as_str(), None), ("arm64", Some("../../../../../../../../tmp")), ("..", None)]
+    {
+        let mut d: Descriptor = good.descriptor();
+        d.platform = Some(Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_owned),
+            ..Platform::host()
+        });
+        idx.manifests.push(d);
+    }
+    let index = RawManifest::from_value(&idx, mt::OCI_INDEX);
+    reg.block_on(reg.client().put_manifest(&r.addr, "evil/app", "1", &index)).unwrap();
+    let root = t.path().join("tree");
+    let opts =
+        PublishOptions { multi_arch: true, platform: Some("linux/amd64".parse().unwrap()), ..Default::default() };
+    let publisher = Publisher::new(&root, &reg, opts, None).unwrap();
+    let url = cargohold_image_core::ImageUrl::parse(&format!("http://{}/evil/app:1", r.addr)).unwrap();
+    let reports = publisher.convert_image_all(&url);
+    let refused: Vec<_> =
+        reports.iter().filter(|r| r.error.as_deref().is_some_and(|e| e.contains("not a plain name"))).collect();
+    assert_eq!(refused.len(), 3, "{reports:?}");
+    assert!(
+        reports.iter().filter(|r| r.error.is_none()).count() >= 2,
+        "the good platform and the public path: {reports:?}"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing was created outside the tree");
+    let entries: Vec<_> = std::fs::read_dir(root.join(".multiarch")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, [std::ffi::OsString::from("amd64")], "only the plain platform: {entries:?}");
+}
