@@ -14,7 +14,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test dependencies"
 missing=()
 for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap \
-  podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2; do
+  podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2 curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -22,7 +22,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
-  podman pasta catatonit gcc ip xz bzip2; do
+  podman pasta catatonit gcc ip xz bzip2 curl; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

@@ -121,6 +121,16 @@ pub enum Command {
         after_help = "Examples:\n  cargohold sync registry.example/team/app localhost:5000/mirror\n  cargohold sync --tag '1.*' registry.example/team/app localhost:5000/mirror\n  cargohold sync --src yaml sync.yaml localhost:5000/mirror\n  cargohold sync --dest oci localhost:5000/team/app ./layouts"
     )]
     Sync(SyncArgs),
+    /// Run a registry (the OCI distribution API) over a directory.
+    #[command(
+        long_about = "Run a registry: the OCI distribution API v1.1 (pulls with Range, monolithic, chunked and \
+                      resumable pushes, mounts, tags and catalog with pagination, deletes, referrers), storing blobs, \
+                      manifests and tags under --root (temp name, fsync, rename: a killed server leaves nothing \
+                      partial). SIGTERM or Ctrl-C stops it after the requests in flight. Not yet: auth, TLS, \
+                      object storage, config.yml, gc, proxying, notifications.",
+        after_help = "Examples:\n  cargohold serve --addr 127.0.0.1:5000 --root /srv/registry\n  skopeo copy --dest-tls-verify=false oci:./layout:1 docker://127.0.0.1:5000/team/app:1"
+    )]
+    Serve(ServeArgs),
     /// Load the images of a docker or OCI archive into the store.
     #[command(
         after_help = "Examples:\n  cargohold load busybox.tar\n  cargohold load image-oci.tar --name registry.example/team/app:2"
@@ -553,6 +563,19 @@ pub struct CopyArgs {
     pub dest_creds: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:5000", value_name = "HOST:PORT")]
+    pub addr: String,
+    /// Where the registry keeps its data.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Refuse deletes of manifests, tags and blobs.
+    #[arg(long)]
+    pub no_delete: bool,
 }
 
 /// What a sync source is.

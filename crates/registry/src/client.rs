@@ -725,7 +725,7 @@ impl RegistryClient {
     ) -> Result<Vec<Descriptor>> {
         let mut url = format!("{}/v2/{repo}/referrers/{digest}", self.base_url(registry));
         if let Some(t) = artifact_type {
-            url = with_query(&url, &format!("artifactType={t}"));
+            url = with_query(&url, &format!("artifactType={}", query_escape(t)));
         }
         let scope = format!("repository:{repo}:pull");
         let resp = self.send(registry, &scope, Method::GET, &url, |b| b.header(header::ACCEPT, mt::OCI_INDEX)).await?;
@@ -1081,6 +1081,16 @@ fn location_or(base: &str, resp: &Response, current: &str) -> String {
 
 fn absolute(base: &str, loc: &str) -> String {
     if loc.starts_with("http://") || loc.starts_with("https://") { loc.to_owned() } else { format!("{base}{loc}") }
+}
+
+/// Percent-encodes a query value (a media type's `+` would read as a space).
+fn query_escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn with_query(url: &str, q: &str) -> String {

@@ -41,6 +41,8 @@ mod error;
 mod open;
 mod pull;
 mod registries_conf;
+#[cfg(feature = "server")]
+pub mod server;
 mod sync;
 mod tls;
 

@@ -4,4 +4,5 @@
 mod api;
 mod faults;
 mod flows;
+mod server;
 mod token;

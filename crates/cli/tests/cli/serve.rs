@@ -1,0 +1,125 @@
+//! `cargohold serve` as a real registry: skopeo, podman and cargohold push
+//! to it and pull from it; a SIGKILL mid-push leaves nothing partial; SIGTERM
+//! stops it cleanly.
+
+use super::*;
+
+/// `cargohold serve` on a free port over `root`; killed on drop.
+struct Served(std::process::Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(root: &Path) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = bin()
+        .args(["serve", "--addr", &addr, "--root"])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "cargohold serve did not listen on {addr}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Served(child, addr)
+}
+
+fn podman(t: &Path) -> Command {
+    require("podman");
+    let mut c = Command::new("podman");
+    c.arg("--root").arg(t.join("podman-root")).arg("--runroot").arg(t.join("podman-run"));
+    c.args(["--storage-driver", "vfs"]);
+    c
+}
+
+#[test]
+fn skopeo_podman_and_cargohold_push_and_pull_through_serve() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = serve(&t.path().join("registry"));
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let want = json(&store, &["inspect", "app:1", "--json"])["digest"].as_str().unwrap().to_owned();
+
+    // cargohold pushes (in small chunks); skopeo and podman read it.
+    let target = format!("{}/team/app:1", srv.1);
+    ok(&store, &["--chunk-size", "16K", "push", "app:1", &target]);
+    let digest = run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{target}")));
+    assert_eq!(digest.trim(), want);
+    run(podman(t.path()).args(["pull", "-q", "--tls-verify=false", &target]));
+    // podman pushes; cargohold pulls what podman wrote, bit for bit.
+    let from_podman = format!("{}/team/frompodman:1", srv.1);
+    run(podman(t.path()).args(["push", "-q", "--tls-verify=false", &target, &from_podman]));
+    let pushed_by_podman =
+        run(skopeo(t.path()).args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{from_podman}")));
+    let other = t.path().join("other");
+    let pulled = json(&other, &["pull", &from_podman, "--json"]);
+    assert_eq!(pulled["digest"].as_str().unwrap(), cargohold_digest(pushed_by_podman.as_bytes()));
+    // skopeo pushes; cargohold pulls.
+    let from_skopeo = format!("{}/team/fromskopeo:1", srv.1);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{from_skopeo}")));
+    assert_eq!(json(&other, &["pull", &from_skopeo, "--json"])["digest"].as_str().unwrap(), want);
+    let tags = json(&other, &["catalog", &srv.1, "--json"]);
+    assert_eq!(tags["repositories"].as_array().unwrap().len(), 3, "{tags}");
+}
+
+#[test]
+fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("registry");
+    let mut srv = serve(&root);
+    // Half an upload, then SIGKILL.
+    let data = vec![7u8; 300_000];
+    let digest = cargohold_digest(&data);
+    let mut conn = std::net::TcpStream::connect(&srv.1).unwrap();
+    use std::io::{Read as _, Write as _};
+    write!(conn, "POST /v2/k/app/blobs/uploads/ HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", srv.1).unwrap();
+    let mut head = [0u8; 1024];
+    let n = conn.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_owned()))
+        .unwrap();
+    write!(
+        conn,
+        "PUT {location}?digest={digest} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        srv.1,
+        data.len()
+    )
+    .unwrap();
+    conn.write_all(&data[..100_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.0.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = srv.0.wait();
+    drop(conn);
+    // Restarted on the same storage: the blob is not there; a push works.
+    let srv = serve(&root);
+    let blob = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-I"])
+        .arg(format!("http://{}/v2/k/app/blobs/{digest}", srv.1))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&blob.stdout), "404");
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), &format!("docker://{}/k/app:1", srv.1)]);
+    // SIGTERM: a clean stop.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut srv = srv;
+    let status = srv.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

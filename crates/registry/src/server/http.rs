@@ -1,0 +1,692 @@
+//! The distribution API's routes over a [`Storage`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use cargohold_image_core::media_type as mt;
+use cargohold_image_core::{Digest, Manifest, RawManifest, Reference};
+use futures_util::StreamExt as _;
+use sha2::Digest as _;
+use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+
+use super::storage::{Storage, StoredManifest, hash_file};
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Whether manifests, tags and blobs may be deleted.
+    pub delete_enabled: bool,
+    /// The largest manifest accepted.
+    pub max_manifest: usize,
+    /// Entries per page of tags and catalog when the client asks for none
+    /// (and the most it may ask for).
+    pub page_size: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { delete_enabled: true, max_manifest: 4 << 20, page_size: 1000 }
+    }
+}
+
+/// The running hash of an upload this process has seen every byte of.
+struct Progress {
+    hasher: sha2::Sha256,
+    offset: u64,
+}
+
+struct Server {
+    storage: Arc<dyn Storage>,
+    opts: ServerOptions,
+    uploads: Mutex<HashMap<String, Progress>>,
+}
+
+/// A spec error: status, code, message.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", format!("storage: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "errors": [{ "code": self.code, "message": self.message, "detail": null }] });
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn name_invalid(name: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", format!("invalid repository name {name:?}"))
+}
+
+/// A validated repository name (the reference grammar's path).
+fn repository(name: &str) -> Result<String, ApiError> {
+    match Reference::from_parts("registry.invalid", name, None, None) {
+        Ok(r) if r.repository() == name && name.len() <= 255 => Ok(name.to_owned()),
+        _ => Err(name_invalid(name)),
+    }
+}
+
+fn digest_of(s: &str) -> Result<Digest, ApiError> {
+    Digest::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", format!("{s:?}: {e}")))
+}
+
+fn query_params(uri: &Uri) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(percent_decode(k), percent_decode(v));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The routes: `/v2/` and everything below it.
+pub fn router(storage: Arc<dyn Storage>, opts: ServerOptions) -> axum::Router {
+    let state = Arc::new(Server { storage, opts, uploads: Mutex::new(HashMap::new()) });
+    axum::Router::new().fallback(dispatch).with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests in
+/// flight finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let path = uri.path().to_owned();
+    let result = route(&s, &method, &uri, &path, &headers, body).await;
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    resp.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    resp
+}
+
+async fn route(s: &Arc<Server>, method: &Method, uri: &Uri, path: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+    let Some(rest) = path.strip_prefix("/v2/") else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}")));
+    };
+    let q = query_params(uri);
+    if rest.is_empty() {
+        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response());
+    }
+    if rest == "_catalog" {
+        only(method, &[Method::GET])?;
+        return catalog(s, &q);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        let name = repository(name)?;
+        only(method, &[Method::GET])?;
+        return tags(s, &name, &q);
+    }
+    if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
+        let name = repository(name)?;
+        if id.is_empty() {
+            only(method, &[Method::POST])?;
+            return start_upload(s, &name, &q, headers, body).await;
+        }
+        return match *method {
+            Method::GET => upload_status(s, &name, id),
+            Method::PATCH => patch_upload(s, &name, id, headers, body).await,
+            Method::PUT => finish_upload(s, &name, id, &q, body).await,
+            Method::DELETE => cancel_upload(s, &name, id),
+            _ => Err(unsupported(method)),
+        };
+    }
+    if let Some(name) = rest.strip_suffix("/blobs/uploads") {
+        let name = repository(name)?;
+        only(method, &[Method::POST])?;
+        return start_upload(s, &name, &q, headers, body).await;
+    }
+    if let Some((name, d)) = rest.rsplit_once("/blobs/") {
+        let name = repository(name)?;
+        let d = digest_of(d)?;
+        return match *method {
+            Method::GET | Method::HEAD => get_blob(s, &name, &d, headers, method == Method::HEAD).await,
+            Method::DELETE => delete_blob(s, &name, &d),
+            _ => Err(unsupported(method)),
+        };
+    }
+    if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+        let name = repository(name)?;
+        return match *method {
+            Method::GET | Method::HEAD => get_manifest(s, &name, reference, method == Method::HEAD),
+            Method::PUT => put_manifest(s, &name, reference, headers, body).await,
+            Method::DELETE => delete_manifest(s, &name, reference),
+            _ => Err(unsupported(method)),
+        };
+    }
+    if let Some((name, d)) = rest.rsplit_once("/referrers/") {
+        let name = repository(name)?;
+        only(method, &[Method::GET])?;
+        return referrers(s, &name, &digest_of(d)?, &q);
+    }
+    Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}")))
+}
+
+fn unsupported(method: &Method) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", format!("{method} is not supported here"))
+}
+
+fn only(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
+    if allowed.contains(method) { Ok(()) } else { Err(unsupported(method)) }
+}
+
+fn deletes(s: &Server) -> Result<(), ApiError> {
+    if s.opts.delete_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "deletes are disabled on this registry"))
+    }
+}
+
+/// `n` and `last` of a paginated list, and the page with its `Link`.
+fn paginate(
+    s: &Server,
+    all: Vec<String>,
+    q: &HashMap<String, String>,
+    path: &str,
+) -> Result<(Vec<String>, Option<String>), ApiError> {
+    let n = match q.get("n") {
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", format!("n={v:?} is not a number"))
+        })?,
+        None => s.opts.page_size,
+    };
+    let n = n.min(s.opts.page_size);
+    let after: Vec<String> = match q.get("last") {
+        Some(last) => all.into_iter().filter(|t| t.as_str() > last.as_str()).collect(),
+        None => all,
+    };
+    if n == 0 {
+        return Ok((Vec::new(), None));
+    }
+    let more = after.len() > n;
+    let page: Vec<String> = after.into_iter().take(n).collect();
+    let link = (more && !page.is_empty())
+        .then(|| format!("<{path}?last={}&n={n}>; rel=\"next\"", page.last().expect("not empty")));
+    Ok((page, link))
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value, link: Option<String>) -> Response {
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response();
+    if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(header::LINK, l);
+    }
+    resp
+}
+
+fn catalog(s: &Server, q: &HashMap<String, String>) -> ApiResult {
+    let (page, link) = paginate(s, s.storage.repositories()?, q, "/v2/_catalog")?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "repositories": page }), link))
+}
+
+fn tags(s: &Server, name: &str, q: &HashMap<String, String>) -> ApiResult {
+    let all = s.storage.tags(name)?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("repository {name} is not known"))
+    })?;
+    let (page, link) = paginate(s, all, q, &format!("/v2/{name}/tags/list"))?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "name": name, "tags": page }), link))
+}
+
+fn blob_unknown(d: &Digest) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", format!("blob {d} is not known to this repository"))
+}
+
+fn upload_unknown(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", format!("upload {id:?} is not known"))
+}
+
+/// `bytes=START-[END]` of a `Range` header, clamped to `size`.
+fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = v.trim().strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end: u64 = if b.trim().is_empty() { size.checked_sub(1)? } else { b.trim().parse::<u64>().ok()?.min(size - 1) };
+    (start <= end && start < size).then_some((start, end))
+}
+
+async fn get_blob(s: &Server, name: &str, d: &Digest, headers: &HeaderMap, head: bool) -> ApiResult {
+    let Some(file) = s.storage.open_blob(name, d)? else { return Err(blob_unknown(d)) };
+    let size = file.metadata()?.len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, len, content_range) = match range {
+        Some(r) => match parse_range(r, size) {
+            Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1, Some(format!("bytes {a}-{b}/{size}"))),
+            None => {
+                let mut resp = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "BLOB_UNKNOWN",
+                    format!("range {r:?} of {size} bytes"),
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"));
+                return Ok(resp);
+            }
+        },
+        None => (StatusCode::OK, 0, size, None),
+    };
+    let mut builder = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header("docker-content-digest", d.as_str())
+        .header(header::ETAG, format!("\"{d}\""));
+    if let Some(cr) = content_range {
+        builder = builder.header(header::CONTENT_RANGE, cr);
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        let mut f = tokio::fs::File::from_std(file);
+        f.seek(std::io::SeekFrom::Start(start)).await?;
+        let reader = tokio::io::AsyncReadExt::take(f, len);
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10))
+    };
+    Ok(builder.body(body).expect("valid response"))
+}
+
+fn delete_blob(s: &Server, name: &str, d: &Digest) -> ApiResult {
+    deletes(s)?;
+    if !s.storage.unlink_blob(name, d)? {
+        return Err(blob_unknown(d));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn upload_location(name: &str, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+/// 202 for an upload at `offset` bytes.
+fn upload_accepted(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {
+    let range = format!("0-{}", offset.saturating_sub(1));
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, upload_location(name, id))
+        .header(header::RANGE, range)
+        .header(header::CONTENT_LENGTH, 0)
+        .header("docker-upload-uuid", id)
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+fn blob_created(name: &str, d: &Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{d}"))
+        .header(header::CONTENT_LENGTH, 0)
+        .header("docker-content-digest", d.as_str())
+        .body(Body::empty())
+        .expect("valid response")
+}
+
+async fn start_upload(
+    s: &Arc<Server>,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
+        let d = digest_of(mount)?;
+        let from = repository(from)?;
+        if s.storage.repo_has_blob(&from, &d)? && s.storage.link_blob(name, &d)? {
+            return Ok(blob_created(name, &d));
+        }
+        // Not mountable: an ordinary upload, as the spec says.
+    }
+    let id = s.storage.start_upload(name)?;
+    s.uploads.lock().expect("not poisoned").insert(id.clone(), Progress { hasher: sha2::Sha256::new(), offset: 0 });
+    if let Some(d) = q.get("digest") {
+        // Monolithic: the whole blob in this POST.
+        let d = digest_of(d)?;
+        append(s, name, &id, body, None).await?;
+        let _ = headers;
+        return finish(s, name, &id, &d);
+    }
+    Ok(upload_accepted(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+fn upload_status(s: &Server, name: &str, id: &str) -> ApiResult {
+    let size = s.storage.upload_size(name, id)?.ok_or_else(|| upload_unknown(id))?;
+    Ok(upload_accepted(StatusCode::NO_CONTENT, name, id, size))
+}
+
+/// Appends `body` to the upload, hashing as it goes; with `expect_start`, the
+/// upload must hold exactly that many bytes first (else 416).
+async fn append(s: &Arc<Server>, name: &str, id: &str, body: Body, expect_start: Option<u64>) -> Result<u64, ApiError> {
+    let file = s.storage.upload_file(name, id)?.ok_or_else(|| upload_unknown(id))?;
+    let size = file.metadata()?.len();
+    if let Some(start) = expect_start
+        && start != size
+    {
+        let mut e = ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "BLOB_UPLOAD_INVALID",
+            format!("the chunk starts at {start}, and the upload holds {size} bytes"),
+        );
+        e.message.push_str(&format!(" (Range: 0-{})", size.saturating_sub(1)));
+        return Err(e);
+    }
+    // The running hash, when this process saw every byte so far.
+    let mut progress = s.uploads.lock().expect("not poisoned").remove(id).filter(|p| p.offset == size);
+    let mut f = tokio::fs::File::from_std(file);
+    let mut stream = body.into_data_stream();
+    let mut written = size;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("reading the body: {e}"))
+        })?;
+        f.write_all(&chunk).await?;
+        if let Some(p) = progress.as_mut() {
+            p.hasher.update(&chunk);
+            p.offset += chunk.len() as u64;
+        }
+        written += chunk.len() as u64;
+    }
+    f.flush().await?;
+    if let Some(p) = progress {
+        s.uploads.lock().expect("not poisoned").insert(id.to_owned(), p);
+    }
+    Ok(written)
+}
+
+async fn patch_upload(s: &Arc<Server>, name: &str, id: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+    let start = match headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) => {
+            let r = r.trim().trim_start_matches("bytes ").trim_start_matches("bytes=");
+            let (a, _) = r.split_once('-').ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("bad Content-Range {r:?}"))
+            })?;
+            Some(a.trim().parse::<u64>().map_err(|_| {
+                ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("bad Content-Range {r:?}"))
+            })?)
+        }
+        None => None,
+    };
+    match append(s, name, id, body, start).await {
+        Ok(size) => Ok(upload_accepted(StatusCode::ACCEPTED, name, id, size)),
+        Err(e) if e.status == StatusCode::RANGE_NOT_SATISFIABLE => {
+            let size = s.storage.upload_size(name, id)?.unwrap_or(0);
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_str(&upload_location(name, id)).expect("ascii"));
+            resp.headers_mut()
+                .insert(header::RANGE, HeaderValue::from_str(&format!("0-{}", size.saturating_sub(1))).expect("ascii"));
+            Ok(resp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn finish_upload(s: &Arc<Server>, name: &str, id: &str, q: &HashMap<String, String>, body: Body) -> ApiResult {
+    let d = q
+        .get("digest")
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "closing an upload needs ?digest="))?;
+    let d = digest_of(d)?;
+    append(s, name, id, body, None).await?;
+    finish(s, name, id, &d)
+}
+
+/// Verifies the upload against `d` and stores it; a mismatch cancels it.
+fn finish(s: &Server, name: &str, id: &str, d: &Digest) -> ApiResult {
+    let progress = s.uploads.lock().expect("not poisoned").remove(id);
+    let mut file = s.storage.upload_file(name, id)?.ok_or_else(|| upload_unknown(id))?;
+    let size = file.metadata()?.len();
+    let actual = match progress {
+        Some(p) if p.offset == size && d.algorithm() == cargohold_image_core::Algorithm::Sha256 => {
+            Digest::parse(&format!("sha256:{}", hex(&p.hasher.finalize()))).expect("a sha256 digest")
+        }
+        _ => hash_file(&mut file, d.algorithm())?,
+    };
+    if &actual != d {
+        s.storage.cancel_upload(name, id)?;
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            format!("the upload's content has digest {actual}, not {d}"),
+        ));
+    }
+    s.storage.commit_upload(name, id, d)?;
+    Ok(blob_created(name, d))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cancel_upload(s: &Server, name: &str, id: &str) -> ApiResult {
+    s.uploads.lock().expect("not poisoned").remove(id);
+    if !s.storage.cancel_upload(name, id)? {
+        return Err(upload_unknown(id));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn manifest_unknown(name: &str, reference: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", format!("manifest {reference} of {name} is not known"))
+}
+
+/// The digest a reference names: itself, or what the tag points at.
+fn resolve(s: &Server, name: &str, reference: &str) -> Result<Digest, ApiError> {
+    if reference.contains(':') {
+        return digest_of(reference);
+    }
+    if !cargohold_image_core::is_valid_tag(reference) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", format!("invalid tag {reference:?}")));
+    }
+    s.storage.get_tag(name, reference)?.ok_or_else(|| manifest_unknown(name, reference))
+}
+
+fn get_manifest(s: &Server, name: &str, reference: &str, head: bool) -> ApiResult {
+    let d = resolve(s, name, reference)?;
+    let m = s.storage.get_manifest(name, &d)?.ok_or_else(|| manifest_unknown(name, reference))?;
+    let resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, m.media_type)
+        .header(header::CONTENT_LENGTH, m.bytes.len())
+        .header("docker-content-digest", d.as_str())
+        .header(header::ETAG, format!("\"{d}\""));
+    Ok(resp.body(if head { Body::empty() } else { Body::from(m.bytes) }).expect("valid response"))
+}
+
+/// Reads a body of at most `limit` bytes. A larger one is an error, after
+/// the rest is read and dropped (up to 16 times the limit, so the client
+/// gets the answer instead of a reset connection; nothing more is kept).
+async fn read_capped(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", format!("reading the body: {e}"))
+        })?;
+        seen += chunk.len();
+        if seen > limit.saturating_mul(16) {
+            break;
+        }
+        if seen <= limit {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "SIZE_INVALID",
+            format!("a manifest may take at most {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
+fn manifest_invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
+}
+
+async fn put_manifest(s: &Arc<Server>, name: &str, reference: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+    let bytes = read_capped(body, s.opts.max_manifest).await?;
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+    let raw = RawManifest::new(bytes, declared.as_deref()).map_err(|e| manifest_invalid(e.to_string()))?;
+    let (tag, digest) = if reference.contains(':') {
+        let want = digest_of(reference)?;
+        let actual = want.same_algorithm_of(&raw.bytes);
+        if actual != want {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "DIGEST_INVALID",
+                format!("the manifest's digest is {actual}, not {want}"),
+            ));
+        }
+        (None, want)
+    } else {
+        if !cargohold_image_core::is_valid_tag(reference) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", format!("invalid tag {reference:?}")));
+        }
+        (Some(reference), raw.digest.clone())
+    };
+    let parsed = raw.parse().map_err(|e| manifest_invalid(e.to_string()))?;
+    // Everything it points at must be here.
+    let (subject, artifact_type, annotations) = match &parsed {
+        Manifest::Image(m) => {
+            for b in std::iter::once(&m.config).chain(&m.layers) {
+                // Non-distributable layers with URLs may live elsewhere.
+                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+                    continue;
+                }
+                if !s.storage.repo_has_blob(name, &b.digest)? {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_BLOB_UNKNOWN",
+                        format!("blob {} is not in {name}", b.digest),
+                    ));
+                }
+            }
+            let t = m.artifact_type.clone().or_else(|| Some(m.config.media_type.clone()));
+            (m.subject.clone(), t, m.annotations.clone())
+        }
+        Manifest::Index(i) => {
+            for c in &i.manifests {
+                if s.storage.get_manifest(name, &c.digest)?.is_none() {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "MANIFEST_BLOB_UNKNOWN",
+                        format!("manifest {} is not in {name}", c.digest),
+                    ));
+                }
+            }
+            (i.subject.clone(), i.artifact_type.clone(), i.annotations.clone())
+        }
+    };
+    s.storage.put_manifest(
+        name,
+        &StoredManifest { digest: digest.clone(), media_type: raw.media_type.clone(), bytes: raw.bytes.clone() },
+    )?;
+    if let Some(subject) = &subject {
+        let mut desc = serde_json::json!({
+            "mediaType": raw.media_type, "digest": digest.as_str(), "size": raw.bytes.len(),
+        });
+        if let Some(t) = artifact_type {
+            desc["artifactType"] = serde_json::json!(t);
+        }
+        if let Some(a) = annotations.filter(|a| !a.is_empty()) {
+            desc["annotations"] = serde_json::json!(a);
+        }
+        s.storage.add_referrer(name, &subject.digest, &desc)?;
+    }
+    if let Some(tag) = tag {
+        s.storage.set_tag(name, tag, &digest)?;
+    }
+    let mut resp = Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
+        .header(header::CONTENT_LENGTH, 0)
+        .header("docker-content-digest", digest.as_str());
+    if let Some(subject) = subject {
+        resp = resp.header("oci-subject", subject.digest.as_str());
+    }
+    Ok(resp.body(Body::empty()).expect("valid response"))
+}
+
+fn delete_manifest(s: &Server, name: &str, reference: &str) -> ApiResult {
+    deletes(s)?;
+    if reference.contains(':') {
+        let d = digest_of(reference)?;
+        if !s.storage.delete_manifest(name, &d)? {
+            return Err(manifest_unknown(name, reference));
+        }
+    } else if !s.storage.delete_tag(name, reference)? {
+        return Err(manifest_unknown(name, reference));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+fn referrers(s: &Server, name: &str, subject: &Digest, q: &HashMap<String, String>) -> ApiResult {
+    let mut list = s.storage.referrers(name, subject)?;
+    let filter = q.get("artifactType");
+    if let Some(t) = filter {
+        list.retain(|d| d.get("artifactType").and_then(|v| v.as_str()) == Some(t.as_str()));
+    }
+    let index = serde_json::json!({ "schemaVersion": 2, "mediaType": mt::OCI_INDEX, "manifests": list });
+    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, mt::OCI_INDEX)], index.to_string()).into_response();
+    if filter.is_some() {
+        resp.headers_mut().insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+    }
+    Ok(resp)
+}

@@ -1,0 +1,18 @@
+//! The registry server (`cargohold serve`): the OCI distribution API over a
+//! [`Storage`], on axum.
+//!
+//! What it speaks today: `/v2/` and every pull, push and discovery route of
+//! the distribution spec v1.1 (HEAD/GET of manifests and blobs with `Range`,
+//! monolithic, chunked and resumable uploads with the spec's `Location` and
+//! `Range` headers, upload status and cancel, cross-repository mounts, tags
+//! and catalog with `n`/`last` and `Link`, deletes, the referrers API with
+//! `artifactType` filtering and `OCI-Subject`), with manifests validated
+//! (their blobs and children must exist), digests verified as bodies
+//! stream in, sizes capped, and errors in the spec's codes. Docker schema2
+//! manifests and lists are stored and served as OCI ones are.
+
+mod http;
+mod storage;
+
+pub use http::{ServerOptions, router, serve};
+pub use storage::{FsStorage, ReferrerDescriptor, Storage, StoredManifest, hash_file};

@@ -1,0 +1,233 @@
+//! The registry server (`server` feature) against real clients: skopeo both
+//! ways, our client (chunked pushes, mounts, pagination, delete, referrers),
+//! and raw requests for the spec's error codes.
+
+use std::sync::Arc;
+
+use cargohold_image_core::{
+    CopyOptions, Descriptor, Digest, ImageLocation, ImageManifest, NoProgress, RawManifest, Reference, Store,
+    media_type as mt, open_source,
+};
+use cargohold_registry::server::{FsStorage, ServerOptions, router, serve};
+use cargohold_registry::{ClientOptions, Registry};
+use cargohold_testkit::*;
+
+use crate::flows::push_layout;
+
+/// A server on a free loopback port, in a thread of its own, over `root`.
+struct TestServer {
+    addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start(root: &std::path::Path) -> Self {
+        let storage = Arc::new(FsStorage::open(root).unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                serve(listener, router(storage, ServerOptions::default()), async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        TestServer { addr: addr_rx.recv().unwrap(), stop: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn skopeo_and_our_client_push_and_pull_bit_identically() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(&t.path().join("registry"));
+    let layout = umoci_image(t.path());
+    // skopeo pushes, we pull; we push (chunked), skopeo pulls.
+    let target = format!("{}/team/app:1", srv.addr);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{target}")));
+    let reg = Registry::new(ClientOptions { chunk_size: 32 << 10, ..ClientOptions::default() }).unwrap();
+    let store = Store::open(t.path().join("store")).unwrap();
+    let r: Reference = target.parse().unwrap();
+    let pulled = cargohold_registry::pull(&reg, &r, &store, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    let mut src = open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), &store).unwrap();
+    assert_eq!(pulled.manifest.digest, src.top_manifest().unwrap().digest, "the manifest as skopeo pushed it");
+
+    let chunked: Reference = format!("{}/team/chunked:2", srv.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &chunked);
+    let back = t.path().join("back");
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{chunked}"))
+        .arg(format!("oci:{}:2", back.display())));
+    let mut again = open_source(&ImageLocation::parse(&format!("oci:{}:2", back.display())).unwrap(), &store).unwrap();
+    assert_eq!(again.top_manifest().unwrap().digest, pushed.manifest.digest);
+
+    // A mount into another repository sends no layer.
+    let open = || -> cargohold_image_core::Result<Box<dyn cargohold_image_core::ImageSource + Send>> {
+        Ok(Box::new(reg.source(&r)))
+    };
+    let mounted: Reference = format!("{}/other/app:1", srv.addr).parse().unwrap();
+    let report = cargohold_registry::push(&reg, &open, &mounted, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert!(report.blobs_mounted >= 1 && report.blobs_copied == 0, "{report:?}");
+    let mut repos = reg.block_on(reg.client().catalog(&srv.addr)).unwrap();
+    repos.sort();
+    assert_eq!(repos, ["other/app", "team/app", "team/chunked"]);
+}
+
+#[test]
+fn pagination_delete_and_referrers() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(&t.path().join("registry"));
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let client = reg.client();
+    let first: Reference = format!("{}/many/app:t000", srv.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &first);
+    let raw = reg.block_on(client.get_manifest(&first)).unwrap();
+    // 130 tags: past a page of 100.
+    for i in 1..130 {
+        reg.block_on(client.put_manifest(&srv.addr, "many/app", &format!("t{i:03}"), &raw)).unwrap();
+    }
+    let tags = reg.block_on(client.tags(&srv.addr, "many/app")).unwrap();
+    assert_eq!(tags.len(), 130);
+    assert_eq!(tags.first().map(String::as_str), Some("t000"));
+
+    // A referrer (an SBOM-like artifact) with a subject.
+    let empty = b"{}".to_vec();
+    let empty_digest = Digest::sha256_of(&empty);
+    let up = reg.block_on(client.start_upload(&srv.addr, "many/app")).unwrap();
+    reg.block_on(client.finish_upload(up, &empty_digest, empty.clone())).unwrap();
+    let mut artifact: ImageManifest = serde_json::from_value(serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mt::OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": { "mediaType": mt::OCI_EMPTY, "digest": empty_digest.as_str(), "size": 2 },
+        "layers": [{ "mediaType": mt::OCI_EMPTY, "digest": empty_digest.as_str(), "size": 2 }],
+    }))
+    .unwrap();
+    artifact.subject = Some(Descriptor::new(mt::OCI_MANIFEST, pushed.manifest.digest.clone(), raw.bytes.len() as u64));
+    let art = RawManifest::from_value(&artifact, mt::OCI_MANIFEST);
+    let processed = reg.block_on(client.put_manifest(&srv.addr, "many/app", art.digest.as_str(), &art)).unwrap();
+    assert!(processed, "the server answers with OCI-Subject");
+    let list = reg
+        .block_on(client.referrers(&srv.addr, "many/app", &pushed.manifest.digest, Some("application/spdx+json")))
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].digest, art.digest);
+    let none =
+        reg.block_on(client.referrers(&srv.addr, "many/app", &pushed.manifest.digest, Some("text/other"))).unwrap();
+    assert!(none.is_empty());
+
+    // Delete a tag, then the manifest (and every tag on it).
+    reg.block_on(client.delete_manifest(&srv.addr, "many/app", "t005")).unwrap();
+    assert_eq!(reg.block_on(client.tags(&srv.addr, "many/app")).unwrap().len(), 129);
+    reg.block_on(client.delete_manifest(&srv.addr, "many/app", pushed.manifest.digest.as_str())).unwrap();
+    assert!(reg.block_on(client.tags(&srv.addr, "many/app")).unwrap().is_empty());
+    assert!(reg.block_on(client.head_manifest(&srv.addr, "many/app", "t001")).unwrap().is_none());
+}
+
+/// Bad input: the spec's codes and statuses, nothing stored, the server
+/// keeps serving.
+#[tokio::test(flavor = "current_thread")]
+async fn bad_input_gets_the_specs_errors_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("registry");
+    let srv = TestServer::start(&root);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", srv.addr);
+    let code = |v: serde_json::Value| v["errors"][0]["code"].as_str().unwrap_or_default().to_owned();
+    let send = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, headers, body)
+    };
+
+    // A malformed name.
+    let (s, _, b) = send(http.get(format!("{base}/v2/Bad..Name/tags/list"))).await;
+    assert_eq!((s, code(b)), (400, "NAME_INVALID".to_owned()));
+    // An upload with the wrong digest: refused, the blob is not there.
+    let (s, h, _) = send(http.post(format!("{base}/v2/x/app/blobs/uploads/"))).await;
+    assert_eq!(s, 202);
+    let location = h["location"].to_str().unwrap().to_owned();
+    let wrong = Digest::sha256_of(b"something else");
+    let (s, _, b) = send(http.put(format!("{base}{location}?digest={wrong}")).body("hello")).await;
+    assert_eq!((s, code(b)), (400, "DIGEST_INVALID".to_owned()));
+    let (s, _, _) = send(http.head(format!("{base}/v2/x/app/blobs/{wrong}"))).await;
+    assert_eq!(s, 404);
+    let right = Digest::sha256_of(b"hello");
+    let (s, _, _) = send(http.head(format!("{base}/v2/x/app/blobs/{right}"))).await;
+    assert_eq!(s, 404, "nothing of the refused upload was stored");
+    // An unknown upload.
+    let (s, _, b) =
+        send(http.patch(format!("{base}/v2/x/app/blobs/uploads/0123456789abcdef0123456789abcdef")).body("x")).await;
+    assert_eq!((s, code(b)), (404, "BLOB_UPLOAD_UNKNOWN".to_owned()));
+    let (s, _, b) = send(http.patch(format!("{base}/v2/x/app/blobs/uploads/..%2F..%2Fetc")).body("x")).await;
+    assert_eq!((s, code(b)), (404, "BLOB_UPLOAD_UNKNOWN".to_owned()));
+    // An out-of-order chunk: 416 with the range held.
+    let (_, h, _) = send(http.post(format!("{base}/v2/x/app/blobs/uploads/"))).await;
+    let location = h["location"].to_str().unwrap().to_owned();
+    let (s, _, _) = send(http.patch(format!("{base}{location}")).header("content-range", "0-4").body("hello")).await;
+    assert_eq!(s, 202);
+    let (s, h, _) = send(http.patch(format!("{base}{location}")).header("content-range", "9-11").body("abc")).await;
+    assert_eq!(s, 416);
+    assert_eq!(h["range"].to_str().unwrap(), "0-4");
+    let (s, h, _) = send(http.get(format!("{base}{location}"))).await;
+    assert_eq!((s, h["range"].to_str().unwrap()), (204, "0-4"));
+    // A manifest naming blobs that are not there; one too large.
+    let ghost = serde_json::json!({
+        "schemaVersion": 2, "mediaType": mt::OCI_MANIFEST,
+        "config": { "mediaType": mt::OCI_CONFIG, "digest": wrong.as_str(), "size": 14 },
+        "layers": [],
+    });
+    let (s, _, b) = send(
+        http.put(format!("{base}/v2/x/app/manifests/1"))
+            .header("content-type", mt::OCI_MANIFEST)
+            .body(ghost.to_string()),
+    )
+    .await;
+    assert_eq!((s, code(b)), (400, "MANIFEST_BLOB_UNKNOWN".to_owned()));
+    let (s, _, b) = send(
+        http.put(format!("{base}/v2/x/app/manifests/1"))
+            .header("content-type", mt::OCI_MANIFEST)
+            .body(vec![b' '; 5 << 20]),
+    )
+    .await;
+    assert_eq!((s, code(b)), (413, "SIZE_INVALID".to_owned()));
+    let (s, _, b) = send(http.put(format!("{base}/v2/x/app/manifests/1")).body("not json")).await;
+    assert_eq!((s, code(b)), (400, "MANIFEST_INVALID".to_owned()));
+    let (s, _, b) = send(http.get(format!("{base}/v2/x/app/manifests/1"))).await;
+    assert_eq!((s, code(b)), (404, "MANIFEST_UNKNOWN".to_owned()));
+    // A blob Range past its end.
+    let (_, h, _) = send(http.post(format!("{base}/v2/x/app/blobs/uploads/?digest={right}")).body("hello")).await;
+    assert!(h["location"].to_str().unwrap().ends_with(right.as_str()));
+    let resp = http.get(format!("{base}/v2/x/app/blobs/{right}")).header("range", "bytes=1-3").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 206);
+    assert_eq!(resp.text().await.unwrap(), "ell");
+    let (s, _, _) = send(http.get(format!("{base}/v2/x/app/blobs/{right}")).header("range", "bytes=10-")).await;
+    assert_eq!(s, 416);
+    // Still serving.
+    let (s, _, _) = send(http.get(format!("{base}/v2/"))).await;
+    assert_eq!(s, 200);
+}
