@@ -567,15 +567,25 @@ pub struct CopyArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, default_value = "127.0.0.1:5000", value_name = "HOST:PORT")]
-    pub addr: String,
+    /// distribution's config.yml (storage.filesystem, storage.delete, storage.maintenance.uploadpurging,
+    /// http.addr, http.headers, auth.htpasswd, log); flags given too win. Keys not supported yet are refused by name.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on (default 127.0.0.1:5000).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
     /// Where the registry keeps its data.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    /// Refuse deletes of manifests, tags and blobs.
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    pub root: Option<PathBuf>,
+    /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).
     #[arg(long)]
     pub no_delete: bool,
+    /// Basic auth for every request from an htpasswd file (bcrypt: `htpasswd -Bc FILE USER`).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// With --htpasswd: let anyone pull; pushes and deletes still need a user.
+    #[arg(long, requires = "htpasswd")]
+    pub anonymous_pull: bool,
 }
 
 /// What a sync source is.

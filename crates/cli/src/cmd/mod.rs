@@ -84,7 +84,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Inspect(a) => inspect::run(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
         Command::Sync(a) => return sync::run(&ctx, &a),
-        Command::Serve(a) => serve::run(&a),
+        Command::Serve(a) => serve::run(&ctx, &a),
         Command::Load(a) => archive::load(&ctx, &a),
         Command::Save(a) => archive::save(&ctx, &a),
         Command::Images(a) => images::list(&ctx, &a),

@@ -2,23 +2,76 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use cargohold_registry::server::{FsStorage, ServerOptions, router, serve};
+use anyhow::{Context, Result, bail};
+use cargohold_registry::server::{FsStorage, Htpasswd, RegistryConfig, ServerOptions, Storage, router, serve};
 
+use super::Ctx;
 use crate::cli::ServeArgs;
 use crate::output;
 
-pub fn run(args: &ServeArgs) -> Result<()> {
-    let storage = FsStorage::open(&args.root)
-        .with_context(|| format!("cannot use {} as the registry's storage", args.root.display()))?;
-    let opts = ServerOptions { delete_enabled: !args.no_delete, ..ServerOptions::default() };
+pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
+    let config = match &args.config {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            Some(RegistryConfig::parse(&text, &f.display().to_string()).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    let root = args.root.clone().or_else(|| config.as_ref().and_then(|c| c.root.clone()));
+    let Some(root) = root else { bail!("give --root DIR (or storage.filesystem.rootdirectory in --config)") };
+    let addr = args
+        .addr
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.addr.clone()))
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    let delete_enabled = !args.no_delete && config.as_ref().is_none_or(|c| c.delete_enabled);
+    let htpasswd = match (&args.htpasswd, config.as_ref().and_then(|c| c.htpasswd.clone())) {
+        (Some(f), _) => Some(Htpasswd::load(f, "cargohold", args.anonymous_pull).map_err(anyhow::Error::msg)?),
+        (None, Some((f, realm))) => Some(Htpasswd::load(&f, &realm, false).map_err(anyhow::Error::msg)?),
+        (None, None) => None,
+    };
+    let storage: Arc<dyn Storage> = Arc::new(
+        FsStorage::open(&root).with_context(|| format!("cannot use {} as the registry's storage", root.display()))?,
+    );
+    let access_log = !ctx.is_quiet() && config.as_ref().is_none_or(|c| c.access_log);
+    let logger: Option<cargohold_registry::server::RequestLogger> = access_log.then(|| {
+        Arc::new(|r: &cargohold_registry::server::RequestLog| {
+            output::status(&format!("{} {} {} {:.1}ms", r.method, r.path, r.status, r.elapsed.as_secs_f64() * 1000.0));
+        }) as cargohold_registry::server::RequestLogger
+    });
+    let opts = ServerOptions {
+        delete_enabled,
+        htpasswd: htpasswd.map(Arc::new),
+        logger,
+        headers: config.as_ref().map(|c| c.headers.clone()).unwrap_or_default(),
+        ..ServerOptions::default()
+    };
+    let purging = config
+        .as_ref()
+        .map_or(Some((std::time::Duration::from_secs(168 * 3600), std::time::Duration::from_secs(24 * 3600))), |c| {
+            c.upload_purging
+        });
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.addr))?;
-        let addr = listener.local_addr().context("the listening address")?;
-        output::status(&format!("serving a registry on {addr} from {}", args.root.display()));
+        let listener =
+            tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("the listening address")?;
+        if !ctx.is_quiet() {
+            output::status(&format!("serving a registry on {local} from {}", root.display()));
+            for note in config.iter().flat_map(|c| &c.notes) {
+                output::status(&format!("note: {note}"));
+            }
+        }
+        if let Some((age, interval)) = purging {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                loop {
+                    let s = Arc::clone(&storage);
+                    let _ = tokio::task::spawn_blocking(move || s.purge_uploads(age)).await;
+                    tokio::time::sleep(interval).await;
+                }
+            });
+        }
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .expect("SIGTERM can be handled");
@@ -27,6 +80,6 @@ pub fn run(args: &ServeArgs) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(listener, router(Arc::new(storage), opts), shutdown).await.context("the server failed")
+        serve(listener, router(storage, opts), shutdown).await.context("the server failed")
     })
 }

@@ -123,3 +123,114 @@ fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
     let status = srv.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn basic_auth_anonymous_pull_and_distributions_config_yml() {
+    require("htpasswd");
+    require("curl");
+    let t = tempfile::tempdir().unwrap();
+    let htpasswd = t.path().join("htpasswd");
+    std::fs::write(&htpasswd, run(Command::new("htpasswd").args(["-Bbn", "alice", "s3cret"]))).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A Debian-style config.yml, pointed at by --config.
+    let config = t.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  \
+             filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  headers:\n    \
+             X-Content-Type-Options: [nosniff]\nauth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\nhealth:\n  \
+             storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n",
+            t.path().join("data").display(),
+            htpasswd.display()
+        ),
+    )
+    .unwrap();
+    let child = bin()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let srv = Served(child, format!("127.0.0.1:{port}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&srv.1).is_err() {
+        assert!(std::time::Instant::now() < deadline, "cargohold serve --config did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let head =
+        run(Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/null"]).arg(format!("http://{}/v2/", srv.1)));
+    assert!(head.starts_with("HTTP/1.1 401") && head.contains("basic-realm"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{head}");
+
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", srv.1);
+    let anonymous = |args: &[&str]| {
+        bin()
+            .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+            .env("DOCKER_CONFIG", t.path().join("no-docker"))
+            .env("HOME", t.path().join("nobody"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(!anonymous(&["push", "app:1", &target]).status.success(), "no user, no push");
+    assert!(!anonymous(&["--creds", "alice:wrong", "push", "app:1", &target]).status.success());
+    let pushed = anonymous(&["--creds", "alice:s3cret", "push", "app:1", &target]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--creds", "alice:s3cret"])
+        .arg(format!("docker://{target}")));
+    // config.yml's htpasswd has no anonymous pulls.
+    assert!(!anonymous(&["tags", &format!("{}/team/app", srv.1)]).status.success());
+    drop(srv);
+
+    // --htpasswd with --anonymous-pull: anyone pulls, only users push.
+    let srv2 = {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = bin()
+            .args(["serve", "--addr", &addr, "--root"])
+            .arg(t.path().join("data"))
+            .arg("--htpasswd")
+            .arg(&htpasswd)
+            .arg("--anonymous-pull")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Served(child, addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&s.1).is_err() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        s
+    };
+    let other = t.path().join("other");
+    let pulled = bin()
+        .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+        .env("DOCKER_CONFIG", t.path().join("no-docker"))
+        .arg("--store")
+        .arg(&other)
+        .args(["pull", &format!("{}/team/app:1", srv2.1)])
+        .output()
+        .unwrap();
+    assert!(pulled.status.success(), "anonymous pull: {pulled:?}");
+    assert!(!anonymous(&["push", "app:1", &format!("{}/team/app:2", srv2.1)]).status.success());
+
+    // Keys not supported yet are refused by name.
+    let s3 = t.path().join("s3.yml");
+    std::fs::write(&s3, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n").unwrap();
+    let out = bin().args(["serve", "--config"]).arg(&s3).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("storage.s3") && err.contains("not supported"), "{err}");
+}

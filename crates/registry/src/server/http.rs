@@ -13,10 +13,27 @@ use futures_util::StreamExt as _;
 use sha2::Digest as _;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
+use super::auth::{Access, Htpasswd};
 use super::storage::{Storage, StoredManifest, hash_file};
 
-/// How the server behaves.
+/// One request, as the server saw it (for request logs).
 #[derive(Debug, Clone)]
+pub struct RequestLog {
+    /// The method.
+    pub method: String,
+    /// The path (without the query).
+    pub path: String,
+    /// The status answered.
+    pub status: u16,
+    /// How long answering took (the body of a download streams on after).
+    pub elapsed: std::time::Duration,
+}
+
+/// Called once per request.
+pub type RequestLogger = Arc<dyn Fn(&RequestLog) + Send + Sync>;
+
+/// How the server behaves.
+#[derive(Clone)]
 pub struct ServerOptions {
     /// Whether manifests, tags and blobs may be deleted.
     pub delete_enabled: bool,
@@ -25,11 +42,37 @@ pub struct ServerOptions {
     /// Entries per page of tags and catalog when the client asks for none
     /// (and the most it may ask for).
     pub page_size: usize,
+    /// Basic auth from an htpasswd file (`None`: open to everyone).
+    pub htpasswd: Option<Arc<Htpasswd>>,
+    /// Request logs.
+    pub logger: Option<RequestLogger>,
+    /// Headers added to every response (`http.headers` of config.yml).
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("delete_enabled", &self.delete_enabled)
+            .field("max_manifest", &self.max_manifest)
+            .field("page_size", &self.page_size)
+            .field("htpasswd", &self.htpasswd.is_some())
+            .field("logger", &self.logger.is_some())
+            .field("headers", &self.headers)
+            .finish()
+    }
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { delete_enabled: true, max_manifest: 4 << 20, page_size: 1000 }
+        ServerOptions {
+            delete_enabled: true,
+            max_manifest: 4 << 20,
+            page_size: 1000,
+            htpasswd: None,
+            logger: None,
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -145,11 +188,56 @@ pub async fn serve(
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }
 
+/// What a request to `path` with `method` needs.
+fn access_of(method: &Method, path: &str) -> Access {
+    if path == "/v2/" || path == "/v2" {
+        return Access::Ping;
+    }
+    if path == "/v2/_catalog" {
+        return Access::Catalog;
+    }
+    match *method {
+        Method::GET | Method::HEAD => Access::Pull,
+        Method::DELETE if !path.contains("/blobs/uploads/") => Access::Delete,
+        _ => Access::Push,
+    }
+}
+
 async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let started = std::time::Instant::now();
     let path = uri.path().to_owned();
-    let result = route(&s, &method, &uri, &path, &headers, body).await;
-    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    let allowed = match &s.opts.htpasswd {
+        None => true,
+        Some(h) => {
+            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            h.allows(auth, access_of(&method, &path))
+        }
+    };
+    let mut resp = if allowed {
+        route(&s, &method, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+    } else {
+        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
+        if let Some(h) = &s.opts.htpasswd
+            && let Ok(v) = HeaderValue::from_str(&h.challenge())
+        {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    };
     resp.headers_mut().insert("docker-distribution-api-version", HeaderValue::from_static("registry/2.0"));
+    for (k, v) in &s.opts.headers {
+        if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    if let Some(log) = &s.opts.logger {
+        log(&RequestLog {
+            method: method.to_string(),
+            path,
+            status: resp.status().as_u16(),
+            elapsed: started.elapsed(),
+        });
+    }
     resp
 }
 

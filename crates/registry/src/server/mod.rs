@@ -11,8 +11,12 @@
 //! stream in, sizes capped, and errors in the spec's codes. Docker schema2
 //! manifests and lists are stored and served as OCI ones are.
 
+mod auth;
+mod config;
 mod http;
 mod storage;
 
-pub use http::{ServerOptions, router, serve};
+pub use auth::{Access, Htpasswd};
+pub use config::RegistryConfig;
+pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
 pub use storage::{FsStorage, ReferrerDescriptor, Storage, StoredManifest, hash_file};

@@ -75,6 +75,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn add_referrer(&self, repo: &str, subject: &Digest, referrer: &ReferrerDescriptor) -> io::Result<()>;
     /// The referrers of `subject`.
     fn referrers(&self, repo: &str, subject: &Digest) -> io::Result<Vec<ReferrerDescriptor>>;
+
+    /// Removes uploads untouched for `older_than` (abandoned ones): how many.
+    fn purge_uploads(&self, older_than: std::time::Duration) -> io::Result<usize>;
 }
 
 /// Storage on a local filesystem:
@@ -144,20 +147,6 @@ impl FsStorage {
 
     fn upload_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
-    }
-
-    /// Removes uploads untouched for `older_than` (a purge of abandoned ones).
-    pub fn purge_uploads(&self, older_than: std::time::Duration) -> io::Result<usize> {
-        let mut n = 0;
-        for e in std::fs::read_dir(self.root.join("uploads"))? {
-            let e = e?;
-            let age = e.metadata()?.modified()?.elapsed().unwrap_or_default();
-            if age > older_than {
-                let _ = std::fs::remove_file(e.path());
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }
 
@@ -351,6 +340,22 @@ impl Storage for FsStorage {
         let own = referrer.get("digest").and_then(|d| d.as_str()).unwrap_or_default().replace(':', "-");
         let path = digest_path(&self.repo_dir(repo).join("_referrers"), subject).join(format!("{own}.json"));
         write_atomic(&path, &serde_json::to_vec(referrer).expect("JSON serializes"))
+    }
+
+    fn purge_uploads(&self, older_than: std::time::Duration) -> io::Result<usize> {
+        let mut n = 0;
+        for e in std::fs::read_dir(self.root.join("uploads"))? {
+            let e = e?;
+            let age = e.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if age > older_than {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let _ = std::fs::remove_file(e.path());
+                if valid_upload_id(&name) {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn referrers(&self, repo: &str, subject: &Digest) -> io::Result<Vec<ReferrerDescriptor>> {

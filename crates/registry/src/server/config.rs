@@ -1,0 +1,302 @@
+//! distribution's `config.yml`, so users of the `registry:2` image and of
+//! Debian's docker-registry can point `cargohold serve --config` at their
+//! file. What the server does not do yet is refused by its key, never
+//! silently dropped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml_ng::{Mapping, Value};
+
+/// What a `config.yml` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// `storage.filesystem.rootdirectory`.
+    pub root: Option<PathBuf>,
+    /// `http.addr` (`:5000` becomes `0.0.0.0:5000`).
+    pub addr: Option<String>,
+    /// `storage.delete.enabled`.
+    pub delete_enabled: bool,
+    /// `auth.htpasswd`: the file and realm.
+    pub htpasswd: Option<(PathBuf, String)>,
+    /// `http.headers`: added to every response.
+    pub headers: Vec<(String, String)>,
+    /// Whether requests are logged (`log.accesslog.disabled`, `log.level`).
+    pub access_log: bool,
+    /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
+    pub upload_purging: Option<(Duration, Duration)>,
+    /// Keys read but with nothing to do here (said once at start).
+    pub notes: Vec<String>,
+}
+
+fn err(file: &str, key: &str, reason: impl std::fmt::Display) -> String {
+    format!("{file}: {key}: {reason}")
+}
+
+fn map<'a>(v: &'a Value, file: &str, key: &str) -> Result<&'a Mapping, String> {
+    v.as_mapping().ok_or_else(|| err(file, key, "must be a mapping"))
+}
+
+fn string(v: &Value, file: &str, key: &str) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(err(file, key, "must be a string")),
+    }
+}
+
+fn boolean(v: &Value, file: &str, key: &str) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
+        _ => Err(err(file, key, "must be true or false")),
+    }
+}
+
+/// A Go duration (`10s`, `168h`, `1h30m`).
+fn duration(v: &Value, file: &str, key: &str) -> Result<Duration, String> {
+    let s = string(v, file, key)?;
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        if c == 'm' && chars.peek() == Some(&'s') {
+            unit.push(chars.next().expect("peeked"));
+        }
+        let n: f64 = num.parse().map_err(|_| err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)")))?;
+        total += n * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            _ => return Err(err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)"))),
+        };
+        num.clear();
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)")));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+fn not_yet(file: &str, key: &str) -> String {
+    err(file, key, "is not supported by cargohold serve yet")
+}
+
+impl RegistryConfig {
+    /// Parses `config.yml` text (`file` names it in errors).
+    pub fn parse(text: &str, file: &str) -> Result<Self, String> {
+        let doc: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+            let at = e.location().map_or_else(String::new, |l| format!(", line {}", l.line()));
+            format!("{file}{at}: {e}")
+        })?;
+        let top = map(&doc, file, "(top level)")?;
+        let mut c = RegistryConfig {
+            root: None,
+            addr: None,
+            delete_enabled: false,
+            htpasswd: None,
+            headers: Vec::new(),
+            access_log: true,
+            upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
+            notes: Vec::new(),
+        };
+        for (k, v) in top {
+            let k = string(k, file, "(key)")?;
+            match k.as_str() {
+                "version" => {
+                    if string(v, file, "version")? != "0.1" {
+                        return Err(err(file, "version", "must be 0.1"));
+                    }
+                }
+                "loglevel" => c.set_level(&string(v, file, "loglevel")?),
+                "log" => {
+                    for (lk, lv) in map(v, file, "log")? {
+                        let lk = string(lk, file, "log")?;
+                        match lk.as_str() {
+                            "level" => c.set_level(&string(lv, file, "log.level")?),
+                            "fields" => c.notes.push("log.fields: request logs are plain lines".into()),
+                            "formatter" if string(lv, file, "log.formatter")? == "text" => {}
+                            "accesslog" => {
+                                for (ak, av) in map(lv, file, "log.accesslog")? {
+                                    match string(ak, file, "log.accesslog")?.as_str() {
+                                        "disabled" => c.access_log = !boolean(av, file, "log.accesslog.disabled")?,
+                                        other => return Err(not_yet(file, &format!("log.accesslog.{other}"))),
+                                    }
+                                }
+                            }
+                            other => return Err(not_yet(file, &format!("log.{other}"))),
+                        }
+                    }
+                }
+                "storage" => c.storage(map(v, file, "storage")?, file)?,
+                "http" => c.http(map(v, file, "http")?, file)?,
+                "auth" => {
+                    for (ak, av) in map(v, file, "auth")? {
+                        match string(ak, file, "auth")?.as_str() {
+                            "htpasswd" => {
+                                let m = map(av, file, "auth.htpasswd")?;
+                                let mut path = None;
+                                let mut realm = "registry".to_owned();
+                                for (hk, hv) in m {
+                                    match string(hk, file, "auth.htpasswd")?.as_str() {
+                                        "path" => path = Some(PathBuf::from(string(hv, file, "auth.htpasswd.path")?)),
+                                        "realm" => realm = string(hv, file, "auth.htpasswd.realm")?,
+                                        other => return Err(not_yet(file, &format!("auth.htpasswd.{other}"))),
+                                    }
+                                }
+                                let path = path.ok_or_else(|| err(file, "auth.htpasswd", "needs a path"))?;
+                                c.htpasswd = Some((path, realm));
+                            }
+                            other => return Err(not_yet(file, &format!("auth.{other}"))),
+                        }
+                    }
+                }
+                "health" => {
+                    c.notes.push("health: storage health checks are not run (the storage is checked at start)".into())
+                }
+                other => return Err(not_yet(file, other)),
+            }
+        }
+        Ok(c)
+    }
+
+    fn set_level(&mut self, level: &str) {
+        // distribution logs each request at info.
+        self.access_log = matches!(level, "debug" | "info");
+    }
+
+    fn storage(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
+        for (k, v) in m {
+            let k = string(k, file, "storage")?;
+            match k.as_str() {
+                "filesystem" => {
+                    for (fk, fv) in map(v, file, "storage.filesystem")? {
+                        match string(fk, file, "storage.filesystem")?.as_str() {
+                            "rootdirectory" => {
+                                self.root = Some(PathBuf::from(string(fv, file, "storage.filesystem.rootdirectory")?))
+                            }
+                            "maxthreads" => {}
+                            other => return Err(not_yet(file, &format!("storage.filesystem.{other}"))),
+                        }
+                    }
+                }
+                "delete" => {
+                    for (dk, dv) in map(v, file, "storage.delete")? {
+                        match string(dk, file, "storage.delete")?.as_str() {
+                            "enabled" => self.delete_enabled = boolean(dv, file, "storage.delete.enabled")?,
+                            other => return Err(not_yet(file, &format!("storage.delete.{other}"))),
+                        }
+                    }
+                }
+                "cache" => self.notes.push("storage.cache: blob descriptors are read from the filesystem".into()),
+                "redirect" => {}
+                "maintenance" => {
+                    for (mk, mv) in map(v, file, "storage.maintenance")? {
+                        match string(mk, file, "storage.maintenance")?.as_str() {
+                            "uploadpurging" => {
+                                let (mut enabled, mut age, mut interval) =
+                                    (true, Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600));
+                                for (uk, uv) in map(mv, file, "storage.maintenance.uploadpurging")? {
+                                    let key = format!("storage.maintenance.uploadpurging.{}", string(uk, file, "")?);
+                                    match key.rsplit('.').next().unwrap_or("") {
+                                        "enabled" => enabled = boolean(uv, file, &key)?,
+                                        "age" => age = duration(uv, file, &key)?,
+                                        "interval" => interval = duration(uv, file, &key)?,
+                                        "dryrun" if !boolean(uv, file, &key)? => {}
+                                        _ => return Err(not_yet(file, &key)),
+                                    }
+                                }
+                                self.upload_purging = enabled.then_some((age, interval));
+                            }
+                            other => return Err(not_yet(file, &format!("storage.maintenance.{other}"))),
+                        }
+                    }
+                }
+                other => return Err(not_yet(file, &format!("storage.{other}"))),
+            }
+        }
+        if self.root.is_none() {
+            return Err(err(file, "storage", "needs filesystem.rootdirectory (the only storage driver so far)"));
+        }
+        Ok(())
+    }
+
+    fn http(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
+        for (k, v) in m {
+            let k = string(k, file, "http")?;
+            match k.as_str() {
+                "addr" => {
+                    let a = string(v, file, "http.addr")?;
+                    self.addr = Some(if a.starts_with(':') { format!("0.0.0.0{a}") } else { a });
+                }
+                "headers" => {
+                    for (hk, hv) in map(v, file, "http.headers")? {
+                        let name = string(hk, file, "http.headers")?;
+                        let values = match hv {
+                            Value::Sequence(s) => {
+                                s.iter().map(|x| string(x, file, "http.headers")).collect::<Result<Vec<_>, _>>()?
+                            }
+                            other => vec![string(other, file, "http.headers")?],
+                        };
+                        for value in values {
+                            self.headers.push((name.clone(), value));
+                        }
+                    }
+                }
+                "secret" => self.notes.push("http.secret: uploads are not signed (their ids are random)".into()),
+                other => return Err(not_yet(file, &format!("http.{other}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debians_default_config_and_refusals() {
+        let c = RegistryConfig::parse(
+            "version: 0.1\nlog:\n  fields:\n    service: registry\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: /var/lib/docker-registry\n  delete:\n    enabled: true\nhttp:\n  addr: :5000\n  headers:\n    X-Content-Type-Options: [nosniff]\nauth:\n  htpasswd:\n    realm: basic-realm\n    path: /etc/docker/registry\nhealth:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n",
+            "config.yml",
+        )
+        .unwrap();
+        assert_eq!(c.addr.as_deref(), Some("0.0.0.0:5000"));
+        assert_eq!(c.root, Some(PathBuf::from("/var/lib/docker-registry")));
+        assert!(c.delete_enabled);
+        assert_eq!(c.headers, [("X-Content-Type-Options".to_owned(), "nosniff".to_owned())]);
+        assert_eq!(c.htpasswd, Some((PathBuf::from("/etc/docker/registry"), "basic-realm".to_owned())));
+        for (text, key) in [
+            ("version: 0.1\nstorage:\n  s3:\n    bucket: x\n", "storage.s3"),
+            (
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nhttp:\n  tls:\n    certificate: a\n",
+                "http.tls",
+            ),
+            ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nproxy:\n  remoteurl: https://r\n", "proxy"),
+            (
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nauth:\n  token:\n    realm: r\n",
+                "auth.token",
+            ),
+        ] {
+            let e = RegistryConfig::parse(text, "c.yml").unwrap_err();
+            assert!(e.contains(key) && e.contains("not supported"), "{e}");
+        }
+        let e = RegistryConfig::parse("version: 0.1\nstorage: [\n", "c.yml").unwrap_err();
+        assert!(e.contains("c.yml, line"), "{e}");
+        let c = RegistryConfig::parse(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 2h\n      interval: 1h30m\n",
+            "c.yml",
+        )
+        .unwrap();
+        assert_eq!(c.upload_purging, Some((Duration::from_secs(7200), Duration::from_secs(5400))));
+    }
+}
