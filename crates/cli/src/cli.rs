@@ -566,7 +566,10 @@ pub struct CopyArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
     /// distribution's config.yml (storage.filesystem, storage.delete, storage.maintenance.uploadpurging,
     /// http.addr, http.headers, auth.htpasswd, log); flags given too win. Keys not supported yet are refused by name.
     #[arg(long, value_name = "FILE")]
@@ -586,6 +589,34 @@ pub struct ServeArgs {
     /// With --htpasswd: let anyone pull; pushes and deletes still need a user.
     #[arg(long, requires = "htpasswd")]
     pub anonymous_pull: bool,
+}
+
+/// `serve` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Delete blobs no manifest uses (and, with --delete-untagged, manifests no tag reaches); safe while serving.
+    Gc(ServeGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeGcArgs {
+    /// distribution's config.yml (for storage.filesystem.rootdirectory).
+    #[arg(long, value_name = "FILE", required_unless_present = "root")]
+    pub config: Option<PathBuf>,
+    /// The registry's storage.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Also delete manifests that no tag reaches (directly, through an index, or as a referrer).
+    #[arg(long)]
+    pub delete_untagged: bool,
+    /// Report what would go; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep whatever is younger than this many seconds (pushes in progress).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub min_age: u64,
+    #[command(flatten)]
+    pub out: JsonArgs,
 }
 
 /// What a sync source is.

@@ -3,13 +3,57 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use cargohold_registry::server::{FsStorage, Htpasswd, RegistryConfig, ServerOptions, Storage, router, serve};
+use cargohold_registry::server::{
+    FsStorage, GcOptions, Htpasswd, RegistryConfig, ServerOptions, Storage, router, serve,
+};
 
 use super::Ctx;
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, ServeCommand, ServeGcArgs};
 use crate::output;
 
+fn gc(args: &ServeGcArgs) -> Result<()> {
+    let root = match (&args.root, &args.config) {
+        (Some(r), _) => r.clone(),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let c = RegistryConfig::parse(&text, &f.display().to_string()).map_err(anyhow::Error::msg)?;
+            c.root.context("the config names no storage.filesystem.rootdirectory")?
+        }
+        (None, None) => bail!("give --root DIR or --config FILE"),
+    };
+    if !root.join("blobs").is_dir() {
+        bail!("{} is not a registry's storage (no blobs/)", root.display());
+    }
+    let storage = FsStorage::open(&root).with_context(|| format!("cannot open {}", root.display()))?;
+    let opts = GcOptions {
+        delete_untagged: args.delete_untagged,
+        dry_run: args.dry_run,
+        min_age: std::time::Duration::from_secs(args.min_age),
+    };
+    let report = storage.gc(&opts).with_context(|| format!("garbage collection of {} failed", root.display()))?;
+    if args.out.json {
+        return output::json(&report);
+    }
+    let verb = if args.dry_run { "would delete" } else { "deleted" };
+    for m in &report.manifests_deleted {
+        output::line(format!("{verb} manifest {m}"))?;
+    }
+    for b in &report.blobs_deleted {
+        output::line(format!("{verb} blob {b}"))?;
+    }
+    output::line(format!(
+        "{} manifests kept; {verb} {} manifests and {} blobs ({})",
+        report.manifests_kept,
+        report.manifests_deleted.len(),
+        report.blobs_deleted.len(),
+        output::human_size(report.bytes_freed)
+    ))
+}
+
 pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
+    if let Some(ServeCommand::Gc(g)) = &args.command {
+        return gc(g);
+    }
     let config = match &args.config {
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;

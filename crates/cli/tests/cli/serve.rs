@@ -234,3 +234,45 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("storage.s3") && err.contains("not supported"), "{err}");
 }
+
+#[test]
+fn gc_deletes_what_nothing_uses_and_spares_young_blobs() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("registry");
+    let srv = serve(&root);
+    let store = t.path().join("store");
+    // Two one-layer images of different content.
+    for (name, content) in [("a", "first"), ("b", "second")] {
+        let dir = t.path().join(name);
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::write(dir.join("etc/motd"), content).unwrap();
+        std::fs::write(dir.join("data.bin"), vec![name.as_bytes()[0]; 50_000]).unwrap();
+        let tar = t.path().join(format!("{name}.tar"));
+        run(Command::new("tar").arg("-cf").arg(&tar).arg("-C").arg(&dir).arg("."));
+        ok(&store, &["import", tar.to_str().unwrap(), &format!("img:{name}")]);
+    }
+    let target = format!("{}/team/app:1", srv.1);
+    ok(&store, &["push", "img:a", &target]);
+    ok(&store, &["push", "img:b", &target]); // img:a's manifest is now untagged
+    let root_s = root.to_str().unwrap();
+    // Everything is young: the default min age deletes nothing, even untagged.
+    let young = json(&store, &["serve", "gc", "--root", root_s, "--delete-untagged", "--json"]);
+    assert_eq!(young["blobs_deleted"].as_array().unwrap().len(), 0, "{young}");
+    assert_eq!(young["manifests_deleted"].as_array().unwrap().len(), 0, "{young}");
+    // Without --delete-untagged nothing is garbage either.
+    let kept = json(&store, &["serve", "gc", "--root", root_s, "--min-age", "0", "--json"]);
+    assert!(kept["blobs_deleted"].as_array().unwrap().is_empty(), "{kept}");
+    // Untagged: a dry run says, then the real one deletes img:a's manifest
+    // and its own layer and config, never what img:b uses.
+    let dry =
+        json(&store, &["serve", "gc", "--root", root_s, "--min-age", "0", "--delete-untagged", "--dry-run", "--json"]);
+    assert_eq!(dry["manifests_deleted"].as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(dry["blobs_deleted"].as_array().unwrap().len(), 3, "manifest, config, layer of img:a: {dry}");
+    let done = json(&store, &["serve", "gc", "--root", root_s, "--min-age", "0", "--delete-untagged", "--json"]);
+    assert_eq!(done["blobs_deleted"], dry["blobs_deleted"]);
+    let other = t.path().join("other");
+    let pulled = json(&other, &["pull", &target, "--json"]);
+    assert_eq!(pulled["digest"], json(&store, &["inspect", "img:b", "--json"])["digest"]);
+    let again = json(&store, &["serve", "gc", "--root", root_s, "--min-age", "0", "--delete-untagged", "--json"]);
+    assert!(again["blobs_deleted"].as_array().unwrap().is_empty(), "{again}");
+}

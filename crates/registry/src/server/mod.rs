@@ -19,4 +19,4 @@ mod storage;
 pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
 pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
-pub use storage::{FsStorage, ReferrerDescriptor, Storage, StoredManifest, hash_file};
+pub use storage::{FsStorage, GcOptions, GcReport, ReferrerDescriptor, Storage, StoredManifest, hash_file};

@@ -323,7 +323,7 @@ impl Storage for FsStorage {
                 if !e.file_type()?.is_dir() {
                     continue;
                 }
-                if name == "_manifests" {
+                if name == "_manifests" || name == "_layers" {
                     if let Ok(rel) = dir.strip_prefix(&base) {
                         out.push(rel.to_string_lossy().into_owned());
                     }
@@ -333,6 +333,7 @@ impl Storage for FsStorage {
             }
         }
         out.sort();
+        out.dedup();
         Ok(out)
     }
 
@@ -381,5 +382,140 @@ impl Storage for FsStorage {
         }
         out.sort_by(|a, b| a.get("digest").and_then(|d| d.as_str()).cmp(&b.get("digest").and_then(|d| d.as_str())));
         Ok(out)
+    }
+}
+
+/// What a garbage collection does.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Also delete manifests no tag reaches (directly, through an index, or
+    /// as a referrer of a kept manifest).
+    pub delete_untagged: bool,
+    /// Only report.
+    pub dry_run: bool,
+    /// Blobs and links younger than this are kept whatever refers to them
+    /// (a push in progress uploads blobs before its manifest).
+    pub min_age: std::time::Duration,
+}
+
+/// What a garbage collection found.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct GcReport {
+    /// Manifests kept.
+    pub manifests_kept: usize,
+    /// Untagged manifests deleted (`repository@digest`).
+    pub manifests_deleted: Vec<String>,
+    /// Blobs deleted.
+    pub blobs_deleted: Vec<String>,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+}
+
+impl FsStorage {
+    fn young(path: &Path, min_age: std::time::Duration) -> bool {
+        std::fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().unwrap_or_default() < min_age)
+            .unwrap_or(false)
+    }
+
+    fn digests_in(dir: &Path) -> io::Result<Vec<Digest>> {
+        let mut out = Vec::new();
+        let Some(algs) = not_found_is_none(std::fs::read_dir(dir))? else { return Ok(out) };
+        for alg in algs {
+            let alg = alg?;
+            let a = alg.file_name().to_string_lossy().into_owned();
+            for e in std::fs::read_dir(alg.path())? {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                if let Ok(d) = Digest::parse(&format!("{a}:{name}")) {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Mark and sweep: every blob a kept manifest reaches (config, layers,
+    /// children, the manifests themselves) stays, and so does everything
+    /// younger than `min_age`; the rest goes, with the repositories' links
+    /// to it. Safe while the server runs: a push links and uploads young
+    /// blobs, which are never swept.
+    pub fn gc(&self, opts: &GcOptions) -> io::Result<GcReport> {
+        use std::collections::HashSet;
+        let mut report = GcReport::default();
+        let mut marked: HashSet<Digest> = HashSet::new();
+        for repo in self.repositories()? {
+            let revisions = Self::digests_in(&self.repo_dir(&repo).join("_manifests/revisions"))?;
+            let mut keep: Vec<Digest> = Vec::new();
+            for tag in self.tags(&repo)?.unwrap_or_default() {
+                if let Some(d) = self.get_tag(&repo, &tag)? {
+                    keep.push(d);
+                }
+            }
+            if !opts.delete_untagged {
+                keep.extend(revisions.iter().cloned());
+            }
+            // Young revisions (a push in progress) are kept too.
+            for d in &revisions {
+                if Self::young(&digest_path(&self.repo_dir(&repo).join("_manifests/revisions"), d), opts.min_age) {
+                    keep.push(d.clone());
+                }
+            }
+            // Children of kept indexes, and referrers of kept manifests.
+            let mut kept_here: HashSet<Digest> = HashSet::new();
+            while let Some(d) = keep.pop() {
+                if !kept_here.insert(d.clone()) {
+                    continue;
+                }
+                let Some(m) = self.get_manifest(&repo, &d)? else { continue };
+                marked.insert(d.clone());
+                let raw = cargohold_image_core::RawManifest::new(m.bytes.clone(), Some(&m.media_type));
+                match raw.ok().and_then(|r| r.parse().ok()) {
+                    Some(cargohold_image_core::Manifest::Image(im)) => {
+                        marked.insert(im.config.digest.clone());
+                        marked.extend(im.layers.iter().map(|l| l.digest.clone()));
+                    }
+                    Some(cargohold_image_core::Manifest::Index(ix)) => {
+                        keep.extend(ix.manifests.iter().map(|c| c.digest.clone()));
+                    }
+                    None => {}
+                }
+                for r in self.referrers(&repo, &d)? {
+                    if let Some(rd) = r.get("digest").and_then(|v| v.as_str()).and_then(|v| Digest::parse(v).ok()) {
+                        keep.push(rd);
+                    }
+                }
+            }
+            report.manifests_kept += kept_here.len();
+            for d in revisions.iter().filter(|d| !kept_here.contains(*d)) {
+                report.manifests_deleted.push(format!("{repo}@{d}"));
+                if !opts.dry_run {
+                    self.delete_manifest(&repo, d)?;
+                }
+            }
+            // Young links (an upload or mount just made) keep their blobs.
+            for d in Self::digests_in(&self.repo_dir(&repo).join("_layers"))? {
+                if Self::young(&digest_path(&self.repo_dir(&repo).join("_layers"), &d), opts.min_age) {
+                    marked.insert(d);
+                }
+            }
+        }
+        for d in Self::digests_in(&self.root.join("blobs"))? {
+            let path = self.blob_path(&d);
+            if marked.contains(&d) || Self::young(&path, opts.min_age) {
+                continue;
+            }
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            report.blobs_deleted.push(d.to_string());
+            report.bytes_freed += size;
+            if !opts.dry_run {
+                // Links first: no repository claims a blob that is gone.
+                for repo in self.repositories()? {
+                    let _ = std::fs::remove_file(digest_path(&self.repo_dir(&repo).join("_layers"), &d));
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(report)
     }
 }
