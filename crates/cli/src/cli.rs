@@ -589,6 +589,15 @@ pub struct ServeArgs {
     /// With --htpasswd: let anyone pull; pushes and deletes still need a user.
     #[arg(long, requires = "htpasswd")]
     pub anonymous_pull: bool,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates from this CA (PEM; repeatable): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Vec<PathBuf>,
 }
 
 /// `serve` subcommands.

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    FsStorage, GcOptions, Htpasswd, RegistryConfig, ServerOptions, Storage, router, serve,
+    FsStorage, GcOptions, Htpasswd, RegistryConfig, ServerOptions, Storage, TlsFiles, router, serve, serve_tls,
+    server_config,
 };
 
 use super::Ctx;
@@ -95,13 +96,21 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         .map_or(Some((std::time::Duration::from_secs(168 * 3600), std::time::Duration::from_secs(24 * 3600))), |c| {
             c.upload_purging
         });
+    let tls = match (&args.tls_cert, &args.tls_key, config.as_ref().and_then(|c| c.tls.clone())) {
+        (Some(cert), Some(key), _) => {
+            Some(TlsFiles { certificate: cert.clone(), key: key.clone(), client_cas: args.tls_client_ca.clone() })
+        }
+        (_, _, from_config) => from_config,
+    };
+    let tls = tls.map(|f| server_config(&f).map_err(anyhow::Error::msg)).transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr().context("the listening address")?;
         if !ctx.is_quiet() {
-            output::status(&format!("serving a registry on {local} from {}", root.display()));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            output::status(&format!("serving a registry on {scheme}://{local} from {}", root.display()));
             for note in config.iter().flat_map(|c| &c.notes) {
                 output::status(&format!("note: {note}"));
             }
@@ -124,6 +133,10 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        serve(listener, router(storage, opts), shutdown).await.context("the server failed")
+        match tls {
+            Some(config) => serve_tls(listener, router(storage, opts), config, shutdown).await,
+            None => serve(listener, router(storage, opts), shutdown).await,
+        }
+        .context("the server failed")
     })
 }

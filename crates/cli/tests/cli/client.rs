@@ -6,12 +6,12 @@ use super::*;
 
 /// A private CA, a server certificate for `localhost` and `127.0.0.1`, and a
 /// client certificate, made with openssl.
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
+pub(crate) struct Pki {
+    pub(crate) ca: PathBuf,
+    pub(crate) server_cert: PathBuf,
+    pub(crate) server_key: PathBuf,
+    pub(crate) client_cert: PathBuf,
+    pub(crate) client_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -19,7 +19,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Pki {
-    fn new(dir: &Path) -> Pki {
+    pub(crate) fn new(dir: &Path) -> Pki {
         require("openssl");
         std::fs::create_dir_all(dir).unwrap();
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -88,7 +88,7 @@ impl Pki {
     }
 
     /// A certs.d tree for `host`: the CA, and the client pair when `client`.
-    fn certs_d(&self, dir: &Path, host: &str, client: bool) -> PathBuf {
+    pub(crate) fn certs_d(&self, dir: &Path, host: &str, client: bool) -> PathBuf {
         let d = dir.join(host);
         std::fs::create_dir_all(&d).unwrap();
         std::fs::copy(&self.ca, d.join("ca.crt")).unwrap();

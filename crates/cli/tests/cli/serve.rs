@@ -276,3 +276,58 @@ fn gc_deletes_what_nothing_uses_and_spares_young_blobs() {
     let again = json(&store, &["serve", "gc", "--root", root_s, "--min-age", "0", "--delete-untagged", "--json"]);
     assert!(again["blobs_deleted"].as_array().unwrap().is_empty(), "{again}");
 }
+
+#[test]
+fn https_and_mutual_tls() {
+    let t = tempfile::tempdir().unwrap();
+    let pki = super::client::Pki::new(&t.path().join("pki"));
+    let start = |extra: &[&std::ffi::OsStr]| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = bin()
+            .args(["serve", "--addr", &addr, "--root"])
+            .arg(t.path().join("data"))
+            .arg("--tls-cert")
+            .arg(&pki.server_cert)
+            .arg("--tls-key")
+            .arg(&pki.server_key)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Served(child, addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&s.1).is_err() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        s
+    };
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    {
+        let srv = start(&[]);
+        let certs = pki.certs_d(&t.path().join("certs.d"), &srv.1, false);
+        let target = format!("{}/team/app:1", srv.1);
+        ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target]);
+        run(skopeo(t.path()).args(["inspect", "--cert-dir"]).arg(certs.join(&srv.1)).arg(format!("docker://{target}")));
+        let plain = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{}/v2/", srv.1))
+            .output()
+            .unwrap();
+        assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "no plain HTTP on the TLS port");
+    }
+    let ca = pki.ca.clone();
+    let srv = start(&["--tls-client-ca".as_ref(), ca.as_os_str()]);
+    let ca_only = pki.certs_d(&t.path().join("ca-only"), &srv.1, false);
+    let target = format!("{}/team/app:2", srv.1);
+    let refused = ch(&store, &["--cert-dir", ca_only.to_str().unwrap(), "push", "app:1", &target]);
+    assert!(!refused.status.success(), "no client certificate, no push");
+    let with_client = pki.certs_d(&t.path().join("client.d"), &srv.1, true);
+    ok(&store, &["--cert-dir", with_client.to_str().unwrap(), "push", "app:1", &target]);
+    let other = t.path().join("other");
+    ok(&other, &["--cert-dir", with_client.to_str().unwrap(), "pull", &target]);
+}

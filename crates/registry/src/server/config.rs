@@ -23,6 +23,8 @@ pub struct RegistryConfig {
     pub headers: Vec<(String, String)>,
     /// Whether requests are logged (`log.accesslog.disabled`, `log.level`).
     pub access_log: bool,
+    /// `http.tls`: certificate, key, client CAs.
+    pub tls: Option<super::TlsFiles>,
     /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
     pub upload_purging: Option<(Duration, Duration)>,
     /// Keys read but with nothing to do here (said once at start).
@@ -104,6 +106,7 @@ impl RegistryConfig {
             delete_enabled: false,
             htpasswd: None,
             headers: Vec::new(),
+            tls: None,
             access_log: true,
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
             notes: Vec::new(),
@@ -250,6 +253,28 @@ impl RegistryConfig {
                             self.headers.push((name.clone(), value));
                         }
                     }
+                }
+                "tls" => {
+                    let (mut cert, mut key, mut cas) = (None, None, Vec::new());
+                    for (tk, tv) in map(v, file, "http.tls")? {
+                        let key_name = format!("http.tls.{}", string(tk, file, "http.tls")?);
+                        match key_name.as_str() {
+                            "http.tls.certificate" => cert = Some(PathBuf::from(string(tv, file, &key_name)?)),
+                            "http.tls.key" => key = Some(PathBuf::from(string(tv, file, &key_name)?)),
+                            "http.tls.clientcas" => match tv {
+                                Value::Sequence(list) => {
+                                    for ca in list {
+                                        cas.push(PathBuf::from(string(ca, file, &key_name)?));
+                                    }
+                                }
+                                _ => return Err(err(file, &key_name, "must be a list of files")),
+                            },
+                            _ => return Err(not_yet(file, &key_name)),
+                        }
+                    }
+                    let certificate = cert.ok_or_else(|| err(file, "http.tls", "needs a certificate"))?;
+                    let key = key.ok_or_else(|| err(file, "http.tls", "needs a key"))?;
+                    self.tls = Some(super::TlsFiles { certificate, key, client_cas: cas });
                 }
                 "secret" => self.notes.push("http.secret: uploads are not signed (their ids are random)".into()),
                 other => return Err(not_yet(file, &format!("http.{other}"))),

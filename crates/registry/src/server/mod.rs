@@ -15,8 +15,10 @@ mod auth;
 mod config;
 mod http;
 mod storage;
+mod tls;
 
 pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
 pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
 pub use storage::{FsStorage, GcOptions, GcReport, ReferrerDescriptor, Storage, StoredManifest, hash_file};
+pub use tls::{TlsFiles, serve_tls, server_config};
