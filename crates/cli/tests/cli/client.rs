@@ -125,7 +125,7 @@ fn tls_registries_with_a_private_ca_certs_d_the_system_store_and_no_verification
     // An unknown CA: refused as such, never retried in plain HTTP.
     let out = ch(&store, &["--cert-dir", none.to_str().unwrap(), "push", "app:1", &target]);
     let err = fails(&out, &["certificate"]);
-    assert!(!err.contains("400"), "no plain-HTTP fallback after a certificate error: {err}");
+    assert!(!err.contains("answered 400"), "no plain-HTTP fallback after a certificate error: {err}");
 
     // certs.d: HOST:PORT/ca.crt.
     let certs = pki.certs_d(&t.path().join("certs.d"), &reg.1, false);
@@ -193,7 +193,7 @@ fn mutual_tls_presents_the_certs_d_client_certificate() {
     let ca_only = pki.certs_d(&t.path().join("ca-only"), &reg.1, false);
     let out = ch(&store, &["--cert-dir", ca_only.to_str().unwrap(), "push", "app:1", &target]);
     let err = fails(&out, &[]);
-    assert!(!err.contains("400"), "no plain-HTTP fallback once TLS was spoken: {err}");
+    assert!(!err.contains("answered 400"), "no plain-HTTP fallback once TLS was spoken: {err}");
 
     let certs = pki.certs_d(&t.path().join("certs.d"), &reg.1, true);
     ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target]);
