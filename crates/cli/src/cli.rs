@@ -595,6 +595,10 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Send distribution-style event webhooks (push, pull, delete, mount) to this URL (repeatable), retried with
+    /// back-off until taken.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     /// Require client certificates from this CA (PEM; repeatable): mutual TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Vec<PathBuf>,

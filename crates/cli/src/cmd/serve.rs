@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    FsStorage, GcOptions, Htpasswd, RegistryConfig, ServerOptions, Storage, TlsFiles, router, serve, serve_tls,
-    server_config,
+    Endpoint, FsStorage, GcOptions, Htpasswd, Notifier, RegistryConfig, ServerOptions, Storage, TlsFiles, router,
+    serve, serve_tls, server_config,
 };
 
 use super::Ctx;
@@ -114,6 +114,25 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             for note in config.iter().flat_map(|c| &c.notes) {
                 output::status(&format!("note: {note}"));
             }
+        }
+        let mut endpoints = config.as_ref().map(|c| c.endpoints.clone()).unwrap_or_default();
+        for (i, url) in args.notify.iter().enumerate() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--notify {url}: not an http(s) URL");
+            }
+            endpoints.push(Endpoint {
+                name: format!("notify{i}"),
+                url: url.clone(),
+                headers: Vec::new(),
+                timeout: std::time::Duration::from_secs(5),
+                backoff: std::time::Duration::from_secs(1),
+                ignored_media_types: Vec::new(),
+                ignored_actions: Vec::new(),
+            });
+        }
+        let mut opts = opts;
+        if !endpoints.is_empty() {
+            opts.notifier = Some(Notifier::start(endpoints, &local.to_string()));
         }
         if let Some((age, interval)) = purging {
             let storage = Arc::clone(&storage);

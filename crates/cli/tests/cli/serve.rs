@@ -331,3 +331,103 @@ fn https_and_mutual_tls() {
     let other = t.path().join("other");
     ok(&other, &["--cert-dir", with_client.to_str().unwrap(), "pull", &target]);
 }
+
+/// A webhook receiver: fails the first `failures` deliveries with 500, then
+/// takes them; keeps every body it took.
+fn receiver(
+    failures: usize,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let taken = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (taken2, tries2) = (taken.clone(), tries.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let Some(head) = cargohold_testkit::read_head(&mut c) else { continue };
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            if c.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let n = tries2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < failures {
+                let _ = c.write_all(b"HTTP/1.1 500 Nope\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                continue;
+            }
+            assert!(head.to_ascii_lowercase().contains("application/vnd.docker.distribution.events.v1+json"), "{head}");
+            taken2.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, taken, tries)
+}
+
+#[test]
+fn webhooks_are_delivered_in_distributions_envelope_and_retried() {
+    let t = tempfile::tempdir().unwrap();
+    let (hook, taken, tries) = receiver(2);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = bin()
+        .args(["serve", "--addr", &addr, "--root"])
+        .arg(t.path().join("data"))
+        .args(["--notify", &format!("http://{hook}/events")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let srv = Served(child, addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&srv.1).is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let pushed = json(&store, &["push", "app:1", &format!("{}/team/app:1", srv.1), "--json"]);
+    let digest = pushed["digest"].as_str().unwrap().to_owned();
+    // The manifest push arrives, after the receiver's two failures.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let event = loop {
+        let found = taken
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["events"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["action"] == "push" && e["target"]["digest"] == digest.as_str());
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no push event for {digest}: {:?}", taken.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(tries.load(std::sync::atomic::Ordering::SeqCst) >= 3, "failed deliveries are retried");
+    assert_eq!(event["target"]["repository"], "team/app");
+    assert_eq!(event["target"]["tag"], "1");
+    assert!(event["target"]["mediaType"].as_str().unwrap().contains("manifest"), "{event}");
+    assert!(event["target"]["url"].as_str().unwrap().ends_with(&format!("/v2/team/app/manifests/{digest}")), "{event}");
+    assert!(event["id"].is_string() && event["timestamp"].is_string() && event["source"]["instanceID"].is_string());
+    // Blob pushes come in order before it; pulls are reported too.
+    let other = t.path().join("other");
+    ok(&other, &["pull", &format!("{}/team/app:1", srv.1)]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !taken
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["events"].as_array().cloned().unwrap_or_default())
+        .any(|e| e["action"] == "pull")
+    {
+        assert!(std::time::Instant::now() < deadline, "no pull event");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

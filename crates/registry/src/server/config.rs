@@ -25,6 +25,8 @@ pub struct RegistryConfig {
     pub access_log: bool,
     /// `http.tls`: certificate, key, client CAs.
     pub tls: Option<super::TlsFiles>,
+    /// `notifications.endpoints` (enabled ones).
+    pub endpoints: Vec<super::Endpoint>,
     /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
     pub upload_purging: Option<(Duration, Duration)>,
     /// Keys read but with nothing to do here (said once at start).
@@ -107,6 +109,7 @@ impl RegistryConfig {
             htpasswd: None,
             headers: Vec::new(),
             tls: None,
+            endpoints: Vec::new(),
             access_log: true,
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
             notes: Vec::new(),
@@ -162,6 +165,7 @@ impl RegistryConfig {
                         }
                     }
                 }
+                "notifications" => c.notifications(map(v, file, "notifications")?, file)?,
                 "health" => {
                     c.notes.push("health: storage health checks are not run (the storage is checked at start)".into())
                 }
@@ -228,6 +232,76 @@ impl RegistryConfig {
         }
         if self.root.is_none() {
             return Err(err(file, "storage", "needs filesystem.rootdirectory (the only storage driver so far)"));
+        }
+        Ok(())
+    }
+
+    fn notifications(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
+        let strings = |v: &Value, key: &str| -> Result<Vec<String>, String> {
+            match v {
+                Value::Sequence(list) => list.iter().map(|x| string(x, file, key)).collect(),
+                other => Ok(vec![string(other, file, key)?]),
+            }
+        };
+        for (k, v) in m {
+            match string(k, file, "notifications")?.as_str() {
+                "events" => {}
+                "endpoints" => {
+                    let Value::Sequence(list) = v else {
+                        return Err(err(file, "notifications.endpoints", "must be a list"));
+                    };
+                    for (i, e) in list.iter().enumerate() {
+                        let at = format!("notifications.endpoints[{i}]");
+                        let mut ep = super::Endpoint {
+                            name: format!("endpoint{i}"),
+                            url: String::new(),
+                            headers: Vec::new(),
+                            timeout: Duration::from_secs(1),
+                            backoff: Duration::from_secs(1),
+                            ignored_media_types: Vec::new(),
+                            ignored_actions: Vec::new(),
+                        };
+                        let mut disabled = false;
+                        for (ek, ev) in map(e, file, &at)? {
+                            let key = format!("{at}.{}", string(ek, file, &at)?);
+                            match key.rsplit('.').next().unwrap_or("") {
+                                "name" => ep.name = string(ev, file, &key)?,
+                                "url" => ep.url = string(ev, file, &key)?,
+                                "disabled" => disabled = boolean(ev, file, &key)?,
+                                "timeout" => ep.timeout = duration(ev, file, &key)?,
+                                "backoff" => ep.backoff = duration(ev, file, &key)?,
+                                "threshold" => {}
+                                "headers" => {
+                                    for (hk, hv) in map(ev, file, &key)? {
+                                        let name = string(hk, file, &key)?;
+                                        for value in strings(hv, &key)? {
+                                            ep.headers.push((name.clone(), value));
+                                        }
+                                    }
+                                }
+                                "ignoredmediatypes" => ep.ignored_media_types.extend(strings(ev, &key)?),
+                                "ignore" => {
+                                    for (ik, iv) in map(ev, file, &key)? {
+                                        match string(ik, file, &key)?.as_str() {
+                                            "mediatypes" => ep.ignored_media_types.extend(strings(iv, &key)?),
+                                            "actions" => ep.ignored_actions.extend(strings(iv, &key)?),
+                                            other => return Err(not_yet(file, &format!("{key}.{other}"))),
+                                        }
+                                    }
+                                }
+                                _ => return Err(not_yet(file, &key)),
+                            }
+                        }
+                        if !(ep.url.starts_with("http://") || ep.url.starts_with("https://")) {
+                            return Err(err(file, &format!("{at}.url"), "must be an http(s) URL"));
+                        }
+                        if !disabled {
+                            self.endpoints.push(ep);
+                        }
+                    }
+                }
+                other => return Err(not_yet(file, &format!("notifications.{other}"))),
+            }
         }
         Ok(())
     }
@@ -302,9 +376,10 @@ mod tests {
         assert_eq!(c.htpasswd, Some((PathBuf::from("/etc/docker/registry"), "basic-realm".to_owned())));
         for (text, key) in [
             ("version: 0.1\nstorage:\n  s3:\n    bucket: x\n", "storage.s3"),
+            ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nredis:\n  addr: r:6379\n", "redis"),
             (
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nhttp:\n  tls:\n    certificate: a\n",
-                "http.tls",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nnotifications:\n  endpoints:\n    - name: a\n      url: http://x/\n      queuepurge: 1\n",
+                "queuepurge",
             ),
             ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nproxy:\n  remoteurl: https://r\n", "proxy"),
             (

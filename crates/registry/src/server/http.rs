@@ -14,6 +14,7 @@ use sha2::Digest as _;
 use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::auth::{Access, Htpasswd};
+use super::notify::{Notifier, Target};
 use super::storage::{Storage, StoredManifest, hash_file};
 
 /// One request, as the server saw it (for request logs).
@@ -48,6 +49,8 @@ pub struct ServerOptions {
     pub logger: Option<RequestLogger>,
     /// Headers added to every response (`http.headers` of config.yml).
     pub headers: Vec<(String, String)>,
+    /// Webhooks for pushes, pulls and deletes.
+    pub notifier: Option<Notifier>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("htpasswd", &self.htpasswd.is_some())
             .field("logger", &self.logger.is_some())
             .field("headers", &self.headers)
+            .field("notifier", &self.notifier.is_some())
             .finish()
     }
 }
@@ -72,6 +76,7 @@ impl Default for ServerOptions {
             htpasswd: None,
             logger: None,
             headers: Vec::new(),
+            notifier: None,
         }
     }
 }
@@ -214,7 +219,9 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
         }
     };
     let mut resp = if allowed {
-        route(&s, &method, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
+        let user = basic_user(&headers);
+        let ctx = Req { method: &method, user: user.as_deref() };
+        route(&s, &ctx, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
     } else {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
         if let Some(h) = &s.opts.htpasswd
@@ -241,7 +248,50 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
     resp
 }
 
-async fn route(s: &Arc<Server>, method: &Method, uri: &Uri, path: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+/// Who asked, and how (for events).
+struct Req<'a> {
+    method: &'a Method,
+    user: Option<&'a str>,
+}
+
+/// The user of a Basic `Authorization` header.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(v.strip_prefix("Basic ")?.trim()).ok()?;
+    String::from_utf8(raw).ok()?.split_once(':').map(|(u, _)| u.to_owned())
+}
+
+/// What an event says.
+struct Event<'a> {
+    action: &'static str,
+    repo: &'a str,
+    media_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    tag: Option<&'a str>,
+}
+
+/// Sends an event when webhooks are configured.
+fn notify(s: &Server, r: &Req<'_>, e: Event<'_>) {
+    if let Some(n) = &s.opts.notifier {
+        n.send(&Target {
+            action: e.action,
+            repository: e.repo.to_owned(),
+            media_type: e.media_type.to_owned(),
+            digest: e.digest.to_string(),
+            size: e.size,
+            tag: e.tag.map(str::to_owned),
+            method: r.method.to_string(),
+            user: r.user.map(str::to_owned),
+        });
+    }
+}
+
+const BLOB: &str = "application/octet-stream";
+
+async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+    let method = r.method;
     let Some(rest) = path.strip_prefix("/v2/") else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}")));
     };
@@ -262,12 +312,12 @@ async fn route(s: &Arc<Server>, method: &Method, uri: &Uri, path: &str, headers:
         let name = repository(name)?;
         if id.is_empty() {
             only(method, &[Method::POST])?;
-            return start_upload(s, &name, &q, headers, body).await;
+            return start_upload(s, r, &name, &q, headers, body).await;
         }
         return match *method {
             Method::GET => upload_status(s, &name, id),
             Method::PATCH => patch_upload(s, &name, id, headers, body).await,
-            Method::PUT => finish_upload(s, &name, id, &q, body).await,
+            Method::PUT => finish_upload(s, r, &name, id, &q, body).await,
             Method::DELETE => cancel_upload(s, &name, id),
             _ => Err(unsupported(method)),
         };
@@ -275,23 +325,23 @@ async fn route(s: &Arc<Server>, method: &Method, uri: &Uri, path: &str, headers:
     if let Some(name) = rest.strip_suffix("/blobs/uploads") {
         let name = repository(name)?;
         only(method, &[Method::POST])?;
-        return start_upload(s, &name, &q, headers, body).await;
+        return start_upload(s, r, &name, &q, headers, body).await;
     }
     if let Some((name, d)) = rest.rsplit_once("/blobs/") {
         let name = repository(name)?;
         let d = digest_of(d)?;
         return match *method {
-            Method::GET | Method::HEAD => get_blob(s, &name, &d, headers, method == Method::HEAD).await,
-            Method::DELETE => delete_blob(s, &name, &d),
+            Method::GET | Method::HEAD => get_blob(s, r, &name, &d, headers, method == Method::HEAD).await,
+            Method::DELETE => delete_blob(s, r, &name, &d),
             _ => Err(unsupported(method)),
         };
     }
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
         let name = repository(name)?;
         return match *method {
-            Method::GET | Method::HEAD => get_manifest(s, &name, reference, method == Method::HEAD),
-            Method::PUT => put_manifest(s, &name, reference, headers, body).await,
-            Method::DELETE => delete_manifest(s, &name, reference),
+            Method::GET | Method::HEAD => get_manifest(s, r, &name, reference, method == Method::HEAD),
+            Method::PUT => put_manifest(s, r, &name, reference, headers, body).await,
+            Method::DELETE => delete_manifest(s, r, &name, reference),
             _ => Err(unsupported(method)),
         };
     }
@@ -385,7 +435,7 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
     (start <= end && start < size).then_some((start, end))
 }
 
-async fn get_blob(s: &Server, name: &str, d: &Digest, headers: &HeaderMap, head: bool) -> ApiResult {
+async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &HeaderMap, head: bool) -> ApiResult {
     let Some(file) = s.storage.open_blob(name, d)? else { return Err(blob_unknown(d)) };
     let size = file.metadata()?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -419,6 +469,7 @@ async fn get_blob(s: &Server, name: &str, d: &Digest, headers: &HeaderMap, head:
     let body = if head {
         Body::empty()
     } else {
+        notify(s, r, Event { action: "pull", repo: name, media_type: BLOB, digest: d, size, tag: None });
         let mut f = tokio::fs::File::from_std(file);
         f.seek(std::io::SeekFrom::Start(start)).await?;
         let reader = tokio::io::AsyncReadExt::take(f, len);
@@ -427,11 +478,12 @@ async fn get_blob(s: &Server, name: &str, d: &Digest, headers: &HeaderMap, head:
     Ok(builder.body(body).expect("valid response"))
 }
 
-fn delete_blob(s: &Server, name: &str, d: &Digest) -> ApiResult {
+fn delete_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest) -> ApiResult {
     deletes(s)?;
     if !s.storage.unlink_blob(name, d)? {
         return Err(blob_unknown(d));
     }
+    notify(s, r, Event { action: "delete", repo: name, media_type: BLOB, digest: d, size: 0, tag: None });
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
@@ -464,6 +516,7 @@ fn blob_created(name: &str, d: &Digest) -> Response {
 
 async fn start_upload(
     s: &Arc<Server>,
+    r: &Req<'_>,
     name: &str,
     q: &HashMap<String, String>,
     headers: &HeaderMap,
@@ -473,6 +526,8 @@ async fn start_upload(
         let d = digest_of(mount)?;
         let from = repository(from)?;
         if s.storage.repo_has_blob(&from, &d)? && s.storage.link_blob(name, &d)? {
+            let size = s.storage.blob_size(name, &d)?.unwrap_or(0);
+            notify(s, r, Event { action: "mount", repo: name, media_type: BLOB, digest: &d, size, tag: None });
             return Ok(blob_created(name, &d));
         }
         // Not mountable: an ordinary upload, as the spec says.
@@ -484,7 +539,7 @@ async fn start_upload(
         let d = digest_of(d)?;
         append(s, name, &id, body, None).await?;
         let _ = headers;
-        return finish(s, name, &id, &d);
+        return finish(s, r, name, &id, &d);
     }
     Ok(upload_accepted(StatusCode::ACCEPTED, name, &id, 0))
 }
@@ -561,17 +616,24 @@ async fn patch_upload(s: &Arc<Server>, name: &str, id: &str, headers: &HeaderMap
     }
 }
 
-async fn finish_upload(s: &Arc<Server>, name: &str, id: &str, q: &HashMap<String, String>, body: Body) -> ApiResult {
+async fn finish_upload(
+    s: &Arc<Server>,
+    r: &Req<'_>,
+    name: &str,
+    id: &str,
+    q: &HashMap<String, String>,
+    body: Body,
+) -> ApiResult {
     let d = q
         .get("digest")
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "closing an upload needs ?digest="))?;
     let d = digest_of(d)?;
     append(s, name, id, body, None).await?;
-    finish(s, name, id, &d)
+    finish(s, r, name, id, &d)
 }
 
 /// Verifies the upload against `d` and stores it; a mismatch cancels it.
-fn finish(s: &Server, name: &str, id: &str, d: &Digest) -> ApiResult {
+fn finish(s: &Server, r: &Req<'_>, name: &str, id: &str, d: &Digest) -> ApiResult {
     let progress = s.uploads.lock().expect("not poisoned").remove(id);
     let mut file = s.storage.upload_file(name, id)?.ok_or_else(|| upload_unknown(id))?;
     let size = file.metadata()?.len();
@@ -590,6 +652,7 @@ fn finish(s: &Server, name: &str, id: &str, d: &Digest) -> ApiResult {
         ));
     }
     s.storage.commit_upload(name, id, d)?;
+    notify(s, r, Event { action: "push", repo: name, media_type: BLOB, digest: d, size, tag: None });
     Ok(blob_created(name, d))
 }
 
@@ -620,9 +683,14 @@ fn resolve(s: &Server, name: &str, reference: &str) -> Result<Digest, ApiError> 
     s.storage.get_tag(name, reference)?.ok_or_else(|| manifest_unknown(name, reference))
 }
 
-fn get_manifest(s: &Server, name: &str, reference: &str, head: bool) -> ApiResult {
+fn get_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str, head: bool) -> ApiResult {
     let d = resolve(s, name, reference)?;
     let m = s.storage.get_manifest(name, &d)?.ok_or_else(|| manifest_unknown(name, reference))?;
+    if !head {
+        let tag = (!reference.contains(':')).then_some(reference);
+        let size = m.bytes.len() as u64;
+        notify(s, r, Event { action: "pull", repo: name, media_type: &m.media_type, digest: &d, size, tag });
+    }
     let resp = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, m.media_type)
@@ -665,7 +733,14 @@ fn manifest_invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", message)
 }
 
-async fn put_manifest(s: &Arc<Server>, name: &str, reference: &str, headers: &HeaderMap, body: Body) -> ApiResult {
+async fn put_manifest(
+    s: &Arc<Server>,
+    r: &Req<'_>,
+    name: &str,
+    reference: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
     let bytes = read_capped(body, s.opts.max_manifest).await?;
     let declared = headers
         .get(header::CONTENT_TYPE)
@@ -741,6 +816,8 @@ async fn put_manifest(s: &Arc<Server>, name: &str, reference: &str, headers: &He
     if let Some(tag) = tag {
         s.storage.set_tag(name, tag, &digest)?;
     }
+    let size = raw.bytes.len() as u64;
+    notify(s, r, Event { action: "push", repo: name, media_type: &raw.media_type, digest: &digest, size, tag });
     let mut resp = Response::builder()
         .status(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{name}/manifests/{digest}"))
@@ -752,15 +829,24 @@ async fn put_manifest(s: &Arc<Server>, name: &str, reference: &str, headers: &He
     Ok(resp.body(Body::empty()).expect("valid response"))
 }
 
-fn delete_manifest(s: &Server, name: &str, reference: &str) -> ApiResult {
+fn delete_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str) -> ApiResult {
     deletes(s)?;
     if reference.contains(':') {
         let d = digest_of(reference)?;
+        let media_type = s.storage.get_manifest(name, &d)?.map(|m| m.media_type).unwrap_or_default();
         if !s.storage.delete_manifest(name, &d)? {
             return Err(manifest_unknown(name, reference));
         }
-    } else if !s.storage.delete_tag(name, reference)? {
-        return Err(manifest_unknown(name, reference));
+        notify(s, r, Event { action: "delete", repo: name, media_type: &media_type, digest: &d, size: 0, tag: None });
+    } else {
+        let d = s.storage.get_tag(name, reference)?;
+        if !s.storage.delete_tag(name, reference)? {
+            return Err(manifest_unknown(name, reference));
+        }
+        if let Some(d) = d {
+            let tag = Some(reference);
+            notify(s, r, Event { action: "delete", repo: name, media_type: "", digest: &d, size: 0, tag });
+        }
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }
