@@ -595,6 +595,13 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Be a pull-through cache of this registry (`https://registry.example`, `http://127.0.0.1:5000`): what a pull
+    /// misses is fetched, verified and kept; pushes are refused. Its credentials: --proxy-creds, else the stored ones.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// USER:PASSWORD for the --proxy upstream.
+    #[arg(long, value_name = "USER:PASSWORD", requires = "proxy")]
+    pub proxy_creds: Option<String>,
     /// Send distribution-style event webhooks (push, pull, delete, mount) to this URL (repeatable), retried with
     /// back-off until taken.
     #[arg(long = "notify", value_name = "URL")]

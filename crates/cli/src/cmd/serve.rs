@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Endpoint, FsStorage, GcOptions, Htpasswd, Notifier, RegistryConfig, ServerOptions, Storage, TlsFiles, router,
-    serve, serve_tls, server_config,
+    Endpoint, FsStorage, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, ServerOptions, Storage, TlsFiles,
+    router, serve, serve_tls, server_config,
 };
 
 use super::Ctx;
@@ -103,6 +103,39 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         (_, _, from_config) => from_config,
     };
     let tls = tls.map(|f| server_config(&f).map_err(anyhow::Error::msg)).transpose()?;
+    let proxy = match (&args.proxy, config.as_ref().and_then(|c| c.proxy.clone())) {
+        (Some(url), _) => {
+            let creds = args.proxy_creds.as_deref().map(|c| super::parse_creds(c, "--proxy-creds")).transpose()?;
+            Some((url.clone(), creds))
+        }
+        (None, Some((url, creds))) => Some((url, creds.map(|(u, p)| cargohold_registry::Credentials::new(u, p)))),
+        (None, None) => None,
+    };
+    let proxy = match proxy {
+        Some((url, creds)) => {
+            let (plain, host) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+                (Some(h), _) => (true, h),
+                (None, Some(h)) => (false, h),
+                _ => bail!("--proxy {url}: not an http(s) URL"),
+            };
+            let host = host.trim_end_matches('/').to_owned();
+            if host.is_empty() || host.contains('/') {
+                bail!("--proxy {url}: give the registry's address only (https://HOST[:PORT])");
+            }
+            let mut opts = ctx.client_options()?;
+            if plain {
+                opts.insecure.push(host.clone());
+            }
+            if let Some(c) = creds {
+                opts.registry_credentials.push((host.clone(), c));
+            }
+            let registry =
+                if host == "registry-1.docker.io" || host == "index.docker.io" { "docker.io".into() } else { host };
+            Some(Proxy { registry, client: Arc::new(cargohold_registry::RegistryClient::new(opts)?) })
+        }
+        None => None,
+    };
+    let opts = ServerOptions { proxy, ..opts };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let listener =

@@ -431,3 +431,45 @@ fn webhooks_are_delivered_in_distributions_envelope_and_retried() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_pull_through_cache_in_front_of_docker_registry() {
+    let upstream = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let want = json(&store, &["push", "app:1", &format!("{}/team/app:1", upstream.1), "--json"])["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = bin()
+        .args(["serve", "--addr", &addr, "--root"])
+        .arg(t.path().join("cache"))
+        .args(["--proxy", &format!("http://{}", upstream.1)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cache = Served(child, addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&cache.1).is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let through = format!("{}/team/app:1", cache.1);
+    let first = t.path().join("first");
+    assert_eq!(json(&first, &["pull", &through, "--json"])["digest"], want.as_str());
+    run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{through}")));
+    // Pushes go to the upstream, not to a cache.
+    let out = ch(&store, &["push", "app:1", &format!("{}/team/app:2", cache.1)]);
+    assert!(!out.status.success(), "a cache takes no pushes");
+    // Upstream gone: the cache still serves what it holds.
+    drop(upstream);
+    let second = t.path().join("second");
+    assert_eq!(json(&second, &["pull", &through, "--json"])["digest"], want.as_str());
+    let missing = ch(&second, &["pull", &format!("{}/team/other:1", cache.1)]);
+    assert!(!missing.status.success());
+}

@@ -25,6 +25,8 @@ pub struct RegistryConfig {
     pub access_log: bool,
     /// `http.tls`: certificate, key, client CAs.
     pub tls: Option<super::TlsFiles>,
+    /// `proxy.remoteurl` and its `username`/`password`.
+    pub proxy: Option<(String, Option<(String, String)>)>,
     /// `notifications.endpoints` (enabled ones).
     pub endpoints: Vec<super::Endpoint>,
     /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
@@ -110,6 +112,7 @@ impl RegistryConfig {
             headers: Vec::new(),
             tls: None,
             endpoints: Vec::new(),
+            proxy: None,
             access_log: true,
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
             notes: Vec::new(),
@@ -166,6 +169,26 @@ impl RegistryConfig {
                     }
                 }
                 "notifications" => c.notifications(map(v, file, "notifications")?, file)?,
+                "proxy" => {
+                    let (mut url, mut user, mut password) = (None, None, None);
+                    for (pk, pv) in map(v, file, "proxy")? {
+                        let key = format!("proxy.{}", string(pk, file, "proxy")?);
+                        match key.as_str() {
+                            "proxy.remoteurl" => url = Some(string(pv, file, &key)?),
+                            "proxy.username" => user = Some(string(pv, file, &key)?),
+                            "proxy.password" => password = Some(string(pv, file, &key)?),
+                            "proxy.ttl" => c.notes.push("proxy.ttl: tags are asked upstream on every pull".into()),
+                            _ => return Err(not_yet(file, &key)),
+                        }
+                    }
+                    let url = url.ok_or_else(|| err(file, "proxy", "needs a remoteurl"))?;
+                    let creds = match (user, password) {
+                        (Some(u), Some(p)) => Some((u, p)),
+                        (None, None) => None,
+                        _ => return Err(err(file, "proxy", "username and password go together")),
+                    };
+                    c.proxy = Some((url, creds));
+                }
                 "health" => {
                     c.notes.push("health: storage health checks are not run (the storage is checked at start)".into())
                 }
@@ -381,7 +404,10 @@ mod tests {
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nnotifications:\n  endpoints:\n    - name: a\n      url: http://x/\n      queuepurge: 1\n",
                 "queuepurge",
             ),
-            ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nproxy:\n  remoteurl: https://r\n", "proxy"),
+            (
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nproxy:\n  remoteurl: https://r\n  x: 1\n",
+                "proxy.x",
+            ),
             (
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nauth:\n  token:\n    realm: r\n",
                 "auth.token",

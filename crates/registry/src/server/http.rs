@@ -15,6 +15,7 @@ use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
+use super::proxy::{Proxy, ProxyMiss};
 use super::storage::{Storage, StoredManifest, hash_file};
 
 /// One request, as the server saw it (for request logs).
@@ -51,6 +52,8 @@ pub struct ServerOptions {
     pub headers: Vec<(String, String)>,
     /// Webhooks for pushes, pulls and deletes.
     pub notifier: Option<Notifier>,
+    /// A pull-through cache of this upstream (pushes and deletes refused).
+    pub proxy: Option<Proxy>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("logger", &self.logger.is_some())
             .field("headers", &self.headers)
             .field("notifier", &self.notifier.is_some())
+            .field("proxy", &self.proxy.as_ref().map(|p| &p.registry))
             .finish()
     }
 }
@@ -77,6 +81,7 @@ impl Default for ServerOptions {
             logger: None,
             headers: Vec::new(),
             notifier: None,
+            proxy: None,
         }
     }
 }
@@ -218,7 +223,15 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
             h.allows(auth, access_of(&method, &path))
         }
     };
-    let mut resp = if allowed {
+    let cache_writes = s.opts.proxy.is_some() && matches!(access_of(&method, &path), Access::Push | Access::Delete);
+    let mut resp = if cache_writes && allowed {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "this registry is a pull-through cache: no pushes or deletes",
+        )
+        .into_response()
+    } else if allowed {
         let user = basic_user(&headers);
         let ctx = Req { method: &method, user: user.as_deref() };
         route(&s, &ctx, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
@@ -339,7 +352,7 @@ async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &He
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
         let name = repository(name)?;
         return match *method {
-            Method::GET | Method::HEAD => get_manifest(s, r, &name, reference, method == Method::HEAD),
+            Method::GET | Method::HEAD => get_manifest(s, r, &name, reference, method == Method::HEAD).await,
             Method::PUT => put_manifest(s, r, &name, reference, headers, body).await,
             Method::DELETE => delete_manifest(s, r, &name, reference),
             _ => Err(unsupported(method)),
@@ -436,7 +449,17 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
 }
 
 async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &HeaderMap, head: bool) -> ApiResult {
-    let Some(file) = s.storage.open_blob(name, d)? else { return Err(blob_unknown(d)) };
+    let mut found = s.storage.open_blob(name, d)?;
+    if found.is_none()
+        && let Some(p) = &s.opts.proxy
+    {
+        match p.cache_blob(&s.storage, name, d).await {
+            Ok(()) => found = s.storage.open_blob(name, d)?,
+            Err(ProxyMiss::Unknown) => {}
+            Err(ProxyMiss::Failed(why)) => return Err(upstream_failed(&format!("blob {d} of {name}"), why)),
+        }
+    }
+    let Some(file) = found else { return Err(blob_unknown(d)) };
     let size = file.metadata()?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len, content_range) = match range {
@@ -683,7 +706,29 @@ fn resolve(s: &Server, name: &str, reference: &str) -> Result<Digest, ApiError> 
     s.storage.get_tag(name, reference)?.ok_or_else(|| manifest_unknown(name, reference))
 }
 
-fn get_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str, head: bool) -> ApiResult {
+fn upstream_failed(what: &str, why: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", format!("the upstream registry failed to give {what}: {why}"))
+}
+
+async fn get_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str, head: bool) -> ApiResult {
+    if let Some(p) = &s.opts.proxy {
+        let miss = if reference.contains(':') {
+            p.cache_manifest(&s.storage, name, &digest_of(reference)?).await.err()
+        } else {
+            match p.refresh_tag(&s.storage, name, reference).await {
+                Some(Err(m)) => Some(m),
+                _ => None,
+            }
+        };
+        match miss {
+            Some(ProxyMiss::Unknown) => return Err(manifest_unknown(name, reference)),
+            // The cached copy (if any) serves while upstream fails.
+            Some(ProxyMiss::Failed(why)) if resolve(s, name, reference).is_err() => {
+                return Err(upstream_failed(&format!("manifest {reference} of {name}"), why));
+            }
+            _ => {}
+        }
+    }
     let d = resolve(s, name, reference)?;
     let m = s.storage.get_manifest(name, &d)?.ok_or_else(|| manifest_unknown(name, reference))?;
     if !head {

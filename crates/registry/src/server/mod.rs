@@ -15,6 +15,7 @@ mod auth;
 mod config;
 mod http;
 mod notify;
+mod proxy;
 mod storage;
 mod tls;
 
@@ -22,5 +23,6 @@ pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
 pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
 pub use notify::{EVENTS_MEDIA_TYPE, Endpoint, Notifier, Target};
+pub use proxy::Proxy;
 pub use storage::{FsStorage, GcOptions, GcReport, ReferrerDescriptor, Storage, StoredManifest, hash_file};
 pub use tls::{TlsFiles, serve_tls, server_config};
