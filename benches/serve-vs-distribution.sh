@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Registry server benchmark: `cargohold serve` vs Debian's docker-registry
+# (distribution), both on a tmpfs, the same clients against each:
+#   - server CPU (user+system, from /proc) per push of the image by skopeo,
+#     each push into a fresh repository;
+#   - 16 concurrent pulls of the image (manifest + every blob with curl),
+#     wall time and throughput;
+#   - the server's peak RSS (VmHWM) through all of it.
+#   usage: benches/serve-vs-distribution.sh OCI_LAYOUT TAG [RUNS]
+# OCI_LAYOUT/TAG: e.g. ../shared/images/make-images.sh's layout, tag multi.
+set -euo pipefail
+layout=${1:?usage: serve-vs-distribution.sh OCI_LAYOUT TAG [RUNS]}
+tag=${2:?tag}
+runs=${3:-5}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p cargohold
+ch=$PWD/target/release/cargohold
+work=$(mktemp -d /tmp/cargohold-servebench.XXXXXX)
+mount -t tmpfs -o size=8g tmpfs "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  umount "$work"
+  rmdir "$work"
+}
+trap cleanup EXIT
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/policy.json"
+sk() { skopeo --policy "$work/policy.json" "$@"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do curl -s "http://$1/v2/" >/dev/null && return; sleep 0.05; done; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+ticks=$(getconf CLK_TCK)
+
+port=$(free_port)
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+  "$work/dist" "$port" >"$work/dist.yml"
+docker-registry serve "$work/dist.yml" >/dev/null 2>&1 &
+dist_pid=$!
+pids+=("$dist_pid")
+dist=127.0.0.1:$port
+port=$(free_port)
+"$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours" &
+ours_pid=$!
+pids+=("$ours_pid")
+ours=127.0.0.1:$port
+wait_port "$dist"
+wait_port "$ours"
+
+: >"$work/results"
+for r in $(seq 1 "$runs"); do
+  for who in dist ours; do
+    addr=${!who}
+    pid_var=${who}_pid
+    pid=${!pid_var}
+    before=$(cpu_ticks "$pid")
+    sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/bench/push$r:$tag"
+    after=$(cpu_ticks "$pid")
+    echo "push-cpu-$who $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
+  done
+done
+
+blobs=$(python3 - "$layout" "$tag" <<'PY'
+import json, sys
+root, tag = sys.argv[1], sys.argv[2]
+idx = json.load(open(f"{root}/index.json"))
+d = next(m for m in idx["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+m = json.load(open(f"{root}/blobs/sha256/{d['digest'].split(':')[1]}"))
+print(" ".join(b["digest"] for b in [m["config"]] + m["layers"]))
+PY
+)
+bytes=$(python3 - "$layout" $blobs <<'PY'
+import os, sys
+root = sys.argv[1]
+print(sum(os.path.getsize(f"{root}/blobs/sha256/{d.split(':')[1]}") for d in sys.argv[2:]))
+PY
+)
+pull16() {
+  local addr=$1
+  for _ in $(seq 1 16); do
+    (
+      curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$addr/v2/bench/push1/manifests/$tag" >/dev/null
+      for b in $blobs; do curl -s "http://$addr/v2/bench/push1/blobs/$b" >/dev/null; done
+    ) &
+  done
+  wait
+}
+for r in $(seq 1 "$runs"); do
+  for who in dist ours; do
+    addr=${!who}
+    s=$(date +%s.%N); pull16 "$addr"; e=$(date +%s.%N)
+    echo "pull16-$who $(python3 -c "print($e - $s)")" >>"$work/results"
+  done
+done
+echo "hwm-dist $(hwm_kib "$dist_pid")" >>"$work/results"
+echo "hwm-ours $(hwm_kib "$ours_pid")" >>"$work/results"
+
+python3 - "$work/results" "$bytes" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    k, v = line.split()
+    rows.setdefault(k, []).append(float(v))
+size = int(sys.argv[2])
+med = {k: statistics.median(v) for k, v in rows.items()}
+for k in sorted(med):
+    print(f"{k:16} median {med[k]:.3f}  (runs: {' '.join(f'{x:.3f}' for x in rows[k])})")
+print(f"push: server CPU ours/distribution = {med['push-cpu-ours'] / med['push-cpu-dist']:.2f}")
+for who in ("dist", "ours"):
+    print(f"16 concurrent pulls, {who}: {16 * size / med['pull16-' + who] / 1e6:.0f} MB/s")
+print(f"16 concurrent pulls: ours/distribution throughput = {med['pull16-dist'] / med['pull16-ours']:.2f}x")
+print(f"peak RSS: ours {med['hwm-ours'] / 1024:.1f} MiB, distribution {med['hwm-dist'] / 1024:.1f} MiB")
+PY
