@@ -116,7 +116,7 @@ for r in $(seq 1 "$runs"); do
   stop_last_registry
   start_registry "sync-skopeo$r"
   s=$(now)
-  sk sync -q --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false \
+  sk sync --src docker --dest docker --src-tls-verify=false --dest-tls-verify=false \
     "$sync_src/bench/many" "$reg/mirror" >/dev/null
   e=$(now)
   record sync-skopeo "$s" "$e"

@@ -18,7 +18,12 @@ pub struct Registry {
     /// Reference asked for -> where it was found (a mirror, or the
     /// registry's `location`), so every source of one pull reads one place.
     found: Arc<std::sync::Mutex<std::collections::HashMap<Reference, Reference>>>,
+    /// One lock per blob being pushed (`registry/repository@digest`), so
+    /// concurrent pushes sharing layers (a sync of many tags) send each once.
+    blob_locks: BlobLocks,
 }
+
+type BlobLocks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>>;
 
 /// The registry's own runtime; dropped inside another runtime (where a
 /// blocking shutdown would panic) it shuts down in the background.
@@ -54,7 +59,19 @@ impl Registry {
             rt: Arc::new(OwnedRuntime(Some(rt))),
             client: Arc::new(RegistryClient::new(opts)?),
             found: Arc::default(),
+            blob_locks: Arc::default(),
         })
+    }
+
+    /// The lock of a blob being pushed to a repository: held while the blob
+    /// is checked for and sent, so another push of it waits and finds it there.
+    pub(crate) fn blob_lock(
+        &self,
+        target: &Reference,
+        digest: &cargohold_image_core::Digest,
+    ) -> Arc<std::sync::Mutex<()>> {
+        let key = format!("{}/{}@{digest}", target.registry(), target.repository());
+        Arc::clone(self.blob_locks.lock().expect("not poisoned").entry(key).or_default())
     }
 
     /// The async client.

@@ -87,6 +87,8 @@ pub fn push(
         let layers: Vec<(usize, Descriptor)> =
             img.image.layers.iter().cloned().enumerate().filter(|(_, l)| seen.insert(l.digest.clone())).collect();
         outcomes = parallel(&layers, jobs, |(i, layer)| {
+            let lock = reg.blob_lock(target, &layer.digest);
+            let _sending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut dst = reg.dest(target);
             if dst.has_blob(layer)? {
                 progress.blob_skipped(layer);
