@@ -150,9 +150,7 @@ impl Notifier {
             "source": { "addr": self.host, "instanceID": self.instance },
         });
         for (e, tx) in self.queues.iter() {
-            if e.ignored_actions.iter().any(|a| a == t.action)
-                || e.ignored_media_types.iter().any(|m| *m == t.media_type)
-            {
+            if e.ignored_actions.iter().any(|a| a == t.action) || e.ignored_media_types.contains(&t.media_type) {
                 continue;
             }
             if tx.try_send(event.clone()).is_err() {
