@@ -39,6 +39,9 @@ pub struct ClientOptions {
     /// Where credentials come from when neither of the above names them
     /// (default: Docker's and podman's auth files, helpers allowed).
     pub credential_source: std::sync::Arc<dyn CredentialSource>,
+    /// Attempts per idempotent request (default [`MAX_ATTEMPTS`]; a
+    /// pull-through cache wants few, to fall back to its copy quickly).
+    pub max_attempts: u32,
     /// Upload chunk size for large blobs (default 4 MiB, what registries that
     /// cap request bodies accept).
     pub chunk_size: usize,
@@ -57,6 +60,7 @@ impl Default for ClientOptions {
             credentials: None,
             registry_credentials: Vec::new(),
             credential_source: std::sync::Arc::new(AuthFiles::standard()),
+            max_attempts: MAX_ATTEMPTS,
             chunk_size: 4 << 20,
             timeout: Duration::from_secs(60),
         }
@@ -229,7 +233,7 @@ impl RegistryClient {
     /// (Basic, or a Bearer token for `scope`). Idempotent requests (GET, HEAD,
     /// DELETE, and the POST that opens an upload) are retried on connection errors,
     /// 5xx and 429, with exponential backoff or the registry's `Retry-After`
-    /// (capped at 30 s), up to [`MAX_ATTEMPTS`] times.
+    /// (capped at 30 s), up to `max_attempts` times ([`MAX_ATTEMPTS`] by default).
     pub(crate) async fn send(
         &self,
         registry: &str,
@@ -269,7 +273,7 @@ impl RegistryClient {
                 _ => None,
             };
             match delay {
-                Some(d) if attempt < MAX_ATTEMPTS => {
+                Some(d) if attempt < self.opts.max_attempts.max(1) => {
                     tokio::time::sleep(d).await;
                     attempt += 1;
                 }

@@ -123,6 +123,9 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
                 bail!("--proxy {url}: give the registry's address only (https://HOST[:PORT])");
             }
             let mut opts = ctx.client_options()?;
+            // Upstream down: answer from the cache after one retry, not five.
+            opts.max_attempts = 2;
+            opts.timeout = opts.timeout.min(std::time::Duration::from_secs(15));
             if plain {
                 opts.insecure.push(host.clone());
             }
