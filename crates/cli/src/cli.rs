@@ -35,8 +35,9 @@ pub struct Cli {
     /// /etc/containers/certs.d and /etc/docker/certs.d.
     #[arg(long, global = true, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// Upload chunk size for large blobs (`4M` works with registries that cap requests at 4 MiB).
-    #[arg(long, global = true, default_value = "4M", value_name = "SIZE", value_parser = parse_size)]
+    /// Upload large blobs in chunks of this size (`4M` for registries that cap requests at 4 MiB); 0, the default:
+    /// each in one streamed request, as docker and skopeo do.
+    #[arg(long, global = true, default_value = "0", value_name = "SIZE", value_parser = parse_size)]
     pub chunk_size: usize,
     /// Seconds to wait for a registry before an attempt fails (and is retried).
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
@@ -910,7 +911,7 @@ fn parse_size(s: &str) -> Result<usize, String> {
     };
     let n: usize = num.parse().map_err(|_| format!("{s:?} is not a size like 4194304, 512K, 4M or 1G"))?;
     match n.checked_mul(mult) {
-        Some(v) if v >= 1 => Ok(v),
+        Some(v) => Ok(v),
         _ => Err(format!("{s:?} is not a usable size")),
     }
 }

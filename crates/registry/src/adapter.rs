@@ -382,7 +382,14 @@ impl ImageDest for RegistryDest {
         self.check()?;
         let r = self.reference.clone();
         let fail = |e| remote(format!("upload blob {} to", desc.digest), &r, e);
-        let chunk = self.reg.client.chunk_size();
+        let configured = self.reg.client.chunk_size();
+        if configured == 0 && desc.size > SMALL_BLOB {
+            return self.put_blob_streamed(desc, data).map_err(|e| match e {
+                StreamFailure::Read(e) => e,
+                StreamFailure::Registry(e) => fail(e),
+            });
+        }
+        let chunk = if configured == 0 { SMALL_BLOB as usize } else { configured };
         // Chunks are read here, between runtime calls: the source may itself
         // be a registry whose reader drives the runtime.
         let mut next = || -> cargohold_image_core::Result<Vec<u8>> {
@@ -479,7 +486,85 @@ impl ImageDest for RegistryDest {
     }
 }
 
+/// Blobs up to this size go in one `PUT`.
+const SMALL_BLOB: u64 = 4 << 20;
+
+/// Why a streamed upload failed: reading the source, or the registry.
+enum StreamFailure {
+    Read(cargohold_image_core::Error),
+    Registry(Error),
+}
+
 impl RegistryDest {
+    /// Uploads `desc` in one streamed `PATCH` of `desc.size` bytes, read
+    /// from `data` here (1 MiB at a time) while the request runs, then closes
+    /// the upload with its digest. A read error (a digest that does not
+    /// verify) aborts the request, so the registry never stores it.
+    fn put_blob_streamed(
+        &mut self,
+        desc: &Descriptor,
+        data: &mut dyn Read,
+    ) -> std::result::Result<Descriptor, StreamFailure> {
+        let client = Arc::clone(&self.reg.client);
+        let r = &self.reference;
+        let up = match self.pending.take() {
+            Some(up) => up,
+            None => {
+                self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(StreamFailure::Registry)?
+            }
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let body = reqwest::Body::wrap_stream(stream);
+        let task_client = Arc::clone(&client);
+        let size = desc.size;
+        let task = self.reg.rt.spawn(async move { task_client.upload_streamed(up, body, size).await });
+        let mut buf = vec![0u8; 1 << 20];
+        let mut sent = 0u64;
+        let mut read_error = None;
+        loop {
+            match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    sent += n as u64;
+                    let piece = bytes::Bytes::copy_from_slice(&buf[..n]);
+                    if self.reg.block_on(tx.send(Ok(piece))).is_err() {
+                        break; // the request ended: its error says why
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = self.reg.block_on(tx.send(Err(io::Error::other(format!("reading the source: {e}")))));
+                    read_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let up = self.reg.block_on(task);
+        if let Some(e) = read_error {
+            return Err(StreamFailure::Read(cargohold_image_core::Error::ReadBlob {
+                digest: desc.digest.clone(),
+                location: "the source".into(),
+                source: e,
+            }));
+        }
+        if sent != size {
+            return Err(StreamFailure::Read(cargohold_image_core::Error::ReadBlob {
+                digest: desc.digest.clone(),
+                location: "the source".into(),
+                source: io::Error::other(format!("the source gave {sent} bytes of {size}")),
+            }));
+        }
+        let up = up
+            .map_err(|e| {
+                StreamFailure::Registry(Error::Runtime(io::Error::other(format!("the upload task failed: {e}"))))
+            })?
+            .map_err(StreamFailure::Registry)?;
+        self.reg.block_on(client.finish_upload(up, &desc.digest, Vec::new())).map_err(StreamFailure::Registry)?;
+        Ok(desc.clone())
+    }
+
     /// Refuses every operation on a blocked registry.
     fn check(&self) -> cargohold_image_core::Result<()> {
         match &self.refused {

@@ -42,8 +42,10 @@ pub struct ClientOptions {
     /// Attempts per idempotent request (default [`MAX_ATTEMPTS`]; a
     /// pull-through cache wants few, to fall back to its copy quickly).
     pub max_attempts: u32,
-    /// Upload chunk size for large blobs (default 4 MiB, what registries that
-    /// cap request bodies accept).
+    /// How large blobs go up: `0` (the default), each in one streamed
+    /// `PATCH` as Docker and skopeo send them; else in `PATCH`es of this many
+    /// bytes (4 MiB suits registries that cap request bodies). Blobs up to
+    /// 4 MiB go in one `PUT` either way.
     pub chunk_size: usize,
     /// How long to wait for the registry to send anything (connecting, headers,
     /// each piece of a body) before the attempt counts as failed and is retried.
@@ -61,7 +63,7 @@ impl Default for ClientOptions {
             registry_credentials: Vec::new(),
             credential_source: std::sync::Arc::new(AuthFiles::standard()),
             max_attempts: MAX_ATTEMPTS,
-            chunk_size: 4 << 20,
+            chunk_size: 0,
             timeout: Duration::from_secs(60),
         }
     }
@@ -205,9 +207,40 @@ impl RegistryClient {
         }
     }
 
-    /// The upload chunk size.
+    /// The upload chunk size (`0`: one streamed request per blob).
     pub fn chunk_size(&self) -> usize {
         self.opts.chunk_size
+    }
+
+    /// The cached `Authorization` for `registry` and `scope`, if still good.
+    fn cached_auth(&self, registry: &str, scope: &str) -> Option<String> {
+        let cache = self.auth.lock().expect("not poisoned");
+        cache
+            .get(&(registry.to_owned(), scope.to_owned()))
+            .filter(|c| c.expires.is_none_or(|e| Instant::now() < e))
+            .map(|c| c.value.clone())
+    }
+
+    /// Sends `size` bytes of `body` in one `PATCH` to the upload (with the
+    /// credentials its session was opened with). A stream cannot be sent
+    /// twice: a failure is final for this upload.
+    pub async fn upload_streamed(&self, mut up: Upload, body: reqwest::Body, size: u64) -> Result<Upload> {
+        let http = self.http(&up.registry)?;
+        let mut req = http
+            .patch(&up.location)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, size)
+            .body(body);
+        if same_origin(&up.location, &self.base_url(&up.registry))
+            && let Some(auth) = self.cached_auth(&up.registry, &up.scope)
+        {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        let resp = req.send().await.map_err(|source| Error::Http { url: up.location.clone(), source })?;
+        let resp = Self::expect(resp, "PATCH", &[202]).await?;
+        up.location = location_or(&up.base, &resp, &up.location);
+        up.offset = size;
+        Ok(up)
     }
 
     /// The credentials for `repository` (empty: the registry as a whole)

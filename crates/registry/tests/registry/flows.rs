@@ -265,3 +265,48 @@ async fn embedded_in_a_programs_own_tokio_runtime() {
     assert!(ticks.load(std::sync::atomic::Ordering::Relaxed) > 1, "the caller's runtime was not blocked");
     drop(reg);
 }
+
+/// The default upload: a large blob in one streamed request; a source that
+/// does not verify aborts it, and the registry stores nothing of it.
+#[test]
+fn streamed_uploads_round_trip_and_a_corrupt_source_stores_nothing() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    // The reference base image: one 50 MB layer.
+    let shared = reference_images(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let layout = t.path().join("layout");
+    run(std::process::Command::new("cp").arg("-r").arg(&shared).arg(&layout));
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    assert_eq!(reg.client().chunk_size(), 0, "streamed by default");
+    let target: Reference = format!("{}/stream/base:1", r.addr).parse().unwrap();
+    let mut src =
+        open_source(&ImageLocation::parse(&format!("oci:{}:base", layout.display())).unwrap(), &store).unwrap();
+    let pushed = copy(src.as_mut(), &mut reg.dest(&target), &CopyOptions::default(), &NoProgress).unwrap();
+    assert!(pushed.blobs_copied >= 1, "{pushed:?}");
+    let out = run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{target}")));
+    assert_eq!(out.trim(), pushed.manifest.digest.to_string());
+    let other = Store::open(t.path().join("other")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+
+    // The big layer, corrupted in the layout (same size): the push fails
+    // and the new repository has no such blob.
+    let manifest = other.details(&pulled.manifest, None).unwrap();
+    let big = manifest.image.layers.iter().max_by_key(|l| l.size).unwrap().clone();
+    assert!(big.size > 4 << 20, "a layer large enough to stream: {}", big.size);
+    let path = layout.join("blobs/sha256").join(big.digest.hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let corrupt: Reference = format!("{}/corrupt/base:1", r.addr).parse().unwrap();
+    let mut src =
+        open_source(&ImageLocation::parse(&format!("oci:{}:base", layout.display())).unwrap(), &fresh).unwrap();
+    let err = copy(src.as_mut(), &mut reg.dest(&corrupt), &CopyOptions::default(), &NoProgress);
+    assert!(err.is_err(), "a corrupt layer is not pushed");
+    assert!(!reg.block_on(reg.client().has_blob(&r.addr, "corrupt/base", &big.digest)).unwrap());
+}
