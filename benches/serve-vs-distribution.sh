@@ -49,17 +49,37 @@ wait_port "$dist"
 wait_port "$ours"
 
 : >"$work/results"
+# Server CPU per push: a fresh, empty server of each kind for every run
+# (skopeo would mount blobs it knows are already there).
 for r in $(seq 1 "$runs"); do
-  for who in dist ours; do
-    addr=${!who}
-    pid_var=${who}_pid
-    pid=${!pid_var}
-    before=$(cpu_ticks "$pid")
-    sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://$addr/bench/push$r:$tag"
-    after=$(cpu_ticks "$pid")
-    echo "push-cpu-$who $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
+  port=$(free_port)
+  printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$work/dist-push$r" "$port" >"$work/dist-push$r.yml"
+  docker-registry serve "$work/dist-push$r.yml" >/dev/null 2>&1 &
+  dpid=$!
+  daddr=127.0.0.1:$port
+  port=$(free_port)
+  "$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours-push$r" &
+  opid=$!
+  oaddr=127.0.0.1:$port
+  wait_port "$daddr"
+  wait_port "$oaddr"
+  for who in d o; do
+    addr_var=${who}addr
+    pid_var=${who}pid
+    before=$(cpu_ticks "${!pid_var}")
+    sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://${!addr_var}/bench/push:$tag"
+    after=$(cpu_ticks "${!pid_var}")
+    name=$([ "$who" = d ] && echo dist || echo ours)
+    echo "push-cpu-$name $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
   done
+  kill "$dpid" "$opid"
+  wait "$dpid" "$opid" 2>/dev/null || true
+  rm -rf "$work/dist-push$r" "$work/ours-push$r"
 done
+# The image the pulls fetch.
+sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://$dist/bench/push1:$tag"
+sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://$ours/bench/push1:$tag"
 
 blobs=$(python3 - "$layout" "$tag" <<'PY'
 import json, sys
@@ -77,14 +97,15 @@ print(sum(os.path.getsize(f"{root}/blobs/sha256/{d.split(':')[1]}") for d in sys
 PY
 )
 pull16() {
-  local addr=$1
+  local addr=$1 workers=()
   for _ in $(seq 1 16); do
     (
       curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$addr/v2/bench/push1/manifests/$tag" >/dev/null
       for b in $blobs; do curl -s "http://$addr/v2/bench/push1/blobs/$b" >/dev/null; done
     ) &
+    workers+=($!)
   done
-  wait
+  wait "${workers[@]}"
 }
 for r in $(seq 1 "$runs"); do
   for who in dist ours; do

@@ -590,7 +590,9 @@ async fn append(s: &Arc<Server>, name: &str, id: &str, body: Body, expect_start:
     }
     // The running hash, when this process saw every byte so far.
     let mut progress = s.uploads.lock().expect("not poisoned").remove(id).filter(|p| p.offset == size);
-    let mut f = tokio::fs::File::from_std(file);
+    // Writes gathered into 1 MiB: each write of a tokio file is a trip to
+    // the blocking pool.
+    let mut f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
     let mut stream = body.into_data_stream();
     let mut written = size;
     while let Some(chunk) = stream.next().await {

@@ -92,13 +92,13 @@ impl Proxy {
             .upload_file(repo, &id)
             .map_err(|e| fail(e.to_string()))?
             .ok_or_else(|| fail("the upload vanished".into()))?;
-        let mut f = tokio::fs::File::from_std(file);
+        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
         let result: Result<(), ProxyMiss> = async {
             while let Some(chunk) = stream.chunk(&self.client).await.map_err(|e| fail(e.to_string()))? {
                 f.write_all(&chunk).await.map_err(|e| fail(e.to_string()))?;
             }
             f.flush().await.map_err(|e| fail(e.to_string()))?;
-            let mut std_file = f.into_std().await;
+            let mut std_file = f.into_inner().into_std().await;
             let algorithm = digest.algorithm();
             let actual =
                 tokio::task::block_in_place(|| hash_file(&mut std_file, algorithm)).map_err(|e| fail(e.to_string()))?;
