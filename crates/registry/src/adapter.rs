@@ -376,10 +376,83 @@ impl ImageDest for RegistryDest {
     fn put_blob(
         &mut self,
         desc: &Descriptor,
-        _kind: BlobKind,
+        kind: BlobKind,
         data: &mut dyn Read,
     ) -> cargohold_image_core::Result<Descriptor> {
         self.check()?;
+        if matches!(kind, BlobKind::Config) {
+            // Concurrent pushes of one image (a sync of many tags) share the
+            // config: one sends it, the others find it there. (Layers are
+            // locked the same way by `push`.)
+            let lock = self.reg.blob_lock(&self.reference, &desc.digest);
+            let _sending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if self.has_blob(desc)? {
+                return Ok(desc.clone());
+            }
+            return self.put_blob_unlocked(desc, data);
+        }
+        self.put_blob_unlocked(desc, data)
+    }
+
+    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
+        self.check()?;
+        let r = &self.reference;
+        if from.registry() != r.registry() || from.repository() == r.repository() {
+            return Ok(false);
+        }
+        let mounted = self
+            .reg
+            .block_on(self.reg.client.mount_blob(r.registry(), r.repository(), &desc.digest, from.repository()))
+            .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
+        match mounted {
+            None => Ok(true),
+            Some(up) => {
+                self.pending = Some(up);
+                Ok(false)
+            }
+        }
+    }
+
+    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.check()?;
+        let r = self.reference.clone();
+        self.push_manifest(m.digest.as_str(), m).map_err(|e| remote(format!("push manifest {} to", m.digest), &r, e))
+    }
+
+    fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.check()?;
+        let r = self.reference.clone();
+        let target = match (r.tag(), r.digest()) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(d)) if d == &top.digest => d.to_string(),
+            (None, Some(d)) => {
+                return Err(cargohold_image_core::Error::Unsupported {
+                    location: format!("docker://{r}"),
+                    what: format!("pushing manifest {} to a reference pinned to {d}", top.digest),
+                });
+            }
+            (None, None) => "latest".into(),
+        };
+        self.push_manifest(&target, top).map_err(|e| remote("push the manifest to", &r, e))
+    }
+}
+
+/// Blobs up to this size go in one `PUT`.
+const SMALL_BLOB: u64 = 4 << 20;
+
+/// Why a streamed upload failed: reading the source, or the registry.
+enum StreamFailure {
+    Read(cargohold_image_core::Error),
+    Registry(Error),
+}
+
+impl RegistryDest {
+    /// Uploads a blob (see [`ImageDest::put_blob`]).
+    fn put_blob_unlocked(
+        &mut self,
+        desc: &Descriptor,
+        data: &mut dyn Read,
+    ) -> cargohold_image_core::Result<Descriptor> {
         let r = self.reference.clone();
         let fail = |e| remote(format!("upload blob {} to", desc.digest), &r, e);
         let configured = self.reg.client.chunk_size();
@@ -443,59 +516,6 @@ impl ImageDest for RegistryDest {
         }
     }
 
-    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
-        self.check()?;
-        let r = &self.reference;
-        if from.registry() != r.registry() || from.repository() == r.repository() {
-            return Ok(false);
-        }
-        let mounted = self
-            .reg
-            .block_on(self.reg.client.mount_blob(r.registry(), r.repository(), &desc.digest, from.repository()))
-            .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
-        match mounted {
-            None => Ok(true),
-            Some(up) => {
-                self.pending = Some(up);
-                Ok(false)
-            }
-        }
-    }
-
-    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
-        self.check()?;
-        let r = self.reference.clone();
-        self.push_manifest(m.digest.as_str(), m).map_err(|e| remote(format!("push manifest {} to", m.digest), &r, e))
-    }
-
-    fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
-        self.check()?;
-        let r = self.reference.clone();
-        let target = match (r.tag(), r.digest()) {
-            (Some(t), _) => t.to_owned(),
-            (None, Some(d)) if d == &top.digest => d.to_string(),
-            (None, Some(d)) => {
-                return Err(cargohold_image_core::Error::Unsupported {
-                    location: format!("docker://{r}"),
-                    what: format!("pushing manifest {} to a reference pinned to {d}", top.digest),
-                });
-            }
-            (None, None) => "latest".into(),
-        };
-        self.push_manifest(&target, top).map_err(|e| remote("push the manifest to", &r, e))
-    }
-}
-
-/// Blobs up to this size go in one `PUT`.
-const SMALL_BLOB: u64 = 4 << 20;
-
-/// Why a streamed upload failed: reading the source, or the registry.
-enum StreamFailure {
-    Read(cargohold_image_core::Error),
-    Registry(Error),
-}
-
-impl RegistryDest {
     /// Uploads `desc` in one streamed `PATCH` of `desc.size` bytes, read
     /// from `data` here (1 MiB at a time) while the request runs, then closes
     /// the upload with its digest. A read error (a digest that does not

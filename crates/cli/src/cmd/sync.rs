@@ -160,7 +160,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {
-        if quiet {
+        // Failures always reach standard error; progress only without -q/--json.
+        if quiet && o.result.is_ok() {
             return;
         }
         let line = match &o.result {
