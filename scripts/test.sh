@@ -4,7 +4,7 @@
 # debootstrap for the reference images, htpasswd for registry auth,
 # openssl for the test token server's keys, crun, runc, podman and its
 # seccomp profile, pasta, catatonit, gcc for the static hostile probe,
-# libseccomp for the runtime),
+# libseccomp for the runtime, OpenStack Swift for the S3 storage),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,21 @@ for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox ge
   podman pasta catatonit gcc ip xz bzip2 curl; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
+
+# OpenStack Swift for the S3 storage tests (../shared/services/swift-saio.sh starts one per
+# test on loopback); the packages' own daemons are kept from starting system-wide.
+swift_missing=()
+for pkg in swift swift-proxy swift-account swift-container swift-object python3-swiftclient python3-lxml memcached; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || swift_missing+=("$pkg")
+done
+if ((${#swift_missing[@]})); then
+  pol=/usr/sbin/policy-rc.d made_pol=
+  if [ ! -e $pol ]; then printf '#!/bin/sh\nexit 101\n' >$pol; chmod 755 $pol; made_pol=1; trap 'rm -f $pol' EXIT; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${swift_missing[@]}" >/dev/null
+  if [ -n "$made_pol" ]; then rm -f $pol; trap - EXIT; fi
+fi
+command -v swift >/dev/null || { echo "error: swift (python3-swiftclient) is not installed" >&2; exit 1; }
 
 [ -f /usr/share/containers/seccomp.json ] || { echo "error: podman's seccomp profile is missing" >&2; exit 1; }
 

@@ -571,16 +571,19 @@ pub struct CopyArgs {
 pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
-    /// distribution's config.yml (storage.filesystem, storage.delete, storage.maintenance.uploadpurging,
-    /// http.addr, http.headers, auth.htpasswd, log); flags given too win. Keys not supported yet are refused by name.
+    /// distribution's config.yml (storage.filesystem, storage.s3, storage.delete, storage.maintenance.uploadpurging,
+    /// http.addr, http.tls, http.headers, auth.htpasswd, proxy, notifications, log); flags given too win. Keys not
+    /// supported yet are refused by name.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The address to listen on (default 127.0.0.1:5000).
     #[arg(long, value_name = "HOST:PORT")]
     pub addr: Option<String>,
     /// Where the registry keeps its data.
-    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["config", "s3"], conflicts_with = "s3")]
     pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).
     #[arg(long)]
     pub no_delete: bool,
@@ -612,6 +615,20 @@ pub struct ServeArgs {
     pub tls_client_ca: Vec<PathBuf>,
 }
 
+/// A registry's storage in an S3 bucket (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Keep the registry in an S3 bucket, below an optional prefix: `s3://BUCKET[/PREFIX]`.
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+    pub s3: Option<String>,
+    /// The S3 endpoint, for storage other than AWS (`http://127.0.0.1:8080`); requests are then path-style.
+    #[arg(long, value_name = "URL", requires = "s3")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region (default: AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION", requires = "s3")]
+    pub s3_region: Option<String>,
+}
+
 /// `serve` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
@@ -621,12 +638,14 @@ pub enum ServeCommand {
 
 #[derive(Debug, Args)]
 pub struct ServeGcArgs {
-    /// distribution's config.yml (for storage.filesystem.rootdirectory).
-    #[arg(long, value_name = "FILE", required_unless_present = "root")]
+    /// distribution's config.yml (for its storage: filesystem or s3).
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["root", "s3"])]
     pub config: Option<PathBuf>,
     /// The registry's storage.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "s3")]
     pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Also delete manifests that no tag reaches (directly, through an index, or as a referrer).
     #[arg(long)]
     pub delete_untagged: bool,

@@ -781,3 +781,66 @@ pub fn root_block_device() -> String {
         .expect("a mount at /")
         .to_owned()
 }
+
+/// OpenStack Swift on loopback with its S3 API (`../shared/services/swift-saio.sh`),
+/// its data in a temp dir; stopped on drop.
+pub struct Swift {
+    dir: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`, path-style S3.
+    pub s3_endpoint: String,
+    /// The S3 access key (`test:tester`).
+    pub access_key: String,
+    /// The S3 secret key.
+    pub secret_key: String,
+    auth_url: String,
+    user: String,
+    key: String,
+}
+
+impl Swift {
+    /// Starts one with its data below `tmp` (pass `env!("CARGO_TARGET_TMPDIR")`:
+    /// Swift needs user.* xattrs, which ext4 has and an older tmpfs lacks),
+    /// installing Debian's swift packages when missing (root).
+    pub fn start(tmp: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/services/swift-saio.sh");
+        assert!(script.exists(), "{} is missing: Swift cannot be started", script.display());
+        let dir = tempfile::Builder::new().prefix("swift").tempdir_in(tmp).unwrap();
+        let out = run(Command::new("bash").arg(&script).arg("start").arg(dir.path()));
+        let var = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("swift-saio.sh printed no {name}: {out}"))
+                .to_owned()
+        };
+        Swift {
+            s3_endpoint: var("S3_ENDPOINT"),
+            access_key: var("S3_ACCESS_KEY"),
+            secret_key: var("S3_SECRET_KEY"),
+            auth_url: var("SWIFT_AUTH_URL"),
+            user: var("SWIFT_USER"),
+            key: var("SWIFT_KEY"),
+            dir,
+        }
+    }
+
+    /// Creates a bucket (a Swift container).
+    pub fn bucket(&self, name: &str) {
+        require("swift");
+        run(Command::new("swift").args(["-A", &self.auth_url, "-U", &self.user, "-K", &self.key, "post", name]));
+    }
+
+    /// The names of the objects in a bucket.
+    pub fn list(&self, bucket: &str) -> Vec<String> {
+        run(Command::new("swift").args(["-A", &self.auth_url, "-U", &self.user, "-K", &self.key, "list", bucket]))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Swift {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/services/swift-saio.sh");
+        let _ = Command::new("bash").arg(&script).arg("stop").arg(self.dir.path()).status();
+    }
+}

@@ -1,37 +1,98 @@
-//! `cargohold serve`: a registry over a directory.
+//! `cargohold serve`: a registry over a directory or an S3 bucket.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Endpoint, FsStorage, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, ServerOptions, Storage, TlsFiles,
-    router, serve, serve_tls, server_config,
+    Endpoint, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions, Storage,
+    TlsFiles, router, serve, serve_tls, server_config,
 };
 
 use super::Ctx;
-use crate::cli::{ServeArgs, ServeCommand, ServeGcArgs};
+use crate::cli::{S3Args, ServeArgs, ServeCommand, ServeGcArgs};
 use crate::output;
 
-fn gc(args: &ServeGcArgs) -> Result<()> {
-    let root = match (&args.root, &args.config) {
-        (Some(r), _) => r.clone(),
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            let c = RegistryConfig::parse(&text, &f.display().to_string()).map_err(anyhow::Error::msg)?;
-            c.root.context("the config names no storage.filesystem.rootdirectory")?
+fn read_config(file: Option<&std::path::Path>) -> Result<Option<RegistryConfig>> {
+    let Some(f) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+    Ok(Some(RegistryConfig::parse(&text, &f.display().to_string()).map_err(anyhow::Error::msg)?))
+}
+
+/// The storage flags (or else the config) name, and how to say where it is.
+fn open_storage(
+    root: Option<&std::path::Path>,
+    s3: &S3Args,
+    config: Option<&RegistryConfig>,
+    must_exist: bool,
+) -> Result<(Storage, String)> {
+    let s3 = match (&s3.s3, root) {
+        (Some(url), _) => {
+            let rest = url.strip_prefix("s3://").with_context(|| format!("--s3 {url}: not s3://BUCKET[/PREFIX]"))?;
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("--s3 {url}: names no bucket");
+            }
+            Some(S3Options {
+                bucket: bucket.to_owned(),
+                root: prefix.to_owned(),
+                region: s3.s3_region.clone().unwrap_or_default(),
+                path_style: s3.s3_endpoint.is_some(),
+                endpoint: s3.s3_endpoint.clone(),
+                ..S3Options::default()
+            })
         }
-        (None, None) => bail!("give --root DIR or --config FILE"),
+        (None, Some(_)) => None,
+        (None, None) => config.and_then(|c| c.s3.clone()),
     };
-    if !root.join("blobs").is_dir() {
+    if let Some(mut o) = s3 {
+        // The environment, as AWS's tools and distribution read it.
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("REGISTRY_STORAGE_S3_ACCESSKEY")
+            .or_else(|| o.access_key.is_empty().then(|| env("AWS_ACCESS_KEY_ID")).flatten())
+        {
+            o.access_key = v;
+        }
+        if let Some(v) = env("REGISTRY_STORAGE_S3_SECRETKEY")
+            .or_else(|| o.secret_key.is_empty().then(|| env("AWS_SECRET_ACCESS_KEY")).flatten())
+        {
+            o.secret_key = v;
+        }
+        if o.session_token.is_none() {
+            o.session_token = env("AWS_SESSION_TOKEN");
+        }
+        if o.region.is_empty() {
+            o.region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION")).unwrap_or_default();
+        }
+        if o.access_key.is_empty() || o.secret_key.is_empty() {
+            bail!(
+                "S3 bucket {}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or storage.s3.accesskey and secretkey)",
+                o.bucket
+            );
+        }
+        let place = format!("s3://{}/{}", o.bucket, o.root.trim_matches('/'));
+        let driver = S3Driver::new(&o).with_context(|| format!("cannot use {place}"))?;
+        return Ok((Storage::new(Arc::new(driver)), place));
+    }
+    let root = root.map(std::path::Path::to_path_buf).or_else(|| config.and_then(|c| c.root.clone()));
+    let Some(root) = root else { bail!("give --root DIR or --s3 s3://BUCKET (or storage in --config)") };
+    if must_exist && !root.join("blobs").is_dir() {
         bail!("{} is not a registry's storage (no blobs/)", root.display());
     }
-    let storage = FsStorage::open(&root).with_context(|| format!("cannot open {}", root.display()))?;
+    let storage = Storage::filesystem(&root)
+        .with_context(|| format!("cannot use {} as the registry's storage", root.display()))?;
+    Ok((storage, root.display().to_string()))
+}
+
+fn gc(args: &ServeGcArgs) -> Result<()> {
+    let config = read_config(args.config.as_deref())?;
+    let (storage, place) = open_storage(args.root.as_deref(), &args.s3, config.as_ref(), true)?;
     let opts = GcOptions {
         delete_untagged: args.delete_untagged,
         dry_run: args.dry_run,
         min_age: std::time::Duration::from_secs(args.min_age),
     };
-    let report = storage.gc(&opts).with_context(|| format!("garbage collection of {} failed", root.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = rt.block_on(storage.gc(&opts)).with_context(|| format!("garbage collection of {place} failed"))?;
     if args.out.json {
         return output::json(&report);
     }
@@ -55,15 +116,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     if let Some(ServeCommand::Gc(g)) = &args.command {
         return gc(g);
     }
-    let config = match &args.config {
-        Some(f) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            Some(RegistryConfig::parse(&text, &f.display().to_string()).map_err(anyhow::Error::msg)?)
-        }
-        None => None,
-    };
-    let root = args.root.clone().or_else(|| config.as_ref().and_then(|c| c.root.clone()));
-    let Some(root) = root else { bail!("give --root DIR (or storage.filesystem.rootdirectory in --config)") };
+    let config = read_config(args.config.as_deref())?;
     let addr = args
         .addr
         .clone()
@@ -75,9 +128,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         (None, Some((f, realm))) => Some(Htpasswd::load(&f, &realm, false).map_err(anyhow::Error::msg)?),
         (None, None) => None,
     };
-    let storage: Arc<dyn Storage> = Arc::new(
-        FsStorage::open(&root).with_context(|| format!("cannot use {} as the registry's storage", root.display()))?,
-    );
+    let (storage, place) = open_storage(args.root.as_deref(), &args.s3, config.as_ref(), false)?;
     let access_log = !ctx.is_quiet() && config.as_ref().is_none_or(|c| c.access_log);
     let logger: Option<cargohold_registry::server::RequestLogger> = access_log.then(|| {
         Arc::new(|r: &cargohold_registry::server::RequestLog| {
@@ -146,7 +197,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         let local = listener.local_addr().context("the listening address")?;
         if !ctx.is_quiet() {
             let scheme = if tls.is_some() { "https" } else { "http" };
-            output::status(&format!("serving a registry on {scheme}://{local} from {}", root.display()));
+            output::status(&format!("serving a registry on {scheme}://{local} from {place}"));
             for note in config.iter().flat_map(|c| &c.notes) {
                 output::status(&format!("note: {note}"));
             }
@@ -171,11 +222,10 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             opts.notifier = Some(Notifier::start(endpoints, &local.to_string()));
         }
         if let Some((age, interval)) = purging {
-            let storage = Arc::clone(&storage);
+            let storage = storage.clone();
             tokio::spawn(async move {
                 loop {
-                    let s = Arc::clone(&storage);
-                    let _ = tokio::task::spawn_blocking(move || s.purge_uploads(age)).await;
+                    let _ = storage.purge_uploads(age).await;
                     tokio::time::sleep(interval).await;
                 }
             });

@@ -15,21 +15,31 @@ impl Drop for Served {
 }
 
 fn serve(root: &Path) -> Served {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = bin()
-        .args(["serve", "--addr", &addr, "--root"])
-        .arg(root)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    serve_with(|c| {
+        c.arg("--root").arg(root);
+    })
+}
+
+/// Waits until `child` (a `cargohold serve`) listens on `addr`.
+fn listening(child: std::process::Child, addr: String) -> Served {
+    let s = Served(child, addr);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "cargohold serve did not listen on {addr}");
+    while std::net::TcpStream::connect(&s.1).is_err() {
+        assert!(std::time::Instant::now() < deadline, "cargohold serve did not listen on {}", s.1);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Served(child, addr)
+    s
+}
+
+/// `cargohold serve --addr (a free port)` with what `configure` adds.
+fn serve_with(configure: impl FnOnce(&mut Command)) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = bin();
+    cmd.args(["serve", "--addr", &addr]);
+    configure(&mut cmd);
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    listening(child, addr)
 }
 
 fn podman(t: &Path) -> Command {
@@ -154,12 +164,7 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let srv = Served(child, format!("127.0.0.1:{port}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&srv.1).is_err() {
-        assert!(std::time::Instant::now() < deadline, "cargohold serve --config did not listen");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let srv = listening(child, format!("127.0.0.1:{port}"));
     let head =
         run(Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/null"]).arg(format!("http://{}/v2/", srv.1)));
     assert!(head.starts_with("HTTP/1.1 401") && head.contains("basic-realm"), "{head}");
@@ -194,27 +199,9 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
     drop(srv);
 
     // --htpasswd with --anonymous-pull: anyone pulls, only users push.
-    let srv2 = {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = bin()
-            .args(["serve", "--addr", &addr, "--root"])
-            .arg(t.path().join("data"))
-            .arg("--htpasswd")
-            .arg(&htpasswd)
-            .arg("--anonymous-pull")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Served(child, addr);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&s.1).is_err() {
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        s
-    };
+    let srv2 = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("data")).arg("--htpasswd").arg(&htpasswd).arg("--anonymous-pull");
+    });
     let other = t.path().join("other");
     let pulled = bin()
         .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
@@ -229,10 +216,10 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
 
     // Keys not supported yet are refused by name.
     let s3 = t.path().join("s3.yml");
-    std::fs::write(&s3, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n").unwrap();
+    std::fs::write(&s3, "version: 0.1\nstorage:\n  s3:\n    bucket: b\n    keyid: k\n").unwrap();
     let out = bin().args(["serve", "--config"]).arg(&s3).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("storage.s3") && err.contains("not supported"), "{err}");
+    assert!(!out.status.success() && err.contains("storage.s3.keyid") && err.contains("not supported"), "{err}");
 }
 
 #[test]
@@ -282,27 +269,15 @@ fn https_and_mutual_tls() {
     let t = tempfile::tempdir().unwrap();
     let pki = super::client::Pki::new(&t.path().join("pki"));
     let start = |extra: &[&std::ffi::OsStr]| {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let child = bin()
-            .args(["serve", "--addr", &addr, "--root"])
-            .arg(t.path().join("data"))
-            .arg("--tls-cert")
-            .arg(&pki.server_cert)
-            .arg("--tls-key")
-            .arg(&pki.server_key)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Served(child, addr);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::net::TcpStream::connect(&s.1).is_err() {
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        s
+        serve_with(|c| {
+            c.arg("--root")
+                .arg(t.path().join("data"))
+                .arg("--tls-cert")
+                .arg(&pki.server_cert)
+                .arg("--tls-key")
+                .arg(&pki.server_key)
+                .args(extra);
+        })
     };
     let layout = umoci_image(t.path());
     let store = t.path().join("store");
@@ -374,22 +349,9 @@ fn receiver(
 fn webhooks_are_delivered_in_distributions_envelope_and_retried() {
     let t = tempfile::tempdir().unwrap();
     let (hook, taken, tries) = receiver(2);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = bin()
-        .args(["serve", "--addr", &addr, "--root"])
-        .arg(t.path().join("data"))
-        .args(["--notify", &format!("http://{hook}/events")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let srv = Served(child, addr);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&srv.1).is_err() {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let srv = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("data")).args(["--notify", &format!("http://{hook}/events")]);
+    });
     let layout = umoci_image(t.path());
     let store = t.path().join("store");
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
@@ -443,22 +405,9 @@ fn a_pull_through_cache_in_front_of_docker_registry() {
         .as_str()
         .unwrap()
         .to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let child = bin()
-        .args(["serve", "--addr", &addr, "--root"])
-        .arg(t.path().join("cache"))
-        .args(["--proxy", &format!("http://{}", upstream.1)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let cache = Served(child, addr);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&cache.1).is_err() {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let cache = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("cache")).args(["--proxy", &format!("http://{}", upstream.1)]);
+    });
     let through = format!("{}/team/app:1", cache.1);
     let first = t.path().join("first");
     assert_eq!(json(&first, &["pull", &through, "--json"])["digest"], want.as_str());
@@ -472,4 +421,64 @@ fn a_pull_through_cache_in_front_of_docker_registry() {
     assert_eq!(json(&second, &["pull", &through, "--json"])["digest"], want.as_str());
     let missing = ch(&second, &["pull", &format!("{}/team/other:1", cache.1)]);
     assert!(!missing.status.success());
+}
+
+/// Two `cargohold serve` processes over one S3 bucket (Swift's S3 API), one
+/// from distribution's config.yml (`storage.s3`), one from `--s3` flags with
+/// the keys in the environment: one registry. `serve gc` works on the bucket.
+#[test]
+fn two_servers_over_one_s3_bucket() {
+    let t = tempfile::tempdir().unwrap();
+    let swift = cargohold_testkit::Swift::start(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    swift.bucket("docker_images");
+    let endpoint = swift.s3_endpoint.trim_start_matches("http://");
+    let config = t.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: us-east-1\n    \
+             regionendpoint: {endpoint}\n    secure: false\n    v4auth: true\n    bucket: docker_images\n    \
+             rootdirectory: /registry\n    chunksize: 5242880\n  delete:\n    enabled: true\n",
+            swift.access_key, swift.secret_key
+        ),
+    )
+    .unwrap();
+    let a = serve_with(|c| {
+        c.arg("--config").arg(&config);
+    });
+    let b = serve_with(|c| {
+        c.args(["--s3", "s3://docker_images/registry", "--s3-endpoint", &swift.s3_endpoint])
+            .env("AWS_ACCESS_KEY_ID", &swift.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &swift.secret_key);
+    });
+
+    // cargohold pushes to A (in chunks); skopeo and cargohold read it from B.
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let want = json(&store, &["inspect", "app:1", "--json"])["digest"].as_str().unwrap().to_owned();
+    ok(&store, &["--chunk-size", "64K", "push", "app:1", &format!("{}/team/app:1", a.1)]);
+    let digest = run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{}/team/app:1", b.1)));
+    assert_eq!(digest.trim(), want);
+    // skopeo pushes to B; cargohold pulls from A, bit for bit.
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{}/team/fromskopeo:1", b.1)));
+    let other = t.path().join("other");
+    assert_eq!(json(&other, &["pull", &format!("{}/team/fromskopeo:1", a.1), "--json"])["digest"], want.as_str());
+    let keys = swift.list("docker_images");
+    assert!(keys.iter().all(|k| k.starts_with("registry/")), "everything below rootdirectory: {keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("/uploads/")), "no upload left behind: {keys:?}");
+
+    // A tag deleted through B is gone on A; gc then frees nothing in use.
+    ok(&store, &["delete", &format!("{}/team/fromskopeo:1", b.1)]);
+    let tags = ch(&store, &["tags", &format!("{}/team/fromskopeo", a.1), "--json"]);
+    assert!(String::from_utf8_lossy(&tags.stdout).contains("[]"), "{tags:?}");
+    let report = json(&store, &["serve", "gc", "--config", config.to_str().unwrap(), "--min-age", "0", "--json"]);
+    assert_eq!(report["blobs_deleted"], serde_json::json!([]), "every blob is still used by team/app:1: {report}");
+    assert_eq!(json(&other, &["pull", &format!("{}/team/app:1", b.1), "--json"])["digest"], want.as_str());
+    drop((a, b));
 }

@@ -13,6 +13,8 @@ use serde_yaml_ng::{Mapping, Value};
 pub struct RegistryConfig {
     /// `storage.filesystem.rootdirectory`.
     pub root: Option<PathBuf>,
+    /// `storage.s3` (credentials left empty are the caller's to find).
+    pub s3: Option<super::S3Options>,
     /// `http.addr` (`:5000` becomes `0.0.0.0:5000`).
     pub addr: Option<String>,
     /// `storage.delete.enabled`.
@@ -96,6 +98,59 @@ fn not_yet(file: &str, key: &str) -> String {
     err(file, key, "is not supported by cargohold serve yet")
 }
 
+/// `storage.s3`, as distribution's s3 driver reads it.
+fn s3(m: &Mapping, file: &str) -> Result<super::S3Options, String> {
+    let mut o = super::S3Options { region: String::new(), ..Default::default() };
+    let (mut secure, mut path_style) = (true, None);
+    for (k, v) in m {
+        let key = format!("storage.s3.{}", string(k, file, "storage.s3")?);
+        let must_be =
+            |ok: bool, what: &str| if ok { Ok(()) } else { Err(err(file, &key, format!("only {what} is supported"))) };
+        match key.rsplit('.').next().unwrap_or("") {
+            "accesskey" => o.access_key = string(v, file, &key)?,
+            "secretkey" => o.secret_key = string(v, file, &key)?,
+            "sessiontoken" => o.session_token = Some(string(v, file, &key)?).filter(|t| !t.is_empty()),
+            "region" => o.region = string(v, file, &key)?,
+            "regionendpoint" => o.endpoint = Some(string(v, file, &key)?).filter(|e| !e.is_empty()),
+            "forcepathstyle" => path_style = Some(boolean(v, file, &key)?),
+            "bucket" => o.bucket = string(v, file, &key)?,
+            "rootdirectory" => o.root = string(v, file, &key)?,
+            "secure" => secure = boolean(v, file, &key)?,
+            "skipverify" => o.skip_verify = boolean(v, file, &key)?,
+            "v4auth" => must_be(boolean(v, file, &key)?, "v4auth: true (signature version 4)")?,
+            "chunksize" => {
+                let n: usize =
+                    string(v, file, &key)?.parse().map_err(|_| err(file, &key, "must be a number of bytes"))?;
+                if n < super::MIN_PART_SIZE {
+                    return Err(err(
+                        file,
+                        &key,
+                        format!("must be at least {} (S3's smallest part)", super::MIN_PART_SIZE),
+                    ));
+                }
+                o.part_size = n;
+            }
+            "encrypt" => must_be(!boolean(v, file, &key)?, "encrypt: false")?,
+            "usedualstack" | "accelerate" => must_be(!boolean(v, file, &key)?, "false")?,
+            "storageclass" => must_be(string(v, file, &key)?.eq_ignore_ascii_case("STANDARD"), "STANDARD")?,
+            "objectacl" => must_be(string(v, file, &key)? == "private", "private")?,
+            "loglevel" => must_be(string(v, file, &key)? == "off", "off")?,
+            _ => return Err(not_yet(file, &key)),
+        }
+    }
+    if o.bucket.is_empty() {
+        return Err(err(file, "storage.s3.bucket", "is required"));
+    }
+    if let Some(e) = &mut o.endpoint
+        && !e.contains("://")
+    {
+        *e = format!("{}://{e}", if secure { "https" } else { "http" });
+    }
+    // As distribution 2.x: an endpoint of one's own means path-style requests.
+    o.path_style = path_style.unwrap_or(o.endpoint.is_some());
+    Ok(o)
+}
+
 impl RegistryConfig {
     /// Parses `config.yml` text (`file` names it in errors).
     pub fn parse(text: &str, file: &str) -> Result<Self, String> {
@@ -106,6 +161,7 @@ impl RegistryConfig {
         let top = map(&doc, file, "(top level)")?;
         let mut c = RegistryConfig {
             root: None,
+            s3: None,
             addr: None,
             delete_enabled: false,
             htpasswd: None,
@@ -226,6 +282,7 @@ impl RegistryConfig {
                         }
                     }
                 }
+                "s3" => self.s3 = Some(s3(map(v, file, "storage.s3")?, file)?),
                 "cache" => self.notes.push("storage.cache: blob descriptors are read from the filesystem".into()),
                 "redirect" => {}
                 "maintenance" => {
@@ -253,10 +310,11 @@ impl RegistryConfig {
                 other => return Err(not_yet(file, &format!("storage.{other}"))),
             }
         }
-        if self.root.is_none() {
-            return Err(err(file, "storage", "needs filesystem.rootdirectory (the only storage driver so far)"));
+        match (&self.root, &self.s3) {
+            (None, None) => Err(err(file, "storage", "needs filesystem.rootdirectory or s3")),
+            (Some(_), Some(_)) => Err(err(file, "storage", "names two drivers (filesystem and s3): keep one")),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn notifications(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
@@ -398,7 +456,7 @@ mod tests {
         assert_eq!(c.headers, [("X-Content-Type-Options".to_owned(), "nosniff".to_owned())]);
         assert_eq!(c.htpasswd, Some((PathBuf::from("/etc/docker/registry"), "basic-realm".to_owned())));
         for (text, key) in [
-            ("version: 0.1\nstorage:\n  s3:\n    bucket: x\n", "storage.s3"),
+            ("version: 0.1\nstorage:\n  s3:\n    bucket: x\n    encrypt: true\n", "storage.s3.encrypt"),
             ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nredis:\n  addr: r:6379\n", "redis"),
             (
                 "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nnotifications:\n  endpoints:\n    - name: a\n      url: http://x/\n      queuepurge: 1\n",

@@ -11,12 +11,11 @@ use cargohold_image_core::media_type as mt;
 use cargohold_image_core::{Digest, Manifest, RawManifest, Reference};
 use futures_util::StreamExt as _;
 use sha2::Digest as _;
-use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
 use super::proxy::{Proxy, ProxyMiss};
-use super::storage::{Storage, StoredManifest, hash_file};
+use super::storage::{Storage, StoredManifest};
 
 /// One request, as the server saw it (for request logs).
 #[derive(Debug, Clone)]
@@ -93,7 +92,7 @@ struct Progress {
 }
 
 struct Server {
-    storage: Arc<dyn Storage>,
+    storage: Storage,
     opts: ServerOptions,
     uploads: Mutex<HashMap<String, Progress>>,
 }
@@ -183,7 +182,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// The routes: `/v2/` and everything below it.
-pub fn router(storage: Arc<dyn Storage>, opts: ServerOptions) -> axum::Router {
+pub fn router(storage: Storage, opts: ServerOptions) -> axum::Router {
     let state = Arc::new(Server { storage, opts, uploads: Mutex::new(HashMap::new()) });
     axum::Router::new().fallback(dispatch).with_state(state)
 }
@@ -314,12 +313,12 @@ async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &He
     }
     if rest == "_catalog" {
         only(method, &[Method::GET])?;
-        return catalog(s, &q);
+        return catalog(s, &q).await;
     }
     if let Some(name) = rest.strip_suffix("/tags/list") {
         let name = repository(name)?;
         only(method, &[Method::GET])?;
-        return tags(s, &name, &q);
+        return tags(s, &name, &q).await;
     }
     if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/") {
         let name = repository(name)?;
@@ -328,10 +327,10 @@ async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &He
             return start_upload(s, r, &name, &q, headers, body).await;
         }
         return match *method {
-            Method::GET => upload_status(s, &name, id),
+            Method::GET => upload_status(s, &name, id).await,
             Method::PATCH => patch_upload(s, &name, id, headers, body).await,
             Method::PUT => finish_upload(s, r, &name, id, &q, body).await,
-            Method::DELETE => cancel_upload(s, &name, id),
+            Method::DELETE => cancel_upload(s, &name, id).await,
             _ => Err(unsupported(method)),
         };
     }
@@ -345,7 +344,7 @@ async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &He
         let d = digest_of(d)?;
         return match *method {
             Method::GET | Method::HEAD => get_blob(s, r, &name, &d, headers, method == Method::HEAD).await,
-            Method::DELETE => delete_blob(s, r, &name, &d),
+            Method::DELETE => delete_blob(s, r, &name, &d).await,
             _ => Err(unsupported(method)),
         };
     }
@@ -354,14 +353,14 @@ async fn route(s: &Arc<Server>, r: &Req<'_>, uri: &Uri, path: &str, headers: &He
         return match *method {
             Method::GET | Method::HEAD => get_manifest(s, r, &name, reference, method == Method::HEAD).await,
             Method::PUT => put_manifest(s, r, &name, reference, headers, body).await,
-            Method::DELETE => delete_manifest(s, r, &name, reference),
+            Method::DELETE => delete_manifest(s, r, &name, reference).await,
             _ => Err(unsupported(method)),
         };
     }
     if let Some((name, d)) = rest.rsplit_once("/referrers/") {
         let name = repository(name)?;
         only(method, &[Method::GET])?;
-        return referrers(s, &name, &digest_of(d)?, &q);
+        return referrers(s, &name, &digest_of(d)?, &q).await;
     }
     Err(ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("no route {path}")))
 }
@@ -418,13 +417,13 @@ fn json_response(status: StatusCode, value: &serde_json::Value, link: Option<Str
     resp
 }
 
-fn catalog(s: &Server, q: &HashMap<String, String>) -> ApiResult {
-    let (page, link) = paginate(s, s.storage.repositories()?, q, "/v2/_catalog")?;
+async fn catalog(s: &Server, q: &HashMap<String, String>) -> ApiResult {
+    let (page, link) = paginate(s, s.storage.repositories().await?, q, "/v2/_catalog")?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({ "repositories": page }), link))
 }
 
-fn tags(s: &Server, name: &str, q: &HashMap<String, String>) -> ApiResult {
-    let all = s.storage.tags(name)?.ok_or_else(|| {
+async fn tags(s: &Server, name: &str, q: &HashMap<String, String>) -> ApiResult {
+    let all = s.storage.tags(name).await?.ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", format!("repository {name} is not known"))
     })?;
     let (page, link) = paginate(s, all, q, &format!("/v2/{name}/tags/list"))?;
@@ -449,18 +448,17 @@ fn parse_range(v: &str, size: u64) -> Option<(u64, u64)> {
 }
 
 async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &HeaderMap, head: bool) -> ApiResult {
-    let mut found = s.storage.open_blob(name, d)?;
+    let mut found = s.storage.blob_size(name, d).await?;
     if found.is_none()
         && let Some(p) = &s.opts.proxy
     {
         match p.cache_blob(&s.storage, name, d).await {
-            Ok(()) => found = s.storage.open_blob(name, d)?,
+            Ok(()) => found = s.storage.blob_size(name, d).await?,
             Err(ProxyMiss::Unknown) => {}
             Err(ProxyMiss::Failed(why)) => return Err(upstream_failed(&format!("blob {d} of {name}"), why)),
         }
     }
-    let Some(file) = found else { return Err(blob_unknown(d)) };
-    let size = file.metadata()?.len();
+    let Some(size) = found else { return Err(blob_unknown(d)) };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len, content_range) = match range {
         Some(r) => match parse_range(r, size) {
@@ -493,17 +491,14 @@ async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &Hea
         Body::empty()
     } else {
         notify(s, r, Event { action: "pull", repo: name, media_type: BLOB, digest: d, size, tag: None });
-        let mut f = tokio::fs::File::from_std(file);
-        f.seek(std::io::SeekFrom::Start(start)).await?;
-        let reader = tokio::io::AsyncReadExt::take(f, len);
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 << 10))
+        Body::from_stream(s.storage.read_blob(d, start, len).await?)
     };
     Ok(builder.body(body).expect("valid response"))
 }
 
-fn delete_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest) -> ApiResult {
+async fn delete_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest) -> ApiResult {
     deletes(s)?;
-    if !s.storage.unlink_blob(name, d)? {
+    if !s.storage.unlink_blob(name, d).await? {
         return Err(blob_unknown(d));
     }
     notify(s, r, Event { action: "delete", repo: name, media_type: BLOB, digest: d, size: 0, tag: None });
@@ -548,35 +543,46 @@ async fn start_upload(
     if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
         let d = digest_of(mount)?;
         let from = repository(from)?;
-        if s.storage.repo_has_blob(&from, &d)? && s.storage.link_blob(name, &d)? {
-            let size = s.storage.blob_size(name, &d)?.unwrap_or(0);
+        if s.storage.repo_has_blob(&from, &d).await? && s.storage.link_blob(name, &d).await? {
+            let size = s.storage.blob_size(name, &d).await?.unwrap_or(0);
             notify(s, r, Event { action: "mount", repo: name, media_type: BLOB, digest: &d, size, tag: None });
             return Ok(blob_created(name, &d));
         }
         // Not mountable: an ordinary upload, as the spec says.
     }
-    let id = s.storage.start_upload(name)?;
+    let id = s.storage.start_upload(name).await?;
     s.uploads.lock().expect("not poisoned").insert(id.clone(), Progress { hasher: sha2::Sha256::new(), offset: 0 });
     if let Some(d) = q.get("digest") {
         // Monolithic: the whole blob in this POST.
         let d = digest_of(d)?;
         append(s, name, &id, body, None).await?;
         let _ = headers;
-        return finish(s, r, name, &id, &d);
+        return finish(s, r, name, &id, &d).await;
     }
     Ok(upload_accepted(StatusCode::ACCEPTED, name, &id, 0))
 }
 
-fn upload_status(s: &Server, name: &str, id: &str) -> ApiResult {
-    let size = s.storage.upload_size(name, id)?.ok_or_else(|| upload_unknown(id))?;
+async fn upload_status(s: &Server, name: &str, id: &str) -> ApiResult {
+    let size = s.storage.upload_size(name, id).await?.ok_or_else(|| upload_unknown(id))?;
     Ok(upload_accepted(StatusCode::NO_CONTENT, name, id, size))
 }
+
+/// A body that broke off while it streamed in (the client's fault).
+#[derive(Debug)]
+struct BodyError(String);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading the body: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyError {}
 
 /// Appends `body` to the upload, hashing as it goes; with `expect_start`, the
 /// upload must hold exactly that many bytes first (else 416).
 async fn append(s: &Arc<Server>, name: &str, id: &str, body: Body, expect_start: Option<u64>) -> Result<u64, ApiError> {
-    let file = s.storage.upload_file(name, id)?.ok_or_else(|| upload_unknown(id))?;
-    let size = file.metadata()?.len();
+    let size = s.storage.upload_size(name, id).await?.ok_or_else(|| upload_unknown(id))?;
     if let Some(start) = expect_start
         && start != size
     {
@@ -589,25 +595,27 @@ async fn append(s: &Arc<Server>, name: &str, id: &str, body: Body, expect_start:
         return Err(e);
     }
     // The running hash, when this process saw every byte so far.
-    let mut progress = s.uploads.lock().expect("not poisoned").remove(id).filter(|p| p.offset == size);
-    // Writes gathered into 1 MiB: each write of a tokio file is a trip to
-    // the blocking pool.
-    let mut f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(file));
-    let mut stream = body.into_data_stream();
-    let mut written = size;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("reading the body: {e}"))
-        })?;
-        f.write_all(&chunk).await?;
-        if let Some(p) = progress.as_mut() {
-            p.hasher.update(&chunk);
-            p.offset += chunk.len() as u64;
+    let progress = s.uploads.lock().expect("not poisoned").remove(id).filter(|p| p.offset == size);
+    let progress = Arc::new(Mutex::new(progress));
+    let hashing = Arc::clone(&progress);
+    let stream = body
+        .into_data_stream()
+        .map(move |chunk| {
+            let chunk = chunk.map_err(|e| std::io::Error::other(BodyError(e.to_string())))?;
+            if let Some(p) = hashing.lock().expect("not poisoned").as_mut() {
+                p.hasher.update(&chunk);
+                p.offset += chunk.len() as u64;
+            }
+            Ok(chunk)
+        })
+        .boxed();
+    let written = s.storage.append_upload(id, size, stream).await.map_err(|e| {
+        match e.get_ref().and_then(|r| r.downcast_ref::<BodyError>()) {
+            Some(b) => ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", b.to_string()),
+            None => ApiError::from(e),
         }
-        written += chunk.len() as u64;
-    }
-    f.flush().await?;
-    if let Some(p) = progress {
+    })?;
+    if let Some(p) = progress.lock().expect("not poisoned").take() {
         s.uploads.lock().expect("not poisoned").insert(id.to_owned(), p);
     }
     Ok(written)
@@ -629,7 +637,7 @@ async fn patch_upload(s: &Arc<Server>, name: &str, id: &str, headers: &HeaderMap
     match append(s, name, id, body, start).await {
         Ok(size) => Ok(upload_accepted(StatusCode::ACCEPTED, name, id, size)),
         Err(e) if e.status == StatusCode::RANGE_NOT_SATISFIABLE => {
-            let size = s.storage.upload_size(name, id)?.unwrap_or(0);
+            let size = s.storage.upload_size(name, id).await?.unwrap_or(0);
             let mut resp = e.into_response();
             resp.headers_mut()
                 .insert(header::LOCATION, HeaderValue::from_str(&upload_location(name, id)).expect("ascii"));
@@ -654,29 +662,37 @@ async fn finish_upload(
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "closing an upload needs ?digest="))?;
     let d = digest_of(d)?;
     append(s, name, id, body, None).await?;
-    finish(s, r, name, id, &d)
+    finish(s, r, name, id, &d).await
 }
 
 /// Verifies the upload against `d` and stores it; a mismatch cancels it.
-fn finish(s: &Server, r: &Req<'_>, name: &str, id: &str, d: &Digest) -> ApiResult {
+async fn finish(s: &Server, r: &Req<'_>, name: &str, id: &str, d: &Digest) -> ApiResult {
     let progress = s.uploads.lock().expect("not poisoned").remove(id);
-    let mut file = s.storage.upload_file(name, id)?.ok_or_else(|| upload_unknown(id))?;
-    let size = file.metadata()?.len();
+    let size = s.storage.upload_size(name, id).await?.ok_or_else(|| upload_unknown(id))?;
     let actual = match progress {
         Some(p) if p.offset == size && d.algorithm() == cargohold_image_core::Algorithm::Sha256 => {
             Digest::parse(&format!("sha256:{}", hex(&p.hasher.finalize()))).expect("a sha256 digest")
         }
-        _ => hash_file(&mut file, d.algorithm())?,
+        // Another process (or a broken-off append) saw part of it: hash
+        // what is stored.
+        _ => {
+            let mut h = cargohold_image_core::Hasher::new(d.algorithm());
+            let mut data = s.storage.read_upload(id).await?;
+            while let Some(chunk) = data.next().await {
+                h.update(&chunk?);
+            }
+            h.finish()
+        }
     };
     if &actual != d {
-        s.storage.cancel_upload(name, id)?;
+        s.storage.cancel_upload(name, id).await?;
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "DIGEST_INVALID",
             format!("the upload's content has digest {actual}, not {d}"),
         ));
     }
-    s.storage.commit_upload(name, id, d)?;
+    s.storage.commit_upload(name, id, d).await?;
     notify(s, r, Event { action: "push", repo: name, media_type: BLOB, digest: d, size, tag: None });
     Ok(blob_created(name, d))
 }
@@ -685,9 +701,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn cancel_upload(s: &Server, name: &str, id: &str) -> ApiResult {
+async fn cancel_upload(s: &Server, name: &str, id: &str) -> ApiResult {
     s.uploads.lock().expect("not poisoned").remove(id);
-    if !s.storage.cancel_upload(name, id)? {
+    if !s.storage.cancel_upload(name, id).await? {
         return Err(upload_unknown(id));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -698,14 +714,14 @@ fn manifest_unknown(name: &str, reference: &str) -> ApiError {
 }
 
 /// The digest a reference names: itself, or what the tag points at.
-fn resolve(s: &Server, name: &str, reference: &str) -> Result<Digest, ApiError> {
+async fn resolve(s: &Server, name: &str, reference: &str) -> Result<Digest, ApiError> {
     if reference.contains(':') {
         return digest_of(reference);
     }
     if !cargohold_image_core::is_valid_tag(reference) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "TAG_INVALID", format!("invalid tag {reference:?}")));
     }
-    s.storage.get_tag(name, reference)?.ok_or_else(|| manifest_unknown(name, reference))
+    s.storage.get_tag(name, reference).await?.ok_or_else(|| manifest_unknown(name, reference))
 }
 
 fn upstream_failed(what: &str, why: String) -> ApiError {
@@ -725,14 +741,14 @@ async fn get_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str, head
         match miss {
             Some(ProxyMiss::Unknown) => return Err(manifest_unknown(name, reference)),
             // The cached copy (if any) serves while upstream fails.
-            Some(ProxyMiss::Failed(why)) if resolve(s, name, reference).is_err() => {
+            Some(ProxyMiss::Failed(why)) if resolve(s, name, reference).await.is_err() => {
                 return Err(upstream_failed(&format!("manifest {reference} of {name}"), why));
             }
             _ => {}
         }
     }
-    let d = resolve(s, name, reference)?;
-    let m = s.storage.get_manifest(name, &d)?.ok_or_else(|| manifest_unknown(name, reference))?;
+    let d = resolve(s, name, reference).await?;
+    let m = s.storage.get_manifest(name, &d).await?.ok_or_else(|| manifest_unknown(name, reference))?;
     if !head {
         let tag = (!reference.contains(':')).then_some(reference);
         let size = m.bytes.len() as u64;
@@ -820,7 +836,7 @@ async fn put_manifest(
                 if b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
                     continue;
                 }
-                if !s.storage.repo_has_blob(name, &b.digest)? {
+                if !s.storage.repo_has_blob(name, &b.digest).await? {
                     return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "MANIFEST_BLOB_UNKNOWN",
@@ -833,7 +849,7 @@ async fn put_manifest(
         }
         Manifest::Index(i) => {
             for c in &i.manifests {
-                if s.storage.get_manifest(name, &c.digest)?.is_none() {
+                if s.storage.get_manifest(name, &c.digest).await?.is_none() {
                     return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
                         "MANIFEST_BLOB_UNKNOWN",
@@ -844,10 +860,12 @@ async fn put_manifest(
             (i.subject.clone(), i.artifact_type.clone(), i.annotations.clone())
         }
     };
-    s.storage.put_manifest(
-        name,
-        &StoredManifest { digest: digest.clone(), media_type: raw.media_type.clone(), bytes: raw.bytes.clone() },
-    )?;
+    s.storage
+        .put_manifest(
+            name,
+            &StoredManifest { digest: digest.clone(), media_type: raw.media_type.clone(), bytes: raw.bytes.clone() },
+        )
+        .await?;
     if let Some(subject) = &subject {
         let mut desc = serde_json::json!({
             "mediaType": raw.media_type, "digest": digest.as_str(), "size": raw.bytes.len(),
@@ -858,10 +876,10 @@ async fn put_manifest(
         if let Some(a) = annotations.filter(|a| !a.is_empty()) {
             desc["annotations"] = serde_json::json!(a);
         }
-        s.storage.add_referrer(name, &subject.digest, &desc)?;
+        s.storage.add_referrer(name, &subject.digest, &desc).await?;
     }
     if let Some(tag) = tag {
-        s.storage.set_tag(name, tag, &digest)?;
+        s.storage.set_tag(name, tag, &digest).await?;
     }
     let size = raw.bytes.len() as u64;
     notify(s, r, Event { action: "push", repo: name, media_type: &raw.media_type, digest: &digest, size, tag });
@@ -876,18 +894,18 @@ async fn put_manifest(
     Ok(resp.body(Body::empty()).expect("valid response"))
 }
 
-fn delete_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str) -> ApiResult {
+async fn delete_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str) -> ApiResult {
     deletes(s)?;
     if reference.contains(':') {
         let d = digest_of(reference)?;
-        let media_type = s.storage.get_manifest(name, &d)?.map(|m| m.media_type).unwrap_or_default();
-        if !s.storage.delete_manifest(name, &d)? {
+        let media_type = s.storage.get_manifest(name, &d).await?.map(|m| m.media_type).unwrap_or_default();
+        if !s.storage.delete_manifest(name, &d).await? {
             return Err(manifest_unknown(name, reference));
         }
         notify(s, r, Event { action: "delete", repo: name, media_type: &media_type, digest: &d, size: 0, tag: None });
     } else {
-        let d = s.storage.get_tag(name, reference)?;
-        if !s.storage.delete_tag(name, reference)? {
+        let d = s.storage.get_tag(name, reference).await?;
+        if !s.storage.delete_tag(name, reference).await? {
             return Err(manifest_unknown(name, reference));
         }
         if let Some(d) = d {
@@ -898,8 +916,8 @@ fn delete_manifest(s: &Server, r: &Req<'_>, name: &str, reference: &str) -> ApiR
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-fn referrers(s: &Server, name: &str, subject: &Digest, q: &HashMap<String, String>) -> ApiResult {
-    let mut list = s.storage.referrers(name, subject)?;
+async fn referrers(s: &Server, name: &str, subject: &Digest, q: &HashMap<String, String>) -> ApiResult {
+    let mut list = s.storage.referrers(name, subject).await?;
     let filter = q.get("artifactType");
     if let Some(t) = filter {
         list.retain(|d| d.get("artifactType").and_then(|v| v.as_str()) == Some(t.as_str()));

@@ -10,12 +10,16 @@
 //! (their blobs and children must exist), digests verified as bodies
 //! stream in, sizes capped, and errors in the spec's codes. Docker schema2
 //! manifests and lists are stored and served as OCI ones are.
+//!
+//! Storage is a local directory ([`FsDriver`]) or an S3 bucket
+//! ([`S3Driver`]); several servers over one bucket serve one registry.
 
 mod auth;
 mod config;
 mod http;
 mod notify;
 mod proxy;
+mod s3;
 mod storage;
 mod tls;
 
@@ -24,5 +28,8 @@ pub use config::RegistryConfig;
 pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
 pub use notify::{EVENTS_MEDIA_TYPE, Endpoint, Notifier, Target};
 pub use proxy::Proxy;
-pub use storage::{FsStorage, GcOptions, GcReport, ReferrerDescriptor, Storage, StoredManifest, hash_file};
+pub use s3::{MIN_PART_SIZE, S3Driver, S3Options};
+pub use storage::{
+    ByteStream, Driver, FsDriver, GcOptions, GcReport, Listing, ObjectMeta, ReferrerDescriptor, Storage, StoredManifest,
+};
 pub use tls::{TlsFiles, serve_tls, server_config};

@@ -8,7 +8,9 @@ use cargohold_image_core::{
     CopyOptions, Descriptor, Digest, ImageLocation, ImageManifest, NoProgress, RawManifest, Reference, Store,
     media_type as mt, open_source,
 };
-use cargohold_registry::server::{FsStorage, ServerOptions, router, serve};
+use cargohold_registry::server::{
+    GcOptions, MIN_PART_SIZE, S3Driver, S3Options, ServerOptions, Storage, router, serve,
+};
 use cargohold_registry::{ClientOptions, Registry};
 use cargohold_testkit::*;
 
@@ -23,7 +25,10 @@ struct TestServer {
 
 impl TestServer {
     fn start(root: &std::path::Path) -> Self {
-        let storage = Arc::new(FsStorage::open(root).unwrap());
+        Self::with_storage(Storage::filesystem(root).unwrap())
+    }
+
+    fn with_storage(storage: Storage) -> Self {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -230,4 +235,148 @@ async fn bad_input_gets_the_specs_errors_and_stores_nothing() {
     // Still serving.
     let (s, _, _) = send(http.get(format!("{base}/v2/"))).await;
     assert_eq!(s, 200);
+}
+
+/// S3 storage on a real object store (Swift's S3 API): two servers over one
+/// bucket are one registry, uploads move between them mid-way, large blobs
+/// go up as multipart uploads, and a wrong digest stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_storage_on_swift_two_servers_one_bucket() {
+    let t = tempfile::tempdir().unwrap();
+    let swift =
+        tokio::task::spawn_blocking(|| Swift::start(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")))).await.unwrap();
+    swift.bucket("registry");
+    let opts = S3Options {
+        bucket: "registry".into(),
+        endpoint: Some(swift.s3_endpoint.clone()),
+        path_style: true,
+        access_key: swift.access_key.clone(),
+        secret_key: swift.secret_key.clone(),
+        root: "site/one".into(),
+        part_size: MIN_PART_SIZE,
+        ..S3Options::default()
+    };
+    let storage = || Storage::new(Arc::new(S3Driver::new(&opts).unwrap()));
+    let (a, b) = (TestServer::with_storage(storage()), TestServer::with_storage(storage()));
+
+    // skopeo pushes to one server, and pulls from the other bit-identically.
+    let layout = umoci_image(t.path());
+    let (dir, la) = (t.path().to_owned(), layout.clone());
+    let (addr_a, addr_b) = (a.addr.clone(), b.addr.clone());
+    tokio::task::spawn_blocking(move || {
+        run(skopeo(&dir)
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", la.display()))
+            .arg(format!("docker://{addr_a}/team/app:1")));
+        run(skopeo(&dir)
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{addr_b}/team/app:1"))
+            .arg(format!("oci:{}:1", dir.join("back").display())));
+    })
+    .await
+    .unwrap();
+    let ours = std::fs::read_dir(layout.join("blobs/sha256")).unwrap().count();
+    for e in std::fs::read_dir(t.path().join("back/blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(layout.join("blobs/sha256").join(e.file_name())).unwrap()
+        );
+    }
+    // Manifest, config and layers (the layout holds other images too).
+    assert!((3..=ours).contains(&std::fs::read_dir(t.path().join("back/blobs/sha256")).unwrap().count()));
+
+    // A chunked upload started on A, continued on B, finished on A: 12 MiB
+    // in two chunks, so the blob goes up as a multipart upload.
+    let http = reqwest::Client::new();
+    let data: Vec<u8> = (0..12u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let d = Digest::sha256_of(&data);
+    let resp = http.post(format!("http://{}/v2/team/big/blobs/uploads/", a.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let (first, second) = data.split_at(7 << 20);
+    let resp = http
+        .patch(format!("http://{}{location}", a.addr))
+        .header("content-range", format!("0-{}", first.len() - 1))
+        .body(first.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["range"].to_str().unwrap()), (202, "0-7340031"));
+    let resp = http.get(format!("http://{}{location}", b.addr)).send().await.unwrap();
+    assert_eq!((resp.status().as_u16(), resp.headers()["range"].to_str().unwrap()), (204, "0-7340031"));
+    let resp = http
+        .patch(format!("http://{}{location}", b.addr))
+        .header("content-range", format!("{}-{}", first.len(), data.len() - 1))
+        .body(second.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    // A wrong digest first: refused, and the upload (and nothing else) stays.
+    let wrong = Digest::sha256_of(b"not it");
+    let resp = http.put(format!("http://{}{location}?digest={wrong}", a.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http.head(format!("http://{}/v2/team/big/blobs/{wrong}", b.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    // That upload was cancelled with the refusal: start again, in one go.
+    let resp = http
+        .post(format!("http://{}/v2/team/big/blobs/uploads/?digest={d}", a.addr))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let got = http.get(format!("http://{}/v2/team/big/blobs/{d}", b.addr)).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(got.bytes().await.unwrap() == data, "B serves what A stored");
+    let part = http
+        .get(format!("http://{}/v2/team/big/blobs/{d}", b.addr))
+        .header("range", "bytes=10485760-10485769")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &data[10 << 20..(10 << 20) + 10]);
+
+    // The same, chunked across servers, in a second repository.
+    let resp = http.post(format!("http://{}/v2/team/big2/blobs/uploads/", b.addr)).send().await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    for (i, (server, chunk)) in [(&a, first), (&b, second)].into_iter().enumerate() {
+        let start = if i == 0 { 0 } else { first.len() };
+        let resp = http
+            .patch(format!("http://{}{location}", server.addr))
+            .header("content-range", format!("{start}-{}", start + chunk.len() - 1))
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let resp = http.put(format!("http://{}{location}?digest={d}", a.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let got = http.get(format!("http://{}/v2/team/big2/blobs/{d}", a.addr)).send().await.unwrap();
+    assert!(got.bytes().await.unwrap() == data);
+    let leftovers: Vec<String> = swift.list("registry").into_iter().filter(|k| k.contains("/uploads/")).collect();
+    assert!(leftovers.is_empty(), "finished uploads leave nothing: {leftovers:?}");
+
+    // Tags and catalog agree on both; a delete on one is seen on the other.
+    for srv in [&a, &b] {
+        let cat: serde_json::Value =
+            http.get(format!("http://{}/v2/_catalog", srv.addr)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(cat["repositories"], serde_json::json!(["team/app", "team/big", "team/big2"]));
+    }
+    let resp = http.delete(format!("http://{}/v2/team/big2/blobs/{d}", a.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let resp = http.head(format!("http://{}/v2/team/big2/blobs/{d}", b.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+
+    // gc over the bucket: the blobs no manifest uses go (none young: min_age 0).
+    let report =
+        storage().gc(&GcOptions { delete_untagged: false, dry_run: false, min_age: Default::default() }).await.unwrap();
+    assert_eq!(report.blobs_deleted, [d.to_string()], "{report:?}");
+    assert_eq!(report.manifests_kept, 1);
+    let resp = http.get(format!("http://{}/v2/team/app/manifests/1", b.addr)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the image is whole after gc");
+    drop((a, b));
 }
