@@ -131,7 +131,7 @@ pub enum Command {
                       object storage, config.yml, gc, proxying, notifications.",
         after_help = "Examples:\n  cargohold serve --addr 127.0.0.1:5000 --root /srv/registry\n  skopeo copy --dest-tls-verify=false oci:./layout:1 docker://127.0.0.1:5000/team/app:1"
     )]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load the images of a docker or OCI archive into the store.
     #[command(
         after_help = "Examples:\n  cargohold load busybox.tar\n  cargohold load image-oci.tar --name registry.example/team/app:2"
@@ -613,6 +613,27 @@ pub struct ServeArgs {
     /// Require client certificates from this CA (PEM; repeatable): mutual TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Vec<PathBuf>,
+    /// Token auth with a token service of our own at /token: users from --htpasswd, what each may do from this
+    /// YAML list of rules (`- account: alice` or `anonymous: true`, `name: team/*`, `actions: [pull, push, delete]`;
+    /// the first rule matching user and repository decides).
+    #[arg(long, value_name = "FILE", conflicts_with = "token_certs")]
+    pub token_acl: Option<PathBuf>,
+    /// The token service's signing key (PKCS#8 PEM, RSA or P-256), for replicas or other registries that trust
+    /// it (default: a key made at start, trusted by this process only).
+    #[arg(long, value_name = "FILE", requires = "token_acl")]
+    pub token_key: Option<PathBuf>,
+    /// Token auth with an external token service: its signing certificates (PEM); needs --token-realm.
+    #[arg(long, value_name = "FILE", requires = "token_realm")]
+    pub token_certs: Option<PathBuf>,
+    /// Where clients get tokens (with --token-acl: default this server's /token).
+    #[arg(long, value_name = "URL")]
+    pub token_realm: Option<String>,
+    /// The service name tokens are for (`aud`).
+    #[arg(long, value_name = "NAME", default_value = "cargohold")]
+    pub token_service: String,
+    /// The issuer tokens come from (`iss`).
+    #[arg(long, value_name = "NAME", default_value = "cargohold")]
+    pub token_issuer: String,
 }
 
 /// A registry's storage in an S3 bucket (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).

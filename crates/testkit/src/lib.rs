@@ -60,6 +60,12 @@ impl TestRegistry {
         (reg, tokens)
     }
 
+    /// Behind token auth from a token service described by `tokens` (its
+    /// realm, service, issuer and certificate: one of ours, say).
+    pub fn start_trusting(tokens: &TokenServer) -> Self {
+        Self::start_with(Auth::Token(tokens))
+    }
+
     fn start_with(auth: Auth<'_>) -> Self {
         require("docker-registry");
         let dir = tempfile::tempdir().unwrap();

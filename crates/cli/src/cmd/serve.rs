@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Endpoint, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions, Storage,
-    TlsFiles, router, serve, serve_tls, server_config,
+    Acl, Endpoint, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions, Storage,
+    TlsFiles, TokenAuth, TokenIssuer, router, serve, serve_tls, server_config,
 };
 
 use super::Ctx;
@@ -129,6 +129,34 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         (None, None) => None,
     };
     let (storage, place) = open_storage(args.root.as_deref(), &args.s3, config.as_ref(), false)?;
+    let htpasswd = htpasswd.map(Arc::new);
+    let (token, issuer) = match (&args.token_acl, &args.token_certs, config.as_ref().and_then(|c| c.token.clone())) {
+        (Some(acl), _, _) => {
+            let text = std::fs::read_to_string(acl).with_context(|| format!("cannot read {}", acl.display()))?;
+            let acl = Acl::parse(&text, &acl.display().to_string()).map_err(anyhow::Error::msg)?;
+            let issuer = TokenIssuer::new(
+                args.token_key.as_deref(),
+                &args.token_issuer,
+                &args.token_service,
+                acl,
+                htpasswd.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            let auth = TokenAuth::own(&issuer, args.token_realm.clone());
+            (Some(Arc::new(auth)), Some(Arc::new(issuer)))
+        }
+        (None, Some(certs), _) => {
+            let realm = args.token_realm.as_deref().unwrap_or_default();
+            let auth = TokenAuth::external(realm, &args.token_service, &args.token_issuer, certs)
+                .map_err(anyhow::Error::msg)?;
+            (Some(Arc::new(auth)), None)
+        }
+        (None, None, Some((realm, service, iss, bundle))) => {
+            let auth = TokenAuth::external(&realm, &service, &iss, &bundle).map_err(anyhow::Error::msg)?;
+            (Some(Arc::new(auth)), None)
+        }
+        (None, None, None) => (None, None),
+    };
     let access_log = !ctx.is_quiet() && config.as_ref().is_none_or(|c| c.access_log);
     let logger: Option<cargohold_registry::server::RequestLogger> = access_log.then(|| {
         Arc::new(|r: &cargohold_registry::server::RequestLog| {
@@ -137,7 +165,9 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     });
     let opts = ServerOptions {
         delete_enabled,
-        htpasswd: htpasswd.map(Arc::new),
+        htpasswd,
+        token,
+        issuer,
         logger,
         headers: config.as_ref().map(|c| c.headers.clone()).unwrap_or_default(),
         ..ServerOptions::default()
@@ -189,7 +219,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let opts = ServerOptions { proxy, ..opts };
+    let opts = ServerOptions { proxy, https: tls.is_some(), ..opts };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let listener =

@@ -3,6 +3,7 @@
 //! stops it cleanly.
 
 use super::*;
+use cargohold_testkit::{TestRegistry, TokenServer};
 
 /// `cargohold serve` on a free port over `root`; killed on drop.
 struct Served(std::process::Child, String);
@@ -481,4 +482,157 @@ fn two_servers_over_one_s3_bucket() {
     assert_eq!(report["blobs_deleted"], serde_json::json!([]), "every blob is still used by team/app:1: {report}");
     assert_eq!(json(&other, &["pull", &format!("{}/team/app:1", b.1), "--json"])["digest"], want.as_str());
     drop((a, b));
+}
+
+/// Token auth with our own token service: per-repository rules for users
+/// and anonymous pulls, checked through cargohold and skopeo; Debian's
+/// docker-registry trusts the same tokens (our key ids and signatures are
+/// distribution's).
+#[test]
+fn token_auth_with_our_issuer_and_per_repository_rules() {
+    require("htpasswd");
+    require("openssl");
+    let t = tempfile::tempdir().unwrap();
+    let htpasswd = t.path().join("htpasswd");
+    let users = run(Command::new("htpasswd").args(["-Bbn", "alice", "s3cret"]))
+        + &run(Command::new("htpasswd").args(["-Bbn", "bob", "b0b"]));
+    std::fs::write(&htpasswd, users).unwrap();
+    let acl = t.path().join("acl.yml");
+    std::fs::write(
+        &acl,
+        "- account: alice\n  type: registry\n  name: catalog\n  actions: ['*']\n\
+         - account: alice\n  name: '*'\n  actions: ['*']\n\
+         - account: bob\n  name: team/*\n  actions: [pull]\n\
+         - account: '*'\n  name: ${account}/*\n  actions: [pull, push]\n\
+         - anonymous: true\n  name: public/*\n  actions: [pull]\n",
+    )
+    .unwrap();
+    let (key, cert) = (t.path().join("token.key"), t.path().join("token.crt"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cargohold-tokens"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null()));
+    let srv = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("data")).arg("--htpasswd").arg(&htpasswd);
+        c.arg("--token-acl").arg(&acl).arg("--token-key").arg(&key);
+    });
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let as_user = |creds: Option<&str>, args: &[&str]| {
+        let mut c = bin();
+        c.env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+            .env("DOCKER_CONFIG", t.path().join("no-docker"))
+            .env("HOME", t.path().join("nobody"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--store")
+            .arg(&store);
+        if let Some(cr) = creds {
+            c.args(["--creds", cr]);
+        }
+        c.args(args).output().unwrap()
+    };
+    let (alice, bob) = (Some("alice:s3cret"), Some("bob:b0b"));
+    let team = format!("{}/team/app:1", srv.1);
+    let head =
+        run(Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/null"]).arg(format!("http://{}/v2/", srv.1)));
+    assert!(
+        head.starts_with("HTTP/1.1 401")
+            && head.contains(&format!("Bearer realm=\"http://{}/token\",service=\"cargohold\"", srv.1)),
+        "{head}"
+    );
+    assert!(!as_user(None, &["push", "app:1", &team]).status.success(), "anonymous pushes nothing");
+    assert!(!as_user(Some("alice:wrong"), &["push", "app:1", &team]).status.success());
+    let pushed = as_user(alice, &["push", "app:1", &team]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    assert!(
+        !as_user(bob, &["push", "app:1", &format!("{}/team/app:2", srv.1)]).status.success(),
+        "bob only pulls team/*"
+    );
+    assert!(as_user(bob, &["tags", &format!("{}/team/app", srv.1)]).status.success());
+    let mine = as_user(bob, &["push", "app:1", &format!("{}/bob/app:1", srv.1)]);
+    assert!(mine.status.success(), "${{account}}/*: {mine:?}");
+    assert!(!as_user(None, &["tags", &format!("{}/team/app", srv.1)]).status.success());
+    assert!(as_user(alice, &["push", "app:1", &format!("{}/public/app:1", srv.1)]).status.success());
+    assert!(as_user(None, &["tags", &format!("{}/public/app", srv.1)]).status.success(), "anonymous pulls public/*");
+    let digest = run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--creds", "bob:b0b", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{team}")));
+    assert!(digest.trim().starts_with("sha256:"));
+    assert!(!as_user(bob, &["catalog", &srv.1]).status.success(), "the catalog is alice's");
+    assert!(as_user(alice, &["catalog", &srv.1]).status.success());
+    assert!(!as_user(bob, &["delete", &team]).status.success(), "bob may not delete");
+    assert!(as_user(alice, &["delete", &format!("{}/public/app:1", srv.1)]).status.success());
+
+    // distribution trusts our tokens: a docker-registry behind our /token.
+    let ours = TokenServer {
+        realm: format!("http://{}/token", srv.1),
+        service: "cargohold".into(),
+        issuer: "cargohold".into(),
+        cert: cert.clone(),
+        requests: Default::default(),
+    };
+    let reg = TestRegistry::start_trusting(&ours);
+    let pushed = as_user(alice, &["push", "app:1", &format!("{}/team/app:1", reg.addr)]);
+    assert!(pushed.status.success(), "docker-registry accepts our tokens: {pushed:?}");
+    assert!(!as_user(bob, &["push", "app:1", &format!("{}/team/app:2", reg.addr)]).status.success());
+    assert!(as_user(bob, &["tags", &format!("{}/team/app", reg.addr)]).status.success());
+}
+
+/// Token auth from an external token service (distribution's `auth.token`
+/// in config.yml, the test token service that docker-registry trusts).
+#[test]
+fn token_auth_from_an_external_issuer() {
+    let t = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(t.path(), "carol", "pa55", 300);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = t.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    \
+             realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+            t.path().join("data").display(),
+            tokens.realm,
+            tokens.service,
+            tokens.issuer,
+            tokens.cert.display()
+        ),
+    )
+    .unwrap();
+    let child = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let srv = listening(child, format!("127.0.0.1:{port}"));
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/team/app:1", srv.1);
+    let with = |creds: &str, args: &[&str]| {
+        bin()
+            .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+            .env("DOCKER_CONFIG", t.path().join("no-docker"))
+            .arg("--store")
+            .arg(&store)
+            .args(["--creds", creds])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(!with("carol:wrong", &["push", "app:1", &target]).status.success());
+    let pushed = with("carol:pa55", &["push", "app:1", &target]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--src-tls-verify=false", "--src-creds", "carol:pa55"])
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:1", t.path().join("back").display())));
+    assert!(tokens.requests.lock().unwrap().iter().any(|r| r.contains("repository:team/app:pull,push")));
 }

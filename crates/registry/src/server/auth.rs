@@ -69,30 +69,34 @@ impl Htpasswd {
     /// known user may do anything; without credentials, only pulls when
     /// anonymous pulls are on.
     pub fn allows(&self, authorization: Option<&str>, access: Access) -> bool {
-        let Some(value) = authorization else {
-            return self.anonymous_pull && matches!(access, Access::Pull | Access::Ping);
-        };
-        let Some(encoded) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
-            return false;
-        };
+        match authorization {
+            None => self.anonymous_pull && matches!(access, Access::Pull | Access::Ping),
+            Some(value) => self.user(value).is_some(),
+        }
+    }
+
+    /// The user a Basic `Authorization` header value names, when its
+    /// password is right.
+    pub fn user(&self, authorization: &str) -> Option<String> {
+        let encoded = authorization.strip_prefix("Basic ").or_else(|| authorization.strip_prefix("basic "))?;
         use base64::Engine as _;
-        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-        let Ok(text) = String::from_utf8(raw) else { return false };
-        let Some((user, password)) = text.split_once(':') else { return false };
-        let Some(hash) = self.users.get(user) else { return false };
+        let raw = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, password) = text.split_once(':')?;
+        let hash = self.users.get(user)?;
         let key: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
         if self.verified.lock().expect("not poisoned").get(&key) == Some(hash) {
-            return true;
+            return Some(user.to_owned());
         }
-        let ok = bcrypt_verify(password.as_bytes(), hash);
-        if ok {
-            let mut cache = self.verified.lock().expect("not poisoned");
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(key, hash.clone());
+        if !bcrypt_verify(password.as_bytes(), hash) {
+            return None;
         }
-        ok
+        let mut cache = self.verified.lock().expect("not poisoned");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, hash.clone());
+        Some(user.to_owned())
     }
 }
 

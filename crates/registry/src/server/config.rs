@@ -21,6 +21,8 @@ pub struct RegistryConfig {
     pub delete_enabled: bool,
     /// `auth.htpasswd`: the file and realm.
     pub htpasswd: Option<(PathBuf, String)>,
+    /// `auth.token`: realm, service, issuer, rootcertbundle.
+    pub token: Option<(String, String, String, PathBuf)>,
     /// `http.headers`: added to every response.
     pub headers: Vec<(String, String)>,
     /// Whether requests are logged (`log.accesslog.disabled`, `log.level`).
@@ -104,8 +106,13 @@ fn s3(m: &Mapping, file: &str) -> Result<super::S3Options, String> {
     let (mut secure, mut path_style) = (true, None);
     for (k, v) in m {
         let key = format!("storage.s3.{}", string(k, file, "storage.s3")?);
-        let must_be =
-            |ok: bool, what: &str| if ok { Ok(()) } else { Err(err(file, &key, format!("only {what} is supported"))) };
+        let must_be = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(err(file, &key, format!("is not supported by cargohold serve yet (only {what})")))
+            }
+        };
         match key.rsplit('.').next().unwrap_or("") {
             "accesskey" => o.access_key = string(v, file, &key)?,
             "secretkey" => o.secret_key = string(v, file, &key)?,
@@ -165,6 +172,7 @@ impl RegistryConfig {
             addr: None,
             delete_enabled: false,
             htpasswd: None,
+            token: None,
             headers: Vec::new(),
             tls: None,
             endpoints: Vec::new(),
@@ -219,6 +227,29 @@ impl RegistryConfig {
                                 }
                                 let path = path.ok_or_else(|| err(file, "auth.htpasswd", "needs a path"))?;
                                 c.htpasswd = Some((path, realm));
+                            }
+                            "token" => {
+                                let (mut realm, mut service, mut issuer, mut bundle) = (None, None, None, None);
+                                for (tk, tv) in map(av, file, "auth.token")? {
+                                    let key = format!("auth.token.{}", string(tk, file, "auth.token")?);
+                                    match key.rsplit('.').next().unwrap_or("") {
+                                        "realm" => realm = Some(string(tv, file, &key)?),
+                                        "service" => service = Some(string(tv, file, &key)?),
+                                        "issuer" => issuer = Some(string(tv, file, &key)?),
+                                        "rootcertbundle" => bundle = Some(string(tv, file, &key)?),
+                                        "autoredirect" if !boolean(tv, file, &key)? => {}
+                                        _ => return Err(not_yet(file, &key)),
+                                    }
+                                }
+                                let need = |v: Option<_>, k: &str| {
+                                    v.ok_or_else(|| err(file, &format!("auth.token.{k}"), "is required"))
+                                };
+                                c.token = Some((
+                                    need(realm, "realm")?,
+                                    need(service, "service")?,
+                                    need(issuer, "issuer")?,
+                                    PathBuf::from(need(bundle, "rootcertbundle")?),
+                                ));
                             }
                             other => return Err(not_yet(file, &format!("auth.{other}"))),
                         }
@@ -467,7 +498,7 @@ mod tests {
                 "proxy.x",
             ),
             (
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nauth:\n  token:\n    realm: r\n",
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\nauth:\n  token:\n    realm: r\n    jwks: j\n",
                 "auth.token",
             ),
         ] {

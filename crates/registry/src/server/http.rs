@@ -16,6 +16,7 @@ use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
 use super::proxy::{Proxy, ProxyMiss};
 use super::storage::{Storage, StoredManifest};
+use super::token::{Claims, Refusal, TokenAuth, TokenIssuer};
 
 /// One request, as the server saw it (for request logs).
 #[derive(Debug, Clone)]
@@ -43,8 +44,17 @@ pub struct ServerOptions {
     /// Entries per page of tags and catalog when the client asks for none
     /// (and the most it may ask for).
     pub page_size: usize,
-    /// Basic auth from an htpasswd file (`None`: open to everyone).
+    /// Basic auth from an htpasswd file (`None`: open to everyone, unless
+    /// `token` is set).
     pub htpasswd: Option<Arc<Htpasswd>>,
+    /// Bearer-token auth (distribution's `auth.token`): every request needs
+    /// a token allowing it (htpasswd is then not asked).
+    pub token: Option<Arc<TokenAuth>>,
+    /// A token service of our own, answering at `/token`.
+    pub issuer: Option<Arc<TokenIssuer>>,
+    /// Whether clients reach this server over HTTPS (for the realm of
+    /// `/token` when `token` names none).
+    pub https: bool,
     /// Request logs.
     pub logger: Option<RequestLogger>,
     /// Headers added to every response (`http.headers` of config.yml).
@@ -62,6 +72,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_manifest", &self.max_manifest)
             .field("page_size", &self.page_size)
             .field("htpasswd", &self.htpasswd.is_some())
+            .field("token", &self.token)
+            .field("issuer", &self.issuer)
             .field("logger", &self.logger.is_some())
             .field("headers", &self.headers)
             .field("notifier", &self.notifier.is_some())
@@ -77,6 +89,9 @@ impl Default for ServerOptions {
             max_manifest: 4 << 20,
             page_size: 1000,
             htpasswd: None,
+            token: None,
+            issuer: None,
+            https: false,
             logger: None,
             headers: Vec::new(),
             notifier: None,
@@ -139,6 +154,17 @@ fn repository(name: &str) -> Result<String, ApiError> {
 
 fn digest_of(s: &str) -> Result<Digest, ApiError> {
     Digest::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", format!("{s:?}: {e}")))
+}
+
+/// The `name=value` pairs of a query or form body, decoded, in order.
+fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
 }
 
 fn query_params(uri: &Uri) -> HashMap<String, String> {
@@ -215,15 +241,42 @@ fn access_of(method: &Method, path: &str) -> Access {
 async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_owned();
-    let allowed = match &s.opts.htpasswd {
-        None => true,
-        Some(h) => {
-            let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            h.allows(auth, access_of(&method, &path))
-        }
+    let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let mut claims: Option<Claims> = None;
+    let mut refused: Option<Response> = None;
+    let allowed = match (&s.opts.token, &s.opts.htpasswd) {
+        _ if path == "/token" && s.opts.issuer.is_some() => true,
+        (Some(t), _) => match bearer_check(t, &method, &path, auth_header) {
+            Ok(c) => {
+                claims = Some(c);
+                true
+            }
+            Err((scope, insufficient)) => {
+                let realm = realm(&s.opts, t, &headers);
+                let mut r = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    if insufficient { "insufficient scope" } else { "authentication required" },
+                )
+                .into_response();
+                if let Ok(v) = HeaderValue::from_str(&t.challenge(&realm, scope.as_deref(), insufficient)) {
+                    r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                refused = Some(r);
+                false
+            }
+        },
+        (None, None) => true,
+        (None, Some(h)) => h.allows(auth_header, access_of(&method, &path)),
     };
     let cache_writes = s.opts.proxy.is_some() && matches!(access_of(&method, &path), Access::Push | Access::Delete);
-    let mut resp = if cache_writes && allowed {
+    let mut resp = if path == "/token"
+        && let Some(issuer) = &s.opts.issuer
+    {
+        token_endpoint(issuer, &method, &uri, auth_header, body).await
+    } else if let Some(r) = refused {
+        r
+    } else if cache_writes && allowed {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
@@ -231,8 +284,11 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
         )
         .into_response()
     } else if allowed {
-        let user = basic_user(&headers);
-        let ctx = Req { method: &method, user: user.as_deref() };
+        let user = match &claims {
+            Some(c) => Some(c.subject.clone()).filter(|u| !u.is_empty()),
+            None => basic_user(&headers),
+        };
+        let ctx = Req { method: &method, user: user.as_deref(), claims: claims.as_ref() };
         route(&s, &ctx, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
     } else {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
@@ -264,6 +320,95 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
 struct Req<'a> {
     method: &'a Method,
     user: Option<&'a str>,
+    /// The bearer token's claims, under token auth.
+    claims: Option<&'a Claims>,
+}
+
+impl Req<'_> {
+    /// Whether the request may also pull from `repo` (a mount's source).
+    fn may_pull(&self, repo: &str) -> bool {
+        self.claims.is_none_or(|c| c.allows("repository", repo, "pull"))
+    }
+}
+
+/// The repository a `/v2/...` path is about.
+fn repository_in(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v2/")?;
+    if let Some(name) = rest.strip_suffix("/tags/list").or_else(|| rest.strip_suffix("/blobs/uploads")) {
+        return Some(name);
+    }
+    ["/blobs/uploads/", "/blobs/", "/manifests/", "/referrers/"]
+        .iter()
+        .find_map(|sep| rest.rsplit_once(sep).map(|(name, _)| name))
+}
+
+/// Checks a request's bearer token; on refusal, the scope to ask for and
+/// whether the token was good but not enough.
+fn bearer_check(
+    t: &TokenAuth,
+    method: &Method,
+    path: &str,
+    auth: Option<&str>,
+) -> Result<Claims, (Option<String>, bool)> {
+    let need: Vec<(&str, String, &str)> = match access_of(method, path) {
+        Access::Ping => Vec::new(),
+        Access::Catalog => vec![("registry", "catalog".into(), "*")],
+        access => {
+            let Some(name) = repository_in(path) else { return Err((None, false)) };
+            let actions: &[&str] = match access {
+                Access::Pull => &["pull"],
+                Access::Push => &["pull", "push"],
+                _ => &["delete"],
+            };
+            actions.iter().map(|a| ("repository", name.to_owned(), *a)).collect()
+        }
+    };
+    let scope = need.first().map(|(kind, name, _)| {
+        format!("{kind}:{name}:{}", need.iter().map(|(_, _, a)| *a).collect::<Vec<_>>().join(","))
+    });
+    let token = auth.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")));
+    let Some(claims) = token.and_then(|tok| t.verify(tok.trim()).ok()) else { return Err((scope, false)) };
+    if need.iter().all(|(kind, name, action)| claims.allows(kind, name, action)) {
+        Ok(claims)
+    } else {
+        Err((scope, true))
+    }
+}
+
+/// Where clients get tokens: the configured realm, or this server's
+/// `/token` as the client addressed it.
+fn realm(opts: &ServerOptions, t: &TokenAuth, headers: &HeaderMap) -> String {
+    if let Some(r) = &t.realm {
+        return r.clone();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or("localhost");
+    format!("{}://{host}/token", if opts.https { "https" } else { "http" })
+}
+
+/// `GET /token` (Basic credentials, `scope` and `service` in the query) or
+/// `POST /token` (the OAuth2 password grant in a form).
+async fn token_endpoint(issuer: &TokenIssuer, method: &Method, uri: &Uri, auth: Option<&str>, body: Body) -> Response {
+    let params = match *method {
+        Method::GET => form_pairs(uri.query().unwrap_or("")),
+        Method::POST => match read_capped(body, 64 << 10).await {
+            Ok(b) => form_pairs(&String::from_utf8_lossy(&b)),
+            Err(e) => return e.into_response(),
+        },
+        _ => return unsupported(method).into_response(),
+    };
+    match issuer.issue(auth, &params) {
+        Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(Refusal::Unauthorized) => {
+            let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "bad credentials").into_response();
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
+            r
+        }
+        Err(Refusal::BadRequest(why)) => ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", why).into_response(),
+    }
 }
 
 /// The user of a Basic `Authorization` header.
@@ -543,7 +688,7 @@ async fn start_upload(
     if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
         let d = digest_of(mount)?;
         let from = repository(from)?;
-        if s.storage.repo_has_blob(&from, &d).await? && s.storage.link_blob(name, &d).await? {
+        if r.may_pull(&from) && s.storage.repo_has_blob(&from, &d).await? && s.storage.link_blob(name, &d).await? {
             let size = s.storage.blob_size(name, &d).await?.unwrap_or(0);
             notify(s, r, Event { action: "mount", repo: name, media_type: BLOB, digest: &d, size, tag: None });
             return Ok(blob_created(name, &d));

@@ -22,6 +22,7 @@ mod proxy;
 mod s3;
 mod storage;
 mod tls;
+mod token;
 
 pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
@@ -33,3 +34,4 @@ pub use storage::{
     ByteStream, Driver, FsDriver, GcOptions, GcReport, Listing, ObjectMeta, ReferrerDescriptor, Storage, StoredManifest,
 };
 pub use tls::{TlsFiles, serve_tls, server_config};
+pub use token::{Acl, Claims, Grant, Refusal, Rule, TokenAuth, TokenIssuer, key_id};
