@@ -4,7 +4,8 @@
 # debootstrap for the reference images, htpasswd for registry auth,
 # openssl for the test token server's keys, crun, runc, podman and its
 # seccomp profile, pasta, catatonit, gcc for the static hostile probe,
-# libseccomp for the runtime, OpenStack Swift for the S3 storage),
+# libseccomp for the runtime, OpenStack Swift for the S3 storage, docker.io
+# for docker against our registry),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,31 +15,34 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing test dependencies"
 missing=()
 for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap \
-  podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2 curl; do
+  podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2 curl \
+  docker.io; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Packages' own daemons (docker, memcached, swift) are kept from starting system-wide: the tests
+# start what they need on loopback.
+pol=/usr/sbin/policy-rc.d made_pol=
+if [ ! -e $pol ]; then printf '#!/bin/sh\nexit 101\n' >$pol; chmod 755 $pol; made_pol=1; trap 'rm -f $pol' EXIT; fi
 if ((${#missing[@]})); then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
-  podman pasta catatonit gcc ip xz bzip2 curl; do
+  podman pasta catatonit gcc ip xz bzip2 curl dockerd; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 
 # OpenStack Swift for the S3 storage tests (../shared/services/swift-saio.sh starts one per
-# test on loopback); the packages' own daemons are kept from starting system-wide.
+# test on loopback).
 swift_missing=()
 for pkg in swift swift-proxy swift-account swift-container swift-object python3-swiftclient python3-lxml memcached; do
   dpkg -s "$pkg" >/dev/null 2>&1 || swift_missing+=("$pkg")
 done
 if ((${#swift_missing[@]})); then
-  pol=/usr/sbin/policy-rc.d made_pol=
-  if [ ! -e $pol ]; then printf '#!/bin/sh\nexit 101\n' >$pol; chmod 755 $pol; made_pol=1; trap 'rm -f $pol' EXIT; fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${swift_missing[@]}" >/dev/null
-  if [ -n "$made_pol" ]; then rm -f $pol; trap - EXIT; fi
 fi
+if [ -n "$made_pol" ]; then rm -f $pol; trap - EXIT; fi
 command -v swift >/dev/null || { echo "error: swift (python3-swiftclient) is not installed" >&2; exit 1; }
 
 [ -f /usr/share/containers/seccomp.json ] || { echo "error: podman's seccomp profile is missing" >&2; exit 1; }

@@ -850,3 +850,70 @@ impl Drop for Swift {
         let _ = Command::new("bash").arg(&script).arg("stop").arg(self.dir.path()).status();
     }
 }
+
+/// Debian's docker.io daemon on a private socket, its data on a tmpfs of
+/// its own (`dockerd --iptables=false --bridge=none`, as these machines
+/// allow); stopped and unmounted on drop. Needs root.
+pub struct Dockerd {
+    child: Child,
+    dir: tempfile::TempDir,
+    /// `unix://...` for `docker -H`.
+    pub host: String,
+}
+
+impl Dockerd {
+    /// Starts one and waits until it answers.
+    pub fn start() -> Self {
+        require("dockerd");
+        assert!(Path::new("/usr/bin/docker").exists(), "docker.io's /usr/bin/docker is missing");
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=2g", "tmpfs"]).arg(dir.path()));
+        let host = format!("unix://{}/docker.sock", dir.path().display());
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("pid"))
+            .args(["-H", &host, "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none"])
+            .args(["--storage-driver=overlay2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dockerd starts");
+        let d = Dockerd { child, dir, host };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !d.docker().arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
+            assert!(Instant::now() < deadline, "dockerd did not answer");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    /// `docker -H (this daemon)`.
+    pub fn docker(&self) -> Command {
+        let mut c = Command::new("/usr/bin/docker");
+        c.args(["-H", &self.host]);
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = nix_free_kill(self.child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Its containerd's mounts and the tmpfs.
+        let _ = Command::new("umount").arg("-R").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// `kill -SIG pid` through the shell builtin (positive pids only).
+fn nix_free_kill(pid: u32, sig: &str) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("sh").arg("-c").arg(format!("kill -{sig} {pid}")).status()
+}

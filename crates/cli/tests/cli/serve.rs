@@ -636,3 +636,38 @@ fn token_auth_from_an_external_issuer() {
         .arg(format!("oci:{}:1", t.path().join("back").display())));
     assert!(tokens.requests.lock().unwrap().iter().any(|r| r.contains("repository:team/app:pull,push")));
 }
+
+/// Docker (Debian's docker.io daemon) pushes to `cargohold serve` and pulls
+/// from it; what docker pushed, cargohold pulls with the digest docker
+/// reported, and what cargohold pushed, docker runs the same image of.
+#[test]
+fn docker_pushes_to_and_pulls_from_serve() {
+    let t = tempfile::tempdir().unwrap();
+    let dockerd = cargohold_testkit::Dockerd::start();
+    let srv = serve(&t.path().join("registry"));
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let tar = t.path().join("app.tar");
+    ok(&store, &["save", "app:1", "-o", tar.to_str().unwrap()]);
+    run(dockerd.docker().arg("load").arg("-i").arg(&tar));
+    let target = format!("{}/team/fromdocker:1", srv.1);
+    run(dockerd.docker().args(["tag", "app:1", &target]));
+    let pushed = run(dockerd.docker().args(["push", &target]));
+    let digest = pushed
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:") && w.len() == 71)
+        .unwrap_or_else(|| panic!("docker push named no digest: {pushed}"))
+        .to_owned();
+    let other = t.path().join("other");
+    assert_eq!(json(&other, &["pull", &target, "--json"])["digest"], digest.as_str(), "what docker pushed");
+    run(dockerd.docker().args(["rmi", &target]));
+    run(dockerd.docker().args(["pull", &target]));
+    // cargohold pushes; docker pulls it and sees the same image (its config).
+    let ours = format!("{}/team/fromcargohold:1", srv.1);
+    ok(&store, &["push", "app:1", &ours]);
+    run(dockerd.docker().args(["pull", &ours]));
+    let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", &ours]));
+    let config = json(&store, &["inspect", "app:1", "--json"]);
+    assert_eq!(id.trim(), config["id"].as_str().unwrap_or_default(), "{config}");
+}
