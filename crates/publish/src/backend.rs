@@ -71,15 +71,34 @@ pub struct CvmfsServer {
 }
 
 impl CvmfsServer {
-    /// The repository `repo`, mounted at `/cvmfs/<repo>`, with the lock in
-    /// its spool directory `/var/spool/cvmfs/<repo>`.
-    pub fn new(repo: &str) -> Self {
-        Self::with_paths(
-            repo,
-            &Path::new("/cvmfs").join(repo),
+    /// The repository `repo` (DUCC's `cvmfs_repo`: a name, or a name and a
+    /// subdirectory to publish into, `unpacked.example.org/some/dir`),
+    /// mounted at `/cvmfs/<repo>`, with the lock in its spool directory
+    /// `/var/spool/cvmfs/<name>`. A name or subdirectory that could leave
+    /// `/cvmfs` is refused.
+    pub fn new(repo: &str) -> Result<Self> {
+        let repo = repo.trim_matches('/');
+        let (name, sub) = repo.split_once('/').unwrap_or((repo, ""));
+        let bad = |why: &str| Error::Wishlist { path: "cvmfs_repo".into(), reason: format!("{repo:?}: {why}") };
+        if name.is_empty()
+            || name.starts_with('.')
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(bad("not a repository name"));
+        }
+        if sub.split('/').any(|c| c.is_empty() || c == "." || c == "..") && !sub.is_empty() {
+            return Err(bad("the subdirectory must be plain names separated by /"));
+        }
+        let mut root = Path::new("/cvmfs").join(name);
+        if !sub.is_empty() {
+            root = root.join(sub);
+        }
+        Ok(Self::with_paths(
+            name,
+            &root,
             Path::new("cvmfs_server"),
-            &Path::new("/var/spool/cvmfs").join(repo).join("cargohold-publish.lock"),
-        )
+            &Path::new("/var/spool/cvmfs").join(name).join("cargohold-publish.lock"),
+        ))
     }
 
     /// Explicit paths: the repository's mount point, the `cvmfs_server`

@@ -75,6 +75,8 @@ pub struct ImageReport {
     pub status: Status,
     /// Why it failed.
     pub error: Option<String>,
+    /// A failure the wish list's `ignoreErrors` covers (it does not fail the run).
+    pub ignored: bool,
     /// The (platform) manifest published.
     pub manifest: Option<Digest>,
     /// Its config.
@@ -101,6 +103,7 @@ impl ImageReport {
             image,
             status: Status::Failed,
             error: None,
+            ignored: false,
             manifest: None,
             config: None,
             layers_new: 0,
@@ -232,6 +235,7 @@ impl<'a> Publisher<'a> {
             if self.stopped() {
                 break;
             }
+            let first = out.len();
             match self.expand(input) {
                 Ok(urls) => {
                     for u in &urls {
@@ -244,8 +248,12 @@ impl<'a> Publisher<'a> {
                 Err(e) => {
                     let mut r = ImageReport::new(input.text.clone());
                     r.error = Some(format!("line {}: {}", input.line, error_chain(&e)));
+                    self.end_image(None, &r);
                     out.push(r);
                 }
+            }
+            for r in &mut out[first..] {
+                r.ignored = r.status == Status::Failed && w.ignores(&input.text, &r.image);
             }
         }
         out
@@ -311,13 +319,67 @@ impl<'a> Publisher<'a> {
             },
             None => public_name(url),
         };
-        let mut report = ImageReport::new(name);
-        if let Err(e) = self.convert_inner(url, platform, &mut report) {
+        let mut report = ImageReport::new(name.clone());
+        let id = self.notifier.id();
+        let begun = self.notifier.emit(&Event {
+            action: "start_image_conversion",
+            id: Some(id.clone()),
+            image: Some(&name),
+            ..Event::default()
+        });
+        if let Err(e) = begun.and_then(|()| self.convert_inner(url, platform, &mut report)) {
             report.status = Status::Failed;
             report.error = Some(error_chain(&e));
         }
         report.seconds = start.elapsed().as_secs_f64();
+        self.end_image(Some(id), &report);
         report
+    }
+
+    /// The closing line of an image, whatever became of it (a failure to
+    /// write it is the image's failure too, but cannot be reported there).
+    fn end_image(&self, id: Option<String>, report: &ImageReport) {
+        let result = match report.status {
+            Status::Converted => "converted",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+        };
+        let _ = self.notifier.emit(&Event {
+            action: "end_image_conversion",
+            id,
+            image: Some(&report.image),
+            status: Some(if report.status == Status::Failed { "error" } else { "ok" }),
+            error: report.error.clone(),
+            time_elapsed_s: Some(report.seconds),
+            extra: vec![("result", result.to_owned())],
+            ..Event::default()
+        });
+    }
+
+    /// Runs `work` between a `start_run` and an `end_run` line (with the
+    /// counts of images, converted, skipped, failed and ignored).
+    pub fn run(&self, work: impl FnOnce(&Self) -> Vec<ImageReport>) -> Vec<ImageReport> {
+        let id = self.notifier.id();
+        let start = Instant::now();
+        let _ = self.notifier.emit(&Event { action: "start_run", id: Some(id.clone()), ..Event::default() });
+        let reports = work(self);
+        let count = |st: Status| reports.iter().filter(|r| r.status == st).count().to_string();
+        let failed = reports.iter().filter(|r| r.status == Status::Failed && !r.ignored).count();
+        let _ = self.notifier.emit(&Event {
+            action: "end_run",
+            id: Some(id),
+            status: Some(if failed == 0 { "ok" } else { "error" }),
+            time_elapsed_s: Some(start.elapsed().as_secs_f64()),
+            extra: vec![
+                ("images", reports.len().to_string()),
+                ("converted", count(Status::Converted)),
+                ("skipped", count(Status::Skipped)),
+                ("failed", failed.to_string()),
+                ("ignored", reports.iter().filter(|r| r.ignored).count().to_string()),
+            ],
+            ..Event::default()
+        });
+        reports
     }
 
     fn convert_inner(&self, url: &ImageUrl, platform: Option<&Platform>, report: &mut ImageReport) -> Result<()> {
@@ -401,6 +463,12 @@ impl<'a> Publisher<'a> {
                     }
                     self.backend.new_subtree(dir)?;
                     move_into_place(&self.tree, dir, &target)?;
+                    self.notifier.emit(&Event {
+                        action: "publish_layer",
+                        image: Some(&name),
+                        extra: vec![("layer_digest", layer.digest.hex().to_owned())],
+                        ..Event::default()
+                    })?;
                     report.layers_new += 1;
                     report.bytes_downloaded += layer.size;
                     report.bytes_written += written;
@@ -566,7 +634,7 @@ impl<'a> Publisher<'a> {
         let start = Instant::now();
         self.notifier.emit(&Event {
             action: "start_layer_conversion",
-            id: Some(id),
+            id: Some(id.clone()),
             image: Some(name),
             layer: Some(layer.digest.to_string()),
             ..Event::default()
@@ -600,6 +668,7 @@ impl<'a> Publisher<'a> {
             error,
             time_elapsed_s: Some(elapsed),
             size_bytes: Some(layer.size),
+            ..Event::default()
         })?;
         match result {
             Ok(written) => Ok((dir, written)),
@@ -617,7 +686,7 @@ impl<'a> Publisher<'a> {
         let start = Instant::now();
         self.notifier.emit(&Event {
             action: "start_flat_conversion",
-            id: Some(id),
+            id: Some(id.clone()),
             image: Some(name),
             ..Event::default()
         })?;

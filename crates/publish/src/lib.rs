@@ -47,4 +47,7 @@ pub use gc::{Collected, GcReport, collect, collect_in};
 pub use notify::{Event, Notifier};
 pub use thin::{ThinOptions, push_thin, thin_json};
 pub use tree::{Tree, TreeLock};
-pub use wishlist::{DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, parse as parse_wishlist};
+pub use wishlist::{
+    DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, go_match, parse as parse_wishlist,
+    parse_ignore_errors,
+};

@@ -20,6 +20,143 @@ pub struct Wishlist {
     pub inputs: Vec<WishInput>,
     /// Inputs that did not parse, with their line: reported, then skipped.
     pub problems: Vec<WishProblem>,
+    /// `ignoreErrors`: patterns (Go's `filepath.Match`, as DUCC) of inputs
+    /// whose failures are reported but do not fail the run.
+    pub ignore_errors: Vec<String>,
+}
+
+impl Wishlist {
+    /// Whether failures of an image are ignored: the input as written, or
+    /// the concrete image (`registry/repository:tag`), matches a pattern.
+    pub fn ignores(&self, input: &str, image: &str) -> bool {
+        self.ignore_errors.iter().any(|p| go_match(p, input).unwrap_or(false) || go_match(p, image).unwrap_or(false))
+    }
+}
+
+/// Go's `filepath.Match`: `*` is any run of non-`/` characters, `?` one
+/// non-`/` character, `[...]` a class (ranges, `^` negates), `\\` escapes.
+/// An invalid pattern is an error (its reason).
+pub fn go_match(pattern: &str, name: &str) -> std::result::Result<bool, String> {
+    fn class(p: &[char], c: char) -> std::result::Result<(bool, usize), String> {
+        // p starts after '['; returns (matched, chars consumed incl. ']').
+        let mut i = 0;
+        let negate = p.first() == Some(&'^');
+        if negate {
+            i += 1;
+        }
+        let mut matched = false;
+        let mut first = true;
+        loop {
+            let Some(&ch) = p.get(i) else { return Err("unclosed [".into()) };
+            if ch == ']' && !first {
+                return Ok((matched != negate, i + 1));
+            }
+            first = false;
+            let lo = if ch == '\\' {
+                i += 1;
+                *p.get(i).ok_or("a trailing \\")?
+            } else {
+                ch
+            };
+            i += 1;
+            let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+                i += 1;
+                let h = if p[i] == '\\' {
+                    i += 1;
+                    *p.get(i).ok_or("a trailing \\")?
+                } else {
+                    p[i]
+                };
+                i += 1;
+                h
+            } else {
+                lo
+            };
+            if lo <= c && c <= hi {
+                matched = true;
+            }
+        }
+    }
+    fn go(p: &[char], n: &[char]) -> std::result::Result<bool, String> {
+        let (mut pi, mut ni) = (0, 0);
+        while pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    let rest = &p[pi + 1..];
+                    for k in ni..=n.len() {
+                        if k > ni && n[k - 1] == '/' {
+                            break;
+                        }
+                        if go(rest, &n[k..])? {
+                            return Ok(true);
+                        }
+                    }
+                    // Validate the rest even when nothing matched.
+                    go(rest, &[])?;
+                    return Ok(false);
+                }
+                '?' => {
+                    if ni >= n.len() || n[ni] == '/' {
+                        return Ok(false);
+                    }
+                    pi += 1;
+                    ni += 1;
+                }
+                '[' => {
+                    let Some(&c) = n.get(ni) else {
+                        class(&p[pi + 1..], '\0')?;
+                        return Ok(false);
+                    };
+                    let (ok, used) = class(&p[pi + 1..], c)?;
+                    if !ok || c == '/' {
+                        return Ok(false);
+                    }
+                    pi += 1 + used;
+                    ni += 1;
+                }
+                '\\' => {
+                    let lit = *p.get(pi + 1).ok_or("a trailing \\")?;
+                    if n.get(ni) != Some(&lit) {
+                        return Ok(false);
+                    }
+                    pi += 2;
+                    ni += 1;
+                }
+                c => {
+                    if n.get(ni) != Some(&c) {
+                        return Ok(false);
+                    }
+                    pi += 1;
+                    ni += 1;
+                }
+            }
+        }
+        Ok(ni == n.len())
+    }
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    go(&p, &n)
+}
+
+/// The patterns of a `DUCC_IGNORE_ERRORS_FILE` (YAML: `ignoreErrors: [...]`),
+/// checked; `source` names it in errors.
+pub fn parse_ignore_errors(text: &str, source: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        #[serde(rename = "ignoreErrors", default)]
+        ignore_errors: Vec<String>,
+    }
+    let bad = |reason: String| Error::Wishlist { path: source.into(), reason };
+    let f: File = serde_yaml_ng::from_str(text).map_err(|e| bad(e.to_string()))?;
+    check_patterns(&f.ignore_errors).map_err(bad)?;
+    Ok(f.ignore_errors)
+}
+
+fn check_patterns(patterns: &[String]) -> std::result::Result<(), String> {
+    for p in patterns {
+        go_match(p, "").map_err(|why| format!("ignoreErrors: {p:?} is not a pattern: {why}"))?;
+    }
+    Ok(())
 }
 
 /// One image (or tag pattern) to convert.
@@ -52,6 +189,8 @@ struct Raw {
     cvmfs_repo: Option<String>,
     output_format: Option<String>,
     input: Option<Vec<serde_yaml_ng::Value>>,
+    #[serde(rename = "ignoreErrors")]
+    ignore_errors: Option<Vec<String>>,
 }
 
 /// Parses a wish list. `source` names it in errors. The whole list is refused
@@ -98,7 +237,9 @@ pub fn parse(text: &str, source: &str) -> Result<Wishlist> {
             Err(reason) => problems.push(WishProblem { line, text, reason }),
         }
     }
-    Ok(Wishlist { user: raw.user.unwrap_or_default(), cvmfs_repo, output_format, inputs, problems })
+    let ignore_errors = raw.ignore_errors.unwrap_or_default();
+    check_patterns(&ignore_errors).map_err(bad)?;
+    Ok(Wishlist { user: raw.user.unwrap_or_default(), cvmfs_repo, output_format, inputs, problems, ignore_errors })
 }
 
 fn yaml_text(v: &serde_yaml_ng::Value) -> String {
@@ -161,6 +302,24 @@ mod tests {
         assert_eq!(w.problems[0].line, 7);
         let out = expand_output(&w.output_format, &w.inputs[0].url, Some("latest"), None);
         assert_eq!(out, "https://registry.example.org/thin/library/fedora:latest");
+    }
+
+    #[test]
+    fn ignore_errors_match_as_ducc_does() {
+        let text = "version: 1\ncvmfs_repo: r\ninput:\n  - 'https://h/a/b:1'\nignoreErrors:\n  - 'https://h/a/*'\n  - 'h/c/d:[0-9]*'\n";
+        let w = parse(text, "w.yaml").unwrap();
+        assert!(w.ignores("https://h/a/b:1", "h/a/b:1"));
+        assert!(w.ignores("https://h/c/d:*", "h/c/d:7.1"));
+        assert!(!w.ignores("https://h/c/d:*", "h/c/d:x"));
+        assert!(!w.ignores("https://h/a/b/c:1", "h/a/b/c:1"), "* stops at /");
+        assert_eq!(go_match("a?c", "abc"), Ok(true));
+        assert_eq!(go_match("[^a]bc", "abc"), Ok(false));
+        assert_eq!(go_match("\\*x", "*x"), Ok(true));
+        assert!(go_match("[a", "a").is_err());
+        let e = parse("version: 1\ncvmfs_repo: r\ninput: []\nignoreErrors: ['[z']\n", "w.yaml").unwrap_err();
+        assert!(e.to_string().contains("ignoreErrors") && e.to_string().contains("[z"), "{e}");
+        assert_eq!(parse_ignore_errors("ignoreErrors: ['x/*']\n", "f").unwrap(), ["x/*"]);
+        assert!(parse_ignore_errors("ignoreErrorz: []\n", "f").is_err());
     }
 
     #[test]

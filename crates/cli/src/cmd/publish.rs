@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use cargohold_image_core::ImageUrl;
 use cargohold_publish::{
     CvmfsServer, DEFAULT_OUTPUT_FORMAT, ImageReport, LocalDir, PublishBackend, PublishOptions, Publisher, Status,
-    ThinOptions, Wishlist, parse_wishlist,
+    ThinOptions, Wishlist, parse_ignore_errors, parse_wishlist,
 };
 use serde_json::json;
 
@@ -82,7 +82,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                     }
                     Box::new(LocalDir::new(&a.target)?)
                 }
-                BackendKind::Cvmfs => Box::new(CvmfsServer::new(&a.target.display().to_string())),
+                BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(&a.target))?),
             };
             let grace = std::time::Duration::from_secs_f64(a.grace_period.max(0.0) * 86_400.0);
             let notifier = cargohold_publish::Notifier::new(a.notification_file.as_deref());
@@ -110,9 +110,24 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
     }
 }
 
+/// The repository (and subdirectory) a cvmfs target names: `REPO[/SUBDIR]`,
+/// or `/cvmfs/REPO[/SUBDIR]`.
+fn cvmfs_repo_of(target: &std::path::Path) -> String {
+    let t = target.to_string_lossy();
+    t.strip_prefix("/cvmfs/").unwrap_or(&t).to_owned()
+}
+
+/// A wish list, with the `ignoreErrors` of `DUCC_IGNORE_ERRORS_FILE` added (as DUCC).
 fn read_wishlist(path: &std::path::Path) -> Result<Wishlist> {
     let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
-    Ok(parse_wishlist(&text, &path.display().to_string())?)
+    let mut w = parse_wishlist(&text, &path.display().to_string())?;
+    if let Some(file) = std::env::var_os("DUCC_IGNORE_ERRORS_FILE").filter(|f| !f.is_empty()) {
+        let file = std::path::PathBuf::from(file);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("could not read DUCC_IGNORE_ERRORS_FILE {}", file.display()))?;
+        w.ignore_errors.extend(parse_ignore_errors(&text, &file.display().to_string())?);
+    }
+    Ok(w)
 }
 
 fn convert(
@@ -152,10 +167,7 @@ fn convert(
         BackendKind::Local => Box::new(
             LocalDir::new(root).with_context(|| format!("could not open the publish tree {}", root.display()))?,
         ),
-        BackendKind::Cvmfs => {
-            let repo = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            Box::new(CvmfsServer::new(&repo))
-        }
+        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?),
     };
     let mut publisher = Publisher::with_backend(backend, &reg, opts, o.notification_file.as_deref())
         .with_context(|| format!("could not open the publish tree {}", root.display()))?
@@ -171,8 +183,8 @@ fn convert(
     if let Some(flag) = stop {
         publisher = publisher.with_stop_flag(flag);
     }
-    let reports = work(&publisher);
-    let failed = reports.iter().filter(|r| r.status == Status::Failed).count();
+    let reports = publisher.run(work);
+    let failed = reports.iter().filter(|r| r.status == Status::Failed && !r.ignored).count();
     if o.out.json {
         output::json(&json!({ "root": root, "images": reports }))?;
     } else {
@@ -181,7 +193,7 @@ fn convert(
             .map(|r| {
                 vec![
                     r.image.clone(),
-                    format!("{:?}", r.status).to_lowercase(),
+                    if r.ignored { "failed (ignored)".into() } else { format!("{:?}", r.status).to_lowercase() },
                     format!("{}/{}", r.layers_new, r.layers_reused),
                     r.bytes_downloaded.to_string(),
                     r.bytes_written.to_string(),

@@ -650,6 +650,65 @@ fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
     let again = json(&store, &["publish", "convert", wl, "--skip-thin-image", "--json"]);
     assert!(again["images"].as_array().unwrap().iter().all(|i| i["status"] == "skipped"), "{again}");
 
+    // ignoreErrors (DUCC's key, and DUCC_IGNORE_ERRORS_FILE): a failing
+    // image covered by a pattern is reported, and does not fail the run.
+    let ignoring = t.path().join("ignoring.yaml");
+    let missing = format!("http://{}/team/missing:1", reg.1);
+    let with_ignores = |ignores: &str| {
+        format!(
+            "version: 1\ncvmfs_repo: {}\ninput:\n  - '{missing}'\n  - 'http://{}/team/app:1'\n{ignores}",
+            root.display(),
+            reg.1
+        )
+    };
+    std::fs::write(&ignoring, with_ignores("")).unwrap();
+    let out = ch(&store, &["publish", "convert", ignoring.to_str().unwrap(), "--skip-thin-image", "--json"]);
+    assert!(!out.status.success(), "a failure not ignored fails the run");
+    std::fs::write(&ignoring, with_ignores(&format!("ignoreErrors:\n  - 'http://{}/team/miss*'\n", reg.1))).unwrap();
+    let notes = t.path().join("notes.jsonl");
+    let v = json(
+        &store,
+        &[
+            "publish",
+            "convert",
+            ignoring.to_str().unwrap(),
+            "--skip-thin-image",
+            "--json",
+            "-n",
+            notes.to_str().unwrap(),
+        ],
+    );
+    // DUCC's notification format: flat string maps, a closing line for
+    // every image (the failed one too), run start and end.
+    let lines: Vec<std::collections::HashMap<String, String>> = std::fs::read_to_string(&notes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: not DUCC's string map: {e}")))
+        .collect();
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str()).collect();
+    assert_eq!((actions.first(), actions.last()), (Some(&"start_run"), Some(&"end_run")), "{actions:?}");
+    let ends: Vec<_> = lines.iter().filter(|l| l["action"] == "end_image_conversion").collect();
+    assert_eq!(ends.len(), 2, "{lines:?}");
+    assert!(
+        ends.iter().any(|l| l["status"] == "error" && l["image"].contains("team/missing") && !l["error"].is_empty())
+    );
+    let starts: Vec<_> = lines.iter().filter(|l| l["action"] == "start_image_conversion").collect();
+    assert!(ends.iter().all(|e| starts.iter().any(|s| s["id"] == e["id"] && e["id"].len() == 36)));
+    assert!(lines.iter().all(|l| l["time"].contains(" - ") && l["time"].len() == 26), "{lines:?}");
+    let failed: Vec<&Value> = v["images"].as_array().unwrap().iter().filter(|i| i["status"] == "failed").collect();
+    assert!(failed.len() == 1 && failed[0]["ignored"] == true, "{v}");
+    std::fs::write(&ignoring, with_ignores("")).unwrap();
+    let file = t.path().join("ignore-errors.yaml");
+    std::fs::write(&file, format!("ignoreErrors: ['{}/team/missing:*']\n", reg.1)).unwrap();
+    let out = bin()
+        .env("DUCC_IGNORE_ERRORS_FILE", &file)
+        .arg("--store")
+        .arg(&store)
+        .args(["publish", "convert", ignoring.to_str().unwrap(), "--skip-thin-image", "-q"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
     // A bad wish list: a clear error naming it, the tree untouched.
     let snapshot = |p: &Path| {
         let mut v = Vec::new();

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use cargohold_image_core::media_type as mt;
 use cargohold_image_core::{Digest, Manifest, RawManifest, Reference};
 use futures_util::StreamExt as _;
-use sha2::Digest as _;
 
 use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
@@ -102,7 +101,8 @@ impl Default for ServerOptions {
 
 /// The running hash of an upload this process has seen every byte of.
 struct Progress {
-    hasher: sha2::Sha256,
+    /// ring's SHA-256 (its SHA-NI code is about twice the speed of sha2's).
+    hasher: ring::digest::Context,
     offset: u64,
 }
 
@@ -696,7 +696,10 @@ async fn start_upload(
         // Not mountable: an ordinary upload, as the spec says.
     }
     let id = s.storage.start_upload(name).await?;
-    s.uploads.lock().expect("not poisoned").insert(id.clone(), Progress { hasher: sha2::Sha256::new(), offset: 0 });
+    s.uploads
+        .lock()
+        .expect("not poisoned")
+        .insert(id.clone(), Progress { hasher: ring::digest::Context::new(&ring::digest::SHA256), offset: 0 });
     if let Some(d) = q.get("digest") {
         // Monolithic: the whole blob in this POST.
         let d = digest_of(d)?;
@@ -816,7 +819,7 @@ async fn finish(s: &Server, r: &Req<'_>, name: &str, id: &str, d: &Digest) -> Ap
     let size = s.storage.upload_size(name, id).await?.ok_or_else(|| upload_unknown(id))?;
     let actual = match progress {
         Some(p) if p.offset == size && d.algorithm() == cargohold_image_core::Algorithm::Sha256 => {
-            Digest::parse(&format!("sha256:{}", hex(&p.hasher.finalize()))).expect("a sha256 digest")
+            Digest::parse(&format!("sha256:{}", hex(p.hasher.finish().as_ref()))).expect("a sha256 digest")
         }
         // Another process (or a broken-off append) saw part of it: hash
         // what is stored.

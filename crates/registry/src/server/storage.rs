@@ -31,7 +31,7 @@ use bytes::Bytes;
 use cargohold_image_core::Digest;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
-use tokio::io::{AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncSeekExt as _;
 
 /// Bytes streamed out of (or into) a driver.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -541,6 +541,20 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Writes every buffer, in order (`writev`, resumed after short writes).
+fn write_all_vectored(f: &mut std::fs::File, bufs: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = f.write_vectored(rest)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no bytes"));
+        }
+        io::IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
 }
@@ -633,29 +647,47 @@ impl Driver for FsDriver {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
-        let size = file.metadata().await?.len();
+        let file = blocking(move || std::fs::OpenOptions::new().create(true).append(true).open(&path)).await?;
+        let size = file.metadata()?.len();
         if size != at {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("the upload holds {size} bytes, not {at}"),
             ));
         }
-        // Writes gathered into 1 MiB: each write of a tokio file is a trip
-        // to the blocking pool.
-        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        // The body's buffers gathered into 1 MiB batches, each written with
+        // one writev on the blocking pool: no copy on the way.
+        let mut file = Some(file);
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batched = 0usize;
         let mut written = size;
+        async fn flush(file: &mut Option<std::fs::File>, batch: Vec<Bytes>) -> io::Result<()> {
+            let mut f = file.take().expect("the file is back after every write");
+            let (f, r) = tokio::task::spawn_blocking(move || {
+                let r = write_all_vectored(&mut f, &batch);
+                (f, r)
+            })
+            .await
+            .map_err(io::Error::other)?;
+            *file = Some(f);
+            r
+        }
         let result = async {
             while let Some(chunk) = data.next().await {
                 let chunk = chunk?;
-                f.write_all(&chunk).await?;
                 written += chunk.len() as u64;
+                batched += chunk.len();
+                batch.push(chunk);
+                if batched >= 1 << 20 {
+                    batched = 0;
+                    flush(&mut file, std::mem::take(&mut batch)).await?;
+                }
             }
             Ok::<(), io::Error>(())
         }
         .await;
         // What arrived stays (a resumed upload goes on from it).
-        f.flush().await?;
+        flush(&mut file, batch).await?;
         result.map(|()| written)
     }
 
