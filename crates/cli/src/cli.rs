@@ -289,6 +289,78 @@ pub enum PublishCommand {
     /// Validate a wish list without converting anything.
     #[command(after_help = "Example:\n  cargohold publish check wishlist.yaml --json")]
     Check(PublishCheckArgs),
+    /// Unpublish an image: its public path and metadata go (its flat and layers stay for gc), as DUCC's delete-image.
+    #[command(
+        after_help = "Example:\n  cargohold publish delete-image /srv/unpacked https://registry.example/library/ubuntu:22.04 --dry-run"
+    )]
+    DeleteImage(PublishDeleteArgs),
+    /// Unpublish the images of wish lists that their registries no longer have (DUCC's prune-images).
+    #[command(
+        after_help = "Examples:\n  cargohold publish prune-images /srv/unpacked wishlist.yaml --dry-run\n  cargohold publish prune-images /srv/unpacked https://example.org/wishlist.yaml --config ducc-prune.yaml"
+    )]
+    PruneImages(PublishPruneArgs),
+    /// List the concrete images a tag pattern (or every input of wish lists) stands for (DUCC's expand-wildcard).
+    #[command(
+        after_help = "Examples:\n  cargohold publish expand-wildcard 'https://registry.example/team/app:1.*'\n  cargohold publish expand-wildcard -w wishlist.yaml -o expanded.yaml"
+    )]
+    ExpandWildcard(PublishExpandArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishDeleteArgs {
+    /// The tree's directory (with `--backend cvmfs`, the repository name).
+    pub target: PathBuf,
+    /// The image, as a wish list names it (`https://registry.example/library/ubuntu:22.04`).
+    pub image: String,
+    #[command(flatten)]
+    pub tree: PublishTreeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishPruneArgs {
+    /// The tree's directory (with `--backend cvmfs`, the repository name).
+    pub target: PathBuf,
+    /// Wish lists: files or http(s) URLs.
+    pub wishlists: Vec<String>,
+    /// A prune config (`wishlists:` list; default ./ducc-prune.yaml when present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub tree: PublishTreeArgs,
+}
+
+/// How a command that changes a tree reaches it.
+#[derive(Debug, Args)]
+pub struct PublishTreeArgs {
+    /// The publish target's kind.
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// Only say what would go.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write a notification per image to this file.
+    #[arg(short = 'n', long = "notification-file", value_name = "FILE")]
+    pub notification_file: Option<PathBuf>,
+    /// Fail after waiting this many seconds for another publisher's lock.
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishExpandArgs {
+    /// One image (a tag pattern is expanded; a plain tag is checked to exist).
+    #[arg(required_unless_present = "wishlist", conflicts_with = "wishlist")]
+    pub image: Option<String>,
+    /// Expand every input of this wish list instead (repeatable).
+    #[arg(short = 'w', long = "wishlist", value_name = "FILE")]
+    pub wishlist: Vec<PathBuf>,
+    /// Write the list as YAML (`images:`) to this file (with --wishlist).
+    #[arg(short = 'o', long, value_name = "FILE", requires = "wishlist")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: JsonArgs,
 }
 
 /// Where a publish tree lives.

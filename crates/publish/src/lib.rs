@@ -41,13 +41,13 @@ mod tree;
 mod wishlist;
 
 pub use backend::{CvmfsServer, LocalDir, PublishBackend};
-pub use convert::{ImageReport, PublishOptions, Publisher, Status, error_chain, public_name};
+pub use convert::{ImageReport, PruneOutcome, PublishOptions, Publisher, Status, error_chain, expand, public_name};
 pub use error::{Error, Result};
 pub use gc::{Collected, GcReport, collect, collect_in};
 pub use notify::{Event, Notifier};
 pub use thin::{ThinOptions, push_thin, thin_json};
-pub use tree::{Tree, TreeLock};
+pub use tree::{Tree, TreeLock, write_atomic};
 pub use wishlist::{
-    DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, go_match, parse as parse_wishlist,
-    parse_ignore_errors,
+    DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, expanded_yaml, go_match,
+    parse as parse_wishlist, parse_ignore_errors, parse_prune_config,
 };

@@ -152,6 +152,28 @@ pub fn parse_ignore_errors(text: &str, source: &str) -> Result<Vec<String>> {
     Ok(f.ignore_errors)
 }
 
+/// The `wishlists:` of DUCC's prune config (`ducc-prune.yaml`); `source`
+/// names it in errors.
+pub fn parse_prune_config(text: &str, source: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PruneConfig {
+        wishlists: Vec<String>,
+    }
+    let c: PruneConfig =
+        serde_yaml_ng::from_str(text).map_err(|e| Error::Wishlist { path: source.into(), reason: e.to_string() })?;
+    Ok(c.wishlists)
+}
+
+/// The `images:` YAML DUCC's `expand-wildcard -o` writes.
+pub fn expanded_yaml(images: &[String]) -> String {
+    #[derive(serde::Serialize)]
+    struct Expanded<'a> {
+        images: &'a [String],
+    }
+    serde_yaml_ng::to_string(&Expanded { images }).expect("a list of strings serializes")
+}
+
 fn check_patterns(patterns: &[String]) -> std::result::Result<(), String> {
     for p in patterns {
         go_match(p, "").map_err(|why| format!("ignoreErrors: {p:?} is not a pattern: {why}"))?;

@@ -1,4 +1,4 @@
-//! `cargohold publish convert|convert-single-image|check`.
+//! `cargohold publish convert|loop|convert-single-image|gc|check|delete-image|prune-images|expand-wildcard`.
 
 use std::io::Write as _;
 
@@ -11,7 +11,7 @@ use cargohold_publish::{
 use serde_json::json;
 
 use super::{Ctx, platform};
-use crate::cli::{BackendKind, PublishCommand, PublishOpts};
+use crate::cli::{BackendKind, PublishCommand, PublishOpts, PublishTreeArgs};
 use crate::output;
 
 pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
@@ -98,6 +98,123 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             }
             output::line(format!("{verb} {} entries, {} bytes", report.collected.len(), report.bytes))
         }
+        PublishCommand::DeleteImage(a) => {
+            let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
+            if url.is_tag_pattern() {
+                bail!("{} is a tag pattern; delete-image takes one image", a.image);
+            }
+            let deleted = with_tree(ctx, &a.target, &a.tree, |p| Ok(p.delete_image(&url, a.tree.dry_run)?))?;
+            let name = cargohold_publish::public_name(&url);
+            if a.tree.out.json {
+                return output::json(&json!({ "image": name, "deleted": deleted, "dry_run": a.tree.dry_run }));
+            }
+            match (deleted, a.tree.dry_run) {
+                (false, _) => bail!("{name} is not published in {}", a.target.display()),
+                (true, true) => output::line(format!("would delete {name}")),
+                (true, false) => output::line(format!("deleted {name} (its data goes at the next gc)")),
+            }
+        }
+        PublishCommand::PruneImages(a) => {
+            let mut sources = a.wishlists.clone();
+            let config = a.config.clone().or_else(|| {
+                let default = std::path::PathBuf::from("ducc-prune.yaml");
+                default.is_file().then_some(default)
+            });
+            if let Some(c) = &config {
+                sources.extend(prune_config(c)?);
+            }
+            if sources.is_empty() {
+                bail!("no wish lists: give them as arguments or in --config (wishlists: [...])");
+            }
+            let reg = ctx.registry_for(None)?;
+            let mut lists = Vec::new();
+            for src in &sources {
+                let text = if src.starts_with("http://") || src.starts_with("https://") {
+                    let mut body = reg.open_url(src).with_context(|| format!("could not download {src}"))?;
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut std::io::Read::take(&mut body, 16 << 20), &mut text)
+                        .with_context(|| format!("could not read {src}"))?;
+                    text
+                } else if src.starts_with("git+") {
+                    bail!("{src}: git wish list sources are not supported; give a file or an http(s) URL");
+                } else {
+                    std::fs::read_to_string(src).with_context(|| format!("could not read {src}"))?
+                };
+                lists.push(parse_wishlist(&text, src)?);
+            }
+            let outcomes = with_tree(ctx, &a.target, &a.tree, |p| {
+                Ok(lists.iter().flat_map(|w| p.prune(w, a.tree.dry_run)).collect::<Vec<_>>())
+            })?;
+            let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+            if a.tree.out.json {
+                output::json(&json!({ "dry_run": a.tree.dry_run, "images": outcomes }))?;
+            } else {
+                let verb = if a.tree.dry_run { "would delete" } else { "deleted" };
+                for o in &outcomes {
+                    match &o.error {
+                        Some(e) => output::line(format!("{}: {e}", o.image))?,
+                        None => output::line(format!("{verb} {}", o.image))?,
+                    }
+                }
+                output::line(format!("{verb} {} images", outcomes.iter().filter(|o| o.deleted).count()))?;
+            }
+            if failed > 0 {
+                bail!("{failed} wish list inputs could not be checked");
+            }
+            Ok(())
+        }
+        PublishCommand::ExpandWildcard(a) => {
+            let reg = ctx.registry_for(None)?;
+            let mut images = Vec::new();
+            let mut failures = Vec::new();
+            let inputs: Vec<(String, ImageUrl)> = match &a.image {
+                Some(i) => vec![(i.clone(), ImageUrl::parse(i).with_context(|| format!("{i} is not an image"))?)],
+                None => {
+                    let mut v = Vec::new();
+                    for f in &a.wishlist {
+                        let w = read_wishlist(f)?;
+                        for p in &w.problems {
+                            failures.push(format!("{} line {}: {:?}: {}", f.display(), p.line, p.text, p.reason));
+                        }
+                        v.extend(w.inputs.into_iter().map(|i| (i.text, i.url)));
+                    }
+                    v
+                }
+            };
+            for (text, url) in &inputs {
+                match cargohold_publish::expand(&reg, url) {
+                    Ok(found) if found.is_empty() => failures.push(format!("{text}: matches no tag")),
+                    Ok(found) => images.extend(found.iter().map(ToString::to_string)),
+                    Err(e) => failures.push(format!("{text}: {}", cargohold_publish::error_chain(&e))),
+                }
+            }
+            // A plain tag is checked to exist (as DUCC does).
+            if let Some(url) = inputs.first().map(|(_, u)| u).filter(|u| a.image.is_some() && !u.is_tag_pattern()) {
+                let r = url.to_reference().map_err(anyhow::Error::msg)?;
+                if let Err(e) = cargohold_image_core::ImageSource::top_manifest(&mut reg.source(&r)) {
+                    failures.push(format!("{url}: {e}"));
+                    images.clear();
+                }
+            }
+            if let Some(out) = &a.output {
+                let yaml = cargohold_publish::expanded_yaml(&images);
+                cargohold_publish::write_atomic(out, yaml.as_bytes())
+                    .with_context(|| format!("could not write {}", out.display()))?;
+            } else if a.out.json {
+                output::json(&json!({ "images": images, "failures": failures }))?;
+            } else {
+                for i in &images {
+                    output::line(i)?;
+                }
+            }
+            for f in &failures {
+                let _ = writeln!(std::io::stderr(), "cargohold: {f}");
+            }
+            if !failures.is_empty() {
+                bail!("{} inputs could not be expanded", failures.len());
+            }
+            Ok(())
+        }
         PublishCommand::ConvertSingleImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
             if url.is_tag_pattern() {
@@ -108,6 +225,38 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             convert(ctx, &a.opts, &a.target, ("", thin), None, |p| p.convert_image_all(&url))
         }
     }
+}
+
+/// `wishlists:` of a prune config (DUCC's ducc-prune.yaml).
+fn prune_config(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    Ok(cargohold_publish::parse_prune_config(&text, &path.display().to_string())?)
+}
+
+/// Runs `work` with a publisher over the tree `target` names.
+fn with_tree<T>(
+    ctx: &Ctx,
+    target: &std::path::Path,
+    a: &PublishTreeArgs,
+    work: impl FnOnce(&Publisher<'_>) -> Result<T>,
+) -> Result<T> {
+    let reg = ctx.registry_for(None)?;
+    let backend: Box<dyn PublishBackend> = match a.backend {
+        BackendKind::Local => {
+            if !target.is_dir() {
+                bail!("{} is not a publish tree (no such directory)", target.display());
+            }
+            Box::new(LocalDir::new(target)?)
+        }
+        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(target))?),
+    };
+    let opts = PublishOptions {
+        lock_timeout: a.lock_timeout.map(std::time::Duration::from_secs),
+        ..PublishOptions::default()
+    };
+    let publisher = Publisher::with_backend(backend, &reg, opts, a.notification_file.as_deref())
+        .with_context(|| format!("could not open the publish tree {}", target.display()))?;
+    work(&publisher).with_context(|| format!("in the publish tree {}", target.display()))
 }
 
 /// The repository (and subdirectory) a cvmfs target names: `REPO[/SUBDIR]`,

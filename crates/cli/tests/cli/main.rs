@@ -709,6 +709,48 @@ fn publish_survives_kill_9_concurrent_runs_and_bad_wishlists() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // expand-wildcard: one pattern, or wish lists into DUCC's YAML.
+    let pattern = format!("http://{}/team/app:*", reg.1);
+    let listed = ok(&store, &["publish", "expand-wildcard", &pattern]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let expanded = t.path().join("expanded.yaml");
+    ok(&store, &["publish", "expand-wildcard", "-w", wl, "-o", expanded.to_str().unwrap()]);
+    let yaml = std::fs::read_to_string(&expanded).unwrap();
+    assert!(yaml.starts_with("images:") && yaml.contains("team/app:1") && yaml.contains("team/app:2"), "{yaml}");
+    assert!(!ch(&store, &["publish", "expand-wildcard", &format!("http://{}/team/nothing:*", reg.1)]).status.success());
+
+    // delete-image: the public path and metadata go (the data stays for gc).
+    let tree = root.to_str().unwrap();
+    let two = format!("http://{}/team/app:2", reg.1);
+    let public2 = root.join(format!("{}/team/app:2", reg.1));
+    ok(&store, &["publish", "delete-image", tree, &two, "--dry-run"]);
+    assert!(public2.exists(), "a dry run deletes nothing");
+    ok(&store, &["publish", "delete-image", tree, &two]);
+    assert!(!public2.exists() && !root.join(format!(".metadata/{}/team/app:2", reg.1)).exists());
+    assert!(root.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file(), "the other tag's flat is whole");
+    assert!(!ch(&store, &["publish", "delete-image", tree, &two]).status.success(), "not published any more");
+
+    // prune-images: what the registry no longer has is unpublished.
+    ok(&store, &["publish", "convert", wl, "--skip-thin-image", "-q"]);
+    let v = json(&store, &["publish", "prune-images", tree, wl, "--json"]);
+    assert_eq!(v["images"], serde_json::json!([]), "everything is still in the registry: {v}");
+    ok(&store, &["delete", &format!("{}/team/app:2", reg.1)]);
+    let v = json(&store, &["publish", "prune-images", tree, wl, "--json", "--dry-run"]);
+    assert!(public2.exists(), "{v}");
+    let v = json(&store, &["publish", "prune-images", tree, wl, "--json"]);
+    let gone: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["deleted"] == true)
+        .map(|i| i["image"].as_str().unwrap())
+        .collect();
+    assert!(!gone.is_empty() && !public2.exists(), "{v}");
+    // (Both tags were one manifest: put them back for what follows.)
+    for tag in ["1", "2"] {
+        ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), &format!("docker://{}/team/app:{tag}", reg.1)]);
+    }
+
     // A bad wish list: a clear error naming it, the tree untouched.
     let snapshot = |p: &Path| {
         let mut v = Vec::new();
