@@ -227,6 +227,27 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
     }
 }
 
+/// The client publish reads images with: the stored credentials, and
+/// DUCC's per-registry ones (`DUCC_AUTH_REGISTRIES=a,b` with
+/// `DUCC_a_IDENT` the registry, `DUCC_a_USER`, `DUCC_a_PASS`).
+fn input_registry(ctx: &Ctx) -> Result<cargohold_registry::Registry> {
+    let mut opts = ctx.client_options()?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    for name in env("DUCC_AUTH_REGISTRIES").unwrap_or_default().split(',').filter(|n| !n.is_empty()) {
+        if env(&format!("DUCC_{name}_PROXY")).is_some() {
+            bail!("DUCC_{name}_PROXY: registry proxies are not supported; unset it");
+        }
+        let (Some(ident), Some(user), Some(pass)) =
+            (env(&format!("DUCC_{name}_IDENT")), env(&format!("DUCC_{name}_USER")), env(&format!("DUCC_{name}_PASS")))
+        else {
+            bail!("DUCC_AUTH_REGISTRIES names {name}: set DUCC_{name}_IDENT, DUCC_{name}_USER and DUCC_{name}_PASS");
+        };
+        let host = ident.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+        opts.registry_credentials.push((host.to_owned(), cargohold_registry::Credentials::new(user, pass)));
+    }
+    Ok(cargohold_registry::Registry::new(opts)?)
+}
+
 /// `wishlists:` of a prune config (DUCC's ducc-prune.yaml).
 fn prune_config(path: &std::path::Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
@@ -293,7 +314,7 @@ fn convert(
              (cargohold login), not --creds"
         );
     }
-    let reg = ctx.registry_for(None)?;
+    let reg = input_registry(ctx)?;
     // Thin images go up as the wish list's user, with the password DUCC
     // reads from the environment, else with the stored credentials.
     let password =

@@ -1426,3 +1426,48 @@ fn credentials_only_go_to_their_registry() {
     let heads = seen.lock().unwrap().clone();
     assert!(!heads.is_empty() && heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization")), "{heads:?}");
 }
+
+/// DUCC's per-registry input credentials (`DUCC_AUTH_REGISTRIES`,
+/// `DUCC_<name>_IDENT/_USER/_PASS`) reach the registry they name.
+#[test]
+fn publish_reads_with_duccs_per_registry_credentials() {
+    let reg = registry_with(Some(("ducc", "s3cret")));
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(
+        &store,
+        &[
+            "--creds",
+            "ducc:s3cret",
+            "copy",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{}/team/app:1", reg.1),
+        ],
+    );
+    let tree = t.path().join("tree");
+    let publish = |with_env: bool| {
+        let mut c = bin();
+        c.env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+            .env("DOCKER_CONFIG", t.path().join("no-docker"))
+            .env("HOME", t.path().join("nobody"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--store")
+            .arg(&store)
+            .args(["publish", "convert-single-image", &format!("http://{}/team/app:1", reg.1)])
+            .arg(&tree)
+            .args(["--skip-thin-image", "-q"]);
+        if with_env {
+            c.env("DUCC_AUTH_REGISTRIES", "local")
+                .env("DUCC_local_IDENT", format!("http://{}", reg.1))
+                .env("DUCC_local_USER", "ducc")
+                .env("DUCC_local_PASS", "s3cret");
+        }
+        c.output().unwrap()
+    };
+    assert!(!publish(false).status.success(), "no credentials, no image");
+    let out = publish(true);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(tree.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file());
+}
