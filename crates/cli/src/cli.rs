@@ -372,7 +372,7 @@ pub enum BackendKind {
     Cvmfs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PublishOpts {
     /// The publish target's kind.
     #[arg(long, value_enum, default_value_t = BackendKind::Local)]
@@ -439,6 +439,16 @@ pub struct PublishSingleArgs {
     pub image: String,
     /// The tree's directory.
     pub target: PathBuf,
+    /// Push a thin image by this name (`https://registry/repo:tag`; `$(tag)` and the wish list's other variables
+    /// work); without it, as DUCC, no thin image.
+    #[arg(long, value_name = "IMAGE")]
+    pub thin_image_name: Option<String>,
+    /// Push the thin image as this user (password: DUCC_OUTPUT_REGISTRY_PASS).
+    #[arg(short = 'u', long, value_name = "USER", default_value = "")]
+    pub username: String,
+    /// Try the conversion this many times before giving up.
+    #[arg(short = 'r', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempts: u32,
     #[command(flatten)]
     pub opts: PublishOpts,
 }
@@ -475,7 +485,7 @@ pub struct PublishCheckArgs {
 }
 
 /// `--json` alone.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct JsonArgs {
     /// Print one JSON document on stdout.
     #[arg(long)]

@@ -221,8 +221,26 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 bail!("{} is a tag pattern; use a wish list for patterns", a.image);
             }
             let repo = a.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let thin = ThinOptions { output_format: DEFAULT_OUTPUT_FORMAT.into(), cvmfs_repo: repo };
-            convert(ctx, &a.opts, &a.target, ("", thin), None, |p| p.convert_image_all(&url))
+            let mut opts = a.opts.clone();
+            // As DUCC: a thin image only with a name for it.
+            let output_format = match &a.thin_image_name {
+                Some(n) => n.clone(),
+                None => {
+                    opts.skip_thin_image = true;
+                    DEFAULT_OUTPUT_FORMAT.into()
+                }
+            };
+            let thin = ThinOptions { output_format, cvmfs_repo: repo };
+            convert(ctx, &opts, &a.target, (&a.username, thin), None, |p| {
+                let mut reports = p.convert_image_all(&url);
+                for _ in 1..a.attempts {
+                    if reports.iter().all(|r| r.status != Status::Failed) {
+                        break;
+                    }
+                    reports = p.convert_image_all(&url);
+                }
+                reports
+            })
         }
     }
 }

@@ -1470,4 +1470,25 @@ fn publish_reads_with_duccs_per_registry_credentials() {
     let out = publish(true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(tree.join(format!("{}/team/app:1/etc/motd", reg.1)).is_file());
+    // DUCC's convert-single-image flags: a thin image only by name, pushed
+    // as -u with DUCC_OUTPUT_REGISTRY_PASS; -r attempts.
+    let thin = format!("http://{}/team/app_thin:1", reg.1);
+    let out = bin()
+        .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
+        .env("DOCKER_CONFIG", t.path().join("no-docker"))
+        .env("DUCC_AUTH_REGISTRIES", "local")
+        .env("DUCC_local_IDENT", &reg.1)
+        .env("DUCC_local_USER", "ducc")
+        .env("DUCC_local_PASS", "s3cret")
+        .env("DUCC_OUTPUT_REGISTRY_PASS", "s3cret")
+        .arg("--store")
+        .arg(&store)
+        .args(["publish", "convert-single-image", &format!("http://{}/team/app:1", reg.1)])
+        .arg(&tree)
+        .args(["--thin-image-name", &thin, "-u", "ducc", "-r", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tags = json(&store, &["--creds", "ducc:s3cret", "tags", &format!("{}/team/app_thin", reg.1), "--json"]);
+    assert!(tags.to_string().contains("\"1\""), "{tags}");
 }
