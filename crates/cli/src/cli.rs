@@ -289,6 +289,12 @@ pub enum PublishCommand {
     /// Validate a wish list without converting anything.
     #[command(after_help = "Example:\n  cargohold publish check wishlist.yaml --json")]
     Check(PublishCheckArgs),
+    /// Publish on push: take registry webhooks (distribution's, as `serve --notify` sends; Harbor's) into a durable
+    /// queue and convert pushed images, unpublish deleted ones (failures retried with back-off) until SIGTERM.
+    #[command(
+        after_help = "Example:\n  cargohold publish listen /srv/unpacked --addr 127.0.0.1:8081 --queue /var/lib/cargohold/hooks --skip-thin-image\n  cargohold serve --root /srv/registry --notify http://127.0.0.1:8081/events\nA secret: CARGOHOLD_HOOK_SECRET (requests then need `Authorization: Bearer SECRET`)."
+    )]
+    Listen(PublishListenArgs),
     /// Unpublish an image: its public path and metadata go (its flat and layers stay for gc), as DUCC's delete-image.
     #[command(
         after_help = "Example:\n  cargohold publish delete-image /srv/unpacked https://registry.example/library/ubuntu:22.04 --dry-run"
@@ -304,6 +310,26 @@ pub enum PublishCommand {
         after_help = "Examples:\n  cargohold publish expand-wildcard 'https://registry.example/team/app:1.*'\n  cargohold publish expand-wildcard -w wishlist.yaml -o expanded.yaml"
     )]
     ExpandWildcard(PublishExpandArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishListenArgs {
+    /// The tree's directory (with `--backend cvmfs`, the repository name).
+    pub target: PathBuf,
+    /// Where to take webhooks.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8081")]
+    pub addr: String,
+    /// The durable queue: a directory of pending jobs (kept across restarts).
+    #[arg(long, value_name = "DIR")]
+    pub queue: PathBuf,
+    /// The registry's address as this publisher reaches it (`https://registry.example`), instead of the events'.
+    #[arg(long, value_name = "URL")]
+    pub registry_url: Option<String>,
+    /// Only images an input of this wish list covers (its user and output_format are the thin images').
+    #[arg(long, value_name = "FILE")]
+    pub wishlist: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: PublishOpts,
 }
 
 #[derive(Debug, Args)]

@@ -570,7 +570,31 @@ impl<'a> Publisher<'a> {
     /// gc; `false` when the tree does not publish it. With `dry_run`, only
     /// says.
     pub fn delete_image(&self, url: &ImageUrl, dry_run: bool) -> Result<bool> {
-        let name = public_name(url);
+        if url.tag.is_none()
+            && let Some(d) = &url.digest
+        {
+            return self.delete_digest(url, d, dry_run);
+        }
+        self.delete_named(&public_name(url), dry_run)
+    }
+
+    /// Unpublishes every tag of `url`'s repository whose published manifest
+    /// is `digest` (a registry deleted it by digest).
+    fn delete_digest(&self, url: &ImageUrl, digest: &Digest, dry_run: bool) -> Result<bool> {
+        let prefix = format!("{}/{}:", url.registry, url.repository);
+        let mut any = false;
+        for name in self.published()?.into_iter().filter(|n| n.starts_with(&prefix)) {
+            let file = self.tree.metadata_dir(&name).join("manifest.json");
+            let Ok(bytes) = std::fs::read(&file) else { continue };
+            if digest.same_algorithm_of(&bytes) == *digest {
+                any |= self.delete_named(&name, dry_run)?;
+            }
+        }
+        Ok(any)
+    }
+
+    fn delete_named(&self, name: &str, dry_run: bool) -> Result<bool> {
+        let name = name.to_owned();
         let names: Vec<String> = self
             .published()?
             .into_iter()

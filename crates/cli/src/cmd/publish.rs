@@ -5,8 +5,8 @@ use std::io::Write as _;
 use anyhow::{Context, Result, bail};
 use cargohold_image_core::ImageUrl;
 use cargohold_publish::{
-    CvmfsServer, DEFAULT_OUTPUT_FORMAT, ImageReport, LocalDir, PublishBackend, PublishOptions, Publisher, Status,
-    ThinOptions, Wishlist, parse_ignore_errors, parse_wishlist,
+    CvmfsServer, DEFAULT_OUTPUT_FORMAT, HookOptions, ImageReport, LocalDir, PublishBackend, PublishOptions, Publisher,
+    Queue, Status, ThinOptions, Wishlist, parse_ignore_errors, parse_wishlist,
 };
 use serde_json::json;
 
@@ -97,6 +97,44 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 output::line(format!("{verb} {} {} ({} bytes)", c.kind, c.path.display(), c.bytes))?;
             }
             output::line(format!("{verb} {} entries, {} bytes", report.collected.len(), report.bytes))
+        }
+        PublishCommand::Listen(a) => {
+            if a.opts.out.json {
+                bail!("--json: listen logs on stderr; there is no JSON to print");
+            }
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, std::sync::Arc::clone(&stop)).context("cannot handle signals")?;
+            }
+            let filter = a.wishlist.as_deref().map(read_wishlist).transpose()?;
+            let (user, output_format) = match &filter {
+                Some(w) => (w.user.clone(), w.output_format.clone()),
+                None => (String::new(), DEFAULT_OUTPUT_FORMAT.into()),
+            };
+            let repo = a.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let thin = ThinOptions { output_format, cvmfs_repo: repo };
+            let queue =
+                Queue::open(&a.queue).with_context(|| format!("could not open the queue {}", a.queue.display()))?;
+            let listener =
+                std::net::TcpListener::bind(&a.addr).with_context(|| format!("cannot listen on {}", a.addr))?;
+            let secret = std::env::var("CARGOHOLD_HOOK_SECRET").ok().filter(|s| !s.is_empty());
+            let opts = HookOptions { secret, registry_url: a.registry_url.clone(), filter };
+            let quiet = ctx.is_quiet();
+            if !quiet {
+                let at = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                output::status(&format!(
+                    "listening for registry webhooks on http://{at}/ (queue {})",
+                    a.queue.display()
+                ));
+            }
+            let log = move |line: &str| {
+                if !quiet {
+                    output::status(line);
+                }
+            };
+            with_publisher(ctx, &a.opts, &a.target, (&user, thin), Some(&stop), |p| {
+                Ok(cargohold_publish::listen(&listener, &queue, p, &opts, &stop, &log)?)
+            })
         }
         PublishCommand::DeleteImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
@@ -326,6 +364,19 @@ fn convert(
     stop: Option<&std::sync::atomic::AtomicBool>,
     work: impl FnOnce(&Publisher<'_>) -> Vec<ImageReport>,
 ) -> Result<()> {
+    let reports = with_publisher(ctx, o, root, (user, thin), stop, |p| Ok(p.run(work)))?;
+    render_reports(o, root, &reports)
+}
+
+/// Runs `work` with a publisher of `root` as the options say.
+fn with_publisher<T>(
+    ctx: &Ctx,
+    o: &PublishOpts,
+    root: &std::path::Path,
+    (user, thin): (&str, ThinOptions),
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    work: impl FnOnce(&Publisher<'_>) -> Result<T>,
+) -> Result<T> {
     if ctx.creds_given() {
         anyhow::bail!(
             "publish reads images from the registries its wish list names, each with its stored credentials \
@@ -371,7 +422,10 @@ fn convert(
     if let Some(flag) = stop {
         publisher = publisher.with_stop_flag(flag);
     }
-    let reports = publisher.run(work);
+    work(&publisher)
+}
+
+fn render_reports(o: &PublishOpts, root: &std::path::Path, reports: &[ImageReport]) -> Result<()> {
     let failed = reports.iter().filter(|r| r.status == Status::Failed && !r.ignored).count();
     if o.out.json {
         output::json(&json!({ "root": root, "images": reports }))?;

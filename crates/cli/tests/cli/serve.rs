@@ -671,3 +671,84 @@ fn docker_pushes_to_and_pulls_from_serve() {
     let config = json(&store, &["inspect", "app:1", "--json"]);
     assert_eq!(id.trim(), config["id"].as_str().unwrap_or_default(), "{config}");
 }
+
+/// Publish on push: `serve --notify` sends its webhooks to `publish listen`,
+/// which converts what is pushed and unpublishes what is deleted; a job
+/// that fails stays in the durable queue through a kill -9 and is retried.
+#[test]
+fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
+    require("curl");
+    let t = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hook = format!("127.0.0.1:{port}");
+    let (tree, queue) = (t.path().join("tree"), t.path().join("queue"));
+    let start_listen = || {
+        let child = bin()
+            .args(["publish", "listen"])
+            .arg(&tree)
+            .args(["--addr", &hook, "--queue"])
+            .arg(&queue)
+            .args(["--skip-thin-image", "--store"])
+            .arg(t.path().join("lstore"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        listening(child, hook.clone())
+    };
+    std::fs::create_dir_all(&tree).unwrap();
+    let mut listener = start_listen();
+    let srv = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("registry")).args(["--notify", &format!("http://{hook}/events")]);
+    });
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    ok(&store, &["push", "app:1", &format!("{}/team/app:1", srv.1)]);
+    let published = |name: &str| tree.join(format!("{}/{name}/etc/motd", srv.1)).is_file();
+    let wait = |what: &dyn Fn() -> bool, why: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "{why}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait(&|| published("team/app:1"), "the pushed image was not published");
+    ok(&store, &["delete", &format!("{}/team/app:1", srv.1)]);
+    wait(&|| !tree.join(format!("{}/team/app:1", srv.1)).exists(), "the deleted image stayed published");
+
+    // An event for an image not there yet: the job fails, stays queued
+    // (through a kill -9) and is retried until the image comes.
+    let other = serve(&t.path().join("other"));
+    let event = format!(
+        "{{\"events\":[{{\"action\":\"push\",\"target\":{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\
+         \"repository\":\"team/late\",\"tag\":\"1\",\"url\":\"http://{}/v2/team/late/manifests/sha256:00\"}}}}]}}",
+        other.1
+    );
+    let posted = run(Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json"])
+        .args(["--data-binary", &event, &format!("http://{hook}/events")]));
+    assert_eq!(posted, "200");
+    let queued = || std::fs::read_dir(&queue).unwrap().count();
+    let tried = || {
+        std::fs::read_dir(&queue)
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .any(|j| j.contains("\"attempts\":1"))
+    };
+    wait(&tried, "the failing job was not tried");
+    let _ = listener.0.kill();
+    let _ = listener.0.wait();
+    assert_eq!(queued(), 1, "the failed job is kept");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), &format!("docker://{}/team/late:1", other.1)]);
+    listener = start_listen();
+    wait(&|| tree.join(format!("{}/team/late:1/etc/motd", other.1)).is_file(), "the queued job was lost");
+    wait(&|| queued() == 0, "the finished job stayed queued");
+    // Hostile bodies: refused, nothing queued.
+    let bad = run(Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data-binary", "not json"])
+        .arg(format!("http://{hook}/events")));
+    assert_eq!(bad, "400");
+    assert_eq!(queued(), 0);
+    drop(listener);
+}
