@@ -295,6 +295,12 @@ pub enum PublishCommand {
         after_help = "Example:\n  cargohold publish listen /srv/unpacked --addr 127.0.0.1:8081 --queue /var/lib/cargohold/hooks --skip-thin-image\n  cargohold serve --root /srv/registry --notify http://127.0.0.1:8081/events\nA secret: CARGOHOLD_HOOK_SECRET (requests then need `Authorization: Bearer SECRET`)."
     )]
     Listen(PublishListenArgs),
+    /// A podman additional image store (on this machine) whose one layer is a published image's flat, as DUCC's
+    /// create-podman-store; `podman --storage-opt additionalimagestore=STORE run IMAGE` then pulls nothing.
+    #[command(
+        after_help = "Example:\n  cargohold publish create-podman-store https://registry.example/team/app:1 /srv/unpacked /var/lib/cvmfs-store"
+    )]
+    CreatePodmanStore(PublishPodmanArgs),
     /// Unpublish an image: its public path and metadata go (its flat and layers stay for gc), as DUCC's delete-image.
     #[command(
         after_help = "Example:\n  cargohold publish delete-image /srv/unpacked https://registry.example/library/ubuntu:22.04 --dry-run"
@@ -330,6 +336,16 @@ pub struct PublishListenArgs {
     pub wishlist: Option<PathBuf>,
     #[command(flatten)]
     pub opts: PublishOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishPodmanArgs {
+    /// The published image (`https://registry.example/team/app:1`).
+    pub image: String,
+    /// The publish tree (its flat must be there).
+    pub tree: PathBuf,
+    /// The store's directory (created when missing).
+    pub store: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -409,6 +425,9 @@ pub struct PublishOpts {
     /// Do not build the flat root filesystems.
     #[arg(long)]
     pub skip_flat: bool,
+    /// Do not add images to the tree's podman additional image store (`podmanStore/`).
+    #[arg(short = 'p', long)]
+    pub skip_podman: bool,
     /// Do not push thin images (`output_format` of the wish list).
     #[arg(long)]
     pub skip_thin_image: bool,

@@ -42,6 +42,8 @@ pub struct PublishOptions {
     pub jobs: usize,
     /// Do not build `.flat` trees (layers and metadata only).
     pub skip_flat: bool,
+    /// Do not add images to the tree's podman store (`podmanStore/`).
+    pub skip_podman: bool,
     /// Convert images whose config has not changed too.
     pub convert_again: bool,
     /// Unpack layers again even when their `layerfs` exists.
@@ -134,6 +136,9 @@ pub fn expand(reg: &Registry, url: &ImageUrl) -> Result<Vec<ImageUrl>> {
         .map(|t| ImageUrl { tag: Some(t), digest: None, ..url.clone() })
         .collect())
 }
+
+/// The tree's podman additional image store (DUCC's `podmanStore`).
+pub const PODMAN_STORE: &str = "podmanStore";
 
 /// An image `prune-images` deleted (or would delete), or why it could not.
 #[derive(Debug, Clone, Serialize)]
@@ -434,7 +439,7 @@ impl<'a> Publisher<'a> {
                 return Ok(());
             }
         }
-        let config = read_config(&mut src, &m)?;
+        let (config, config_bytes) = read_config_bytes(&mut src, &m)?;
         let diff_ids = &config.rootfs.diff_ids;
         if diff_ids.len() != m.layers.len() {
             return Err(cargohold_image_core::Error::Manifest(cargohold_image_core::ManifestError::Invalid {
@@ -516,6 +521,18 @@ impl<'a> Publisher<'a> {
                     status: Some("ok"),
                     ..Event::default()
                 })?;
+                if !self.opts.skip_podman && platform.is_none() {
+                    // The tree's podman store: the flat as one layer.
+                    let image = crate::podman::PodmanImage {
+                        name: crate::podman::podman_name(&name),
+                        manifest: (&raw.bytes, &raw.digest),
+                        config: (&config_bytes, &m.config.digest),
+                    };
+                    let store = self.tree.root().join(PODMAN_STORE);
+                    let target = relative(&store.join("overlay/layer"), &flat);
+                    let size = report.bytes_written + report.bytes_deduplicated;
+                    crate::podman::add_image(&store, &image, &target, size)?;
+                }
             }
             Ok(())
         })();
@@ -633,6 +650,10 @@ impl<'a> Publisher<'a> {
                     Err(e) => return Err(io_err("remove", &meta)(e)),
                 }
                 let _ = std::fs::remove_dir_all(&trash);
+                let store = self.tree.root().join(PODMAN_STORE);
+                if store.is_dir() {
+                    crate::podman::remove_name(&store, &crate::podman::podman_name(n))?;
+                }
                 self.notifier.emit(&Event {
                     action: "delete_image",
                     image: Some(n),
@@ -744,33 +765,8 @@ impl<'a> Publisher<'a> {
         src: &mut dyn ImageSource,
         platform: Option<&Platform>,
     ) -> Result<(RawManifest, ImageManifest)> {
-        let top = src.top_manifest()?;
-        match top.parse().map_err(cargohold_image_core::Error::from)? {
-            Manifest::Image(m) => Ok((top, m)),
-            Manifest::Index(idx) => {
-                let want = platform.or(self.opts.platform.as_ref()).cloned().unwrap_or_else(Platform::host);
-                let entry = idx.select_platform(&want).cloned().ok_or_else(|| {
-                    cargohold_image_core::Error::NoMatchingPlatform {
-                        wanted: want.to_string(),
-                        location: src.location(),
-                        available: idx
-                            .manifests
-                            .iter()
-                            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                            .collect(),
-                    }
-                })?;
-                let child = src.manifest(&entry)?;
-                match child.parse().map_err(cargohold_image_core::Error::from)? {
-                    Manifest::Image(m) => Ok((child, m)),
-                    Manifest::Index(_) => Err(cargohold_image_core::Error::Unsupported {
-                        location: src.location(),
-                        what: "nested indexes".into(),
-                    }
-                    .into()),
-                }
-            }
-        }
+        let want = platform.or(self.opts.platform.as_ref()).cloned().unwrap_or_else(Platform::host);
+        platform_manifest_of(src, &want)
     }
 
     /// Downloads and unpacks `todo` into staging directories, `jobs` at a time.
@@ -956,6 +952,11 @@ fn stored_config(meta_file: &Path) -> Option<Digest> {
 }
 
 fn read_config(src: &mut dyn ImageSource, m: &ImageManifest) -> Result<ImageConfig> {
+    read_config_bytes(src, m).map(|(c, _)| c)
+}
+
+/// The config, and its bytes as the registry sent them (verified).
+fn read_config_bytes(src: &mut dyn ImageSource, m: &ImageManifest) -> Result<(ImageConfig, Vec<u8>)> {
     if m.config.size > MAX_CONFIG_SIZE {
         return Err(cargohold_image_core::Error::TooLarge {
             what: format!("config {}", m.config.digest),
@@ -969,7 +970,8 @@ fn read_config(src: &mut dyn ImageSource, m: &ImageManifest) -> Result<ImageConf
     VerifyingReader::new(src.blob(&m.config)?, m.config.digest.clone(), Some(m.config.size))
         .read_to_end(&mut bytes)
         .map_err(|e| cargohold_image_core::Error::blob_read(&m.config.digest, &location, e))?;
-    Ok(ImageConfig::from_slice(&bytes, &format!("config {}", m.config.digest))?)
+    let config = ImageConfig::from_slice(&bytes, &format!("config {}", m.config.digest))?;
+    Ok((config, bytes))
 }
 
 /// Renames the staged directory `dir` to `target`, swapping out (and then
@@ -1045,4 +1047,78 @@ impl From<cargohold_image_core::ManifestError> for Error {
     fn from(e: cargohold_image_core::ManifestError) -> Self {
         Error::from(cargohold_image_core::Error::from(e))
     }
+}
+
+/// The image manifest of `want`'s platform (the image itself when it has one).
+fn platform_manifest_of(src: &mut dyn ImageSource, want: &Platform) -> Result<(RawManifest, ImageManifest)> {
+    let top = src.top_manifest()?;
+    match top.parse().map_err(cargohold_image_core::Error::from)? {
+        Manifest::Image(m) => Ok((top, m)),
+        Manifest::Index(idx) => {
+            let want = want.clone();
+            let entry =
+                idx.select_platform(&want).cloned().ok_or_else(|| cargohold_image_core::Error::NoMatchingPlatform {
+                    wanted: want.to_string(),
+                    location: src.location(),
+                    available: idx
+                        .manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                        .collect(),
+                })?;
+            let child = src.manifest(&entry)?;
+            match child.parse().map_err(cargohold_image_core::Error::from)? {
+                Manifest::Image(m) => Ok((child, m)),
+                Manifest::Index(_) => Err(cargohold_image_core::Error::Unsupported {
+                    location: src.location(),
+                    what: "nested indexes".into(),
+                }
+                .into()),
+            }
+        }
+    }
+}
+
+/// DUCC's `create-podman-store`: adds the published image `url` (its flat
+/// in the tree at `tree`, which must be there) to the podman store at
+/// `store` (absolute), its layer's `diff` an absolute symlink to the flat.
+/// The name podman knows it by.
+pub fn create_podman_store(
+    reg: &Registry,
+    url: &ImageUrl,
+    tree: &Path,
+    store: &Path,
+    platform: Option<&Platform>,
+) -> Result<String> {
+    let reference = url.to_reference().map_err(cargohold_image_core::Error::from)?;
+    let mut src = reg.source(&reference);
+    let want = platform.cloned().unwrap_or_else(Platform::host);
+    let (raw, m) = platform_manifest_of(&mut src, &want)?;
+    let (_, config_bytes) = read_config_bytes(&mut src, &m)?;
+    let t = Tree::at(tree);
+    let flat = t.flat_dir(&m.config.digest);
+    if !flat.is_dir() {
+        return Err(Error::Io {
+            action: "find the flat of",
+            path: flat.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "{} is not published with a flat in {} (convert it without --skip-flat)",
+                    public_name(url),
+                    tree.display()
+                ),
+            ),
+        });
+    }
+    let name = crate::podman::podman_name(&public_name(url));
+    let image = crate::podman::PodmanImage {
+        name: name.clone(),
+        manifest: (&raw.bytes, &raw.digest),
+        config: (&config_bytes, &m.config.digest),
+    };
+    let size = crate::gc::file_bytes(&flat, false);
+    std::fs::create_dir_all(store).map_err(io_err("create", store))?;
+    crate::podman::add_image(store, &image, &flat, size)?;
+    Ok(name)
 }

@@ -36,17 +36,22 @@ mod error;
 mod gc;
 mod listen;
 mod notify;
+mod podman;
 mod singularity;
 mod thin;
 mod tree;
 mod wishlist;
 
 pub use backend::{CvmfsServer, LocalDir, PublishBackend};
-pub use convert::{ImageReport, PruneOutcome, PublishOptions, Publisher, Status, error_chain, expand, public_name};
+pub use convert::{
+    ImageReport, PODMAN_STORE, PruneOutcome, PublishOptions, Publisher, Status, create_podman_store, error_chain,
+    expand, public_name,
+};
 pub use error::{Error, Result};
 pub use gc::{Collected, GcReport, collect, collect_in};
 pub use listen::{HookOptions, Job, JobAction, Queue, accept_hooks, jobs_of_webhook, listen, work_queue};
 pub use notify::{Event, Notifier};
+pub use podman::{PodmanImage, add_image as podman_add_image, podman_name, remove_name as podman_remove_name};
 pub use thin::{ThinOptions, push_thin, thin_json};
 pub use tree::{Tree, TreeLock, write_atomic};
 pub use wishlist::{

@@ -28,6 +28,11 @@ impl Tree {
         Ok(Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock") })
     }
 
+    /// The tree at `root`, read only: nothing is created.
+    pub fn at(root: &Path) -> Self {
+        Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock") }
+    }
+
     /// The tree of a backend (nothing is created: the target may be read-only
     /// outside transactions).
     pub fn of(backend: &dyn crate::PublishBackend) -> Self {

@@ -136,6 +136,21 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 Ok(cargohold_publish::listen(&listener, &queue, p, &opts, &stop, &log)?)
             })
         }
+        PublishCommand::CreatePodmanStore(a) => {
+            let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
+            let reg = input_registry(ctx)?;
+            let tree = a.tree.canonicalize().with_context(|| format!("{} is not a publish tree", a.tree.display()))?;
+            let store = std::path::absolute(&a.store).with_context(|| format!("{}", a.store.display()))?;
+            let name = cargohold_publish::create_podman_store(&reg, &url, &tree, &store, platform(None)?.as_ref())
+                .with_context(|| format!("could not make the podman store {}", store.display()))?;
+            if !ctx.is_quiet() {
+                output::status(&format!(
+                    "{name} is in the podman store {0}: podman --storage-opt additionalimagestore={0} run {name}",
+                    store.display()
+                ));
+            }
+            Ok(())
+        }
         PublishCommand::DeleteImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
             if url.is_tag_pattern() {
@@ -395,6 +410,7 @@ fn with_publisher<T>(
     let opts = PublishOptions {
         jobs: o.jobs,
         skip_flat: o.skip_flat,
+        skip_podman: o.skip_podman,
         convert_again: o.convert_again,
         overwrite_layers: o.overwrite_layers,
         lock_timeout: o.lock_timeout.map(std::time::Duration::from_secs),

@@ -752,3 +752,55 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
     assert_eq!(queued(), 0);
     drop(listener);
 }
+
+/// Debian's podman runs a published image from the tree's podman store
+/// (and from a store `create-podman-store` makes) without pulling it; the
+/// store forgets an unpublished image.
+#[test]
+fn podman_runs_published_images_from_the_podman_stores() {
+    require("podman");
+    require("tar");
+    let t = tempfile::tempdir().unwrap();
+    let rootfs = t.path().join("rootfs");
+    cargohold_testkit::busybox_rootfs(&rootfs);
+    std::fs::write(rootfs.join("msg"), "hello from the flat\n").unwrap();
+    let tar = t.path().join("root.tar");
+    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg("."));
+    let store = t.path().join("store");
+    ok(&store, &["import", tar.to_str().unwrap(), "bb:1", "-c", "CMD [\"/bin/sh\"]"]);
+    let srv = serve(&t.path().join("registry"));
+    ok(&store, &["push", "bb:1", &format!("{}/team/bb:1", srv.1)]);
+    let tree = t.path().join("tree");
+    let image = format!("http://{}/team/bb:1", srv.1);
+    ok(&store, &["publish", "convert-single-image", &image, tree.to_str().unwrap(), "-q"]);
+    let podman_with = |store_dir: &Path, n: &str| {
+        let mut c = Command::new("podman");
+        c.arg("--root")
+            .arg(t.path().join(format!("podman-root{n}")))
+            .arg("--runroot")
+            .arg(t.path().join(format!("podman-run{n}")));
+        c.args(["--storage-driver", "overlay", "--storage-opt"])
+            .arg(format!("additionalimagestore={}", store_dir.display()));
+        c
+    };
+    let run_msg = |store_dir: &Path, n: &str| {
+        let out = podman_with(store_dir, n)
+            .args(["run", "--rm", "--pull=never", "--runtime", "runc", "--cgroup-manager", "cgroupfs"])
+            .args(["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096", "--network", "none"])
+            .arg(format!("{}/team/bb:1", srv.1))
+            .args(["cat", "/msg"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "podman run: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run_msg(&tree.join("podmanStore"), "1"), "hello from the flat\n");
+    // A store of this machine's own, pointing into the tree.
+    let local = t.path().join("local-store");
+    ok(&store, &["publish", "create-podman-store", &image, tree.to_str().unwrap(), local.to_str().unwrap()]);
+    assert_eq!(run_msg(&local, "2"), "hello from the flat\n");
+    // Unpublished: gone from the tree's store.
+    ok(&store, &["publish", "delete-image", tree.to_str().unwrap(), &image]);
+    let images = run(podman_with(&tree.join("podmanStore"), "3").args(["images", "--format", "{{.Repository}}"]));
+    assert!(!images.contains("team/bb"), "{images}");
+}
