@@ -137,12 +137,14 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
     }
     let images_file = store.join("overlay-images/images.json");
     let mut images = read_records(&images_file)?;
-    // A name belongs to one image: taken from any other.
-    for other in images.iter_mut() {
+    // A name belongs to one image: taken from any other (which goes when
+    // it has none left: a store never holds on to an old flat).
+    for other in images.iter_mut().filter(|i| i["id"] != id.as_str()) {
         if let Some(names) = other["names"].as_array_mut() {
             names.retain(|n| n != image.name.as_str());
         }
     }
+    drop_unnamed(store, &mut images)?;
     let mut names: Vec<Value> =
         images.iter().find(|i| i["id"] == id.as_str()).and_then(|i| i["names"].as_array().cloned()).unwrap_or_default();
     names.push(json!(image.name));
@@ -175,12 +177,19 @@ pub fn remove_name(store: &Path, name: &str) -> Result<()> {
     if images.is_empty() {
         return Ok(());
     }
-    let mut gone_layers = Vec::new();
     for i in images.iter_mut() {
         if let Some(names) = i["names"].as_array_mut() {
             names.retain(|n| n != name);
         }
     }
+    drop_unnamed(store, &mut images)?;
+    write_records(&images_file, &images)
+}
+
+/// Drops images with no name left, with their layers (records, directories
+/// and links).
+fn drop_unnamed(store: &Path, images: &mut Vec<Value>) -> Result<()> {
+    let mut gone_layers = Vec::new();
     images.retain(|i| {
         let keep = i["names"].as_array().is_some_and(|n| !n.is_empty());
         if !keep && let Some(l) = i["layer"].as_str() {
@@ -188,12 +197,28 @@ pub fn remove_name(store: &Path, name: &str) -> Result<()> {
         }
         keep
     });
-    write_records(&images_file, &images)?;
-    if !gone_layers.is_empty() {
-        let layers_file = store.join("overlay-layers/layers.json");
-        let mut layers = read_records(&layers_file)?;
-        layers.retain(|l| !gone_layers.iter().any(|g| l["id"] == g.as_str()));
-        write_records(&layers_file, &layers)?;
+    if gone_layers.is_empty() {
+        return Ok(());
+    }
+    let layers_file = store.join("overlay-layers/layers.json");
+    let mut layers = read_records(&layers_file)?;
+    layers.retain(|l| !gone_layers.iter().any(|g| l["id"] == g.as_str()));
+    write_records(&layers_file, &layers)?;
+    for layer in &gone_layers {
+        // Only layers this module named (hex ids): nothing else is removed.
+        if layer.len() != 64 || !layer.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let dir = store.join("overlay").join(layer);
+        if let Ok(link) = std::fs::read_to_string(dir.join("link"))
+            && link.len() == 26
+            && link.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            let _ = std::fs::remove_file(store.join("overlay/l").join(link));
+        }
+        let _ = std::fs::remove_file(dir.join("diff"));
+        let _ = std::fs::remove_file(dir.join("link"));
+        let _ = std::fs::remove_dir(&dir);
     }
     Ok(())
 }
