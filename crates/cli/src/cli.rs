@@ -301,6 +301,10 @@ pub enum PublishCommand {
         after_help = "Example:\n  cargohold publish create-podman-store https://registry.example/team/app:1 /srv/unpacked /var/lib/cvmfs-store"
     )]
     CreatePodmanStore(PublishPodmanArgs),
+    /// Check a tree against its layer digests (each layer unpacked afresh from its registry and compared, each flat
+    /// rebuilt and compared); --repair replaces what differs.
+    #[command(after_help = "Example:\n  cargohold publish scrub /srv/unpacked --repair --json")]
+    Scrub(PublishScrubArgs),
     /// Unpublish an image: its public path and metadata go (its flat and layers stay for gc), as DUCC's delete-image.
     #[command(
         after_help = "Example:\n  cargohold publish delete-image /srv/unpacked https://registry.example/library/ubuntu:22.04 --dry-run"
@@ -346,6 +350,23 @@ pub struct PublishPodmanArgs {
     pub tree: PathBuf,
     /// The store's directory (created when missing).
     pub store: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishScrubArgs {
+    /// The tree's directory.
+    pub target: PathBuf,
+    /// Replace damaged layers and flats (else only report them, and fail).
+    #[arg(long)]
+    pub repair: bool,
+    /// Write notifications to this file.
+    #[arg(short = 'n', long = "notification-file", value_name = "FILE")]
+    pub notification_file: Option<PathBuf>,
+    /// Fail after waiting this many seconds for another publisher's lock.
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    #[command(flatten)]
+    pub out: JsonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -44,8 +44,8 @@ mod wishlist;
 
 pub use backend::{CvmfsServer, LocalDir, PublishBackend};
 pub use convert::{
-    ImageReport, PODMAN_STORE, PruneOutcome, PublishOptions, Publisher, Status, create_podman_store, error_chain,
-    expand, public_name,
+    ImageReport, PODMAN_STORE, PruneOutcome, PublishOptions, Publisher, ScrubReport, Status, create_podman_store,
+    error_chain, expand, public_name,
 };
 pub use error::{Error, Result};
 pub use gc::{Collected, GcReport, collect, collect_in};

@@ -151,6 +151,41 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             }
             Ok(())
         }
+        PublishCommand::Scrub(a) => {
+            let tree = PublishTreeArgs {
+                backend: BackendKind::Local,
+                dry_run: !a.repair,
+                notification_file: a.notification_file.clone(),
+                lock_timeout: a.lock_timeout,
+                out: a.out.clone(),
+            };
+            let report = with_tree(ctx, &a.target, &tree, |p| Ok(p.scrub(a.repair)?))?;
+            if a.out.json {
+                output::json(&report)?;
+            } else {
+                for l in report.damaged_layers.iter().chain(&report.damaged_flats) {
+                    output::line(format!("damaged: {l}"))?;
+                }
+                for e in &report.errors {
+                    output::line(format!("not checked: {e}"))?;
+                }
+                output::line(format!(
+                    "{} images whole, {} damaged{}; {} layers and {} flats checked",
+                    report.images_ok.len(),
+                    report.images_damaged.len(),
+                    if a.repair && !report.images_damaged.is_empty() { " (repaired)" } else { "" },
+                    report.layers_checked,
+                    report.flats_checked
+                ))?;
+            }
+            if !report.errors.is_empty() {
+                bail!("{} images could not be checked", report.errors.len());
+            }
+            if !a.repair && !report.images_damaged.is_empty() {
+                bail!("{} images are damaged (run with --repair)", report.images_damaged.len());
+            }
+            Ok(())
+        }
         PublishCommand::DeleteImage(a) => {
             let url = ImageUrl::parse(&a.image).with_context(|| format!("{} is not an image", a.image))?;
             if url.is_tag_pattern() {

@@ -799,6 +799,21 @@ fn podman_runs_published_images_from_the_podman_stores() {
     let local = t.path().join("local-store");
     ok(&store, &["publish", "create-podman-store", &image, tree.to_str().unwrap(), local.to_str().unwrap()]);
     assert_eq!(run_msg(&local, "2"), "hello from the flat\n");
+    // A local user changes a file of the flat (the layer's, by the shared
+    // inode): scrub finds it and, with --repair, restores layer and flat.
+    let msg = tree.join(format!("{}/team/bb:1/msg", srv.1));
+    ok(&store, &["publish", "scrub", tree.to_str().unwrap()]);
+    std::fs::write(&msg, "tampered\n").unwrap();
+    let found = ch(&store, &["publish", "scrub", tree.to_str().unwrap(), "--json"]);
+    assert!(!found.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(v["damaged_layers"].as_array().unwrap().len(), 1, "{v}");
+    let v = json(&store, &["publish", "scrub", tree.to_str().unwrap(), "--repair", "--json"]);
+    assert_eq!(v["images_damaged"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(std::fs::read_to_string(&msg).unwrap(), "hello from the flat\n");
+    ok(&store, &["publish", "scrub", tree.to_str().unwrap()]);
+    assert_eq!(run_msg(&tree.join("podmanStore"), "4"), "hello from the flat\n");
+
     // Unpublished: gone from the tree's store.
     ok(&store, &["publish", "delete-image", tree.to_str().unwrap(), &image]);
     let images = run(podman_with(&tree.join("podmanStore"), "3").args(["images", "--format", "{{.Repository}}"]));
