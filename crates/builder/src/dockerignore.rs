@@ -80,15 +80,36 @@ fn clean(p: &str) -> Vec<String> {
 }
 
 /// Whether the pattern components match the path components exactly.
+/// `**` is a star over components; the match backtracks only to the last
+/// star (the classic greedy algorithm), so it takes at most
+/// `pattern × path` steps whatever the pattern.
 fn matches(pat: &[String], path: &[String]) -> bool {
-    match pat.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=path.len()).any(|skip| matches(rest, &path[skip..])),
-        Some((first, rest)) => match path.split_first() {
-            Some((p, prest)) => glob(first.as_bytes(), p.as_bytes()) && matches(rest, prest),
-            None => false,
-        },
+    star_match(pat.len(), path.len(), |i| pat[i] == "**", |i, j| glob(pat[i].as_bytes(), path[j].as_bytes()))
+}
+
+/// The greedy wildcard match over `n` pattern items and `m` subject items:
+/// `is_star(i)` says whether pattern item `i` matches any run, `one(i, j)`
+/// whether pattern item `i` matches subject item `j` alone.
+fn star_match(n: usize, m: usize, is_star: impl Fn(usize) -> bool, one: impl Fn(usize, usize) -> bool) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while si < m {
+        if pi < n && is_star(pi) {
+            last_star = Some((pi, si));
+            pi += 1;
+        } else if pi < n && one(pi, si) {
+            pi += 1;
+            si += 1;
+        } else if let Some((sp, ss)) = last_star {
+            // Let the last star take one more item, and try again after it.
+            last_star = Some((sp, ss + 1));
+            pi = sp + 1;
+            si = ss + 1;
+        } else {
+            return false;
+        }
     }
+    (pi..n).all(is_star)
 }
 
 /// Whether one path component matches one pattern component.
@@ -96,38 +117,89 @@ pub(crate) fn glob_component(pattern: &str, name: &str) -> bool {
     glob(pattern.as_bytes(), name.as_bytes())
 }
 
-/// `*`, `?`, `[...]` (with `^`/`!` negation and ranges), `\` escapes, within one component.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some(b'*') => (0..=s.len()).any(|k| glob(&p[1..], &s[k..])),
-        Some(b'?') => !s.is_empty() && glob(&p[1..], &s[1..]),
-        Some(b'[') => {
-            let Some(end) = p.iter().skip(1).position(|&b| b == b']').map(|i| i + 1) else {
-                return !s.is_empty() && s[0] == b'[' && glob(&p[1..], &s[1..]);
-            };
-            let Some(&c) = s.first() else { return false };
-            let mut class = &p[1..end];
-            let negate = matches!(class.first(), Some(b'^' | b'!'));
-            if negate {
-                class = &class[1..];
+/// One item of a component pattern.
+enum Tok<'a> {
+    Star,
+    Any,
+    /// A class: its body (ranges, members) and whether it is negated.
+    Class(&'a [u8], bool),
+    Lit(u8),
+}
+
+impl Tok<'_> {
+    fn one(&self, c: u8) -> bool {
+        match self {
+            Tok::Star => true,
+            Tok::Any => true,
+            Tok::Lit(l) => *l == c,
+            Tok::Class(class, negate) => {
+                let mut hit = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == b'-' {
+                        hit |= class[i] <= c && c <= class[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != *negate
             }
-            let mut hit = false;
-            let mut i = 0;
-            while i < class.len() {
-                if i + 2 < class.len() && class[i + 1] == b'-' {
-                    hit |= class[i] <= c && c <= class[i + 2];
-                    i += 3;
-                } else {
-                    hit |= class[i] == c;
+        }
+    }
+}
+
+fn tokens(p: &[u8]) -> Vec<Tok<'_>> {
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            b'*' => {
+                // Runs of stars are one star.
+                if !matches!(out.last(), Some(Tok::Star)) {
+                    out.push(Tok::Star);
+                }
+                i += 1;
+            }
+            b'?' => {
+                out.push(Tok::Any);
+                i += 1;
+            }
+            b'[' => match p[i + 1..].iter().position(|&b| b == b']') {
+                Some(len) => {
+                    let mut class = &p[i + 1..i + 1 + len];
+                    let negate = matches!(class.first(), Some(b'^' | b'!'));
+                    if negate {
+                        class = &class[1..];
+                    }
+                    out.push(Tok::Class(class, negate));
+                    i += len + 2;
+                }
+                // No closing bracket: a literal `[`.
+                None => {
+                    out.push(Tok::Lit(b'['));
                     i += 1;
                 }
+            },
+            b'\\' if i + 1 < p.len() => {
+                out.push(Tok::Lit(p[i + 1]));
+                i += 2;
             }
-            hit != negate && glob(&p[end + 1..], &s[1..])
+            c => {
+                out.push(Tok::Lit(c));
+                i += 1;
+            }
         }
-        Some(b'\\') if p.len() > 1 => !s.is_empty() && s[0] == p[1] && glob(&p[2..], &s[1..]),
-        Some(&c) => !s.is_empty() && s[0] == c && glob(&p[1..], &s[1..]),
     }
+    out
+}
+
+/// `*`, `?`, `[...]` (with `^`/`!` negation and ranges), `\\` escapes, within
+/// one component; in at most `pattern × name` steps.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    let toks = tokens(p);
+    star_match(toks.len(), s.len(), |i| matches!(toks[i], Tok::Star), |i, j| toks[i].one(s[j]))
 }
 
 #[cfg(test)]
@@ -161,5 +233,30 @@ mod tests {
         assert!(!d.can_skip_dir("tmp"), "exceptions exist: the walk must look inside");
         assert!(Dockerignore::parse("tmp\n").can_skip_dir("tmp"));
         assert!(!Dockerignore::parse("").excluded("anything"));
+    }
+
+    #[test]
+    fn pathological_patterns_take_linear_time() {
+        let start = std::time::Instant::now();
+        let name = "a".repeat(200);
+        assert!(!glob_component("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", &name));
+        assert!(glob_component("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a", &name));
+        let deep = vec!["a"; 60].join("/") + "/z";
+        let d = Dockerignore::parse("**/a/**/a/**/a/**/a/**/a/**/a/**/a/**/b\n");
+        assert!(!d.excluded(&deep));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+        // The algorithm still matches what globs match.
+        for (p, s, want) in [
+            ("a*b?c", "axxbyc", true),
+            ("a*b?c", "abc", false),
+            ("*.[ch]", "x.c", true),
+            ("*.[!ch]", "x.c", false),
+            ("\\*x", "*x", true),
+            ("[", "[", true),
+            ("**", "anything", true),
+            ("", "", true),
+        ] {
+            assert_eq!(glob_component(p, s), want, "{p} vs {s}");
+        }
     }
 }

@@ -4,6 +4,18 @@
 //! `${VAR+alt}`, `${VAR:?message}`, `${VAR?message}` (nested words expand too).
 //! Single quotes keep everything literal; double quotes still expand.
 
+/// The most a word may expand to: a chain of `ARG`s that double each other
+/// stops here with an error instead of exhausting memory.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
+fn capped(out: &mut String, more: &str) -> Result<(), WordError> {
+    if out.len() + more.len() > MAX_EXPANSION {
+        return Err(WordError(format!("the word expands to more than {MAX_EXPANSION} bytes")));
+    }
+    out.push_str(more);
+    Ok(())
+}
+
 /// A word could not be processed (the message says why).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -44,7 +56,7 @@ pub fn expand(text: &str, escape: char, vars: &dyn Fn(&str) -> Option<String>) -
                 out.push('$');
                 lexer.pos += 1;
             }
-            '$' => out.push_str(&lexer.dollar()?),
+            '$' => capped(&mut out, &lexer.dollar()?)?,
             c => out.push(c),
         }
     }
@@ -135,7 +147,7 @@ impl Lexer<'_> {
                         }
                         Some('$') => {
                             self.pos += 1;
-                            out.push_str(&self.dollar()?);
+                            capped(&mut out, &self.dollar()?)?;
                         }
                         Some(q) => {
                             out.push(q);
@@ -150,7 +162,7 @@ impl Lexer<'_> {
                     }
                     None => out.push(e),
                 },
-                '$' => out.push_str(&self.dollar()?),
+                '$' => capped(&mut out, &self.dollar()?)?,
                 c => out.push(c),
             }
         }
@@ -245,6 +257,17 @@ impl Lexer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expansion_is_capped() {
+        let big = "x".repeat(600 << 10);
+        let vars = |n: &str| (n == "A").then(|| big.clone());
+        assert_eq!(word("$A", '\\', &vars).unwrap().len(), 600 << 10);
+        let e = word("$A$A", '\\', &vars).unwrap_err();
+        assert!(e.0.contains("expands to more than"), "{e}");
+        assert!(expand("${A}${A}", '\\', &vars).is_err());
+        assert!(words("a \"$A$A\"", '\\', &vars).is_err());
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {
