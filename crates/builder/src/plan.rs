@@ -300,7 +300,8 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 };
                 let chown = i.flag("chown").map(&sub).transpose()?;
                 let chmod = i.flag("chmod").map(str::to_owned);
-                let shown = format!("{} {} {}", i.keyword, ws.join(" "), dest);
+                // URL credentials never reach the history (or anything shown).
+                let shown = crate::build::redact_urls(&format!("{} {} {}", i.keyword, ws.join(" "), dest));
                 // Unquoted heredoc delimiters: variables in the file are expanded.
                 let expanded_heredocs = || -> Result<Vec<Heredoc>, ParseError> {
                     i.heredocs

@@ -23,6 +23,30 @@ pub(crate) struct Download {
     pub mtime: Option<i64>,
 }
 
+/// `url` with the password of its credentials (`user:pass@`) replaced by
+/// `xxxxx`, as Docker shows such URLs: for logs, errors and history.
+/// Every `scheme://user:pass@host` in `text` is redacted.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after.find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace()).unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+                out.push_str(&format!("{user}:xxxxx@{host}"));
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The file name an URL gives.
 #[cfg_attr(not(feature = "fetch"), allow(dead_code))]
 fn name_of(url: &str) -> String {
@@ -58,46 +82,58 @@ pub(crate) fn download(url: &str, _dir: &Path, _index: usize) -> Result<Download
     Err(format!("{url}: this build of cargohold-builder cannot download (built without the `fetch` feature)"))
 }
 
-/// Downloads `url` into the directory `dir`.
+/// Downloads `url` into the directory `dir`: connect within 30 s, and no
+/// 60 s without a byte; errors name the URL with its password redacted.
 #[cfg(feature = "fetch")]
 pub(crate) fn download(url: &str, dir: &Path, index: usize) -> Result<Download, String> {
+    let shown = redact_urls(url);
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("{url}: only http:// and https:// URLs can be added"));
+        return Err(format!("{shown}: only http:// and https:// URLs can be added"));
     }
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(30))
-        .timeout(None)
-        .build()
-        .map_err(|e| format!("{url}: {e}"))?;
-    let mut resp = client.get(url).send().map_err(|e| format!("{url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("{url}: the server answered {}", resp.status()));
-    }
-    let mtime = resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).and_then(http_date);
     let path = dir.join(format!("download-{index}"));
-    let file = std::fs::File::create(&path).map_err(|e| format!("could not create {}: {e}", path.display()))?;
-    let mut out = cargohold_image_core::HashingWriter::new(
-        std::io::BufWriter::new(file),
-        cargohold_image_core::Algorithm::Sha256,
-    );
-    use std::io::{Read, Write};
-    let mut buf = vec![0u8; 1 << 16];
-    let mut total = 0u64;
-    loop {
-        let n = resp.read(&mut buf).map_err(|e| format!("{url}: {e}"))?;
-        if n == 0 {
-            break;
+    let fetch = async {
+        use std::io::Write as _;
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("{shown}: {}", e.without_url()))?;
+        let mut resp = client.get(url).send().await.map_err(|e| format!("{shown}: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("{shown}: the server answered {}", resp.status()));
         }
-        total += n as u64;
-        if total > MAX_DOWNLOAD {
-            return Err(format!("{url}: larger than {MAX_DOWNLOAD} bytes"));
+        let mtime =
+            resp.headers().get(reqwest::header::LAST_MODIFIED).and_then(|v| v.to_str().ok()).and_then(http_date);
+        let file = std::fs::File::create(&path).map_err(|e| format!("could not create {}: {e}", path.display()))?;
+        let mut out = cargohold_image_core::HashingWriter::new(
+            std::io::BufWriter::new(file),
+            cargohold_image_core::Algorithm::Sha256,
+        );
+        let mut total = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("{shown}: {}", e.without_url()))? {
+            total += chunk.len() as u64;
+            if total > MAX_DOWNLOAD {
+                return Err(format!("{shown}: larger than {MAX_DOWNLOAD} bytes"));
+            }
+            out.write_all(&chunk).map_err(|e| format!("could not write {}: {e}", path.display()))?;
         }
-        out.write_all(&buf[..n]).map_err(|e| format!("could not write {}: {e}", path.display()))?;
-    }
-    out.flush().map_err(|e| format!("could not write {}: {e}", path.display()))?;
-    let (file, digest, _) = out.finish();
-    file.into_inner().map_err(|e| format!("could not write {}: {e}", path.display()))?.sync_all().ok();
-    Ok(Download { path, name: name_of(url), digest, mtime })
+        out.flush().map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        let (file, digest, _) = out.finish();
+        file.into_inner().map_err(|e| format!("could not write {}: {e}", path.display()))?.sync_all().ok();
+        Ok(Download { path: path.clone(), name: name_of(url), digest, mtime })
+    };
+    // A runtime of its own, on a thread of its own (the caller may be in one).
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("{shown}: {e}"))?
+                .block_on(fetch)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(format!("{shown}: the download panicked")))
+    })
 }
 
 #[cfg(test)]
@@ -112,5 +148,8 @@ mod tests {
         assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(http_date("yesterday"), None);
+        assert_eq!(redact_urls("ADD https://al:s3cr@t@h.example/x /y"), "ADD https://al:xxxxx@h.example/x /y");
+        assert_eq!(redact_urls("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_urls("no url"), "no url");
     }
 }

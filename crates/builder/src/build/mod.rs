@@ -20,6 +20,7 @@ pub(crate) mod copy;
 pub(crate) mod copyup;
 mod error;
 mod fetch;
+pub use fetch::redact_urls;
 
 pub use error::BuildError;
 

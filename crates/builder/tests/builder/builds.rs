@@ -297,6 +297,17 @@ fn add_downloads_urls_only_with_the_network() {
     write(&ctx, "Dockerfile", &format!("FROM busybox:test\nCOPY http://{addr}/files/data.txt /x\n"));
     let err = Builder::new(&store).build(&opts(&ctx, "fetched:4")).unwrap_err().to_string();
     assert!(err.contains("COPY does not take URLs"), "{err}");
+
+    // Credentials in a URL: used, and shown nowhere (history, errors).
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD http://al:s3cr3t@{addr}/files/data.txt /etc/data\n"));
+    Builder::new(&store).build(&opts(&ctx, "fetched:5")).unwrap();
+    assert!(seen.lock().unwrap().iter().any(|h| h.to_ascii_lowercase().contains("authorization: basic")));
+    let img = store.resolve("fetched:5").unwrap();
+    let history = serde_json::to_string(&store.details(&img.descriptor, None).unwrap().config.history).unwrap();
+    assert!(!history.contains("s3cr3t") && history.contains("al:xxxxx@"), "{history}");
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD http://al:s3cr3t@{addr}/files/missing /x\n"));
+    let err = Builder::new(&store).build(&opts(&ctx, "fetched:6")).unwrap_err().to_string();
+    assert!(!err.contains("s3cr3t") && err.contains("al:xxxxx@"), "{err}");
 }
 
 /// Without overlayfs (forced here; on hosts whose store is on overlayfs or
