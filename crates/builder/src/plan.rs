@@ -164,6 +164,22 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let mut shell: Vec<String> = vec!["/bin/sh".into(), "-c".into()];
     for i in &d.instructions {
+        // A flag this builder does not act on is an error, never ignored.
+        let known: &[&str] = match i.keyword {
+            Keyword::From => &["platform"],
+            Keyword::Run => &["network"],
+            Keyword::Copy => &["from", "chown", "chmod"],
+            Keyword::Add => &["chown", "chmod"],
+            _ => &[],
+        };
+        if let Some(f) = i.flags.iter().find(|f| !known.contains(&f.name.as_str())) {
+            return Err(err(i, format!("{} --{} is not supported by cargohold build yet", i.keyword, f.name)));
+        }
+        if let Some(n) = i.flag("network")
+            && !["default", "none", "host"].contains(&n)
+        {
+            return Err(err(i, format!("RUN --network={n}: use default, none or host")));
+        }
         if opts.deny.contains(&i.keyword) {
             return Err(err(i, format!("{} is not allowed in this build (--deny)", i.keyword)));
         }
@@ -465,6 +481,20 @@ mod tests {
 
     fn plan_of(text: &str, opts: PlanOptions) -> Result<Plan, ParseError> {
         plan(&parse(text, "Dockerfile").unwrap(), &opts)
+    }
+
+    #[test]
+    fn unsupported_flags_are_refused_by_line() {
+        for (text, needle) in [
+            ("FROM scratch\nRUN --mount=type=cache,target=/c true\n", "RUN --mount"),
+            ("FROM scratch\nCOPY --link a /b\n", "COPY --link"),
+            ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum"),
+            ("FROM scratch\nRUN --network=bridge true\n", "--network=bridge"),
+        ] {
+            let e = plan_of(text, PlanOptions::default()).unwrap_err();
+            assert_eq!(e.line, 2, "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
     }
 
     #[test]
