@@ -18,7 +18,7 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// Instructions that must not appear (`--deny ENTRYPOINT,CMD`).
     pub deny: Vec<Keyword>,
-    /// The platform built for (`linux/amd64`); sets the TARGET* ARGs.
+    /// The platform built for (`linux/amd64`; empty: the host's); sets the TARGET* ARGs.
     pub platform: String,
     /// The file name, for errors.
     pub file: String,
@@ -153,8 +153,14 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
     let file = if opts.file.is_empty() { "Dockerfile" } else { opts.file.as_str() };
     let err = |i: &Instruction, message: String| ParseError { file: file.into(), line: i.line, column: 1, message };
     let wrap = |i: &Instruction, e: WordError| err(i, format!("{}: {}", i.keyword, e.0));
-    let platform = if opts.platform.is_empty() { "linux/amd64".to_owned() } else { opts.platform.clone() };
+    // The host's unless asked otherwise (as BuildKit).
+    let platform = if opts.platform.is_empty() {
+        cargohold_image_core::Platform::host().to_string()
+    } else {
+        opts.platform.clone()
+    };
     let automatic: BTreeMap<String, String> = platform_args(&platform).into_iter().collect();
+    let platform_str = platform.clone();
     let mut declared: BTreeSet<String> = BTreeSet::new();
     // Global ARGs (before the first FROM) and their values.
     let mut global: BTreeMap<String, String> = automatic.clone();
@@ -216,6 +222,29 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 Some(p) => Some(word(p, d.escape, &g).map_err(|e| wrap(i, e))?),
                 None => None,
             };
+            // A stage of another platform than the build's would need its
+            // emulation: refused rather than built for the wrong one.
+            if let Some(p) = &platform {
+                let same = match (
+                    p.parse::<cargohold_image_core::Platform>(),
+                    platform_str.parse::<cargohold_image_core::Platform>(),
+                ) {
+                    (Ok(a), Ok(b)) => {
+                        a.os == b.os
+                            && a.architecture == b.architecture
+                            && (a.variant.is_none() || a.variant == b.variant)
+                    }
+                    _ => false,
+                };
+                if !same {
+                    return Err(err(
+                        i,
+                        format!(
+                            "FROM --platform={p}: stages of another platform than the build's ({platform_str}) are not supported yet"
+                        ),
+                    ));
+                }
+            }
             stages.push(Stage { index: stages.len(), name, line: i.line, base, platform, steps: Vec::new() });
             args.clear();
             env.clear();
@@ -481,6 +510,15 @@ mod tests {
 
     fn plan_of(text: &str, opts: PlanOptions) -> Result<Plan, ParseError> {
         plan(&parse(text, "Dockerfile").unwrap(), &opts)
+    }
+
+    #[test]
+    fn from_platform_must_be_the_builds() {
+        let opts = || PlanOptions { platform: "linux/amd64".into(), ..PlanOptions::default() };
+        assert!(plan_of("FROM --platform=$BUILDPLATFORM scratch\n", opts()).is_ok());
+        assert!(plan_of("FROM --platform=linux/amd64 scratch\n", opts()).is_ok());
+        let e = plan_of("FROM scratch\nFROM --platform=linux/arm64 scratch\n", opts()).unwrap_err();
+        assert!(e.line == 2 && e.to_string().contains("linux/arm64"), "{e}");
     }
 
     #[test]

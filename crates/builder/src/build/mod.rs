@@ -447,8 +447,11 @@ impl Run<'_, '_> {
     }
 
     fn platform(&self) -> Platform {
-        let p = if self.opts.plan.platform.is_empty() { "linux/amd64" } else { &self.opts.plan.platform };
-        p.parse().unwrap_or_else(|_| Platform::host())
+        // The host's unless asked otherwise (as BuildKit).
+        if self.opts.plan.platform.is_empty() {
+            return Platform::host();
+        }
+        self.opts.plan.platform.parse().unwrap_or_else(|_| Platform::host())
     }
 
     /// The state of an image from the store, its layers unpacked in the cache.

@@ -35,6 +35,9 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
         deny.push(Keyword::parse(d).with_context(|| format!("--deny {d}: not a Dockerfile instruction"))?);
     }
     let platform = match &args.platform {
+        Some(p) if p.contains(',') => {
+            bail!("--platform {p}: building several platforms into one index is not supported yet; build each")
+        }
         Some(p) => p.parse::<Platform>()?.to_string(),
         None => Platform::host().to_string(),
     };
