@@ -3,6 +3,7 @@
 //! `..` cannot climb out; symlinks are listed as links, never followed), and
 //! the content digest of what a step copies (its cache key part).
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use cargohold_image_core::{Algorithm, Digest, Hasher};
@@ -12,8 +13,9 @@ use crate::dockerignore::Dockerignore;
 /// One file (or directory, symlink) a step takes from the context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextEntry {
-    /// Path relative to the context root, `/`-separated.
-    pub rel: String,
+    /// Path relative to the context root (its names as they are on disk,
+    /// UTF-8 or not).
+    pub rel: PathBuf,
     /// `file`, `dir` or `symlink`.
     pub kind: &'static str,
     /// Permission bits.
@@ -26,7 +28,7 @@ pub struct ContextEntry {
     pub source: usize,
     /// The path the pattern matched that brought this entry in (the entry
     /// itself, or the directory it is under); empty for the context root.
-    pub matched: String,
+    pub matched: PathBuf,
 }
 
 /// A source that cannot be used.
@@ -95,10 +97,10 @@ impl Context {
         for (n, src) in sources.iter().enumerate() {
             let parts = clean(src).ok_or_else(|| ContextError::Outside(src.clone()))?;
             let mut matched = Vec::new();
-            self.expand(&parts, String::new(), &mut matched)?;
+            self.expand(&parts, PathBuf::new(), &mut matched)?;
             let before = out.len();
             for rel in matched {
-                if rel.is_empty() || !self.ignore.excluded(&rel) {
+                if rel.as_os_str().is_empty() || !self.ignore.excluded_path(&rel) {
                     self.walk(&rel, n, &rel, &mut out)?;
                 }
             }
@@ -112,15 +114,15 @@ impl Context {
     }
 
     /// The paths matching the pattern components (globs per component).
-    fn expand(&self, parts: &[String], prefix: String, out: &mut Vec<String>) -> Result<(), ContextError> {
+    fn expand(&self, parts: &[String], prefix: PathBuf, out: &mut Vec<PathBuf>) -> Result<(), ContextError> {
         let Some((first, rest)) = parts.split_first() else {
             out.push(prefix);
             return Ok(());
         };
         let dir = self.root.join(&prefix);
-        let join = |name: &str| if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") };
+        let join = |name: &std::ffi::OsStr| prefix.join(name);
         if !first.contains(['*', '?', '[']) {
-            let candidate = join(first);
+            let candidate = join(std::ffi::OsStr::new(first));
             let meta = std::fs::symlink_metadata(self.root.join(&candidate));
             // Only real directories are descended into: a symlink never leads out.
             if meta.as_ref().is_ok_and(|m| rest.is_empty() || m.is_dir()) {
@@ -129,10 +131,10 @@ impl Context {
             return Ok(());
         }
         let Ok(rd) = std::fs::read_dir(&dir) else { return Ok(()) };
-        let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<std::ffi::OsString> = rd.flatten().map(|e| e.file_name()).collect();
         names.sort();
         for name in names {
-            if crate::dockerignore::glob_component(first, &name) {
+            if crate::dockerignore::glob_component_bytes(first, name.as_bytes()) {
                 let candidate = join(&name);
                 let is_dir = std::fs::symlink_metadata(self.root.join(&candidate)).is_ok_and(|m| m.is_dir());
                 if rest.is_empty() || is_dir {
@@ -143,16 +145,16 @@ impl Context {
         Ok(())
     }
 
-    fn walk(&self, rel: &str, source: usize, matched: &str, out: &mut Vec<ContextEntry>) -> Result<(), ContextError> {
-        let mk = || matched.to_owned();
+    fn walk(&self, rel: &Path, source: usize, matched: &Path, out: &mut Vec<ContextEntry>) -> Result<(), ContextError> {
+        let mk = || matched.to_path_buf();
         use std::os::unix::fs::PermissionsExt as _;
-        let path = if rel.is_empty() { self.root.clone() } else { self.root.join(rel) };
+        let path = if rel.as_os_str().is_empty() { self.root.clone() } else { self.root.join(rel) };
         let m = std::fs::symlink_metadata(&path).map_err(io(&path))?;
         let mode = m.permissions().mode() & 0o7777;
         if m.file_type().is_symlink() {
             let link = std::fs::read_link(&path).map_err(io(&path))?;
             out.push(ContextEntry {
-                rel: rel.into(),
+                rel: rel.to_path_buf(),
                 kind: "symlink",
                 mode,
                 link: Some(link),
@@ -161,9 +163,9 @@ impl Context {
                 matched: mk(),
             });
         } else if m.is_dir() {
-            if !rel.is_empty() {
+            if !rel.as_os_str().is_empty() {
                 out.push(ContextEntry {
-                    rel: rel.into(),
+                    rel: rel.to_path_buf(),
                     kind: "dir",
                     mode,
                     link: None,
@@ -172,21 +174,17 @@ impl Context {
                     matched: mk(),
                 });
             }
-            let mut names: Vec<String> = std::fs::read_dir(&path)
-                .map_err(io(&path))?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut names: Vec<std::ffi::OsString> =
+                std::fs::read_dir(&path).map_err(io(&path))?.flatten().map(|e| e.file_name()).collect();
             names.sort();
             for name in names {
-                let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-                if self.ignore.excluded(&child) && self.ignore.can_skip_dir(&child) {
+                let child = rel.join(&name);
+                let excluded = self.ignore.excluded_path(&child);
+                if excluded && self.ignore.can_skip_dir_path(&child) {
                     continue;
                 }
-                if !self.ignore.excluded(&child)
-                    || std::fs::symlink_metadata(self.root.join(&child)).is_ok_and(|m| m.is_dir())
-                {
-                    let keep_dir_only = self.ignore.excluded(&child);
+                if !excluded || std::fs::symlink_metadata(self.root.join(&child)).is_ok_and(|m| m.is_dir()) {
+                    let keep_dir_only = excluded;
                     let before = out.len();
                     self.walk(&child, source, matched, out)?;
                     // An excluded directory walked for exceptions keeps only what they re-include.
@@ -197,7 +195,7 @@ impl Context {
             }
         } else if m.is_file() {
             out.push(ContextEntry {
-                rel: rel.into(),
+                rel: rel.to_path_buf(),
                 kind: "file",
                 mode,
                 link: None,
@@ -214,9 +212,10 @@ impl Context {
     pub fn digest(&self, entries: &[ContextEntry]) -> Result<Digest, ContextError> {
         let mut h = Hasher::new(Algorithm::Sha256);
         for e in entries {
-            h.update(format!("{}\0{}\0{:o}\0", e.rel, e.kind, e.mode).as_bytes());
+            h.update(e.rel.as_os_str().as_bytes());
+            h.update(format!("\0{}\0{:o}\0", e.kind, e.mode).as_bytes());
             if let Some(l) = &e.link {
-                h.update(l.to_string_lossy().as_bytes());
+                h.update(l.as_os_str().as_bytes());
             }
             if e.kind == "file" {
                 let path = self.root.join(&e.rel);
@@ -276,7 +275,7 @@ mod tests {
     }
 
     fn rels(v: &[ContextEntry]) -> Vec<&str> {
-        v.iter().map(|e| e.rel.as_str()).collect()
+        v.iter().map(|e| e.rel.to_str().expect("UTF-8 in these tests")).collect()
     }
 
     #[test]
@@ -295,6 +294,22 @@ mod tests {
         assert!(matches!(c.resolve(&["../etc/passwd".into()]), Err(ContextError::Outside(_))));
         let e = c.resolve(&["c.log".into()]).unwrap_err().to_string();
         assert!(e.contains("c.log") && e.contains(".dockerignore"), "{e}");
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_kept_as_they_are() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let t = tempfile::tempdir().unwrap();
+        let raw = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        std::fs::create_dir(t.path().join("d")).unwrap();
+        std::fs::write(t.path().join("d").join(raw), "x").unwrap();
+        std::fs::write(t.path().join(".dockerignore"), "d/*.log\n").unwrap();
+        let c = Context::open(t.path()).unwrap();
+        for src in ["d", "d/*.txt", "d/caf?.txt"] {
+            let got = c.resolve(&[src.into()]).unwrap();
+            assert!(got.iter().any(|e| e.rel == Path::new("d").join(raw) && e.kind == "file"), "{src}: {got:?}");
+        }
+        c.digest(&c.resolve(&["d".into()]).unwrap()).unwrap();
     }
 
     #[test]

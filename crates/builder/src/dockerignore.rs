@@ -43,7 +43,17 @@ impl Dockerignore {
 
     /// Whether `path` (relative to the context, `/`-separated) is excluded.
     pub fn excluded(&self, path: &str) -> bool {
-        let parts = clean(path);
+        self.excluded_bytes(path.as_bytes())
+    }
+
+    /// [`Dockerignore::excluded`] of a path whose names may not be UTF-8.
+    pub fn excluded_path(&self, path: &std::path::Path) -> bool {
+        use std::os::unix::ffi::OsStrExt as _;
+        self.excluded_bytes(path.as_os_str().as_bytes())
+    }
+
+    fn excluded_bytes(&self, path: &[u8]) -> bool {
+        let parts = clean_bytes(path);
         if parts.is_empty() {
             return false;
         }
@@ -63,6 +73,11 @@ impl Dockerignore {
     pub fn can_skip_dir(&self, dir: &str) -> bool {
         self.excluded(dir) && !self.rules.iter().any(|r| !r.exclude)
     }
+
+    /// [`Dockerignore::can_skip_dir`] of a path whose names may not be UTF-8.
+    pub fn can_skip_dir_path(&self, dir: &std::path::Path) -> bool {
+        self.excluded_path(dir) && !self.rules.iter().any(|r| !r.exclude)
+    }
 }
 
 fn clean(p: &str) -> Vec<String> {
@@ -79,12 +94,27 @@ fn clean(p: &str) -> Vec<String> {
     out
 }
 
+/// [`clean`] of raw path bytes.
+fn clean_bytes(p: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in p.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether the pattern components match the path components exactly.
 /// `**` is a star over components; the match backtracks only to the last
 /// star (the classic greedy algorithm), so it takes at most
 /// `pattern × path` steps whatever the pattern.
-fn matches(pat: &[String], path: &[String]) -> bool {
-    star_match(pat.len(), path.len(), |i| pat[i] == "**", |i, j| glob(pat[i].as_bytes(), path[j].as_bytes()))
+fn matches(pat: &[String], path: &[&[u8]]) -> bool {
+    star_match(pat.len(), path.len(), |i| pat[i] == "**", |i, j| glob(pat[i].as_bytes(), path[j]))
 }
 
 /// The greedy wildcard match over `n` pattern items and `m` subject items:
@@ -113,8 +143,14 @@ fn star_match(n: usize, m: usize, is_star: impl Fn(usize) -> bool, one: impl Fn(
 }
 
 /// Whether one path component matches one pattern component.
+#[cfg(test)]
 pub(crate) fn glob_component(pattern: &str, name: &str) -> bool {
     glob(pattern.as_bytes(), name.as_bytes())
+}
+
+/// [`glob_component`] of a name that may not be UTF-8.
+pub(crate) fn glob_component_bytes(pattern: &str, name: &[u8]) -> bool {
+    glob(pattern.as_bytes(), name)
 }
 
 /// One item of a component pattern.

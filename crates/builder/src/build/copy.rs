@@ -63,12 +63,12 @@ fn rel(p: &str) -> PathBuf {
 pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
     let dest = rel(&job.dest);
     let roots: Vec<&ContextEntry> = job.entries.iter().filter(|e| e.rel == e.matched).collect();
-    let matched_dir = |m: &str| m.is_empty() || job.entries.iter().any(|e| e.rel == m && e.kind == "dir");
+    let matched_dir = |m: &Path| m.as_os_str().is_empty() || job.entries.iter().any(|e| e.rel == m && e.kind == "dir");
     let dest_exists_as_dir = root.open_in(&dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
     let dest_is_dir = job.dest.ends_with('/')
         || roots.len() + job.heredocs.len() + job.downloads.len() > 1
         || (job.heredocs.is_empty() && job.downloads.is_empty() && roots.iter().any(|e| e.kind == "dir"))
-        || job.entries.iter().any(|e| e.matched.is_empty())
+        || job.entries.iter().any(|e| e.matched.as_os_str().is_empty())
         || dest_exists_as_dir;
     let mut written = 0u64;
     if dest_is_dir {
@@ -90,14 +90,13 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
     }
     for e in &job.entries {
         let target = if matched_dir(&e.matched) {
-            let below = if e.matched.is_empty() { e.rel.as_str() } else { &e.rel[e.matched.len()..] };
-            let below = below.trim_start_matches('/');
-            if below.is_empty() {
+            let below = e.rel.strip_prefix(&e.matched).unwrap_or(&e.rel);
+            if below.as_os_str().is_empty() {
                 continue; // the matched directory itself: its contents go into dest
             }
             dest.join(below)
         } else if dest_is_dir {
-            dest.join(Path::new(&e.matched).file_name().unwrap_or_default())
+            dest.join(e.matched.file_name().unwrap_or_default())
         } else {
             dest.clone()
         };

@@ -326,3 +326,18 @@ fn the_copy_up_fallback_builds_the_same_image() {
     assert!(copied.steps.iter().all(|s| !s.cached));
     assert_eq!(copied.image.digest, over.image.digest);
 }
+
+#[test]
+fn names_that_are_not_utf8_round_trip() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let ctx = tmp.path().join("ctx");
+    let raw = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    write(&ctx, "Dockerfile", "FROM scratch\nCOPY caf* /x/\nCOPY . /all/\n");
+    std::fs::write(ctx.join(raw), "bytes").unwrap();
+    Builder::new(&store).build(&opts(&ctx, "raw:1")).unwrap();
+    let out = unpacked(&store, "raw:1", &tmp.path().join("out"));
+    assert_eq!(std::fs::read_to_string(out.join("x").join(raw)).unwrap(), "bytes");
+    assert_eq!(std::fs::read_to_string(out.join("all").join(raw)).unwrap(), "bytes");
+}
