@@ -29,8 +29,44 @@ pub struct DiffReport {
 pub fn diff_trees<W: Write>(lower: &Path, upper: &Path, out: W, opts: &WriteOptions) -> Result<(W, DiffReport)> {
     let mut tar = TarOut::new(out, opts.clone());
     let mut report = DiffReport::default();
-    walk(lower, upper, Path::new(""), &mut tar, &mut report, true, &mut Vec::new())?;
+    let touched = touched_links(lower, upper)?;
+    walk(lower, upper, Path::new(""), &mut tar, &mut report, true, &mut Vec::new(), &touched)?;
     Ok((tar.finish()?, report))
+}
+
+/// The files of `upper` with several names of which one at least is new or
+/// changed: all their names go into the layer (as overlay copies a lower
+/// file up when a new name is linked to it), so unpacking gives back one
+/// inode with every name, not an independent copy.
+fn touched_links(lower: &Path, upper: &Path) -> Result<std::collections::HashSet<(u64, u64)>> {
+    let mut groups: std::collections::HashMap<(u64, u64), Vec<PathBuf>> = std::collections::HashMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for c in children(&upper.join(&rel))? {
+            let child = rel.join(&c);
+            let Some(m) = lstat(&upper.join(&child))? else { continue };
+            if m.is_dir() {
+                stack.push(child);
+            } else if m.is_file() && m.nlink() > 1 {
+                groups.entry((m.dev(), m.ino())).or_default().push(child);
+            }
+        }
+    }
+    let mut touched = std::collections::HashSet::new();
+    for (key, names) in groups.into_iter().filter(|(_, n)| n.len() > 1) {
+        for name in &names {
+            let (lo, up) = (lower.join(name), upper.join(name));
+            let changed = match (lstat(&lo)?, lstat(&up)?) {
+                (Some(ml), Some(mu)) => !same(&lo, &ml, &up, &mu)?,
+                _ => true,
+            };
+            if changed {
+                touched.insert(key);
+                break;
+            }
+        }
+    }
+    Ok(touched)
 }
 
 /// Writes the whole tree at `root` as a tar (for `export` and `import`).
@@ -45,6 +81,7 @@ pub fn archive_tree<W: Write>(root: &Path, out: W, opts: &WriteOptions) -> Resul
         &mut report,
         false,
         &mut Vec::new(),
+        &Default::default(),
     )?;
     let entries = tar.entries;
     Ok((tar.finish()?, entries))
@@ -176,6 +213,7 @@ fn flush_parents<W: Write>(upper: &Path, pending: &mut [(PathBuf, bool)], tar: &
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk<W: Write>(
     lower: &Path,
     upper: &Path,
@@ -184,13 +222,14 @@ fn walk<W: Write>(
     report: &mut DiffReport,
     diffing: bool,
     pending: &mut Vec<(PathBuf, bool)>,
+    touched: &std::collections::HashSet<(u64, u64)>,
 ) -> Result<()> {
     let lo = lower.join(rel);
     let up = upper.join(rel);
     let (ml, mu) = (if diffing { lstat(&lo)? } else { None }, lstat(&up)?);
     let Some(mu) = mu else { return Ok(()) };
     let unchanged = match &ml {
-        Some(ml) => same(&lo, ml, &up, &mu)?,
+        Some(ml) => same(&lo, ml, &up, &mu)? && !(mu.is_file() && touched.contains(&(mu.dev(), mu.ino()))),
         None => false,
     };
     if !unchanged {
@@ -206,7 +245,7 @@ fn walk<W: Write>(
     if deferred {
         pending.push((rel.to_path_buf(), false));
     }
-    let result = walk_children(lower, upper, rel, tar, report, diffing, pending, ml.as_ref(), &up, &lo);
+    let result = walk_children(lower, upper, rel, tar, report, diffing, pending, ml.as_ref(), &up, &lo, touched);
     if deferred {
         pending.pop();
     }
@@ -225,6 +264,7 @@ fn walk_children<W: Write>(
     ml: Option<&fs::Metadata>,
     up: &Path,
     lo: &Path,
+    touched: &std::collections::HashSet<(u64, u64)>,
 ) -> Result<()> {
     let lower_was_dir = ml.is_some_and(|m| m.is_dir());
     let upper_children: Vec<OsString> = children(up)?;
@@ -238,7 +278,7 @@ fn walk_children<W: Write>(
             // Everything under an opaque directory is written in full.
             let nowhere = Path::new("/nonexistent-lower-of-an-opaque-dir");
             for c in &upper_children {
-                walk(nowhere, upper, &rel.join(c), tar, report, false, pending)?;
+                walk(nowhere, upper, &rel.join(c), tar, report, false, pending, touched)?;
             }
             return Ok(());
         }
@@ -250,7 +290,7 @@ fn walk_children<W: Write>(
     }
     for c in &upper_children {
         let child: PathBuf = rel.join(c);
-        walk(lower, upper, &child, tar, report, diffing && lower_was_dir, pending)?;
+        walk(lower, upper, &child, tar, report, diffing && lower_was_dir, pending, touched)?;
     }
     Ok(())
 }

@@ -324,6 +324,8 @@ fn import_unpack_commit_export_and_umoci_agrees() {
     assert_eq!(std::fs::read(work.join("etc/motd")).unwrap(), b"hello\n");
     std::fs::remove_file(work.join("etc/motd")).unwrap();
     std::fs::write(work.join("etc/new"), "new\n").unwrap();
+    // A new name for an unchanged file: kept a link (overlay's, umoci's way).
+    std::fs::hard_link(work.join("bin/tool"), work.join("bin/tool-again")).unwrap();
     ok(&store, &["commit", work.to_str().unwrap(), "--base", "myos:1", "myos:2", "-c", "ENV B=2"]);
     let info = json(&store, &["inspect", "myos:2", "--json"]);
     assert_eq!(info["layers"].as_array().unwrap().len(), 2);
@@ -338,6 +340,15 @@ fn import_unpack_commit_export_and_umoci_agrees() {
     assert!(!bundle.join("rootfs/etc/motd").exists(), "the deletion is a whiteout umoci applies");
     assert_eq!(std::fs::read(bundle.join("rootfs/etc/new")).unwrap(), b"new\n");
     assert_eq!(std::fs::read(bundle.join("rootfs/bin/tool")).unwrap(), tool);
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let (x, y) = (bundle.join("rootfs/bin/tool"), bundle.join("rootfs/bin/tool-again"));
+        assert_eq!(
+            std::fs::metadata(&x).unwrap().ino(),
+            std::fs::metadata(&y).unwrap().ino(),
+            "one inode in umoci's unpack"
+        );
+    }
 
     // export: the flattened tree as a tar.
     let exported = t.path().join("exp.tar");

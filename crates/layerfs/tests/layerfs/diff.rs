@@ -64,6 +64,38 @@ fn applying_the_diff_to_lower_gives_upper() {
     );
 }
 
+/// A new name linked to an unchanged lower file: the layer carries the
+/// file and the link (as overlay copies the file up), so one inode with
+/// both names comes back, here and in umoci.
+#[test]
+fn a_new_link_to_an_unchanged_file_stays_a_link() {
+    use std::os::unix::fs::MetadataExt as _;
+    let t = tempfile::tempdir().unwrap();
+    let (lower, upper, replay) = (t.path().join("lower"), t.path().join("upper"), t.path().join("replay"));
+    for d in [&lower, &upper, &replay] {
+        std::fs::create_dir(d).unwrap();
+    }
+    populate(&lower);
+    copy_tree(&lower, &upper);
+    std::fs::hard_link(upper.join("bin/tool"), upper.join("bin/tool-link")).unwrap();
+    let (layer, _) = diff_trees(&lower, &upper, Vec::new(), &WriteOptions::default()).unwrap();
+    let mut kinds = Vec::new();
+    for e in tar::Archive::new(&layer[..]).entries().unwrap() {
+        let e = e.unwrap();
+        kinds.push((e.path().unwrap().display().to_string(), e.header().entry_type()));
+    }
+    assert!(kinds.contains(&("bin/tool".into(), tar::EntryType::Regular)), "{kinds:?}");
+    assert!(kinds.contains(&("bin/tool-link".into(), tar::EntryType::Link)), "{kinds:?}");
+    copy_tree(&lower, &replay);
+    let r = Root::open(&replay).unwrap();
+    apply_layer(&r, &mut &layer[..], "diff", &ApplyOptions::default()).unwrap();
+    let (a, b) =
+        (std::fs::metadata(replay.join("bin/tool")).unwrap(), std::fs::metadata(replay.join("bin/tool-link")).unwrap());
+    assert_eq!(a.ino(), b.ino(), "one inode, two names");
+    // Files that were linked in lower and stay untouched are not rewritten.
+    assert!(!kinds.iter().any(|(n, _)| n == "etc/keep"), "{kinds:?}");
+}
+
 #[test]
 fn archives_are_deterministic_with_a_clamped_mtime() {
     let t = tempfile::tempdir().unwrap();
