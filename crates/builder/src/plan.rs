@@ -132,6 +132,78 @@ pub struct Plan {
     pub unused_args: Vec<String>,
 }
 
+/// A finding of [`check`]: a warning (the build would go on) with its line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// The Dockerfile line (0: the build as a whole).
+    pub line: usize,
+    /// BuildKit's name for the rule (`JSONArgsRecommended`, ...).
+    pub rule: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// `build --check`: parses and plans `text` as the build would (nothing is
+/// run or pulled), and lists BuildKit's warnings it finds: a shell-form
+/// `CMD`/`ENTRYPOINT` (JSONArgsRecommended), `MAINTAINER`
+/// (MaintainerDeprecated), `FROM x as y` casing that differs from the
+/// keyword's (FromAsCasing), stage names not in lower case
+/// (StageNameCasing), `--build-arg`s no `ARG` declares (UnusedBuildArgs).
+pub fn check(text: &str, opts: &PlanOptions) -> Result<(Plan, Vec<Warning>), ParseError> {
+    let file = if opts.file.is_empty() { "Dockerfile" } else { opts.file.as_str() };
+    let d = crate::dockerfile::parse(text, file)?;
+    let p = plan(&d, opts)?;
+    let mut warnings = Vec::new();
+    for i in &d.instructions {
+        match i.keyword {
+            Keyword::Cmd | Keyword::Entrypoint if i.exec.is_none() => warnings.push(Warning {
+                line: i.line,
+                rule: "JSONArgsRecommended",
+                message: format!("{} in shell form: signals do not reach the program; use the JSON form", i.keyword),
+            }),
+            Keyword::Maintainer => warnings.push(Warning {
+                line: i.line,
+                rule: "MaintainerDeprecated",
+                message: "MAINTAINER is deprecated; use LABEL org.opencontainers.image.authors=...".into(),
+            }),
+            Keyword::From => {
+                let words: Vec<&str> = i.original.split_whitespace().collect();
+                let keyword = words.first().copied().unwrap_or_default();
+                if let Some(pos) = words.iter().position(|w| w.eq_ignore_ascii_case("as")) {
+                    let as_word = words[pos];
+                    let upper_kw = keyword.chars().all(|c| !c.is_ascii_lowercase());
+                    let upper_as = as_word.chars().all(|c| !c.is_ascii_lowercase());
+                    if upper_kw != upper_as {
+                        warnings.push(Warning {
+                            line: i.line,
+                            rule: "FromAsCasing",
+                            message: format!("'{as_word}' and '{keyword}' keywords' casing do not match"),
+                        });
+                    }
+                    if let Some(name) = words.get(pos + 1)
+                        && name.chars().any(|c| c.is_ascii_uppercase())
+                    {
+                        warnings.push(Warning {
+                            line: i.line,
+                            rule: "StageNameCasing",
+                            message: format!("stage name {name:?} should be lower case"),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for a in &p.unused_args {
+        warnings.push(Warning {
+            line: 0,
+            rule: "UnusedBuildArgs",
+            message: format!("--build-arg {a} is not declared by any ARG"),
+        });
+    }
+    Ok((p, warnings))
+}
+
 /// The automatic platform ARGs for `platform` (`os/arch[/variant]`).
 fn platform_args(platform: &str) -> Vec<(String, String)> {
     let mut parts = platform.split('/');
@@ -510,6 +582,27 @@ mod tests {
 
     fn plan_of(text: &str, opts: PlanOptions) -> Result<Plan, ParseError> {
         plan(&parse(text, "Dockerfile").unwrap(), &opts)
+    }
+
+    #[test]
+    fn check_lists_buildkits_warnings_with_lines() {
+        let text = "FROM scratch as Build\nMAINTAINER me\nCMD echo hi\nFROM scratch\nENTRYPOINT [\"/x\"]\n";
+        let mut opts = PlanOptions::default();
+        opts.build_args.insert("NOPE".into(), "1".into());
+        let (_, w) = check(text, &opts).unwrap();
+        let got: Vec<(usize, &str)> = w.iter().map(|w| (w.line, w.rule)).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "FromAsCasing"),
+                (1, "StageNameCasing"),
+                (2, "MaintainerDeprecated"),
+                (3, "JSONArgsRecommended"),
+                (0, "UnusedBuildArgs")
+            ]
+        );
+        let e = check("FROM scratch\nRUN --mount=type=cache,target=/x true\n", &PlanOptions::default()).unwrap_err();
+        assert_eq!(e.line, 2);
     }
 
     #[test]

@@ -1144,6 +1144,10 @@ pub struct BuildArgs {
     /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
     #[arg(long, value_name = "docker://REF")]
     pub cache_to: Option<String>,
+    /// Only check the Dockerfile (as `docker build --check`): parse and plan every stage, run and pull nothing,
+    /// print errors and BuildKit's warnings with their lines; fail on an error.
+    #[arg(long)]
+    pub check: bool,
     /// Use the build cache pushed by --cache-to (repeatable; a missing one is a warning).
     #[arg(long, value_name = "docker://REF")]
     pub cache_from: Vec<String>,

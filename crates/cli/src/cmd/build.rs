@@ -117,6 +117,40 @@ fn init_binary() -> Result<std::path::PathBuf> {
 }
 
 /// `CARGOHOLD_OVERLAY=0`: never mount a writable overlay (the copy-up fallback).
+/// `build --check`: errors and warnings, with their lines.
+fn check_only(args: &BuildArgs, text: &str, opts: &PlanOptions) -> Result<()> {
+    match cargohold_builder::plan::check(text, opts) {
+        Ok((planned, warnings)) => {
+            if args.out.json {
+                output::json(&serde_json::json!({
+                    "file": opts.file, "errors": [], "warnings": warnings,
+                    "stages": planned.stages.len(), "target": planned.target,
+                }))
+            } else {
+                for w in &warnings {
+                    let at = if w.line == 0 { String::new() } else { format!(":{}", w.line) };
+                    output::line(format!("{}{at}: warning: {}: {}", opts.file, w.rule, w.message))?;
+                }
+                output::line(format!(
+                    "{}: {} stages, no errors, {} warnings",
+                    opts.file,
+                    planned.stages.len(),
+                    warnings.len()
+                ))
+            }
+        }
+        Err(e) => {
+            if args.out.json {
+                output::json(&serde_json::json!({
+                    "file": e.file, "errors": [{ "line": e.line, "column": e.column, "message": e.message }],
+                    "warnings": [],
+                }))?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
 fn no_overlay() -> bool {
     std::env::var("CARGOHOLD_OVERLAY").is_ok_and(|v| v == "0")
 }
@@ -130,11 +164,19 @@ fn step_line(quiet: bool, s: &StepReport) {
 }
 
 pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
-    let store = ctx.store()?;
     let plan_opts = plan_options(args)?;
     let file = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?;
+    if args.check {
+        return check_only(args, &text, &plan_opts);
+    }
+    let store = ctx.store()?;
     let planned = plan(&parse(&text, &plan_opts.file)?, &plan_opts)?;
+    if !ctx.is_quiet() {
+        for a in &planned.unused_args {
+            output::status(&format!("warning: --build-arg {a} is not declared by any ARG (UnusedBuildArgs)"));
+        }
+    }
     pull_bases(ctx, &store, &planned, &plan_opts)?;
     let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
     let network = args.container.network()?;

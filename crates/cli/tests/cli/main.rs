@@ -1503,3 +1503,27 @@ fn publish_reads_with_duccs_per_registry_credentials() {
     let tags = json(&store, &["--creds", "ducc:s3cret", "tags", &format!("{}/team/app_thin", reg.1), "--json"]);
     assert!(tags.to_string().contains("\"1\""), "{tags}");
 }
+
+/// `build --check`: plans without running or pulling, warnings and errors
+/// with their Dockerfile lines (text and JSON), non-zero on an error.
+#[test]
+fn build_check_reports_lines_without_building() {
+    let t = tempfile::tempdir().unwrap();
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM nowhere.invalid/base:1 as Build\nCMD run me\n").unwrap();
+    let store = t.path().join("store");
+    let out = ok(&store, &["build", "--check", ctx.to_str().unwrap(), "--build-arg", "X=1"]);
+    assert!(
+        out.contains("Dockerfile:1: warning: FromAsCasing")
+            && out.contains("Dockerfile:2: warning: JSONArgsRecommended"),
+        "{out}"
+    );
+    assert!(out.contains("UnusedBuildArgs"), "{out}");
+    assert!(!store.join("blobs").exists(), "nothing pulled or stored");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY --link a /b\n").unwrap();
+    let failed = ch(&store, &["build", "--check", ctx.to_str().unwrap(), "--json"]);
+    assert!(!failed.status.success());
+    let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(v["errors"][0]["line"], 2, "{v}");
+}
