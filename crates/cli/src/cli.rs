@@ -1144,6 +1144,15 @@ pub struct BuildArgs {
     /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
     #[arg(long, value_name = "docker://REF")]
     pub cache_to: Option<String>,
+    /// Set a label on the image (repeatable; over the Dockerfile's LABELs).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Write the image ID (its config digest) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// How progress is shown: plain (one line per step) or auto (the same here).
+    #[arg(long, default_value = "auto", value_name = "plain|auto")]
+    pub progress: String,
     /// Only check the Dockerfile (as `docker build --check`): parse and plan every stage, run and pull nothing,
     /// print errors and BuildKit's warnings with their lines; fail on an error.
     #[arg(long)]

@@ -67,6 +67,9 @@ pub struct BuildOptions {
     /// layers and its layer is a tree diff (what happens anyway where
     /// overlayfs cannot be mounted).
     pub copy_up: bool,
+    /// Labels set on the image (`--label`), over the Dockerfile's; they do
+    /// not change any step's cache key.
+    pub labels: Vec<(String, String)>,
 }
 
 /// One step's outcome.
@@ -424,6 +427,13 @@ impl Run<'_, '_> {
         }
         let target = done.remove(&p.target).expect("the target stage was built");
         let mut config = target.config;
+        if !self.opts.labels.is_empty() {
+            let c = config.config.get_or_insert_with(Default::default);
+            let labels = c.labels.get_or_insert_with(Default::default);
+            for (k, v) in &self.opts.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
         let last = config.history.pop().unwrap_or_else(|| History {
             created: Some(self.created()),
             created_by: Some("cargohold build".into()),

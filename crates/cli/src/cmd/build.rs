@@ -167,6 +167,17 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let plan_opts = plan_options(args)?;
     let file = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?;
+    if !matches!(args.progress.as_str(), "plain" | "auto") {
+        bail!("--progress {}: only plain (and auto, which is plain here) are supported", args.progress);
+    }
+    let mut labels = Vec::new();
+    for l in &args.labels {
+        let (k, v) = l.split_once('=').with_context(|| format!("--label {l}: not KEY=VALUE"))?;
+        if k.is_empty() {
+            bail!("--label {l}: the key is empty");
+        }
+        labels.push((k.to_owned(), v.to_owned()));
+    }
     if args.check {
         return check_only(args, &text, &plan_opts);
     }
@@ -190,6 +201,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         security: args.container.security()?,
         timestamp: args.timestamp.or_else(source_date_epoch),
         copy_up: no_overlay(),
+        labels,
     };
     for from in &args.cache_from {
         let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
@@ -216,6 +228,16 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         .on_step(move |s| step_line(quiet, s))
         .build_plan(&planned, &opts, &plan_opts.file)?;
     let image = report.image.digest.to_string();
+    if let Some(f) = &args.iidfile {
+        let tmp = f.with_file_name(format!(
+            ".{}.tmp{}",
+            f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, report.config.to_string())
+            .and_then(|()| std::fs::rename(&tmp, f))
+            .with_context(|| format!("could not write the image ID to {}", f.display()))?;
+    }
     let mut outputs = Vec::new();
     for o in &args.outputs {
         let loc = ImageLocation::parse(o)?;

@@ -1526,4 +1526,30 @@ fn build_check_reports_lines_without_building() {
     assert!(!failed.status.success());
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(v["errors"][0]["line"], 2, "{v}");
+    // --label over the Dockerfile's, --iidfile, --progress.
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=1\nCOPY f /f\n").unwrap();
+    std::fs::write(ctx.join("f"), "x").unwrap();
+    let iid = t.path().join("iid");
+    let c = ctx.to_str().unwrap();
+    ok(
+        &store,
+        &[
+            "build",
+            c,
+            "-t",
+            "lbl:1",
+            "--label",
+            "a=3",
+            "--label",
+            "b=2",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ],
+    );
+    let info = json(&store, &["inspect", "lbl:1", "--json"]);
+    assert_eq!(info["labels"], serde_json::json!({"a": "3", "b": "2"}), "{info}");
+    assert_eq!(std::fs::read_to_string(&iid).unwrap(), info["id"].as_str().unwrap());
+    assert!(!ch(&store, &["build", c, "--progress", "tty"]).status.success(), "an unsupported --progress is refused");
 }
