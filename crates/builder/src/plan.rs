@@ -76,6 +76,8 @@ pub enum StepKind {
         chmod: Option<String>,
         /// Here-documents copied as files.
         heredocs: Vec<Heredoc>,
+        /// `ADD --checksum`: the digest the (http) source must have.
+        checksum: Option<cargohold_image_core::Digest>,
     },
     /// A config change, ready for `ImageConfig::apply_change` (`ENV A=1`, `USER x`...).
     Config(String),
@@ -247,7 +249,7 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
             Keyword::From => &["platform"],
             Keyword::Run => &["network"],
             Keyword::Copy => &["from", "chown", "chmod"],
-            Keyword::Add => &["chown", "chmod"],
+            Keyword::Add => &["chown", "chmod", "checksum"],
             _ => &[],
         };
         if let Some(f) = i.flags.iter().find(|f| !known.contains(&f.name.as_str())) {
@@ -434,7 +436,28 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                         .collect()
                 };
                 (
-                    StepKind::Copy { add, sources: ws, dest, from, chown, chmod, heredocs: expanded_heredocs()? },
+                    StepKind::Copy {
+                        add,
+                        checksum: match i.flag("checksum") {
+                            Some(c) => {
+                                let c = sub(c)?;
+                                if ws.iter().any(|w| !w.starts_with("http://") && !w.starts_with("https://")) {
+                                    return Err(err(i, "ADD --checksum takes http(s) sources only".into()));
+                                }
+                                Some(
+                                    cargohold_image_core::Digest::parse(&c)
+                                        .map_err(|e| err(i, format!("--checksum={c}: {e}")))?,
+                                )
+                            }
+                            None => None,
+                        },
+                        sources: ws,
+                        dest,
+                        from,
+                        chown,
+                        chmod,
+                        heredocs: expanded_heredocs()?,
+                    },
                     format!("{shown} # buildkit"),
                     false,
                 )
@@ -619,7 +642,8 @@ mod tests {
         for (text, needle) in [
             ("FROM scratch\nRUN --mount=type=cache,target=/c true\n", "RUN --mount"),
             ("FROM scratch\nCOPY --link a /b\n", "COPY --link"),
-            ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum"),
+            ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum takes http(s)"),
+            ("FROM scratch\nADD --keep-git-dir a /b\n", "ADD --keep-git-dir"),
             ("FROM scratch\nRUN --network=bridge true\n", "--network=bridge"),
         ] {
             let e = plan_of(text, PlanOptions::default()).unwrap_err();

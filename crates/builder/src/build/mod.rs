@@ -612,13 +612,26 @@ impl Run<'_, '_> {
         let mut copy_from: Option<StageState> = None;
         let mut entries = Vec::new();
         let mut downloads: (Option<tempfile::TempDir>, Vec<fetch::Download>) = (None, Vec::new());
-        if let StepKind::Copy { sources, from, .. } = &step.kind {
+        if let StepKind::Copy { sources, from, checksum, .. } = &step.kind {
             match from {
                 CopySource::Context => {
                     let (urls, local): (Vec<String>, Vec<String>) =
                         sources.iter().cloned().partition(|s| s.contains("://"));
                     if !urls.is_empty() {
                         downloads = self.fetch(step, &urls)?;
+                        if let Some(want) = checksum {
+                            for d in &downloads.1 {
+                                if d.digest.algorithm() != want.algorithm() || d.digest != *want {
+                                    return Err(self.step_err(
+                                        step,
+                                        format!(
+                                            "{}: the download's digest is {}, not --checksum {want}",
+                                            d.name, d.digest
+                                        ),
+                                    ));
+                                }
+                            }
+                        }
                         for d in &downloads.1 {
                             extra.push_str(&format!("{} {} {:?}\n", d.name, d.digest, d.mtime));
                         }

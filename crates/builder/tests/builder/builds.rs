@@ -298,6 +298,15 @@ fn add_downloads_urls_only_with_the_network() {
     let err = Builder::new(&store).build(&opts(&ctx, "fetched:4")).unwrap_err().to_string();
     assert!(err.contains("COPY does not take URLs"), "{err}");
 
+    // ADD --checksum: the download must have it.
+    let right = cargohold_image_core::Digest::sha256_of(b"data\n");
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD --checksum={right} http://{addr}/files/data.txt /x\n"));
+    Builder::new(&store).build(&opts(&ctx, "fetched:7")).unwrap();
+    let wrong = cargohold_image_core::Digest::sha256_of(b"other");
+    write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD --checksum={wrong} http://{addr}/files/data.txt /x\n"));
+    let err = Builder::new(&store).build(&opts(&ctx, "fetched:8")).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:2") && err.contains("--checksum"), "{err}");
+
     // Credentials in a URL: used, and shown nowhere (history, errors).
     write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD http://al:s3cr3t@{addr}/files/data.txt /etc/data\n"));
     Builder::new(&store).build(&opts(&ctx, "fetched:5")).unwrap();
