@@ -1144,6 +1144,9 @@ pub struct BuildArgs {
     /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
     #[arg(long, value_name = "docker://REF")]
     pub cache_to: Option<String>,
+    /// Grant an entitlement (as buildx): network.host lets RUN --network=host have the host's network.
+    #[arg(long = "allow", value_name = "network.host")]
+    pub allow: Vec<String>,
     /// Set a label on the image (repeatable; over the Dockerfile's LABELs).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,

@@ -67,6 +67,8 @@ pub struct BuildOptions {
     /// layers and its layer is a tree diff (what happens anyway where
     /// overlayfs cannot be mounted).
     pub copy_up: bool,
+    /// Let `RUN --network=host` have the host's network (`--allow network.host`).
+    pub allow_host_network: bool,
     /// Labels set on the image (`--label`), over the Dockerfile's; they do
     /// not change any step's cache key.
     pub labels: Vec<(String, String)>,
@@ -747,9 +749,17 @@ impl Run<'_, '_> {
         let user =
             lookup_user(&st.dirs, cfg.user.as_deref().unwrap_or("")).map_err(|e| self.step_err(step, e.to_string()))?;
         let network = match network {
+            // `default` is the build's own network (as BuildKit).
+            None | Some("default") => self.opts.network,
             Some(n) => n.parse::<Network>().map_err(|e| self.step_err(step, e))?,
-            None => self.opts.network,
         };
+        // A Dockerfile does not get the host's network on its own say-so.
+        if network == Network::Host && self.opts.network != Network::Host && !self.opts.allow_host_network {
+            return Err(self.step_err(
+                step,
+                "RUN --network=host needs the build's consent (--allow network.host, or --network host)",
+            ));
+        }
         let mut argv = argv.to_vec();
         let mut binds = Vec::new();
         if !heredocs.is_empty() {

@@ -298,6 +298,20 @@ fn add_downloads_urls_only_with_the_network() {
     let err = Builder::new(&store).build(&opts(&ctx, "fetched:4")).unwrap_err().to_string();
     assert!(err.contains("COPY does not take URLs"), "{err}");
 
+    // RUN --network=host only with the build's consent; default is the build's.
+    write(&ctx, "Dockerfile", "FROM busybox:test\nRUN --network=host true\n");
+    let err = Builder::new(&store).build(&opts(&ctx, "net:1")).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:2") && err.contains("--allow network.host"), "{err}");
+    let mut o = opts(&ctx, "net:1");
+    o.allow_host_network = true;
+    Builder::new(&store).build(&o).unwrap();
+    write(&ctx, "Dockerfile", "FROM busybox:test\nRUN --network=default ls /sys/class/net > /n\n");
+    let mut o = opts(&ctx, "net:2");
+    o.network = cargohold_builder::exec::Network::None;
+    Builder::new(&store).build(&o).unwrap();
+    let out = unpacked(&store, "net:2", &tmp.path().join("net2"));
+    assert_eq!(std::fs::read_to_string(out.join("n")).unwrap().trim(), "lo", "default is the build's network (none)");
+
     // ADD --checksum: the download must have it.
     let right = cargohold_image_core::Digest::sha256_of(b"data\n");
     write(&ctx, "Dockerfile", &format!("FROM busybox:test\nADD --checksum={right} http://{addr}/files/data.txt /x\n"));

@@ -178,6 +178,9 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         }
         labels.push((k.to_owned(), v.to_owned()));
     }
+    if let Some(a) = args.allow.iter().find(|a| a.as_str() != "network.host") {
+        bail!("--allow {a}: only network.host is supported");
+    }
     if args.check {
         return check_only(args, &text, &plan_opts);
     }
@@ -202,6 +205,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         timestamp: args.timestamp.or_else(source_date_epoch),
         copy_up: no_overlay(),
         labels,
+        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };
     for from in &args.cache_from {
         let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
