@@ -257,6 +257,8 @@ pub struct PruneReport {
     pub layers: usize,
     /// Build cache entries removed.
     pub build_cache: usize,
+    /// `RUN --mount=type=cache` directories removed.
+    pub cache_mounts: usize,
     /// Blobs deleted.
     pub blobs: usize,
     /// Bytes freed in all.
@@ -340,8 +342,39 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport, BuildErr
                 }
             }
         }
+        // `RUN --mount=type=cache` directories go too (as BuildKit's prune).
+        let mounts = crate::build::state_dir(store).join("cache-mounts");
+        if let Ok(entries) = std::fs::read_dir(&mounts) {
+            for e in entries.flatten() {
+                let p = e.path();
+                report.bytes_freed += crate::hygiene::dir_size(&p);
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&p).map_err(io("remove", &p))?;
+                } else {
+                    std::fs::remove_file(&p).map_err(io("remove", &p))?;
+                }
+                report.cache_mounts += 1;
+            }
+        }
     }
     Ok(report)
+}
+
+/// Bytes of the files below `p`.
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![p.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&d) else { continue };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else {
+            total += m.len();
+        }
+    }
+    total
 }
 
 /// Removes an unpacked layer: renamed aside first, so a reader never sees

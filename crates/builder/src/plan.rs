@@ -59,6 +59,8 @@ pub enum StepKind {
         network: Option<String>,
         /// The build ARGs in scope, passed as environment (never stored in the image).
         args_env: Vec<(String, String)>,
+        /// `--mount`s, in order.
+        mounts: Vec<RunMount>,
     },
     /// COPY or ADD.
     Copy {
@@ -132,6 +134,158 @@ pub struct Plan {
     pub skipped: Vec<usize>,
     /// `--build-arg`s no ARG declared (Docker warns about them).
     pub unused_args: Vec<String>,
+}
+
+/// A `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunMount {
+    /// `type=cache`: a directory kept in the store across builds.
+    Cache {
+        /// Its identity (`id`, else the target).
+        id: String,
+        /// Where in the container.
+        target: String,
+        /// `sharing=locked`: one step at a time (else shared).
+        locked: bool,
+        /// Permissions of a new cache directory.
+        mode: u32,
+        /// Owner of a new cache directory.
+        uid: u32,
+        /// Group of a new cache directory.
+        gid: u32,
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// `type=tmpfs`.
+    Tmpfs {
+        /// Where in the container.
+        target: String,
+        /// `size=` in bytes, if given.
+        size: Option<u64>,
+    },
+    /// `type=bind` from the build context, read-only.
+    Bind {
+        /// The path in the context.
+        source: String,
+        /// Where in the container.
+        target: String,
+    },
+    /// `type=secret`: a secret of the build (`build --secret id=...`),
+    /// never in a layer, the history or a cache key.
+    Secret {
+        /// Which secret.
+        id: String,
+        /// Where in the container (`/run/secrets/<id>` by default).
+        target: String,
+        /// A missing secret is an error (else the mount is left out).
+        required: bool,
+        /// Permissions of the file in the container.
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+    },
+}
+
+/// Parses one `--mount` value (`type=cache,target=/x,...`): every key known,
+/// or an error saying which is not.
+fn parse_mount(value: &str) -> Result<RunMount, String> {
+    let mut kv: Vec<(String, Option<String>)> = Vec::new();
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        let (k, v) = match part.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v.trim().trim_matches('"').to_owned())),
+            None => (part.trim().to_ascii_lowercase(), None),
+        };
+        kv.push((k, v));
+    }
+    let get = |names: &[&str]| kv.iter().rev().find(|(k, _)| names.contains(&k.as_str())).map(|(_, v)| v.clone());
+    let flag = |names: &[&str]| -> Result<bool, String> {
+        match get(names) {
+            None => Ok(false),
+            Some(None) => Ok(true),
+            Some(Some(v)) => match v.as_str() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(format!("{}={v}: not true or false", names[0])),
+            },
+        }
+    };
+    let num = |names: &[&str], radix: u32, default: u32| -> Result<u32, String> {
+        match get(names).flatten() {
+            None => Ok(default),
+            Some(v) => u32::from_str_radix(&v, radix).map_err(|_| format!("{}={v}: not a number", names[0])),
+        }
+    };
+    let kind = get(&["type"]).flatten().unwrap_or_else(|| "bind".into());
+    let allowed: &[&str] = match kind.as_str() {
+        "cache" => &["type", "id", "target", "dst", "destination", "sharing", "mode", "uid", "gid", "ro", "readonly"],
+        "tmpfs" => &["type", "target", "dst", "destination", "size"],
+        "bind" => &["type", "source", "src", "target", "dst", "destination", "ro", "readonly"],
+        "secret" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
+        "ssh" => return Err("type=ssh is not supported by cargohold build yet".into()),
+        other => return Err(format!("type={other}: not a mount type (cache, tmpfs, bind, secret)")),
+    };
+    if let Some((k, _)) = kv.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(format!("{k} is not supported for type={kind} (by cargohold build, yet)"));
+    }
+    let target = get(&["target", "dst", "destination"]).flatten();
+    let absolute =
+        |t: String| if t.starts_with('/') { Ok(t) } else { Err(format!("target {t:?} is not an absolute path")) };
+    Ok(match kind.as_str() {
+        "cache" => {
+            let target = absolute(target.ok_or("type=cache needs a target")?)?;
+            let sharing = get(&["sharing"]).flatten().unwrap_or_else(|| "shared".into());
+            let locked = match sharing.as_str() {
+                "shared" => false,
+                "locked" => true,
+                other => return Err(format!("sharing={other}: only shared and locked are supported")),
+            };
+            RunMount::Cache {
+                id: get(&["id"]).flatten().unwrap_or_else(|| target.clone()),
+                target,
+                locked,
+                mode: num(&["mode"], 8, 0o755)?,
+                uid: num(&["uid"], 10, 0)?,
+                gid: num(&["gid"], 10, 0)?,
+                readonly: flag(&["ro", "readonly"])?,
+            }
+        }
+        "tmpfs" => RunMount::Tmpfs {
+            target: absolute(target.ok_or("type=tmpfs needs a target")?)?,
+            size: match get(&["size"]).flatten() {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| format!("size={v}: not a number of bytes"))?),
+            },
+        },
+        "bind" => {
+            if get(&["ro", "readonly"]).is_some() && !flag(&["ro", "readonly"])? {
+                return Err("read-write bind mounts are not supported by cargohold build yet".into());
+            }
+            RunMount::Bind {
+                source: get(&["source", "src"]).flatten().unwrap_or_else(|| ".".into()),
+                target: absolute(target.ok_or("type=bind needs a target")?)?,
+            }
+        }
+        _ => {
+            let id = match (get(&["id"]).flatten(), &target) {
+                (Some(id), _) => id,
+                (None, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_owned(),
+                (None, None) => return Err("type=secret needs an id or a target".into()),
+            };
+            if id.is_empty() {
+                return Err("type=secret: an empty id".into());
+            }
+            RunMount::Secret {
+                target: absolute(target.unwrap_or_else(|| format!("/run/secrets/{id}")))?,
+                id,
+                required: flag(&["required"])?,
+                mode: num(&["mode"], 8, 0o400)?,
+                uid: num(&["uid"], 10, 0)?,
+                gid: num(&["gid"], 10, 0)?,
+            }
+        }
+    })
 }
 
 /// A finding of [`check`]: a warning (the build would go on) with its line.
@@ -247,7 +401,7 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
         // A flag this builder does not act on is an error, never ignored.
         let known: &[&str] = match i.keyword {
             Keyword::From => &["platform"],
-            Keyword::Run => &["network"],
+            Keyword::Run => &["network", "mount"],
             Keyword::Copy => &["from", "chown", "chmod"],
             Keyword::Add => &["chown", "chmod", "checksum"],
             _ => &[],
@@ -378,8 +532,13 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                     None => format!("{} {}", shell.join(" "), i.args),
                 };
                 let network = i.flag("network").map(str::to_owned);
+                let mut mounts = Vec::new();
+                for f in i.flags.iter().filter(|f| f.name == "mount") {
+                    let value = sub(f.value.as_deref().unwrap_or_default())?;
+                    mounts.push(parse_mount(&value).map_err(|why| err(i, format!("RUN --mount={value}: {why}")))?);
+                }
                 (
-                    StepKind::Run { argv, heredocs: i.heredocs.clone(), network, args_env },
+                    StepKind::Run { argv, heredocs: i.heredocs.clone(), network, args_env, mounts },
                     format!("RUN {prefix}{shown} # buildkit"),
                     false,
                 )
@@ -624,7 +783,7 @@ mod tests {
                 (0, "UnusedBuildArgs")
             ]
         );
-        let e = check("FROM scratch\nRUN --mount=type=cache,target=/x true\n", &PlanOptions::default()).unwrap_err();
+        let e = check("FROM scratch\nRUN --mount=type=sh,target=/x true\n", &PlanOptions::default()).unwrap_err();
         assert_eq!(e.line, 2);
     }
 
@@ -640,7 +799,10 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_line() {
         for (text, needle) in [
-            ("FROM scratch\nRUN --mount=type=cache,target=/c true\n", "RUN --mount"),
+            ("FROM scratch\nRUN --mount=type=ssh true\n", "type=ssh is not supported"),
+            ("FROM scratch\nRUN --mount=type=cache,target=/c,sharing=private true\n", "sharing=private"),
+            ("FROM scratch\nRUN --mount=type=cache,target=/c,bogus=1 true\n", "bogus is not supported"),
+            ("FROM scratch\nRUN --mount=type=bind,target=/c,rw true\n", "rw is not supported"),
             ("FROM scratch\nCOPY --link a /b\n", "COPY --link"),
             ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum takes http(s)"),
             ("FROM scratch\nADD --keep-git-dir a /b\n", "ADD --keep-git-dir"),

@@ -1144,6 +1144,10 @@ pub struct BuildArgs {
     /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
     #[arg(long, value_name = "docker://REF")]
     pub cache_to: Option<String>,
+    /// A secret for `RUN --mount=type=secret` (repeatable): `id=NAME,src=FILE` or `id=NAME,env=VAR` (as buildx); it is
+    /// never in a layer, the history or a cache key.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
     /// Grant an entitlement (as buildx): network.host lets RUN --network=host have the host's network.
     #[arg(long = "allow", value_name = "network.host")]
     pub allow: Vec<String>,

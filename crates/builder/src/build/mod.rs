@@ -40,7 +40,7 @@ use cargohold_layerfs::{LayerCache, Root, WriteOptions, store_layer_from, upper_
 use crate::context::{Context, ContextError};
 use crate::dockerfile;
 use crate::exec::{Executor, Namespaces, Network, ProcessIo, RunSpec, lookup_user};
-use crate::plan::{Base, CopySource, Plan, PlanOptions, Stage, Step, StepKind, plan};
+use crate::plan::{Base, CopySource, Plan, PlanOptions, RunMount, Stage, Step, StepKind, plan};
 use crate::step::{StepFailure, StepRoot, run_step};
 
 /// What to build.
@@ -67,11 +67,32 @@ pub struct BuildOptions {
     /// layers and its layer is a tree diff (what happens anyway where
     /// overlayfs cannot be mounted).
     pub copy_up: bool,
+    /// The build's secrets (`--secret id=...`), by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, SecretSource)>,
     /// Let `RUN --network=host` have the host's network (`--allow network.host`).
     pub allow_host_network: bool,
     /// Labels set on the image (`--label`), over the Dockerfile's; they do
     /// not change any step's cache key.
     pub labels: Vec<(String, String)>,
+}
+
+/// Where a build secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file, read when a step mounts it.
+    File(PathBuf),
+    /// The bytes themselves (from an environment variable, say).
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+            // Never printed.
+            SecretSource::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+        }
+    }
 }
 
 /// One step's outcome.
@@ -403,6 +424,50 @@ pub(crate) fn scratch_dir(store: &Store, prefix: &str) -> Result<tempfile::TempD
     tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io("create a directory in", &tmp))
 }
 
+/// `source` (a path in the build context) as a host path: never out of the
+/// context (no `..` above it, no symlink on the way).
+fn context_path(root: &Path, source: &str) -> Result<PathBuf, String> {
+    let mut path = root.to_path_buf();
+    for c in source.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return Err(format!("--mount source {source:?} leaves the build context")),
+            c => {
+                path.push(c);
+                let m = std::fs::symlink_metadata(&path)
+                    .map_err(|e| format!("--mount source {source:?}: {e} (in the build context)"))?;
+                if m.file_type().is_symlink() {
+                    return Err(format!("--mount source {source:?} goes through a symlink"));
+                }
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Removes from `upper` a mount point the step's mount made (an empty
+/// directory or file no lower layer has), and its new empty parents.
+fn remove_mountpoint(upper: &Path, lower: &[PathBuf], target: &str) {
+    let mut rel = PathBuf::from(target.trim_start_matches('/'));
+    loop {
+        if rel.as_os_str().is_empty() || lower.iter().any(|d| std::fs::symlink_metadata(d.join(&rel)).is_ok()) {
+            return;
+        }
+        let p = upper.join(&rel);
+        let gone = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&p).is_ok(),
+            Ok(m) if m.is_file() && m.len() == 0 => std::fs::remove_file(&p).is_ok(),
+            _ => false,
+        };
+        if !gone {
+            return;
+        }
+        if !rel.pop() {
+            return;
+        }
+    }
+}
+
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -731,7 +796,7 @@ impl Run<'_, '_> {
     }
 
     fn run_step(&self, step: &Step, st: &StageState, dirs: &StepDirs) -> Result<(), BuildError> {
-        let StepKind::Run { argv, heredocs, network, args_env } = &step.kind else {
+        let StepKind::Run { argv, heredocs, network, args_env, mounts } = &step.kind else {
             unreachable!("run_step runs RUN steps")
         };
         let network = network.as_deref();
@@ -797,6 +862,85 @@ impl Run<'_, '_> {
                 argv[last] = script;
             }
         }
+        let mut tmpfs = Vec::new();
+        // Held until the step ends: `sharing=locked` cache mounts.
+        let mut _locks: Vec<std::fs::File> = Vec::new();
+        let targets: Vec<String> = mounts
+            .iter()
+            .map(|m| match m {
+                RunMount::Cache { target, .. }
+                | RunMount::Tmpfs { target, .. }
+                | RunMount::Bind { target, .. }
+                | RunMount::Secret { target, .. } => target.clone(),
+            })
+            .collect();
+        for (n, m) in mounts.iter().enumerate() {
+            match m {
+                RunMount::Cache { id, target, locked, mode, uid, gid, readonly } => {
+                    let dir = self.cache_mount_dir(id, *mode, *uid, *gid).map_err(|e| self.step_err(step, e))?;
+                    if *locked {
+                        let lock = dir.with_extension("lock");
+                        let f = std::fs::File::create(&lock).map_err(|e| BuildError::Io {
+                            action: "create",
+                            path: lock.clone(),
+                            source: e,
+                        })?;
+                        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+                            .map_err(|e| BuildError::Io { action: "lock", path: lock, source: e.into() })?;
+                        _locks.push(f);
+                    }
+                    binds.push(crate::exec::BindMount { source: dir, target: target.into(), readonly: *readonly });
+                }
+                RunMount::Tmpfs { target, size } => tmpfs.push(cargohold_runtime::TmpfsMount {
+                    target: target.into(),
+                    options: size.map(|s| format!("size={s}")).unwrap_or_default(),
+                }),
+                RunMount::Bind { source, target } => {
+                    let path = context_path(self.context.root(), source).map_err(|e| self.step_err(step, e))?;
+                    binds.push(crate::exec::BindMount { source: path, target: target.into(), readonly: true });
+                }
+                RunMount::Secret { id, target, required, mode, uid, gid } => {
+                    let Some((_, src)) = self.opts.secrets.iter().find(|(i, _)| i == id) else {
+                        if *required {
+                            return Err(self
+                                .step_err(step, format!("secret {id} is required: build --secret id={id},src=FILE")));
+                        }
+                        continue;
+                    };
+                    let bytes = match src {
+                        SecretSource::Bytes(b) => b.clone(),
+                        SecretSource::File(p) => std::fs::read(p).map_err(|e| {
+                            self.step_err(step, format!("secret {id}: could not read {}: {e}", p.display()))
+                        })?,
+                    };
+                    // A copy of the step's own, with the mode and owner asked for.
+                    let file = scratch.join(format!("secret-{n}"));
+                    {
+                        use std::io::Write as _;
+                        use std::os::unix::fs::OpenOptionsExt as _;
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&file)
+                            .map_err(|e| BuildError::Io { action: "create", path: file.clone(), source: e })?;
+                        f.write_all(&bytes).map_err(|e| BuildError::Io {
+                            action: "write",
+                            path: file.clone(),
+                            source: e,
+                        })?;
+                    }
+                    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+                        .map_err(|e| BuildError::Io { action: "chmod", path: file.clone(), source: e })?;
+                    std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)).map_err(|e| BuildError::Io {
+                        action: "chown",
+                        path: file.clone(),
+                        source: e,
+                    })?;
+                    binds.push(crate::exec::BindMount { source: file, target: target.into(), readonly: true });
+                }
+            }
+        }
         let tmp = self.b.state_dir().join("tmp");
         let at = StepRoot {
             tmp: &tmp,
@@ -817,7 +961,7 @@ impl Run<'_, '_> {
             network,
             binds,
             ports: Vec::new(),
-            tmpfs: Vec::new(),
+            tmpfs,
             dns: Vec::new(),
             extra_hosts: Vec::new(),
             limits: crate::exec::Limits::default(),
@@ -843,7 +987,35 @@ impl Run<'_, '_> {
                 code,
             });
         }
+        // Mount points the step's mounts made are not the layer's.
+        for t in &targets {
+            remove_mountpoint(&dirs.upper, &st.dirs, t);
+        }
         Ok(())
+    }
+
+    /// The directory of a cache mount (made, with its mode and owner, the
+    /// first time).
+    fn cache_mount_dir(&self, id: &str, mode: u32, uid: u32, gid: u32) -> Result<PathBuf, String> {
+        let base = self.b.state_dir().join("cache-mounts");
+        let dir = base.join(Digest::sha256_of(id.as_bytes()).hex());
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        std::fs::create_dir_all(&base).map_err(|e| format!("could not create {}: {e}", base.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".new-")
+            .tempdir_in(&base)
+            .map_err(|e| format!("could not create a cache mount in {}: {e}", base.display()))?;
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .and_then(|()| std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)))
+            .map_err(|e| format!("could not prepare a cache mount: {e}"))?;
+        let made = tmp.keep();
+        // Another build may have made it meanwhile: theirs stays.
+        if std::fs::rename(&made, &dir).is_err() {
+            let _ = std::fs::remove_dir(&made);
+        }
+        Ok(dir)
     }
 
     fn shell_of(&self, st: &StageState) -> Vec<String> {

@@ -364,3 +364,55 @@ fn names_that_are_not_utf8_round_trip() {
     assert_eq!(std::fs::read_to_string(out.join("x").join(raw)).unwrap(), "bytes");
     assert_eq!(std::fs::read_to_string(out.join("all").join(raw)).unwrap(), "bytes");
 }
+
+/// `RUN --mount`: a cache reused by the next build (and not in the layer),
+/// a secret present in the step and nowhere after, a tmpfs, a read-only
+/// bind of the context.
+#[test]
+fn run_mounts_cache_secret_tmpfs_and_bind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "files/a", "from the context\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:test\n\
+         RUN --mount=type=cache,target=/cache,id=c1 sh -c 'echo x >> /cache/n; wc -l < /cache/n > /count'\n\
+         RUN --mount=type=secret,id=tok,required sh -c 'test $(wc -c < /run/secrets/tok) -eq 6 && touch /ok'\n\
+         RUN --mount=type=tmpfs,target=/t sh -c 'echo hi > /t/x && test -f /t/x'\n\
+         RUN --mount=type=bind,source=files,target=/src sh -c 'cat /src/a > /copied; ! touch /src/new 2>/dev/null'\n",
+    );
+    let mut o = opts(&ctx, "mounts:1");
+    o.secrets = vec![("tok".into(), cargohold_builder::build::SecretSource::Bytes(b"s3cr3t".to_vec()))];
+    Builder::new(&store).build(&o).unwrap();
+    let out = unpacked(&store, "mounts:1", &tmp.path().join("one"));
+    assert_eq!(std::fs::read_to_string(out.join("count")).unwrap().trim(), "1");
+    assert!(out.join("ok").is_file(), "the secret was there");
+    assert_eq!(std::fs::read_to_string(out.join("copied")).unwrap(), "from the context\n");
+    for gone in ["cache", "run/secrets", "t", "src"] {
+        assert!(!out.join(gone).exists(), "{gone}: a mount point left in the image");
+    }
+    // The secret is in no layer, no history, no cache entry.
+    let img = store.resolve("mounts:1").unwrap();
+    let history = serde_json::to_string(&store.details(&img.descriptor, None).unwrap().config.history).unwrap();
+    assert!(!history.contains("s3cr3t"), "{history}");
+    let found = std::process::Command::new("grep")
+        .args(["-r", "-a", "-l", "s3cr3t"])
+        .arg(tmp.path().join("store"))
+        .output()
+        .unwrap();
+    assert!(found.stdout.is_empty(), "the secret is stored: {}", String::from_utf8_lossy(&found.stdout));
+    // The cache mount is kept: a second (uncached) build sees its first run.
+    let mut o = opts(&ctx, "mounts:2");
+    o.no_cache = true;
+    o.secrets = vec![("tok".into(), cargohold_builder::build::SecretSource::Bytes(b"s3cr3t".to_vec()))];
+    Builder::new(&store).build(&o).unwrap();
+    let out = unpacked(&store, "mounts:2", &tmp.path().join("two"));
+    assert_eq!(std::fs::read_to_string(out.join("count")).unwrap().trim(), "2");
+    // A required secret not given: an error naming the line.
+    let mut o = opts(&ctx, "mounts:3");
+    o.no_cache = true;
+    let err = Builder::new(&store).build(&o).unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:3") && err.contains("secret tok is required"), "{err}");
+}

@@ -181,6 +181,38 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if let Some(a) = args.allow.iter().find(|a| a.as_str() != "network.host") {
         bail!("--allow {a}: only network.host is supported");
     }
+    let mut secrets = Vec::new();
+    for spec in &args.secrets {
+        let mut id = None;
+        let mut source = None;
+        for part in spec.split(',') {
+            let (k, v) = part.split_once('=').with_context(|| format!("--secret {spec}: {part:?} is not KEY=VALUE"))?;
+            match k {
+                "id" => id = Some(v.to_owned()),
+                "src" | "source" => source = Some(cargohold_builder::build::SecretSource::File(v.into())),
+                "env" => {
+                    let value = std::env::var_os(v).with_context(|| format!("--secret {spec}: ${v} is not set"))?;
+                    source = Some(cargohold_builder::build::SecretSource::Bytes(
+                        std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec(),
+                    ));
+                }
+                "type" if v == "file" || v == "env" => {}
+                other => bail!("--secret {spec}: {other} is not id, src or env"),
+            }
+        }
+        let id = id.with_context(|| format!("--secret {spec}: needs id=NAME"))?;
+        let source = match source {
+            Some(s) => s,
+            // As buildx: the variable of the secret's name, when set.
+            None => match std::env::var_os(&id) {
+                Some(v) => cargohold_builder::build::SecretSource::Bytes(
+                    std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
+                ),
+                None => bail!("--secret {spec}: give src=FILE or env=VAR"),
+            },
+        };
+        secrets.push((id, source));
+    }
     if args.check {
         return check_only(args, &text, &plan_opts);
     }
@@ -205,6 +237,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         timestamp: args.timestamp.or_else(source_date_epoch),
         copy_up: no_overlay(),
         labels,
+        secrets,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };
     for from in &args.cache_from {
