@@ -1553,3 +1553,38 @@ fn build_check_reports_lines_without_building() {
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), info["id"].as_str().unwrap());
     assert!(!ch(&store, &["build", c, "--progress", "tty"]).status.success(), "an unsupported --progress is refused");
 }
+
+/// `build --secret` from a file and from the environment reach
+/// `RUN --mount=type=secret`, and the image keeps neither.
+#[test]
+fn build_secrets_from_files_and_the_environment() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let ctx = t.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:1\nRUN --mount=type=secret,id=f,required --mount=type=secret,id=e,required,target=/e \
+         sh -c 'cat /run/secrets/f /e | wc -c > /n'\n",
+    )
+    .unwrap();
+    let file = t.path().join("secret.txt");
+    std::fs::write(&file, "filesecret").unwrap();
+    let out = bin()
+        .env("MY_SECRET", "envsecret")
+        .arg("--store")
+        .arg(&store)
+        .args(["build", ctx.to_str().unwrap(), "-t", "sec:1", "--secret"])
+        .arg(format!("id=f,src={}", file.display()))
+        .args(["--secret", "id=e,env=MY_SECRET"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = t.path().join("root");
+    ok(&store, &["unpack", "sec:1", root.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(root.join("n")).unwrap().trim(), "19");
+    assert!(!root.join("run/secrets").exists() && !root.join("e").exists());
+    let missing = ch(&store, &["build", ctx.to_str().unwrap(), "--no-cache", "--secret", "id=e,env=NOT_SET_ANYWHERE"]);
+    assert!(!missing.status.success());
+}
