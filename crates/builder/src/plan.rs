@@ -22,6 +22,9 @@ pub struct PlanOptions {
     pub platform: String,
     /// The file name, for errors.
     pub file: String,
+    /// `--build-context NAME=VALUE`: a name `FROM` or `COPY --from` uses,
+    /// as `docker-image://REF` (an image) or a directory (absolute path).
+    pub build_contexts: BTreeMap<String, String>,
 }
 
 /// What a stage starts from.
@@ -44,6 +47,8 @@ pub enum CopySource {
     Stage(usize),
     /// An image.
     Image(String),
+    /// A directory given as a named build context.
+    Dir(String),
 }
 
 /// What one step does.
@@ -437,7 +442,20 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
             {
                 return Err(err(i, format!("stage name {n:?} is used twice")));
             }
-            let base = if image.eq_ignore_ascii_case("scratch") {
+            let named = opts.build_contexts.get(&image).cloned();
+            let base = if let Some(ctx) = named {
+                match ctx.strip_prefix("docker-image://") {
+                    Some(r) => Base::Image(r.to_owned()),
+                    None => {
+                        return Err(err(
+                            i,
+                            format!(
+                                "FROM {image}: a directory build context cannot be a base (yet); use docker-image://"
+                            ),
+                        ));
+                    }
+                }
+            } else if image.eq_ignore_ascii_case("scratch") {
                 Base::Scratch
             } else if let Some(s) =
                 stages.iter().find(|s| s.name.as_deref() == Some(image.to_ascii_lowercase().as_str()))
@@ -571,6 +589,11 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                             CopySource::Stage(n)
                         } else if stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
                             return Err(err(i, format!("--from={f} names this or a later stage")));
+                        } else if let Some(ctx) = opts.build_contexts.get(&f) {
+                            match ctx.strip_prefix("docker-image://") {
+                                Some(r) => CopySource::Image(r.to_owned()),
+                                None => CopySource::Dir(ctx.clone()),
+                            }
                         } else {
                             CopySource::Image(f)
                         }

@@ -1144,6 +1144,10 @@ pub struct BuildArgs {
     /// Push the build cache of this build to a registry (docker://REF), for other machines' --cache-from.
     #[arg(long, value_name = "docker://REF")]
     pub cache_to: Option<String>,
+    /// A named build context (repeatable): `NAME=DIR` or `NAME=docker-image://REF`, used by `FROM NAME` (images) and
+    /// `COPY --from=NAME`.
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    pub build_contexts: Vec<String>,
     /// A secret for `RUN --mount=type=secret` (repeatable): `id=NAME,src=FILE` or `id=NAME,env=VAR` (as buildx); it is
     /// never in a layer, the history or a cache key.
     #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]

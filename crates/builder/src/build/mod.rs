@@ -708,6 +708,11 @@ impl Run<'_, '_> {
                         extra.push_str(&self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string());
                     }
                 }
+                CopySource::Dir(dir) => {
+                    let c = Context::open_plain(Path::new(dir));
+                    entries = c.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
+                    extra = format!("dir {}", c.digest(&entries).map_err(|e| self.ctx_err(step, e))?);
+                }
                 CopySource::Stage(i) => {
                     let s = done.get(i).cloned().expect("stages build in order");
                     extra = format!("stage {}", s.key);
@@ -1036,7 +1041,7 @@ impl Run<'_, '_> {
         entries: Vec<crate::context::ContextEntry>,
         downloads: &[fetch::Download],
     ) -> Result<(), BuildError> {
-        let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, .. } = &step.kind else {
+        let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, from: source, .. } = &step.kind else {
             unreachable!("copy_step runs COPY and ADD steps")
         };
         let owner = match chown {
@@ -1079,7 +1084,10 @@ impl Run<'_, '_> {
                 }
             };
             let (src_root, entries) = match from {
-                None => (self.context.root().to_path_buf(), entries),
+                None => match source {
+                    CopySource::Dir(d) => (PathBuf::from(d), entries),
+                    _ => (self.context.root().to_path_buf(), entries),
+                },
                 Some(s) => {
                     if !s.dirs.is_empty() {
                         mount_overlay(&s.dirs, None, &src_view).map_err(|e| self.step_err(step, e))?;

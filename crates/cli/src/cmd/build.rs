@@ -43,7 +43,27 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
     };
     let file =
         args.file.as_ref().and_then(|f| f.file_name()).map_or("Dockerfile".into(), |n| n.to_string_lossy().into());
-    Ok(PlanOptions { build_args, target: args.target.clone(), deny, platform, file })
+    let mut build_contexts = std::collections::BTreeMap::new();
+    for c in &args.build_contexts {
+        let (name, value) = c.split_once('=').with_context(|| format!("--build-context {c}: not NAME=VALUE"))?;
+        if name.is_empty() {
+            bail!("--build-context {c}: the name is empty");
+        }
+        let value = if let Some(r) = value.strip_prefix("docker-image://") {
+            Reference::parse(r).with_context(|| format!("--build-context {c}"))?;
+            value.to_owned()
+        } else if value.contains("://") {
+            bail!("--build-context {c}: only directories and docker-image:// are supported");
+        } else {
+            let dir = std::path::absolute(value).with_context(|| format!("--build-context {c}"))?;
+            if !dir.is_dir() {
+                bail!("--build-context {c}: {} is not a directory", dir.display());
+            }
+            dir.to_string_lossy().into_owned()
+        };
+        build_contexts.insert(name.to_owned(), value);
+    }
+    Ok(PlanOptions { build_args, target: args.target.clone(), deny, platform, file, build_contexts })
 }
 
 /// Pulls the base images (FROM and COPY --from) the store does not have.

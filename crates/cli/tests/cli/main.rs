@@ -1587,4 +1587,26 @@ fn build_secrets_from_files_and_the_environment() {
     assert!(!root.join("run/secrets").exists() && !root.join("e").exists());
     let missing = ch(&store, &["build", ctx.to_str().unwrap(), "--no-cache", "--secret", "id=e,env=NOT_SET_ANYWHERE"]);
     assert!(!missing.status.success());
+    // --build-context: a base image by another name, and a directory.
+    let extra = t.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(extra.join("f"), "from elsewhere\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM base\nCOPY --from=extra f /f\n").unwrap();
+    ok(
+        &store,
+        &[
+            "build",
+            ctx.to_str().unwrap(),
+            "-t",
+            "named:1",
+            "--build-context",
+            "base=docker-image://bb:1",
+            "--build-context",
+            &format!("extra={}", extra.display()),
+        ],
+    );
+    let root = t.path().join("named");
+    ok(&store, &["unpack", "named:1", root.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(root.join("f")).unwrap(), "from elsewhere\n");
+    assert!(root.join("bin/busybox").is_file(), "FROM base was bb:1");
 }
