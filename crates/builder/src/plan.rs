@@ -85,6 +85,13 @@ pub enum StepKind {
         heredocs: Vec<Heredoc>,
         /// `ADD --checksum`: the digest the (http) source must have.
         checksum: Option<cargohold_image_core::Digest>,
+        /// `--link`: the files go into a layer of their own, made on an
+        /// empty root (nothing of the stage's filesystem is followed).
+        link: bool,
+        /// `--exclude` patterns (`.dockerignore` syntax), matched below each source.
+        exclude: Vec<String>,
+        /// `--parents`: the sources keep their directories under the destination.
+        parents: bool,
     },
     /// A config change, ready for `ImageConfig::apply_change` (`ENV A=1`, `USER x`...).
     Config(String),
@@ -191,6 +198,16 @@ pub enum RunMount {
         /// Its group.
         gid: u32,
     },
+}
+
+/// A boolean flag (`--link`, `--link=true`, `--link=false`).
+fn bool_flag(i: &Instruction, name: &str) -> Result<bool, String> {
+    match i.flag(name) {
+        None => Ok(false),
+        Some("" | "true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(v) => Err(format!("--{name}={v}: not true or false")),
+    }
 }
 
 /// Parses one `--mount` value (`type=cache,target=/x,...`): every key known,
@@ -407,8 +424,8 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
         let known: &[&str] = match i.keyword {
             Keyword::From => &["platform"],
             Keyword::Run => &["network", "mount"],
-            Keyword::Copy => &["from", "chown", "chmod"],
-            Keyword::Add => &["chown", "chmod", "checksum"],
+            Keyword::Copy => &["from", "chown", "chmod", "link", "exclude", "parents"],
+            Keyword::Add => &["chown", "chmod", "checksum", "link", "exclude"],
             _ => &[],
         };
         if let Some(f) = i.flags.iter().find(|f| !known.contains(&f.name.as_str())) {
@@ -620,6 +637,14 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 (
                     StepKind::Copy {
                         add,
+                        link: bool_flag(i, "link").map_err(|m| err(i, m))?,
+                        parents: bool_flag(i, "parents").map_err(|m| err(i, m))?,
+                        exclude: i
+                            .flags
+                            .iter()
+                            .filter(|f| f.name == "exclude")
+                            .map(|f| sub(f.value.as_deref().unwrap_or_default()))
+                            .collect::<Result<Vec<_>, _>>()?,
                         checksum: match i.flag("checksum") {
                             Some(c) => {
                                 let c = sub(c)?;
@@ -826,7 +851,7 @@ mod tests {
             ("FROM scratch\nRUN --mount=type=cache,target=/c,sharing=private true\n", "sharing=private"),
             ("FROM scratch\nRUN --mount=type=cache,target=/c,bogus=1 true\n", "bogus is not supported"),
             ("FROM scratch\nRUN --mount=type=bind,target=/c,rw true\n", "rw is not supported"),
-            ("FROM scratch\nCOPY --link a /b\n", "COPY --link"),
+            ("FROM scratch\nCOPY --chmod-all a /b\n", "COPY --chmod-all"),
             ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum takes http(s)"),
             ("FROM scratch\nADD --keep-git-dir a /b\n", "ADD --keep-git-dir"),
             ("FROM scratch\nRUN --network=bridge true\n", "--network=bridge"),

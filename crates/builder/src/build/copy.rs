@@ -34,6 +34,8 @@ pub(crate) struct CopyJob<'a> {
     pub chmod: Option<u32>,
     /// ADD: extract local archives.
     pub extract: bool,
+    /// `--parents`: each entry at its own path below the destination.
+    pub parents: bool,
 }
 
 /// What went wrong with one destination path.
@@ -65,7 +67,8 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
     let roots: Vec<&ContextEntry> = job.entries.iter().filter(|e| e.rel == e.matched).collect();
     let matched_dir = |m: &Path| m.as_os_str().is_empty() || job.entries.iter().any(|e| e.rel == m && e.kind == "dir");
     let dest_exists_as_dir = root.open_in(&dest, OFlags::PATH | OFlags::DIRECTORY).is_ok();
-    let dest_is_dir = job.dest.ends_with('/')
+    let dest_is_dir = job.parents
+        || job.dest.ends_with('/')
         || roots.len() + job.heredocs.len() + job.downloads.len() > 1
         || (job.heredocs.is_empty() && job.downloads.is_empty() && roots.iter().any(|e| e.kind == "dir"))
         || job.entries.iter().any(|e| e.matched.as_os_str().is_empty())
@@ -89,7 +92,10 @@ pub(crate) fn copy_into(root: &Root, job: &CopyJob<'_>) -> Result<u64> {
         written += 1;
     }
     for e in &job.entries {
-        let target = if matched_dir(&e.matched) {
+        let target = if job.parents {
+            // The source's own path, below the destination.
+            dest.join(&e.rel)
+        } else if matched_dir(&e.matched) {
             let below = e.rel.strip_prefix(&e.matched).unwrap_or(&e.rel);
             if below.as_os_str().is_empty() {
                 continue; // the matched directory itself: its contents go into dest

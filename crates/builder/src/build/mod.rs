@@ -424,6 +424,27 @@ pub(crate) fn scratch_dir(store: &Store, prefix: &str) -> Result<tempfile::TempD
     tempfile::Builder::new().prefix(prefix).tempdir_in(&tmp).map_err(io("create a directory in", &tmp))
 }
 
+/// `entries` without those `--exclude` patterns match: below each source
+/// (a copied directory's contents), or the source itself by name.
+fn without_excluded(
+    entries: Vec<crate::context::ContextEntry>,
+    exclude: &[String],
+) -> Vec<crate::context::ContextEntry> {
+    if exclude.is_empty() {
+        return entries;
+    }
+    let ignore = crate::dockerignore::Dockerignore::parse(&exclude.join("\n"));
+    entries
+        .into_iter()
+        .filter(|e| {
+            let below = e.rel.strip_prefix(&e.matched).unwrap_or(&e.rel);
+            let name =
+                if below.as_os_str().is_empty() { Path::new(e.rel.file_name().unwrap_or_default()) } else { below };
+            !ignore.excluded_path(name) && !ignore.excluded_path(&e.rel)
+        })
+        .collect()
+}
+
 /// `source` (a path in the build context) as a host path: never out of the
 /// context (no `..` above it, no symlink on the way).
 fn context_path(root: &Path, source: &str) -> Result<PathBuf, String> {
@@ -679,7 +700,7 @@ impl Run<'_, '_> {
         let mut copy_from: Option<StageState> = None;
         let mut entries = Vec::new();
         let mut downloads: (Option<tempfile::TempDir>, Vec<fetch::Download>) = (None, Vec::new());
-        if let StepKind::Copy { sources, from, checksum, .. } = &step.kind {
+        if let StepKind::Copy { sources, from, checksum, exclude, .. } = &step.kind {
             match from {
                 CopySource::Context => {
                     let (urls, local): (Vec<String>, Vec<String>) =
@@ -705,12 +726,13 @@ impl Run<'_, '_> {
                     }
                     if !local.is_empty() {
                         entries = self.context.resolve(&local).map_err(|e| self.ctx_err(step, e))?;
+                        entries = without_excluded(entries, exclude);
                         extra.push_str(&self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string());
                     }
                 }
                 CopySource::Dir(dir) => {
                     let c = Context::open_plain(Path::new(dir));
-                    entries = c.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
+                    entries = without_excluded(c.resolve(sources).map_err(|e| self.ctx_err(step, e))?, exclude);
                     extra = format!("dir {}", c.digest(&entries).map_err(|e| self.ctx_err(step, e))?);
                 }
                 CopySource::Stage(i) => {
@@ -1041,7 +1063,8 @@ impl Run<'_, '_> {
         entries: Vec<crate::context::ContextEntry>,
         downloads: &[fetch::Download],
     ) -> Result<(), BuildError> {
-        let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, from: source, .. } = &step.kind else {
+        let StepKind::Copy { add, sources, dest, chown, chmod, heredocs, from: source, link, parents, .. } = &step.kind
+        else {
             unreachable!("copy_step runs COPY and ADD steps")
         };
         let owner = match chown {
@@ -1069,14 +1092,16 @@ impl Run<'_, '_> {
         for d in [&merged, &src_view] {
             std::fs::create_dir(d).map_err(|e| BuildError::Io { action: "create", path: d.clone(), source: e })?;
         }
-        let copyup = if st.dirs.is_empty() || copyup::use_overlay(&self.b.state_dir().join("tmp"), self.opts.copy_up) {
-            None
-        } else {
-            Some(copyup::CopyUp::prepare(&st.dirs, scratch).map_err(|e| self.step_err(step, e))?)
-        };
+        // --link: the files go onto an empty root (nothing below is followed).
+        let copyup =
+            if st.dirs.is_empty() || *link || copyup::use_overlay(&self.b.state_dir().join("tmp"), self.opts.copy_up) {
+                None
+            } else {
+                Some(copyup::CopyUp::prepare(&st.dirs, scratch).map_err(|e| self.step_err(step, e))?)
+            };
         let result: Result<(), BuildError> = in_private_mounts(|| {
             let root_dir = match &copyup {
-                _ if st.dirs.is_empty() => upper.to_path_buf(),
+                _ if st.dirs.is_empty() || *link => upper.to_path_buf(),
                 Some(c) => c.root.clone(),
                 None => {
                     mount_overlay(&st.dirs, Some((upper, work)), &merged).map_err(|e| self.step_err(step, e))?;
@@ -1093,7 +1118,11 @@ impl Run<'_, '_> {
                         mount_overlay(&s.dirs, None, &src_view).map_err(|e| self.step_err(step, e))?;
                     }
                     let ctx = Context::open_plain(&src_view);
-                    let entries = ctx.resolve(sources).map_err(|e| self.ctx_err(step, e))?;
+                    let excluded = match &step.kind {
+                        StepKind::Copy { exclude, .. } => exclude.clone(),
+                        _ => Vec::new(),
+                    };
+                    let entries = without_excluded(ctx.resolve(sources).map_err(|e| self.ctx_err(step, e))?, &excluded);
                     (src_view.clone(), entries)
                 }
             };
@@ -1108,6 +1137,7 @@ impl Run<'_, '_> {
                 owner,
                 chmod,
                 extract: *add,
+                parents: *parents,
             };
             copy::copy_into(&root, &job).map_err(|f| {
                 self.step_err(step, format!("could not {} {}: {}", f.action, f.path.display(), f.source))

@@ -416,3 +416,32 @@ fn run_mounts_cache_secret_tmpfs_and_bind() {
     let err = Builder::new(&store).build(&o).unwrap_err().to_string();
     assert!(err.contains("Dockerfile:3") && err.contains("secret tok is required"), "{err}");
 }
+
+/// `COPY --exclude`, `--parents` and `--link` (onto an empty root: a
+/// symlink of the stage at the destination is not followed).
+#[test]
+fn copy_exclude_parents_and_link() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "files/a", "a\n");
+    write(&ctx, "files/x.log", "log\n");
+    write(&ctx, "files/sub/y.log", "log\n");
+    write(&ctx, "files/sub/b", "b\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:test\nRUN ln -s /etc /linked\n\
+         COPY --exclude=*.log --exclude=**/*.log files/ /f/\n\
+         COPY --parents files/a files/sub/b /p/\n\
+         COPY --link files/a /linked/a\n",
+    );
+    Builder::new(&store).build(&opts(&ctx, "cp:1")).unwrap();
+    let out = unpacked(&store, "cp:1", &tmp.path().join("out"));
+    assert!(out.join("f/a").is_file() && out.join("f/sub/b").is_file());
+    assert!(!out.join("f/x.log").exists() && !out.join("f/sub/y.log").exists(), "excluded");
+    assert!(out.join("p/files/a").is_file() && out.join("p/files/sub/b").is_file(), "parents kept");
+    // The --link layer carries /linked as a directory over the symlink.
+    assert!(out.join("linked").is_dir() && !out.join("linked").is_symlink());
+    assert!(out.join("linked/a").is_file() && !out.join("etc/a").exists(), "the symlink was not followed");
+}
