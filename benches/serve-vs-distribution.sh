@@ -110,8 +110,12 @@ pull16() {
 for r in $(seq 1 "$runs"); do
   for who in dist ours; do
     addr=${!who}
+    pid_var=${who}_pid
+    before=$(cpu_ticks "${!pid_var}")
     s=$(date +%s.%N); pull16 "$addr"; e=$(date +%s.%N)
+    after=$(cpu_ticks "${!pid_var}")
     echo "pull16-$who $(python3 -c "print($e - $s)")" >>"$work/results"
+    echo "pull16-cpu-$who $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
   done
 done
 echo "hwm-dist $(hwm_kib "$dist_pid")" >>"$work/results"
@@ -131,5 +135,6 @@ print(f"push: server CPU ours/distribution = {med['push-cpu-ours'] / med['push-c
 for who in ("dist", "ours"):
     print(f"16 concurrent pulls, {who}: {16 * size / med['pull16-' + who] / 1e6:.0f} MB/s")
 print(f"16 concurrent pulls: ours/distribution throughput = {med['pull16-dist'] / med['pull16-ours']:.2f}x")
+print(f"16 concurrent pulls: server CPU ours/distribution = {med['pull16-cpu-ours'] / med['pull16-cpu-dist']:.2f}")
 print(f"peak RSS: ours {med['hwm-ours'] / 1024:.1f} MiB, distribution {med['hwm-dist'] / 1024:.1f} MiB")
 PY
