@@ -1158,6 +1158,9 @@ pub struct BuildArgs {
     /// Set a label on the image (repeatable; over the Dockerfile's LABELs).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Set an annotation on the image manifest (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
     /// Write the image ID (its config digest) to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,

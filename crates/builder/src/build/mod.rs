@@ -71,6 +71,8 @@ pub struct BuildOptions {
     pub secrets: Vec<(String, SecretSource)>,
     /// Let `RUN --network=host` have the host's network (`--allow network.host`).
     pub allow_host_network: bool,
+    /// Annotations of the image manifest (`--annotation`).
+    pub annotations: Vec<(String, String)>,
     /// Labels set on the image (`--label`), over the Dockerfile's; they do
     /// not change any step's cache key.
     pub labels: Vec<(String, String)>,
@@ -529,7 +531,28 @@ impl Run<'_, '_> {
             ..History::default()
         });
         let first_tag = self.opts.tags.first();
-        let image = self.b.store.commit_image(None, &target.layers, config, last, first_tag)?;
+        let mut image = self.b.store.commit_image(None, &target.layers, config, last, first_tag)?;
+        if !self.opts.annotations.is_empty() {
+            // The manifest again, with its annotations.
+            let layout = self.b.store.layout();
+            let bytes = layout.read_blob(&image.digest, 4 << 20)?;
+            let mut m: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| BuildError::Io {
+                action: "read the manifest of",
+                path: layout.blob_path(&image.digest),
+                source: std::io::Error::other(e),
+            })?;
+            let mut notes = serde_json::Map::new();
+            for (k, v) in &self.opts.annotations {
+                notes.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+            m["annotations"] = serde_json::Value::Object(notes);
+            let bytes = serde_json::to_vec(&m).expect("JSON serializes");
+            let digest = layout.put_blob_bytes(&bytes)?;
+            image = Descriptor { digest, size: bytes.len() as u64, ..image };
+            if let Some(t) = first_tag {
+                self.b.store.tag(t, image.clone())?;
+            }
+        }
         for t in self.opts.tags.iter().skip(1) {
             self.b.store.tag(t, image.clone())?;
         }

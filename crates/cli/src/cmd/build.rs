@@ -201,6 +201,14 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     if let Some(a) = args.allow.iter().find(|a| a.as_str() != "network.host") {
         bail!("--allow {a}: only network.host is supported");
     }
+    let mut annotations = Vec::new();
+    for a in &args.annotations {
+        let (k, v) = a.split_once('=').with_context(|| format!("--annotation {a}: not KEY=VALUE"))?;
+        if k.is_empty() {
+            bail!("--annotation {a}: the key is empty");
+        }
+        annotations.push((k.to_owned(), v.to_owned()));
+    }
     let mut secrets = Vec::new();
     for spec in &args.secrets {
         let mut id = None;
@@ -257,6 +265,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         timestamp: args.timestamp.or_else(source_date_epoch),
         copy_up: no_overlay(),
         labels,
+        annotations,
         secrets,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };

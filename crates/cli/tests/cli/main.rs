@@ -1521,7 +1521,7 @@ fn build_check_reports_lines_without_building() {
     );
     assert!(out.contains("UnusedBuildArgs"), "{out}");
     assert!(!store.join("blobs").exists(), "nothing pulled or stored");
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY --link a /b\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN --mount=type=ssh true\n").unwrap();
     let failed = ch(&store, &["build", "--check", ctx.to_str().unwrap(), "--json"]);
     assert!(!failed.status.success());
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
@@ -1546,8 +1546,13 @@ fn build_check_reports_lines_without_building() {
             iid.to_str().unwrap(),
             "--progress",
             "plain",
+            "--annotation",
+            "org.opencontainers.image.source=https://example.invalid/x",
         ],
     );
+    let raw = ok(&store, &["inspect", "lbl:1", "--raw"]);
+    let manifest: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(manifest["annotations"]["org.opencontainers.image.source"], "https://example.invalid/x", "{raw}");
     let info = json(&store, &["inspect", "lbl:1", "--json"]);
     assert_eq!(info["labels"], serde_json::json!({"a": "3", "b": "2"}), "{info}");
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), info["id"].as_str().unwrap());
