@@ -79,6 +79,9 @@ pub struct ImageReport {
     pub error: Option<String>,
     /// A failure the wish list's `ignoreErrors` covers (it does not fail the run).
     pub ignored: bool,
+    /// The tree's copy had been changed since it was published (its flat no
+    /// longer matched what was written): it was converted again.
+    pub damaged: bool,
     /// The (platform) manifest published.
     pub manifest: Option<Digest>,
     /// Its config.
@@ -106,6 +109,7 @@ impl ImageReport {
             status: Status::Failed,
             error: None,
             ignored: false,
+            damaged: false,
             manifest: None,
             config: None,
             layers_new: 0,
@@ -135,6 +139,36 @@ pub fn expand(reg: &Registry, url: &ImageUrl) -> Result<Vec<ImageUrl>> {
         .filter(|t| url.tag_matches(t))
         .map(|t| ImageUrl { tag: Some(t), digest: None, ..url.clone() })
         .collect())
+}
+
+/// Where the fingerprint of a config's flat is kept (one per flat: images
+/// with one config share it).
+fn flat_check_file(tree: &Tree, config: &Digest) -> PathBuf {
+    tree.root().join(".metadata/.flat-checks").join(config.hex())
+}
+
+/// What a flat is: its entries' count, total size, latest modification time
+/// and the sum of their inode numbers. Hard links from other flats leave
+/// it as it is; writing a file in place, or replacing one, changes it.
+fn fingerprint(flat: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (mut count, mut size, mut latest, mut inodes) = (0u64, 0u64, (0i64, 0i64), 0u64);
+    let mut stack = vec![flat.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()? {
+            let e = e.ok()?;
+            let m = e.metadata().ok()?;
+            count += 1;
+            inodes = inodes.wrapping_add(m.ino());
+            latest = latest.max((m.mtime(), m.mtime_nsec()));
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                size += m.len();
+            }
+        }
+    }
+    Some(format!("v1 {count} {size} {}.{:09} {inodes}", latest.0, latest.1))
 }
 
 /// The tree's podman additional image store (DUCC's `podmanStore`).
@@ -514,10 +548,20 @@ impl<'a> Publisher<'a> {
         let flat = self.tree.flat_dir(&m.config.digest);
         let link = self.tree.public_path(&name);
         let link_target = relative(link.parent().expect("under the root"), &flat);
+        let check_file = flat_check_file(&self.tree, &m.config.digest);
+        let mut damaged = false;
         if !self.opts.convert_again && stored_config(&meta_file).as_ref() == Some(&m.config.digest) {
             let published = self.opts.skip_flat
                 || (flat.is_dir() && std::fs::read_link(&link).ok().as_deref() == Some(link_target.as_path()));
-            if published {
+            // What the flat was when published (names, sizes, times, inodes):
+            // a file changed in place since is noticed, not reported skipped.
+            if published && !self.opts.skip_flat {
+                damaged = std::fs::read_to_string(&check_file)
+                    .ok()
+                    .is_some_and(|was| fingerprint(&flat).is_some_and(|now| now != was.trim()));
+                report.damaged = damaged;
+            }
+            if published && !damaged {
                 report.status = Status::Skipped;
                 report.layers_reused = m.layers.len();
                 self.notifier.emit(&Event { action: "skip_image", image: Some(&name), ..Event::default() })?;
@@ -565,7 +609,7 @@ impl<'a> Publisher<'a> {
                 if !seen.insert(l.digest.clone()) {
                     continue;
                 }
-                if !self.opts.overwrite_layers && self.tree.layer_dir(&l.digest).join("layerfs").is_dir() {
+                if !self.opts.overwrite_layers && !damaged && self.tree.layer_dir(&l.digest).join("layerfs").is_dir() {
                     report.layers_reused += 1;
                 } else {
                     todo.push((l.clone(), d.clone()));
@@ -576,7 +620,7 @@ impl<'a> Publisher<'a> {
                 let _lock = self.section_lock(in_txn)?;
                 for (layer, dir, written) in &staged {
                     let target = self.tree.layer_dir(&layer.digest);
-                    if target.join("layerfs").is_dir() && !self.opts.overwrite_layers {
+                    if target.join("layerfs").is_dir() && !self.opts.overwrite_layers && !damaged {
                         // Another publisher finished it first: keep theirs.
                         remove_quietly(dir);
                         report.layers_reused += 1;
@@ -596,11 +640,14 @@ impl<'a> Publisher<'a> {
                 }
             }
             // The flat image, from the layers in place.
-            if !self.opts.skip_flat && (self.opts.convert_again || !flat.is_dir()) {
+            if !self.opts.skip_flat && (self.opts.convert_again || damaged || !flat.is_dir()) {
                 let (dir, written, linked) = self.stage_flat(&name, &m, &config)?;
                 let _lock = self.section_lock(in_txn)?;
                 self.backend.new_subtree(&dir)?;
                 move_into_place(&self.tree, &dir, &flat)?;
+                if let Some(f) = fingerprint(&flat) {
+                    write_atomic(&check_file, f.as_bytes())?;
+                }
                 report.bytes_written += written;
                 report.bytes_deduplicated += linked;
             } else if !self.opts.skip_flat {
@@ -613,6 +660,12 @@ impl<'a> Publisher<'a> {
             }
             write_atomic(&meta_file, &raw.bytes)?;
             if !self.opts.skip_flat {
+                // A flat published before flats had checks gets one now.
+                if !check_file.exists()
+                    && let Some(f) = fingerprint(&flat)
+                {
+                    write_atomic(&check_file, f.as_bytes())?;
+                }
                 replace_symlink(&link, &link_target)?;
                 self.notifier.emit(&Event {
                     action: "publish_flat_image",
@@ -907,6 +960,9 @@ impl<'a> Publisher<'a> {
                     if repair {
                         let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
                         move_into_place(&self.tree, &dir, &flat)?;
+                        if let Some(f) = fingerprint(&flat) {
+                            write_atomic(&flat_check_file(&self.tree, &m.config.digest), f.as_bytes())?;
+                        }
                     } else {
                         remove_quietly(&dir);
                     }

@@ -491,7 +491,11 @@ fn render_reports(o: &PublishOpts, root: &std::path::Path, reports: &[ImageRepor
                     r.bytes_downloaded.to_string(),
                     r.bytes_written.to_string(),
                     format!("{:.2}", r.seconds),
-                    r.error.clone().or_else(|| r.thin_image.as_ref().map(|t| format!("thin: {t}"))).unwrap_or_default(),
+                    r.error
+                        .clone()
+                        .or_else(|| r.damaged.then(|| "was changed since published: converted again".to_owned()))
+                        .or_else(|| r.thin_image.as_ref().map(|t| format!("thin: {t}")))
+                        .unwrap_or_default(),
                 ]
             })
             .collect();

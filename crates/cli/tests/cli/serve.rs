@@ -803,6 +803,13 @@ fn podman_runs_published_images_from_the_podman_stores() {
     // inode): scrub finds it and, with --repair, restores layer and flat.
     let msg = tree.join(format!("{}/team/bb:1/msg", srv.1));
     ok(&store, &["publish", "scrub", tree.to_str().unwrap()]);
+    // convert notices the change (not "skipped") and converts again.
+    let again = json(&store, &["publish", "convert-single-image", &image, tree.to_str().unwrap(), "--json"]);
+    assert_eq!(again["images"][0]["status"], "skipped", "{again}");
+    std::fs::write(&msg, "tampered\n").unwrap();
+    let again = json(&store, &["publish", "convert-single-image", &image, tree.to_str().unwrap(), "--json"]);
+    assert!(again["images"][0]["status"] == "converted" && again["images"][0]["damaged"] == true, "{again}");
+    assert_eq!(std::fs::read_to_string(&msg).unwrap(), "hello from the flat\n");
     std::fs::write(&msg, "tampered\n").unwrap();
     let found = ch(&store, &["publish", "scrub", tree.to_str().unwrap(), "--json"]);
     assert!(!found.status.success());
