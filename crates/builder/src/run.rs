@@ -21,6 +21,9 @@ use crate::step::{StepFailure, StepRoot, run_step};
 pub struct RunOptions {
     /// The stored image; with `rootfs`, only its name in messages.
     pub image: String,
+    /// Times of what the run records (a committed image, the container's
+    /// creation): the caller's `SOURCE_DATE_EPOCH`; `None`: now.
+    pub source_date_epoch: Option<u64>,
     /// A plain root filesystem to run instead of an image (`--rootfs`):
     /// the read-only bottom of an overlay whose changes are discarded; no
     /// image config, so the command must be given.
@@ -258,7 +261,7 @@ pub fn run_image(
                 )));
             };
             let created_by = format!("cargohold run {}", argv.join(" "));
-            Some(commit_upper_as(store, details, &upper, name, created_by, &[], None)?)
+            Some(commit_upper_as(store, details, &upper, name, created_by, &[], None, opts.source_date_epoch)?)
         }
         _ => None,
     };
@@ -267,6 +270,7 @@ pub fn run_image(
 
 /// The changes in `upper` (overlay form) as a new layer over the image
 /// `details`, with `changes` to its config, stored and named `name`.
+#[allow(clippy::too_many_arguments)]
 fn commit_upper_as(
     store: &Store,
     details: &cargohold_image_core::ResolvedImage,
@@ -275,13 +279,14 @@ fn commit_upper_as(
     created_by: String,
     changes: &[String],
     comment: Option<String>,
+    epoch: Option<u64>,
 ) -> Result<Descriptor, BuildError> {
     let _guard = store.layout().write_guard()?;
     let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
-        upper_to_layer(upper, w, &WriteOptions::from_env()).map(|_| ())
+        upper_to_layer(upper, w, &WriteOptions { clamp_mtime: epoch }).map(|_| ())
     })?;
     let mut config = details.config.clone();
-    let now = format_rfc3339(creation_time());
+    let now = format_rfc3339(creation_time(epoch));
     config.created = Some(now.clone());
     for c in changes {
         config.apply_change(c)?;
@@ -297,6 +302,7 @@ pub fn commit_container(
     name: &Reference,
     changes: &[String],
     comment: Option<String>,
+    epoch: Option<u64>,
 ) -> Result<Descriptor, BuildError> {
     let image = &container.config.image_digest;
     if image.is_empty() {
@@ -308,12 +314,16 @@ pub fn commit_container(
     let img = store.resolve(image)?;
     let details = store.details(&img.descriptor, None)?;
     let created_by = format!("cargohold commit {}", &container.config.id[..12]);
-    commit_upper_as(store, &details, &container.dir.join("upper"), name, created_by, changes, comment)
+    commit_upper_as(store, &details, &container.dir.join("upper"), name, created_by, changes, comment, epoch)
 }
 
 /// `export C`: the container's filesystem (its image's layers with its
 /// changes on top) as a tar written to `out`; the number of entries.
-pub fn export_container(container: &Container, out: &mut (dyn std::io::Write + Send)) -> Result<u64, BuildError> {
+pub fn export_container(
+    container: &Container,
+    out: &mut (dyn std::io::Write + Send),
+    epoch: Option<u64>,
+) -> Result<u64, BuildError> {
     let RootFs::Overlay { lower, upper, .. } = &container.config.spec.root else {
         return Err(container_err(&container.config.image)(ExecError::Invalid("not an overlay container".into())));
     };
@@ -331,7 +341,7 @@ pub fn export_container(container: &Container, out: &mut (dyn std::io::Write + S
             path: id.clone().into(),
             source: std::io::Error::other(e),
         })?;
-        let (_, entries) = cargohold_layerfs::archive_tree(&target, out, &WriteOptions::from_env())?;
+        let (_, entries) = cargohold_layerfs::archive_tree(&target, out, &WriteOptions { clamp_mtime: epoch })?;
         Ok(entries)
     })
     .map_err(|e| BuildError::Io {
@@ -389,7 +399,7 @@ pub fn create_container(store: &Store, opts: &RunOptions, keep: &ContainerOption
         Some(_) => String::new(),
         None => store.resolve(&opts.image)?.descriptor.digest.to_string(),
     };
-    let created = format_rfc3339(creation_time());
+    let created = format_rfc3339(creation_time(opts.source_date_epoch));
     containers(store)
         .create(keep.name.as_deref(), |dir| {
             let root =

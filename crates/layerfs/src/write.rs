@@ -16,17 +16,9 @@ use crate::xattr::{XattrDecision, xattr_policy};
 /// Options for writing layer tars.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
-    /// Clamp every mtime to at most this (seconds since the epoch). Defaults
-    /// to `SOURCE_DATE_EPOCH` when [`WriteOptions::from_env`] is used.
+    /// Clamp every mtime to at most this (seconds since the epoch): a
+    /// caller's `SOURCE_DATE_EPOCH`, say.
     pub clamp_mtime: Option<u64>,
-}
-
-impl WriteOptions {
-    /// Options honouring `SOURCE_DATE_EPOCH`.
-    pub fn from_env() -> Self {
-        let clamp_mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok());
-        WriteOptions { clamp_mtime }
-    }
 }
 
 /// Writes tar entries for paths of a tree.

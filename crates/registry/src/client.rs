@@ -9,7 +9,7 @@ use cargohold_image_core::{Descriptor, Digest, ImageIndex, MAX_MANIFEST_SIZE, Ma
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 
 use crate::auth::parse_www_authenticate;
-use crate::credentials::{AuthFiles, CredentialSource, Credentials};
+use crate::credentials::{CredentialSource, Credentials};
 use crate::error::{Error, Result};
 
 /// Client settings.
@@ -37,7 +37,8 @@ pub struct ClientOptions {
     /// name them), before anything else; no other registry ever sees them.
     pub registry_credentials: Vec<(String, Credentials)>,
     /// Where credentials come from when neither of the above names them
-    /// (default: Docker's and podman's auth files, helpers allowed).
+    /// (default: none; `AuthFiles::standard(env)` for Docker's and podman's
+    /// auth files as a program's environment names them).
     pub credential_source: std::sync::Arc<dyn CredentialSource>,
     /// Attempts per idempotent request (default [`MAX_ATTEMPTS`]; a
     /// pull-through cache wants few, to fall back to its copy quickly).
@@ -61,7 +62,9 @@ impl Default for ClientOptions {
             cert_dirs: vec!["/etc/containers/certs.d".into(), "/etc/docker/certs.d".into()],
             credentials: None,
             registry_credentials: Vec::new(),
-            credential_source: std::sync::Arc::new(AuthFiles::standard()),
+            // No stored credentials unless the caller names a source (a
+            // program passes `AuthFiles::standard` of its environment).
+            credential_source: std::sync::Arc::new(crate::NoCredentials),
             max_attempts: MAX_ATTEMPTS,
             chunk_size: 0,
             timeout: Duration::from_secs(60),

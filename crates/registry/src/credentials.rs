@@ -38,17 +38,22 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The process environment as the caller gives it (`|k| std::env::var_os(k)`
+/// in a program; the library never reads it itself).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<std::ffi::OsString>;
+
 /// The files searched for credentials, in order: `REGISTRY_AUTH_FILE`,
 /// podman's `$XDG_RUNTIME_DIR/containers/auth.json` (else
 /// `/run/containers/UID/auth.json`) and `$XDG_CONFIG_HOME/containers/auth.json`
 /// (else `~/.config/containers/auth.json`), then Docker's
 /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
-pub fn auth_files() -> Vec<PathBuf> {
+/// `env` gives the variables.
+pub fn auth_files(env: Env<'_>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
+    if let Some(f) = env("REGISTRY_AUTH_FILE") {
         files.push(f.into());
     }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+    match env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) => files.push(PathBuf::from(d).join("containers/auth.json")),
         None => {
             // This process' user: the owner of its /proc entry.
@@ -58,28 +63,28 @@ pub fn auth_files() -> Vec<PathBuf> {
             }
         }
     }
-    match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+    match env("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
         Some(d) => files.push(PathBuf::from(d).join("containers/auth.json")),
         None => {
-            let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into()));
+            let home = PathBuf::from(env("HOME").unwrap_or_else(|| "/".into()));
             files.push(home.join(".config/containers/auth.json"));
         }
     }
-    files.push(docker_config());
+    files.push(docker_config(env));
     files
 }
 
 /// Docker's own file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn docker_config() -> PathBuf {
-    match std::env::var_os("DOCKER_CONFIG") {
+pub fn docker_config(env: Env<'_>) -> PathBuf {
+    match env("DOCKER_CONFIG") {
         Some(d) => PathBuf::from(d).join("config.json"),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(".docker/config.json"),
+        None => PathBuf::from(env("HOME").unwrap_or_else(|| "/".into())).join(".docker/config.json"),
     }
 }
 
 /// The file `login` writes: `REGISTRY_AUTH_FILE` when set, else Docker's.
-pub fn login_file() -> PathBuf {
-    std::env::var_os("REGISTRY_AUTH_FILE").map_or_else(docker_config, PathBuf::from)
+pub fn login_file(env: Env<'_>) -> PathBuf {
+    env("REGISTRY_AUTH_FILE").map_or_else(|| docker_config(env), PathBuf::from)
 }
 
 /// The key Docker uses for a registry in `auths` and with helpers.
@@ -97,13 +102,6 @@ fn key_matches(key: &str, registry: &str) -> bool {
     } else {
         host == registry
     }
-}
-
-/// Looks up credentials for `registry` (`host[:port]`) in the files of
-/// [`auth_files`], for the registry as a whole (see
-/// [`stored_credentials_for`]).
-pub fn stored_credentials(registry: &str) -> Result<Option<Credentials>> {
-    stored_credentials_for(&auth_files(), registry, "", true)
 }
 
 /// Looks up credentials for `repository` of `registry` in `files`, in
@@ -146,9 +144,9 @@ pub struct AuthFiles {
 }
 
 impl AuthFiles {
-    /// The standard files ([`auth_files`]), helpers allowed.
-    pub fn standard() -> Self {
-        AuthFiles { files: auth_files(), run_helpers: true }
+    /// The standard files ([`auth_files`] of `env`), helpers allowed.
+    pub fn standard(env: Env<'_>) -> Self {
+        AuthFiles { files: auth_files(env), run_helpers: true }
     }
 }
 

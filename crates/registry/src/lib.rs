@@ -52,8 +52,8 @@ pub use client::{
     BlobStream, ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next, referrers_tag,
 };
 pub use credentials::{
-    AuthFiles, CredentialSource, Credentials, NoCredentials, auth_files, docker_config, login_file, remove_credentials,
-    save_credentials, stored_credentials, stored_credentials_for,
+    AuthFiles, CredentialSource, Credentials, Env, NoCredentials, auth_files, docker_config, login_file,
+    remove_credentials, save_credentials, stored_credentials_for,
 };
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};

@@ -17,7 +17,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Re
 use cargohold_registry::{PullPolicy, ensure_image};
 use serde_json::json;
 
-use super::{Ctx, platform};
+use super::{Ctx, platform, source_date_epoch};
 use crate::cli::{BuildArgs, RunArgs, StageAction, StageArgs};
 use crate::output;
 
@@ -425,6 +425,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     };
     let opts = RunOptions {
         image,
+        source_date_epoch: source_date_epoch(),
         rootfs: args.rootfs.then(|| PathBuf::from(&args.image)),
         publish_all: args.publish_all,
         systemd: args.systemd.parse()?,
@@ -612,10 +613,4 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         }));
     }
     output::line(format!("built {} {}", report.tag, report.image.digest))
-}
-
-/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention, when
-/// `--timestamp` is not given.
-fn source_date_epoch() -> Option<u64> {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
 }

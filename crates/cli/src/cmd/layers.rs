@@ -29,8 +29,8 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
             let out = cargohold_image_core::Output::create(&path)
                 .with_context(|| format!("could not create {}", args.output.display()))?;
             let mut w = std::io::BufWriter::new(out.file());
-            let n =
-                export_container(&c, &mut w).with_context(|| format!("could not export container {}", args.image))?;
+            let n = export_container(&c, &mut w, super::source_date_epoch())
+                .with_context(|| format!("could not export container {}", args.image))?;
             std::io::Write::flush(&mut w).with_context(|| format!("could not write {}", args.output.display()))?;
             drop(w);
             out.finish().with_context(|| format!("could not write {}", args.output.display()))?;
@@ -63,7 +63,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
         .with_context(|| format!("could not unpack {}", args.image))?;
     let mut entries = 0;
     let (diff_id, _) = write_layer_file(&path, |w| {
-        entries = archive_tree(&rootfs, w, &WriteOptions::from_env())?.1;
+        entries = archive_tree(&rootfs, w, &WriteOptions { clamp_mtime: super::source_date_epoch() })?.1;
         Ok(())
     })
     .with_context(|| format!("could not write {}", args.output.display()))?;
@@ -78,7 +78,7 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
 fn new_config(changes: &[String]) -> Result<ImageConfig> {
     let host = Platform::host();
     let mut config = ImageConfig {
-        created: Some(format_rfc3339(creation_time())),
+        created: Some(format_rfc3339(creation_time(super::source_date_epoch()))),
         architecture: host.architecture,
         os: host.os,
         variant: host.variant.filter(|_| false),
@@ -92,7 +92,7 @@ fn new_config(changes: &[String]) -> Result<ImageConfig> {
 
 fn history(created_by: String, comment: Option<&String>) -> History {
     History {
-        created: Some(format_rfc3339(creation_time())),
+        created: Some(format_rfc3339(creation_time(super::source_date_epoch()))),
         created_by: Some(created_by),
         comment: comment.cloned(),
         ..History::default()
@@ -173,7 +173,8 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     }
     let mut report = None;
     let (diff_id, digest) = write_layer_file(args.output, |w| {
-        report = Some(diff_trees(args.lower, args.upper, w, &WriteOptions::from_env())?.1);
+        report =
+            Some(diff_trees(args.lower, args.upper, w, &WriteOptions { clamp_mtime: super::source_date_epoch() })?.1);
         Ok(())
     })
     .with_context(|| format!("could not write {}", args.output.display()))?;
@@ -202,7 +203,8 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
         let c = containers(&store)
             .find(&what)
             .with_context(|| format!("{what}: not a container (give --base IMAGE to commit a directory)"))?;
-        let desc = commit_container(&store, &c, &name, &args.changes, args.message.clone())?;
+        let desc =
+            commit_container(&store, &c, &name, &args.changes, args.message.clone(), super::source_date_epoch())?;
         if args.out.json {
             return output::json(&json!({ "digest": desc.digest, "name": name.familiar(), "container": c.id() }));
         }
@@ -224,11 +226,11 @@ pub fn commit(ctx: &Ctx, args: &CommitArgs) -> Result<()> {
     unpack(&mut src, &lower, &UnpackOptions { apply: ApplyOptions::for_current_user(), platform: None })
         .with_context(|| format!("could not unpack the base image {base_name}"))?;
     let layer = store_layer_from(store.layout(), Compression::Gzip, |w| {
-        diff_trees(&lower, &args.dir, w, &WriteOptions::from_env()).map(|_| ())
+        diff_trees(&lower, &args.dir, w, &WriteOptions { clamp_mtime: super::source_date_epoch() }).map(|_| ())
     })
     .with_context(|| format!("could not diff {} against {base_name}", args.dir.display()))?;
     let mut config = base.config.clone();
-    config.created = Some(format_rfc3339(creation_time()));
+    config.created = Some(format_rfc3339(creation_time(super::source_date_epoch())));
     for c in &args.changes {
         config.apply_change(c)?;
     }

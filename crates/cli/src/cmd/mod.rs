@@ -177,6 +177,7 @@ impl Ctx {
             cert_dirs: self.cert_dir.clone().map_or(defaults.cert_dirs.clone(), |d| vec![d]),
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
+            credential_source: std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k))),
             ..defaults
         })
     }
@@ -323,4 +324,10 @@ fn default_store_path() -> std::path::PathBuf {
         home.join(".local").join("share")
     });
     data.join("cargohold").join("store")
+}
+
+/// `SOURCE_DATE_EPOCH`, the reproducible-builds convention (the libraries
+/// take it as an option).
+pub fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok())
 }

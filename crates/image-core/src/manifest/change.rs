@@ -140,10 +140,10 @@ pub fn format_rfc3339(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// "Now" for image metadata: `SOURCE_DATE_EPOCH` when set (reproducible builds),
-/// else the wall clock.
-pub fn creation_time() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| {
+/// "Now" for image metadata: `epoch` when given (a caller's
+/// `SOURCE_DATE_EPOCH`, for reproducible builds), else the wall clock.
+pub fn creation_time(epoch: Option<u64>) -> u64 {
+    epoch.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
     })
 }
