@@ -112,15 +112,8 @@ impl Publisher<'_> {
         if names.is_empty() || dry_run {
             return Ok(!names.is_empty());
         }
-        let txn = if self.backend.transactional() {
-            let lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
-            self.backend.begin()?;
-            Some(lock)
-        } else {
-            None
-        };
-        let done = (|| -> Result<()> {
-            let _lock = self.section_lock(txn.is_some())?;
+        self.transaction(|in_txn| -> Result<()> {
+            let _lock = self.section_lock(in_txn)?;
             for n in &names {
                 // The public path first: nobody finds a half-deleted image.
                 let link = self.tree.public_path(n);
@@ -149,14 +142,8 @@ impl Publisher<'_> {
                 })?;
             }
             Ok(())
-        })();
-        if txn.is_some() {
-            match &done {
-                Ok(()) => self.backend.commit()?,
-                Err(_) => self.backend.abort(),
-            }
-        }
-        done.map(|()| true)
+        })?;
+        Ok(true)
     }
 
     /// DUCC's `prune-images`: every published image a wish list input covers

@@ -442,17 +442,7 @@ impl<'a> Publisher<'a> {
             })
             .into());
         }
-        // A transactional backend holds the lock for the whole image, from
-        // `begin` to `commit` (or `abort`); a plain directory only around moves.
-        let txn = if self.backend.transactional() {
-            let lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
-            self.backend.begin()?;
-            Some(lock)
-        } else {
-            None
-        };
-        let in_txn = txn.is_some();
-        let written = (|| -> Result<()> {
+        self.transaction(|in_txn| -> Result<()> {
             // Layers: stage the missing ones in parallel, then move them in.
             let mut seen = std::collections::HashSet::new();
             let mut todo: Vec<(Descriptor, Digest)> = Vec::new();
@@ -538,15 +528,7 @@ impl<'a> Publisher<'a> {
                 }
             }
             Ok(())
-        })();
-        if txn.is_some() {
-            match &written {
-                Ok(()) => self.backend.commit()?,
-                Err(_) => self.backend.abort(),
-            }
-        }
-        written?;
-        drop(txn);
+        })?;
         if let Some((treg, t)) = &self.thin {
             let target = self.thin_target(url, t)?;
             push_thin(treg, &target, &t.cvmfs_repo, &url_text(url), &m, &config)?;
@@ -554,6 +536,24 @@ impl<'a> Publisher<'a> {
         }
         report.status = Status::Converted;
         Ok(())
+    }
+
+    /// Runs `work` as one transaction of a transactional backend: the tree's
+    /// lock held from `begin` to `commit`, `abort` on an error; `work` is
+    /// told whether it runs in one (a plain directory locks only around its
+    /// moves, [`Publisher::section_lock`]).
+    fn transaction<T>(&self, work: impl FnOnce(bool) -> Result<T>) -> Result<T> {
+        if !self.backend.transactional() {
+            return work(false);
+        }
+        let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
+        self.backend.begin()?;
+        let done = work(true);
+        match &done {
+            Ok(_) => self.backend.commit()?,
+            Err(_) => self.backend.abort(),
+        }
+        done
     }
 
     /// The lock for one section of writes, unless a transaction holds it already.
