@@ -13,6 +13,18 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cargohold"))
 }
 
+/// `cargohold` that finds no stored credentials (no auth file, Docker
+/// config or home of the caller's; files under `dir` that do not exist).
+fn no_stored_creds(dir: &Path) -> Command {
+    let mut c = bin();
+    c.env("REGISTRY_AUTH_FILE", dir.join("none.json"))
+        .env("DOCKER_CONFIG", dir.join("no-docker"))
+        .env("HOME", dir.join("nobody"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME");
+    c
+}
+
 /// Runs cargohold against `store`.
 fn ch(store: &Path, args: &[&str]) -> Output {
     bin().arg("--store").arg(store).args(args).output().expect("cargohold runs")
@@ -1458,13 +1470,8 @@ fn publish_reads_with_duccs_per_registry_credentials() {
     );
     let tree = t.path().join("tree");
     let publish = |with_env: bool| {
-        let mut c = bin();
-        c.env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-            .env("DOCKER_CONFIG", t.path().join("no-docker"))
-            .env("HOME", t.path().join("nobody"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .arg("--store")
+        let mut c = no_stored_creds(t.path());
+        c.arg("--store")
             .arg(&store)
             .args(["publish", "convert-single-image", &format!("http://{}/team/app:1", reg.1)])
             .arg(&tree)
@@ -1484,9 +1491,7 @@ fn publish_reads_with_duccs_per_registry_credentials() {
     // DUCC's convert-single-image flags: a thin image only by name, pushed
     // as -u with DUCC_OUTPUT_REGISTRY_PASS; -r attempts.
     let thin = format!("http://{}/team/app_thin:1", reg.1);
-    let out = bin()
-        .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-        .env("DOCKER_CONFIG", t.path().join("no-docker"))
+    let out = no_stored_creds(t.path())
         .env("DUCC_AUTH_REGISTRIES", "local")
         .env("DUCC_local_IDENT", &reg.1)
         .env("DUCC_local_USER", "ducc")

@@ -175,19 +175,7 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
     let store = t.path().join("store");
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
     let target = format!("{}/team/app:1", srv.1);
-    let anonymous = |args: &[&str]| {
-        bin()
-            .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-            .env("DOCKER_CONFIG", t.path().join("no-docker"))
-            .env("HOME", t.path().join("nobody"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .arg("--store")
-            .arg(&store)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let anonymous = |args: &[&str]| no_stored_creds(t.path()).arg("--store").arg(&store).args(args).output().unwrap();
     assert!(!anonymous(&["push", "app:1", &target]).status.success(), "no user, no push");
     assert!(!anonymous(&["--creds", "alice:wrong", "push", "app:1", &target]).status.success());
     let pushed = anonymous(&["--creds", "alice:s3cret", "push", "app:1", &target]);
@@ -204,9 +192,7 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
         c.arg("--root").arg(t.path().join("data")).arg("--htpasswd").arg(&htpasswd).arg("--anonymous-pull");
     });
     let other = t.path().join("other");
-    let pulled = bin()
-        .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-        .env("DOCKER_CONFIG", t.path().join("no-docker"))
+    let pulled = no_stored_creds(t.path())
         .arg("--store")
         .arg(&other)
         .args(["pull", &format!("{}/team/app:1", srv2.1)])
@@ -523,14 +509,8 @@ fn token_auth_with_our_issuer_and_per_repository_rules() {
     let store = t.path().join("store");
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
     let as_user = |creds: Option<&str>, args: &[&str]| {
-        let mut c = bin();
-        c.env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-            .env("DOCKER_CONFIG", t.path().join("no-docker"))
-            .env("HOME", t.path().join("nobody"))
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .arg("--store")
-            .arg(&store);
+        let mut c = no_stored_creds(t.path());
+        c.arg("--store").arg(&store);
         if let Some(cr) = creds {
             c.args(["--creds", cr]);
         }
@@ -617,15 +597,7 @@ fn token_auth_from_an_external_issuer() {
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
     let target = format!("{}/team/app:1", srv.1);
     let with = |creds: &str, args: &[&str]| {
-        bin()
-            .env("REGISTRY_AUTH_FILE", t.path().join("none.json"))
-            .env("DOCKER_CONFIG", t.path().join("no-docker"))
-            .arg("--store")
-            .arg(&store)
-            .args(["--creds", creds])
-            .args(args)
-            .output()
-            .unwrap()
+        no_stored_creds(t.path()).arg("--store").arg(&store).args(["--creds", creds]).args(args).output().unwrap()
     };
     assert!(!with("carol:wrong", &["push", "app:1", &target]).status.success());
     let pushed = with("carol:pa55", &["push", "app:1", &target]);
