@@ -14,7 +14,7 @@
 //!   unverified for insecure registries, HTTPS first then plain HTTP where
 //!   allowed), [`RegistriesConf`] (containers-registries.conf v2), and a
 //!   [`CredentialSource`] seam ([`AuthFiles`], [`NoCredentials`]).
-//! - [`parse_www_authenticate`]; [`stored_credentials`], [`save_credentials`]
+//! - [`parse_www_authenticate`]; [`stored_credentials_for`], [`save_credentials`]
 //!   and [`remove_credentials`] for Docker's and podman's auth files and
 //!   `docker-credential-*` helpers.
 //!
