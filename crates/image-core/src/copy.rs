@@ -8,8 +8,10 @@ use crate::manifest::{
     Descriptor, ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, Manifest, Platform, RawManifest,
 };
 use crate::media_type as mt;
-use crate::store::platforms_of;
 use crate::transport::{BlobKind, ImageDest, ImageSource};
+
+mod parallel;
+pub use parallel::copy_async;
 
 /// Receives progress events; the CLI draws them, libraries only emit.
 /// Events may come from several threads at once (parallel transfers).
@@ -90,9 +92,11 @@ pub struct CopyReport {
     pub bytes_copied: u64,
 }
 
-/// Copies the image `src` designates into `dst`. Every blob is verified against
-/// its digest and size while it streams; nothing is committed at the destination
-/// unless everything verified.
+/// Copies the image `src` designates into `dst`, one blob after the other.
+/// Every blob is verified against its digest and size while it streams;
+/// nothing is committed at the destination unless everything verified.
+/// [`copy_async`] is the same copy for async programs, with blobs in
+/// parallel.
 pub fn copy(
     src: &mut dyn ImageSource,
     dst: &mut dyn ImageDest,
@@ -100,48 +104,112 @@ pub fn copy(
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let top = src.top_manifest()?;
-    let mut report =
-        CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 };
+    let mut report = CopyReport::of(&top);
     let stored_top = match top.parse()? {
         Manifest::Image(m) => copy_image(src, dst, top, m, &mut report, progress)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
             let mut new_index = idx.clone();
             for entry in new_index.manifests.iter_mut() {
                 let child = src.manifest(entry)?;
-                let Manifest::Image(m) = child.parse()? else {
-                    return Err(Error::Unsupported { location: dst.location(), what: "nested indexes".into() });
-                };
+                let m = child_image(&child, &dst.location())?;
                 let stored = copy_image(src, dst, child, m, &mut report, progress)?;
                 dst.put_manifest(&stored)?;
                 entry.digest = stored.digest.clone();
                 entry.size = stored.bytes.len() as u64;
                 entry.media_type = stored.media_type.clone();
             }
-            if new_index == idx {
-                top
-            } else {
-                let mut new_index: ImageIndex = new_index;
-                new_index.media_type = Some(mt::OCI_INDEX.into());
-                RawManifest::from_value(&new_index, mt::OCI_INDEX)
-            }
+            rebuilt_index(top, &idx, new_index)
         }
         Manifest::Index(idx) => {
-            let want = opts.platform.clone().unwrap_or_else(Platform::host);
-            let entry = idx.select_platform(&want).cloned().ok_or_else(|| Error::NoMatchingPlatform {
-                wanted: want.to_string(),
-                location: src.location(),
-                available: platforms_of(&idx.manifests),
-            })?;
+            let entry = pick_platform(&idx, opts, &src.location())?;
             let child = src.manifest(&entry)?;
-            let Manifest::Image(m) = child.parse()? else {
-                return Err(Error::Unsupported { location: src.location(), what: "nested indexes".into() });
-            };
+            let m = child_image(&child, &src.location())?;
             copy_image(src, dst, child, m, &mut report, progress)?
         }
     };
     dst.commit(&stored_top)?;
     report.manifest = stored_top.descriptor();
     Ok(report)
+}
+
+impl CopyReport {
+    fn of(top: &RawManifest) -> Self {
+        CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 }
+    }
+}
+
+/// The image manifest a child of an index must be.
+fn child_image(child: &RawManifest, location: &str) -> Result<ImageManifest> {
+    match child.parse()? {
+        Manifest::Image(m) => Ok(m),
+        Manifest::Index(_) => Err(Error::Unsupported { location: location.to_owned(), what: "nested indexes".into() }),
+    }
+}
+
+/// The index entry for the platform `opts` asks for (default: the host's).
+fn pick_platform(idx: &ImageIndex, opts: &CopyOptions, location: &str) -> Result<Descriptor> {
+    crate::inspect::platform_entry(idx, opts.platform.as_ref(), location)
+}
+
+/// The index as stored: the original bytes when no child changed.
+fn rebuilt_index(top: RawManifest, old: &ImageIndex, mut new_index: ImageIndex) -> RawManifest {
+    if &new_index == old {
+        return top;
+    }
+    new_index.media_type = Some(mt::OCI_INDEX.into());
+    RawManifest::from_value(&new_index, mt::OCI_INDEX)
+}
+
+/// Refuses a config too large to read whole.
+fn check_config_size(m: &ImageManifest) -> Result<()> {
+    if m.config.size > MAX_CONFIG_SIZE {
+        return Err(Error::TooLarge {
+            what: format!("config {}", m.config.digest),
+            size: m.config.size,
+            limit: MAX_CONFIG_SIZE,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a config against its manifest before any layer moves.
+fn check_config(config_bytes: &[u8], m: &ImageManifest, raw: &RawManifest, location: &str) -> Result<()> {
+    if m.config.media_type == mt::OCI_CONFIG || m.config.media_type == mt::DOCKER_CONFIG {
+        let config = ImageConfig::from_slice(config_bytes, &format!("config {}", m.config.digest))?;
+        if config.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(Error::Manifest(crate::manifest::ManifestError::Invalid {
+                what: format!("image {} from {location}", raw.digest),
+                reason: format!(
+                    "{} layers but the config lists {} diff IDs",
+                    m.layers.len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// The manifest of what the destination stored: `raw` itself, unless it
+/// transformed something (inflated layers), then a new OCI manifest.
+fn stored_manifest(raw: RawManifest, m: ImageManifest, config: Descriptor, layers: Vec<Descriptor>) -> RawManifest {
+    if config == m.config && layers == m.layers {
+        return raw;
+    }
+    let mut config = config;
+    if config.media_type == mt::DOCKER_CONFIG {
+        config.media_type = mt::OCI_CONFIG.into();
+    }
+    let rewritten = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.into()),
+        artifact_type: m.artifact_type,
+        config,
+        layers,
+        subject: m.subject,
+        annotations: m.annotations,
+    };
+    RawManifest::from_value(&rewritten, mt::OCI_MANIFEST)
 }
 
 fn copy_image(
@@ -154,13 +222,7 @@ fn copy_image(
 ) -> Result<RawManifest> {
     // The config is small: read it whole (verified, capped) to check it against
     // the manifest before any layer moves.
-    if m.config.size > MAX_CONFIG_SIZE {
-        return Err(Error::TooLarge {
-            what: format!("config {}", m.config.digest),
-            size: m.config.size,
-            limit: MAX_CONFIG_SIZE,
-        });
-    }
+    check_config_size(&m)?;
     let mut config_bytes = Vec::with_capacity(m.config.size as usize);
     let config_location = src.blob_location(&m.config);
     {
@@ -169,19 +231,7 @@ fn copy_image(
             .read_to_end(&mut config_bytes)
             .map_err(|e| blob_err(&m.config.digest, &config_location, e))?;
     }
-    if m.config.media_type == mt::OCI_CONFIG || m.config.media_type == mt::DOCKER_CONFIG {
-        let config = ImageConfig::from_slice(&config_bytes, &format!("config {}", m.config.digest))?;
-        if config.rootfs.diff_ids.len() != m.layers.len() {
-            return Err(Error::Manifest(crate::manifest::ManifestError::Invalid {
-                what: format!("image {} from {}", raw.digest, src.location()),
-                reason: format!(
-                    "{} layers but the config lists {} diff IDs",
-                    m.layers.len(),
-                    config.rootfs.diff_ids.len()
-                ),
-            }));
-        }
-    }
+    check_config(&config_bytes, &m, &raw, &src.location())?;
     let stored_config = dst.put_blob(&m.config, BlobKind::Config, &mut &config_bytes[..])?;
     let mut stored_layers = Vec::with_capacity(m.layers.len());
     for (i, layer) in m.layers.iter().enumerate() {
@@ -220,25 +270,7 @@ fn copy_image(
         report.bytes_copied += layer.size;
         stored_layers.push(stored);
     }
-    if stored_config == m.config && stored_layers == m.layers {
-        return Ok(raw);
-    }
-    // The destination transformed something (inflated layers): describe what it
-    // now holds with a new OCI manifest.
-    let mut config = stored_config;
-    if config.media_type == mt::DOCKER_CONFIG {
-        config.media_type = mt::OCI_CONFIG.into();
-    }
-    let rewritten = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.into()),
-        artifact_type: m.artifact_type,
-        config,
-        layers: stored_layers,
-        subject: m.subject,
-        annotations: m.annotations,
-    };
-    Ok(RawManifest::from_value(&rewritten, mt::OCI_MANIFEST))
+    Ok(stored_manifest(raw, m, stored_config, stored_layers))
 }
 
 /// A reader that remembers the first error its source produced, so that a

@@ -4,9 +4,11 @@ use std::io::Read;
 
 use crate::digest::VerifyingReader;
 use crate::error::{Error, Result, blob_err};
-use crate::manifest::{ImageConfig, ImageManifest, MAX_CONFIG_SIZE, Manifest, Platform, RawManifest};
+use crate::manifest::{
+    Descriptor, ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, Manifest, Platform, RawManifest,
+};
 use crate::store::platforms_of;
-use crate::transport::ImageSource;
+use crate::transport::{AsyncImageSource, ImageSource};
 
 /// One image, resolved: the top manifest, and for the chosen platform its
 /// manifest and config (raw and parsed).
@@ -31,21 +33,34 @@ impl ResolvedImage {
     }
 }
 
+/// The entry of `idx` for `platform` (default: the host's).
+pub(crate) fn platform_entry(idx: &ImageIndex, platform: Option<&Platform>, location: &str) -> Result<Descriptor> {
+    let want = platform.cloned().unwrap_or_else(Platform::host);
+    idx.select_platform(&want).cloned().ok_or_else(|| Error::NoMatchingPlatform {
+        wanted: want.to_string(),
+        location: location.to_owned(),
+        available: platforms_of(&idx.manifests),
+    })
+}
+
+/// The manifest of one platform's image that `src` designates: the top
+/// manifest itself, or the entry of its index for `platform` (default: the
+/// host's). What a copy of one platform stores at the destination.
+pub async fn platform_manifest(src: &dyn AsyncImageSource, platform: Option<&Platform>) -> Result<RawManifest> {
+    let top = src.top_manifest().await?;
+    match top.parse()? {
+        Manifest::Image(_) => Ok(top),
+        Manifest::Index(idx) => src.manifest(&platform_entry(&idx, platform, &src.location())?).await,
+    }
+}
+
 /// Reads the manifest `src` designates, picks `platform` (default: the host's)
 /// from an index, and reads the config, verifying everything.
 pub fn resolve_image(src: &mut dyn ImageSource, platform: Option<&Platform>) -> Result<ResolvedImage> {
     let top = src.top_manifest()?;
     let manifest = match top.parse()? {
         Manifest::Image(_) => top.clone(),
-        Manifest::Index(idx) => {
-            let want = platform.cloned().unwrap_or_else(Platform::host);
-            let entry = idx.select_platform(&want).cloned().ok_or_else(|| Error::NoMatchingPlatform {
-                wanted: want.to_string(),
-                location: src.location(),
-                available: platforms_of(&idx.manifests),
-            })?;
-            src.manifest(&entry)?
-        }
+        Manifest::Index(idx) => src.manifest(&platform_entry(&idx, platform, &src.location())?)?,
     };
     let Manifest::Image(image) = manifest.parse()? else {
         return Err(Error::Unsupported { location: src.location(), what: "nested indexes".into() });

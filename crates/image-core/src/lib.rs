@@ -7,7 +7,9 @@
 //! - [`RawManifest`] / [`Manifest`] / [`ImageConfig`]: manifests kept as exact bytes.
 //! - [`Store`] and [`OciLayout`]: the local image store and crash-safe blob storage.
 //! - [`copy()`] between any [`ImageSource`] and [`ImageDest`] ([`ImageLocation`]s
-//!   such as `oci:DIR:TAG`, `docker-archive:FILE`, or a store name).
+//!   such as `oci:DIR:TAG`, `docker-archive:FILE`, or a store name), and
+//!   [`copy_async`] between any [`AsyncImageSource`] and [`AsyncImageDest`]
+//!   inside the caller's tokio runtime, layers in parallel.
 //!
 //! ```
 //! use cargohold_image_core::Reference;
@@ -51,24 +53,27 @@ mod transport;
 pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
-pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copy};
+pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copy, copy_async};
 pub use decompress::{StreamCompression, decompressed};
 pub use digest::{
     Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader, VerifyingWriter,
 };
 pub use error::{Error, Result};
-pub use inspect::{ResolvedImage, resolve_image};
+pub use inspect::{ResolvedImage, platform_manifest, resolve_image};
 pub use layout::{BlobStore, GcReport, OciLayout, StagedBlob, WriteGuard};
 pub use manifest::{
     ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ChangeError, ContainerConfig, Descriptor, History,
     ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError, Platform,
     PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
 };
-pub use open::{ArchiveKind, detect_archive, open_dest, open_source};
+pub use open::{ArchiveKind, detect_archive, open_dest, open_dest_async, open_source, open_source_async};
 pub use output::Output;
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_TAG, ImageUrl, ImageUrlError, MAX_PATH_LEN, Reference, ReferenceError, is_valid_registry,
     is_valid_tag,
 };
 pub use store::{ArchiveFormat, LoadedImage, NewLayer, Store, StoreImage};
-pub use transport::{BlobKind, ImageDest, ImageLocation, ImageSource, LayoutDest, LayoutSource};
+pub use transport::{
+    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, Blocking, ImageDest, ImageLocation, ImageSource,
+    LayoutDest, LayoutSource, StreamReader, bytes_stream, stream_blocking,
+};

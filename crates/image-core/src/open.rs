@@ -2,12 +2,15 @@
 
 use std::path::Path;
 
-use crate::archive::{DockerArchive, DockerArchiveDest, OciArchiveDest, open_oci_archive};
+use crate::archive::{DockerArchive, DockerArchiveDest, DockerArchiveSource, OciArchiveDest, open_oci_archive};
 use crate::error::{Error, Result};
 use crate::layout::OciLayout;
 use crate::reference::Reference;
 use crate::store::Store;
-use crate::transport::{DirFiles, ImageDest, ImageLocation, ImageSource, LayoutDest, LayoutSource, TarIndex};
+use crate::transport::{
+    AsyncImageDest, AsyncImageSource, Blocking, DirFiles, ImageDest, ImageLocation, ImageSource, LayoutDest,
+    LayoutSource, TarIndex, blocking,
+};
 
 fn registry_transport(r: &str) -> Error {
     Error::Unsupported {
@@ -16,47 +19,103 @@ fn registry_transport(r: &str) -> Error {
     }
 }
 
-/// Opens `loc` for reading. Store names are resolved in `store`.
-pub fn open_source(loc: &ImageLocation, store: &Store) -> Result<Box<dyn ImageSource + Send>> {
+/// A source as opened, before it is boxed for blocking or async use.
+enum Opened {
+    Layout(LayoutSource),
+    Docker(DockerArchiveSource),
+}
+
+fn open_any_source(loc: &ImageLocation, store: &Store) -> Result<Opened> {
     Ok(match loc {
-        ImageLocation::Store(name) => Box::new(store.source(name)?),
+        ImageLocation::Store(name) => Opened::Layout(store.source(name)?),
         ImageLocation::Oci { path, tag } => {
             OciLayout::open(path)?;
-            Box::new(LayoutSource::by_tag(DirFiles(path.clone()), loc.to_string(), tag.as_deref())?)
+            Opened::Layout(LayoutSource::by_tag(DirFiles(path.clone()), loc.to_string(), tag.as_deref())?)
         }
-        ImageLocation::OciArchive { path, tag } => Box::new(open_oci_archive(path, tag.as_deref())?),
+        ImageLocation::OciArchive { path, tag } => Opened::Layout(open_oci_archive(path, tag.as_deref())?),
         ImageLocation::DockerArchive { path, reference } => {
             let archive = DockerArchive::open(path)?;
             let i = archive.select(reference.as_deref())?;
-            Box::new(archive.source(i)?)
+            Opened::Docker(archive.source(i)?)
         }
         ImageLocation::Docker(r) => return Err(registry_transport(r)),
     })
 }
 
-/// Opens `loc` for writing. `name_hint` names the image where the location
-/// does not (a docker-archive without `:REF`).
-pub fn open_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<Box<dyn ImageDest>> {
+/// A destination as opened.
+enum OpenedDest {
+    Layout(LayoutDest),
+    OciArchive(OciArchiveDest),
+    DockerArchive(Box<DockerArchiveDest>),
+}
+
+fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<OpenedDest> {
     Ok(match loc {
         ImageLocation::Store(name) => {
             let r = Reference::parse(name)?;
-            Box::new(store.dest(Some(&r))?)
+            OpenedDest::Layout(store.dest(Some(&r))?)
         }
         ImageLocation::Oci { path, tag } => {
             let layout = OciLayout::open_or_create(path)?;
-            Box::new(LayoutDest::new(layout, tag.clone(), loc.to_string())?)
+            OpenedDest::Layout(LayoutDest::new(layout, tag.clone(), loc.to_string())?)
         }
         ImageLocation::OciArchive { path, tag } => {
-            Box::new(OciArchiveDest::create(path, tag.clone(), name_hint.cloned())?)
+            OpenedDest::OciArchive(OciArchiveDest::create(path, tag.clone(), name_hint.cloned())?)
         }
         ImageLocation::DockerArchive { path, reference } => {
             let tags = match reference {
                 Some(r) => vec![Reference::parse(r)?.pull_reference()],
                 None => name_hint.filter(|r| r.tag().is_some()).cloned().into_iter().collect(),
             };
-            Box::new(DockerArchiveDest::create(path, tags)?)
+            OpenedDest::DockerArchive(Box::new(DockerArchiveDest::create(path, tags)?))
         }
         ImageLocation::Docker(r) => return Err(registry_transport(r)),
+    })
+}
+
+/// Opens `loc` for reading. Store names are resolved in `store`.
+pub fn open_source(loc: &ImageLocation, store: &Store) -> Result<Box<dyn ImageSource + Send>> {
+    Ok(match open_any_source(loc, store)? {
+        Opened::Layout(s) => Box::new(s),
+        Opened::Docker(s) => Box::new(s),
+    })
+}
+
+/// Opens `loc` for writing. `name_hint` names the image where the location
+/// does not (a docker-archive without `:REF`).
+pub fn open_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<Box<dyn ImageDest>> {
+    Ok(match open_any_dest(loc, store, name_hint)? {
+        OpenedDest::Layout(d) => Box::new(d),
+        OpenedDest::OciArchive(d) => Box::new(d),
+        OpenedDest::DockerArchive(d) => d,
+    })
+}
+
+/// [`open_source`] for async code (opening reads the file on the blocking
+/// pool). Layouts, the store and OCI archives are read concurrently;
+/// a docker archive through [`Blocking`].
+pub async fn open_source_async(loc: &ImageLocation, store: &Store) -> Result<Box<dyn AsyncImageSource>> {
+    let (loc, store) = (loc.clone(), store.clone());
+    let opened = blocking(move || open_any_source(&loc, &store)).await?;
+    Ok(match opened {
+        Opened::Layout(s) => Box::new(s),
+        Opened::Docker(s) => Box::new(Blocking::source(s)),
+    })
+}
+
+/// [`open_dest`] for async code. Layouts and the store take blobs
+/// concurrently; archives one after the other, through [`Blocking`].
+pub async fn open_dest_async(
+    loc: &ImageLocation,
+    store: &Store,
+    name_hint: Option<&Reference>,
+) -> Result<Box<dyn AsyncImageDest>> {
+    let (loc, store, hint) = (loc.clone(), store.clone(), name_hint.cloned());
+    let opened = blocking(move || open_any_dest(&loc, &store, hint.as_ref())).await?;
+    Ok(match opened {
+        OpenedDest::Layout(d) => Box::new(d),
+        OpenedDest::OciArchive(d) => Box::new(Blocking::dest(d)),
+        OpenedDest::DockerArchive(d) => Box::new(Blocking::dest(*d)),
     })
 }
 

@@ -4,7 +4,12 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use cargohold_image_core::{BlobKind, Descriptor, ImageDest, ImageSource, RawManifest, Reference};
+use bytes::Bytes;
+use cargohold_image_core::{
+    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, Descriptor, Digest, ImageDest, ImageSource, RawManifest,
+    Reference,
+};
+use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
 use crate::client::{ClientOptions, RegistryClient};
@@ -23,7 +28,7 @@ pub struct Registry {
     blob_locks: BlobLocks,
 }
 
-type BlobLocks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>>;
+type BlobLocks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
 /// The registry's own runtime; dropped inside another runtime (where a
 /// blocking shutdown would panic) it shuts down in the background.
@@ -69,7 +74,7 @@ impl Registry {
         &self,
         target: &Reference,
         digest: &cargohold_image_core::Digest,
-    ) -> Arc<std::sync::Mutex<()>> {
+    ) -> Arc<tokio::sync::Mutex<()>> {
         let key = format!("{}/{}@{digest}", target.registry(), target.repository());
         Arc::clone(self.blob_locks.lock().expect("not poisoned").entry(key).or_default())
     }
@@ -105,7 +110,14 @@ impl Registry {
     pub fn source(&self, reference: &Reference) -> RegistrySource {
         let reference = reference.pull_reference();
         let endpoint = self.found.lock().expect("not poisoned").get(&reference).cloned();
-        RegistrySource { reg: self.clone(), reference, endpoint, top: None, manifests: Vec::new(), configs: Vec::new() }
+        RegistrySource {
+            reg: self.clone(),
+            reference,
+            endpoint: std::sync::Mutex::new(endpoint),
+            top: std::sync::Mutex::default(),
+            manifests: std::sync::Mutex::default(),
+            configs: std::sync::Mutex::default(),
+        }
     }
 
     /// A destination that pushes to `reference` (a tag; `:latest` when bare),
@@ -116,7 +128,7 @@ impl Registry {
             Ok(target) => (target, None),
             Err(e) => (asked, Some(e.to_string())),
         };
-        RegistryDest { reg: self.clone(), reference, refused, pending: None }
+        RegistryDest { reg: self.clone(), reference, refused, pending: std::sync::Mutex::default() }
     }
 
     /// Where `reference` is read from for anything but a pull's mirrors: its
@@ -154,34 +166,39 @@ fn remote(action: impl Into<String>, r: &Reference, e: Error) -> cargohold_image
 /// Reads an image from a registry. What it read of the manifests and the
 /// config is kept for the source's life, so resolving an image and copying
 /// it asks the registry once (the tag is also resolved once: a copy sees
-/// one image even if the tag moves meanwhile).
+/// one image even if the tag moves meanwhile). The source is async
+/// ([`AsyncImageSource`]); its blocking [`ImageSource`] runs the same calls
+/// on the registry's runtime.
 #[derive(Debug)]
 pub struct RegistrySource {
     reg: Registry,
     reference: Reference,
     /// Where the image is read from, once known.
-    endpoint: Option<Reference>,
-    top: Option<RawManifest>,
-    manifests: Vec<RawManifest>,
+    endpoint: std::sync::Mutex<Option<Reference>>,
+    top: std::sync::Mutex<Option<RawManifest>>,
+    manifests: std::sync::Mutex<Vec<RawManifest>>,
     /// Configs (small, and read twice by a pull): digest and bytes.
-    configs: Vec<(cargohold_image_core::Digest, Vec<u8>)>,
+    configs: std::sync::Mutex<Vec<(Digest, Bytes)>>,
 }
 
-impl ImageSource for RegistrySource {
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[async_trait::async_trait]
+impl AsyncImageSource for RegistrySource {
     fn location(&self) -> String {
         format!("docker://{}", self.reference)
     }
 
-    fn top_manifest(&mut self) -> cargohold_image_core::Result<RawManifest> {
-        if let Some(m) = &self.top {
-            return Ok(m.clone());
+    async fn top_manifest(&self) -> cargohold_image_core::Result<RawManifest> {
+        if let Some(m) = locked(&self.top).clone() {
+            return Ok(m);
         }
-        if let Some(r) = &self.endpoint {
-            let m = self
-                .reg
-                .block_on(self.reg.client.get_manifest(r))
-                .map_err(|e| remote("fetch the manifest of", r, e))?;
-            self.top = Some(m.clone());
+        let known = locked(&self.endpoint).clone();
+        if let Some(r) = known {
+            let m = self.reg.client.get_manifest(&r).await.map_err(|e| remote("fetch the manifest of", &r, e))?;
+            *locked(&self.top) = Some(m.clone());
             return Ok(m);
         }
         let sources = self
@@ -193,11 +210,11 @@ impl ImageSource for RegistrySource {
             .map_err(|e| remote("pull", &self.reference, e))?;
         let mut mirror_failures = Vec::new();
         for s in sources {
-            match self.reg.block_on(self.reg.client.get_manifest(&s.reference)) {
+            match self.reg.client.get_manifest(&s.reference).await {
                 Ok(m) => {
                     self.reg.found.lock().expect("not poisoned").insert(self.reference.clone(), s.reference.clone());
-                    self.endpoint = Some(s.reference);
-                    self.top = Some(m.clone());
+                    *locked(&self.endpoint) = Some(s.reference);
+                    *locked(&self.top) = Some(m.clone());
                     return Ok(m);
                 }
                 // A mirror that lacks it or fails: the next one, then the registry.
@@ -219,55 +236,63 @@ impl ImageSource for RegistrySource {
         unreachable!("pull_sources always ends with the registry itself")
     }
 
-    fn manifest(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
-        if let Some(m) = self.manifests.iter().find(|m| m.digest == desc.digest) {
+    async fn manifest(&self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
+        if let Some(m) = locked(&self.manifests).iter().find(|m| m.digest == desc.digest) {
             return Ok(m.clone());
         }
-        let r = &self.endpoint()?;
+        let r = &self.endpoint().await?;
         let m = self
             .reg
-            .block_on(self.reg.client.get_manifest_ref(
-                r.registry(),
-                r.repository(),
-                desc.digest.as_str(),
-                Some(&desc.digest),
-            ))
+            .client
+            .get_manifest_ref(r.registry(), r.repository(), desc.digest.as_str(), Some(&desc.digest))
+            .await
             .map_err(|e| remote(format!("fetch manifest {} of", desc.digest), r, e))?;
-        self.manifests.push(m.clone());
+        locked(&self.manifests).push(m.clone());
         Ok(m)
     }
 
-    fn blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<Box<dyn Read + Send + '_>> {
+    async fn blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<BlobStream> {
         use cargohold_image_core::media_type as mt;
-        if let Some((_, bytes)) = self.configs.iter().find(|(d, _)| *d == desc.digest) {
-            return Ok(Box::new(io::Cursor::new(bytes.clone())));
+        if let Some((_, bytes)) = locked(&self.configs).iter().find(|(d, _)| *d == desc.digest) {
+            return Ok(cargohold_image_core::bytes_stream(bytes.clone()));
         }
         let is_config = desc.media_type == mt::OCI_CONFIG || desc.media_type == mt::DOCKER_CONFIG;
-        let r = &self.endpoint()?;
+        let r = &self.endpoint().await?;
+        let client = Arc::clone(&self.reg.client);
+        let mut stream = client
+            .get_blob(r.registry(), r.repository(), desc)
+            .await
+            .map_err(|e| remote(format!("download blob {} of", desc.digest), r, e))?;
         if is_config && desc.size <= cargohold_image_core::MAX_CONFIG_SIZE {
             // Read whole (it is small), kept as the registry sent it: every
             // reader verifies it against its digest.
-            let stream = self
-                .reg
-                .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
-                .map_err(|e| remote(format!("download blob {} of", desc.digest), r, e))?;
-            let mut body = BodyReader { reg: self.reg.clone(), stream, buf: bytes::Bytes::new() };
             let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut io::Read::take(&mut body, desc.size + 1), &mut bytes).map_err(|e| {
-                cargohold_image_core::Error::Remote {
-                    action: format!("download blob {}", desc.digest),
-                    location: format!("docker://{r}"),
-                    source: Box::new(e),
+            let failed = |e: Error| cargohold_image_core::Error::Remote {
+                action: format!("download blob {}", desc.digest),
+                location: format!("docker://{r}"),
+                source: Box::new(e),
+            };
+            while let Some(b) = stream.chunk(&client).await.map_err(failed)? {
+                bytes.extend_from_slice(&b);
+                if bytes.len() as u64 > desc.size {
+                    break; // the reader's check says how much too long
                 }
-            })?;
-            self.configs.push((desc.digest.clone(), bytes.clone()));
-            return Ok(Box::new(io::Cursor::new(bytes)));
+            }
+            let bytes = Bytes::from(bytes);
+            locked(&self.configs).push((desc.digest.clone(), bytes.clone()));
+            return Ok(cargohold_image_core::bytes_stream(bytes));
         }
-        let stream = self
-            .reg
-            .block_on(self.reg.client.get_blob(r.registry(), r.repository(), desc))
-            .map_err(|e| remote(format!("download blob {} of", desc.digest), r, e))?;
-        Ok(Box::new(BodyReader { reg: self.reg.clone(), stream, buf: bytes::Bytes::new() }))
+        // Fused: a reader may ask again after the end.
+        Ok(Box::pin(
+            futures_util::stream::unfold((stream, client), |(mut stream, client)| async move {
+                match stream.chunk(&client).await {
+                    Ok(Some(b)) => Some((Ok(b), (stream, client))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(io::Error::other(e)), (stream, client))),
+                }
+            })
+            .fuse(),
+        ))
     }
 
     fn name_hint(&self) -> Option<Reference> {
@@ -275,16 +300,43 @@ impl ImageSource for RegistrySource {
     }
 
     fn registry_repository(&self) -> Option<Reference> {
-        Some(self.endpoint.clone().unwrap_or_else(|| self.reference.clone()))
+        Some(locked(&self.endpoint).clone().unwrap_or_else(|| self.reference.clone()))
+    }
+}
+
+impl ImageSource for RegistrySource {
+    fn location(&self) -> String {
+        AsyncImageSource::location(self)
+    }
+
+    fn top_manifest(&mut self) -> cargohold_image_core::Result<RawManifest> {
+        self.reg.block_on(AsyncImageSource::top_manifest(self))
+    }
+
+    fn manifest(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
+        self.reg.block_on(AsyncImageSource::manifest(self, desc))
+    }
+
+    fn blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<Box<dyn Read + Send + '_>> {
+        let stream = self.reg.block_on(AsyncImageSource::blob(self, desc))?;
+        Ok(Box::new(BodyReader { reg: self.reg.clone(), stream, buf: Bytes::new(), ended: false }))
+    }
+
+    fn name_hint(&self) -> Option<Reference> {
+        AsyncImageSource::name_hint(self)
+    }
+
+    fn registry_repository(&self) -> Option<Reference> {
+        AsyncImageSource::registry_repository(self)
     }
 }
 
 impl RegistrySource {
-    /// Where the image is read from: found by [`ImageSource::top_manifest`]
-    /// when mirrors are configured, else the registry's location.
-    fn endpoint(&mut self) -> cargohold_image_core::Result<Reference> {
-        if let Some(r) = &self.endpoint {
-            return Ok(r.clone());
+    /// Where the image is read from: found by `top_manifest` when mirrors
+    /// are configured, else the registry's location.
+    async fn endpoint(&self) -> cargohold_image_core::Result<Reference> {
+        if let Some(r) = locked(&self.endpoint).clone() {
+            return Ok(r);
         }
         let sources = self
             .reg
@@ -294,27 +346,32 @@ impl RegistrySource {
             .pull_sources(&self.reference)
             .map_err(|e| remote("pull", &self.reference, e))?;
         if let [only] = sources.as_slice() {
-            self.endpoint = Some(only.reference.clone());
+            *locked(&self.endpoint) = Some(only.reference.clone());
             return Ok(only.reference.clone());
         }
-        self.top_manifest()?;
-        Ok(self.endpoint.clone().expect("set with the top manifest"))
+        AsyncImageSource::top_manifest(self).await?;
+        Ok(locked(&self.endpoint).clone().expect("set with the top manifest"))
     }
 }
 
-/// A blob download as a blocking `Read` (the caller verifies what it reads).
+/// A blob stream as a blocking `Read` (the caller verifies what it reads).
 struct BodyReader {
     reg: Registry,
-    stream: crate::client::BlobStream,
-    buf: bytes::Bytes,
+    stream: BlobStream,
+    buf: Bytes,
+    ended: bool,
 }
 
 impl Read for BodyReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.buf.is_empty() {
-            match self.reg.block_on(self.stream.chunk(&self.reg.client)).map_err(io::Error::other)? {
-                Some(bytes) => self.buf = bytes,
-                None => return Ok(0),
+        while self.buf.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.reg.block_on(self.stream.next()) {
+                Some(Ok(bytes)) => self.buf = bytes,
+                Some(Err(e)) => return Err(e),
+                None => self.ended = true,
             }
         }
         let n = out.len().min(self.buf.len());
@@ -329,7 +386,7 @@ struct UrlReader {
     reg: Registry,
     url: String,
     resp: reqwest::Response,
-    buf: bytes::Bytes,
+    buf: Bytes,
 }
 
 impl Read for UrlReader {
@@ -349,79 +406,105 @@ impl Read for UrlReader {
 }
 
 /// Pushes an image to a registry: blobs first (skipping those it has),
-/// child manifests by digest, the top manifest by tag last.
+/// child manifests by digest, the top manifest by tag last. Async
+/// ([`AsyncImageDest`], blobs concurrently); its blocking [`ImageDest`]
+/// runs the same calls on the registry's runtime.
 #[derive(Debug)]
 pub struct RegistryDest {
     reg: Registry,
     reference: Reference,
     /// Why nothing may be pushed here (a blocked registry).
     refused: Option<String>,
-    /// An upload the registry opened when a mount was refused (202).
-    pending: Option<crate::client::Upload>,
+    /// Uploads the registry opened when a mount was refused (202), by blob.
+    pending: std::sync::Mutex<std::collections::HashMap<Digest, crate::client::Upload>>,
 }
 
-impl ImageDest for RegistryDest {
+#[async_trait::async_trait]
+impl AsyncImageDest for RegistryDest {
     fn location(&self) -> String {
         format!("docker://{}", self.reference)
     }
 
-    fn has_blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
+    async fn has_blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
         self.check()?;
         let r = &self.reference;
         self.reg
-            .block_on(self.reg.client.has_blob(r.registry(), r.repository(), &desc.digest))
+            .client
+            .has_blob(r.registry(), r.repository(), &desc.digest)
+            .await
             .map_err(|e| remote("check for a blob at", r, e))
     }
 
-    fn put_blob(
-        &mut self,
+    /// Concurrent pushes sharing a blob (a sync of many tags) take its lock
+    /// in turn: the first sends it, the others find it there.
+    async fn put_blob(
+        &self,
         desc: &Descriptor,
-        kind: BlobKind,
-        data: &mut dyn Read,
+        _kind: BlobKind,
+        data: BlobStream,
     ) -> cargohold_image_core::Result<Descriptor> {
         self.check()?;
-        if matches!(kind, BlobKind::Config) {
-            // Concurrent pushes of one image (a sync of many tags) share the
-            // config: one sends it, the others find it there. (Layers are
-            // locked the same way by `push`.)
-            let lock = self.reg.blob_lock(&self.reference, &desc.digest);
-            let _sending = lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if self.has_blob(desc)? {
-                return Ok(desc.clone());
-            }
-            return self.put_blob_unlocked(desc, data);
+        let lock = self.reg.blob_lock(&self.reference, &desc.digest);
+        let _sending = lock.lock().await;
+        let r = &self.reference;
+        let fail = |e| remote(format!("upload blob {} to", desc.digest), r, e);
+        let pending = locked(&self.pending).remove(&desc.digest);
+        if pending.is_none() && AsyncImageDest::has_blob(self, desc).await? {
+            return Ok(desc.clone());
         }
-        self.put_blob_unlocked(desc, data)
+        let client = &self.reg.client;
+        let up = match pending {
+            Some(up) => up,
+            None => client.start_upload(r.registry(), r.repository()).await.map_err(fail)?,
+        };
+        let configured = client.chunk_size();
+        if configured == 0 && desc.size > SMALL_BLOB {
+            // One streamed PATCH, as docker and skopeo send it; a source
+            // that fails (or does not verify) aborts the request.
+            let up = client.upload_streamed(up, reqwest::Body::wrap_stream(data), desc.size).await.map_err(fail)?;
+            client.finish_upload(up, &desc.digest, Vec::new()).await.map_err(fail)?;
+            return Ok(desc.clone());
+        }
+        let chunk = if configured == 0 { SMALL_BLOB as usize } else { configured };
+        upload_chunked(client, up, desc, data, chunk).await.map_err(|e| match e {
+            StreamFailure::Read(e) => cargohold_image_core::Error::blob_read(&desc.digest, "the source", e),
+            StreamFailure::Registry(e) => fail(e),
+        })?;
+        Ok(desc.clone())
     }
 
-    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
+    async fn mount_blob(&self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
         self.check()?;
         let r = &self.reference;
         if from.registry() != r.registry() || from.repository() == r.repository() {
             return Ok(false);
         }
-        let mounted = self
-            .reg
-            .block_on(self.reg.client.mount_blob(r.registry(), r.repository(), &desc.digest, from.repository()))
-            .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
+        let mounted =
+            self.reg
+                .client
+                .mount_blob(r.registry(), r.repository(), &desc.digest, from.repository())
+                .await
+                .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
         match mounted {
             None => Ok(true),
             Some(up) => {
-                self.pending = Some(up);
+                locked(&self.pending).insert(desc.digest.clone(), up);
                 Ok(false)
             }
         }
     }
 
-    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+    async fn put_manifest(&self, m: &RawManifest) -> cargohold_image_core::Result<()> {
         self.check()?;
-        let r = self.reference.clone();
-        self.push_manifest(m.digest.as_str(), m).map_err(|e| remote(format!("push manifest {} to", m.digest), &r, e))
+        let r = &self.reference;
+        self.push_manifest(m.digest.as_str(), m)
+            .await
+            .map_err(|e| remote(format!("push manifest {} to", m.digest), r, e))
     }
 
-    fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
+    async fn commit(&self, top: &RawManifest) -> cargohold_image_core::Result<()> {
         self.check()?;
-        let r = self.reference.clone();
+        let r = &self.reference;
         let target = match (r.tag(), r.digest()) {
             (Some(t), _) => t.to_owned(),
             (None, Some(d)) if d == &top.digest => d.to_string(),
@@ -433,158 +516,157 @@ impl ImageDest for RegistryDest {
             }
             (None, None) => "latest".into(),
         };
-        self.push_manifest(&target, top).map_err(|e| remote("push the manifest to", &r, e))
+        self.push_manifest(&target, top).await.map_err(|e| remote("push the manifest to", r, e))
+    }
+}
+
+impl ImageDest for RegistryDest {
+    fn location(&self) -> String {
+        AsyncImageDest::location(self)
+    }
+
+    fn has_blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
+        self.reg.block_on(AsyncImageDest::has_blob(self, desc))
+    }
+
+    /// Reads `data` here, a chunk at a time, while the upload runs on the
+    /// registry's runtime.
+    fn put_blob(
+        &mut self,
+        desc: &Descriptor,
+        kind: BlobKind,
+        data: &mut dyn Read,
+    ) -> cargohold_image_core::Result<Descriptor> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let stream: BlobStream = Box::pin(
+            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).fuse(),
+        );
+        let this: &RegistryDest = self;
+        std::thread::scope(|s| {
+            let upload = s.spawn(move || this.reg.block_on(AsyncImageDest::put_blob(this, desc, kind, stream)));
+            let mut read_error = None;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if wait_for(tx.send(Ok(Bytes::from(buf)))).is_err() {
+                            break; // the upload ended: its error says why
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = wait_for(tx.send(Err(io::Error::new(e.kind(), e.to_string()))));
+                        read_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let result = upload.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            match read_error {
+                Some(e) => Err(cargohold_image_core::Error::blob_read(&desc.digest, "the source", e)),
+                None => result,
+            }
+        })
+    }
+
+    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> cargohold_image_core::Result<bool> {
+        self.reg.block_on(AsyncImageDest::mount_blob(self, desc, from))
+    }
+
+    fn put_manifest(&mut self, m: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.reg.block_on(AsyncImageDest::put_manifest(self, m))
+    }
+
+    fn commit(&mut self, top: &RawManifest) -> cargohold_image_core::Result<()> {
+        self.reg.block_on(AsyncImageDest::commit(self, top))
+    }
+}
+
+/// Waits on this thread for a future that needs no runtime (a channel
+/// send): unlike `blocking_send`, also from blocking code that an async
+/// program called on a runtime thread.
+fn wait_for<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 
 /// Blobs up to this size go in one `PUT`.
 const SMALL_BLOB: u64 = 4 << 20;
 
-/// Why a streamed upload failed: reading the source, or the registry.
+/// Why an upload failed: reading the source, or the registry.
 enum StreamFailure {
-    Read(cargohold_image_core::Error),
+    Read(io::Error),
     Registry(Error),
 }
 
+/// Reads up to `chunk` bytes of `data` (less only at its end).
+async fn next_chunk(data: &mut BlobStream, carry: &mut Bytes, chunk: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(chunk);
+    loop {
+        if !carry.is_empty() {
+            let n = (chunk - out.len()).min(carry.len());
+            out.extend_from_slice(&carry.split_to(n));
+        }
+        if out.len() == chunk {
+            return Ok(out);
+        }
+        match data.next().await {
+            Some(Ok(b)) => *carry = b,
+            Some(Err(e)) => return Err(e),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Uploads `data` in `chunk`-sized pieces: one piece or less as a
+/// monolithic `PUT`; more as `PATCH`es (each in flight while the next piece
+/// is read), then the closing `PUT`.
+async fn upload_chunked(
+    client: &crate::client::RegistryClient,
+    mut up: crate::client::Upload,
+    desc: &Descriptor,
+    mut data: BlobStream,
+    chunk: usize,
+) -> std::result::Result<(), StreamFailure> {
+    let mut carry = Bytes::new();
+    let mut current = next_chunk(&mut data, &mut carry, chunk).await.map_err(StreamFailure::Read)?;
+    let mut following = if current.len() < chunk {
+        Vec::new()
+    } else {
+        next_chunk(&mut data, &mut carry, chunk).await.map_err(StreamFailure::Read)?
+    };
+    loop {
+        if following.is_empty() {
+            return client.finish_upload(up, &desc.digest, current).await.map_err(StreamFailure::Registry);
+        }
+        let more = following.len() == chunk;
+        let (sent, after) = futures_util::future::join(client.upload_chunk(&mut up, current), async {
+            if more { next_chunk(&mut data, &mut carry, chunk).await } else { Ok(Vec::new()) }
+        })
+        .await;
+        sent.map_err(StreamFailure::Registry)?;
+        current = following;
+        following = after.map_err(StreamFailure::Read)?;
+    }
+}
+
 impl RegistryDest {
-    /// Uploads a blob (see [`ImageDest::put_blob`]).
-    fn put_blob_unlocked(
-        &mut self,
-        desc: &Descriptor,
-        data: &mut dyn Read,
-    ) -> cargohold_image_core::Result<Descriptor> {
-        let r = self.reference.clone();
-        let fail = |e| remote(format!("upload blob {} to", desc.digest), &r, e);
-        let configured = self.reg.client.chunk_size();
-        if configured == 0 && desc.size > SMALL_BLOB {
-            return self.put_blob_streamed(desc, data).map_err(|e| match e {
-                StreamFailure::Read(e) => e,
-                StreamFailure::Registry(e) => fail(e),
-            });
-        }
-        let chunk = if configured == 0 { SMALL_BLOB as usize } else { configured };
-        // Chunks are read here, between runtime calls: the source may itself
-        // be a registry whose reader drives the runtime.
-        let mut next = || -> cargohold_image_core::Result<Vec<u8>> {
-            let mut buf = vec![0u8; chunk];
-            let mut n = 0;
-            while n < chunk {
-                match data.read(&mut buf[n..]) {
-                    Ok(0) => break,
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(cargohold_image_core::Error::ReadBlob {
-                            digest: desc.digest.clone(),
-                            location: "the source".into(),
-                            source: e,
-                        });
-                    }
-                }
-            }
-            buf.truncate(n);
-            Ok(buf)
-        };
-        let client = &self.reg.client;
-        let mut up = match self.pending.take() {
-            Some(up) => up,
-            None => self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(fail)?,
-        };
-        let mut current = next()?;
-        let mut following = if current.len() < chunk { Vec::new() } else { next()? };
-        // One chunk or less: a monolithic PUT; more: PATCHes, then the PUT.
-        // Each PATCH is in flight while the next chunk is read (and verified).
-        loop {
-            if following.is_empty() {
-                self.reg.block_on(client.finish_upload(up, &desc.digest, current)).map_err(fail)?;
-                return Ok(desc.clone());
-            }
-            let task_client = Arc::clone(client);
-            let task = self.reg.rt.spawn(async move {
-                let result = task_client.upload_chunk(&mut up, current).await;
-                (up, result)
-            });
-            let after = if following.len() < chunk { Ok(Vec::new()) } else { next() };
-            let (returned, result) = self
-                .reg
-                .block_on(task)
-                .map_err(|e| fail(Error::Runtime(io::Error::other(format!("the upload task failed: {e}")))))?;
-            up = returned;
-            result.map_err(fail)?;
-            current = following;
-            following = after?;
-        }
-    }
-
-    /// Uploads `desc` in one streamed `PATCH` of `desc.size` bytes, read
-    /// from `data` here (1 MiB at a time) while the request runs, then closes
-    /// the upload with its digest. A read error (a digest that does not
-    /// verify) aborts the request, so the registry never stores it.
-    fn put_blob_streamed(
-        &mut self,
-        desc: &Descriptor,
-        data: &mut dyn Read,
-    ) -> std::result::Result<Descriptor, StreamFailure> {
-        let client = Arc::clone(&self.reg.client);
-        let r = &self.reference;
-        let up = match self.pending.take() {
-            Some(up) => up,
-            None => {
-                self.reg.block_on(client.start_upload(r.registry(), r.repository())).map_err(StreamFailure::Registry)?
-            }
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<bytes::Bytes>>(8);
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        let body = reqwest::Body::wrap_stream(stream);
-        let task_client = Arc::clone(&client);
-        let size = desc.size;
-        let task = self.reg.rt.spawn(async move { task_client.upload_streamed(up, body, size).await });
-        let mut buf = vec![0u8; 1 << 20];
-        let mut sent = 0u64;
-        let mut read_error = None;
-        loop {
-            match data.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    sent += n as u64;
-                    let piece = bytes::Bytes::copy_from_slice(&buf[..n]);
-                    if self.reg.block_on(tx.send(Ok(piece))).is_err() {
-                        break; // the request ended: its error says why
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = self.reg.block_on(tx.send(Err(io::Error::other(format!("reading the source: {e}")))));
-                    read_error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let up = self.reg.block_on(task);
-        if let Some(e) = read_error {
-            return Err(StreamFailure::Read(cargohold_image_core::Error::ReadBlob {
-                digest: desc.digest.clone(),
-                location: "the source".into(),
-                source: e,
-            }));
-        }
-        if sent != size {
-            return Err(StreamFailure::Read(cargohold_image_core::Error::ReadBlob {
-                digest: desc.digest.clone(),
-                location: "the source".into(),
-                source: io::Error::other(format!("the source gave {sent} bytes of {size}")),
-            }));
-        }
-        let up = up
-            .map_err(|e| {
-                StreamFailure::Registry(Error::Runtime(io::Error::other(format!("the upload task failed: {e}"))))
-            })?
-            .map_err(StreamFailure::Registry)?;
-        self.reg.block_on(client.finish_upload(up, &desc.digest, Vec::new())).map_err(StreamFailure::Registry)?;
-        Ok(desc.clone())
-    }
-
     /// Refuses every operation on a blocked registry.
     fn check(&self) -> cargohold_image_core::Result<()> {
         match &self.refused {
@@ -599,10 +681,10 @@ impl RegistryDest {
 
     /// Puts a manifest; if it has a `subject` the registry did not process
     /// (no referrers API), records it under the subject's fallback tag.
-    fn push_manifest(&self, reference: &str, m: &RawManifest) -> Result<()> {
+    async fn push_manifest(&self, reference: &str, m: &RawManifest) -> Result<()> {
         let r = &self.reference;
         let client = &self.reg.client;
-        let processed = self.reg.block_on(client.put_manifest(r.registry(), r.repository(), reference, m))?;
+        let processed = client.put_manifest(r.registry(), r.repository(), reference, m).await?;
         if processed {
             return Ok(());
         }
@@ -618,6 +700,6 @@ impl RegistryDest {
         let mut desc = m.descriptor();
         desc.artifact_type = artifact_type;
         desc.annotations = annotations;
-        self.reg.block_on(client.add_referrer_to_fallback(r.registry(), r.repository(), &subject.digest, desc))
+        client.add_referrer_to_fallback(r.registry(), r.repository(), &subject.digest, desc).await
     }
 }

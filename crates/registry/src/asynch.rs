@@ -1,28 +1,16 @@
-//! The transfers (pull, push, copy, sync) for async programs. Requests
-//! (tags, catalog, manifests, delete, referrers) are async already on
-//! [`RegistryClient`](crate::RegistryClient); these run the streaming
-//! transfer engine on a thread of its own and await its result, so the
-//! caller's runtime is never blocked.
+//! The transfers (pull, push, copy, sync) for async programs. They run on
+//! the caller's runtime: [`copy_async`] over the async transports (the
+//! registry's, layouts', the store's), blocking work on its blocking pool.
+//! Requests (tags, catalog, manifests, delete, referrers) are async already
+//! on [`RegistryClient`](crate::RegistryClient).
 
-use cargohold_image_core::{CopyOptions, CopyReport, ImageLocation, ImageSource, NoProgress, Reference, Store, copy};
+use cargohold_image_core::{
+    CopyOptions, CopyReport, ImageLocation, NoProgress, Progress, Reference, Store, copy_async,
+};
 
 use crate::adapter::Registry;
-use crate::open::{open_dest, open_source};
+use crate::open::{open_dest_async, open_source_async};
 use crate::sync::{SyncImage, SyncOutcome};
-
-/// Runs `f` on a new thread outside any runtime and awaits what it returns
-/// (a panic in it is resumed here).
-async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.await {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => unreachable!("the worker thread always sends before it ends"),
-    }
-}
 
 impl Registry {
     /// [`pull`](crate::pull) for async code.
@@ -33,8 +21,7 @@ impl Registry {
         opts: CopyOptions,
         jobs: usize,
     ) -> cargohold_image_core::Result<CopyReport> {
-        let reg = self.clone();
-        off_runtime(move || crate::pull(&reg, &reference, &store, &opts, jobs, &NoProgress)).await
+        self.pull_into(&reference, &store, &opts, jobs, &NoProgress).await
     }
 
     /// [`push`](crate::push) of the image at `source` (the store, a
@@ -47,30 +34,37 @@ impl Registry {
         opts: CopyOptions,
         jobs: usize,
     ) -> cargohold_image_core::Result<CopyReport> {
-        let reg = self.clone();
-        off_runtime(move || {
-            let open =
-                || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { open_source(&source, &store, &reg) };
-            crate::push(&reg, &open, &target, &opts, jobs, &NoProgress)
-        })
-        .await
+        let src = open_source_async(&source, &store, self).await?;
+        self.push_from(src.as_ref(), &target, &opts, jobs, &NoProgress).await
     }
 
-    /// `copy` between any two locations, registries included, for async code.
+    /// Copies between any two locations, registries included, `jobs` layers
+    /// at a time, for async code.
     pub async fn copy_async(
         &self,
         source: ImageLocation,
         destination: ImageLocation,
         store: Store,
         opts: CopyOptions,
+        jobs: usize,
     ) -> cargohold_image_core::Result<CopyReport> {
-        let reg = self.clone();
-        off_runtime(move || {
-            let mut src = open_source(&source, &store, &reg)?;
-            let mut dst = open_dest(&destination, &store, &reg, src.name_hint().as_ref())?;
-            copy(src.as_mut(), dst.as_mut(), &opts, &NoProgress)
-        })
-        .await
+        self.copy_between(&source, &destination, &store, &opts, jobs, &NoProgress).await
+    }
+
+    /// Copies between any two locations (the destination named after the
+    /// source where it does not say), reporting to `progress`.
+    pub async fn copy_between(
+        &self,
+        source: &ImageLocation,
+        destination: &ImageLocation,
+        store: &Store,
+        opts: &CopyOptions,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> cargohold_image_core::Result<CopyReport> {
+        let src = open_source_async(source, store, self).await?;
+        let dst = open_dest_async(destination, store, self, src.name_hint().as_ref()).await?;
+        copy_async(src.as_ref(), dst.as_ref(), opts, jobs, progress).await
     }
 
     /// [`sync`](crate::sync) for async code.
@@ -81,7 +75,6 @@ impl Registry {
         opts: CopyOptions,
         jobs: usize,
     ) -> Vec<SyncOutcome> {
-        let reg = self.clone();
-        off_runtime(move || crate::sync(&reg, &store, &images, &opts, jobs, &|_| {})).await
+        self.sync_images(&store, &images, &opts, jobs, &|_| {}).await
     }
 }

@@ -57,7 +57,7 @@ pub use credentials::{
 };
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};
-pub use open::{open_dest, open_source};
-pub use pull::{OpenSource, pull, push};
+pub use open::{open_dest, open_dest_async, open_source, open_source_async};
+pub use pull::{copy_image, pull, push};
 pub use registries_conf::{Mirror, PullFromMirror, PullSource, RegistriesConf, RegistryEntry};
 pub use sync::{SyncImage, SyncOutcome, SyncRegistry, SyncResult, TagSelection, glob_match, parse_sync_yaml, sync};

@@ -2,15 +2,14 @@
 //! copied only when its destination does not already hold it, and then only
 //! the blobs the destination lacks move; several images move in parallel.
 
-use std::sync::Mutex;
-
 use cargohold_image_core::{
-    CopyOptions, CopyReport, Digest, ImageLocation, ImageSource, NoProgress, Reference, Store, copy, resolve_image,
+    AsyncImageSource, CopyOptions, CopyReport, Digest, ImageLocation, NoProgress, Reference, Store, copy_async,
+    platform_manifest,
 };
+use futures_util::StreamExt;
 
 use crate::adapter::Registry;
-use crate::open::{open_dest, open_source};
-use crate::pull::push;
+use crate::open::{open_dest_async, open_source_async};
 
 /// One image to synchronise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,57 +40,46 @@ pub struct SyncOutcome {
 
 /// The manifest digest the copy of `src` with `opts` would put at the
 /// destination: the top manifest with all platforms, else the platform's.
-fn wanted_digest(src: &mut dyn ImageSource, opts: &CopyOptions) -> cargohold_image_core::Result<Digest> {
+async fn wanted_digest(src: &dyn AsyncImageSource, opts: &CopyOptions) -> cargohold_image_core::Result<Digest> {
     if opts.all_platforms {
-        Ok(src.top_manifest()?.digest)
+        Ok(src.top_manifest().await?.digest)
     } else {
-        Ok(resolve_image(src, opts.platform.as_ref())?.manifest.digest)
+        Ok(platform_manifest(src, opts.platform.as_ref()).await?.digest)
     }
 }
 
 /// The digest `dest` holds now, if any (an unreadable destination holds
 /// nothing).
-fn held_digest(dest: &ImageLocation, store: &Store, reg: &Registry) -> Option<Digest> {
+async fn held_digest(dest: &ImageLocation, store: &Store, reg: &Registry) -> Option<Digest> {
     match dest {
         ImageLocation::Docker(r) => {
             let r = reg.resolve(&Reference::parse(r).ok()?).ok()?;
             let tag = r.digest().map(|d| d.to_string()).or_else(|| r.tag().map(str::to_owned))?;
-            reg.block_on(reg.client().head_manifest(r.registry(), r.repository(), &tag))
-                .ok()
-                .flatten()
-                .map(|d| d.digest)
+            reg.client().head_manifest(r.registry(), r.repository(), &tag).await.ok().flatten().map(|d| d.digest)
         }
         ImageLocation::Oci { path, .. } if !path.join("index.json").exists() => None,
-        other => open_source(other, store, reg).ok()?.top_manifest().ok().map(|m| m.digest),
+        other => open_source_async(other, store, reg).await.ok()?.top_manifest().await.ok().map(|m| m.digest),
     }
 }
 
-fn sync_one(
+async fn sync_one(
     reg: &Registry,
     store: &Store,
     image: &SyncImage,
     opts: &CopyOptions,
 ) -> cargohold_image_core::Result<SyncResult> {
-    let mut src = open_source(&image.source, store, reg)?;
-    let wanted = wanted_digest(src.as_mut(), opts)?;
-    if held_digest(&image.destination, store, reg).as_ref() == Some(&wanted) {
+    let src = open_source_async(&image.source, store, reg).await?;
+    let wanted = wanted_digest(src.as_ref(), opts).await?;
+    if held_digest(&image.destination, store, reg).await.as_ref() == Some(&wanted) {
         return Ok(SyncResult::UpToDate(wanted));
     }
-    let report = match &image.destination {
-        ImageLocation::Docker(target) => {
-            let target = Reference::parse(target)?;
-            let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
-                open_source(&image.source, store, reg)
-            };
-            push(reg, &open, &target, opts, 4, &NoProgress)?
-        }
-        dest => {
-            let mut dst = open_dest(dest, store, reg, src.name_hint().as_ref())?;
-            copy(src.as_mut(), dst.as_mut(), opts, &NoProgress)?
-        }
-    };
+    let dst = open_dest_async(&image.destination, store, reg, src.name_hint().as_ref()).await?;
+    let report = copy_async(src.as_ref(), dst.as_ref(), opts, LAYER_JOBS, &NoProgress).await?;
     Ok(SyncResult::Copied(Box::new(report)))
 }
+
+/// Layers in flight per image of a sync.
+const LAYER_JOBS: usize = 4;
 
 /// Synchronises `images`, `jobs` at a time (each moving its layers in
 /// parallel too), calling `done` as each finishes. One image failing does
@@ -104,27 +92,41 @@ pub fn sync(
     jobs: usize,
     done: &(dyn Fn(&SyncOutcome) + Sync),
 ) -> Vec<SyncOutcome> {
-    let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<SyncOutcome>>> = Mutex::new((0..images.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, images.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().expect("not poisoned");
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(image) = images.get(i) else { return };
-                    let outcome = SyncOutcome { image: image.clone(), result: sync_one(reg, store, image, opts) };
-                    done(&outcome);
-                    results.lock().expect("not poisoned")[i] = Some(outcome);
-                }
-            });
-        }
-    });
-    results.into_inner().expect("not poisoned").into_iter().map(|o| o.expect("every image was synchronised")).collect()
+    reg.block_on(reg.sync_images(store, images, opts, jobs, done))
+}
+
+impl Registry {
+    /// [`sync`] for async code, inside the caller's runtime.
+    pub async fn sync_images(
+        &self,
+        store: &Store,
+        images: &[SyncImage],
+        opts: &CopyOptions,
+        jobs: usize,
+        done: &(dyn Fn(&SyncOutcome) + Sync),
+    ) -> Vec<SyncOutcome> {
+        let limit = tokio::sync::Semaphore::new(jobs.max(1));
+        images
+            .iter()
+            .map(|image| self.sync_limited(&limit, store, image, opts, done))
+            .collect::<futures_util::stream::FuturesOrdered<_>>()
+            .collect()
+            .await
+    }
+
+    async fn sync_limited(
+        &self,
+        limit: &tokio::sync::Semaphore,
+        store: &Store,
+        image: &SyncImage,
+        opts: &CopyOptions,
+        done: &(dyn Fn(&SyncOutcome) + Sync),
+    ) -> SyncOutcome {
+        let _turn = limit.acquire().await.expect("the semaphore is never closed");
+        let outcome = SyncOutcome { image: image.clone(), result: sync_one(self, store, image, opts).await };
+        done(&outcome);
+        outcome
+    }
 }
 
 /// Which tags of a repository to synchronise.

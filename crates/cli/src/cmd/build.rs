@@ -13,7 +13,7 @@ use cargohold_builder::exec::{
 use cargohold_builder::plan::{Base, CopySource, Plan, PlanOptions, plan};
 use cargohold_builder::run::{ContainerOptions, RunOptions, create_container, run_image};
 use cargohold_builder::stage::{StageConfig, StageOptions, StageStep, Stager, promote};
-use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Platform, Reference, Store, copy};
+use cargohold_image_core::{CopyOptions, ImageLocation, Platform, Reference, Store, copy};
 use cargohold_registry::{PullPolicy, ensure_image};
 use serde_json::json;
 
@@ -313,10 +313,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let r = match &loc {
             ImageLocation::Docker(target) => {
                 let target = Reference::parse(target)?;
-                let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
-                    Ok(Box::new(store.source(&image)?))
-                };
-                cargohold_registry::push(&reg, &open, &target, &CopyOptions::default(), 4, &bars)
+                cargohold_registry::push(&reg, &src, &target, &CopyOptions::default(), 4, &bars)
             }
             _ => {
                 let hint = tags.first();
@@ -333,10 +330,9 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         }
         for t in &tags {
             let reg = ctx.registry_for(Some(t.registry()))?;
-            let open =
-                || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { Ok(Box::new(store.source(&image)?)) };
+            let src = store.source(&image)?;
             let bars = ctx.progress();
-            cargohold_registry::push(&reg, &open, t, &CopyOptions::default(), 4, &bars)
+            cargohold_registry::push(&reg, &src, t, &CopyOptions::default(), 4, &bars)
                 .with_context(|| format!("could not push {}", t.familiar()))?;
             outputs.push(json!({ "location": format!("docker://{}", t.canonical()), "digest": report.image.digest }));
         }
@@ -345,11 +341,9 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let r =
             Reference::parse(to.strip_prefix("docker://").unwrap_or(to)).with_context(|| format!("--cache-to {to}"))?;
         let local = export_cache(&store, &report.cache, &r)?;
-        let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
-            Ok(Box::new(store.source(&local.digest.to_string())?))
-        };
+        let src = store.source(&local.digest.to_string())?;
         let reg = ctx.registry_for(Some(r.registry()))?;
-        let pushed = cargohold_registry::push(&reg, &open, &r, &CopyOptions::default(), 4, &ctx.progress());
+        let pushed = cargohold_registry::push(&reg, &src, &r, &CopyOptions::default(), 4, &ctx.progress());
         let _ = store.untag(&r.canonical());
         pushed.with_context(|| format!("could not push the build cache to {to}"))?;
         outputs.push(json!({ "location": format!("cache:docker://{}", r.canonical()), "digest": local.digest }));

@@ -1,7 +1,7 @@
 //! `cargohold copy`: between the store, OCI layouts, archives and registries.
 
 use anyhow::{Context, Result};
-use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Reference, copy};
+use cargohold_image_core::{CopyOptions, ImageLocation, Reference};
 
 use super::{Ctx, platform};
 use crate::cli::CopyArgs;
@@ -36,23 +36,10 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     };
     let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
     let bars = ctx.progress();
-    let report = match &dst_loc {
-        // To a registry: layers go up in parallel (mounted when the source is
-        // another repository of the same registry), streamed from the source.
-        ImageLocation::Docker(target) => {
-            let target = Reference::parse(target)?;
-            let open = || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
-                cargohold_registry::open_source(&src_loc, &store, &reg)
-            };
-            cargohold_registry::push(&reg, &open, &target, &opts, 4, &bars)
-        }
-        _ => {
-            let mut src = cargohold_registry::open_source(&src_loc, &store, &reg)?;
-            let mut dst = cargohold_registry::open_dest(&dst_loc, &store, &reg, src.name_hint().as_ref())?;
-            copy(src.as_mut(), dst.as_mut(), &opts, &bars)
-        }
-    }
-    .with_context(|| format!("could not copy {} to {}", args.source, args.destination))?;
+    // Layers move in parallel (mounted when the source is another repository
+    // of the same registry), streamed from the source.
+    let report = cargohold_registry::copy_image(&reg, &src_loc, &dst_loc, &store, &opts, 4, &bars)
+        .with_context(|| format!("could not copy {} to {}", args.source, args.destination))?;
     drop(bars);
     if args.out.json {
         return output::json(&report);

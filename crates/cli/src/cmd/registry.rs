@@ -46,10 +46,9 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         (None, None) => bail!("{} has no name to push to; give a target reference", args.image),
     };
     let reg = ctx.registry_for(Some(target.registry()))?;
-    let open =
-        || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { Ok(Box::new(store.source(&args.image)?)) };
+    let src = store.source(&args.image)?;
     let bars = ctx.progress();
-    let report = cargohold_registry::push(&reg, &open, &target, &CopyOptions::default(), args.jobs, &bars)
+    let report = cargohold_registry::push(&reg, &src, &target, &CopyOptions::default(), args.jobs, &bars)
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);
     if args.out.json {

@@ -1,8 +1,11 @@
 //! Reading any OCI-layout-shaped set of files, and writing to a layout directory.
 
 use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{BlobKind, Files, ImageDest, ImageSource};
+use super::{
+    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, Files, ImageDest, ImageSource, StreamReader, blocking,
+};
 use crate::digest::{Digest, VerifyingReader};
 use crate::error::{Error, Result, blob_err};
 use crate::layout::{BlobStore, OciLayout, StagedBlob, WriteGuard, set_ref_in_index};
@@ -13,7 +16,7 @@ use crate::reference::Reference;
 
 /// An image in an OCI layout (directory, archive or the store).
 pub struct LayoutSource {
-    files: Box<dyn Files + Send>,
+    files: Arc<dyn Files + Send + Sync>,
     location: String,
     selected: Descriptor,
 }
@@ -22,16 +25,24 @@ impl LayoutSource {
     /// Selects the manifest named `tag` in the layout's `index.json` (matching the
     /// `org.opencontainers.image.ref.name` annotation), or the only manifest when
     /// no tag is given.
-    pub(crate) fn by_tag(files: impl Files + Send + 'static, location: String, tag: Option<&str>) -> Result<Self> {
-        let files: Box<dyn Files + Send> = Box::new(files);
+    pub(crate) fn by_tag(
+        files: impl Files + Send + Sync + 'static,
+        location: String,
+        tag: Option<&str>,
+    ) -> Result<Self> {
+        let files: Arc<dyn Files + Send + Sync> = Arc::new(files);
         let index = read_index(files.as_ref())?;
         let selected = select(&index, tag, &location)?;
         Ok(LayoutSource { files, location, selected })
     }
 
     /// A source for a known top-level descriptor.
-    pub(crate) fn with_descriptor(files: impl Files + Send + 'static, location: String, selected: Descriptor) -> Self {
-        LayoutSource { files: Box::new(files), location, selected }
+    pub(crate) fn with_descriptor(
+        files: impl Files + Send + Sync + 'static,
+        location: String,
+        selected: Descriptor,
+    ) -> Self {
+        LayoutSource { files: Arc::new(files), location, selected }
     }
 
     /// The selected top-level descriptor.
@@ -44,24 +55,27 @@ impl LayoutSource {
     }
 
     fn read_manifest(&self, desc: &Descriptor) -> Result<RawManifest> {
-        if desc.size > MAX_MANIFEST_SIZE {
-            return Err(Error::TooLarge {
-                what: format!("manifest {}", desc.digest),
-                size: desc.size,
-                limit: MAX_MANIFEST_SIZE,
-            });
-        }
-        let path = Self::blob_path(&desc.digest);
-        let r = self
-            .files
-            .open(&path)?
-            .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: self.location.clone() })?;
-        let mut bytes = Vec::with_capacity(desc.size as usize);
-        VerifyingReader::new(r, desc.digest.clone(), Some(desc.size))
-            .read_to_end(&mut bytes)
-            .map_err(|e| blob_err(&desc.digest, &self.files.describe(&path), e))?;
-        Ok(RawManifest::from_descriptor(bytes, desc)?)
+        read_manifest(self.files.as_ref(), &self.location, desc)
     }
+}
+
+fn read_manifest(files: &dyn Files, location: &str, desc: &Descriptor) -> Result<RawManifest> {
+    if desc.size > MAX_MANIFEST_SIZE {
+        return Err(Error::TooLarge {
+            what: format!("manifest {}", desc.digest),
+            size: desc.size,
+            limit: MAX_MANIFEST_SIZE,
+        });
+    }
+    let path = LayoutSource::blob_path(&desc.digest);
+    let r = files
+        .open(&path)?
+        .ok_or_else(|| Error::BlobNotFound { digest: desc.digest.clone(), location: location.to_owned() })?;
+    let mut bytes = Vec::with_capacity(desc.size as usize);
+    VerifyingReader::new(r, desc.digest.clone(), Some(desc.size))
+        .read_to_end(&mut bytes)
+        .map_err(|e| blob_err(&desc.digest, &files.describe(&path), e))?;
+    Ok(RawManifest::from_descriptor(bytes, desc)?)
 }
 
 /// Reads `index.json` from a layout.
@@ -141,6 +155,41 @@ impl ImageSource for LayoutSource {
     }
 }
 
+#[async_trait::async_trait]
+impl AsyncImageSource for LayoutSource {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn top_manifest(&self) -> Result<RawManifest> {
+        let desc = self.selected.clone();
+        AsyncImageSource::manifest(self, &desc).await
+    }
+
+    async fn manifest(&self, desc: &Descriptor) -> Result<RawManifest> {
+        let (files, location, desc) = (Arc::clone(&self.files), self.location.clone(), desc.clone());
+        blocking(move || read_manifest(files.as_ref(), &location, &desc)).await
+    }
+
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobStream> {
+        let (files, location, digest) = (Arc::clone(&self.files), self.location.clone(), desc.digest.clone());
+        super::stream_blocking(move |pump| {
+            let mut r = files.open(&Self::blob_path(&digest))?.ok_or(Error::BlobNotFound { digest, location })?;
+            pump(&mut r);
+            Ok(())
+        })
+        .await
+    }
+
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        self.files.describe(&Self::blob_path(&desc.digest))
+    }
+
+    fn name_hint(&self) -> Option<Reference> {
+        ImageSource::name_hint(self)
+    }
+}
+
 /// Writes into an OCI layout directory (an `oci:` destination, or the store).
 ///
 /// Blobs are staged (verified, fsynced, under temp names) and nothing is
@@ -151,8 +200,8 @@ pub struct LayoutDest {
     layout: OciLayout,
     ref_names: Vec<String>,
     location: String,
-    staged: Vec<StagedBlob>,
-    pending: Vec<(Option<String>, Descriptor)>,
+    staged: Mutex<Vec<StagedBlob>>,
+    pending: Mutex<Vec<(Option<String>, Descriptor)>>,
     auto_publish: bool,
     _guard: WriteGuard,
 }
@@ -166,8 +215,8 @@ impl LayoutDest {
             layout,
             ref_names: ref_name.into_iter().collect(),
             location,
-            staged: Vec::new(),
-            pending: Vec::new(),
+            staged: Mutex::default(),
+            pending: Mutex::default(),
             auto_publish: true,
             _guard: guard,
         })
@@ -188,7 +237,7 @@ impl LayoutDest {
     /// Takes over blobs staged elsewhere (e.g. downloaded in parallel): they
     /// count as present and are published with everything else.
     pub fn adopt(&mut self, blobs: Vec<StagedBlob>) {
-        self.staged.extend(blobs);
+        self.staged_mut().extend(blobs);
     }
 
     /// The layout being written.
@@ -198,24 +247,62 @@ impl LayoutDest {
 
     /// Makes everything committed so far visible.
     pub fn publish(&mut self) -> Result<()> {
-        for blob in self.staged.drain(..) {
-            blob.persist()?;
-        }
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        self.layout.update_index(|index| {
-            for (name, desc) in pending {
-                set_ref_in_index(index, name.as_deref(), desc);
-            }
-            Ok(())
-        })
+        let staged = std::mem::take(self.staged_mut());
+        let pending = std::mem::take(self.pending.get_mut().unwrap_or_else(PoisonError::into_inner));
+        publish(&self.layout, staged, pending)
+    }
+
+    fn staged_mut(&mut self) -> &mut Vec<StagedBlob> {
+        self.staged.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn staged(&self, d: &Digest) -> bool {
-        self.staged.iter().any(|s| s.digest() == d)
+        self.staged.lock().unwrap_or_else(PoisonError::into_inner).iter().any(|s| s.digest() == d)
     }
+
+    fn add_staged(&self, blob: StagedBlob) {
+        self.staged.lock().unwrap_or_else(PoisonError::into_inner).push(blob);
+    }
+
+    fn record(&self, top: &RawManifest) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.ref_names.is_empty() {
+            pending.push((None, top.descriptor()));
+        }
+        for name in &self.ref_names {
+            pending.push((Some(name.clone()), top.descriptor()));
+        }
+    }
+
+    /// Stages a manifest unless present.
+    fn stage_manifest(&self, manifest: &RawManifest) -> Result<()> {
+        if !self.staged(&manifest.digest) && self.layout.blob_size(&manifest.digest)?.is_none() {
+            let staged = self.layout.stage_blob(
+                &manifest.digest,
+                Some(manifest.bytes.len() as u64),
+                &mut &manifest.bytes[..],
+            )?;
+            self.add_staged(staged);
+        }
+        Ok(())
+    }
+}
+
+/// Moves `staged` blobs into place, then records `pending` names in one
+/// `index.json` update.
+fn publish(layout: &OciLayout, staged: Vec<StagedBlob>, pending: Vec<(Option<String>, Descriptor)>) -> Result<()> {
+    for blob in staged {
+        blob.persist()?;
+    }
+    if pending.is_empty() {
+        return Ok(());
+    }
+    layout.update_index(|index| {
+        for (name, desc) in pending {
+            set_ref_in_index(index, name.as_deref(), desc);
+        }
+        Ok(())
+    })
 }
 
 impl ImageDest for LayoutDest {
@@ -228,33 +315,71 @@ impl ImageDest for LayoutDest {
     }
 
     fn put_blob(&mut self, desc: &Descriptor, _kind: BlobKind, data: &mut dyn Read) -> Result<Descriptor> {
-        if !self.has_blob(desc)? {
+        if !ImageDest::has_blob(self, desc)? {
             let staged = self.layout.stage_blob(&desc.digest, Some(desc.size), data)?;
-            self.staged.push(staged);
+            self.staged_mut().push(staged);
         }
         Ok(desc.clone())
     }
 
     fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()> {
-        if !self.staged(&manifest.digest) && self.layout.blob_size(&manifest.digest)?.is_none() {
-            let staged = self.layout.stage_blob(
-                &manifest.digest,
-                Some(manifest.bytes.len() as u64),
-                &mut &manifest.bytes[..],
-            )?;
-            self.staged.push(staged);
-        }
-        Ok(())
+        self.stage_manifest(manifest)
     }
 
     fn commit(&mut self, top: &RawManifest) -> Result<()> {
-        self.put_manifest(top)?;
-        if self.ref_names.is_empty() {
-            self.pending.push((None, top.descriptor()));
-        }
-        for name in &self.ref_names {
-            self.pending.push((Some(name.clone()), top.descriptor()));
-        }
+        self.stage_manifest(top)?;
+        self.record(top);
         if self.auto_publish { self.publish() } else { Ok(()) }
+    }
+}
+
+/// Blobs are staged concurrently (each verified while it is written, on
+/// the blocking pool); the image is published at `commit` as by the
+/// blocking [`ImageDest`].
+#[async_trait::async_trait]
+impl AsyncImageDest for LayoutDest {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn verifies_blobs(&self) -> bool {
+        true
+    }
+
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        if self.staged(&desc.digest) {
+            return Ok(true);
+        }
+        let (layout, desc) = (self.layout.clone(), desc.clone());
+        blocking(move || Ok(layout.blob_size(&desc.digest)? == Some(desc.size))).await
+    }
+
+    async fn put_blob(&self, desc: &Descriptor, _kind: BlobKind, data: BlobStream) -> Result<Descriptor> {
+        if !AsyncImageDest::has_blob(self, desc).await? {
+            let (layout, d) = (self.layout.clone(), desc.clone());
+            let handle = tokio::runtime::Handle::current();
+            let staged =
+                blocking(move || layout.stage_blob(&d.digest, Some(d.size), &mut StreamReader::new(data, handle)))
+                    .await?;
+            self.add_staged(staged);
+        }
+        Ok(desc.clone())
+    }
+
+    async fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
+        // A manifest is small: staged here.
+        self.stage_manifest(manifest)
+    }
+
+    async fn commit(&self, top: &RawManifest) -> Result<()> {
+        self.stage_manifest(top)?;
+        self.record(top);
+        if !self.auto_publish {
+            return Ok(());
+        }
+        let staged = std::mem::take(&mut *self.staged.lock().unwrap_or_else(PoisonError::into_inner));
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner));
+        let layout = self.layout.clone();
+        blocking(move || publish(&layout, staged, pending)).await
     }
 }

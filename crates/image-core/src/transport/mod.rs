@@ -4,6 +4,7 @@
 //! Location syntax is skopeo's: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
 //! `docker-archive:FILE[:REF]`, `docker://REF`; a bare name means the local store.
 
+mod asynch;
 mod files;
 mod layout;
 
@@ -15,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, RawManifest};
 use crate::reference::Reference;
 
+pub(crate) use asynch::blocking;
+pub use asynch::{AsyncImageDest, AsyncImageSource, BlobStream, Blocking, StreamReader, bytes_stream, stream_blocking};
 pub(crate) use files::{DirFiles, Files, TarIndex};
 pub(crate) use layout::read_index;
 pub use layout::{LayoutDest, LayoutSource};
@@ -80,6 +83,54 @@ pub trait ImageDest {
     fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()>;
     /// Stores the top manifest and makes the image visible (tags it).
     fn commit(&mut self, top: &RawManifest) -> Result<()>;
+}
+
+impl<T: ImageSource + ?Sized> ImageSource for Box<T> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn top_manifest(&mut self) -> Result<RawManifest> {
+        (**self).top_manifest()
+    }
+    fn manifest(&mut self, desc: &Descriptor) -> Result<RawManifest> {
+        (**self).manifest(desc)
+    }
+    fn blob(&mut self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
+        (**self).blob(desc)
+    }
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        (**self).blob_location(desc)
+    }
+    fn name_hint(&self) -> Option<Reference> {
+        (**self).name_hint()
+    }
+    fn registry_repository(&self) -> Option<Reference> {
+        (**self).registry_repository()
+    }
+}
+
+impl<T: ImageDest + ?Sized> ImageDest for Box<T> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn supports_index(&self) -> bool {
+        (**self).supports_index()
+    }
+    fn has_blob(&mut self, desc: &Descriptor) -> Result<bool> {
+        (**self).has_blob(desc)
+    }
+    fn put_blob(&mut self, desc: &Descriptor, kind: BlobKind, data: &mut dyn Read) -> Result<Descriptor> {
+        (**self).put_blob(desc, kind, data)
+    }
+    fn mount_blob(&mut self, desc: &Descriptor, from: &Reference) -> Result<bool> {
+        (**self).mount_blob(desc, from)
+    }
+    fn put_manifest(&mut self, manifest: &RawManifest) -> Result<()> {
+        (**self).put_manifest(manifest)
+    }
+    fn commit(&mut self, top: &RawManifest) -> Result<()> {
+        (**self).commit(top)
+    }
 }
 
 /// A parsed image location.

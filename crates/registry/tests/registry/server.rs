@@ -87,11 +87,9 @@ fn skopeo_and_our_client_push_and_pull_bit_identically() {
     assert_eq!(again.top_manifest().unwrap().digest, pushed.manifest.digest);
 
     // A mount into another repository sends no layer.
-    let open = || -> cargohold_image_core::Result<Box<dyn cargohold_image_core::ImageSource + Send>> {
-        Ok(Box::new(reg.source(&r)))
-    };
     let mounted: Reference = format!("{}/other/app:1", srv.addr).parse().unwrap();
-    let report = cargohold_registry::push(&reg, &open, &mounted, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    let report =
+        cargohold_registry::push(&reg, &reg.source(&r), &mounted, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert!(report.blobs_mounted >= 1 && report.blobs_copied == 0, "{report:?}");
     let mut repos = reg.block_on(reg.client().catalog(&srv.addr)).unwrap();
     repos.sort();

@@ -2,18 +2,16 @@
 //! pull, push, cross-repository mount with a two-repository scope, OAuth2
 //! refresh, and skopeo reading what we pushed with the same credentials.
 
-use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, NoProgress, Reference, Store, open_source};
+use cargohold_image_core::{
+    Blocking, CopyOptions, ImageLocation, ImageSource, NoProgress, Reference, Store, open_source,
+};
 use cargohold_registry::{ClientOptions, Credentials, Registry};
 
 use cargohold_testkit::*;
 
-fn open_layout(
-    layout: &std::path::Path,
-    store: &Store,
-) -> impl Fn() -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> + Sync {
+fn open_layout(layout: &std::path::Path, store: &Store) -> Blocking<Box<dyn ImageSource + Send>> {
     let loc = ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap();
-    let store = store.clone();
-    move || open_source(&loc, &store)
+    Blocking::source(open_source(&loc, store).unwrap())
 }
 
 #[test]
@@ -36,10 +34,8 @@ fn token_auth_push_pull_mount_and_refresh() {
     // Mount into another repository: no layer bytes sent, and the token asked
     // for covers both repositories.
     let other: Reference = format!("{}/mirror/app:1", r.addr).parse().unwrap();
-    let open_remote =
-        || -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> { Ok(Box::new(reg.source(&target))) };
     let mounted =
-        cargohold_registry::push(&reg, &open_remote, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
+        cargohold_registry::push(&reg, &reg.source(&target), &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!((mounted.blobs_mounted, mounted.blobs_copied), (2, 0), "{mounted:?}");
     assert_eq!(mounted.manifest.digest, pushed.manifest.digest);
     let seen = tokens.requests.lock().unwrap().clone();

@@ -1,0 +1,287 @@
+//! [`copy_async`]: the copy for async programs, with several blobs in flight.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use super::{
+    CopyOptions, CopyReport, Progress, check_config, check_config_size, child_image, pick_platform, rebuilt_index,
+    stored_manifest,
+};
+use crate::digest::{Digest, Hasher, VerifyError};
+use crate::error::{Error, Result};
+use crate::manifest::{Descriptor, ImageManifest, Manifest, RawManifest};
+use crate::transport::{AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, bytes_stream};
+
+/// Copies the image `src` designates into `dst`, like [`copy`](super::copy()),
+/// with up to `jobs` layers moving at once (one at a time when the
+/// destination takes blobs in order). Each distinct layer is checked for,
+/// mounted or sent once; every blob is verified while it streams (by the
+/// copy, or by a destination that verifies what it stores); nothing is
+/// committed unless everything verified. Runs inside the caller's tokio
+/// runtime (blocking work goes to its blocking pool).
+pub async fn copy_async(
+    src: &dyn AsyncImageSource,
+    dst: &dyn AsyncImageDest,
+    opts: &CopyOptions,
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
+    let top = src.top_manifest().await?;
+    let mut report = CopyReport::of(&top);
+    let jobs = if dst.concurrent_blobs() { jobs.max(1) } else { 1 };
+    let stored_top = match top.parse()? {
+        Manifest::Image(m) => copy_image(src, dst, top, m, jobs, &mut report, progress).await?,
+        Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
+            let mut new_index = idx.clone();
+            for entry in new_index.manifests.iter_mut() {
+                let child = src.manifest(entry).await?;
+                let m = child_image(&child, &dst.location())?;
+                let stored = copy_image(src, dst, child, m, jobs, &mut report, progress).await?;
+                dst.put_manifest(&stored).await?;
+                entry.digest = stored.digest.clone();
+                entry.size = stored.bytes.len() as u64;
+                entry.media_type = stored.media_type.clone();
+            }
+            rebuilt_index(top, &idx, new_index)
+        }
+        Manifest::Index(idx) => {
+            let entry = pick_platform(&idx, opts, &src.location())?;
+            let child = src.manifest(&entry).await?;
+            let m = child_image(&child, &src.location())?;
+            copy_image(src, dst, child, m, jobs, &mut report, progress).await?
+        }
+    };
+    dst.commit(&stored_top).await?;
+    report.manifest = stored_top.descriptor();
+    Ok(report)
+}
+
+/// What became of one layer.
+enum Moved {
+    Present,
+    Mounted,
+    Sent(Box<Descriptor>),
+}
+
+async fn copy_image(
+    src: &dyn AsyncImageSource,
+    dst: &dyn AsyncImageDest,
+    raw: RawManifest,
+    m: ImageManifest,
+    jobs: usize,
+    report: &mut CopyReport,
+    progress: &dyn Progress,
+) -> Result<RawManifest> {
+    check_config_size(&m)?;
+    let config_bytes = read_verified(src, &m.config).await?;
+    check_config(&config_bytes, &m, &raw, &src.location())?;
+    let stored_config = dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?;
+    // Each distinct layer once (an image may repeat one).
+    let mut first_index: HashMap<&Digest, usize> = HashMap::new();
+    let distinct: Vec<(usize, &Descriptor)> =
+        m.layers.iter().enumerate().filter(|(i, l)| *first_index.entry(&l.digest).or_insert(*i) == *i).collect();
+    // Up to `jobs` at a time, started in the image's order.
+    let limit = tokio::sync::Semaphore::new(jobs);
+    let moved: Vec<(Digest, Moved)> = distinct
+        .iter()
+        .map(|&(i, layer)| limited(&limit, layer, move_layer(src, dst, i, layer, progress)))
+        .collect::<FuturesOrdered<_>>()
+        .try_collect()
+        .await?;
+    let mut stored: HashMap<Digest, Descriptor> = HashMap::new();
+    for ((digest, how), (_, layer)) in
+        moved.into_iter().zip(m.layers.iter().enumerate().filter(|(i, l)| first_index[&l.digest] == *i))
+    {
+        match how {
+            Moved::Present => {
+                report.blobs_skipped += 1;
+                stored.insert(digest, layer.clone());
+            }
+            Moved::Mounted => {
+                report.blobs_mounted += 1;
+                stored.insert(digest, layer.clone());
+            }
+            Moved::Sent(d) => {
+                report.blobs_copied += 1;
+                report.bytes_copied += layer.size;
+                stored.insert(digest, *d);
+            }
+        }
+    }
+    let stored_layers = m.layers.iter().map(|l| stored[&l.digest].clone()).collect();
+    Ok(stored_manifest(raw, m, stored_config, stored_layers))
+}
+
+/// Runs `work` once `limit` lets it.
+async fn limited(
+    limit: &tokio::sync::Semaphore,
+    layer: &Descriptor,
+    work: impl Future<Output = Result<Moved>>,
+) -> Result<(Digest, Moved)> {
+    let _turn = limit.acquire().await.expect("the semaphore is never closed");
+    Ok((layer.digest.clone(), work.await?))
+}
+
+/// Checks for, mounts or sends one layer.
+async fn move_layer(
+    src: &dyn AsyncImageSource,
+    dst: &dyn AsyncImageDest,
+    index: usize,
+    layer: &Descriptor,
+    progress: &dyn Progress,
+) -> Result<Moved> {
+    if dst.has_blob(layer).await? {
+        progress.blob_skipped(layer);
+        return Ok(Moved::Present);
+    }
+    if let Some(from) = src.registry_repository()
+        && dst.mount_blob(layer, &from).await?
+    {
+        progress.blob_skipped(layer);
+        return Ok(Moved::Mounted);
+    }
+    progress.blob_started(layer);
+    let body = src.blob(layer).await?;
+    let watch = Arc::new(Watch::default());
+    let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)));
+    let mut put = dst.put_blob(layer, BlobKind::Layer(index), stream);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            r = &mut put => break r,
+            _ = tick.tick() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
+        }
+    };
+    progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
+    // A failure that began at the source is reported against the source;
+    // so is a blob the destination found not to verify.
+    if let Some(e) = watch.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(Error::blob_read(&layer.digest, &src.blob_location(layer), e));
+    }
+    let stored = match result {
+        Err(Error::Verify { digest, source, .. }) if digest == layer.digest => {
+            return Err(Error::Verify { digest, location: src.blob_location(layer), source });
+        }
+        other => other?,
+    };
+    progress.blob_done(layer);
+    Ok(Moved::Sent(Box::new(stored)))
+}
+
+/// Reads a small blob whole, verified.
+async fn read_verified(src: &dyn AsyncImageSource, desc: &Descriptor) -> Result<Vec<u8>> {
+    let watch = Arc::new(Watch::default());
+    let mut stream = Checked::new(src.blob(desc).await?, desc, true, Arc::clone(&watch));
+    let mut out = Vec::with_capacity(desc.size as usize);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return Err(Error::blob_read(&desc.digest, &src.blob_location(desc), e)),
+        }
+    }
+    Ok(out)
+}
+
+/// What a [`Checked`] stream saw: bytes so far, and its first failure.
+#[derive(Default)]
+struct Watch {
+    done: AtomicU64,
+    failure: Mutex<Option<io::Error>>,
+}
+
+/// A blob stream that counts what passes, refuses more than the promised
+/// size, and (when asked) checks the digest at the end; its first error is
+/// also kept in the [`Watch`], so the copy can blame the source.
+struct Checked {
+    inner: BlobStream,
+    hasher: Option<Hasher>,
+    expected: Digest,
+    size: u64,
+    seen: u64,
+    ended: bool,
+    watch: Arc<Watch>,
+}
+
+impl Checked {
+    fn new(inner: BlobStream, desc: &Descriptor, hash: bool, watch: Arc<Watch>) -> Self {
+        Checked {
+            inner,
+            hasher: hash.then(|| Hasher::new(desc.digest.algorithm())),
+            expected: desc.digest.clone(),
+            size: desc.size,
+            seen: 0,
+            ended: false,
+            watch,
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<io::Result<Bytes>>> {
+        self.ended = true;
+        let copy = match VerifyError::from_io(&e) {
+            Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
+            None => io::Error::new(e.kind(), e.to_string()),
+        };
+        self.watch.failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(copy);
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn mismatch(&mut self, e: VerifyError) -> Poll<Option<io::Result<Bytes>>> {
+        self.fail(io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl Stream for Checked {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Err(e))) => self.fail(e),
+            Poll::Ready(Some(Ok(b))) => {
+                self.seen += b.len() as u64;
+                if self.seen > self.size {
+                    let (digest, expected, actual) = (self.expected.clone(), self.size, self.seen);
+                    return self.mismatch(VerifyError::SizeMismatch {
+                        digest,
+                        expected,
+                        actual,
+                        truncated_read: false,
+                    });
+                }
+                if let Some(h) = &mut self.hasher {
+                    h.update(&b);
+                }
+                self.watch.done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(None) => {
+                if self.seen != self.size {
+                    let (digest, expected, actual) = (self.expected.clone(), self.size, self.seen);
+                    return self.mismatch(VerifyError::SizeMismatch { digest, expected, actual, truncated_read: true });
+                }
+                if let Some(h) = self.hasher.take() {
+                    let actual = h.finish();
+                    if actual != self.expected {
+                        let expected = self.expected.clone();
+                        return self.mismatch(VerifyError::DigestMismatch { expected, actual });
+                    }
+                }
+                self.ended = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The async seam: [`AsyncImageSource`] and [`AsyncImageDest`], which
+//! [`copy_async`](crate::copy_async) moves images through with several blobs
+//! in flight at once, inside the caller's tokio runtime.
+//!
+//! Every method takes `&self`, so one source and one destination serve all
+//! the concurrent transfers of a copy. Blobs travel as [`BlobStream`]s of
+//! [`Bytes`]. A blocking [`ImageSource`] or [`ImageDest`] (an archive) takes
+//! part through [`Blocking`], which runs it on tokio's blocking pool.
+
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BlobKind, ImageDest, ImageSource};
+use crate::error::{Error, Result};
+use crate::manifest::{Descriptor, RawManifest};
+use crate::reference::Reference;
+
+/// The bytes of a blob, as they arrive. The consumer of a stream handed to
+/// [`AsyncImageDest::put_blob`] has already been wrapped by the copy to
+/// verify it (unless the destination verifies blobs itself).
+pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// Where images are read from, for async programs. See [`ImageSource`] for
+/// the meaning of each method; here they take `&self` and may run
+/// concurrently (several blobs of one image read at once).
+#[async_trait::async_trait]
+pub trait AsyncImageSource: Send + Sync {
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+    /// The manifest (or index) this source designates.
+    async fn top_manifest(&self) -> Result<RawManifest>;
+    /// A manifest by descriptor (a child of an index).
+    async fn manifest(&self, desc: &Descriptor) -> Result<RawManifest>;
+    /// The raw bytes of a blob. The caller verifies them.
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobStream>;
+    /// Where a blob comes from, for error messages.
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        let _ = desc;
+        self.location()
+    }
+    /// The image's own name, when the source records one.
+    fn name_hint(&self) -> Option<Reference> {
+        None
+    }
+    /// The registry repository blobs are read from (for cross-repository mounts).
+    fn registry_repository(&self) -> Option<Reference> {
+        None
+    }
+}
+
+/// Where images are written to, for async programs. Nothing becomes visible
+/// before [`AsyncImageDest::commit`]. See [`ImageDest`].
+#[async_trait::async_trait]
+pub trait AsyncImageDest: Send + Sync {
+    /// A human-readable location, for messages.
+    fn location(&self) -> String;
+    /// Whether the destination can store an index.
+    fn supports_index(&self) -> bool {
+        true
+    }
+    /// Whether blobs may be sent concurrently; `false` (an archive written
+    /// in order) makes a copy send them one at a time, in the image's order.
+    fn concurrent_blobs(&self) -> bool {
+        true
+    }
+    /// Whether [`AsyncImageDest::put_blob`] checks digest and size itself
+    /// (as a layout does while it stages a blob), so the copy need not hash
+    /// the stream a second time.
+    fn verifies_blobs(&self) -> bool {
+        false
+    }
+    /// Whether the blob is already present.
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
+    /// Stores a blob read from `data`; returns what was stored.
+    async fn put_blob(&self, desc: &Descriptor, kind: BlobKind, data: BlobStream) -> Result<Descriptor>;
+    /// Makes a blob present by a cross-repository mount; `Ok(false)` when it
+    /// cannot, and the blob must be sent.
+    async fn mount_blob(&self, desc: &Descriptor, from: &Reference) -> Result<bool> {
+        let _ = (desc, from);
+        Ok(false)
+    }
+    /// Stores a child manifest of an index.
+    async fn put_manifest(&self, manifest: &RawManifest) -> Result<()>;
+    /// Stores the top manifest and makes the image visible.
+    async fn commit(&self, top: &RawManifest) -> Result<()>;
+}
+
+/// Runs blocking work on tokio's blocking pool and awaits it (a panic in it
+/// is resumed here).
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a blocking task was cancelled: {e}"),
+    }
+}
+
+/// How much a blob stream carries per item.
+const CHUNK: usize = 512 << 10;
+
+/// A blob read from a blocking reader on the blocking pool, as a stream.
+/// `open` runs there too (it may borrow from what it captures); its error
+/// is returned here, before any byte.
+pub async fn stream_blocking<F>(open: F) -> Result<BlobStream>
+where
+    F: FnOnce(&mut dyn FnMut(&mut dyn Read)) -> Result<()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+    let (opened_tx, opened_rx) = oneshot::channel::<Result<()>>();
+    tokio::task::spawn_blocking(move || {
+        let mut opened_tx = Some(opened_tx);
+        let mut pump = |r: &mut dyn Read| {
+            if let Some(o) = opened_tx.take() {
+                let _ = o.send(Ok(()));
+            }
+            pump(r, &tx);
+        };
+        if let Err(e) = open(&mut pump)
+            && let Some(o) = opened_tx.take()
+        {
+            let _ = o.send(Err(e));
+        }
+    });
+    match opened_rx.await {
+        Ok(Ok(())) => Ok(receiver_stream(rx)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Io {
+            action: "read",
+            path: "a blob".into(),
+            source: io::Error::other("the reading task ended without a word"),
+        }),
+    }
+}
+
+/// Sends what `r` reads, a chunk at a time, until it ends, fails, or the
+/// receiver is gone.
+fn pump(r: &mut dyn Read, tx: &mpsc::Sender<io::Result<Bytes>>) {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let mut n = 0;
+        // Fill the chunk (fewer, larger items are cheaper downstream).
+        let end = loop {
+            match r.read(&mut buf[n..]) {
+                Ok(0) => break true,
+                Ok(k) => {
+                    n += k;
+                    if n == buf.len() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if n > 0 {
+                        buf.truncate(n);
+                        if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        };
+        if n > 0 {
+            buf.truncate(n);
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+        if end {
+            return;
+        }
+    }
+}
+
+fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> BlobStream {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).fuse())
+}
+
+/// A stream of one buffer.
+pub fn bytes_stream(bytes: impl Into<Bytes>) -> BlobStream {
+    let bytes: Bytes = bytes.into();
+    Box::pin(futures_util::stream::iter((!bytes.is_empty()).then_some(Ok(bytes))))
+}
+
+/// A [`BlobStream`] read as a blocking [`Read`]: for blocking code running
+/// on tokio's blocking pool (never on a runtime worker).
+pub struct StreamReader {
+    stream: BlobStream,
+    buf: Bytes,
+    ended: bool,
+    handle: tokio::runtime::Handle,
+}
+
+impl StreamReader {
+    /// Reads `stream`, driving it on the runtime `handle` belongs to.
+    pub fn new(stream: BlobStream, handle: tokio::runtime::Handle) -> Self {
+        StreamReader { stream, buf: Bytes::new(), ended: false, handle }
+    }
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.handle.block_on(self.stream.next()) {
+                Some(Ok(b)) => self.buf = b,
+                Some(Err(e)) => return Err(e),
+                None => self.ended = true,
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        bytes::Buf::advance(&mut self.buf, n);
+        Ok(n)
+    }
+}
+
+/// A blocking [`ImageSource`] or [`ImageDest`] as an async one: each call
+/// runs on tokio's blocking pool, one at a time (a destination takes its
+/// blobs in order).
+pub struct Blocking<T> {
+    inner: Arc<Mutex<T>>,
+    location: String,
+    name_hint: Option<Reference>,
+    registry_repository: Option<Reference>,
+    supports_index: bool,
+}
+
+impl<T> Blocking<T> {
+    fn lock(inner: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<S: ImageSource + Send + 'static> Blocking<S> {
+    /// Wraps a blocking source.
+    pub fn source(src: S) -> Self {
+        Blocking {
+            location: src.location(),
+            name_hint: src.name_hint(),
+            registry_repository: src.registry_repository(),
+            supports_index: true,
+            inner: Arc::new(Mutex::new(src)),
+        }
+    }
+}
+
+impl<D: ImageDest + Send + 'static> Blocking<D> {
+    /// Wraps a blocking destination.
+    pub fn dest(dst: D) -> Self {
+        Blocking {
+            location: dst.location(),
+            name_hint: None,
+            registry_repository: None,
+            supports_index: dst.supports_index(),
+            inner: Arc::new(Mutex::new(dst)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: ImageSource + Send + 'static> AsyncImageSource for Blocking<S> {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    async fn top_manifest(&self) -> Result<RawManifest> {
+        let inner = Arc::clone(&self.inner);
+        blocking(move || Self::lock(&inner).top_manifest()).await
+    }
+    async fn manifest(&self, desc: &Descriptor) -> Result<RawManifest> {
+        let (inner, desc) = (Arc::clone(&self.inner), desc.clone());
+        blocking(move || Self::lock(&inner).manifest(&desc)).await
+    }
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobStream> {
+        let (inner, desc) = (Arc::clone(&self.inner), desc.clone());
+        stream_blocking(move |pump| {
+            let mut src = Self::lock(&inner);
+            let mut r = src.blob(&desc)?;
+            pump(&mut r);
+            Ok(())
+        })
+        .await
+    }
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        // Asked for messages, after the blob's reader is done with the source.
+        match self.inner.try_lock() {
+            Ok(src) => src.blob_location(desc),
+            Err(_) => self.location.clone(),
+        }
+    }
+    fn name_hint(&self) -> Option<Reference> {
+        self.name_hint.clone()
+    }
+    fn registry_repository(&self) -> Option<Reference> {
+        self.registry_repository.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl<D: ImageDest + Send + 'static> AsyncImageDest for Blocking<D> {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    fn supports_index(&self) -> bool {
+        self.supports_index
+    }
+    fn concurrent_blobs(&self) -> bool {
+        false
+    }
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
+        let (inner, desc) = (Arc::clone(&self.inner), desc.clone());
+        blocking(move || Self::lock(&inner).has_blob(&desc)).await
+    }
+    async fn put_blob(&self, desc: &Descriptor, kind: BlobKind, data: BlobStream) -> Result<Descriptor> {
+        let (inner, desc) = (Arc::clone(&self.inner), desc.clone());
+        let handle = tokio::runtime::Handle::current();
+        blocking(move || Self::lock(&inner).put_blob(&desc, kind, &mut StreamReader::new(data, handle))).await
+    }
+    async fn mount_blob(&self, desc: &Descriptor, from: &Reference) -> Result<bool> {
+        let (inner, desc, from) = (Arc::clone(&self.inner), desc.clone(), from.clone());
+        blocking(move || Self::lock(&inner).mount_blob(&desc, &from)).await
+    }
+    async fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
+        let (inner, m) = (Arc::clone(&self.inner), manifest.clone());
+        blocking(move || Self::lock(&inner).put_manifest(&m)).await
+    }
+    async fn commit(&self, top: &RawManifest) -> Result<()> {
+        let (inner, m) = (Arc::clone(&self.inner), top.clone());
+        blocking(move || Self::lock(&inner).commit(&m)).await
+    }
+}

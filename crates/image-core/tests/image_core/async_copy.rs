@@ -1,0 +1,167 @@
+//! `copy_async` through the async seam inside a tokio runtime: layers in
+//! parallel (and in order for archives), every blob verified, nothing
+//! stored from a copy that failed, archives through `Blocking`, skopeo
+//! reading what it wrote.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cargohold_image_core::{
+    AsyncImageSource, BlobStream, CopyOptions, Descriptor, Error, ImageLocation, NoProgress, RawManifest, Reference,
+    Store, copy_async, open_dest_async, open_source, open_source_async,
+};
+use futures_util::StreamExt;
+
+use crate::support::*;
+
+/// A source that slows every chunk down, counts how many blobs are being
+/// read at once, and may corrupt one blob.
+struct Watched {
+    inner: Box<dyn AsyncImageSource>,
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    corrupt: Option<cargohold_image_core::Digest>,
+}
+
+/// Decrements the in-flight count when the stream it lives in is dropped.
+struct Leaving(Arc<AtomicUsize>);
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncImageSource for Watched {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn top_manifest(&self) -> cargohold_image_core::Result<RawManifest> {
+        self.inner.top_manifest().await
+    }
+    async fn manifest(&self, desc: &Descriptor) -> cargohold_image_core::Result<RawManifest> {
+        self.inner.manifest(desc).await
+    }
+    async fn blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<BlobStream> {
+        let body = self.inner.blob(desc).await?;
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(n, Ordering::SeqCst);
+        let leaving = Arc::new(Leaving(Arc::clone(&self.now)));
+        let corrupt = self.corrupt.as_ref() == Some(&desc.digest);
+        Ok(Box::pin(body.then(move |chunk| {
+            let _alive = Arc::clone(&leaving);
+            async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                chunk.map(|b| {
+                    if corrupt {
+                        let mut v = b.to_vec();
+                        v[0] ^= 0xff;
+                        Bytes::from(v)
+                    } else {
+                        b
+                    }
+                })
+            }
+        })))
+    }
+    fn blob_location(&self, desc: &Descriptor) -> String {
+        self.inner.blob_location(desc)
+    }
+}
+
+fn four_layers() -> Vec<Vec<u8>> {
+    (0..4u8)
+        .map(|i| {
+            let data: Vec<u8> = (0..200_000u32).map(|j| (j.wrapping_mul(2654435761) >> 11) as u8 ^ i).collect();
+            layer_tar(&[(&format!("layer{i}/data"), &data)])
+        })
+        .collect()
+}
+
+async fn watched(layout: &std::path::Path, store: &Store, corrupt: Option<cargohold_image_core::Digest>) -> Watched {
+    let loc = ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap();
+    Watched { inner: open_source_async(&loc, store).await.unwrap(), now: Arc::default(), most: Arc::default(), corrupt }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_move_in_parallel_into_the_store_and_in_order_into_archives() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let built = make_layout(&layout, "v1", &four_layers());
+    let store = Store::open(t.path().join("store")).unwrap();
+
+    // Into the store, four at a time: the reads overlap.
+    let src = watched(&layout, &store, None).await;
+    let dst = open_dest_async(&ImageLocation::parse("app:1").unwrap(), &store, None).await.unwrap();
+    let report = copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    assert_eq!((report.blobs_copied, report.blobs_skipped), (4, 0), "{report:?}");
+    assert_eq!(report.manifest.digest, built.manifest);
+    assert!(src.most.load(Ordering::SeqCst) >= 2, "layers were read one at a time");
+    assert_eq!(src.now.load(Ordering::SeqCst), 0);
+    // The blocking API reads what the async one stored.
+    let mut back = open_source(&ImageLocation::parse("app:1").unwrap(), &store).unwrap();
+    assert_eq!(back.top_manifest().unwrap().digest, built.manifest);
+    assert_eq!(ingest_leftovers(&t.path().join("store")), 0);
+
+    // Again: everything is there, nothing moves.
+    let again = copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    assert_eq!((again.blobs_copied, again.blobs_skipped), (0, 4));
+
+    // With one job, one blob at a time.
+    let one = watched(&layout, &store, None).await;
+    let other =
+        open_dest_async(&ImageLocation::parse("other:1").unwrap(), &Store::open(t.path().join("s2")).unwrap(), None)
+            .await
+            .unwrap();
+    copy_async(&one, other.as_ref(), &CopyOptions::default(), 1, &NoProgress).await.unwrap();
+    assert_eq!(one.most.load(Ordering::SeqCst), 1);
+
+    // A docker archive is written through `Blocking`, one blob at a time,
+    // whatever the jobs; skopeo reads it, and it reads back as the same image.
+    let archive = t.path().join("app.tar");
+    let to_archive = watched(&layout, &store, None).await;
+    let loc = ImageLocation::parse(&format!("docker-archive:{}:app:1", archive.display())).unwrap();
+    let dst = open_dest_async(&loc, &store, None).await.unwrap();
+    assert!(!dst.concurrent_blobs());
+    copy_async(&to_archive, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    drop(dst);
+    assert_eq!(to_archive.most.load(Ordering::SeqCst), 1);
+    let inspect: serde_json::Value = serde_json::from_str(&run(skopeo(t.path())
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", archive.display()))))
+    .unwrap();
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(4), "{inspect}");
+    let from_archive = open_source_async(&loc, &store).await.unwrap();
+    let third = Store::open(t.path().join("s3")).unwrap();
+    let dst = open_dest_async(&ImageLocation::parse("back:1").unwrap(), &third, None).await.unwrap();
+    let report =
+        copy_async(from_archive.as_ref(), dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    assert_eq!(report.blobs_copied, 4);
+    let img = third.resolve("back:1").unwrap();
+    let details = third.details(&img.descriptor, None).unwrap();
+    assert_eq!(details.config.rootfs.diff_ids, built.diff_ids);
+    assert_eq!(from_archive.name_hint(), Some(Reference::parse("app:1").unwrap().pull_reference()));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_corrupt_layer_fails_the_copy_names_the_source_and_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let built = make_layout(&layout, "v1", &four_layers());
+    let store_dir = t.path().join("store");
+    let store = Store::open(&store_dir).unwrap();
+    let before = snapshot(&store_dir);
+
+    let src = watched(&layout, &store, Some(built.layers[2].clone())).await;
+    let dst = open_dest_async(&ImageLocation::parse("app:1").unwrap(), &store, None).await.unwrap();
+    let err = copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    assert!(matches!(err, Error::Verify { ref digest, .. } if *digest == built.layers[2]), "{err:?}");
+    let text = chain(&err);
+    assert!(text.contains(&layout.display().to_string()), "the error does not name the source: {text}");
+    drop(dst);
+    assert_eq!(snapshot(&store_dir), before, "a failed copy changed the store");
+    assert_eq!(ingest_leftovers(&store_dir), 0);
+    assert!(store.resolve("app:1").is_err());
+}
