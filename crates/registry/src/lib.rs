@@ -6,10 +6,15 @@
 //!   tokens per scope), manifests verified against their digest, blobs,
 //!   monolithic and chunked uploads, paginated tags.
 //! - [`Registry`]: a client plus runtime, handing out [`RegistrySource`] and
-//!   [`RegistryDest`] for `copy`; [`pull`], [`push`] and [`sync`] move images
-//!   with layers in parallel. From async code: `Registry::pull_async`,
-//!   `push_async`, `copy_async` and `sync_async` (the blocking calls also work
-//!   inside a runtime, on a helper thread, without panicking).
+//!   [`RegistryDest`], which are `cargohold_image_core`'s async transports
+//!   (`AsyncImageSource`, `AsyncImageDest`) as well as its blocking ones.
+//!   [`pull`], [`push`], [`copy_image`] and [`sync`] move images through the
+//!   one parallel copy, `copy_async` (layers in parallel, the image resolved
+//!   once). From async code the same transfers run on the caller's runtime:
+//!   `Registry::pull_into`, `push_from`, `copy_between`, `sync_images` (and
+//!   the owned-argument `pull_async`, `push_async`, `copy_async`,
+//!   `sync_async`); the blocking calls also work inside a runtime, on a
+//!   helper thread, without panicking.
 //! - TLS per registry (system roots, `certs.d` CAs and client certificates,
 //!   unverified for insecure registries, HTTPS first then plain HTTP where
 //!   allowed), [`RegistriesConf`] (containers-registries.conf v2), and a

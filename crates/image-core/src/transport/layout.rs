@@ -367,12 +367,25 @@ impl AsyncImageDest for LayoutDest {
     }
 
     async fn put_manifest(&self, manifest: &RawManifest) -> Result<()> {
-        // A manifest is small: staged here.
-        self.stage_manifest(manifest)
+        if self.staged(&manifest.digest) {
+            return Ok(());
+        }
+        let (layout, m) = (self.layout.clone(), manifest.clone());
+        let staged = blocking(move || -> Result<Option<StagedBlob>> {
+            if layout.blob_size(&m.digest)?.is_some() {
+                return Ok(None);
+            }
+            layout.stage_blob(&m.digest, Some(m.bytes.len() as u64), &mut &m.bytes[..]).map(Some)
+        })
+        .await?;
+        if let Some(staged) = staged {
+            self.add_staged(staged);
+        }
+        Ok(())
     }
 
     async fn commit(&self, top: &RawManifest) -> Result<()> {
-        self.stage_manifest(top)?;
+        AsyncImageDest::put_manifest(self, top).await?;
         self.record(top);
         if !self.auto_publish {
             return Ok(());
