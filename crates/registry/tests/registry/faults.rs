@@ -236,3 +236,45 @@ fn a_pull_fetches_each_thing_once() {
     assert_eq!(manifests, 1, "{seen:#?}");
     assert_eq!(blobs, layers + 1, "the config and each layer once: {seen:#?}");
 }
+
+/// A pull resolves the image once: one manifest request, one request per
+/// blob (config and each layer), nothing asked twice; a second pull of what
+/// the store holds reads the manifest and config only.
+#[test]
+fn a_pull_asks_for_each_thing_once() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    let direct: Reference = format!("{}/count/app:1", r.addr).parse().unwrap();
+    let pushed = push_layout(&reg, &layout, &store, &direct);
+
+    let proxy = fault_proxy(&r.addr, Vec::new());
+    let via: Reference = format!("{}/count/app:1", proxy.addr).parse().unwrap();
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    let layers = fresh.details(&fresh.resolve(&via.to_string()).unwrap().descriptor, None).unwrap().image.layers;
+    assert_eq!(pulled.blobs_copied, layers.len());
+    let lines = |p: &FaultProxy| -> Vec<String> {
+        let seen = p.seen.lock().unwrap();
+        let lines = seen.iter().map(|h| h.lines().next().unwrap_or_default().to_owned());
+        lines.filter(|l| l != "GET /v2/ HTTP/1.1").collect()
+    };
+    let asked = lines(&proxy);
+    assert_eq!(asked.len(), 2 + layers.len(), "{asked:#?}");
+    assert_eq!(asked.iter().filter(|l| l.starts_with("GET /v2/count/app/manifests/1 ")).count(), 1, "{asked:#?}");
+    for l in &layers {
+        let get = format!("GET /v2/count/app/blobs/{} ", l.digest);
+        assert_eq!(asked.iter().filter(|a| a.starts_with(&get)).count(), 1, "{asked:#?}");
+    }
+
+    // Again, into the same store: every layer is there.
+    let again_proxy = fault_proxy(&r.addr, Vec::new());
+    let via: Reference = format!("{}/count/app:1", again_proxy.addr).parse().unwrap();
+    let again = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!((again.blobs_copied, again.blobs_skipped), (0, layers.len()));
+    let asked = lines(&again_proxy);
+    assert_eq!(asked.len(), 2, "{asked:#?}");
+}
