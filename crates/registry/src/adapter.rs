@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cargohold_image_core::{
-    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, Descriptor, Digest, ImageDest, ImageSource, RawManifest,
-    Reference,
+    AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Descriptor, Digest, ImageDest, ImageSource,
+    RawManifest, Reference,
 };
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
@@ -26,6 +26,25 @@ pub struct Registry {
     /// One lock per blob being pushed (`registry/repository@digest`), so
     /// concurrent pushes sharing layers (a sync of many tags) send each once.
     blob_locks: BlobLocks,
+    /// What this client has seen of blobs: present in a repository (sent,
+    /// mounted or found there), and small configs as read (verified), by
+    /// `registry/repository@digest`. A sync of many tags asks each once.
+    seen: Arc<std::sync::Mutex<Seen>>,
+}
+
+/// See [`Registry::seen`](Registry).
+#[derive(Debug, Default)]
+struct Seen {
+    present: std::collections::HashSet<String>,
+    configs: std::collections::HashMap<String, Bytes>,
+    config_bytes: usize,
+}
+
+/// At most this much config is kept.
+const CONFIG_CACHE: usize = 16 << 20;
+
+fn blob_key(r: &Reference, digest: &Digest) -> String {
+    format!("{}/{}@{digest}", r.registry(), r.repository())
 }
 
 type BlobLocks = Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
@@ -65,6 +84,7 @@ impl Registry {
             client: Arc::new(RegistryClient::new(opts)?),
             found: Arc::default(),
             blob_locks: Arc::default(),
+            seen: Arc::default(),
         })
     }
 
@@ -116,7 +136,6 @@ impl Registry {
             endpoint: std::sync::Mutex::new(endpoint),
             top: std::sync::Mutex::default(),
             manifests: std::sync::Mutex::default(),
-            configs: std::sync::Mutex::default(),
         }
     }
 
@@ -177,8 +196,6 @@ pub struct RegistrySource {
     endpoint: std::sync::Mutex<Option<Reference>>,
     top: std::sync::Mutex<Option<RawManifest>>,
     manifests: std::sync::Mutex<Vec<RawManifest>>,
-    /// Configs (small, and read twice by a pull): digest and bytes.
-    configs: std::sync::Mutex<Vec<(Digest, Bytes)>>,
 }
 
 fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -253,11 +270,12 @@ impl AsyncImageSource for RegistrySource {
 
     async fn blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<BlobStream> {
         use cargohold_image_core::media_type as mt;
-        if let Some((_, bytes)) = locked(&self.configs).iter().find(|(d, _)| *d == desc.digest) {
-            return Ok(cargohold_image_core::bytes_stream(bytes.clone()));
-        }
         let is_config = desc.media_type == mt::OCI_CONFIG || desc.media_type == mt::DOCKER_CONFIG;
         let r = &self.endpoint().await?;
+        let key = blob_key(r, &desc.digest);
+        if let Some(bytes) = locked(&self.reg.seen).configs.get(&key) {
+            return Ok(cargohold_image_core::bytes_stream(bytes.clone()));
+        }
         let client = Arc::clone(&self.reg.client);
         let mut stream = client
             .get_blob(r.registry(), r.repository(), desc)
@@ -279,7 +297,14 @@ impl AsyncImageSource for RegistrySource {
                 }
             }
             let bytes = Bytes::from(bytes);
-            locked(&self.configs).push((desc.digest.clone(), bytes.clone()));
+            // Kept only when it verifies (each reader checks it anyway).
+            if desc.digest.same_algorithm_of(&bytes) == desc.digest {
+                let mut seen = locked(&self.reg.seen);
+                if seen.config_bytes + bytes.len() <= CONFIG_CACHE {
+                    seen.config_bytes += bytes.len();
+                    seen.configs.insert(key, bytes.clone());
+                }
+            }
             return Ok(cargohold_image_core::bytes_stream(bytes));
         }
         // Fused: a reader may ask again after the end.
@@ -428,15 +453,34 @@ impl AsyncImageDest for RegistryDest {
     async fn has_blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
         self.check()?;
         let r = &self.reference;
-        self.reg
+        let key = blob_key(r, &desc.digest);
+        if locked(&self.reg.seen).present.contains(&key) {
+            return Ok(true);
+        }
+        let there = self
+            .reg
             .client
             .has_blob(r.registry(), r.repository(), &desc.digest)
             .await
-            .map_err(|e| remote("check for a blob at", r, e))
+            .map_err(|e| remote("check for a blob at", r, e))?;
+        if there {
+            locked(&self.reg.seen).present.insert(key);
+        }
+        Ok(there)
     }
 
-    /// Concurrent pushes sharing a blob (a sync of many tags) take its lock
-    /// in turn: the first sends it, the others find it there.
+    /// Concurrent copies sharing a blob (a sync of many tags) take its lock
+    /// in turn: the first sends it, the others find it there (and never
+    /// open it at their source).
+    async fn claim_blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<Option<BlobClaim>> {
+        let lock = self.reg.blob_lock(&self.reference, &desc.digest);
+        let turn = lock.lock_owned().await;
+        if !locked(&self.pending).contains_key(&desc.digest) && AsyncImageDest::has_blob(self, desc).await? {
+            return Ok(None);
+        }
+        Ok(Some(BlobClaim::holding(turn)))
+    }
+
     async fn put_blob(
         &self,
         desc: &Descriptor,
@@ -444,14 +488,9 @@ impl AsyncImageDest for RegistryDest {
         data: BlobStream,
     ) -> cargohold_image_core::Result<Descriptor> {
         self.check()?;
-        let lock = self.reg.blob_lock(&self.reference, &desc.digest);
-        let _sending = lock.lock().await;
         let r = &self.reference;
         let fail = |e| remote(format!("upload blob {} to", desc.digest), r, e);
         let pending = locked(&self.pending).remove(&desc.digest);
-        if pending.is_none() && AsyncImageDest::has_blob(self, desc).await? {
-            return Ok(desc.clone());
-        }
         let client = &self.reg.client;
         let up = match pending {
             Some(up) => up,
@@ -463,6 +502,7 @@ impl AsyncImageDest for RegistryDest {
             // that fails (or does not verify) aborts the request.
             let up = client.upload_streamed(up, reqwest::Body::wrap_stream(data), desc.size).await.map_err(fail)?;
             client.finish_upload(up, &desc.digest, Vec::new()).await.map_err(fail)?;
+            self.sent(desc);
             return Ok(desc.clone());
         }
         let chunk = if configured == 0 { SMALL_BLOB as usize } else { configured };
@@ -470,6 +510,7 @@ impl AsyncImageDest for RegistryDest {
             StreamFailure::Read(e) => cargohold_image_core::Error::blob_read(&desc.digest, "the source", e),
             StreamFailure::Registry(e) => fail(e),
         })?;
+        self.sent(desc);
         Ok(desc.clone())
     }
 
@@ -486,7 +527,10 @@ impl AsyncImageDest for RegistryDest {
                 .await
                 .map_err(|e| remote(format!("mount blob {} from {} into", desc.digest, from.repository()), r, e))?;
         match mounted {
-            None => Ok(true),
+            None => {
+                self.sent(desc);
+                Ok(true)
+            }
             Some(up) => {
                 locked(&self.pending).insert(desc.digest.clone(), up);
                 Ok(false)
@@ -537,6 +581,11 @@ impl ImageDest for RegistryDest {
         kind: BlobKind,
         data: &mut dyn Read,
     ) -> cargohold_image_core::Result<Descriptor> {
+        // Nothing to send when it is there (a config the blocking copy
+        // always offers).
+        if !locked(&self.pending).contains_key(&desc.digest) && ImageDest::has_blob(self, desc)? {
+            return Ok(desc.clone());
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
         let stream: BlobStream = Box::pin(
             futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).fuse(),
@@ -667,6 +716,11 @@ async fn upload_chunked(
 }
 
 impl RegistryDest {
+    /// Records a blob as present here (sent or mounted).
+    fn sent(&self, desc: &Descriptor) {
+        locked(&self.reg.seen).present.insert(blob_key(&self.reference, &desc.digest));
+    }
+
     /// Refuses every operation on a blocked registry.
     fn check(&self) -> cargohold_image_core::Result<()> {
         match &self.refused {
@@ -684,7 +738,16 @@ impl RegistryDest {
     async fn push_manifest(&self, reference: &str, m: &RawManifest) -> Result<()> {
         let r = &self.reference;
         let client = &self.reg.client;
-        let processed = client.put_manifest(r.registry(), r.repository(), reference, m).await?;
+        let processed = match client.put_manifest(r.registry(), r.repository(), reference, m).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Perhaps a blob taken as present was deleted meanwhile: ask
+                // the registry again next time.
+                let prefix = format!("{}/{}@", r.registry(), r.repository());
+                locked(&self.reg.seen).present.retain(|k| !k.starts_with(&prefix));
+                return Err(e);
+            }
+        };
         if processed {
             return Ok(());
         }

@@ -84,7 +84,10 @@ async fn copy_image(
     check_config_size(&m)?;
     let config_bytes = read_verified(src, &m.config).await?;
     check_config(&config_bytes, &m, &raw, &src.location())?;
-    let stored_config = dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?;
+    let stored_config = match dst.claim_blob(&m.config).await? {
+        None => m.config.clone(),
+        Some(_claim) => dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?,
+    };
     // Each distinct layer once (an image may repeat one).
     let mut first_index: HashMap<&Digest, usize> = HashMap::new();
     let distinct: Vec<(usize, &Descriptor)> =
@@ -149,6 +152,11 @@ async fn move_layer(
         progress.blob_skipped(layer);
         return Ok(Moved::Mounted);
     }
+    // Another copy may be sending it: wait for it, and find it there.
+    let Some(_claim) = dst.claim_blob(layer).await? else {
+        progress.blob_skipped(layer);
+        return Ok(Moved::Present);
+    };
     progress.blob_started(layer);
     let body = src.blob(layer).await?;
     let watch = Arc::new(Watch::default());

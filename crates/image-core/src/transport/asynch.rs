@@ -76,6 +76,16 @@ pub trait AsyncImageDest: Send + Sync {
     }
     /// Whether the blob is already present.
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
+    /// Called before a blob's bytes are asked of the source: a destination
+    /// several copies write at once (a sync of many tags) may wait here
+    /// until no other copy is sending the same blob, then answer `None` when
+    /// the blob turned out to be present, so it is neither read nor sent.
+    /// Otherwise the claim is held until [`AsyncImageDest::put_blob`]
+    /// returns. The default claims nothing and never waits.
+    async fn claim_blob(&self, desc: &Descriptor) -> Result<Option<BlobClaim>> {
+        let _ = desc;
+        Ok(Some(BlobClaim::default()))
+    }
     /// Stores a blob read from `data`; returns what was stored.
     async fn put_blob(&self, desc: &Descriptor, kind: BlobKind, data: BlobStream) -> Result<Descriptor>;
     /// Makes a blob present by a cross-repository mount; `Ok(false)` when it
@@ -88,6 +98,24 @@ pub trait AsyncImageDest: Send + Sync {
     async fn put_manifest(&self, manifest: &RawManifest) -> Result<()>;
     /// Stores the top manifest and makes the image visible.
     async fn commit(&self, top: &RawManifest) -> Result<()>;
+}
+
+/// The right to send one blob, from [`AsyncImageDest::claim_blob`]; held
+/// (it may hold a lock) until the blob is stored, dropped after.
+#[derive(Default)]
+pub struct BlobClaim(Option<Box<dyn Send + Sync>>);
+
+impl BlobClaim {
+    /// A claim that holds `guard` (a lock guard) for as long as it lives.
+    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
+        BlobClaim(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for BlobClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "BlobClaim(held)" } else { "BlobClaim" })
+    }
 }
 
 /// Runs blocking work on tokio's blocking pool and awaits it (a panic in it

@@ -17,7 +17,9 @@ use crate::manifest::{Descriptor, RawManifest};
 use crate::reference::Reference;
 
 pub(crate) use asynch::blocking;
-pub use asynch::{AsyncImageDest, AsyncImageSource, BlobStream, Blocking, StreamReader, bytes_stream, stream_blocking};
+pub use asynch::{
+    AsyncImageDest, AsyncImageSource, BlobClaim, BlobStream, Blocking, StreamReader, bytes_stream, stream_blocking,
+};
 pub(crate) use files::{DirFiles, Files, TarIndex};
 pub(crate) use layout::read_index;
 pub use layout::{LayoutDest, LayoutSource};
