@@ -111,15 +111,18 @@ pub enum Command {
         after_help = "Examples:\n  cargohold copy oci:./layout:1.0 myapp:1.0\n  cargohold copy myapp:1.0 docker-archive:myapp.tar\n  cargohold copy myapp:1.0 oci-archive:myapp-oci.tar:1.0"
     )]
     Copy(CopyArgs),
-    /// Copy many images: all tags (or a list or glob of them) of repositories, between registries and OCI layouts.
+    /// Copy many images: all tags (or a list or glob of them) of repositories, between registries, OCI layouts and directories.
     #[command(
         long_about = "Copy many images, as skopeo sync does: SOURCE is a repository (all its tags, or the tags --tag \
-                      selects; REPO:TAG for one), an OCI layout directory (--src oci: all its tags) or a skopeo sync \
-                      YAML file (--src yaml). Each image goes to DESTINATION/NAME:TAG, NAME being the repository's \
-                      last component (with --scoped, its whole path including the registry): a repository prefix \
-                      with --dest docker, a directory of OCI layouts (one per repository) with --dest oci. An image \
-                      the destination already holds moves nothing; otherwise only the blobs it lacks move.",
-        after_help = "Examples:\n  cargohold sync registry.example/team/app localhost:5000/mirror\n  cargohold sync --tag '1.*' registry.example/team/app localhost:5000/mirror\n  cargohold sync --src yaml sync.yaml localhost:5000/mirror\n  cargohold sync --dest oci localhost:5000/team/app ./layouts"
+                      selects; REPO:TAG for one), an OCI layout directory (--src oci: all its tags), a directory of \
+                      dir: images (--src dir: one image, or every NAME:TAG image directory below it, as skopeo sync \
+                      --dest dir writes them) or a skopeo sync YAML file (--src yaml). Each image goes to \
+                      DESTINATION/NAME:TAG, NAME being the repository's last component (with --scoped, its whole \
+                      path including the registry): a repository prefix with --dest docker, a directory of OCI \
+                      layouts (one per repository) with --dest oci, a directory of dir: images (one per tag, as \
+                      skopeo) with --dest dir. An image the destination already holds moves nothing; otherwise only \
+                      the blobs it lacks move.",
+        after_help = "Examples:\n  cargohold sync registry.example/team/app localhost:5000/mirror\n  cargohold sync --tag '1.*' registry.example/team/app localhost:5000/mirror\n  cargohold sync --src yaml sync.yaml localhost:5000/mirror\n  cargohold sync --dest oci localhost:5000/team/app ./layouts\n  cargohold sync --dest dir localhost:5000/team/app ./images"
     )]
     Sync(SyncArgs),
     /// Run a registry (the OCI distribution API) over a directory.
@@ -835,6 +838,8 @@ pub enum SyncSource {
     Docker,
     /// An OCI layout directory (every tag in its index).
     Oci,
+    /// A `dir:` image directory, or a directory with `NAME:TAG` image directories below it.
+    Dir,
     /// A skopeo sync YAML file.
     Yaml,
 }
@@ -846,6 +851,8 @@ pub enum SyncDest {
     Docker,
     /// A directory of OCI layouts, one per repository.
     Oci,
+    /// A directory of `dir:` images, `NAME:TAG` each (skopeo's `--dest dir`).
+    Dir,
 }
 
 #[derive(Debug, Args)]
@@ -856,7 +863,7 @@ pub struct SyncArgs {
     /// What DESTINATION is.
     #[arg(long = "dest", value_enum, default_value = "docker")]
     pub dest: SyncDest,
-    /// The repository, layout directory or YAML file.
+    /// The repository, layout directory, image directory or YAML file.
     pub source: String,
     /// The registry prefix or directory.
     pub destination: String,

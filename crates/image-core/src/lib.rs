@@ -74,6 +74,6 @@ pub use reference::{
 };
 pub use store::{ArchiveFormat, LoadedImage, NewLayer, Store, StoreImage};
 pub use transport::{
-    AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Blocking, ImageDest, ImageLocation, ImageSource,
-    LayoutDest, LayoutSource, StreamReader, bytes_stream, stream_blocking,
+    AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Blocking, DirDest, ImageDest, ImageLocation,
+    ImageSource, LayoutDest, LayoutSource, StreamReader, bytes_stream, stream_blocking,
 };

@@ -8,8 +8,8 @@ use crate::layout::OciLayout;
 use crate::reference::Reference;
 use crate::store::Store;
 use crate::transport::{
-    AsyncImageDest, AsyncImageSource, Blocking, DirFiles, ImageDest, ImageLocation, ImageSource, LayoutDest,
-    LayoutSource, TarIndex, blocking,
+    AsyncImageDest, AsyncImageSource, Blocking, DirDest, DirFiles, ImageDest, ImageLocation, ImageSource, LayoutDest,
+    LayoutSource, TarIndex, blocking, open_dir_source,
 };
 
 fn registry_transport(r: &str) -> Error {
@@ -33,6 +33,7 @@ fn open_any_source(loc: &ImageLocation, store: &Store) -> Result<Opened> {
             Opened::Layout(LayoutSource::by_tag(DirFiles(path.clone()), loc.to_string(), tag.as_deref())?)
         }
         ImageLocation::OciArchive { path, tag } => Opened::Layout(open_oci_archive(path, tag.as_deref())?),
+        ImageLocation::Dir(path) => Opened::Layout(open_dir_source(path, loc.to_string())?),
         ImageLocation::DockerArchive { path, reference } => {
             let archive = DockerArchive::open(path)?;
             let i = archive.select(reference.as_deref())?;
@@ -47,6 +48,7 @@ enum OpenedDest {
     Layout(LayoutDest),
     OciArchive(OciArchiveDest),
     DockerArchive(Box<DockerArchiveDest>),
+    Dir(DirDest),
 }
 
 fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<OpenedDest> {
@@ -69,6 +71,7 @@ fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Referenc
             };
             OpenedDest::DockerArchive(Box::new(DockerArchiveDest::create(path, tags)?))
         }
+        ImageLocation::Dir(path) => OpenedDest::Dir(DirDest::create(path)?),
         ImageLocation::Docker(r) => return Err(registry_transport(r)),
     })
 }
@@ -88,6 +91,7 @@ pub fn open_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Referenc
         OpenedDest::Layout(d) => Box::new(d),
         OpenedDest::OciArchive(d) => Box::new(d),
         OpenedDest::DockerArchive(d) => d,
+        OpenedDest::Dir(d) => Box::new(d),
     })
 }
 
@@ -116,6 +120,7 @@ pub async fn open_dest_async(
         OpenedDest::Layout(d) => Box::new(d),
         OpenedDest::OciArchive(d) => Box::new(Blocking::dest(d)),
         OpenedDest::DockerArchive(d) => Box::new(Blocking::dest(*d)),
+        OpenedDest::Dir(d) => Box::new(Blocking::dest(d)),
     })
 }
 

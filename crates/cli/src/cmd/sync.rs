@@ -34,12 +34,14 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
             Some((probe.registry().to_owned(), args.destination.trim_end_matches('/').to_owned()))
         }
-        SyncDest::Oci => None,
+        SyncDest::Oci | SyncDest::Dir => None,
     };
     let mut creds = Vec::new();
     let mut insecure = Vec::new();
     let mut repos: Vec<Repo> = Vec::new();
     let mut layouts: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    // `dir:` images: (directory, name, tag).
+    let mut dirs: Vec<(PathBuf, String, String)> = Vec::new();
     match args.src {
         SyncSource::Docker => {
             let r = Reference::parse(&args.source)?;
@@ -70,6 +72,17 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
                 }
                 for (repository, tags) in reg.images {
                     repos.push(Repo { registry: reg.registry.clone(), repository, tags });
+                }
+            }
+        }
+        SyncSource::Dir => {
+            if args.src_creds.is_some() {
+                bail!("--src-creds is for a registry source, and {} is a directory", args.source);
+            }
+            let root = PathBuf::from(&args.source);
+            for (dir, name, tag) in dir_images(&root)? {
+                if globs.as_ref().is_none_or(|g| !g.select(std::slice::from_ref(&tag)).unwrap_or_default().is_empty()) {
+                    dirs.push((dir, name, tag));
                 }
             }
         }
@@ -105,7 +118,10 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         let sep = if tag.contains(':') { '@' } else { ':' };
         Ok(match &dest_prefix {
             Some((_, prefix)) => ImageLocation::Docker(format!("{prefix}/{name}{sep}{tag}")),
-            None if sep == '@' => bail!("{name}@{tag}: an OCI layout destination needs tags, not digests"),
+            None if sep == '@' => bail!("{name}@{tag}: a directory destination needs tags, not digests"),
+            None if args.dest == SyncDest::Dir => {
+                ImageLocation::Dir(PathBuf::from(&args.destination).join(format!("{name}:{tag}")))
+            }
             None => ImageLocation::Oci { path: PathBuf::from(&args.destination).join(name), tag: Some(tag.to_owned()) },
         })
     };
@@ -142,6 +158,9 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
                 destination: destination(&name, tag)?,
             });
         }
+    }
+    for (dir, name, tag) in &dirs {
+        images.push(SyncImage { source: ImageLocation::Dir(dir.clone()), destination: destination(name, tag)? });
     }
     if args.dry_run {
         if args.out.json {
@@ -207,4 +226,57 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         output::line(format!("{copied} copied, {current} up to date, {failed} failed"))?;
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The `dir:` images at or below `root` (skopeo sync's `--src dir`): a
+/// directory with a `version` file is an image, named by its path below
+/// `root` (`team/app:1` is repository `team/app`, tag `1`; no tag is
+/// `latest`); `root` itself by its own name. Symbolic links are not
+/// followed; the walk stops 16 levels down.
+fn dir_images(root: &std::path::Path) -> Result<Vec<(PathBuf, String, String)>> {
+    fn name_tag(rel: &str) -> (String, String) {
+        let (dir, last) = rel.rsplit_once('/').map_or(("", rel), |(d, l)| (d, l));
+        let (repo, tag) = last.rsplit_once(':').map_or((last, "latest"), |(r, t)| (r, t));
+        let name = if dir.is_empty() { repo.to_owned() } else { format!("{dir}/{repo}") };
+        (name, tag.to_owned())
+    }
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        depth: usize,
+        out: &mut Vec<(PathBuf, String, String)>,
+    ) -> Result<()> {
+        if dir.join("version").is_file() {
+            let rel = dir.strip_prefix(root).unwrap_or(dir).to_string_lossy().into_owned();
+            let (name, tag) = name_tag(&rel);
+            out.push((dir.to_path_buf(), name, tag));
+            return Ok(());
+        }
+        if depth == 0 {
+            return Ok(());
+        }
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            if e.file_type().with_context(|| format!("cannot stat {}", e.path().display()))?.is_dir() {
+                walk(root, &e.path(), depth - 1, out)?;
+            }
+        }
+        Ok(())
+    }
+    if root.join("version").is_file() {
+        let base = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let last = base.file_name().and_then(|n| n.to_str()).unwrap_or("image");
+        let (name, tag) = name_tag(last);
+        return Ok(vec![(root.to_path_buf(), name, tag)]);
+    }
+    let mut out = Vec::new();
+    walk(root, root, 16, &mut out)?;
+    if out.is_empty() {
+        bail!("{} holds no dir: image (a directory with a version file, as skopeo writes them)", root.display());
+    }
+    Ok(out)
 }

@@ -328,3 +328,80 @@ fn sync_all_tags_globs_yaml_and_layouts_incrementally() {
     let out = ch(&store, &["sync", "--src", "yaml", bad.to_str().unwrap(), &format!("{}/x", b.1)]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad.yaml"), "{out:?}");
 }
+
+/// skopeo's `dir:` transport: `sync --dest dir` writes what skopeo reads,
+/// `sync --src dir` reads what `skopeo sync --dest dir` wrote, a second sync
+/// moves nothing, `copy` takes `dir:` both ways, and a directory that is not
+/// an image is neither read nor written into.
+#[test]
+fn sync_and_copy_through_skopeo_dir_images() {
+    let (a, b) = (registry(), registry());
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    for tag in ["1.0", "2.0"] {
+        ok(&store, &["push", "app:1", &format!("{}/team/app:{tag}", a.1)]);
+    }
+    let src = format!("{}/team/app", a.1);
+
+    // Ours -> dir images -> skopeo.
+    let ours = t.path().join("ours");
+    let first = json(&store, &["sync", "--dest", "dir", &src, ours.to_str().unwrap(), "--json"]);
+    assert_eq!(first["copied"], 2, "{first}");
+    assert_eq!(std::fs::read_to_string(ours.join("app:1.0/version")).unwrap(), "Directory Transport Version: 1.1\n");
+    let inspect: Value = serde_json::from_str(&run(skopeo(t.path())
+        .arg("inspect")
+        .arg(format!("dir:{}", ours.join("app:2.0").display()))))
+    .unwrap();
+    let pushed = json(&store, &["inspect", &format!("docker://{src}:2.0"), "--json"]);
+    assert_eq!(inspect["Digest"], pushed["digest"], "{inspect}\n{pushed}");
+    let again = json(&store, &["sync", "--dest", "dir", &src, ours.to_str().unwrap(), "--json"]);
+    assert_eq!(again["up_to_date"], 2, "{again}");
+    run(skopeo(t.path())
+        .arg("copy")
+        .arg(format!("dir:{}", ours.join("app:1.0").display()))
+        .arg(format!("oci:{}:x", t.path().join("via-skopeo").display())));
+
+    // skopeo -> dir images -> ours -> a registry, by NAME:TAG.
+    let theirs = t.path().join("theirs");
+    run(skopeo(t.path())
+        .args(["sync", "--src", "docker", "--dest", "dir", "--src-tls-verify=false", &src])
+        .arg(&theirs));
+    let back = json(&store, &["sync", "--src", "dir", theirs.to_str().unwrap(), &format!("{}/back", b.1), "--json"]);
+    assert_eq!((back["copied"].as_u64(), back["failed"].as_u64()), (Some(2), Some(0)), "{back}");
+    let tags = json(&store, &["tags", &format!("{}/back/app", b.1), "--json"]);
+    let mut tags: Vec<&str> = tags["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["1.0", "2.0"]);
+    // One image directory alone, with a tag glob that leaves it out.
+    let one = json(
+        &store,
+        &["sync", "--src", "dir", theirs.join("app:1.0").to_str().unwrap(), &format!("{}/one", b.1), "--json"],
+    );
+    assert_eq!(one["copied"], 1, "{one}");
+    let none = json(
+        &store,
+        &["sync", "--src", "dir", "--tag", "3.*", theirs.to_str().unwrap(), &format!("{}/none", b.1), "--json"],
+    );
+    assert_eq!(none["copied"], 0, "{none}");
+
+    // copy dir: <-> the store.
+    let copied = json(&store, &["copy", &format!("dir:{}", theirs.join("app:2.0").display()), "fromdir:1", "--json"]);
+    assert_eq!(copied["manifest"]["digest"], pushed["digest"], "{copied}");
+    let out_dir = t.path().join("out");
+    ok(&store, &["copy", "fromdir:1", &format!("dir:{}", out_dir.display())]);
+    run(skopeo(t.path()).arg("inspect").arg(format!("dir:{}", out_dir.display())));
+
+    // Not an image: refused by name, nothing written or changed.
+    let junk = t.path().join("junk");
+    std::fs::create_dir(&junk).unwrap();
+    std::fs::write(junk.join("notes.txt"), "mine").unwrap();
+    let out = ch(&store, &["copy", "fromdir:1", &format!("dir:{}", junk.display())]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&junk.display().to_string()), "{err}");
+    assert_eq!(std::fs::read_dir(&junk).unwrap().count(), 1);
+    let out = ch(&store, &["copy", &format!("dir:{}", junk.display()), "x:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no version file"), "{err}");
+}

@@ -2,9 +2,10 @@
 //! that [`copy`](crate::copy()) moves images through.
 //!
 //! Location syntax is skopeo's: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
-//! `docker-archive:FILE[:REF]`, `docker://REF`; a bare name means the local store.
+//! `docker-archive:FILE[:REF]`, `dir:DIR`, `docker://REF`; a bare name means the local store.
 
 mod asynch;
+mod dir;
 mod files;
 mod layout;
 
@@ -20,6 +21,8 @@ pub(crate) use asynch::blocking;
 pub use asynch::{
     AsyncImageDest, AsyncImageSource, BlobClaim, BlobStream, Blocking, StreamReader, bytes_stream, stream_blocking,
 };
+pub use dir::DirDest;
+pub(crate) use dir::open_dir_source;
 pub(crate) use files::{DirFiles, Files, TarIndex};
 pub(crate) use layout::read_index;
 pub use layout::{LayoutDest, LayoutSource};
@@ -164,6 +167,8 @@ pub enum ImageLocation {
     },
     /// `docker://REF`, handled by the registry client.
     Docker(String),
+    /// `dir:DIR`: one image in a directory, as skopeo's `dir:` transport.
+    Dir(PathBuf),
 }
 
 impl ImageLocation {
@@ -183,6 +188,12 @@ impl ImageLocation {
                 return Err(bad("no reference after docker://"));
             }
             return Ok(ImageLocation::Docker(rest.into()));
+        }
+        if let Some(rest) = input.strip_prefix("dir:") {
+            if rest.is_empty() {
+                return Err(bad("no path after dir:"));
+            }
+            return Ok(ImageLocation::Dir(PathBuf::from(rest)));
         }
         let (transport, rest) = match input.split_once(':') {
             Some((t @ ("oci" | "oci-archive" | "docker-archive"), rest)) => (t, rest),
@@ -220,6 +231,7 @@ impl fmt::Display for ImageLocation {
             ImageLocation::OciArchive { path, tag } => with(f, "oci-archive", path, tag),
             ImageLocation::DockerArchive { path, reference } => with(f, "docker-archive", path, reference),
             ImageLocation::Docker(r) => write!(f, "docker://{r}"),
+            ImageLocation::Dir(p) => write!(f, "dir:{}", p.display()),
         }
     }
 }
@@ -248,9 +260,11 @@ mod tests {
         );
         assert_eq!(ImageLocation::parse("busybox:1").unwrap(), ImageLocation::Store("busybox:1".into()));
         assert_eq!(ImageLocation::parse("localhost:5000/x").unwrap(), ImageLocation::Store("localhost:5000/x".into()));
+        assert_eq!(ImageLocation::parse("dir:/tmp/a:1").unwrap(), ImageLocation::Dir("/tmp/a:1".into()));
+        assert!(ImageLocation::parse("dir:").is_err());
         assert!(ImageLocation::parse("oci:").is_err());
         assert!(ImageLocation::parse("docker://").is_err());
-        for s in ["oci:/tmp/x:latest", "docker-archive:a.tar:b:1", "docker://x/y"] {
+        for s in ["oci:/tmp/x:latest", "docker-archive:a.tar:b:1", "docker://x/y", "dir:/tmp/d"] {
             assert_eq!(ImageLocation::parse(s).unwrap().to_string(), s);
         }
     }
