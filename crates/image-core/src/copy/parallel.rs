@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
@@ -162,12 +161,12 @@ async fn move_layer(
     let watch = Arc::new(Watch::default());
     let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)));
     let mut put = dst.put_blob(layer, BlobKind::Layer(index), stream);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Progress as the stream passes each step (no timer: the caller's
+    // runtime need not have one).
     let result = loop {
         tokio::select! {
             r = &mut put => break r,
-            _ = tick.tick() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
+            () = watch.moved.notified() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
         }
     };
     progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
@@ -205,7 +204,12 @@ async fn read_verified(src: &dyn AsyncImageSource, desc: &Descriptor) -> Result<
 struct Watch {
     done: AtomicU64,
     failure: Mutex<Option<io::Error>>,
+    /// Signalled every [`PROGRESS_STEP`] bytes.
+    moved: tokio::sync::Notify,
 }
+
+/// How often a transfer reports progress.
+const PROGRESS_STEP: u64 = 1 << 20;
 
 /// A blob stream that counts what passes, refuses more than the promised
 /// size, and (when asked) checks the digest at the end; its first error is
@@ -272,7 +276,10 @@ impl Stream for Checked {
                 if let Some(h) = &mut self.hasher {
                     h.update(&b);
                 }
-                self.watch.done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                let before = self.watch.done.fetch_add(b.len() as u64, Ordering::Relaxed);
+                if before / PROGRESS_STEP != (before + b.len() as u64) / PROGRESS_STEP {
+                    self.watch.moved.notify_one();
+                }
                 Poll::Ready(Some(Ok(b)))
             }
             Poll::Ready(None) => {
