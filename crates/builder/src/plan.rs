@@ -175,12 +175,18 @@ pub enum RunMount {
         /// `size=` in bytes, if given.
         size: Option<u64>,
     },
-    /// `type=bind` from the build context, read-only.
+    /// `type=bind`: a directory or file of the build context, an earlier
+    /// stage, an image or a named context (`from=`), read-only unless
+    /// `rw` (then what the step writes there is thrown away after it).
     Bind {
-        /// The path in the context.
+        /// Where it comes from (`from=`; the build context by default).
+        from: CopySource,
+        /// The path in it.
         source: String,
         /// Where in the container.
         target: String,
+        /// `rw`: writable, the writes discarded.
+        readwrite: bool,
     },
     /// `type=secret`: a secret of the build (`build --secret id=...`),
     /// never in a layer, the history or a cache key.
@@ -212,7 +218,7 @@ fn bool_flag(i: &Instruction, name: &str) -> Result<bool, String> {
 
 /// Parses one `--mount` value (`type=cache,target=/x,...`): every key known,
 /// or an error saying which is not.
-fn parse_mount(value: &str) -> Result<RunMount, String> {
+fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> Result<CopySource, String>) -> Result<RunMount, String> {
     let mut kv: Vec<(String, Option<String>)> = Vec::new();
     for part in value.split(',').filter(|p| !p.is_empty()) {
         let (k, v) = match part.split_once('=') {
@@ -243,7 +249,9 @@ fn parse_mount(value: &str) -> Result<RunMount, String> {
     let allowed: &[&str] = match kind.as_str() {
         "cache" => &["type", "id", "target", "dst", "destination", "sharing", "mode", "uid", "gid", "ro", "readonly"],
         "tmpfs" => &["type", "target", "dst", "destination", "size"],
-        "bind" => &["type", "source", "src", "target", "dst", "destination", "ro", "readonly"],
+        "bind" => {
+            &["type", "from", "source", "src", "target", "dst", "destination", "ro", "readonly", "rw", "readwrite"]
+        }
         "secret" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
         "ssh" => return Err("type=ssh is not supported by cargohold build yet".into()),
         other => return Err(format!("type={other}: not a mount type (cache, tmpfs, bind, secret)")),
@@ -281,12 +289,16 @@ fn parse_mount(value: &str) -> Result<RunMount, String> {
             },
         },
         "bind" => {
-            if get(&["ro", "readonly"]).is_some() && !flag(&["ro", "readonly"])? {
-                return Err("read-write bind mounts are not supported by cargohold build yet".into());
-            }
+            let readwrite =
+                flag(&["rw", "readwrite"])? || (get(&["ro", "readonly"]).is_some() && !flag(&["ro", "readonly"])?);
             RunMount::Bind {
+                from: match get(&["from"]).flatten() {
+                    None => CopySource::Context,
+                    Some(f) => resolve_from(&f)?,
+                },
                 source: get(&["source", "src"]).flatten().unwrap_or_else(|| ".".into()),
                 target: absolute(target.ok_or("type=bind needs a target")?)?,
+                readwrite,
             }
         }
         _ => {
@@ -570,7 +582,11 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 let mut mounts = Vec::new();
                 for f in i.flags.iter().filter(|f| f.name == "mount") {
                     let value = sub(f.value.as_deref().unwrap_or_default())?;
-                    mounts.push(parse_mount(&value).map_err(|why| err(i, format!("RUN --mount={value}: {why}")))?);
+                    let from = |f: &str| {
+                        resolve_from(&stages, stage_index, &opts.build_contexts, f).map_err(|why| format!("from={why}"))
+                    };
+                    mounts
+                        .push(parse_mount(&value, &from).map_err(|why| err(i, format!("RUN --mount={value}: {why}")))?);
                 }
                 (
                     StepKind::Run { argv, heredocs: i.heredocs.clone(), network, args_env, mounts },
@@ -592,29 +608,8 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                 }
                 let from = match i.flag("from") {
                     None => CopySource::Context,
-                    Some(f) => {
-                        let f = sub(f)?;
-                        let lower = f.to_ascii_lowercase();
-                        if let Some(s) =
-                            stages[..stage_index].iter().find(|s| s.name.as_deref() == Some(lower.as_str()))
-                        {
-                            CopySource::Stage(s.index)
-                        } else if let Ok(n) = f.parse::<usize>() {
-                            if n >= stage_index {
-                                return Err(err(i, format!("--from={n} names this or a later stage")));
-                            }
-                            CopySource::Stage(n)
-                        } else if stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
-                            return Err(err(i, format!("--from={f} names this or a later stage")));
-                        } else if let Some(ctx) = opts.build_contexts.get(&f) {
-                            match ctx.strip_prefix("docker-image://") {
-                                Some(r) => CopySource::Image(r.to_owned()),
-                                None => CopySource::Dir(ctx.clone()),
-                            }
-                        } else {
-                            CopySource::Image(f)
-                        }
-                    }
+                    Some(f) => resolve_from(&stages, stage_index, &opts.build_contexts, &sub(f)?)
+                        .map_err(|why| err(i, format!("--from={why}")))?,
                 };
                 let chown = i.flag("chown").map(&sub).transpose()?;
                 let chmod = i.flag("chmod").map(str::to_owned);
@@ -768,14 +763,51 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
             todo.push(b);
         }
         for step in &stages[s].steps {
-            if let StepKind::Copy { from: CopySource::Stage(b), .. } = step.kind {
-                todo.push(b);
+            match &step.kind {
+                StepKind::Copy { from: CopySource::Stage(b), .. } => todo.push(*b),
+                StepKind::Run { mounts, .. } => {
+                    for m in mounts {
+                        if let RunMount::Bind { from: CopySource::Stage(b), .. } = m {
+                            todo.push(*b);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
     let skipped = (0..stages.len()).filter(|s| !needed.contains(s)).collect();
     let unused_args = opts.build_args.keys().filter(|k| !declared.contains(*k)).cloned().collect();
     Ok(Plan { stages, target, skipped, unused_args })
+}
+
+/// What a `--from=` (COPY) or `from=` (a RUN bind mount) names: an earlier
+/// stage by name or number, a named build context, else an image. The
+/// error starts with the value, for the caller's `--from=` prefix.
+fn resolve_from(
+    stages: &[Stage],
+    stage_index: usize,
+    contexts: &std::collections::BTreeMap<String, String>,
+    f: &str,
+) -> Result<CopySource, String> {
+    let lower = f.to_ascii_lowercase();
+    if let Some(s) = stages[..stage_index].iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+        Ok(CopySource::Stage(s.index))
+    } else if let Ok(n) = f.parse::<usize>() {
+        if n >= stage_index {
+            return Err(format!("{n} names this or a later stage"));
+        }
+        Ok(CopySource::Stage(n))
+    } else if stages.iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+        Err(format!("{f} names this or a later stage"))
+    } else if let Some(ctx) = contexts.get(f) {
+        Ok(match ctx.strip_prefix("docker-image://") {
+            Some(r) => CopySource::Image(r.to_owned()),
+            None => CopySource::Dir(ctx.clone()),
+        })
+    } else {
+        Ok(CopySource::Image(f.to_owned()))
+    }
 }
 
 /// `ARG a=1 b` -> [(a, Some(1)), (b, None)].
@@ -850,7 +882,11 @@ mod tests {
             ("FROM scratch\nRUN --mount=type=ssh true\n", "type=ssh is not supported"),
             ("FROM scratch\nRUN --mount=type=cache,target=/c,sharing=private true\n", "sharing=private"),
             ("FROM scratch\nRUN --mount=type=cache,target=/c,bogus=1 true\n", "bogus is not supported"),
-            ("FROM scratch\nRUN --mount=type=bind,target=/c,rw true\n", "rw is not supported"),
+            (
+                "FROM scratch\nRUN --mount=type=bind,target=/c,bind-propagation=shared true\n",
+                "bind-propagation is not supported",
+            ),
+            ("FROM scratch AS a\nRUN --mount=type=bind,from=a,target=/c true\n", "from=a names this or a later stage"),
             ("FROM scratch\nCOPY --chmod-all a /b\n", "COPY --chmod-all"),
             ("FROM scratch\nADD --checksum=sha256:00 a /b\n", "ADD --checksum takes http(s)"),
             ("FROM scratch\nADD --keep-git-dir a /b\n", "ADD --keep-git-dir"),

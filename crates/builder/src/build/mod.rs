@@ -449,6 +449,24 @@ fn without_excluded(
 
 /// `source` (a path in the build context) as a host path: never out of the
 /// context (no `..` above it, no symlink on the way).
+/// What a RUN bind mount reads.
+enum BindBase {
+    /// A host directory: the build context, or a named context.
+    Host(PathBuf),
+    /// A stage's or image's layers (mounted as one tree while the step runs).
+    Layers(Vec<PathBuf>),
+}
+
+/// A bind mount that needs mounts of its own (see `Run::special_bind`).
+struct SpecialBind {
+    /// Its place among the step's mounts.
+    n: usize,
+    base: BindBase,
+    source: String,
+    target: String,
+    readwrite: bool,
+}
+
 fn context_path(root: &Path, source: &str) -> Result<PathBuf, String> {
     let mut path = root.to_path_buf();
     for c in source.split('/') {
@@ -770,6 +788,44 @@ impl Run<'_, '_> {
                 }
             }
         }
+        // What a RUN's bind mounts show the step: part of its key too.
+        let mut bind_from: Vec<Option<StageState>> = Vec::new();
+        if let StepKind::Run { mounts, .. } = &step.kind {
+            for m in mounts {
+                let RunMount::Bind { from, source, .. } = m else {
+                    bind_from.push(None);
+                    continue;
+                };
+                let shown = match from {
+                    CopySource::Context => {
+                        let entries =
+                            self.context.resolve(std::slice::from_ref(source)).map_err(|e| self.ctx_err(step, e))?;
+                        self.context.digest(&entries).map_err(|e| self.ctx_err(step, e))?.to_string()
+                    }
+                    CopySource::Dir(dir) => {
+                        let c = Context::open_plain(Path::new(dir));
+                        let entries = c.resolve(std::slice::from_ref(source)).map_err(|e| self.ctx_err(step, e))?;
+                        format!("dir {}", c.digest(&entries).map_err(|e| self.ctx_err(step, e))?)
+                    }
+                    CopySource::Stage(i) => {
+                        let s = done.get(i).cloned().expect("stages build in order");
+                        let key = format!("stage {}", s.key);
+                        bind_from.push(Some(s));
+                        extra.push_str(&format!("bind {key}\n"));
+                        continue;
+                    }
+                    CopySource::Image(name) => {
+                        let s = self.image_state(name, step.line)?;
+                        let key = format!("image {}", s.key);
+                        bind_from.push(Some(s));
+                        extra.push_str(&format!("bind {key}\n"));
+                        continue;
+                    }
+                };
+                bind_from.push(None);
+                extra.push_str(&format!("bind {shown}\n"));
+            }
+        }
         let key = Digest::sha256_of(format!("{}\n{:?}\n{extra}", st.key, step.kind).as_bytes());
         st.key = key.clone();
         let cache = build_cache(self.b.store);
@@ -799,7 +855,7 @@ impl Run<'_, '_> {
         }
         let dirs = StepDirs { upper: upper.clone(), work, scratch: scratch.path().to_path_buf() };
         match &step.kind {
-            StepKind::Run { .. } => self.run_step(step, st, &dirs)?,
+            StepKind::Run { .. } => self.run_step(step, st, &dirs, &bind_from)?,
             StepKind::Copy { .. } => self.copy_step(step, st, &dirs, copy_from.as_ref(), entries, &downloads.1)?,
             _ => unreachable!("only RUN and COPY make layers"),
         }
@@ -845,7 +901,13 @@ impl Run<'_, '_> {
         Ok(commit_upper(self.b.store, &self.b.layer_cache(), upper, self.time)?)
     }
 
-    fn run_step(&self, step: &Step, st: &StageState, dirs: &StepDirs) -> Result<(), BuildError> {
+    fn run_step(
+        &self,
+        step: &Step,
+        st: &StageState,
+        dirs: &StepDirs,
+        bind_from: &[Option<StageState>],
+    ) -> Result<(), BuildError> {
         let StepKind::Run { argv, heredocs, network, args_env, mounts } = &step.kind else {
             unreachable!("run_step runs RUN steps")
         };
@@ -913,6 +975,10 @@ impl Run<'_, '_> {
             }
         }
         let mut tmpfs = Vec::new();
+        // Binds that need a mount of their own while the step runs: from a
+        // stage or image (its layers), or writable (an overlay whose
+        // writes are thrown away).
+        let mut special: Vec<SpecialBind> = Vec::new();
         // Held until the step ends: `sharing=locked` cache mounts.
         let mut _locks: Vec<std::fs::File> = Vec::new();
         let targets: Vec<String> = mounts
@@ -945,9 +1011,28 @@ impl Run<'_, '_> {
                     target: target.into(),
                     options: size.map(|s| format!("size={s}")).unwrap_or_default(),
                 }),
-                RunMount::Bind { source, target } => {
-                    let path = context_path(self.context.root(), source).map_err(|e| self.step_err(step, e))?;
-                    binds.push(crate::exec::BindMount { source: path, target: target.into(), readonly: true });
+                RunMount::Bind { from, source, target, readwrite } => {
+                    let base = match from {
+                        CopySource::Context => BindBase::Host(self.context.root().to_path_buf()),
+                        CopySource::Dir(d) => BindBase::Host(PathBuf::from(d)),
+                        CopySource::Stage(_) | CopySource::Image(_) => match bind_from.get(n).cloned().flatten() {
+                            Some(s) => BindBase::Layers(s.dirs),
+                            None => unreachable!("a stage or image bind has its state"),
+                        },
+                    };
+                    if matches!(base, BindBase::Host(_)) && !readwrite {
+                        let BindBase::Host(root) = &base else { unreachable!() };
+                        let path = context_path(root, source).map_err(|e| self.step_err(step, e))?;
+                        binds.push(crate::exec::BindMount { source: path, target: target.into(), readonly: true });
+                    } else {
+                        special.push(SpecialBind {
+                            n,
+                            base,
+                            source: source.clone(),
+                            target: target.clone(),
+                            readwrite: *readwrite,
+                        });
+                    }
                 }
                 RunMount::Secret { id, target, required, mode, uid, gid } => {
                     let Some((_, src)) = self.opts.secrets.iter().find(|(i, _)| i == id) else {
@@ -1001,7 +1086,7 @@ impl Run<'_, '_> {
             copy_up: self.opts.copy_up,
             keep: true,
         };
-        let make = |root| RunSpec {
+        let make = |root, binds| RunSpec {
             root,
             argv,
             env,
@@ -1020,7 +1105,22 @@ impl Run<'_, '_> {
             init: None,
             systemd: false,
         };
-        let code = run_step(self.b.executor.as_ref(), at, make, ProcessIo::to_stderr()).map_err(|e| match e {
+        let run = |binds: Vec<crate::exec::BindMount>| {
+            run_step(self.b.executor.as_ref(), at, |root| make(root, binds), ProcessIo::to_stderr())
+        };
+        let code = if special.is_empty() {
+            run(binds)
+        } else {
+            in_private_mounts(|| -> Result<Result<i32, StepFailure>, BuildError> {
+                let mut binds = binds;
+                for b in &special {
+                    binds.push(self.special_bind(step, scratch, b)?);
+                }
+                Ok(run(binds))
+            })
+            .map_err(|e| self.step_err(step, e))??
+        };
+        let code = code.map_err(|e| match e {
             StepFailure::Exec(e) => BuildError::Exec {
                 file: self.file.into(),
                 line: step.line,
@@ -1042,6 +1142,58 @@ impl Run<'_, '_> {
             remove_mountpoint(&dirs.upper, &st.dirs, t);
         }
         Ok(())
+    }
+
+    /// Mounts what a [`SpecialBind`] shows (in the step's private mount
+    /// namespace) and returns the bind for the container. The source is
+    /// resolved inside the stage's or context's tree without following
+    /// symbolic links or leaving it.
+    fn special_bind(&self, step: &Step, scratch: &Path, b: &SpecialBind) -> Result<crate::exec::BindMount, BuildError> {
+        let dir = scratch.join(format!("bind-{}", b.n));
+        let made = |d: &Path| {
+            std::fs::create_dir_all(d).map_err(|e| BuildError::Io { action: "create", path: d.into(), source: e })
+        };
+        let root = match &b.base {
+            BindBase::Host(root) => root.clone(),
+            BindBase::Layers(layers) => {
+                let view = dir.join("view");
+                made(&view)?;
+                if !layers.is_empty() {
+                    mount_overlay(layers, None, &view).map_err(|e| self.step_err(step, e))?;
+                }
+                view
+            }
+        };
+        let path = context_path(&root, &b.source).map_err(|e| self.step_err(step, e))?;
+        if !b.readwrite {
+            return Ok(crate::exec::BindMount { source: path, target: b.target.clone().into(), readonly: true });
+        }
+        // Writable, the writes thrown away: a directory under an overlay
+        // with a scratch upper; a file as a scratch copy.
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| BuildError::Io {
+            action: "stat",
+            path: path.clone(),
+            source: e,
+        })?;
+        let source = if meta.is_dir() {
+            let (upper, work, rw) = (dir.join("upper"), dir.join("work"), dir.join("rw"));
+            for d in [&upper, &work, &rw] {
+                made(d)?;
+            }
+            mount_overlay(std::slice::from_ref(&path), Some((&upper, &work)), &rw)
+                .map_err(|e| self.step_err(step, e))?;
+            rw
+        } else {
+            let copy = dir.join("file");
+            made(&dir)?;
+            std::fs::copy(&path, &copy).map_err(|e| BuildError::Io {
+                action: "copy",
+                path: path.clone(),
+                source: e,
+            })?;
+            copy
+        };
+        Ok(crate::exec::BindMount { source, target: b.target.clone().into(), readonly: false })
     }
 
     /// The directory of a cache mount (made, with its mode and owner, the

@@ -445,3 +445,56 @@ fn copy_exclude_parents_and_link() {
     assert!(out.join("linked").is_dir() && !out.join("linked").is_symlink());
     assert!(out.join("linked/a").is_file() && !out.join("etc/a").exists(), "the symlink was not followed");
 }
+
+/// `RUN --mount=type=bind` from an earlier stage and from an image, a
+/// writable bind whose writes are thrown away, and the bound content in the
+/// step's cache key (a changed file reruns the step); a source that leaves
+/// its tree or goes through a symlink is refused by line.
+#[test]
+fn run_binds_from_stages_images_and_read_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "files/a", "one\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:test AS build\n\
+         RUN mkdir /out && echo built > /out/file && ln -s /etc /out/link\n\
+         FROM busybox:test\n\
+         RUN --mount=type=bind,from=build,source=/out,target=/mnt cat /mnt/file > /from-stage\n\
+         RUN --mount=type=bind,from=busybox:test,source=/bin,target=/b test -x /b/busybox && touch /from-image\n\
+         RUN --mount=type=bind,source=files,target=/src,rw sh -c 'echo scribble > /src/new && cat /src/a > /ctx-copy'\n",
+    );
+    let first = Builder::new(&store).build(&opts(&ctx, "binds:1")).unwrap();
+    let out = unpacked(&store, "binds:1", &tmp.path().join("one"));
+    assert_eq!(std::fs::read_to_string(out.join("from-stage")).unwrap(), "built\n");
+    assert!(out.join("from-image").is_file());
+    assert_eq!(std::fs::read_to_string(out.join("ctx-copy")).unwrap(), "one\n");
+    assert!(!ctx.join("files/new").exists(), "a writable bind wrote into the context");
+    for gone in ["mnt", "b", "src"] {
+        assert!(!out.join(gone).exists(), "{gone}: a mount point left in the image");
+    }
+    // Unchanged: all cached. A changed bound file: that step runs again.
+    let again = Builder::new(&store).build(&opts(&ctx, "binds:2")).unwrap();
+    assert!(again.steps.iter().all(|s| s.cached), "{:?}", again.steps);
+    write(&ctx, "files/a", "two\n");
+    let changed = Builder::new(&store).build(&opts(&ctx, "binds:3")).unwrap();
+    assert_ne!(changed.image.digest, first.image.digest);
+    let out = unpacked(&store, "binds:3", &tmp.path().join("three"));
+    assert_eq!(std::fs::read_to_string(out.join("ctx-copy")).unwrap(), "two\n");
+
+    // A source through a symlink of the stage, and one leaving it: refused by line.
+    for (line, source) in [("/out/link/passwd", "through a symlink"), ("/../..", "leaves")] {
+        write(
+            &ctx,
+            "Dockerfile",
+            &format!(
+                "FROM busybox:test AS build\nRUN mkdir /out && ln -s /etc /out/link\nFROM busybox:test\n\
+                 RUN --mount=type=bind,from=build,source={line},target=/x cat /x\n"
+            ),
+        );
+        let err = Builder::new(&store).build(&opts(&ctx, "bad:1")).unwrap_err().to_string();
+        assert!(err.contains("Dockerfile:4") && err.contains(source), "{err}");
+    }
+}
