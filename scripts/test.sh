@@ -5,7 +5,7 @@
 # openssl for the test token server's keys, crun, runc, podman and its
 # seccomp profile, pasta, catatonit, gcc for the static hostile probe,
 # libseccomp for the runtime, OpenStack Swift for the S3 storage, docker.io
-# for docker against our registry),
+# for docker against our registry, openssh-client's agent for RUN --mount=type=ssh),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ step "installing test dependencies"
 missing=()
 for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap \
   podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2 curl \
-  docker.io; do
+  docker.io openssh-client; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # Packages' own daemons (docker, memcached, swift) are kept from starting system-wide: the tests
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
-  podman pasta catatonit gcc ip xz bzip2 curl dockerd; do
+  podman pasta catatonit gcc ip xz bzip2 curl dockerd ssh-agent ssh-add ssh-keygen; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

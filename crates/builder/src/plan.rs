@@ -188,6 +188,22 @@ pub enum RunMount {
         /// `rw`: writable, the writes discarded.
         readwrite: bool,
     },
+    /// `type=ssh`: an SSH agent of the build (`build --ssh id=SOCKET`),
+    /// its socket at `target` and `SSH_AUTH_SOCK` naming it.
+    Ssh {
+        /// Which agent (`default` unless given).
+        id: String,
+        /// Where the socket appears (`/run/buildkit/ssh_agent.N` by default).
+        target: String,
+        /// A missing agent is an error (else the mount is left out).
+        required: bool,
+        /// Permissions of the socket in the container.
+        mode: u32,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+    },
     /// `type=secret`: a secret of the build (`build --secret id=...`),
     /// never in a layer, the history or a cache key.
     Secret {
@@ -253,8 +269,8 @@ fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> Result<CopySource, St
             &["type", "from", "source", "src", "target", "dst", "destination", "ro", "readonly", "rw", "readwrite"]
         }
         "secret" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
-        "ssh" => return Err("type=ssh is not supported by cargohold build yet".into()),
-        other => return Err(format!("type={other}: not a mount type (cache, tmpfs, bind, secret)")),
+        "ssh" => &["type", "id", "target", "dst", "destination", "required", "mode", "uid", "gid"],
+        other => return Err(format!("type={other}: not a mount type (cache, tmpfs, bind, secret, ssh)")),
     };
     if let Some((k, _)) = kv.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         return Err(format!("{k} is not supported for type={kind} (by cargohold build, yet)"));
@@ -301,6 +317,18 @@ fn parse_mount(value: &str, resolve_from: &dyn Fn(&str) -> Result<CopySource, St
                 readwrite,
             }
         }
+        "ssh" => RunMount::Ssh {
+            id: get(&["id"]).flatten().unwrap_or_else(|| "default".into()),
+            target: match target {
+                Some(t) => absolute(t)?,
+                // Numbered among the step's ssh mounts by the caller.
+                None => String::new(),
+            },
+            required: flag(&["required"])?,
+            mode: num(&["mode"], 8, 0o600)?,
+            uid: num(&["uid"], 10, 0)?,
+            gid: num(&["gid"], 10, 0)?,
+        },
         _ => {
             let id = match (get(&["id"]).flatten(), &target) {
                 (Some(id), _) => id,
@@ -587,6 +615,16 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                     };
                     mounts
                         .push(parse_mount(&value, &from).map_err(|why| err(i, format!("RUN --mount={value}: {why}")))?);
+                }
+                // As BuildKit: the N-th ssh mount without a target at /run/buildkit/ssh_agent.N.
+                let mut agents = 0;
+                for m in &mut mounts {
+                    if let RunMount::Ssh { target, .. } = m {
+                        if target.is_empty() {
+                            *target = format!("/run/buildkit/ssh_agent.{agents}");
+                        }
+                        agents += 1;
+                    }
                 }
                 (
                     StepKind::Run { argv, heredocs: i.heredocs.clone(), network, args_env, mounts },
@@ -879,7 +917,7 @@ mod tests {
     #[test]
     fn unsupported_flags_are_refused_by_line() {
         for (text, needle) in [
-            ("FROM scratch\nRUN --mount=type=ssh true\n", "type=ssh is not supported"),
+            ("FROM scratch\nRUN --mount=type=ssh,bogus=1 true\n", "bogus is not supported for type=ssh"),
             ("FROM scratch\nRUN --mount=type=cache,target=/c,sharing=private true\n", "sharing=private"),
             ("FROM scratch\nRUN --mount=type=cache,target=/c,bogus=1 true\n", "bogus is not supported"),
             (

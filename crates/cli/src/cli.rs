@@ -177,7 +177,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  cargohold build -t app:1 .\n  cargohold build -f build/Dockerfile --build-arg V=2 --target runtime -t app:2 --json .\n  SOURCE_DATE_EPOCH=0 cargohold build -t app:repro --output oci-archive:app.tar ."
     )]
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Run a command in a stored image, isolated (changes are discarded unless --commit).
     #[command(
         after_help = "Examples:\n  cargohold run busybox sh -c 'echo hi'\n  cargohold run --network none -e A=1 -v ./data:/data:ro app:1 /app/check\n  cargohold run -d --name web app:1 httpd -f -p 8080 && cargohold logs -f web\n  cargohold run --commit app:patched app:1 -- apt-get install -y curl"
@@ -1159,6 +1159,10 @@ pub struct BuildArgs {
     /// never in a layer, the history or a cache key.
     #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
     pub secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh` (repeatable, as buildx): `default` (the agent of $SSH_AUTH_SOCK) or
+    /// `ID=SOCKET`; the step gets a socket forwarding to it, and `SSH_AUTH_SOCK` naming it.
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET")]
+    pub ssh: Vec<String>,
     /// Grant an entitlement (as buildx): network.host lets RUN --network=host have the host's network.
     #[arg(long = "allow", value_name = "network.host")]
     pub allow: Vec<String>,

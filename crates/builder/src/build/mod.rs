@@ -69,6 +69,9 @@ pub struct BuildOptions {
     pub copy_up: bool,
     /// The build's secrets (`--secret id=...`), by id, for `RUN --mount=type=secret`.
     pub secrets: Vec<(String, SecretSource)>,
+    /// The build's SSH agents (`--ssh id=SOCKET`), by id, for `RUN --mount=type=ssh`:
+    /// the agent's Unix socket, bound into the step.
+    pub ssh: Vec<(String, PathBuf)>,
     /// Let `RUN --network=host` have the host's network (`--allow network.host`).
     pub allow_host_network: bool,
     /// Annotations of the image manifest (`--annotation`).
@@ -449,6 +452,64 @@ fn without_excluded(
 
 /// `source` (a path in the build context) as a host path: never out of the
 /// context (no `..` above it, no symlink on the way).
+/// A Unix socket that forwards each connection to an SSH agent's socket,
+/// until dropped: what `RUN --mount=type=ssh` binds into the step (the
+/// agent's own socket keeps its mode and owner).
+struct AgentProxy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AgentProxy {
+    fn start(agent: &Path, at: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<Self> {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        // The agent must answer now, not halfway through the step.
+        UnixStream::connect(agent)?;
+        let listener = UnixListener::bind(at)?;
+        std::fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        std::os::unix::fs::chown(at, Some(uid), Some(gid))?;
+        listener.set_nonblocking(true)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (agent, stopping) = (agent.to_path_buf(), std::sync::Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let Ok(upstream) = UnixStream::connect(&agent) else { continue };
+                        if client.set_nonblocking(false).is_err() {
+                            continue;
+                        }
+                        let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { continue };
+                        let (mut c1, mut u1) = (client, upstream);
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut c1, &mut u1);
+                            let _ = u1.shutdown(std::net::Shutdown::Write);
+                        });
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut u2, &mut c2);
+                            let _ = c2.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(AgentProxy { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for AgentProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What a RUN bind mount reads.
 enum BindBase {
     /// A host directory: the build context, or a named context.
@@ -979,15 +1040,18 @@ impl Run<'_, '_> {
         // stage or image (its layers), or writable (an overlay whose
         // writes are thrown away).
         let mut special: Vec<SpecialBind> = Vec::new();
-        // Held until the step ends: `sharing=locked` cache mounts.
+        // Held until the step ends: `sharing=locked` cache mounts, and the
+        // sockets forwarding to SSH agents.
         let mut _locks: Vec<std::fs::File> = Vec::new();
+        let mut _agents: Vec<AgentProxy> = Vec::new();
         let targets: Vec<String> = mounts
             .iter()
             .map(|m| match m {
                 RunMount::Cache { target, .. }
                 | RunMount::Tmpfs { target, .. }
                 | RunMount::Bind { target, .. }
-                | RunMount::Secret { target, .. } => target.clone(),
+                | RunMount::Secret { target, .. }
+                | RunMount::Ssh { target, .. } => target.clone(),
             })
             .collect();
         for (n, m) in mounts.iter().enumerate() {
@@ -1033,6 +1097,23 @@ impl Run<'_, '_> {
                             readwrite: *readwrite,
                         });
                     }
+                }
+                RunMount::Ssh { id, target, required, mode, uid, gid } => {
+                    let Some((_, socket)) = self.opts.ssh.iter().find(|(i, _)| i == id) else {
+                        if *required {
+                            return Err(self.step_err(step, format!("ssh agent {id} is required: build --ssh {id}")));
+                        }
+                        continue;
+                    };
+                    // A socket of the step's own (with the mode and owner
+                    // asked for) forwarding to the agent while the step runs.
+                    let at = scratch.join(format!("ssh-{n}.sock"));
+                    let proxy = AgentProxy::start(socket, &at, *mode, *uid, *gid)
+                        .map_err(|e| self.step_err(step, format!("ssh agent {id} ({}): {e}", socket.display())))?;
+                    _agents.push(proxy);
+                    binds.push(crate::exec::BindMount { source: at, target: target.into(), readonly: false });
+                    env.retain(|e| !e.starts_with("SSH_AUTH_SOCK="));
+                    env.push(format!("SSH_AUTH_SOCK={target}"));
                 }
                 RunMount::Secret { id, target, required, mode, uid, gid } => {
                     let Some((_, src)) = self.opts.secrets.iter().find(|(i, _)| i == id) else {

@@ -498,3 +498,91 @@ fn run_binds_from_stages_images_and_read_write() {
         assert!(err.contains("Dockerfile:4") && err.contains(source), "{err}");
     }
 }
+
+/// A client of the SSH agent protocol, static so it runs in busybox: asks
+/// for the agent's identities and prints how many there are.
+const AGENT_PROBE: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+    const char *p = getenv("SSH_AUTH_SOCK");
+    if (!p) return 2;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 3;
+    unsigned char req[5] = {0, 0, 0, 1, 11}; /* SSH2_AGENTC_REQUEST_IDENTITIES */
+    if (write(fd, req, 5) != 5) return 4;
+    unsigned char h[9];
+    size_t n = 0;
+    while (n < 9) { ssize_t k = read(fd, h + n, 9 - n); if (k <= 0) return 5; n += k; }
+    if (h[4] != 12) return 6; /* SSH2_AGENT_IDENTITIES_ANSWER */
+    printf("%u\n", (unsigned)((h[5] << 24) | (h[6] << 16) | (h[7] << 8) | h[8]));
+    return 0;
+}
+"#;
+
+/// `RUN --mount=type=ssh`: the step talks to the build's SSH agent through
+/// a socket of its own at BuildKit's default path (`SSH_AUTH_SOCK` naming
+/// it), with the mode asked for; nothing of it stays in the image; a
+/// required agent not given is an error naming the line.
+#[test]
+fn run_ssh_mounts_forward_the_agent() {
+    for tool in ["ssh-agent", "ssh-add", "ssh-keygen", "gcc"] {
+        cargohold_testkit::require(tool);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let ctx = tmp.path().join("ctx");
+    write(&ctx, "agent.c", AGENT_PROBE);
+    run(Command::new("gcc").args(["-static", "-O1", "-o"]).arg(ctx.join("agent-probe")).arg(ctx.join("agent.c")));
+    // An agent holding one key.
+    let sock = tmp.path().join("agent.sock");
+    let mut agent =
+        Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(std::process::Stdio::null()).spawn().unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let key = tmp.path().join("key");
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+    run(Command::new("ssh-add").arg("-q").arg(&key).env("SSH_AUTH_SOCK", &sock));
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:test\nCOPY agent-probe /agent-probe\n\
+         RUN --mount=type=ssh,mode=0660 sh -c 'test \"$SSH_AUTH_SOCK\" = /run/buildkit/ssh_agent.0 && \
+         stat -c %a \"$SSH_AUTH_SOCK\" > /mode && /agent-probe > /identities'\n\
+         RUN --mount=type=ssh,id=work,target=/work.sock,required /agent-probe > /work-identities\n",
+    );
+    let mut o = opts(&ctx, "ssh:1");
+    o.ssh = vec![("default".into(), sock.clone()), ("work".into(), sock.clone())];
+    let built = Builder::new(&store).build(&o);
+    // A required agent not given: an error naming the line.
+    let mut o = opts(&ctx, "ssh:2");
+    o.no_cache = true;
+    o.ssh = vec![("default".into(), sock.clone())];
+    let missing = Builder::new(&store).build(&o);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    built.unwrap();
+    let err = missing.unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:4") && err.contains("ssh agent work is required"), "{err}");
+    let out = unpacked(&store, "ssh:1", &tmp.path().join("one"));
+    assert_eq!(std::fs::read_to_string(out.join("identities")).unwrap().trim(), "1");
+    assert_eq!(std::fs::read_to_string(out.join("work-identities")).unwrap().trim(), "1");
+    assert_eq!(std::fs::read_to_string(out.join("mode")).unwrap().trim(), "660");
+    assert!(!out.join("run/buildkit").exists() && !out.join("work.sock").exists(), "a mount point left in the image");
+    let img = store.resolve("ssh:1").unwrap();
+    let env = store.details(&img.descriptor, None).unwrap().config.config.and_then(|c| c.env).unwrap_or_default();
+    assert!(!env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK")), "{env:?}");
+}

@@ -241,6 +241,25 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         };
         secrets.push((id, source));
     }
+    let mut ssh = Vec::new();
+    for spec in &args.ssh {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, path)) => (id.to_owned(), std::path::PathBuf::from(path)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK")
+                    .with_context(|| format!("--ssh {spec}: SSH_AUTH_SOCK is not set (give {spec}=SOCKET)"))?;
+                (spec.clone(), std::path::PathBuf::from(sock))
+            }
+        };
+        let meta = std::fs::metadata(&socket).with_context(|| format!("--ssh {spec}: {}", socket.display()))?;
+        if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+            bail!(
+                "--ssh {spec}: {} is not an agent's socket (for keys, start ssh-agent, ssh-add them and give its socket)",
+                socket.display()
+            );
+        }
+        ssh.push((id, socket));
+    }
     if args.check {
         return check_only(args, &text, &plan_opts);
     }
@@ -267,6 +286,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         labels,
         annotations,
         secrets,
+        ssh,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
     };
     for from in &args.cache_from {
