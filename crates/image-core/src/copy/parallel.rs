@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 
 use super::{
     CopyOptions, CopyReport, Progress, check_config, check_config_size, child_image, pick_platform, rebuilt_index,
@@ -91,14 +91,20 @@ async fn copy_image(
     let mut first_index: HashMap<&Digest, usize> = HashMap::new();
     let distinct: Vec<(usize, &Descriptor)> =
         m.layers.iter().enumerate().filter(|(i, l)| *first_index.entry(&l.digest).or_insert(*i) == *i).collect();
-    // Up to `jobs` at a time, started in the image's order.
-    let limit = tokio::sync::Semaphore::new(jobs);
-    let moved: Vec<(Digest, Moved)> = distinct
+    // Up to `jobs` at a time, started in the image's order. The first
+    // failure stops the others (their streams fail at once), and every
+    // transfer has ended, its staging gone, before the copy returns it.
+    let run = Run { limit: tokio::sync::Semaphore::new(jobs), stop: Arc::default(), first: Mutex::new(None) };
+    let results: Vec<Result<(Digest, Moved)>> = distinct
         .iter()
-        .map(|&(i, layer)| limited(&limit, layer, move_layer(src, dst, i, layer, progress)))
+        .map(|&(i, layer)| run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop))))
         .collect::<FuturesOrdered<_>>()
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+    if let Some(e) = run.first.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e);
+    }
+    let moved: Vec<(Digest, Moved)> = results.into_iter().collect::<Result<_>>()?;
     let mut stored: HashMap<Digest, Descriptor> = HashMap::new();
     for ((digest, how), (_, layer)) in
         moved.into_iter().zip(m.layers.iter().enumerate().filter(|(i, l)| first_index[&l.digest] == *i))
@@ -123,14 +129,41 @@ async fn copy_image(
     Ok(stored_manifest(raw, m, stored_config, stored_layers))
 }
 
-/// Runs `work` once `limit` lets it.
-async fn limited(
-    limit: &tokio::sync::Semaphore,
-    layer: &Descriptor,
-    work: impl Future<Output = Result<Moved>>,
-) -> Result<(Digest, Moved)> {
-    let _turn = limit.acquire().await.expect("the semaphore is never closed");
-    Ok((layer.digest.clone(), work.await?))
+/// The layer transfers of one image.
+struct Run {
+    limit: tokio::sync::Semaphore,
+    /// Set by the first failure.
+    stop: Arc<AtomicBool>,
+    /// That failure.
+    first: Mutex<Option<Error>>,
+}
+
+impl Run {
+    /// Runs `work` once the limit lets it, unless the copy has stopped.
+    async fn limited(&self, layer: &Descriptor, work: impl Future<Output = Result<Moved>>) -> Result<(Digest, Moved)> {
+        let _turn = self.limit.acquire().await.expect("the semaphore is never closed");
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(stopped(layer));
+        }
+        match work.await {
+            Ok(m) => Ok((layer.digest.clone(), m)),
+            Err(e) if !self.stop.swap(true, Ordering::SeqCst) => {
+                *self.first.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                Err(stopped(layer))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a transfer stopped by another's failure ends with (never shown:
+/// the first failure is what the copy returns).
+fn stopped(layer: &Descriptor) -> Error {
+    Error::ReadBlob {
+        digest: layer.digest.clone(),
+        location: "the copy".into(),
+        source: io::Error::other("stopped: another blob of the copy failed"),
+    }
 }
 
 /// Checks for, mounts or sends one layer.
@@ -140,6 +173,7 @@ async fn move_layer(
     index: usize,
     layer: &Descriptor,
     progress: &dyn Progress,
+    stop: Arc<AtomicBool>,
 ) -> Result<Moved> {
     if dst.has_blob(layer).await? {
         progress.blob_skipped(layer);
@@ -159,7 +193,7 @@ async fn move_layer(
     progress.blob_started(layer);
     let body = src.blob(layer).await?;
     let watch = Arc::new(Watch::default());
-    let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)));
+    let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)).stopped_by(stop));
     let mut put = dst.put_blob(layer, BlobKind::Layer(index), stream);
     // Progress as the stream passes each step (no timer: the caller's
     // runtime need not have one).
@@ -222,6 +256,8 @@ struct Checked {
     seen: u64,
     ended: bool,
     watch: Arc<Watch>,
+    /// The copy has stopped: fail now.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Checked {
@@ -234,7 +270,13 @@ impl Checked {
             seen: 0,
             ended: false,
             watch,
+            stop: None,
         }
+    }
+
+    fn stopped_by(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     fn fail(&mut self, e: io::Error) -> Poll<Option<io::Result<Bytes>>> {
@@ -258,6 +300,10 @@ impl Stream for Checked {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
             return Poll::Ready(None);
+        }
+        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            self.ended = true;
+            return Poll::Ready(Some(Err(io::Error::other("stopped: another blob of the copy failed"))));
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
