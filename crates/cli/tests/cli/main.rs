@@ -1526,7 +1526,8 @@ fn build_check_reports_lines_without_building() {
     );
     assert!(out.contains("UnusedBuildArgs"), "{out}");
     assert!(!store.join("blobs").exists(), "nothing pulled or stored");
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN --mount=type=ssh true\n").unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nRUN --mount=type=cache,target=/c,sharing=private true\n")
+        .unwrap();
     let failed = ch(&store, &["build", "--check", ctx.to_str().unwrap(), "--json"]);
     assert!(!failed.status.success());
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
