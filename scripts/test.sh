@@ -5,7 +5,8 @@
 # openssl for the test token server's keys, crun, runc, podman and its
 # seccomp profile, pasta, catatonit, gcc for the static hostile probe,
 # libseccomp for the runtime, OpenStack Swift for the S3 storage, docker.io
-# for docker against our registry, openssh-client's agent for RUN --mount=type=ssh),
+# for docker against our registry, openssh-client's agent for RUN --mount=type=ssh,
+# qemu-user-static for builds of other platforms, with Debian's arm64 busybox to run under it),
 # then format, lint, docs, tests, packaging and a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ step "installing test dependencies"
 missing=()
 for pkg in skopeo umoci docker-registry debootstrap apache2-utils openssl busybox-static acl crun runc uidmap \
   podman passt catatonit golang-github-containers-common libseccomp-dev gcc libc6-dev iproute2 pkg-config xz-utils bzip2 curl \
-  docker.io openssh-client; do
+  docker.io openssh-client qemu-user-static; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # Packages' own daemons (docker, memcached, swift) are kept from starting system-wide: the tests
@@ -28,7 +29,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
-  podman pasta catatonit gcc ip xz bzip2 curl dockerd ssh-agent ssh-add ssh-keygen; do
+  podman pasta catatonit gcc ip xz bzip2 curl dockerd ssh-agent ssh-add ssh-keygen qemu-aarch64-static; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 
@@ -46,6 +47,22 @@ if [ -n "$made_pol" ]; then rm -f $pol; trap - EXIT; fi
 command -v swift >/dev/null || { echo "error: swift (python3-swiftclient) is not installed" >&2; exit 1; }
 
 [ -f /usr/share/containers/seccomp.json ] || { echo "error: podman's seccomp profile is missing" >&2; exit 1; }
+
+# The arm64 emulator, registered as Debian's package describes it (systemd-binfmt does this on a
+# booted system; the F flag opens the interpreter now, so it runs inside containers' roots).
+binfmt=/proc/sys/fs/binfmt_misc
+[ -e $binfmt/register ] || mount -t binfmt_misc binfmt_misc $binfmt
+[ -e $binfmt/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >$binfmt/register
+# Debian's arm64 busybox, for the multi-platform build tests (fetched once).
+arm64_busybox=/usr/local/lib/cargohold-test/busybox.arm64
+if [ ! -x $arm64_busybox ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -qq; }
+  fetch=$(mktemp -d)
+  (cd "$fetch" && apt-get download -qq busybox-static:arm64 2>/dev/null && dpkg-deb -x busybox-static_*_arm64.deb x)
+  mkdir -p "$(dirname $arm64_busybox)"
+  install -m 755 "$fetch/x/bin/busybox" $arm64_busybox
+  rm -rf "$fetch"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

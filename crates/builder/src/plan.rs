@@ -6,6 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cargohold_image_core::Platform;
+
 use crate::dockerfile::words::{WordError, key_values, word, words};
 use crate::dockerfile::{Dockerfile, Heredoc, Instruction, Keyword, ParseError};
 
@@ -129,8 +131,9 @@ pub struct Stage {
     pub line: usize,
     /// What it starts from.
     pub base: Base,
-    /// `FROM --platform=`, substituted.
-    pub platform: Option<String>,
+    /// The platform it is built for: `FROM --platform=` (substituted),
+    /// else the build's.
+    pub platform: Platform,
     /// Its steps.
     pub steps: Vec<Step>,
 }
@@ -146,6 +149,8 @@ pub struct Plan {
     pub skipped: Vec<usize>,
     /// `--build-arg`s no ARG declared (Docker warns about them).
     pub unused_args: Vec<String>,
+    /// The platform the image is for (`TARGETPLATFORM`).
+    pub platform: Platform,
 }
 
 /// A `RUN --mount`.
@@ -422,18 +427,24 @@ pub fn check(text: &str, opts: &PlanOptions) -> Result<(Plan, Vec<Warning>), Par
     Ok((p, warnings))
 }
 
-/// The automatic platform ARGs for `platform` (`os/arch[/variant]`).
-fn platform_args(platform: &str) -> Vec<(String, String)> {
-    let mut parts = platform.split('/');
-    let os = parts.next().unwrap_or("linux").to_owned();
-    let arch = parts.next().unwrap_or("amd64").to_owned();
-    let variant = parts.next().unwrap_or("").to_owned();
+/// `p` as BuildKit names platforms (containerd's normalization): `x86_64`
+/// is `amd64`, `aarch64` is `arm64` and its default variant `v8` is left
+/// out, `arm` is `arm/v7` unless given another variant.
+pub fn normalize_platform(p: &Platform) -> Platform {
+    let (os, arch, variant) = p.normalized();
+    let variant = variant.filter(|v| !(arch == "arm64" && v == "v8"));
+    Platform::new(&os, &arch, variant.as_deref())
+}
+
+/// The automatic platform ARGs: `TARGET*` for the platform built for,
+/// `BUILD*` for the one building (this machine's), as BuildKit sets them.
+fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for prefix in ["TARGET", "BUILD"] {
-        out.push((format!("{prefix}PLATFORM"), platform.to_owned()));
-        out.push((format!("{prefix}OS"), os.clone()));
-        out.push((format!("{prefix}ARCH"), arch.clone()));
-        out.push((format!("{prefix}VARIANT"), variant.clone()));
+    for (prefix, p) in [("TARGET", target), ("BUILD", build)] {
+        out.push((format!("{prefix}PLATFORM"), p.to_string()));
+        out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        out.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
     }
     out
 }
@@ -444,13 +455,18 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
     let err = |i: &Instruction, message: String| ParseError { file: file.into(), line: i.line, column: 1, message };
     let wrap = |i: &Instruction, e: WordError| err(i, format!("{}: {}", i.keyword, e.0));
     // The host's unless asked otherwise (as BuildKit).
-    let platform = if opts.platform.is_empty() {
-        cargohold_image_core::Platform::host().to_string()
+    let build_platform = normalize_platform(&Platform::host());
+    let target_platform = if opts.platform.is_empty() {
+        build_platform.clone()
     } else {
-        opts.platform.clone()
+        opts.platform.parse::<Platform>().as_ref().map(normalize_platform).map_err(|e| ParseError {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            message: format!("--platform {}: {e}", opts.platform),
+        })?
     };
-    let automatic: BTreeMap<String, String> = platform_args(&platform).into_iter().collect();
-    let platform_str = platform.clone();
+    let automatic: BTreeMap<String, String> = platform_args(&target_platform, &build_platform).into_iter().collect();
     let mut declared: BTreeSet<String> = BTreeSet::new();
     // Global ARGs (before the first FROM) and their values.
     let mut global: BTreeMap<String, String> = automatic.clone();
@@ -521,33 +537,18 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
             } else {
                 Base::Image(image)
             };
+            // A stage of another platform runs its steps for that platform
+            // (emulated when this machine cannot run it).
             let platform = match i.flag("platform") {
-                Some(p) => Some(word(p, d.escape, &g).map_err(|e| wrap(i, e))?),
-                None => None,
-            };
-            // A stage of another platform than the build's would need its
-            // emulation: refused rather than built for the wrong one.
-            if let Some(p) = &platform {
-                let same = match (
-                    p.parse::<cargohold_image_core::Platform>(),
-                    platform_str.parse::<cargohold_image_core::Platform>(),
-                ) {
-                    (Ok(a), Ok(b)) => {
-                        a.os == b.os
-                            && a.architecture == b.architecture
-                            && (a.variant.is_none() || a.variant == b.variant)
-                    }
-                    _ => false,
-                };
-                if !same {
-                    return Err(err(
-                        i,
-                        format!(
-                            "FROM --platform={p}: stages of another platform than the build's ({platform_str}) are not supported yet"
-                        ),
-                    ));
+                Some(p) => {
+                    let p = word(p, d.escape, &g).map_err(|e| wrap(i, e))?;
+                    p.parse::<Platform>()
+                        .as_ref()
+                        .map(normalize_platform)
+                        .map_err(|e| err(i, format!("FROM --platform={p}: {e}")))?
                 }
-            }
+                None => target_platform.clone(),
+            };
             stages.push(Stage { index: stages.len(), name, line: i.line, base, platform, steps: Vec::new() });
             args.clear();
             env.clear();
@@ -591,11 +592,9 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                     Some(v) => v.clone(),
                     None => shell.iter().cloned().chain(std::iter::once(i.args.clone())).collect(),
                 };
-                let args_env: Vec<(String, String)> = args
-                    .iter()
-                    .filter(|(k, _)| !automatic.contains_key(*k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                // Every ARG the stage declared, the automatic platform ones
+                // included (BuildKit's `|1 TARGETARCH=amd64 ...`).
+                let args_env: Vec<(String, String)> = args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 let prefix = if args_env.is_empty() {
                     String::new()
                 } else {
@@ -816,7 +815,7 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
     }
     let skipped = (0..stages.len()).filter(|s| !needed.contains(s)).collect();
     let unused_args = opts.build_args.keys().filter(|k| !declared.contains(*k)).cloned().collect();
-    Ok(Plan { stages, target, skipped, unused_args })
+    Ok(Plan { stages, target, skipped, unused_args, platform: target_platform })
 }
 
 /// What a `--from=` (COPY) or `from=` (a RUN bind mount) names: an earlier
@@ -906,12 +905,32 @@ mod tests {
     }
 
     #[test]
-    fn from_platform_must_be_the_builds() {
-        let opts = || PlanOptions { platform: "linux/amd64".into(), ..PlanOptions::default() };
-        assert!(plan_of("FROM --platform=$BUILDPLATFORM scratch\n", opts()).is_ok());
-        assert!(plan_of("FROM --platform=linux/amd64 scratch\n", opts()).is_ok());
-        let e = plan_of("FROM scratch\nFROM --platform=linux/arm64 scratch\n", opts()).unwrap_err();
-        assert!(e.line == 2 && e.to_string().contains("linux/arm64"), "{e}");
+    fn stages_take_the_from_platform_and_the_automatic_args_follow_buildkit() {
+        let opts = || PlanOptions { platform: "linux/arm64".into(), ..PlanOptions::default() };
+        let p = plan_of(
+            "FROM --platform=$BUILDPLATFORM scratch AS b\nARG TARGETARCH BUILDARCH TARGETVARIANT\nENV T=$TARGETARCH B=$BUILDARCH V=$TARGETVARIANT\nFROM scratch\nFROM --platform=linux/ppc64le scratch\n",
+            opts(),
+        )
+        .unwrap();
+        let host = normalize_platform(&Platform::host());
+        assert_eq!(p.platform.to_string(), "linux/arm64");
+        assert_eq!(p.stages[0].platform, host);
+        assert_eq!(p.stages[1].platform.to_string(), "linux/arm64");
+        assert_eq!(p.stages[2].platform.to_string(), "linux/ppc64le");
+        let env = p.stages[0].steps.iter().find_map(|s| match &s.kind {
+            StepKind::Config(c) if c.starts_with("ENV") => Some(c.clone()),
+            _ => None,
+        });
+        let want = format!("ENV T=arm64 B={} V=\"\"", host.architecture);
+        assert_eq!(env.as_deref(), Some(want.as_str()));
+        let e = plan_of("FROM scratch\nFROM --platform=linux scratch\n", opts()).unwrap_err();
+        assert!(e.line == 2 && e.to_string().contains("--platform=linux"), "{e}");
+        let e = plan_of("FROM scratch\n", PlanOptions { platform: "x".into(), ..PlanOptions::default() }).unwrap_err();
+        assert!(e.to_string().contains("--platform x"), "{e}");
+        let arm = PlanOptions { platform: "linux/arm".into(), ..PlanOptions::default() };
+        assert_eq!(plan_of("FROM scratch\n", arm).unwrap().platform.to_string(), "linux/arm/v7");
+        let amd = PlanOptions { platform: "linux/x86_64".into(), ..PlanOptions::default() };
+        assert_eq!(plan_of("FROM scratch\n", amd).unwrap().platform.to_string(), "linux/amd64");
     }
 
     #[test]

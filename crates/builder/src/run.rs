@@ -119,6 +119,21 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, BuildError> {
         None => {
             let img = store.resolve(&opts.image)?;
             let details = store.details(&img.descriptor, opts.platform.as_ref())?;
+            // An image of another architecture runs through its emulator;
+            // one of an architecture nobody emulates is tried as it is.
+            let (os, arch, _) = Platform::new(&details.config.os, &details.config.architecture, None).normalized();
+            let binfmt = std::path::Path::new(cargohold_runtime::BINFMT_MISC);
+            match cargohold_runtime::emulation(&arch, binfmt) {
+                Ok(_) | Err(cargohold_runtime::EmulationError::UnknownArchitecture(_)) => {}
+                Err(source) => {
+                    let platform = format!("{os}/{arch}");
+                    return Err(BuildError::Emulation {
+                        image: opts.image.clone(),
+                        platform,
+                        source: Box::new(source),
+                    });
+                }
+            }
             let mut src = store.source(&opts.image)?;
             let dirs = crate::build::layer_cache(store).ensure(&mut src, opts.platform.as_ref())?;
             (Some(details), dirs)

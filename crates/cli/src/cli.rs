@@ -1133,8 +1133,9 @@ pub struct BuildArgs {
     pub no_cache: bool,
     #[command(flatten)]
     pub container: ContainerArgs,
-    /// Platform to build for (default: this host's).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// Platforms to build for, comma-separated (default: this host's); several make an image index.
+    /// Another architecture's RUN steps run through its binfmt_misc emulator (qemu-user-static).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
     pub platform: Option<String>,
     /// Refuse Dockerfiles using these instructions (comma-separated, e.g. ENTRYPOINT,CMD).
     #[arg(long, value_delimiter = ',', value_name = "INSTRUCTIONS")]

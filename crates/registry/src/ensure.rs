@@ -43,7 +43,9 @@ pub struct EnsuredImage {
 }
 
 /// Makes the image `image` names present in `store`, as `run` needs it:
-/// a store name or `docker://REF` is pulled under `policy`; `oci:DIR[:TAG]`,
+/// a store name or `docker://REF` is pulled under `policy` (an image the
+/// store has, but not for `opts.platform`, is missing: that platform is
+/// pulled and kept with the others); `oci:DIR[:TAG]`,
 /// `oci-archive:FILE` and `docker-archive:FILE[:REF]` are copied in (named
 /// as the archive names them, else untagged), whatever the policy, since
 /// they are local.
@@ -67,9 +69,14 @@ pub fn ensure_image(
         }
     };
     let present = store.resolve(&name);
+    // A stored image lacking the platform asked for is missing too.
+    let lacks_platform = match (&present, &opts.platform) {
+        (Ok(img), Some(p)) => !store.has_platform(&img.descriptor, p),
+        _ => false,
+    };
     let pull_now = match policy {
         PullPolicy::Never => false,
-        PullPolicy::Missing => present.is_err(),
+        PullPolicy::Missing => present.is_err() || lacks_platform,
         PullPolicy::Always => true,
     };
     if !pull_now {
@@ -84,5 +91,10 @@ pub fn ensure_image(
     // Not there and not to be had: the pull's error says why (an image
     // the store has is not run in its stead under `--pull always`).
     pull(reg, &reference, store, opts, jobs, progress)?;
+    // The platforms the store had of it stay (an index of them all).
+    if lacks_platform && let Ok(previous) = &present {
+        let pulled = store.resolve(&name)?;
+        store.merge_platforms(&reference, &previous.descriptor, &pulled.descriptor)?;
+    }
     Ok(EnsuredImage { name, fetched: true })
 }

@@ -44,6 +44,7 @@
 mod boot;
 mod cgroup;
 mod container;
+pub mod emulation;
 mod exec;
 mod mounts;
 mod network;
@@ -63,6 +64,7 @@ pub use container::{
     Container, ContainerConfig, ContainerError, Containers, CopyReport, LogLine, LogOptions, RestartPolicy,
     State as ContainerState, Status as ContainerStatus, parse_signal,
 };
+pub use emulation::{BINFMT_MISC, Emulation, EmulationError, emulation};
 pub use exec::{
     BindMount, DEFAULT_PATH, ExecError, Executor, HostFiles, MOUNT_POINTS, Network, ProcessIo, RootFs, RunSpec,
     SYSTEMD_TMPFS, SystemdMode, executor,

@@ -114,6 +114,20 @@ pub enum BuildError {
     /// A container record could not be made or read.
     #[error(transparent)]
     Container(#[from] crate::exec::ContainerError),
+    /// An image of another architecture, which this machine cannot run.
+    #[error("{image} is a {platform} image")]
+    Emulation {
+        /// The image.
+        image: String,
+        /// Its platform.
+        platform: String,
+        /// Why it cannot run.
+        #[source]
+        source: Box<cargohold_runtime::EmulationError>,
+    },
+    /// The platforms asked for cannot be built (none, or one twice).
+    #[error("--platform: {0}")]
+    Platforms(String),
     /// Something still uses what was to be removed (`message` names both).
     #[error("{message}")]
     Conflict {

@@ -52,6 +52,9 @@ pub struct BuildOptions {
     pub dockerfile: Option<PathBuf>,
     /// Build args, target, denied instructions, platform.
     pub plan: PlanOptions,
+    /// The platforms [`Builder::build`] builds for, each into an image and
+    /// all into an image index when there are several (empty: `plan`'s).
+    pub platforms: Vec<Platform>,
     /// Names for the result.
     pub tags: Vec<Reference>,
     /// Run every step even when the cache has it.
@@ -74,6 +77,9 @@ pub struct BuildOptions {
     pub ssh: Vec<(String, PathBuf)>,
     /// Let `RUN --network=host` have the host's network (`--allow network.host`).
     pub allow_host_network: bool,
+    /// Where binfmt_misc lists the emulators that run RUN steps of other
+    /// platforms (empty: [`BINFMT_MISC`](cargohold_runtime::BINFMT_MISC)).
+    pub binfmt_misc: PathBuf,
     /// Annotations of the image manifest (`--annotation`).
     pub annotations: Vec<(String, String)>,
     /// Labels set on the image (`--label`), over the Dockerfile's; they do
@@ -103,6 +109,8 @@ impl std::fmt::Debug for SecretSource {
 /// One step's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
+    /// The platform of the build it is part of.
+    pub platform: Platform,
     /// Stage index.
     pub stage: usize,
     /// Dockerfile line.
@@ -120,9 +128,9 @@ pub struct StepReport {
 /// A finished build.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
-    /// The image manifest.
+    /// The image manifest, or the index of a build for several platforms.
     pub image: Descriptor,
-    /// Its config digest (the image ID).
+    /// The image ID: its config digest (an index's own digest).
     pub config: Digest,
     /// Names given.
     pub tags: Vec<String>,
@@ -131,8 +139,21 @@ pub struct BuildReport {
     /// The build cache entries of the RUN/COPY/ADD steps, in order (what
     /// [`export_cache`] shares).
     pub cache: Vec<CacheEntry>,
-    /// Layers of the image.
+    /// Layers of the image (of every platform's).
     pub layers: usize,
+    /// The image of each platform built.
+    pub images: Vec<PlatformImage>,
+}
+
+/// The image a build made for one platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformImage {
+    /// The platform.
+    pub platform: Platform,
+    /// Its manifest.
+    pub image: Descriptor,
+    /// Its config digest.
+    pub config: Digest,
 }
 
 /// One entry of the build cache: a layer step's key and the layer it made
@@ -215,6 +236,8 @@ type StepHook<'a> = Box<dyn Fn(&StepReport) + Send + Sync + 'a>;
 /// A stage's state as its steps run.
 #[derive(Debug, Clone)]
 struct StageState {
+    /// What its programs are built for.
+    platform: Platform,
     layers: Vec<NewLayer>,
     dirs: Vec<PathBuf>,
     config: ImageConfig,
@@ -260,7 +283,9 @@ impl<'a> Builder<'a> {
         layer_cache(self.store)
     }
 
-    /// Reads, plans and builds the Dockerfile of `opts`.
+    /// Reads, plans and builds the Dockerfile of `opts`: once per platform
+    /// of [`BuildOptions::platforms`], joined in an image index when there
+    /// are several.
     pub fn build(&self, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
         let path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
         let text =
@@ -270,12 +295,34 @@ impl<'a> Builder<'a> {
             plan_opts.file = path.file_name().map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned());
         }
         let parsed = dockerfile::parse(&text, &plan_opts.file)?;
-        let planned = plan(&parsed, &plan_opts)?;
-        self.build_plan(&planned, opts, &plan_opts.file)
+        let mut plans = Vec::new();
+        if opts.platforms.is_empty() {
+            plans.push(plan(&parsed, &plan_opts)?);
+        }
+        for p in &opts.platforms {
+            plans.push(plan(&parsed, &PlanOptions { platform: p.to_string(), ..plan_opts.clone() })?);
+        }
+        self.build_plans(&plans, opts, &plan_opts.file)
     }
 
     /// Builds an already planned Dockerfile.
     pub fn build_plan(&self, p: &Plan, opts: &BuildOptions, file: &str) -> Result<BuildReport, BuildError> {
+        self.build_plans(std::slice::from_ref(p), opts, file)
+    }
+
+    /// Builds plans of one Dockerfile for different platforms (see
+    /// [`Plan::platform`]): each into an image, and those into an image
+    /// index named by [`BuildOptions::tags`] when there are several
+    /// (its digest is then the report's `image` and `config`).
+    pub fn build_plans(&self, plans: &[Plan], opts: &BuildOptions, file: &str) -> Result<BuildReport, BuildError> {
+        let Some(first) = plans.first() else {
+            return Err(BuildError::Platforms("no platform to build for".into()));
+        };
+        for (i, p) in plans.iter().enumerate() {
+            if plans[..i].iter().any(|q| q.platform == p.platform) {
+                return Err(BuildError::Platforms(format!("{} is given twice", p.platform)));
+            }
+        }
         let _guard = self.store.layout().write_guard()?;
         if !opts.context.is_dir() {
             return Err(BuildError::Io {
@@ -294,8 +341,32 @@ impl<'a> Builder<'a> {
             },
         })?;
         let time = opts.timestamp;
-        let run = Run { b: self, opts, file, context, time, steps: Vec::new(), cache: Vec::new() };
-        run.build(p)
+        let run = |p: &Plan, named: bool| {
+            let platform = p.platform.clone();
+            let run =
+                Run { b: self, opts, file, context: &context, time, platform, steps: Vec::new(), cache: Vec::new() };
+            run.build(p, named)
+        };
+        if plans.len() == 1 {
+            return run(first, true);
+        }
+        let mut reports = Vec::new();
+        for p in plans {
+            reports.push(run(p, false)?);
+        }
+        let images: Vec<PlatformImage> = reports.iter().flat_map(|r| r.images.clone()).collect();
+        let manifests: Vec<(Descriptor, Platform)> =
+            images.iter().map(|i| (i.image.clone(), i.platform.clone())).collect();
+        let index = self.store.commit_index(&manifests, &opts.tags)?;
+        Ok(BuildReport {
+            config: index.digest.clone(),
+            image: index,
+            tags: opts.tags.iter().map(|t| t.pull_reference().familiar()).collect(),
+            steps: reports.iter().flat_map(|r| r.steps.clone()).collect(),
+            cache: reports.iter().flat_map(|r| r.cache.clone()).collect(),
+            layers: reports.iter().map(|r| r.layers).sum(),
+            images,
+        })
     }
 }
 
@@ -307,13 +378,15 @@ struct StepDirs {
     scratch: PathBuf,
 }
 
-/// One build in progress.
+/// One build in progress (of one platform).
 struct Run<'b, 'a> {
     b: &'b Builder<'a>,
     opts: &'b BuildOptions,
     file: &'b str,
-    context: Context,
+    context: &'b Context,
     time: Option<u64>,
+    /// The platform built for (`TARGETPLATFORM`).
+    platform: Platform,
     steps: Vec<StepReport>,
     cache: Vec<CacheEntry>,
 }
@@ -588,7 +661,8 @@ impl Run<'_, '_> {
         }
     }
 
-    fn build(mut self, p: &Plan) -> Result<BuildReport, BuildError> {
+    /// Builds the plan's target; names the image with the build's tags when `named`.
+    fn build(mut self, p: &Plan, named: bool) -> Result<BuildReport, BuildError> {
         let mut done: BTreeMap<usize, StageState> = BTreeMap::new();
         for stage in p.stages.iter().filter(|s| !p.skipped.contains(&s.index)) {
             let state = self.stage(stage, &done)?;
@@ -609,72 +683,63 @@ impl Run<'_, '_> {
             empty_layer: Some(true),
             ..History::default()
         });
-        let first_tag = self.opts.tags.first();
-        let mut image = self.b.store.commit_image(None, &target.layers, config, last, first_tag)?;
-        if !self.opts.annotations.is_empty() {
-            // The manifest again, with its annotations.
-            let layout = self.b.store.layout();
-            let bytes = layout.read_blob(&image.digest, 4 << 20)?;
-            let mut m: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| BuildError::Io {
-                action: "read the manifest of",
-                path: layout.blob_path(&image.digest),
-                source: std::io::Error::other(e),
-            })?;
-            let mut notes = serde_json::Map::new();
-            for (k, v) in &self.opts.annotations {
-                notes.insert(k.clone(), serde_json::Value::String(v.clone()));
-            }
-            m["annotations"] = serde_json::Value::Object(notes);
-            let bytes = serde_json::to_vec(&m).expect("JSON serializes");
-            let digest = layout.put_blob_bytes(&bytes)?;
-            image = Descriptor { digest, size: bytes.len() as u64, ..image };
-            if let Some(t) = first_tag {
-                self.b.store.tag(t, image.clone())?;
-            }
-        }
-        for t in self.opts.tags.iter().skip(1) {
+        let platform = target.platform.clone();
+        let tags: &[Reference] = if named { &self.opts.tags } else { &[] };
+        let image = self.b.store.commit_image_annotated(
+            None,
+            &target.layers,
+            config,
+            last,
+            tags.first(),
+            &self.opts.annotations,
+        )?;
+        for t in tags.iter().skip(1) {
             self.b.store.tag(t, image.clone())?;
         }
         let config_digest = self.b.store.details(&image, None)?.image.config.digest;
         Ok(BuildReport {
+            images: vec![PlatformImage { platform, image: image.clone(), config: config_digest.clone() }],
             image,
             config: config_digest,
-            tags: self.opts.tags.iter().map(|t| t.pull_reference().familiar()).collect(),
+            tags: tags.iter().map(|t| t.pull_reference().familiar()).collect(),
             steps: self.steps,
             cache: self.cache,
             layers: target.layers.len(),
         })
     }
 
-    fn platform(&self) -> Platform {
-        // The host's unless asked otherwise (as BuildKit).
-        if self.opts.plan.platform.is_empty() {
-            return Platform::host();
-        }
-        self.opts.plan.platform.parse().unwrap_or_else(|_| Platform::host())
-    }
-
-    /// The state of an image from the store, its layers unpacked in the cache.
-    fn image_state(&self, name: &str, line: usize) -> Result<StageState, BuildError> {
+    /// The state of an image from the store, for `platform`, its layers
+    /// unpacked in the cache.
+    fn image_state(&self, name: &str, line: usize, platform: &Platform) -> Result<StageState, BuildError> {
         let base_err =
             |source| BuildError::Base { file: self.file.into(), line, name: name.into(), source: Box::new(source) };
         let store = self.b.store;
-        let platform = self.platform();
+        let platform = platform.clone();
         let stored = import_base(store, name, &self.opts.context, &platform).map_err(base_err)?;
         let name = stored.as_str();
         let img = store.resolve(name).map_err(base_err)?;
         let details = store.details(&img.descriptor, Some(&platform)).map_err(base_err)?;
+        // A single-platform image is what it is: never used for another.
+        let c = &details.config;
+        let offered = Platform::new(&c.os, &c.architecture, c.variant.as_deref());
+        if !c.architecture.is_empty() && !platform.matches(&offered) {
+            return Err(base_err(cargohold_image_core::Error::NoMatchingPlatform {
+                wanted: platform.to_string(),
+                location: format!("image {name} in the store"),
+                available: offered.to_string(),
+            }));
+        }
         let mut src = store.source(name).map_err(base_err)?;
         let dirs = self.b.layer_cache().ensure(&mut src, Some(&platform))?;
         let layers = image_layers(&details);
         let key = Digest::sha256_of(format!("image {}", details.image.config.digest).as_bytes());
-        Ok(StageState { layers, dirs, config: details.config, key })
+        Ok(StageState { platform, layers, dirs, config: details.config, key })
     }
 
     fn stage(&mut self, stage: &Stage, done: &BTreeMap<usize, StageState>) -> Result<StageState, BuildError> {
         let mut st = match &stage.base {
             Base::Scratch => {
-                let platform = self.platform();
+                let platform = stage.platform.clone();
                 let config = ImageConfig {
                     architecture: platform.architecture.clone(),
                     os: platform.os.clone(),
@@ -682,10 +747,14 @@ impl Run<'_, '_> {
                     ..ImageConfig::default()
                 };
                 let key = Digest::sha256_of(format!("scratch {platform}").as_bytes());
-                StageState { layers: Vec::new(), dirs: Vec::new(), config, key }
+                StageState { platform, layers: Vec::new(), dirs: Vec::new(), config, key }
             }
-            Base::Stage(i) => done.get(i).cloned().expect("stages build in order"),
-            Base::Image(name) => self.image_state(name, stage.line)?,
+            Base::Stage(i) => {
+                let mut st = done.get(i).cloned().expect("stages build in order");
+                st.platform = stage.platform.clone();
+                st
+            }
+            Base::Image(name) => self.image_state(name, stage.line, &stage.platform)?,
         };
         // The epoch is part of every key: it changes the bytes of new layers.
         st.key = Digest::sha256_of(format!("{}\n{:?}", st.key, self.time).as_bytes());
@@ -705,6 +774,7 @@ impl Run<'_, '_> {
                 ..History::default()
             });
             let report = StepReport {
+                platform: self.platform.clone(),
                 stage: stage.index,
                 line: step.line,
                 instruction: step.created_by.clone(),
@@ -843,7 +913,7 @@ impl Run<'_, '_> {
                     copy_from = Some(s);
                 }
                 CopySource::Image(name) => {
-                    let s = self.image_state(name, step.line)?;
+                    let s = self.image_state(name, step.line, &self.platform)?;
                     extra = format!("image {}", s.key);
                     copy_from = Some(s);
                 }
@@ -876,7 +946,7 @@ impl Run<'_, '_> {
                         continue;
                     }
                     CopySource::Image(name) => {
-                        let s = self.image_state(name, step.line)?;
+                        let s = self.image_state(name, step.line, &self.platform)?;
                         let key = format!("image {}", s.key);
                         bind_from.push(Some(s));
                         extra.push_str(&format!("bind {key}\n"));
@@ -972,6 +1042,14 @@ impl Run<'_, '_> {
         let StepKind::Run { argv, heredocs, network, args_env, mounts } = &step.kind else {
             unreachable!("run_step runs RUN steps")
         };
+        // A stage of another platform runs through its emulator, if any.
+        let binfmt = if self.opts.binfmt_misc.as_os_str().is_empty() {
+            Path::new(cargohold_runtime::BINFMT_MISC)
+        } else {
+            self.opts.binfmt_misc.as_path()
+        };
+        cargohold_runtime::emulation(&st.platform.architecture, binfmt)
+            .map_err(|e| self.step_err(step, format!("for {}: {e}", st.platform)))?;
         let network = network.as_deref();
         let scratch = dirs.scratch.as_path();
         let cfg = st.config.config.clone().unwrap_or_default();

@@ -2,4 +2,5 @@
 //! and debootstrap roots (as root: containers need it here).
 
 mod builds;
+mod platforms;
 mod stage;

@@ -21,6 +21,21 @@ use super::{Ctx, platform, source_date_epoch};
 use crate::cli::{BuildArgs, RunArgs, StageAction, StageArgs};
 use crate::output;
 
+/// The platforms of `--platform` (none given: this host's).
+fn build_platforms(args: &BuildArgs) -> Result<Vec<Platform>> {
+    let Some(list) = &args.platform else { return Ok(vec![Platform::host()]) };
+    let mut out: Vec<Platform> = Vec::new();
+    for p in list.split(',').map(str::trim) {
+        let parsed = p.parse::<Platform>().with_context(|| format!("--platform {list}"))?;
+        let parsed = cargohold_builder::plan::normalize_platform(&parsed);
+        if out.contains(&parsed) {
+            bail!("--platform {list}: {parsed} is given twice");
+        }
+        out.push(parsed);
+    }
+    Ok(out)
+}
+
 fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
     let mut build_args = BTreeMap::new();
     for a in &args.build_args {
@@ -34,13 +49,7 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
     for d in args.deny.iter().filter(|d| !d.is_empty()) {
         deny.push(Keyword::parse(d).with_context(|| format!("--deny {d}: not a Dockerfile instruction"))?);
     }
-    let platform = match &args.platform {
-        Some(p) if p.contains(',') => {
-            bail!("--platform {p}: building several platforms into one index is not supported yet; build each")
-        }
-        Some(p) => p.parse::<Platform>()?.to_string(),
-        None => Platform::host().to_string(),
-    };
+    let platform = build_platforms(args)?.remove(0).to_string();
     let file =
         args.file.as_ref().and_then(|f| f.file_name()).map_or("Dockerfile".into(), |n| n.to_string_lossy().into());
     let mut build_contexts = std::collections::BTreeMap::new();
@@ -66,32 +75,35 @@ fn plan_options(args: &BuildArgs) -> Result<PlanOptions> {
     Ok(PlanOptions { build_args, target: args.target.clone(), deny, platform, file, build_contexts })
 }
 
-/// Pulls the base images (FROM and COPY --from) the store does not have.
-fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan, opts: &PlanOptions) -> Result<()> {
-    let mut images: Vec<String> = Vec::new();
+/// Pulls the base images (FROM and COPY --from) the store does not have,
+/// each for the platform its stage is built for.
+fn pull_bases(ctx: &Ctx, store: &Store, p: &Plan) -> Result<()> {
+    let mut images: Vec<(String, Platform)> = Vec::new();
     for s in p.stages.iter().filter(|s| !p.skipped.contains(&s.index)) {
         if let Base::Image(i) = &s.base {
-            images.push(i.clone());
+            images.push((i.clone(), s.platform.clone()));
         }
         for step in &s.steps {
             if let cargohold_builder::plan::StepKind::Copy { from: CopySource::Image(i), .. } = &step.kind {
-                images.push(i.clone());
+                images.push((i.clone(), p.platform.clone()));
             }
         }
     }
-    let want: Option<Platform> = opts.platform.parse().ok();
-    for name in images {
+    for (name, platform) in images {
         // oci:, oci-archive: and docker-archive: bases are read by the builder.
         if let Ok(ImageLocation::Store(n) | ImageLocation::Docker(n)) = ImageLocation::parse(&name) {
-            ensure_base(ctx, store, &n, want.clone())?;
+            ensure_base(ctx, store, &n, Some(platform))?;
         }
     }
     Ok(())
 }
 
-/// Pulls `name` into the store unless it is there.
+/// Pulls `name` into the store unless it is there (with `platform`, when
+/// given, among its platforms).
 fn ensure_base(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>) -> Result<()> {
-    if store.resolve(name).is_ok() {
+    if let Ok(img) = store.resolve(name)
+        && platform.as_ref().is_none_or(|p| store.has_platform(&img.descriptor, p))
+    {
         return Ok(());
     }
     let loc = ImageLocation::parse(name)?;
@@ -175,12 +187,13 @@ fn no_overlay() -> bool {
     std::env::var("CARGOHOLD_OVERLAY").is_ok_and(|v| v == "0")
 }
 
-fn step_line(quiet: bool, s: &StepReport) {
+fn step_line(quiet: bool, several: bool, s: &StepReport) {
     if quiet {
         return;
     }
     let how = if s.cached { "CACHED".to_owned() } else { format!("{:.2}s", s.seconds) };
-    eprintln!("#{} line {}: {} [{how}]", s.stage, s.line, s.instruction.trim_end_matches(" # buildkit"));
+    let platform = if several { format!("[{}] ", s.platform) } else { String::new() };
+    eprintln!("{platform}#{} line {}: {} [{how}]", s.stage, s.line, s.instruction.trim_end_matches(" # buildkit"));
 }
 
 pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
@@ -264,13 +277,19 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         return check_only(args, &text, &plan_opts);
     }
     let store = ctx.store()?;
-    let planned = plan(&parse(&text, &plan_opts.file)?, &plan_opts)?;
+    let parsed = parse(&text, &plan_opts.file)?;
+    let mut plans = Vec::new();
+    for p in build_platforms(args)? {
+        plans.push(plan(&parsed, &PlanOptions { platform: p.to_string(), ..plan_opts.clone() })?);
+    }
     if !ctx.is_quiet() {
-        for a in &planned.unused_args {
+        for a in &plans[0].unused_args {
             output::status(&format!("warning: --build-arg {a} is not declared by any ARG (UnusedBuildArgs)"));
         }
     }
-    pull_bases(ctx, &store, &planned, &plan_opts)?;
+    for p in &plans {
+        pull_bases(ctx, &store, p)?;
+    }
     let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
     let network = args.container.network()?;
     let opts = BuildOptions {
@@ -288,6 +307,8 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         secrets,
         ssh,
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+        platforms: plans.iter().map(|p| p.platform.clone()).collect(),
+        binfmt_misc: PathBuf::new(),
     };
     for from in &args.cache_from {
         let r = Reference::parse(from.strip_prefix("docker://").unwrap_or(from))
@@ -309,10 +330,13 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
+    let several = plans.len() > 1;
     let report = Builder::new(&store)
         .with_executor(executor_for(&store, args.container.runtime.as_deref())?)
-        .on_step(move |s| step_line(quiet, s))
-        .build_plan(&planned, &opts, &plan_opts.file)?;
+        .on_step(move |s| step_line(quiet, several, s))
+        .build_plans(&plans, &opts, &plan_opts.file)?;
+    // An index goes out with every platform's image.
+    let out_opts = CopyOptions { platform: None, all_platforms: several };
     let image = report.image.digest.to_string();
     if let Some(f) = &args.iidfile {
         let tmp = f.with_file_name(format!(
@@ -333,12 +357,12 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         let r = match &loc {
             ImageLocation::Docker(target) => {
                 let target = Reference::parse(target)?;
-                cargohold_registry::push(&reg, &src, &target, &CopyOptions::default(), 4, &bars)
+                cargohold_registry::push(&reg, &src, &target, &out_opts, 4, &bars)
             }
             _ => {
                 let hint = tags.first();
                 let mut dst = cargohold_registry::open_dest(&loc, &store, &reg, hint)?;
-                copy(&mut src, dst.as_mut(), &CopyOptions::default(), &bars)
+                copy(&mut src, dst.as_mut(), &out_opts, &bars)
             }
         }
         .with_context(|| format!("could not write the image to {o}"))?;
@@ -352,7 +376,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             let reg = ctx.registry_for(Some(t.registry()))?;
             let src = store.source(&image)?;
             let bars = ctx.progress();
-            cargohold_registry::push(&reg, &src, t, &CopyOptions::default(), 4, &bars)
+            cargohold_registry::push(&reg, &src, t, &out_opts, 4, &bars)
                 .with_context(|| format!("could not push {}", t.familiar()))?;
             outputs.push(json!({ "location": format!("docker://{}", t.canonical()), "digest": report.image.digest }));
         }
@@ -373,16 +397,30 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
             .steps
             .iter()
             .map(|s| {
-                json!({ "stage": s.stage, "line": s.line, "instruction": s.instruction, "cached": s.cached,
-                        "layer": s.layer, "seconds": s.seconds })
+                json!({ "platform": s.platform.to_string(), "stage": s.stage, "line": s.line,
+                        "instruction": s.instruction, "cached": s.cached, "layer": s.layer, "seconds": s.seconds })
             })
+            .collect();
+        let images: Vec<_> = report
+            .images
+            .iter()
+            .map(|i| json!({ "platform": i.platform.to_string(), "digest": i.image.digest, "id": i.config }))
             .collect();
         return output::json(&json!({
             "digest": report.image.digest, "id": report.config, "tags": report.tags, "layers": report.layers,
-            "steps": steps, "outputs": outputs, "seconds": started.elapsed().as_secs_f64(),
+            "images": images, "steps": steps, "outputs": outputs, "seconds": started.elapsed().as_secs_f64(),
         }));
     }
     let name = report.tags.first().cloned().unwrap_or_else(|| report.config.to_string());
+    if several {
+        let platforms: Vec<String> = report.images.iter().map(|i| i.platform.to_string()).collect();
+        return output::line(format!(
+            "built {name} {} (an index of {}; {} layers)",
+            report.image.digest,
+            platforms.join(", "),
+            report.layers
+        ));
+    }
     output::line(format!("built {name} {} ({} layers)", report.image.digest, report.layers))
 }
 

@@ -48,7 +48,9 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let reg = ctx.registry_for(Some(target.registry()))?;
     let src = store.source(&args.image)?;
     let bars = ctx.progress();
-    let report = cargohold_registry::push(&reg, &src, &target, &CopyOptions::default(), args.jobs, &bars)
+    // The image as the store has it: an index with every platform it holds.
+    let opts = CopyOptions { platform: None, all_platforms: true };
+    let report = cargohold_registry::push(&reg, &src, &target, &opts, args.jobs, &bars)
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);
     if args.out.json {

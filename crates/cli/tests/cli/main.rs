@@ -7,6 +7,7 @@ use serde_json::Value;
 
 mod client;
 mod containers;
+mod platforms;
 mod serve;
 
 fn bin() -> Command {

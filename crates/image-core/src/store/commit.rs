@@ -4,7 +4,11 @@ use super::Store;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::inspect::ResolvedImage;
-use crate::manifest::{Descriptor, History, ImageConfig, ImageManifest, RawManifest, RootFs};
+use crate::layout::set_ref_in;
+use crate::manifest::{
+    ANNOTATION_REF_NAME, Descriptor, History, ImageConfig, ImageIndex, ImageManifest, Manifest, Platform, RawManifest,
+    RootFs,
+};
 use crate::media_type as mt;
 use crate::reference::Reference;
 use crate::transport::{BlobKind, ImageDest};
@@ -27,9 +31,22 @@ impl Store {
         &self,
         base: Option<&ResolvedImage>,
         layers: &[NewLayer],
+        config: ImageConfig,
+        history: History,
+        name: Option<&Reference>,
+    ) -> Result<Descriptor> {
+        self.commit_image_annotated(base, layers, config, history, name, &[])
+    }
+
+    /// [`Store::commit_image`] with `annotations` on the manifest.
+    pub fn commit_image_annotated(
+        &self,
+        base: Option<&ResolvedImage>,
+        layers: &[NewLayer],
         mut config: ImageConfig,
         history: History,
         name: Option<&Reference>,
+        annotations: &[(String, String)],
     ) -> Result<Descriptor> {
         let mut manifest_layers = base.map(|b| b.image.layers.clone()).unwrap_or_default();
         let mut diff_ids = base.map(|b| b.config.rootfs.diff_ids.clone()).unwrap_or_default();
@@ -48,12 +65,85 @@ impl Store {
             config: config_desc.clone(),
             layers: manifest_layers,
             subject: None,
-            annotations: None,
+            annotations: (!annotations.is_empty()).then(|| annotations.iter().cloned().collect()),
         };
         let raw = RawManifest::from_value(&manifest, mt::OCI_MANIFEST);
         let mut dest = self.dest(name)?;
         dest.put_blob(&config_desc, BlobKind::Config, &mut &config_bytes[..])?;
         dest.commit(&raw)?;
         Ok(raw.descriptor())
+    }
+
+    /// Stores an image index of stored image manifests, each with its
+    /// platform, and names it `names` (none: an unnamed entry). The
+    /// manifests' own unnamed entries in `index.json` go in the same
+    /// update: they are reached through the index now.
+    pub fn commit_index(&self, manifests: &[(Descriptor, Platform)], names: &[Reference]) -> Result<Descriptor> {
+        let entries: Vec<Descriptor> = manifests
+            .iter()
+            .map(|(d, p)| {
+                let mut e = Descriptor::new(&d.media_type, d.digest.clone(), d.size);
+                e.platform = Some(p.clone());
+                e
+            })
+            .collect();
+        let index = ImageIndex {
+            schema_version: 2,
+            media_type: Some(mt::OCI_INDEX.into()),
+            artifact_type: None,
+            manifests: entries,
+            subject: None,
+            annotations: None,
+        };
+        let bytes = serde_json::to_vec(&index).expect("an index serializes");
+        let digest = self.layout.put_blob_bytes(&bytes)?;
+        let desc = Descriptor::new(mt::OCI_INDEX, digest, bytes.len() as u64);
+        self.layout.update_index(|idx| {
+            idx.manifests.retain(|d| {
+                d.annotation(ANNOTATION_REF_NAME).is_some() || !manifests.iter().any(|(m, _)| m.digest == d.digest)
+            });
+            if names.is_empty() {
+                set_ref_in(idx, None, desc.clone());
+            }
+            for n in names {
+                set_ref_in(idx, Some(&n.pull_reference().canonical()), desc.clone());
+            }
+            Ok(())
+        })?;
+        Ok(desc)
+    }
+}
+
+impl Store {
+    /// The platforms a stored image offers: an index's entries, or a
+    /// manifest with the platform its config names.
+    pub fn platforms(&self, desc: &Descriptor) -> Result<Vec<(Descriptor, Platform)>> {
+        let bytes = self.layout.read_blob(&desc.digest, crate::manifest::MAX_MANIFEST_SIZE)?;
+        match RawManifest::from_descriptor(bytes, desc)?.parse()? {
+            Manifest::Index(idx) => {
+                Ok(idx.manifests.into_iter().filter_map(|d| d.platform.clone().map(|p| (d, p))).collect())
+            }
+            Manifest::Image(_) => {
+                let c = self.details(desc, None)?.config;
+                Ok(vec![(desc.clone(), Platform::new(&c.os, &c.architecture, c.variant.as_deref()))])
+            }
+        }
+    }
+
+    /// Whether the stored image `desc` offers `platform`.
+    pub fn has_platform(&self, desc: &Descriptor, platform: &Platform) -> bool {
+        self.platforms(desc).is_ok_and(|all| all.iter().any(|(_, p)| platform.matches(p)))
+    }
+
+    /// Names `name` an index of the platforms of the stored images
+    /// `previous` and `added`, those of `added` replacing the same ones of
+    /// `previous`: a pull of one more platform of an image the store has
+    /// for others keeps them.
+    pub fn merge_platforms(&self, name: &Reference, previous: &Descriptor, added: &Descriptor) -> Result<Descriptor> {
+        let new = self.platforms(added)?;
+        let mut all: Vec<(Descriptor, Platform)> =
+            self.platforms(previous)?.into_iter().filter(|(_, p)| !new.iter().any(|(_, n)| n.matches(p))).collect();
+        all.extend(new);
+        self.commit_index(&all, std::slice::from_ref(name))
     }
 }
