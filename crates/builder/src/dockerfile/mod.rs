@@ -253,7 +253,8 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
         }
         let mut heredocs = Vec::new();
         if keyword.takes_heredocs() {
-            for (name, expand, strip_tabs) in heredoc_starts(&args) {
+            let starts = heredoc_starts(&args).map_err(|m| err(start + 1, column, format!("{keyword}: {m}")))?;
+            for (name, expand, strip_tabs) in starts {
                 let mut body = String::new();
                 let mut closed = false;
                 while i < lines.len() {
@@ -337,67 +338,83 @@ fn take_flags(mut rest: &str) -> (Vec<Flag>, String) {
     (flags, rest.to_owned())
 }
 
-/// The here-documents an instruction's arguments open: (name, expand, strip_tabs).
-fn heredoc_starts(args: &str) -> Vec<(String, bool, bool)> {
+/// The here-documents an instruction's arguments open: (name, expand,
+/// strip_tabs), as BuildKit reads them: `[N]<<[-][blanks]WORD` outside
+/// quotes, where WORD runs to the next unquoted blank; quotes in it are
+/// removed and make the body literal (`<<'EOF'`, `<<E"O"F`), a backslash
+/// keeps the next character (`<<eo\'f` is `eo'f`, still expanded), and
+/// nothing else in it is expanded (`<<$EOF` is `$EOF`). A quote left open
+/// in a delimiter is an error.
+fn heredoc_starts(args: &str) -> Result<Vec<(String, bool, bool)>, String> {
     let mut out = Vec::new();
-    let b = args.as_bytes();
+    let c: Vec<char> = args.chars().collect();
     let mut i = 0;
-    let mut quote: Option<u8> = None;
-    while i + 1 < b.len() {
-        match (quote, b[i]) {
-            (None, b'\'' | b'"') if !opens_heredoc(&b[..i]) => {
-                quote = Some(b[i]);
-                i += 1;
-                continue;
-            }
-            (Some(q), c) if c == q => {
-                quote = None;
-                i += 1;
-                continue;
-            }
-            (Some(_), _) => {
-                i += 1;
+    let mut quote: Option<char> = None;
+    // Where the current word began: `<<` opens a here-document only at the
+    // start of a word, after a file descriptor's digits at most (`3<<EOF`).
+    let mut word = 0;
+    while i < c.len() {
+        match (quote, c[i]) {
+            (Some(q), ch) if ch == q => quote = None,
+            (Some(_), _) => {}
+            (None, ' ' | '\t') => word = i + 1,
+            (None, '\\') => i += 1,
+            (None, '\'' | '"') => quote = Some(c[i]),
+            (None, '<')
+                if c.get(i + 1) == Some(&'<')
+                    && c.get(i + 2) != Some(&'<')
+                    && c[word..i].iter().all(char::is_ascii_digit) =>
+            {
+                let mut j = i + 2;
+                let strip_tabs = c.get(j) == Some(&'-');
+                if strip_tabs {
+                    j += 1;
+                }
+                while j < c.len() && (c[j] == ' ' || c[j] == '\t') {
+                    j += 1;
+                }
+                let (mut name, mut quoted, mut open) = (String::new(), false, None::<char>);
+                while j < c.len() {
+                    let ch = c[j];
+                    match open {
+                        Some(q) if ch == q => open = None,
+                        Some(_) => name.push(ch),
+                        None if ch == ' ' || ch == '\t' => break,
+                        None if ch == '\'' || ch == '"' => {
+                            open = Some(ch);
+                            quoted = true;
+                        }
+                        None if ch == '\\' && j + 1 < c.len() => {
+                            j += 1;
+                            name.push(c[j]);
+                        }
+                        None => name.push(ch),
+                    }
+                    j += 1;
+                }
+                if let Some(q) = open {
+                    return Err(format!(
+                        "here-document delimiter {:?} has an unterminated {q} quote",
+                        &args[byte(args, i)..]
+                    ));
+                }
+                if !name.is_empty() {
+                    out.push((name, !quoted, strip_tabs));
+                }
+                i = j;
+                word = j;
                 continue;
             }
             _ => {}
         }
-        if b[i] == b'<' && b[i + 1] == b'<' && !(i + 2 < b.len() && b[i + 2] == b'<') {
-            let mut j = i + 2;
-            let strip_tabs = j < b.len() && b[j] == b'-';
-            if strip_tabs {
-                j += 1;
-            }
-            let q = (j < b.len() && (b[j] == b'"' || b[j] == b'\'')).then(|| b[j]);
-            if q.is_some() {
-                j += 1;
-            }
-            let s = j;
-            while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
-                j += 1;
-            }
-            if j > s {
-                let name = args[s..j].to_owned();
-                if let Some(q) = q {
-                    if j < b.len() && b[j] == q {
-                        j += 1;
-                    } else {
-                        i = j;
-                        continue;
-                    }
-                }
-                out.push((name, q.is_none(), strip_tabs));
-            }
-            i = j;
-            continue;
-        }
         i += 1;
     }
-    out
+    Ok(out)
 }
 
-/// Whether the bytes before a quote are `<<` or `<<-` (a quoted delimiter follows).
-fn opens_heredoc(before: &[u8]) -> bool {
-    before.ends_with(b"<<") || before.ends_with(b"<<-")
+/// The byte offset of the `n`th character of `s`.
+fn byte(s: &str, n: usize) -> usize {
+    s.char_indices().nth(n).map_or(s.len(), |(b, _)| b)
 }
 
 /// The arguments as a JSON array of strings, if they are one.
@@ -469,6 +486,58 @@ mod tests {
         assert_eq!((two.heredocs[0].body.as_str(), two.heredocs[1].body.as_str()), ("a\n", "b\n"));
         assert!(two.heredocs[0].expand && !two.heredocs[1].expand);
         assert_eq!(d.instructions.len(), 4);
+    }
+
+    /// Delimiters as BuildKit's parser reads them (its heredoc tests'
+    /// cases): (instruction line, body lines, expected (name, body, expand)).
+    #[test]
+    fn heredoc_delimiters_as_buildkit_reads_them() {
+        for (line, body, want) in [
+            ("RUN <<EMPTY", "EMPTY\n", Some(("EMPTY", "", true))),
+            ("RUN 3<<EMPTY2", "EMPTY2\n", Some(("EMPTY2", "", true))),
+            ("RUN \"<<NOHEREDOC\"", "", None),
+            ("RUN '<<EOF'", "", None),
+            ("RUN [\"<<EOF\"]", "", None),
+            ("RUN [\"<<'EOF'\"]", "", None),
+            ("RUN <<INDENT", "\tfoo\n\tbar\nINDENT\n", Some(("INDENT", "\tfoo\n\tbar\n", true))),
+            ("RUN <<-UNINDENT2", "\tbaz\n\tquux\n\tUNINDENT2\n", Some(("UNINDENT2", "baz\nquux\n", true))),
+            ("RUN <<-'NOEXPAND'", "\tdon't $NAME\nNOEXPAND\n", Some(("NOEXPAND", "don't $NAME\n", false))),
+            ("RUN <<COMPLEX python3", "print(1)\nCOMPLEX\n", Some(("COMPLEX", "print(1)\n", true))),
+            ("COPY <<file.txt /dest", "hello\nfile.txt\n", Some(("file.txt", "hello\n", true))),
+            ("RUN <<eo'f'", "echo foo\neof\n", Some(("eof", "echo foo\n", false))),
+            ("RUN <<eo\\'f", "echo foo\neo'f\n", Some(("eo'f", "echo foo\n", true))),
+            ("RUN <<'e'o\\'f", "echo foo\neo'f\n", Some(("eo'f", "echo foo\n", false))),
+            ("RUN <<'one two'", "echo bar\none two\n", Some(("one two", "echo bar\n", false))),
+            ("RUN <<EO\"F\"", "x\nEOF\n", Some(("EOF", "x\n", false))),
+            ("RUN <<$EOF", "$EOF\n", Some(("$EOF", "", true))),
+            ("RUN <<  EOF", "EOF\n", Some(("EOF", "", true))),
+            ("RUN <<  EOF  > foo", "EOF\n", Some(("EOF", "", true))),
+            ("RUN <<- EOF", "\tEOF\n", Some(("EOF", "", true))),
+            ("RUN << -EOF", "-EOF\n", Some(("-EOF", "", true))),
+            (
+                "RUN --mount=type=cache,target=/foo <<MOUNT",
+                "echo hello\nMOUNT\n",
+                Some(("MOUNT", "echo hello\n", true)),
+            ),
+            ("RUN echo $((1<<4)) <<<here", "", None),
+        ] {
+            let d = p(&format!("FROM scratch\n{line}\n{body}"));
+            let got = d.instructions[1].heredocs.first().map(|h| (h.name.as_str(), h.body.as_str(), h.expand));
+            assert_eq!(got, want, "{line:?}");
+            assert_eq!(d.instructions.len(), 2, "{line:?}");
+        }
+        // Two in one line take their bodies in turn.
+        let d = p("FROM scratch\nCOPY <<X <<Y /dest\nY\nX\nX\nY\n");
+        let bodies: Vec<(&str, &str)> =
+            d.instructions[1].heredocs.iter().map(|h| (h.name.as_str(), h.body.as_str())).collect();
+        assert_eq!(bodies, [("X", "Y\n"), ("Y", "X\n")]);
+        // A quote left open is an error; USER takes no here-document.
+        for bad in ["RUN <<'EOF\nEOF\n", "RUN <<EOF'\nEOF\n", "RUN <<\"EOF\nEOF\n"] {
+            let e = parse(&format!("FROM scratch\n{bad}"), "Dockerfile").unwrap_err();
+            assert!(e.line == 2 && e.message.contains("unterminated"), "{bad:?}: {e}");
+        }
+        let e = parse("FROM scratch\nUSER <<INVALID\nINVALID\n", "Dockerfile").unwrap_err();
+        assert!(e.line == 3 && e.message.contains("unknown instruction INVALID"), "{e}");
     }
 
     #[test]
