@@ -367,7 +367,8 @@ pub struct Warning {
 }
 
 /// `build --check`: parses and plans `text` as the build would (nothing is
-/// run or pulled), and lists BuildKit's warnings it finds: a shell-form
+/// run or pulled), and lists BuildKit's warnings it finds, but those the
+/// `# check=skip=...` directive skips: a shell-form
 /// `CMD`/`ENTRYPOINT` (JSONArgsRecommended), `MAINTAINER`
 /// (MaintainerDeprecated), `FROM x as y` casing that differs from the
 /// keyword's (FromAsCasing), stage names not in lower case
@@ -378,6 +379,16 @@ pub fn check(text: &str, opts: &PlanOptions) -> Result<(Plan, Vec<Warning>), Par
     let p = plan(&d, opts)?;
     let mut warnings = Vec::new();
     for i in &d.instructions {
+        if i.empty_continuation {
+            warnings.push(Warning {
+                line: i.line,
+                rule: "NoEmptyContinuation",
+                message: format!(
+                    "Empty continuation line found in: {} (empty continuation lines will become errors in a future release)",
+                    i.original
+                ),
+            });
+        }
         match i.keyword {
             Keyword::Cmd | Keyword::Entrypoint if i.exec.is_none() => warnings.push(Warning {
                 line: i.line,
@@ -424,6 +435,7 @@ pub fn check(text: &str, opts: &PlanOptions) -> Result<(Plan, Vec<Warning>), Par
             message: format!("--build-arg {a} is not declared by any ARG"),
         });
     }
+    warnings.retain(|w| d.check.reports(w.rule));
     Ok((p, warnings))
 }
 

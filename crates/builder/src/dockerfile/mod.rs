@@ -134,6 +134,9 @@ pub struct Instruction {
     pub heredocs: Vec<Heredoc>,
     /// The instruction as written (keyword, flags and arguments on one line).
     pub original: String,
+    /// An empty line sat among its continuation lines (BuildKit warns:
+    /// they are to become errors).
+    pub empty_continuation: bool,
 }
 
 impl Instruction {
@@ -150,8 +153,55 @@ pub struct Dockerfile {
     pub escape: char,
     /// The `# syntax=` directive, if any (recorded, not acted on).
     pub syntax: Option<String>,
+    /// The `# check=` directive: which warnings to skip, whether they fail.
+    pub check: CheckDirective,
     /// The instructions in order.
     pub instructions: Vec<Instruction>,
+}
+
+/// `# check=skip=Rule1,Rule2;error=true`, as BuildKit reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckDirective {
+    /// Rules whose warnings are not reported (`skip=`).
+    pub skip: Vec<String>,
+    /// `skip=all`: no warnings at all.
+    pub skip_all: bool,
+    /// `error=true`: a warning fails the check and the build.
+    pub error: bool,
+}
+
+impl CheckDirective {
+    fn parse(value: &str) -> Result<Self, String> {
+        let mut c = CheckDirective::default();
+        for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("check directive: {part:?} is not KEY=VALUE"))?;
+            match k.trim() {
+                "skip" => {
+                    for rule in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                        if rule.eq_ignore_ascii_case("all") {
+                            c.skip_all = true;
+                        } else {
+                            c.skip.push(rule.to_owned());
+                        }
+                    }
+                }
+                "error" => {
+                    c.error = match v.trim() {
+                        "true" => true,
+                        "false" => false,
+                        other => return Err(format!("check directive: error={other}: use true or false")),
+                    }
+                }
+                other => return Err(format!("check directive: unknown key {other:?} (skip and error are known)")),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Whether warnings of `rule` are reported.
+    pub fn reports(&self, rule: &str) -> bool {
+        !self.skip_all && !self.skip.iter().any(|r| r == rule)
+    }
 }
 
 /// A Dockerfile that cannot be parsed: file, line, column and why.
@@ -175,6 +225,7 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
     // Parser directives: only at the very top, before any other line.
     let mut escape = '\\';
     let mut syntax = None;
+    let mut check = CheckDirective::default();
     let mut seen: Vec<String> = Vec::new();
     let mut i = 0;
     while i < lines.len() {
@@ -198,7 +249,7 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
                 }
             }
             "syntax" => syntax = Some(value.to_owned()),
-            _ => {}
+            _ => check = CheckDirective::parse(value).map_err(|m| err(i + 1, 1, m))?,
         }
         i += 1;
     }
@@ -213,6 +264,7 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
         // Join continuation lines; comment and empty lines inside are dropped.
         let mut logical = String::new();
         let mut current = trimmed.to_owned();
+        let mut empty_continuation = false;
         loop {
             match strip_continuation(&current, escape) {
                 Some(head) => {
@@ -220,6 +272,7 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
                     i += 1;
                     while i < lines.len() && {
                         let t = lines[i].trim_start();
+                        empty_continuation |= t.is_empty();
                         t.is_empty() || t.starts_with('#')
                     } {
                         i += 1;
@@ -291,9 +344,10 @@ pub fn parse(text: &str, file: &str) -> Result<Dockerfile, ParseError> {
             exec,
             heredocs,
             original: logical.clone(),
+            empty_continuation,
         });
     }
-    Ok(Dockerfile { escape, syntax, instructions })
+    Ok(Dockerfile { escape, syntax, check, instructions })
 }
 
 /// `# key=value` at the top of the file.
@@ -486,6 +540,36 @@ mod tests {
         assert_eq!((two.heredocs[0].body.as_str(), two.heredocs[1].body.as_str()), ("a\n", "b\n"));
         assert!(two.heredocs[0].expand && !two.heredocs[1].expand);
         assert_eq!(d.instructions.len(), 4);
+    }
+
+    /// BuildKit's continuation cases: indentation kept, comment lines
+    /// dropped, empty lines dropped but flagged.
+    #[test]
+    fn continuations_as_buildkit_joins_them() {
+        let d = p(
+            "FROM alpine:3.6\n\nRUN valid \\\n    continuation\n\nRUN something \\\n\n    following \\\n\n    more\n\nRUN another \\\n\n    thing\n\nRUN non-indented \\\n# this is a comment\n   after-comment\n\nRUN indented \\\n    # this is an indented comment\n    comment\n",
+        );
+        let got: Vec<(&str, bool, usize)> =
+            d.instructions.iter().map(|i| (i.original.as_str(), i.empty_continuation, i.line)).collect();
+        assert_eq!(
+            got,
+            [
+                ("FROM alpine:3.6", false, 1),
+                ("RUN valid     continuation", false, 3),
+                ("RUN something     following     more", true, 6),
+                ("RUN another     thing", true, 12),
+                ("RUN non-indented    after-comment", false, 16),
+                ("RUN indented     comment", false, 20),
+            ]
+        );
+        let (_, warnings) =
+            crate::plan::check("FROM scratch\nRUN a \\\n\n  b\n", &crate::plan::PlanOptions::default()).unwrap();
+        assert!(
+            warnings.iter().any(|w| w.rule == "NoEmptyContinuation"
+                && w.line == 2
+                && w.message.starts_with("Empty continuation line found in: RUN a   b")),
+            "{warnings:?}"
+        );
     }
 
     /// Delimiters as BuildKit's parser reads them (its heredoc tests'

@@ -153,11 +153,12 @@ fn init_binary() -> Result<std::path::PathBuf> {
 fn check_only(args: &BuildArgs, text: &str, opts: &PlanOptions) -> Result<()> {
     match cargohold_builder::plan::check(text, opts) {
         Ok((planned, warnings)) => {
+            let fail = warnings_fail(text, opts, &warnings);
             if args.out.json {
                 output::json(&serde_json::json!({
                     "file": opts.file, "errors": [], "warnings": warnings,
                     "stages": planned.stages.len(), "target": planned.target,
-                }))
+                }))?;
             } else {
                 for w in &warnings {
                     let at = if w.line == 0 { String::new() } else { format!(":{}", w.line) };
@@ -168,8 +169,9 @@ fn check_only(args: &BuildArgs, text: &str, opts: &PlanOptions) -> Result<()> {
                     opts.file,
                     planned.stages.len(),
                     warnings.len()
-                ))
+                ))?;
             }
+            fail
         }
         Err(e) => {
             if args.out.json {
@@ -181,6 +183,15 @@ fn check_only(args: &BuildArgs, text: &str, opts: &PlanOptions) -> Result<()> {
             Err(e.into())
         }
     }
+}
+
+/// An error when there are warnings and the Dockerfile's `# check=error=true`
+/// makes them fail the check and the build.
+fn warnings_fail(text: &str, opts: &PlanOptions, warnings: &[cargohold_builder::plan::Warning]) -> Result<()> {
+    if !warnings.is_empty() && parse(text, &opts.file)?.check.error {
+        bail!("{}: {} warnings, which the check directive (error=true) makes errors", opts.file, warnings.len());
+    }
+    Ok(())
 }
 
 fn no_overlay() -> bool {
@@ -278,6 +289,14 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     }
     let store = ctx.store()?;
     let parsed = parse(&text, &plan_opts.file)?;
+    if parsed.check.error {
+        let (_, warnings) = cargohold_builder::plan::check(&text, &plan_opts)?;
+        for w in &warnings {
+            let at = if w.line == 0 { String::new() } else { format!(":{}", w.line) };
+            output::status(&format!("{}{at}: warning: {}: {}", plan_opts.file, w.rule, w.message));
+        }
+        warnings_fail(&text, &plan_opts, &warnings)?;
+    }
     let mut plans = Vec::new();
     for p in build_platforms(args)? {
         plans.push(plan(&parsed, &PlanOptions { platform: p.to_string(), ..plan_opts.clone() })?);

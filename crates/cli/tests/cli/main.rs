@@ -1533,6 +1533,23 @@ fn build_check_reports_lines_without_building() {
     assert!(!failed.status.success());
     let v: Value = serde_json::from_slice(&failed.stdout).unwrap();
     assert_eq!(v["errors"][0]["line"], 2, "{v}");
+    // `# check=`: skipped rules are not reported; error=true fails the
+    // check and the build on what is left; an unknown key is an error.
+    let c = ctx.to_str().unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "# check=skip=JSONArgsRecommended\nFROM scratch\nCMD run me\n").unwrap();
+    let out = ok(&store, &["build", "--check", c]);
+    assert!(out.contains("0 warnings"), "{out}");
+    std::fs::write(ctx.join("Dockerfile"), "# check=error=true\nFROM scratch\nCMD run me\n").unwrap();
+    let failed = ch(&store, &["build", "--check", c]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success() && stderr.contains("error=true"), "{stderr}");
+    let failed = ch(&store, &["build", "-t", "never:1", c]);
+    assert!(!failed.status.success(), "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(!ch(&store, &["inspect", "never:1"]).status.success());
+    std::fs::write(ctx.join("Dockerfile"), "# check=fail=yes\nFROM scratch\n").unwrap();
+    let failed = ch(&store, &["build", "--check", c]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success() && stderr.contains("Dockerfile:1:1: check directive: unknown key"), "{stderr}");
     // --label over the Dockerfile's, --iidfile, --progress.
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=1\nCOPY f /f\n").unwrap();
     std::fs::write(ctx.join("f"), "x").unwrap();
