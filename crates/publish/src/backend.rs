@@ -152,7 +152,7 @@ impl PublishBackend for CvmfsServer {
     }
 
     fn new_subtree(&self, dir: &Path) -> Result<()> {
-        let f = dir.join(".cvmfscatalog");
-        std::fs::File::create(&f).map(|_| ()).map_err(io_err("create", &f))
+        // A flat's top is the image's own root directory: never followed.
+        crate::tree::Beneath::new(dir).touch(&dir.join(".cvmfscatalog"))
     }
 }

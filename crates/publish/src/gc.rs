@@ -152,8 +152,8 @@ fn collect_locked(tree: &Tree, dry_run: bool, grace: Duration, notifier: &Notifi
     for c in &report.collected {
         // Out of sight first (one rename), then deleted.
         let trash = tree.staging("gc")?;
-        std::fs::rename(&c.path, trash.join("old")).map_err(io_err("remove", &c.path))?;
-        let _ = std::fs::remove_dir_all(&trash);
+        tree.dir().rename(&c.path, &trash.join("old"))?;
+        let _ = tree.dir().remove(&trash);
         notifier.emit(&Event {
             action: "gc",
             layer: (c.kind == "layer").then(|| c.path.display().to_string()),

@@ -20,7 +20,7 @@ use cargohold_image_core::Digest;
 use serde_json::{Value, json};
 
 use crate::error::{Result, io_err};
-use crate::tree::{replace_symlink, write_atomic};
+use crate::tree::Beneath;
 
 /// One image to add to a store.
 #[derive(Debug, Clone)]
@@ -86,12 +86,8 @@ fn read_records(path: &Path) -> Result<Vec<Value>> {
     }
 }
 
-fn write_records(path: &Path, records: &[Value]) -> Result<()> {
-    write_atomic(path, &serde_json::to_vec_pretty(records).expect("records serialize"))
-}
-
-fn touch(path: &Path) -> Result<()> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path).map(|_| ()).map_err(io_err("create", path))
+fn write_records(d: &Beneath, path: &Path, records: &[Value]) -> Result<()> {
+    d.write_file(path, &serde_json::to_vec_pretty(records).expect("records serialize"))
 }
 
 /// Adds (or updates) `image` in the store at `store`, its layer's `diff`
@@ -99,15 +95,17 @@ fn touch(path: &Path) -> Result<()> {
 /// directory). The caller holds the tree's lock: the record files are
 /// rewritten whole (temp name, fsync, rename).
 pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat_size: u64) -> Result<()> {
+    // Every path below the store is reached through its own directories.
+    let d = Beneath::new(store);
     let (layer, link) = layer_ids(image.config.1);
     let overlay = store.join("overlay");
     let layer_dir = overlay.join(&layer);
-    for d in [&layer_dir, &overlay.join("l"), &store.join("overlay-images"), &store.join("overlay-layers")] {
-        std::fs::create_dir_all(d).map_err(io_err("create", d))?;
+    for dir in [&layer_dir, &overlay.join("l"), &store.join("overlay-images"), &store.join("overlay-layers")] {
+        d.create_dir_all(dir)?;
     }
-    replace_symlink(&layer_dir.join("diff"), flat_target)?;
-    write_atomic(&layer_dir.join("link"), link.as_bytes())?;
-    replace_symlink(&overlay.join("l").join(&link), &Path::new("..").join(&layer).join("diff"))?;
+    d.set_symlink(&layer_dir.join("diff"), flat_target)?;
+    d.write_file(&layer_dir.join("link"), link.as_bytes())?;
+    d.set_symlink(&overlay.join("l").join(&link), &Path::new("..").join(&layer).join("diff"))?;
 
     let layers_file = store.join("overlay-layers/layers.json");
     let mut layers = read_records(&layers_file)?;
@@ -120,12 +118,12 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
         "diff-digest": format!("sha256:{layer}"),
         "diff-size": flat_size,
     }));
-    write_records(&layers_file, &layers)?;
-    touch(&store.join("overlay-layers/layers.lock"))?;
+    write_records(&d, &layers_file, &layers)?;
+    d.touch(&store.join("overlay-layers/layers.lock"))?;
 
     let id = image.config.1.hex().to_owned();
     let image_dir = store.join("overlay-images").join(&id);
-    std::fs::create_dir_all(&image_dir).map_err(io_err("create", &image_dir))?;
+    d.create_dir_all(&image_dir)?;
     let manifest_key = format!("manifest-{}", image.manifest.1);
     let config_key = image.config.1.to_string();
     for (key, bytes) in [
@@ -133,7 +131,7 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
         (manifest_key.as_str(), image.manifest.0),
         (config_key.as_str(), image.config.0),
     ] {
-        write_atomic(&image_dir.join(big_data_file(key)), bytes)?;
+        d.write_file(&image_dir.join(big_data_file(key)), bytes)?;
     }
     let images_file = store.join("overlay-images/images.json");
     let mut images = read_records(&images_file)?;
@@ -144,7 +142,7 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
             names.retain(|n| n != image.name.as_str());
         }
     }
-    drop_unnamed(store, &mut images)?;
+    drop_unnamed(&d, store, &mut images)?;
     let mut names: Vec<Value> =
         images.iter().find(|i| i["id"] == id.as_str()).and_then(|i| i["names"].as_array().cloned()).unwrap_or_default();
     names.push(json!(image.name));
@@ -164,14 +162,15 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
         },
         "created": now_rfc3339(),
     }));
-    write_records(&images_file, &images)?;
-    touch(&store.join("overlay-images/images.lock"))?;
+    write_records(&d, &images_file, &images)?;
+    d.touch(&store.join("overlay-images/images.lock"))?;
     Ok(())
 }
 
 /// Removes `name` from the store's images (an image left with no name goes,
 /// with its layer).
 pub fn remove_name(store: &Path, name: &str) -> Result<()> {
+    let d = Beneath::new(store);
     let images_file = store.join("overlay-images/images.json");
     let mut images = read_records(&images_file)?;
     if images.is_empty() {
@@ -182,13 +181,13 @@ pub fn remove_name(store: &Path, name: &str) -> Result<()> {
             names.retain(|n| n != name);
         }
     }
-    drop_unnamed(store, &mut images)?;
-    write_records(&images_file, &images)
+    drop_unnamed(&d, store, &mut images)?;
+    write_records(&d, &images_file, &images)
 }
 
 /// Drops images with no name left, with their layers (records, directories
 /// and links).
-fn drop_unnamed(store: &Path, images: &mut Vec<Value>) -> Result<()> {
+fn drop_unnamed(d: &Beneath, store: &Path, images: &mut Vec<Value>) -> Result<()> {
     let mut gone_layers = Vec::new();
     images.retain(|i| {
         let keep = i["names"].as_array().is_some_and(|n| !n.is_empty());
@@ -203,7 +202,7 @@ fn drop_unnamed(store: &Path, images: &mut Vec<Value>) -> Result<()> {
     let layers_file = store.join("overlay-layers/layers.json");
     let mut layers = read_records(&layers_file)?;
     layers.retain(|l| !gone_layers.iter().any(|g| l["id"] == g.as_str()));
-    write_records(&layers_file, &layers)?;
+    write_records(d, &layers_file, &layers)?;
     for layer in &gone_layers {
         // Only layers this module named (hex ids): nothing else is removed.
         if layer.len() != 64 || !layer.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -214,11 +213,9 @@ fn drop_unnamed(store: &Path, images: &mut Vec<Value>) -> Result<()> {
             && link.len() == 26
             && link.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            let _ = std::fs::remove_file(store.join("overlay/l").join(link));
+            let _ = d.remove(&store.join("overlay/l").join(link));
         }
-        let _ = std::fs::remove_file(dir.join("diff"));
-        let _ = std::fs::remove_file(dir.join("link"));
-        let _ = std::fs::remove_dir(&dir);
+        let _ = d.remove(&dir);
     }
     Ok(())
 }

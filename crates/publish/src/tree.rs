@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,11 @@ impl Tree {
         &self.root
     }
 
+    /// The tree's paths, changed through open directories beneath the root.
+    pub fn dir(&self) -> Beneath {
+        Beneath::new(&self.root)
+    }
+
     /// `.layers/<xx>/<hex>` of a compressed layer digest.
     pub fn layer_dir(&self, layer: &Digest) -> PathBuf {
         let (xx, hex) = split(layer);
@@ -71,7 +77,7 @@ impl Tree {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = self.root.join(".cargohold/staging").join(format!("{what}.{}.{n}", std::process::id()));
-        std::fs::create_dir_all(&p).map_err(io_err("create the staging directory", &p))?;
+        self.dir().create_dir_all(&p)?;
         Ok(p)
     }
 
@@ -108,6 +114,183 @@ impl Tree {
     }
 }
 
+/// A directory whose paths are resolved beneath it through open directory
+/// descriptors: every directory on the way must be a real directory (a
+/// symlink or anything else planted there is an error naming it, never
+/// followed), missing ones are made with `mkdirat`, and entries are
+/// created, replaced and removed with `*at` calls relative to their open
+/// parent. Paths are given whole (for messages) and must lie under the
+/// root; `..` and `.` components are refused.
+#[derive(Debug, Clone)]
+pub struct Beneath {
+    root: PathBuf,
+}
+
+fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error {
+    let path = path.to_path_buf();
+    move |e| Error::Io { action, path, source: e.into() }
+}
+
+impl Beneath {
+    /// The directory `root` (which must exist when used).
+    pub fn new(root: &Path) -> Self {
+        Beneath { root: root.to_path_buf() }
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The names of `path` below the root.
+    fn names<'a>(&self, path: &'a Path) -> Result<Vec<&'a std::ffi::OsStr>> {
+        let rel = path.strip_prefix(&self.root).map_err(|_| Error::Io {
+            action: "use",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("not under {}", self.root.display())),
+        })?;
+        rel.components()
+            .map(|c| match c {
+                Component::Normal(n) => Ok(n),
+                _ => Err(Error::Io {
+                    action: "use",
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other("a path in the tree must be plain names"),
+                }),
+            })
+            .collect()
+    }
+
+    /// Opens the directory `names` below the root, making missing ones
+    /// when `create`; `shown` names it in errors.
+    fn open_names(&self, names: &[&std::ffi::OsStr], create: bool, shown: &Path) -> Result<OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut cur = rustix::fs::open(&self.root, flags, Mode::empty()).map_err(errno_err("open", &self.root))?;
+        for (i, name) in names.iter().enumerate() {
+            let at = || self.root.join(names[..=i].iter().collect::<PathBuf>());
+            let next = match rustix::fs::openat(&cur, *name, flags, Mode::empty()) {
+                Err(rustix::io::Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(&cur, *name, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(errno_err("create", &at())(e)),
+                    }
+                    rustix::fs::openat(&cur, *name, flags, Mode::empty())
+                }
+                other => other,
+            };
+            cur = match next {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::LOOP) | Err(rustix::io::Errno::NOTDIR) => {
+                    return Err(Error::Io {
+                        action: "use",
+                        path: at(),
+                        source: std::io::Error::other(format!(
+                            "it is a symlink or not a directory (on the way to {}): refused",
+                            shown.display()
+                        )),
+                    });
+                }
+                Err(e) => return Err(errno_err("open", &at())(e)),
+            };
+        }
+        Ok(cur)
+    }
+
+    /// The open parent of `path` (made when missing) and its last name.
+    fn parent<'a>(&self, path: &'a Path) -> Result<(OwnedFd, &'a std::ffi::OsStr)> {
+        let names = self.names(path)?;
+        let Some((last, dirs)) = names.split_last() else {
+            return Err(errno_err("change", path)(rustix::io::Errno::INVAL));
+        };
+        Ok((self.open_names(dirs, true, path)?, last))
+    }
+
+    /// Makes the directory `path` and its missing parents.
+    pub fn create_dir_all(&self, path: &Path) -> Result<()> {
+        let names = self.names(path)?;
+        self.open_names(&names, true, path).map(|_| ())
+    }
+
+    /// Opens the directory `path` (never through a symlink), if it exists.
+    pub fn open_dir(&self, path: &Path) -> Result<Option<OwnedFd>> {
+        let names = self.names(path)?;
+        match self.open_names(&names, false, path) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `data` to `path` under a temp name in its directory, fsynced
+    /// and renamed over it.
+    pub fn write_file(&self, path: &Path, data: &[u8]) -> Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let (dir, name) = self.parent(path)?;
+        let tmp = format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id());
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, tmp.as_str(), flags, Mode::from_raw_mode(0o644))
+            .map_err(errno_err("write", path))?;
+        let mut f = File::from(fd);
+        let written = f.write_all(data).and_then(|()| f.sync_all());
+        let renamed = written.and_then(|()| rustix::fs::renameat(&dir, tmp.as_str(), &dir, name).map_err(Into::into));
+        if renamed.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+        }
+        renamed.map_err(io_err("write", path))
+    }
+
+    /// Makes an empty file `path` if there is none (nothing followed).
+    pub fn touch(&self, path: &Path) -> Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        let (dir, name) = self.parent(path)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o644)).map(|_| ()).map_err(errno_err("create", path))
+    }
+
+    /// Points the symlink `link` at `target`, replacing what is there atomically.
+    pub fn set_symlink(&self, link: &Path, target: &Path) -> Result<()> {
+        let (dir, name) = self.parent(link)?;
+        let tmp = format!(".link.tmp.{}", std::process::id());
+        let _ = rustix::fs::unlinkat(&dir, tmp.as_str(), rustix::fs::AtFlags::empty());
+        rustix::fs::symlinkat(target, &dir, tmp.as_str()).map_err(errno_err("create the symlink", link))?;
+        rustix::fs::renameat(&dir, tmp.as_str(), &dir, name).map_err(errno_err("replace", link))
+    }
+
+    /// Moves `from` to `to` (both under the root), over nothing.
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let (a, an) = self.parent(from)?;
+        let (b, bn) = self.parent(to)?;
+        rustix::fs::renameat(&a, an, &b, bn).map_err(errno_err("move into place", to))
+    }
+
+    /// Whether `path` exists (as anything, a symlink not followed).
+    pub fn exists(&self, path: &Path) -> Result<bool> {
+        let names = self.names(path)?;
+        let Some((last, dirs)) = names.split_last() else { return Ok(true) };
+        match self.open_names(dirs, false, path) {
+            Ok(dir) => Ok(rustix::fs::statat(&dir, *last, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes `path` (a directory with everything in it), if there.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        let names = self.names(path)?;
+        let Some((last, dirs)) = names.split_last() else {
+            return Err(errno_err("remove", path)(rustix::io::Errno::INVAL));
+        };
+        let dir = match self.open_names(dirs, false, path) {
+            Ok(d) => d,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        cargohold_layerfs::remove_all(std::os::fd::AsFd::as_fd(&dir), last).map_err(errno_err("remove", path))
+    }
+}
+
 /// Held while the tree is being changed; released on drop.
 #[derive(Debug)]
 pub struct TreeLock {
@@ -134,16 +317,6 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io_err("write", path))
-}
-
-/// Points the symlink `link` at `target` (relative), replacing what is there atomically.
-pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
-    let dir = link.parent().expect("a link in a directory");
-    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
-    let tmp = dir.join(format!(".link.tmp.{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(io_err("create the symlink", &tmp))?;
-    std::fs::rename(&tmp, link).map_err(io_err("replace", link))
 }
 
 /// The relative path from the directory `from_dir` to `to` (both under one root).

@@ -116,20 +116,14 @@ impl Publisher<'_> {
             let _lock = self.section_lock(in_txn)?;
             for n in &names {
                 // The public path first: nobody finds a half-deleted image.
-                let link = self.tree.public_path(n);
-                match std::fs::remove_file(&link) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &link)(e)),
-                }
+                let d = self.tree.dir();
+                d.remove(&self.tree.public_path(n))?;
                 let meta = self.tree.metadata_dir(n);
-                let trash = self.tree.staging("delete")?;
-                match std::fs::rename(&meta, trash.join("old")) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_err("remove", &meta)(e)),
+                if d.exists(&meta)? {
+                    let trash = self.tree.staging("delete")?;
+                    d.rename(&meta, &trash.join("old"))?;
+                    let _ = d.remove(&trash);
                 }
-                let _ = std::fs::remove_dir_all(&trash);
                 let store = self.tree.root().join(PODMAN_STORE);
                 if store.is_dir() {
                     crate::podman::remove_name(&store, &crate::podman::podman_name(n))?;

@@ -17,7 +17,7 @@ use crate::backend::{LocalDir, PublishBackend};
 use crate::error::{Error, Result, io_err};
 use crate::notify::{Event, Notifier};
 use crate::thin::{ThinOptions, push_thin};
-use crate::tree::{Tree, relative, replace_symlink, write_atomic};
+use crate::tree::{Tree, relative};
 use crate::wishlist::{WishInput, Wishlist, expand_output};
 
 mod manage;
@@ -487,7 +487,7 @@ impl<'a> Publisher<'a> {
                 self.backend.new_subtree(&dir)?;
                 move_into_place(&self.tree, &dir, &flat)?;
                 if let Some(f) = fingerprint(&flat) {
-                    write_atomic(&check_file, f.as_bytes())?;
+                    self.tree.dir().write_file(&check_file, f.as_bytes())?;
                 }
                 report.bytes_written += written;
                 report.bytes_deduplicated += linked;
@@ -497,17 +497,17 @@ impl<'a> Publisher<'a> {
             // Metadata and the public path, last.
             let _lock = self.section_lock(in_txn)?;
             for l in &m.layers {
-                add_origin(&self.tree.layer_dir(&l.digest), &m.config.digest, &name)?;
+                add_origin(&self.tree, &self.tree.layer_dir(&l.digest), &m.config.digest, &name)?;
             }
-            write_atomic(&meta_file, &raw.bytes)?;
+            self.tree.dir().write_file(&meta_file, &raw.bytes)?;
             if !self.opts.skip_flat {
                 // A flat published before flats had checks gets one now.
                 if !check_file.exists()
                     && let Some(f) = fingerprint(&flat)
                 {
-                    write_atomic(&check_file, f.as_bytes())?;
+                    self.tree.dir().write_file(&check_file, f.as_bytes())?;
                 }
-                replace_symlink(&link, &link_target)?;
+                self.tree.dir().set_symlink(&link, &link_target)?;
                 self.notifier.emit(&Event {
                     action: "publish_flat_image",
                     image: Some(&name),
@@ -524,6 +524,7 @@ impl<'a> Publisher<'a> {
                     let store = self.tree.root().join(PODMAN_STORE);
                     let target = relative(&store.join("overlay/layer"), &flat);
                     let size = report.bytes_written + report.bytes_deduplicated;
+                    self.tree.dir().create_dir_all(&store)?;
                     crate::podman::add_image(&store, &image, &target, size)?;
                 }
             }
@@ -645,23 +646,22 @@ fn read_config_bytes(src: &mut dyn ImageSource, m: &ImageManifest) -> Result<(Im
 }
 
 /// Renames the staged directory `dir` to `target`, swapping out (and then
-/// deleting) what was there. Readers see the old tree or the new one.
+/// deleting) what was there. Readers see the old tree or the new one. Both
+/// are reached through the tree's own directories, never a symlink.
 fn move_into_place(tree: &Tree, dir: &Path, target: &Path) -> Result<()> {
-    let parent = target.parent().expect("under the root");
-    std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-    if std::fs::symlink_metadata(target).is_ok() {
+    let d = tree.dir();
+    if d.exists(target)? {
         let trash = tree.staging("trash")?;
-        let old = trash.join("old");
-        std::fs::rename(target, &old).map_err(io_err("move aside", target))?;
-        std::fs::rename(dir, target).map_err(io_err("move into place", target))?;
-        remove_quietly(&trash);
+        d.rename(target, &trash.join("old"))?;
+        d.rename(dir, target)?;
+        let _ = d.remove(&trash);
         return Ok(());
     }
-    std::fs::rename(dir, target).map_err(io_err("move into place", target))
+    d.rename(dir, target)
 }
 
 /// Records in `.metadata/origin.json` of a layer that `config` (image `name`) uses it.
-fn add_origin(layer_dir: &Path, config: &Digest, name: &str) -> Result<()> {
+fn add_origin(tree: &Tree, layer_dir: &Path, config: &Digest, name: &str) -> Result<()> {
     let file = layer_dir.join(".metadata/origin.json");
     let mut v: serde_json::Value = std::fs::read(&file)
         .ok()
@@ -683,7 +683,7 @@ fn add_origin(layer_dir: &Path, config: &Digest, name: &str) -> Result<()> {
         }
     }
     if changed {
-        write_atomic(&file, &serde_json::to_vec_pretty(&v).expect("JSON"))?;
+        tree.dir().write_file(&file, &serde_json::to_vec_pretty(&v).expect("JSON"))?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Publisher, error_chain, move_into_place, read_config, remove_quietly};
 use crate::error::{Result, io_err};
-use crate::tree::{Tree, write_atomic};
+use crate::tree::Tree;
 
 /// Where the fingerprint of a config's flat is kept (one per flat: images
 /// with one config share it).
@@ -184,7 +184,7 @@ impl Publisher<'_> {
                             // The origin records stay with the new copy.
                             let origin = target.join(".metadata/origin.json");
                             if let Ok(b) = std::fs::read(&origin) {
-                                write_atomic(&dir.join(".metadata/origin.json"), &b)?;
+                                self.tree.dir().write_file(&dir.join(".metadata/origin.json"), &b)?;
                             }
                             let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
                             move_into_place(&self.tree, &dir, &target)?;
@@ -211,7 +211,7 @@ impl Publisher<'_> {
                         let _lock = self.tree.lock(self.opts.lock_timeout, &*self.waiting)?;
                         move_into_place(&self.tree, &dir, &flat)?;
                         if let Some(f) = fingerprint(&flat) {
-                            write_atomic(&flat_check_file(&self.tree, &m.config.digest), f.as_bytes())?;
+                            self.tree.dir().write_file(&flat_check_file(&self.tree, &m.config.digest), f.as_bytes())?;
                         }
                     } else {
                         remove_quietly(&dir);

@@ -10,7 +10,6 @@ use cargohold_layerfs::{ApplyOptions, Root, flatten_linked, stream_layers};
 use super::{Publisher, error_chain, remove_quietly, sync_dir};
 use crate::error::{Result, io_err};
 use crate::notify::Event;
-use crate::tree::write_atomic;
 
 impl Publisher<'_> {
     /// Downloads and unpacks `todo` into staging directories, `jobs` at a time.
@@ -88,7 +87,8 @@ impl Publisher<'_> {
             let meta = serde_json::json!({
                 "digest": layer.digest, "diffID": diff_id, "size": layer.size, "mediaType": layer.media_type,
             });
-            write_atomic(&dir.join(".metadata/layers.json"), &serde_json::to_vec_pretty(&meta).expect("JSON"))?;
+            let file = dir.join(".metadata/layers.json");
+            self.tree.dir().write_file(&file, &serde_json::to_vec_pretty(&meta).expect("JSON"))?;
             sync_dir(&dir)?;
             Ok(r.bytes)
         })();

@@ -93,3 +93,35 @@ fn hostile_platform_strings_stay_inside_the_tree() {
     let entries: Vec<_> = std::fs::read_dir(root.join(".multiarch")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(entries, [std::ffi::OsString::from("amd64")], "only the plain platform: {entries:?}");
 }
+
+/// Symlinks planted inside the tree (by whoever could write there) are
+/// never followed: the conversion fails naming the path, and nothing is
+/// written where they point.
+#[test]
+fn symlinks_planted_in_the_tree_are_refused_not_followed() {
+    let r = TestRegistry::start();
+    let t = tempfile::tempdir().unwrap();
+    let reg = Registry::new(ClientOptions::default()).unwrap();
+    crate::images::push(&reg, &r.addr, "ev/a", "1", &[layer(&[E::File("a", b"a")])]);
+    crate::images::push(&reg, &r.addr, "ev/b", "1", &[layer(&[E::File("b", b"b")])]);
+    let root = t.path().join("tree");
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let publisher = Publisher::new(&root, &reg, PublishOptions::default(), None).unwrap();
+    let url = |repo: &str| cargohold_image_core::ImageUrl::parse(&format!("http://{}/{repo}:1", r.addr)).unwrap();
+    let first = publisher.convert_image(&url("ev/a"));
+    assert_eq!(first.status, Status::Converted, "{first:?}");
+    for planted in [root.join(".metadata").join(&r.addr), root.join(&r.addr), root.join(".flat")] {
+        let aside = t.path().join("aside");
+        std::fs::rename(&planted, &aside).unwrap();
+        std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        let report = publisher.convert_image(&url("ev/b"));
+        assert_eq!(report.status, Status::Failed, "{planted:?}: {report:?}");
+        let error = report.error.unwrap_or_default();
+        assert!(error.contains("symlink") && error.contains(&*planted.to_string_lossy()), "{error}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "{planted:?}: something was written outside");
+        std::fs::remove_file(&planted).unwrap();
+        std::fs::rename(&aside, &planted).unwrap();
+    }
+    assert_eq!(publisher.convert_image(&url("ev/b")).status, Status::Converted);
+}
