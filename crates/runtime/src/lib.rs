@@ -79,8 +79,10 @@ pub use terminal::with_terminal;
 pub use user::{UserIds, lookup_user};
 pub use volume::{MountRequest, TmpfsMount, Volume, Volumes, valid_volume_name};
 
-/// Finds `program` in `PATH`, as a shell would; a name with a slash is
-/// taken as a path.
+/// Finds `program` in the search path ([`set_program_search_path`], else
+/// the standard directories); a name with a slash is taken as a path.
 pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
     network::find_program(program)
 }
+
+pub use network::set_program_search_path;

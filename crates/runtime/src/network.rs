@@ -113,12 +113,30 @@ fn net_err(message: impl Into<String>, source: Option<std::io::Error>) -> ExecEr
     ExecError::Network { message: message.into(), source }
 }
 
-/// `program` in `PATH` (or the path itself when it has a slash).
+/// Where helper programs (pasta, crun, runc, newuidmap...) are looked for:
+/// what the program that uses this library gave [`set_program_search_path`]
+/// (a command line passes its `PATH`), else the standard directories.
+static SEARCH_PATH: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// The standard directories searched when no search path was given.
+const STANDARD_DIRS: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// Sets the directories helper programs are looked for in, in order (a
+/// command line passes its `PATH`); the first call wins. Without it, the
+/// standard directories are searched.
+pub fn set_program_search_path(dirs: Vec<PathBuf>) {
+    let _ = SEARCH_PATH.set(dirs);
+}
+
+/// `program` in the search path (or the path itself when it has a slash).
 pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         return Path::new(program).is_file().then(|| PathBuf::from(program));
     }
-    std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|d| d.join(program)).find(|p| p.is_file())
+    match SEARCH_PATH.get() {
+        Some(dirs) => dirs.iter().map(|d| d.join(program)).find(|p| p.is_file()),
+        None => STANDARD_DIRS.iter().map(|d| Path::new(d).join(program)).find(|p| p.is_file()),
+    }
 }
 
 fn is_loopback(addr: &str) -> bool {
