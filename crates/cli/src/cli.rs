@@ -368,6 +368,9 @@ pub struct PublishScrubArgs {
     /// Fail after waiting this many seconds for another publisher's lock.
     #[arg(long, value_name = "SECONDS")]
     pub lock_timeout: Option<u64>,
+    /// Serve the tree read-only to everyone else (see `publish convert --read-only-tree`). Needs root.
+    #[arg(long)]
+    pub read_only_tree: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -410,6 +413,10 @@ pub struct PublishTreeArgs {
     /// Fail after waiting this many seconds for another publisher's lock.
     #[arg(long, value_name = "SECONDS")]
     pub lock_timeout: Option<u64>,
+    /// Serve the tree read-only to everyone else (a read-only bind mount of itself; this publisher writes it in a
+    /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
+    #[arg(long)]
+    pub read_only_tree: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -473,6 +480,10 @@ pub struct PublishOpts {
     /// Also publish every platform of multi-platform images under .multiarch/ARCH or ARCH:VARIANT.
     #[arg(long)]
     pub multi_arch: bool,
+    /// Serve the tree read-only to everyone else (a read-only bind mount of itself; this publisher writes it in a
+    /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
+    #[arg(long)]
+    pub read_only_tree: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -541,6 +552,10 @@ pub struct PublishGcArgs {
     /// Fail after waiting this many seconds for another publisher's lock.
     #[arg(long, value_name = "SECONDS")]
     pub lock_timeout: Option<u64>,
+    /// Serve the tree read-only to everyone else (a read-only bind mount of itself; this publisher writes it in a
+    /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
+    #[arg(long)]
+    pub read_only_tree: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -51,6 +51,82 @@ impl LocalDir {
     }
 }
 
+impl LocalDir {
+    /// The tree at `root` (created when missing), served read-only, as a
+    /// CernVM-FS repository is outside its transactions: `root` becomes a
+    /// read-only bind mount of itself for every other process (unless it is
+    /// a read-only mount already), and this process gets a mount namespace
+    /// of its own in which it alone may write there. Flats share inodes with
+    /// layers, so a tree anyone else can write is a tree anyone can damage
+    /// for every image at once.
+    ///
+    /// Needs `CAP_SYS_ADMIN` (root), and must be called before this process
+    /// starts any other thread (threads started before would keep the
+    /// read-only view); both are checked. The mount stays after the process
+    /// ends (`umount ROOT` lifts it).
+    pub fn read_only(root: &Path) -> Result<Self> {
+        let fail = |why: String| Error::Io {
+            action: "serve read-only",
+            path: root.to_path_buf(),
+            source: std::io::Error::other(why),
+        };
+        let threads = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").and_then(|n| n.trim().parse::<u32>().ok())))
+            .unwrap_or(0);
+        if threads != 1 {
+            return Err(fail(format!(
+                "a read-only tree must be set up before the process starts threads (it has {threads})"
+            )));
+        }
+        std::fs::create_dir_all(root).map_err(io_err("create", root))?;
+        let root = std::fs::canonicalize(root).map_err(io_err("find", root))?;
+        let io = |action: &'static str| {
+            let root = root.clone();
+            move |e: nix::Error| Error::Io { action, path: root, source: std::io::Error::from(e) }
+        };
+        use nix::mount::{MsFlags, mount};
+        if !read_only_mount(&root) {
+            if !is_mount_point(&root) {
+                mount(Some(&root), &root, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(io("bind-mount (--read-only-tree needs root)"))?;
+            }
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(None::<&str>, &root, None::<&str>, ro, None::<&str>).map_err(io("remount read-only"))?;
+        }
+        // This process' own view, where the tree is writable.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(io("make a mount namespace for (--read-only-tree needs root)"))?;
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        mount(None::<&str>, "/", None::<&str>, private, None::<&str>).map_err(io("make the mounts private for"))?;
+        let rw = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        mount(None::<&str>, &root, None::<&str>, rw, None::<&str>).map_err(io("remount writable (privately)"))?;
+        LocalDir::new(&root)
+    }
+}
+
+/// The mount point entries of `/proc/self/mountinfo`: (mount point, options).
+fn mounts() -> Vec<(PathBuf, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            // The mount point is octal-escaped (`\040` for a space).
+            let point = f.get(4)?.replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\");
+            Some((PathBuf::from(point), f.get(5)?.to_string()))
+        })
+        .collect()
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    mounts().iter().any(|(p, _)| p == dir)
+}
+
+/// Whether the topmost mount at `dir` is read-only.
+fn read_only_mount(dir: &Path) -> bool {
+    mounts().iter().rev().find(|(p, _)| p == dir).is_some_and(|(_, o)| o.split(',').any(|x| x == "ro"))
+}
+
 impl PublishBackend for LocalDir {
     fn root(&self) -> &Path {
         &self.root

@@ -290,15 +290,25 @@ impl NetworkPool {
     }
 }
 
+/// Whether process `pid` is gone or a zombie (exited, not yet reaped).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which may hold ')'.
+        Ok(stat) => stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).is_none_or(|s| s == "Z"),
+        Err(_) => true,
+    }
+}
+
 impl Drop for PrivateNetwork {
     fn drop(&mut self) {
         if let Some(pid) = self.pasta {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
             // Published ports are free again when the container is gone, as
-            // with Docker: wait (briefly) for pasta to close them.
+            // with Docker: wait (briefly) for pasta to close them. pasta is
+            // a daemon, reaped by whoever is pid 1, maybe late: a zombie has
+            // closed everything already.
             for _ in 0..200 {
-                if nix::sys::signal::kill(pid, None).is_err() {
+                if exited(pid) {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(2));

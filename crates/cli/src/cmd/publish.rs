@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                     if !a.target.is_dir() {
                         bail!("{} is not a publish tree (no such directory)", a.target.display());
                     }
-                    Box::new(LocalDir::new(&a.target)?)
+                    Box::new(local_dir(&a.target, a.read_only_tree)?)
                 }
                 BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(&a.target))?),
             };
@@ -157,6 +157,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 dry_run: !a.repair,
                 notification_file: a.notification_file.clone(),
                 lock_timeout: a.lock_timeout,
+                read_only_tree: a.read_only_tree,
                 out: a.out.clone(),
             };
             let report = with_tree(ctx, &a.target, &tree, |p| Ok(p.scrub(a.repair)?))?;
@@ -367,16 +368,19 @@ fn with_tree<T>(
     a: &PublishTreeArgs,
     work: impl FnOnce(&Publisher<'_>) -> Result<T>,
 ) -> Result<T> {
-    let reg = ctx.registry_for(None)?;
+    if a.read_only_tree && a.backend != BackendKind::Local {
+        bail!("--read-only-tree is for a local tree (a CernVM-FS repository is read-only by itself)");
+    }
     let backend: Box<dyn PublishBackend> = match a.backend {
         BackendKind::Local => {
             if !target.is_dir() {
                 bail!("{} is not a publish tree (no such directory)", target.display());
             }
-            Box::new(LocalDir::new(target)?)
+            Box::new(local_dir(target, a.read_only_tree)?)
         }
         BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(target))?),
     };
+    let reg = ctx.registry_for(None)?;
     let opts = PublishOptions {
         lock_timeout: a.lock_timeout.map(std::time::Duration::from_secs),
         ..PublishOptions::default()
@@ -418,6 +422,13 @@ fn convert(
     render_reports(o, root, &reports)
 }
 
+/// The local tree at `root`: with `read_only`, served read-only to everyone
+/// else (set up before any thread starts: before any registry client).
+fn local_dir(root: &std::path::Path, read_only: bool) -> Result<LocalDir> {
+    let dir = if read_only { LocalDir::read_only(root) } else { LocalDir::new(root) };
+    dir.with_context(|| format!("could not open the publish tree {}", root.display()))
+}
+
 /// Runs `work` with a publisher of `root` as the options say.
 fn with_publisher<T>(
     ctx: &Ctx,
@@ -433,6 +444,13 @@ fn with_publisher<T>(
              (cargohold login), not --creds"
         );
     }
+    if o.read_only_tree && o.backend != BackendKind::Local {
+        bail!("--read-only-tree is for a local tree (a CernVM-FS repository is read-only by itself)");
+    }
+    let backend: Box<dyn PublishBackend> = match o.backend {
+        BackendKind::Local => Box::new(local_dir(root, o.read_only_tree)?),
+        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?),
+    };
     let reg = input_registry(ctx)?;
     // Thin images go up as the wish list's user, with the password DUCC
     // reads from the environment, else with the stored credentials.
@@ -453,12 +471,6 @@ fn with_publisher<T>(
         multi_arch: o.multi_arch,
     };
     let quiet = ctx.is_quiet();
-    let backend: Box<dyn PublishBackend> = match o.backend {
-        BackendKind::Local => Box::new(
-            LocalDir::new(root).with_context(|| format!("could not open the publish tree {}", root.display()))?,
-        ),
-        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?),
-    };
     let mut publisher = Publisher::with_backend(backend, &reg, opts, o.notification_file.as_deref())
         .with_context(|| format!("could not open the publish tree {}", root.display()))?
         .on_lock_wait(move |lock| {

@@ -8,6 +8,7 @@ use serde_json::Value;
 mod client;
 mod containers;
 mod platforms;
+mod publish_tree;
 mod serve;
 
 fn bin() -> Command {
