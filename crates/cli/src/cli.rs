@@ -484,6 +484,10 @@ pub struct PublishOpts {
     /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
     #[arg(long)]
     pub read_only_tree: bool,
+    /// With `--backend cvmfs`: new layers go in by `cvmfs_server ingest` outside the image's transaction, as DUCC
+    /// does (`ingest`), or are unpacked inside the transaction (`transaction`).
+    #[arg(long, value_name = "ingest|transaction")]
+    pub cvmfs_layers: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -34,6 +34,20 @@ pub trait PublishBackend: Send + Sync + std::fmt::Debug {
         let _ = dir;
         Ok(())
     }
+    /// Where new layers are staged to be ingested with
+    /// [`PublishBackend::ingest`] (outside any transaction, as DUCC does),
+    /// instead of being moved into place; `None`: they are moved.
+    fn ingest_staging(&self) -> Option<PathBuf> {
+        None
+    }
+    /// Ingests the directory tree `dir` as `dest` (a path under the root).
+    fn ingest(&self, dir: &Path, dest: &Path) -> Result<()> {
+        Err(Error::Io {
+            action: "ingest",
+            path: dest.to_path_buf(),
+            source: std::io::Error::other(format!("{} is not ingested into this target", dir.display())),
+        })
+    }
 }
 
 /// A plain directory (the default): readers see each layer and flat appear
@@ -141,9 +155,12 @@ impl PublishBackend for LocalDir {
 #[derive(Debug, Clone)]
 pub struct CvmfsServer {
     repo: String,
+    /// `/cvmfs/<repo>`: what ingest paths are relative to.
+    mount: PathBuf,
     root: PathBuf,
     program: PathBuf,
     lock: PathBuf,
+    ingest: bool,
 }
 
 impl CvmfsServer {
@@ -169,18 +186,37 @@ impl CvmfsServer {
         if !sub.is_empty() {
             root = root.join(sub);
         }
-        Ok(Self::with_paths(
+        let mut s = Self::with_paths(
             name,
-            &root,
+            &Path::new("/cvmfs").join(name),
             Path::new("cvmfs_server"),
             &Path::new("/var/spool/cvmfs").join(name).join("cargohold-publish.lock"),
-        ))
+        );
+        s.root = root;
+        Ok(s)
+    }
+
+    /// Whether new layers go in by `cvmfs_server ingest --catalog -t - -b
+    /// PATH REPO` (the default, as today's DUCC does: each layer its own
+    /// ingest, outside the image's transaction, staged in the spool
+    /// directory and streamed as a tar) or are unpacked inside the
+    /// transaction.
+    pub fn layers_by_ingest(mut self, ingest: bool) -> Self {
+        self.ingest = ingest;
+        self
     }
 
     /// Explicit paths: the repository's mount point, the `cvmfs_server`
-    /// program, the lock file.
+    /// program, the lock file (ingested layers are staged beside it).
     pub fn with_paths(repo: &str, root: &Path, program: &Path, lock: &Path) -> Self {
-        CvmfsServer { repo: repo.into(), root: root.into(), program: program.into(), lock: lock.into() }
+        CvmfsServer {
+            repo: repo.into(),
+            mount: root.into(),
+            root: root.into(),
+            program: program.into(),
+            lock: lock.into(),
+            ingest: true,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Result<()> {
@@ -230,5 +266,63 @@ impl PublishBackend for CvmfsServer {
     fn new_subtree(&self, dir: &Path) -> Result<()> {
         // A flat's top is the image's own root directory: never followed.
         crate::tree::Beneath::new(dir).touch(&dir.join(".cvmfscatalog"))
+    }
+
+    fn ingest_staging(&self) -> Option<PathBuf> {
+        self.ingest.then(|| self.lock.parent().unwrap_or(Path::new("/var/tmp")).join("cargohold-staging"))
+    }
+
+    fn ingest(&self, dir: &Path, dest: &Path) -> Result<()> {
+        let rel = dest.strip_prefix(&self.mount).map_err(|_| Error::Io {
+            action: "ingest",
+            path: dest.to_path_buf(),
+            source: std::io::Error::other(format!("not in the repository {}", self.mount.display())),
+        })?;
+        let rel = rel.to_string_lossy().into_owned();
+        let shown = PathBuf::from(format!("{} ingest --catalog -t - -b {rel} {}", self.program.display(), self.repo));
+        // What it says goes to a file: a pipe nobody reads while the tar
+        // is written could stall it.
+        let said = tempfile::tempfile().map_err(io_err("make a file for the output of", &shown))?;
+        let mut child = Command::new(&self.program)
+            .args(["ingest", "--catalog", "-t", "-", "-b", &rel, &self.repo])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(said.try_clone().map_err(io_err("run", &shown))?)
+            .spawn()
+            .map_err(io_err("run", &shown))?;
+        let stdin = child.stdin.take().expect("piped");
+        let written = cargohold_layerfs::archive_tree(
+            dir,
+            std::io::BufWriter::with_capacity(1 << 20, stdin),
+            &Default::default(),
+        )
+        .and_then(|(w, _)| {
+            w.into_inner().map(drop).map_err(|e| cargohold_layerfs::Error::Io {
+                action: "stream",
+                path: dir.to_path_buf(),
+                source: e.into_error(),
+            })
+        });
+        let status = child.wait().map_err(io_err("run", &shown))?;
+        if status.success() && written.is_ok() {
+            return Ok(());
+        }
+        // As DUCC: whatever half-happened is undone.
+        let _ = self.run(&["abort", "-f", &self.repo]);
+        let _ = self.run(&["ingest", "--delete", &rel, &self.repo]);
+        let mut text = String::new();
+        let mut f = &said;
+        let _ = std::io::Seek::rewind(&mut f);
+        let _ = std::io::Read::read_to_string(&mut f, &mut text);
+        Err(match written {
+            Err(e) => {
+                Error::Io { action: "ingest", path: dir.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+            }
+            Ok(()) => Error::Io {
+                action: "complete",
+                path: shown,
+                source: std::io::Error::other(format!("exit {}: {}", status.code().unwrap_or(-1), text.trim())),
+            },
+        })
     }
 }

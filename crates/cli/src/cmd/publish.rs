@@ -449,8 +449,18 @@ fn with_publisher<T>(
     }
     let backend: Box<dyn PublishBackend> = match o.backend {
         BackendKind::Local => Box::new(local_dir(root, o.read_only_tree)?),
-        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?),
+        BackendKind::Cvmfs => {
+            let ingest = match o.cvmfs_layers.as_deref() {
+                None | Some("ingest") => true,
+                Some("transaction") => false,
+                Some(other) => bail!("--cvmfs-layers {other}: use ingest or transaction"),
+            };
+            Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?.layers_by_ingest(ingest))
+        }
     };
+    if o.cvmfs_layers.is_some() && o.backend != BackendKind::Cvmfs {
+        bail!("--cvmfs-layers is for --backend cvmfs");
+    }
     let reg = input_registry(ctx)?;
     // Thin images go up as the wish list's user, with the password DUCC
     // reads from the environment, else with the stored credentials.

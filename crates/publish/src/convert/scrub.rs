@@ -175,7 +175,7 @@ impl Publisher<'_> {
                         damaged_layer |= *bad;
                         continue;
                     }
-                    let (dir, _) = self.stage_layer(&reference, &name, l, diff_id)?;
+                    let (dir, _) = self.stage_layer(&reference, &name, l, diff_id, false)?;
                     let target = self.tree.layer_dir(&l.digest);
                     let diff = first_difference(&dir.join("layerfs"), &target.join("layerfs"))?;
                     if let Some(why) = &diff {

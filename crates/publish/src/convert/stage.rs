@@ -31,7 +31,7 @@ impl Publisher<'_> {
                             *n - 1
                         };
                         let Some((layer, diff_id)) = todo.get(i) else { return };
-                        let r = self.stage_layer(reference, name, layer, diff_id);
+                        let r = self.stage_layer(reference, name, layer, diff_id, true);
                         let failed = r.is_err();
                         results.lock().expect("not poisoned").push(r.map(|(dir, w)| (layer.clone(), dir, w)));
                         if failed {
@@ -60,12 +60,16 @@ impl Publisher<'_> {
         Ok(ok)
     }
 
+    /// Unpacks one layer into a staging directory: the tree's, or, with
+    /// `to_ingest` and a backend that ingests layers, the backend's (its
+    /// `layerfs` is then ingested; the metadata is written in the tree later).
     pub(super) fn stage_layer(
         &self,
         reference: &cargohold_image_core::Reference,
         name: &str,
         layer: &Descriptor,
         diff_id: &Digest,
+        to_ingest: bool,
     ) -> Result<(PathBuf, u64)> {
         let id = self.notifier.id();
         let start = Instant::now();
@@ -76,7 +80,18 @@ impl Publisher<'_> {
             layer: Some(layer.digest.to_string()),
             ..Event::default()
         })?;
-        let dir = self.tree.staging("layer")?;
+        let ingest_at = if to_ingest { self.backend.ingest_staging() } else { None };
+        let dir = match &ingest_at {
+            Some(at) => {
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = at.join(format!("layer.{}.{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).map_err(io_err("create the staging directory", &dir))?;
+                dir
+            }
+            None => self.tree.staging("layer")?,
+        };
         let result = (|| {
             let layerfs = dir.join("layerfs");
             std::fs::create_dir(&layerfs).map_err(io_err("create", &layerfs))?;
@@ -84,12 +99,11 @@ impl Publisher<'_> {
             let mut src = self.reg.source(reference);
             let apply = ApplyOptions { keep_whiteouts: true, ..ApplyOptions::for_current_user() };
             let r = stream_layers(&mut src, &[(layer.clone(), diff_id.clone(), &root)], &apply)?;
-            let meta = serde_json::json!({
-                "digest": layer.digest, "diffID": diff_id, "size": layer.size, "mediaType": layer.media_type,
-            });
-            let file = dir.join(".metadata/layers.json");
-            self.tree.dir().write_file(&file, &serde_json::to_vec_pretty(&meta).expect("JSON"))?;
-            sync_dir(&dir)?;
+            if ingest_at.is_none() {
+                let file = dir.join(".metadata/layers.json");
+                self.tree.dir().write_file(&file, &layer_metadata(layer, diff_id))?;
+                sync_dir(&dir)?;
+            }
             Ok(r.bytes)
         })();
         let elapsed = start.elapsed().as_secs_f64();
@@ -165,4 +179,12 @@ impl Publisher<'_> {
             }
         }
     }
+}
+
+/// A layer's `.metadata/layers.json`.
+pub(super) fn layer_metadata(layer: &Descriptor, diff_id: &Digest) -> Vec<u8> {
+    let meta = serde_json::json!({
+        "digest": layer.digest, "diffID": diff_id, "size": layer.size, "mediaType": layer.media_type,
+    });
+    serde_json::to_vec_pretty(&meta).expect("JSON")
 }
