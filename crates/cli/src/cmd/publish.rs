@@ -447,6 +447,9 @@ fn with_publisher<T>(
     if o.read_only_tree && o.backend != BackendKind::Local {
         bail!("--read-only-tree is for a local tree (a CernVM-FS repository is read-only by itself)");
     }
+    if o.cvmfs_layers.is_some() && o.backend != BackendKind::Cvmfs {
+        bail!("--cvmfs-layers is for --backend cvmfs");
+    }
     let backend: Box<dyn PublishBackend> = match o.backend {
         BackendKind::Local => Box::new(local_dir(root, o.read_only_tree)?),
         BackendKind::Cvmfs => {
@@ -458,9 +461,6 @@ fn with_publisher<T>(
             Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?.layers_by_ingest(ingest))
         }
     };
-    if o.cvmfs_layers.is_some() && o.backend != BackendKind::Cvmfs {
-        bail!("--cvmfs-layers is for --backend cvmfs");
-    }
     let reg = input_registry(ctx)?;
     // Thin images go up as the wish list's user, with the password DUCC
     // reads from the environment, else with the stored credentials.
