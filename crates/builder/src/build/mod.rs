@@ -530,6 +530,8 @@ fn without_excluded(
 /// agent's own socket keeps its mode and owner).
 struct AgentProxy {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The proxy's socket: a connection to it wakes the accepting thread to stop.
+    at: PathBuf,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -541,43 +543,40 @@ impl AgentProxy {
         let listener = UnixListener::bind(at)?;
         std::fs::set_permissions(at, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         std::os::unix::fs::chown(at, Some(uid), Some(gid))?;
-        listener.set_nonblocking(true)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (agent, stopping) = (agent.to_path_buf(), std::sync::Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
-            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let Ok(upstream) = UnixStream::connect(&agent) else { continue };
-                        if client.set_nonblocking(false).is_err() {
-                            continue;
-                        }
-                        let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { continue };
-                        let (mut c1, mut u1) = (client, upstream);
-                        std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut c1, &mut u1);
-                            let _ = u1.shutdown(std::net::Shutdown::Write);
-                        });
-                        std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut u2, &mut c2);
-                            let _ = c2.shutdown(std::net::Shutdown::Write);
-                        });
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(10));
-                    }
-                    Err(_) => return,
+            // Blocks in accept until a client comes, or the drop's wake-up.
+            while let Ok((client, _)) = listener.accept() {
+                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
                 }
+                let Ok(upstream) = UnixStream::connect(&agent) else { continue };
+                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else { continue };
+                let (mut c1, mut u1) = (client, upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut u1);
+                    let _ = u1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
             }
         });
-        Ok(AgentProxy { stop, thread: Some(thread) })
+        Ok(AgentProxy { stop, at: at.to_path_buf(), thread: Some(thread) })
     }
 }
 
 impl Drop for AgentProxy {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        // Wakes the accept. Were the socket gone (it lives as long as the
+        // step's scratch directory), the thread is left blocked rather than
+        // waited for.
+        if std::os::unix::net::UnixStream::connect(&self.at).is_ok()
+            && let Some(t) = self.thread.take()
+        {
             let _ = t.join();
         }
     }
