@@ -462,15 +462,7 @@ impl<'a> Publisher<'a> {
                     let target = self.tree.layer_dir(&layer.digest).join("layerfs");
                     result = self.backend.ingest(&dir.join("layerfs"), &target);
                     if result.is_ok() {
-                        self.notifier.emit(&Event {
-                            action: "publish_layer",
-                            image: Some(&name),
-                            extra: vec![("layer_digest", layer.digest.hex().to_owned())],
-                            ..Event::default()
-                        })?;
-                        report.layers_new += 1;
-                        report.bytes_downloaded += layer.size;
-                        report.bytes_written += written;
+                        self.layer_published(report, &name, layer, *written)?;
                         let diff = todo.iter().find(|(l, _)| l.digest == layer.digest).map(|(_, d)| d.clone());
                         ingested.push((layer.clone(), diff.expect("staged from todo")));
                     }
@@ -511,15 +503,7 @@ impl<'a> Publisher<'a> {
                     }
                     self.backend.new_subtree(dir)?;
                     move_into_place(&self.tree, dir, &target)?;
-                    self.notifier.emit(&Event {
-                        action: "publish_layer",
-                        image: Some(&name),
-                        extra: vec![("layer_digest", layer.digest.hex().to_owned())],
-                        ..Event::default()
-                    })?;
-                    report.layers_new += 1;
-                    report.bytes_downloaded += layer.size;
-                    report.bytes_written += written;
+                    self.layer_published(report, &name, layer, *written)?;
                 }
             }
             // The flat image, from the layers in place.
@@ -585,6 +569,20 @@ impl<'a> Publisher<'a> {
     /// lock held from `begin` to `commit`, `abort` on an error; `work` is
     /// told whether it runs in one (a plain directory locks only around its
     /// moves, [`Publisher::section_lock`]).
+    /// A new layer is in the tree: its notification and counts.
+    fn layer_published(&self, report: &mut ImageReport, name: &str, layer: &Descriptor, written: u64) -> Result<()> {
+        self.notifier.emit(&Event {
+            action: "publish_layer",
+            image: Some(name),
+            extra: vec![("layer_digest", layer.digest.hex().to_owned())],
+            ..Event::default()
+        })?;
+        report.layers_new += 1;
+        report.bytes_downloaded += layer.size;
+        report.bytes_written += written;
+        Ok(())
+    }
+
     fn transaction<T>(&self, work: impl FnOnce(bool) -> Result<T>) -> Result<T> {
         if !self.backend.transactional() {
             return work(false);

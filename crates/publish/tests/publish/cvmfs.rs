@@ -37,6 +37,21 @@ case "$1" in
 esac
 "#;
 
+/// The repository's mount point, the fake's directory (its call log), and
+/// the fake `cvmfs_server` itself, under `dir`.
+fn fake_server(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let root = dir.join("cvmfs/unpacked.example.org");
+    std::fs::create_dir_all(&root).unwrap();
+    let fake_dir = dir.join("fake");
+    std::fs::create_dir_all(&fake_dir).unwrap();
+    let program = fake_dir.join("cvmfs_server");
+    let script =
+        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
+    std::fs::write(&program, script).unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (root, fake_dir, program)
+}
+
 #[test]
 fn each_image_is_one_transaction_published_or_aborted() {
     let r = TestRegistry::start();
@@ -47,15 +62,7 @@ fn each_image_is_one_transaction_published_or_aborted() {
     push(&reg, &r.addr, "cv/good", "1", std::slice::from_ref(&good));
     push(&reg, &r.addr, "cv/bad", "1", &[good, bad]);
 
-    let root = t.path().join("cvmfs/unpacked.example.org");
-    std::fs::create_dir_all(&root).unwrap();
-    let fake_dir = t.path().join("fake");
-    std::fs::create_dir_all(&fake_dir).unwrap();
-    let program = fake_dir.join("cvmfs_server");
-    let script =
-        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
-    std::fs::write(&program, script).unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (root, fake_dir, program) = fake_server(t.path());
     let backend = CvmfsServer::with_paths(
         "unpacked.example.org",
         &root,
@@ -120,15 +127,7 @@ fn layers_are_ingested_outside_the_transaction_as_duccs() {
     let base = layer(&[E::Dir("etc"), E::File("etc/motd", b"hello"), E::Dir("a"), E::File("a/x", b"x")]);
     let top = layer(&[E::Dir("a"), E::File("a/.wh.x", b""), E::File("top", b"top")]);
     let raw = push(&reg, &r.addr, "cv/app", "1", &[base, top]);
-    let root = t.path().join("cvmfs/unpacked.example.org");
-    std::fs::create_dir_all(&root).unwrap();
-    let fake_dir = t.path().join("fake");
-    std::fs::create_dir_all(&fake_dir).unwrap();
-    let program = fake_dir.join("cvmfs_server");
-    let script =
-        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
-    std::fs::write(&program, script).unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (root, fake_dir, program) = fake_server(t.path());
     let spool = t.path().join("spool");
     let backend =
         CvmfsServer::with_paths("unpacked.example.org", &root, &program, &spool.join("cargohold-publish.lock"));
