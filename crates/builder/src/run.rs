@@ -220,6 +220,7 @@ impl Prepared {
             security: opts.security.clone(),
             init: opts.init.clone(),
             systemd: false,
+            state_dir: None,
         };
         if systemd { spec.with_systemd() } else { spec }
     }

@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         security: Default::default(),
         init: None,
         systemd: false,
+        state_dir: None,
     };
     let code = Namespaces::new().run(&spec, ProcessIo::inherit())?;
     std::process::exit(code);

@@ -139,6 +139,12 @@ pub struct RunSpec {
     /// writable cgroup2 subtree of its own at `/sys/fs/cgroup`.
     #[serde(default)]
     pub systemd: bool,
+    /// Where the run keeps its own files while it runs (the private
+    /// network's namespace file, which pasta watches): a container's
+    /// directory, so that removing it also stops a pasta whose monitor was
+    /// killed; `None`: a temporary directory.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// podman's `--systemd`: when a container runs in systemd mode.
@@ -389,8 +395,8 @@ pub(crate) fn prepared_run(
         source: e,
     })?;
     let network = match spec.network {
-        Network::Private if spec.ports.is_empty() => Some(networks.take()?),
-        Network::Private => Some(crate::network::PrivateNetwork::start(&spec.ports)?),
+        Network::Private if spec.ports.is_empty() && spec.state_dir.is_none() => Some(networks.take()?),
+        Network::Private => Some(crate::network::PrivateNetwork::start_in(&spec.ports, spec.state_dir.as_deref())?),
         _ if !spec.ports.is_empty() => {
             return Err(ExecError::Option {
                 option: "-p".into(),

@@ -35,6 +35,7 @@
 //!     security: Default::default(),
 //!     init: None,
 //!     systemd: false,
+//!     state_dir: None,
 //! };
 //! let code = Namespaces::new().run(&spec, ProcessIo::inherit())?;
 //! assert_eq!(code, 0);

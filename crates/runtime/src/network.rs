@@ -147,6 +147,13 @@ impl PrivateNetwork {
     /// Makes the namespace and starts pasta for it, forwarding `ports`
     /// from the host into it.
     pub fn start(ports: &[PortMapping]) -> Result<PrivateNetwork, ExecError> {
+        Self::start_in(ports, None)
+    }
+
+    /// [`PrivateNetwork::start`], pasta's files (the namespace file it
+    /// watches: pasta quits when it is deleted) in a directory made in
+    /// `dir` (`None`: the temporary directory).
+    pub fn start_in(ports: &[PortMapping], dir: Option<&Path>) -> Result<PrivateNetwork, ExecError> {
         let pasta = find_program("pasta")
             .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
         let (netns, userns) = if cargohold_layerfs::rootless::in_user_namespace() {
@@ -170,10 +177,11 @@ impl PrivateNetwork {
             host_resolv.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).any(|a| is_loopback(a.trim()));
         // pasta's pid file, log and the namespace files it is given; pasta
         // also quits by itself when they are deleted.
-        let dir = tempfile::Builder::new()
-            .prefix("cargohold-net-")
-            .tempdir()
-            .map_err(|e| net_err("could not create a directory for pasta", Some(e)))?;
+        let made = match dir {
+            Some(d) => tempfile::Builder::new().prefix("net-").tempdir_in(d),
+            None => tempfile::Builder::new().prefix("cargohold-net-").tempdir(),
+        };
+        let dir = made.map_err(|e| net_err("could not create a directory for pasta", Some(e)))?;
         let scratch = dir.path().to_path_buf();
         let mut net = PrivateNetwork { netns, userns, pasta: None, host_resolv, forward_dns, _dir: dir };
         let pid_file = scratch.join("pasta.pid");

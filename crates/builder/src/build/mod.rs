@@ -1262,6 +1262,7 @@ impl Run<'_, '_> {
             security: self.opts.security.clone(),
             init: None,
             systemd: false,
+            state_dir: None,
         };
         let run = |binds: Vec<crate::exec::BindMount>| {
             run_step(self.b.executor.as_ref(), at, |root| make(root, binds), ProcessIo::to_stderr())

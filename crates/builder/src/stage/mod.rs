@@ -660,6 +660,7 @@ impl<'a> Stager<'a> {
                 security: opts.security.clone(),
                 init: None,
                 systemd: false,
+                state_dir: None,
             };
             if systemd { spec.with_systemd() } else { spec }
         };

@@ -308,6 +308,15 @@ fn detached_containers_logs_ps_stop_kill_wait_rm() {
     ok(&store, &["run", "-d", "--name", "sleeper", "bb:1", "sleep", "60"]);
     ok(&store, &["rm", "-f", "sleeper", "ticker", "orphan", id2, id3.trim()]);
     assert_eq!(ok(&store, &["ps", "-a", "-q"]), "");
+    // No pasta is left behind, not even the killed monitor's.
+    let store_text = store.to_string_lossy().into_owned();
+    eventually("every pasta of the store's containers to quit", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+            let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("pasta") && cmd.contains(&store_text)
+        })
+    });
 }
 
 /// The same detached container under podman and cargohold: the same logs

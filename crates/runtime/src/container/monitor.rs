@@ -7,7 +7,7 @@ use std::io::{BufRead, Read, Write};
 use std::sync::Mutex;
 
 use super::{Container, ContainerError, State, Status, io, remove_dir, start_time, write_json};
-use crate::{Executor, ProcessIo};
+use crate::{Executor, ProcessIo, RunSpec};
 
 /// Lines longer than this are split, as Docker's json-file driver does.
 const MAX_LINE: usize = 16 * 1024;
@@ -248,7 +248,10 @@ impl Container {
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
             });
-            let result = executor.run(&self.config.spec, streams);
+            // pasta's files live in the container's directory: removing a
+            // container whose monitor was killed stops its pasta too.
+            let spec = RunSpec { state_dir: Some(self.dir.clone()), ..self.config.spec.clone() };
+            let result = executor.run(&spec, streams);
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             result
         })

@@ -29,6 +29,7 @@ pub(crate) fn spec(root: RootFs, script: &str) -> RunSpec {
         security: Default::default(),
         init: None,
         systemd: false,
+        state_dir: None,
     }
 }
 
