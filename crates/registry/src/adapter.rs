@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use cargohold_image_core::{
     AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Descriptor, Digest, ImageDest, ImageSource,
-    RawManifest, Reference,
+    RawManifest, Reference, StreamReader,
 };
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
@@ -161,7 +161,12 @@ impl Registry {
     /// import) as a blocking reader.
     pub fn open_url(&self, url: &str) -> Result<Box<dyn Read + Send>> {
         let resp = self.block_on(self.client.get_url(url))?;
-        Ok(Box::new(UrlReader { reg: self.clone(), url: url.to_owned(), resp, buf: bytes::Bytes::new() }))
+        let url = url.to_owned();
+        let body: BlobStream = Box::pin(
+            resp.bytes_stream().map(move |r| r.map_err(|e| io::Error::other(format!("reading {url} failed: {e}")))),
+        );
+        let reg = self.clone();
+        Ok(Box::new(StreamReader::with_driver(body, move |s| reg.block_on(s.next()))))
     }
 
     /// Every tag of the repository of `reference`.
@@ -344,7 +349,9 @@ impl ImageSource for RegistrySource {
 
     fn blob(&mut self, desc: &Descriptor) -> cargohold_image_core::Result<Box<dyn Read + Send + '_>> {
         let stream = self.reg.block_on(AsyncImageSource::blob(self, desc))?;
-        Ok(Box::new(BodyReader { reg: self.reg.clone(), stream, buf: Bytes::new(), ended: false }))
+        let reg = self.reg.clone();
+        // The caller verifies what it reads.
+        Ok(Box::new(StreamReader::with_driver(stream, move |s| reg.block_on(s.next()))))
     }
 
     fn name_hint(&self) -> Option<Reference> {
@@ -376,57 +383,6 @@ impl RegistrySource {
         }
         AsyncImageSource::top_manifest(self).await?;
         Ok(locked(&self.endpoint).clone().expect("set with the top manifest"))
-    }
-}
-
-/// A blob stream as a blocking `Read` (the caller verifies what it reads).
-struct BodyReader {
-    reg: Registry,
-    stream: BlobStream,
-    buf: Bytes,
-    ended: bool,
-}
-
-impl Read for BodyReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.is_empty() {
-            if self.ended {
-                return Ok(0);
-            }
-            match self.reg.block_on(self.stream.next()) {
-                Some(Ok(bytes)) => self.buf = bytes,
-                Some(Err(e)) => return Err(e),
-                None => self.ended = true,
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        bytes::Buf::advance(&mut self.buf, n);
-        Ok(n)
-    }
-}
-
-/// A URL's body as a blocking `Read`.
-struct UrlReader {
-    reg: Registry,
-    url: String,
-    resp: reqwest::Response,
-    buf: Bytes,
-}
-
-impl Read for UrlReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.buf.is_empty() {
-            match self.reg.block_on(self.resp.chunk()) {
-                Ok(Some(bytes)) => self.buf = bytes,
-                Ok(None) => return Ok(0),
-                Err(e) => return Err(io::Error::other(format!("reading {} failed: {e}", self.url))),
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        bytes::Buf::advance(&mut self.buf, n);
-        Ok(n)
     }
 }
 

@@ -222,13 +222,25 @@ pub struct StreamReader {
     stream: BlobStream,
     buf: Bytes,
     ended: bool,
-    handle: tokio::runtime::Handle,
+    next: Box<NextChunk>,
 }
+
+/// Waits for a stream's next item (see [`StreamReader::with_driver`]).
+type NextChunk = dyn FnMut(&mut BlobStream) -> Option<io::Result<Bytes>> + Send;
 
 impl StreamReader {
     /// Reads `stream`, driving it on the runtime `handle` belongs to.
     pub fn new(stream: BlobStream, handle: tokio::runtime::Handle) -> Self {
-        StreamReader { stream, buf: Bytes::new(), ended: false, handle }
+        Self::with_driver(stream, move |s| handle.block_on(s.next()))
+    }
+
+    /// Reads `stream`, each chunk taken by `next`, which waits for the
+    /// stream's next item however the caller's runtime allows.
+    pub fn with_driver(
+        stream: BlobStream,
+        next: impl FnMut(&mut BlobStream) -> Option<io::Result<Bytes>> + Send + 'static,
+    ) -> Self {
+        StreamReader { stream, buf: Bytes::new(), ended: false, next: Box::new(next) }
     }
 }
 
@@ -238,7 +250,7 @@ impl Read for StreamReader {
             if self.ended {
                 return Ok(0);
             }
-            match self.handle.block_on(self.stream.next()) {
+            match (self.next)(&mut self.stream) {
                 Some(Ok(b)) => self.buf = b,
                 Some(Err(e)) => return Err(e),
                 None => self.ended = true,
