@@ -426,15 +426,11 @@ impl AsyncImageDest for RegistryDest {
     }
 
     /// Concurrent copies sharing a blob (a sync of many tags) take its lock
-    /// in turn: the first sends it, the others find it there (and never
-    /// open it at their source).
+    /// in turn: the first sends it, the others then find it there (the
+    /// copy checks after its turn comes, and never opens it at its source).
     async fn claim_blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<Option<BlobClaim>> {
         let lock = self.reg.blob_lock(&self.reference, &desc.digest);
-        let turn = lock.lock_owned().await;
-        if !locked(&self.pending).contains_key(&desc.digest) && AsyncImageDest::has_blob(self, desc).await? {
-            return Ok(None);
-        }
-        Ok(Some(BlobClaim::holding(turn)))
+        Ok(Some(BlobClaim::holding(lock.lock_owned().await)))
     }
 
     async fn put_blob(

@@ -84,8 +84,10 @@ async fn copy_image(
     let config_bytes = read_verified(src, &m.config).await?;
     check_config(&config_bytes, &m, &raw, &src.location())?;
     let stored_config = match dst.claim_blob(&m.config).await? {
-        None => m.config.clone(),
-        Some(_claim) => dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?,
+        Some(_claim) if !dst.has_blob(&m.config).await? => {
+            dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?
+        }
+        _ => m.config.clone(),
     };
     // Each distinct layer once (an image may repeat one).
     let mut first_index: HashMap<&Digest, usize> = HashMap::new();
@@ -175,6 +177,12 @@ async fn move_layer(
     progress: &dyn Progress,
     stop: Arc<AtomicBool>,
 ) -> Result<Moved> {
+    // Another copy may be sending it: wait for its turn first, then find
+    // it there (one check for presence per blob).
+    let Some(_claim) = dst.claim_blob(layer).await? else {
+        progress.blob_skipped(layer);
+        return Ok(Moved::Present);
+    };
     if dst.has_blob(layer).await? {
         progress.blob_skipped(layer);
         return Ok(Moved::Present);
@@ -185,11 +193,6 @@ async fn move_layer(
         progress.blob_skipped(layer);
         return Ok(Moved::Mounted);
     }
-    // Another copy may be sending it: wait for it, and find it there.
-    let Some(_claim) = dst.claim_blob(layer).await? else {
-        progress.blob_skipped(layer);
-        return Ok(Moved::Present);
-    };
     progress.blob_started(layer);
     let body = src.blob(layer).await?;
     let watch = Arc::new(Watch::default());

@@ -76,12 +76,13 @@ pub trait AsyncImageDest: Send + Sync {
     }
     /// Whether the blob is already present.
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
-    /// Called before a blob's bytes are asked of the source: a destination
-    /// several copies write at once (a sync of many tags) may wait here
-    /// until no other copy is sending the same blob, then answer `None` when
-    /// the blob turned out to be present, so it is neither read nor sent.
-    /// Otherwise the claim is held until [`AsyncImageDest::put_blob`]
-    /// returns. The default claims nothing and never waits.
+    /// Called first for each blob, before the copy checks for it
+    /// ([`AsyncImageDest::has_blob`]) and asks its bytes of the source: a
+    /// destination several copies write at once (a sync of many tags) may
+    /// wait here until no other copy is sending the same blob, so that the
+    /// check that follows finds it there; or answer `None` when it knows the
+    /// blob is present. The claim is held until the blob is stored (or
+    /// found). The default claims nothing and never waits.
     async fn claim_blob(&self, desc: &Descriptor) -> Result<Option<BlobClaim>> {
         let _ = desc;
         Ok(Some(BlobClaim::default()))

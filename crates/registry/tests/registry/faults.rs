@@ -277,4 +277,17 @@ fn a_pull_asks_for_each_thing_once() {
     assert_eq!((again.blobs_copied, again.blobs_skipped), (0, layers.len()));
     let asked = lines(&again_proxy);
     assert_eq!(asked.len(), 2, "{asked:#?}");
+
+    // A push checks for each blob once (then sends it), config included.
+    let push_proxy = fault_proxy(&r.addr, Vec::new());
+    let to: Reference = format!("{}/count/copy:1", push_proxy.addr).parse().unwrap();
+    let src = fresh.source(&via.to_string()).unwrap();
+    let pushed = cargohold_registry::push(&reg, &src, &to, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!(pushed.blobs_copied, layers.len());
+    let asked = lines(&push_proxy);
+    let config = fresh.details(&fresh.resolve(&via.to_string()).unwrap().descriptor, None).unwrap().image.config;
+    for d in layers.iter().map(|l| &l.digest).chain([&config.digest]) {
+        let head = format!("HEAD /v2/count/copy/blobs/{d} ");
+        assert_eq!(asked.iter().filter(|a| a.starts_with(&head)).count(), 1, "{d}: {asked:#?}");
+    }
 }
