@@ -1,0 +1,229 @@
+//! Talking to a registry (Debian's docker-registry): push, pull, copy,
+//! tags, catalog, referrers, delete, login and credentials by registry.
+
+use super::*;
+
+#[test]
+fn push_tags_pull_and_copy_through_a_registry() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let (_, store, target, digest) = push_umoci_image(&reg, t.path());
+    ok(&store, &["tag", "app:1", &target]);
+    ok(&store, &["push", &target]);
+    let tags = json(&store, &["tags", &format!("{}/team/app", reg.1), "--json"]);
+    assert_eq!(tags["tags"], serde_json::json!(["1"]));
+
+    let other = t.path().join("other-store");
+    let pulled = json(&other, &["pull", &target, "--json"]);
+    assert_eq!(pulled["report"]["manifest"]["digest"], digest.as_str());
+    assert_eq!(json(&other, &["inspect", &target, "--json"])["digest"], digest.as_str());
+    // Registry to registry, and inspect of a registry image.
+    let copied =
+        json(&other, &["copy", &format!("docker://{target}"), &format!("docker://{}/team/copy:2", reg.1), "--json"]);
+    assert_eq!(copied["blobs_mounted"], 1, "same registry: the layer is mounted, not sent: {copied}");
+    let remote = json(&other, &["inspect", &format!("docker://{}/team/copy:2", reg.1), "--json"]);
+    assert_eq!(remote["digest"], digest.as_str());
+    // A missing image: an error naming it.
+    let out = ch(&other, &["pull", &format!("{}/team/nope:1", reg.1)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("team/nope"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn digest_catalog_referrers_and_delete() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let (layout, store, target, digest) = push_umoci_image(&reg, t.path());
+    assert_eq!(ok(&store, &["digest", &target]).trim(), digest);
+    assert_eq!(ok(&store, &["digest", &format!("oci:{}:v1", layout.display())]).trim(), digest);
+    let catalog = json(&store, &["catalog", &reg.1, "--json"]);
+    assert_eq!(catalog["repositories"], serde_json::json!(["team/app"]));
+    let refs = json(&store, &["referrers", &target, "--json"]);
+    assert_eq!(refs["subject"], digest.as_str());
+    assert_eq!(refs["manifests"], serde_json::json!([]));
+    let deleted = json(&store, &["delete", &target, "--json"]);
+    assert_eq!(deleted["target"], digest.as_str());
+    let out = ch(&store, &["digest", &target]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no tag 1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn login_logout_and_credential_helpers() {
+    let reg = registry_with(Some(("alice", "s3cret")));
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    let config = t.path().join("docker");
+    let with_env = |args: &[&str], stdin: Option<&str>| -> Output {
+        use std::io::Write as _;
+        let mut cmd = bin();
+        cmd.env("DOCKER_CONFIG", &config)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("PATH", format!("{}:{}", t.path().join("bin").display(), std::env::var("PATH").unwrap()))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let target = format!("{}/private/app:1", reg.1);
+
+    // Not logged in: refused. A wrong password: login fails, nothing written.
+    assert!(!with_env(&["push", "app:1", &target], None).status.success());
+    let out = with_env(&["login", &reg.1, "-u", "alice", "--password-stdin"], Some("wrong\n"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&reg.1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!config.join("config.json").exists());
+
+    // Login writes Docker's file (mode 0600), which skopeo reads too.
+    let out = with_env(&["login", &reg.1, "-u", "alice", "--password-stdin"], Some("s3cret\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt as _;
+    let meta = std::fs::metadata(config.join("config.json")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(with_env(&["push", "app:1", &target], None).status.success());
+    run(skopeo(t.path())
+        .args(["inspect", "--tls-verify=false", "--authfile"])
+        .arg(config.join("config.json"))
+        .arg(format!("docker://{target}")));
+    assert!(with_env(&["logout", &reg.1], None).status.success());
+    assert!(!with_env(&["pull", &target], None).status.success());
+    assert!(!with_env(&["logout", &reg.1], None).status.success(), "a second logout says there was nothing");
+
+    // A credsStore helper (the docker-credential-* protocol): login stores
+    // through it, pulls get through it.
+    let bin_dir = t.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let vault = t.path().join("vault");
+    let helper = bin_dir.join("docker-credential-testvault");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nset -e\nvault={}\ncase \"$1\" in\n  store) cat > \"$vault\" ;;\n  get) server=$(cat); if [ -s \"$vault\" ]; then cat \"$vault\"; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) server=$(cat); rm -f \"$vault\" ;;\nesac\n",
+            vault.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(config.join("config.json"), r#"{"credsStore":"testvault"}"#).unwrap();
+    let out = with_env(&["login", &reg.1, "-u", "alice", "-p", "s3cret"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = std::fs::read_to_string(&vault).unwrap();
+    assert!(stored.contains("\"Secret\":\"s3cret\""), "{stored}");
+    let written = std::fs::read_to_string(config.join("config.json")).unwrap();
+    assert!(!written.contains("s3cret"), "the secret stays in the helper: {written}");
+    let out = with_env(&["pull", &target], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(with_env(&["logout", &reg.1], None).status.success());
+    assert!(!vault.exists());
+}
+
+/// Credentials go to the registry they belong to: a copy between two
+/// registries with their own users takes --src-creds and --dest-creds,
+/// `--creds` with two registries is refused (it went to both), and a
+/// registry that asks for nothing never sees the other's password.
+#[test]
+fn credentials_only_go_to_their_registry() {
+    let a = registry_with(Some(("alice", "apass")));
+    let b = registry_with(Some(("bob", "bpass")));
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let env = |args: &[&str]| -> Output {
+        bin()
+            .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("XDG_CONFIG_HOME", t.path().join("no-config"))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let (from, to) = (format!("docker://{}/team/bb:1", a.1), format!("docker://{}/team/bb:1", b.1));
+    let pushed = env(&["--creds", "alice:apass", "push", "bb:1", &from[9..]]);
+    assert!(pushed.status.success(), "{pushed:?}");
+    let both = env(&["--creds", "alice:apass", "copy", &from, &to]);
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success() && err.contains("--src-creds"), "{err}");
+    let copied = env(&["copy", "--src-creds", "alice:apass", "--dest-creds", "bob:bpass", &from, &to]);
+    assert!(copied.status.success(), "{copied:?}");
+    let check = env(&["--creds", "bob:bpass", "digest", &to[9..]]);
+    assert!(check.status.success(), "{check:?}");
+    let bad = env(&["copy", "--src-creds", "alice:apass", "bb:1", &to]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--src-creds is for a registry"), "{bad:?}");
+
+    // podman's default auth.json (~/.config/containers/auth.json) is read.
+    let home = t.path().join("home");
+    std::fs::create_dir_all(home.join(".config/containers")).unwrap();
+    let auth = run(Command::new("sh").arg("-c").arg("printf alice:apass | base64"));
+    std::fs::write(
+        home.join(".config/containers/auth.json"),
+        format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{}\"}}}}}}", a.1, auth.trim()),
+    )
+    .unwrap();
+    let tags = |with_home: bool| {
+        let mut cmd = bin();
+        cmd.env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", if with_home { home.clone() } else { t.path().join("nobody-home") })
+            .arg("--store")
+            .arg(&store)
+            .args(["tags", &format!("{}/team/bb", a.1)]);
+        cmd.output().unwrap()
+    };
+    assert!(!tags(false).status.success(), "no credentials, no tags");
+    let listed = tags(true);
+    assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains('1'), "{listed:?}");
+
+    // The most specific auth.json key wins: a wrong password for the host,
+    // the right one for the repository.
+    let wrong = run(Command::new("sh").arg("-c").arg("printf alice:nope | base64"));
+    let keyed = t.path().join("keyed.json");
+    std::fs::write(
+        &keyed,
+        format!(
+            "{{\"auths\": {{\"{0}\": {{\"auth\": \"{1}\"}}, \"{0}/team/bb\": {{\"auth\": \"{2}\"}}}}}}",
+            a.1,
+            wrong.trim(),
+            auth.trim()
+        ),
+    )
+    .unwrap();
+    let with_keyed = |repo: &str| {
+        bin()
+            .env("REGISTRY_AUTH_FILE", &keyed)
+            .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env("HOME", t.path().join("nobody-home"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .arg("--store")
+            .arg(&store)
+            .args(["tags", &format!("{}/{repo}", a.1)])
+            .output()
+            .unwrap()
+    };
+    let ok_repo = with_keyed("team/bb");
+    assert!(ok_repo.status.success(), "the repository's key: {ok_repo:?}");
+    assert!(!with_keyed("team/other").status.success(), "the host's (wrong) key for another repository");
+
+    // A registry that asks for nothing never sees --dest-creds' password.
+    let (plain, seen) = cargohold_testkit::canned_server(|_| {
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+    });
+    let out = env(&["copy", "--dest-creds", "bob:bpass", &format!("docker://{plain}/x/y:1"), &to]);
+    assert!(!out.status.success());
+    let heads = seen.lock().unwrap().clone();
+    assert!(!heads.is_empty() && heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization")), "{heads:?}");
+}
