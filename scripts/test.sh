@@ -29,7 +29,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox getfacl crun runc newuidmap \
-  podman pasta catatonit gcc ip xz bzip2 curl dockerd ssh-agent ssh-add ssh-keygen qemu-aarch64-static; do
+  podman pasta catatonit gcc ip xz bzip2 curl dockerd ssh-agent ssh-add ssh-keygen qemu-aarch64-static script; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
 done
 

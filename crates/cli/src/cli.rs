@@ -1195,8 +1195,9 @@ pub struct BuildArgs {
     /// Write the image ID (its config digest) to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// How progress is shown: plain (one line per step) or auto (the same here).
-    #[arg(long, default_value = "auto", value_name = "plain|auto")]
+    /// How progress is shown: plain (a line per step), tty (the running step redrawn in place with its time, RUN
+    /// output above it; standard error must be a terminal) or auto (tty on a terminal, else plain).
+    #[arg(long, default_value = "auto", value_name = "auto|plain|tty")]
     pub progress: String,
     /// Only check the Dockerfile (as `docker build --check`): parse and plan every stage, run and pull nothing,
     /// print errors and BuildKit's warnings with their lines; fail on an error.

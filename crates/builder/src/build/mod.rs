@@ -249,7 +249,12 @@ pub struct Builder<'a> {
     store: &'a Store,
     executor: Box<dyn Executor + 'a>,
     on_step: Option<StepHook<'a>>,
+    on_start: Option<StepHook<'a>>,
+    on_output: Option<OutputHook<'a>>,
 }
+
+/// Given what RUN steps print.
+type OutputHook<'a> = Box<dyn Fn(&[u8]) + Send + Sync + 'a>;
 
 impl std::fmt::Debug for Builder<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -260,7 +265,7 @@ impl std::fmt::Debug for Builder<'_> {
 impl<'a> Builder<'a> {
     /// A builder writing to `store`, running steps with [`Namespaces`].
     pub fn new(store: &'a Store) -> Self {
-        Builder { store, executor: Box::new(default_executor(store)), on_step: None }
+        Builder { store, executor: Box::new(default_executor(store)), on_step: None, on_start: None, on_output: None }
     }
 
     /// Runs RUN steps with `executor` instead.
@@ -272,6 +277,21 @@ impl<'a> Builder<'a> {
     /// Calls `f` after every step.
     pub fn on_step(mut self, f: impl Fn(&StepReport) + Send + Sync + 'a) -> Self {
         self.on_step = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` before every step (its report not filled in yet: not
+    /// cached, no layer, no time).
+    pub fn on_start(mut self, f: impl Fn(&StepReport) + Send + Sync + 'a) -> Self {
+        self.on_start = Some(Box::new(f));
+        self
+    }
+
+    /// Gives `f` what RUN steps write to their standard output and error
+    /// (as it comes, a chunk at a time), instead of letting them write to
+    /// this process' standard error.
+    pub fn on_output(mut self, f: impl Fn(&[u8]) + Send + Sync + 'a) -> Self {
+        self.on_output = Some(Box::new(f));
         self
     }
 
@@ -764,6 +784,17 @@ impl Run<'_, '_> {
         };
         for step in triggers.iter().chain(&stage.steps) {
             let started = Instant::now();
+            if let Some(f) = &self.b.on_start {
+                f(&StepReport {
+                    platform: self.platform.clone(),
+                    stage: stage.index,
+                    line: step.line,
+                    instruction: step.created_by.clone(),
+                    cached: false,
+                    layer: None,
+                    seconds: 0.0,
+                });
+            }
             let (cached, layer) = self.step(stage, step, &mut st, done)?;
             st.config.history.push(History {
                 created: Some(self.created()),
@@ -1264,8 +1295,30 @@ impl Run<'_, '_> {
             systemd: false,
             state_dir: None,
         };
-        let run = |binds: Vec<crate::exec::BindMount>| {
-            run_step(self.b.executor.as_ref(), at, |root| make(root, binds), ProcessIo::to_stderr())
+        let run = |binds: Vec<crate::exec::BindMount>| match &self.b.on_output {
+            None => run_step(self.b.executor.as_ref(), at, |root| make(root, binds), ProcessIo::to_stderr()),
+            Some(f) => {
+                // The step's output through a pipe, to the caller.
+                let (mut reader, writer) = std::io::pipe()
+                    .map_err(|e| StepFailure::Root(format!("could not make a pipe for its output: {e}")))?;
+                let io = ProcessIo {
+                    stdin: std::process::Stdio::null(),
+                    stdout: writer.try_clone().map_or_else(|_| std::process::Stdio::null(), Into::into),
+                    stderr: writer.into(),
+                };
+                std::thread::scope(|s| {
+                    s.spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            f(&buf[..n]);
+                        }
+                    });
+                    run_step(self.b.executor.as_ref(), at, |root| make(root, binds), io)
+                })
+            }
         };
         let code = if special.is_empty() {
             run(binds)

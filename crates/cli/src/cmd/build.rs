@@ -1,6 +1,7 @@
 //! `cargohold build` and `cargohold run`.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -203,17 +204,101 @@ fn step_line(quiet: bool, several: bool, s: &StepReport) {
         return;
     }
     let how = if s.cached { "CACHED".to_owned() } else { format!("{:.2}s", s.seconds) };
+    eprintln!("{} [{how}]", step_label(several, s));
+}
+
+fn step_label(several: bool, s: &StepReport) -> String {
     let platform = if several { format!("[{}] ", s.platform) } else { String::new() };
-    eprintln!("{platform}#{} line {}: {} [{how}]", s.stage, s.line, s.instruction.trim_end_matches(" # buildkit"));
+    format!("{platform}#{} line {}: {}", s.stage, s.line, s.instruction.trim_end_matches(" # buildkit"))
+}
+
+/// `--progress tty`: finished steps as plain lines, the running one as a
+/// line redrawn in place with its time, RUN output printed above it.
+#[derive(Default)]
+struct Board {
+    state: std::sync::Mutex<BoardState>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct BoardState {
+    running: Option<(String, std::time::Instant)>,
+    /// The last output did not end a line: nothing is drawn below it.
+    partial: bool,
+}
+
+impl Board {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn draw(st: &BoardState) {
+        if let (Some((label, since)), false) = (&st.running, st.partial) {
+            // One line, whatever the terminal's width: a wrapped line would
+            // not be redrawn in place.
+            let label: String = match label.char_indices().nth(60) {
+                Some((i, _)) => format!("{}...", &label[..i]),
+                None => label.clone(),
+            };
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[K\x1b[1m=> {label} {:.1}s\x1b[0m", since.elapsed().as_secs_f64());
+            let _ = err.flush();
+        }
+    }
+
+    fn start(&self, several: bool, s: &StepReport) {
+        let mut st = self.lock();
+        st.running = Some((step_label(several, s), std::time::Instant::now()));
+        Self::draw(&st);
+    }
+
+    fn output(&self, bytes: &[u8]) {
+        let mut st = self.lock();
+        let mut err = std::io::stderr().lock();
+        if !st.partial {
+            let _ = err.write_all(b"\r\x1b[K");
+        }
+        let _ = err.write_all(bytes);
+        st.partial = !bytes.ends_with(b"\n");
+        drop(err);
+        Self::draw(&st);
+    }
+
+    fn finish(&self, several: bool, s: &StepReport) {
+        let mut st = self.lock();
+        let how = if s.cached { "CACHED".to_owned() } else { format!("{:.2}s", s.seconds) };
+        let end = if st.partial { "\n" } else { "\r\x1b[K" };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{end}{} [{how}]", step_label(several, s));
+        st.running = None;
+        st.partial = false;
+    }
+
+    /// Redraws the running step's time until the build ends.
+    fn tick(&self) {
+        while !self.done.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Self::draw(&self.lock());
+        }
+        let st = self.lock();
+        if st.running.is_some() && !st.partial {
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let plan_opts = plan_options(args)?;
     let file = args.file.clone().unwrap_or_else(|| args.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).with_context(|| format!("could not read {}", file.display()))?;
-    if !matches!(args.progress.as_str(), "plain" | "auto") {
-        bail!("--progress {}: only plain (and auto, which is plain here) are supported", args.progress);
-    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let live = match args.progress.as_str() {
+        "plain" => false,
+        "auto" => terminal,
+        "tty" if terminal => true,
+        "tty" => bail!("--progress tty: standard error is not a terminal (use plain)"),
+        other => bail!("--progress {other}: use auto, plain or tty"),
+    };
     let mut labels = Vec::new();
     for l in &args.labels {
         let (k, v) = l.split_once('=').with_context(|| format!("--label {l}: not KEY=VALUE"))?;
@@ -350,10 +435,27 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let quiet = ctx.quiet;
     let started = std::time::Instant::now();
     let several = plans.len() > 1;
-    let report = Builder::new(&store)
-        .with_executor(executor_for(&store, args.container.runtime.as_deref())?)
-        .on_step(move |s| step_line(quiet, several, s))
-        .build_plans(&plans, &opts, &plan_opts.file)?;
+    let executor = executor_for(&store, args.container.runtime.as_deref())?;
+    let report = if live && !quiet {
+        let board = Board::default();
+        std::thread::scope(|s| {
+            s.spawn(|| board.tick());
+            let built = Builder::new(&store)
+                .with_executor(executor)
+                .on_start(|s| board.start(several, s))
+                .on_output(|b| board.output(b))
+                .on_step(|s| board.finish(several, s))
+                .build_plans(&plans, &opts, &plan_opts.file);
+            board.done.store(true, std::sync::atomic::Ordering::Relaxed);
+            built
+        })?
+    } else {
+        Builder::new(&store).with_executor(executor).on_step(move |s| step_line(quiet, several, s)).build_plans(
+            &plans,
+            &opts,
+            &plan_opts.file,
+        )?
+    };
     // An index goes out with every platform's image.
     let out_opts = CopyOptions { platform: None, all_platforms: several };
     let image = report.image.digest.to_string();

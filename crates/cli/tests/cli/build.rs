@@ -381,7 +381,22 @@ fn build_check_reports_lines_without_building() {
     let info = json(&store, &["inspect", "lbl:1", "--json"]);
     assert_eq!(info["labels"], serde_json::json!({"a": "3", "b": "2"}), "{info}");
     assert_eq!(std::fs::read_to_string(&iid).unwrap(), info["id"].as_str().unwrap());
-    assert!(!ch(&store, &["build", c, "--progress", "tty"]).status.success(), "an unsupported --progress is refused");
+    assert!(!ch(&store, &["build", c, "--progress", "fancy"]).status.success(), "an unknown --progress is refused");
+    // tty: only on a terminal; there, the running step is redrawn in place
+    // and what RUN prints comes above it.
+    let no_tty = ch(&store, &["build", c, "--progress", "tty"]);
+    assert!(String::from_utf8_lossy(&no_tty.stderr).contains("not a terminal"), "{no_tty:?}");
+    import_busybox(t.path(), &store);
+    std::fs::write(ctx.join("Dockerfile"), "FROM bb:1\nRUN echo printed by run\n").unwrap();
+    let line = format!(
+        "{} --store {} build --progress tty --no-cache -t tty:1 {c}",
+        env!("CARGO_BIN_EXE_cargohold"),
+        store.display()
+    );
+    let shown = run(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    assert!(shown.contains("\x1b[K") && shown.contains("printed by run"), "{shown:?}");
+    assert!(shown.contains("#0 line 2: RUN /bin/sh -c echo printed by run ["), "{shown:?}");
+    assert!(ch(&store, &["inspect", "tty:1"]).status.success());
 }
 
 /// `build --secret` from a file and from the environment reach
