@@ -559,7 +559,12 @@ pub fn plan(d: &Dockerfile, opts: &PlanOptions) -> Result<Plan, ParseError> {
                         .map(normalize_platform)
                         .map_err(|e| err(i, format!("FROM --platform={p}: {e}")))?
                 }
-                None => target_platform.clone(),
+                // A stage built on an earlier one keeps its platform (its
+                // programs are that platform's).
+                None => match &base {
+                    Base::Stage(i) => stages[*i].platform.clone(),
+                    _ => target_platform.clone(),
+                },
             };
             stages.push(Stage { index: stages.len(), name, line: i.line, base, platform, steps: Vec::new() });
             args.clear();
@@ -920,7 +925,7 @@ mod tests {
     fn stages_take_the_from_platform_and_the_automatic_args_follow_buildkit() {
         let opts = || PlanOptions { platform: "linux/arm64".into(), ..PlanOptions::default() };
         let p = plan_of(
-            "FROM --platform=$BUILDPLATFORM scratch AS b\nARG TARGETARCH BUILDARCH TARGETVARIANT\nENV T=$TARGETARCH B=$BUILDARCH V=$TARGETVARIANT\nFROM scratch\nFROM --platform=linux/ppc64le scratch\n",
+            "FROM --platform=$BUILDPLATFORM scratch AS b\nARG TARGETARCH BUILDARCH TARGETVARIANT\nENV T=$TARGETARCH B=$BUILDARCH V=$TARGETVARIANT\nFROM scratch\nFROM --platform=linux/ppc64le scratch\nFROM b\n",
             opts(),
         )
         .unwrap();
@@ -929,6 +934,7 @@ mod tests {
         assert_eq!(p.stages[0].platform, host);
         assert_eq!(p.stages[1].platform.to_string(), "linux/arm64");
         assert_eq!(p.stages[2].platform.to_string(), "linux/ppc64le");
+        assert_eq!(p.stages[3].platform, host, "a stage on a stage keeps its platform");
         let env = p.stages[0].steps.iter().find_map(|s| match &s.kind {
             StepKind::Config(c) if c.starts_with("ENV") => Some(c.clone()),
             _ => None,
