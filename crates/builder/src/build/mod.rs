@@ -702,7 +702,8 @@ impl Run<'_, '_> {
             empty_layer: Some(true),
             ..History::default()
         });
-        let platform = target.platform.clone();
+        // The index names it by the platform asked for (BuildKit's TARGETPLATFORM).
+        let platform = self.platform.clone();
         let tags: &[Reference] = if named { &self.opts.tags } else { &[] };
         let image = self.b.store.commit_image_annotated(
             None,
