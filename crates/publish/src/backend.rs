@@ -314,11 +314,13 @@ impl PublishBackend for CvmfsServer {
         let mut f = &said;
         let _ = std::io::Seek::rewind(&mut f);
         let _ = std::io::Read::read_to_string(&mut f, &mut text);
+        // A failed ingest says why (our stream then broke on its closed
+        // input); else the stream itself failed.
         Err(match written {
-            Err(e) => {
+            Err(e) if status.success() => {
                 Error::Io { action: "ingest", path: dir.to_path_buf(), source: std::io::Error::other(e.to_string()) }
             }
-            Ok(()) => Error::Io {
+            _ => Error::Io {
                 action: "complete",
                 path: shown,
                 source: std::io::Error::other(format!("exit {}: {}", status.code().unwrap_or(-1), text.trim())),

@@ -166,7 +166,10 @@ impl Beneath {
     fn open_names(&self, names: &[&std::ffi::OsStr], create: bool, shown: &Path) -> Result<OwnedFd> {
         use rustix::fs::{Mode, OFlags};
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let mut cur = rustix::fs::open(&self.root, flags, Mode::empty()).map_err(errno_err("open", &self.root))?;
+        // The root is where its owner put it (it may be reached through a
+        // symlink); below it nothing is followed.
+        let root_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut cur = rustix::fs::open(&self.root, root_flags, Mode::empty()).map_err(errno_err("open", &self.root))?;
         for (i, name) in names.iter().enumerate() {
             let at = || self.root.join(names[..=i].iter().collect::<PathBuf>());
             let next = match rustix::fs::openat(&cur, *name, flags, Mode::empty()) {
