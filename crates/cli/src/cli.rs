@@ -417,6 +417,11 @@ pub struct PublishTreeArgs {
     /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
     #[arg(long)]
     pub read_only_tree: bool,
+    /// With `--backend cvmfs`: DUCC's mountless publishing, for a publisher with no union mount: every change is a
+    /// `cvmfs_server ingest` (removals `ingest --fast-delete`), never a transaction. Also on when
+    /// CVMFS_DUCC_MOUNTLESS_PUBLISHING is set.
+    #[arg(long)]
+    pub mountless: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -488,6 +493,11 @@ pub struct PublishOpts {
     /// does (`ingest`), or are unpacked inside the transaction (`transaction`).
     #[arg(long, value_name = "ingest|transaction")]
     pub cvmfs_layers: Option<String>,
+    /// With `--backend cvmfs`: DUCC's mountless publishing, for a publisher with no union mount: every change is a
+    /// `cvmfs_server ingest` (removals `ingest --fast-delete`), never a transaction. Also on when
+    /// CVMFS_DUCC_MOUNTLESS_PUBLISHING is set.
+    #[arg(long)]
+    pub mountless: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -560,6 +570,11 @@ pub struct PublishGcArgs {
     /// mount namespace of its own, as CernVM-FS repositories are read-only outside transactions). Needs root.
     #[arg(long)]
     pub read_only_tree: bool,
+    /// With `--backend cvmfs`: DUCC's mountless publishing, for a publisher with no union mount: every change is a
+    /// `cvmfs_server ingest` (removals `ingest --fast-delete`), never a transaction. Also on when
+    /// CVMFS_DUCC_MOUNTLESS_PUBLISHING is set.
+    #[arg(long)]
+    pub mountless: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }

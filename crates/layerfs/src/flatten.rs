@@ -25,6 +25,9 @@ pub struct FlattenReport {
     pub entries: u64,
     /// Bytes of regular files hardlinked from the layers (not written).
     pub linked_bytes: u64,
+    /// Bytes of regular files copied, for layers on another filesystem
+    /// than `dest` (a read-only view, where no link can be made).
+    pub copied_bytes: u64,
     /// Whiteouts applied (opaque markers included).
     pub whiteouts: u64,
 }
@@ -133,11 +136,14 @@ impl Ctx<'_> {
                 last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
             };
             match kind {
-                FileType::RegularFile => {
-                    rustix::fs::linkat(src, name, dst, name, AtFlags::empty())
-                        .map_err(|e| io(&shown, "hardlink into the flat tree", e))?;
-                    self.report.linked_bytes += st.st_size as u64;
-                }
+                FileType::RegularFile => match rustix::fs::linkat(src, name, dst, name, AtFlags::empty()) {
+                    Ok(()) => self.report.linked_bytes += st.st_size as u64,
+                    Err(Errno::XDEV) => {
+                        self.copy_file(src, dst, name, &st, &shown)?;
+                        self.report.copied_bytes += st.st_size as u64;
+                    }
+                    Err(e) => return Err(io(&shown, "hardlink into the flat tree", e)),
+                },
                 FileType::Symlink => {
                     let target =
                         rustix::fs::readlinkat(src, name, Vec::new()).map_err(|e| io(&shown, "readlink", e))?;
@@ -158,6 +164,37 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A copy of the regular file `name` (contents, mode, owner when
+    /// privileged, times, xattrs), where it cannot be linked.
+    fn copy_file(&self, src: &OwnedFd, dst: &OwnedFd, name: &OsStr, st: &rustix::fs::Stat, shown: &Path) -> Result<()> {
+        let from = rustix::fs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io(shown, "open", e))?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let to = rustix::fs::openat(dst, name, flags, Mode::from_raw_mode(0o600))
+            .map_err(|e| io(shown, "create in the flat tree", e))?;
+        let (mut from, mut to) = (std::fs::File::from(from), std::fs::File::from(to));
+        std::io::copy(&mut from, &mut to).map_err(|e| Error::Io {
+            action: "copy into the flat tree",
+            path: shown.to_path_buf(),
+            source: e,
+        })?;
+        copy_xattrs(&from, &to, shown)?;
+        if self.privileged {
+            rustix::fs::fchown(
+                &to,
+                Some(rustix::process::Uid::from_raw(st.st_uid)),
+                Some(rustix::process::Gid::from_raw(st.st_gid)),
+            )
+            .map_err(|e| io(shown, "chown", e))?;
+        }
+        rustix::fs::fchmod(&to, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| io(shown, "chmod", e))?;
+        let ts = Timestamps {
+            last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
+            last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+        };
+        rustix::fs::futimens(&to, &ts).map_err(|e| io(shown, "set times", e))
     }
 
     fn chown_at(&self, dir: &OwnedFd, name: &OsStr, st: &rustix::fs::Stat, shown: &Path) -> Result<()> {
@@ -186,32 +223,87 @@ impl Ctx<'_> {
             )
             .map_err(|e| io(&shown, "chown", e))?;
         }
-        let mut names = vec![0u8; 4096];
-        let n = match rustix::fs::flistxattr(src, &mut names) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => 0,
-            Err(Errno::RANGE) => {
-                names = vec![0u8; 65536];
-                rustix::fs::flistxattr(src, &mut names).map_err(|e| io(&shown, "list xattrs", e))?
-            }
-            Err(e) => return Err(io(&shown, "list xattrs", e)),
-        };
-        for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
-            let key = std::ffi::CString::new(key).expect("split on NUL");
-            let mut value = vec![0u8; 65536];
-            let len =
-                rustix::fs::fgetxattr(src, key.as_c_str(), &mut value).map_err(|e| io(&shown, "read xattr", e))?;
-            match rustix::fs::fsetxattr(dst, key.as_c_str(), &value[..len], XattrFlags::empty()) {
-                // trusted.* and security.* need privileges the caller may lack.
-                Ok(()) | Err(Errno::PERM) | Err(Errno::NOTSUP) => {}
-                Err(e) => return Err(io(&shown, "write xattr", e)),
-            }
-        }
+        copy_xattrs(src, dst, &shown)?;
         rustix::fs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(|e| io(&shown, "chmod", e))?;
         let ts = Timestamps {
             last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
             last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
         };
         rustix::fs::futimens(dst, &ts).map_err(|e| io(&shown, "set times", e))
+    }
+}
+
+/// The xattrs of `src` onto `dst` (those the caller may not set skipped).
+fn copy_xattrs(src: impl AsFd, dst: impl AsFd, shown: &Path) -> Result<()> {
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::flistxattr(&src, &mut names) {
+        Ok(n) => n,
+        Err(Errno::NOTSUP) => 0,
+        Err(Errno::RANGE) => {
+            names = vec![0u8; 65536];
+            rustix::fs::flistxattr(&src, &mut names).map_err(|e| io(shown, "list xattrs", e))?
+        }
+        Err(e) => return Err(io(shown, "list xattrs", e)),
+    };
+    for key in names[..n].split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        let key = std::ffi::CString::new(key).expect("split on NUL");
+        let mut value = vec![0u8; 65536];
+        let len = rustix::fs::fgetxattr(&src, key.as_c_str(), &mut value).map_err(|e| io(shown, "read xattr", e))?;
+        match rustix::fs::fsetxattr(&dst, key.as_c_str(), &value[..len], XattrFlags::empty()) {
+            // trusted.* and security.* need privileges the caller may lack.
+            Ok(()) | Err(Errno::PERM) | Err(Errno::NOTSUP) => {}
+            Err(e) => return Err(io(shown, "write xattr", e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    fn layer(dir: &Path, files: &[(&str, &[u8], u32)]) {
+        for (name, data, mode) in files {
+            let p = dir.join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, data).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+        }
+    }
+
+    /// Layers on another filesystem (here a tmpfs, for a read-only view of
+    /// a repository) are copied, with mode and times; on the same one, linked.
+    #[test]
+    fn layers_elsewhere_are_copied_and_layers_beside_linked() {
+        let shm = tempfile::tempdir_in("/dev/shm").expect("/dev/shm, a tmpfs on every Linux");
+        let here = tempfile::tempdir().unwrap();
+        assert_ne!(
+            std::fs::metadata(shm.path()).unwrap().dev(),
+            std::fs::metadata(here.path()).unwrap().dev(),
+            "the test needs two filesystems"
+        );
+        let (lower, upper) = (shm.path().join("lower"), here.path().join("upper"));
+        layer(&lower, &[("bin/tool", b"#!/bin/sh\n", 0o755), ("etc/gone", b"x", 0o644), ("etc/keep", b"kept", 0o600)]);
+        layer(&upper, &[("etc/.wh.gone", b"", 0o644), ("new", b"new", 0o644)]);
+        let then = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(lower.join("bin/tool")).unwrap().set_modified(then).unwrap();
+        let dest = here.path().join("flat");
+        std::fs::create_dir(&dest).unwrap();
+        let r = flatten_linked(&[&lower, &upper], &dest).unwrap();
+        assert_eq!(r.copied_bytes, 10 + 1 + 4, "{r:?}");
+        assert_eq!(r.linked_bytes, 3, "{r:?}");
+        let tool = std::fs::metadata(dest.join("bin/tool")).unwrap();
+        assert_eq!(std::fs::read(dest.join("bin/tool")).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(tool.mode() & 0o7777, 0o755);
+        assert_eq!(tool.mtime(), 1_000_000);
+        assert_eq!(tool.nlink(), 1, "a copy");
+        assert_eq!(std::fs::metadata(dest.join("etc/keep")).unwrap().mode() & 0o7777, 0o600);
+        assert!(!dest.join("etc/gone").exists(), "the whiteout applies");
+        assert_eq!(
+            std::fs::metadata(dest.join("new")).unwrap().ino(),
+            std::fs::metadata(upper.join("new")).unwrap().ino()
+        );
     }
 }

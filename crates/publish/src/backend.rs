@@ -40,6 +40,11 @@ pub trait PublishBackend: Send + Sync + std::fmt::Debug {
     fn ingest_staging(&self) -> Option<PathBuf> {
         None
     }
+    /// Where writes go instead of the tree, when it cannot be written
+    /// (CernVM-FS without a mount: see [`CvmfsServer::mountless`]).
+    fn shadow(&self) -> Option<std::sync::Arc<crate::tree::Shadow>> {
+        None
+    }
     /// Ingests the directory tree `dir` as `dest` (a path under the root).
     fn ingest(&self, dir: &Path, dest: &Path) -> Result<()> {
         Err(Error::Io {
@@ -161,6 +166,7 @@ pub struct CvmfsServer {
     program: PathBuf,
     lock: PathBuf,
     ingest: bool,
+    shadow: Option<std::sync::Arc<crate::tree::Shadow>>,
 }
 
 impl CvmfsServer {
@@ -202,8 +208,112 @@ impl CvmfsServer {
     /// directory and streamed as a tar) or are unpacked inside the
     /// transaction.
     pub fn layers_by_ingest(mut self, ingest: bool) -> Self {
-        self.ingest = ingest;
+        self.ingest = ingest || self.shadow.is_some();
         self
+    }
+
+    /// The path of `dest` in the repository (what `-b` takes).
+    fn repo_path(&self, dest: &Path) -> Result<String> {
+        let rel = dest.strip_prefix(&self.mount).map_err(|_| Error::Io {
+            action: "ingest",
+            path: dest.to_path_buf(),
+            source: std::io::Error::other(format!("not in the repository {}", self.mount.display())),
+        })?;
+        Ok(rel.to_string_lossy().into_owned())
+    }
+
+    /// Mountless: sends the shadow in (removals first, then each top
+    /// directory, the public ones last) and empties it.
+    fn send_shadow(&self, shadow: &crate::tree::Shadow) -> Result<()> {
+        for gone in shadow.take_removed() {
+            let rel = self.repo_path(&gone)?;
+            self.run(&["ingest", "--fast-delete", &rel, &self.repo])?;
+        }
+        let dir = shadow.dir();
+        let _ = std::fs::remove_dir_all(dir.join(".cargohold"));
+        let mut tops: Vec<std::ffi::OsString> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.flatten().map(|e| e.file_name()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err("read", dir)(e)),
+        };
+        // Data before what points at it: layers and flats, the podman
+        // store, the metadata (what marks an image done), then the names.
+        let rank = |n: &std::ffi::OsStr| match n.to_str() {
+            Some(".layers") => 0,
+            Some(".flat") => 1,
+            Some(crate::convert::PODMAN_STORE) => 3,
+            Some(".metadata") => 4,
+            Some(".multiarch") => 6,
+            Some(s) if s.starts_with('.') => 2,
+            _ => 5,
+        };
+        tops.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+        for top in tops {
+            let src = dir.join(&top);
+            if !std::fs::symlink_metadata(&src).is_ok_and(|m| m.is_dir()) {
+                return Err(Error::Io {
+                    action: "ingest",
+                    path: src,
+                    source: std::io::Error::other("only directories are ingested at the top of the tree"),
+                });
+            }
+            self.ingest_tar(&src, &self.repo_path(&self.root.join(&top))?, false)?;
+        }
+        shadow.reset()
+    }
+
+    /// `cvmfs_server ingest [--catalog] -t - -b REL REPO`, the tar of `dir`
+    /// on its input.
+    fn ingest_tar(&self, dir: &Path, rel: &str, catalog: bool) -> Result<()> {
+        let mut args = vec!["ingest"];
+        if catalog {
+            args.push("--catalog");
+        }
+        args.extend(["-t", "-", "-b", rel, &self.repo]);
+        let shown = PathBuf::from(format!("{} {}", self.program.display(), args.join(" ")));
+        // What it says goes to a file: a pipe nobody reads while the tar
+        // is written could stall it.
+        let said = tempfile::tempfile().map_err(io_err("make a file for the output of", &shown))?;
+        let mut child = Command::new(&self.program)
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(said.try_clone().map_err(io_err("run", &shown))?)
+            .spawn()
+            .map_err(io_err("run", &shown))?;
+        let stdin = child.stdin.take().expect("piped");
+        let written = cargohold_layerfs::archive_tree(
+            dir,
+            std::io::BufWriter::with_capacity(1 << 20, stdin),
+            &Default::default(),
+        )
+        .and_then(|(w, _)| {
+            w.into_inner().map(drop).map_err(|e| cargohold_layerfs::Error::Io {
+                action: "stream",
+                path: dir.to_path_buf(),
+                source: e.into_error(),
+            })
+        });
+        let status = child.wait().map_err(io_err("run", &shown))?;
+        if status.success() && written.is_ok() {
+            return Ok(());
+        }
+        let mut text = String::new();
+        let mut f = &said;
+        let _ = std::io::Seek::rewind(&mut f);
+        let _ = std::io::Read::read_to_string(&mut f, &mut text);
+        // A failed ingest says why (our stream then broke on its closed
+        // input); else the stream itself failed.
+        Err(match written {
+            Err(e) if status.success() => {
+                Error::Io { action: "ingest", path: dir.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+            }
+            _ => Error::Io {
+                action: "complete",
+                path: shown,
+                source: std::io::Error::other(format!("exit {}: {}", status.code().unwrap_or(-1), text.trim())),
+            },
+        })
     }
 
     /// Explicit paths: the repository's mount point, the `cvmfs_server`
@@ -216,7 +326,31 @@ impl CvmfsServer {
             program: program.into(),
             lock: lock.into(),
             ingest: true,
+            shadow: None,
         }
+    }
+
+    /// DUCC's mountless publishing (`--mountless`,
+    /// `CVMFS_DUCC_MOUNTLESS_PUBLISHING`), for a gateway publisher with no
+    /// union mount: every change is a `cvmfs_server ingest`, never a
+    /// `transaction`. Layers go in as always; an image's other changes
+    /// (flat, metadata, links, podman store) are written to a shadow
+    /// directory in the spool and sent in when the image is done, one
+    /// `ingest -t - -b DIR` per top directory of the tree (what the
+    /// consumers look up, the public links, last); removals are `ingest
+    /// --fast-delete PATH`, first. The repository's read-only view (a client
+    /// mount at the root, if there is one) tells what is there already:
+    /// without one, every image is converted and its layers ingested again
+    /// (CernVM-FS stores each file once all the same). Flats are built from
+    /// the layers staged by this run and, for the others, copied from that
+    /// view.
+    pub fn mountless(mut self, on: bool) -> Self {
+        self.ingest |= on;
+        self.shadow = on.then(|| {
+            let dir = self.lock.parent().unwrap_or(Path::new("/var/tmp")).join("cargohold-shadow");
+            std::sync::Arc::new(crate::tree::Shadow::new(&dir))
+        });
+        self
     }
 
     fn run(&self, args: &[&str]) -> Result<()> {
@@ -250,16 +384,30 @@ impl PublishBackend for CvmfsServer {
     }
 
     fn begin(&self) -> Result<()> {
-        self.run(&["transaction", &self.repo])
+        match &self.shadow {
+            Some(shadow) => shadow.reset(),
+            None => self.run(&["transaction", &self.repo]),
+        }
     }
 
     fn commit(&self) -> Result<()> {
+        if let Some(shadow) = &self.shadow {
+            let sent = self.send_shadow(shadow);
+            let _ = std::fs::remove_dir_all(shadow.dir());
+            return sent;
+        }
         // Staging directories are empty by now; they must not be published.
         let _ = std::fs::remove_dir_all(self.root.join(".cargohold"));
         self.run(&["publish", &self.repo])
     }
 
     fn abort(&self) {
+        if let Some(shadow) = &self.shadow {
+            // Nothing was sent: the repository is as it was.
+            let _ = shadow.take_removed();
+            let _ = std::fs::remove_dir_all(shadow.dir());
+            return;
+        }
         let _ = self.run(&["abort", "-f", &self.repo]);
     }
 
@@ -272,59 +420,23 @@ impl PublishBackend for CvmfsServer {
         self.ingest.then(|| self.lock.parent().unwrap_or(Path::new("/var/tmp")).join("cargohold-staging"))
     }
 
+    fn shadow(&self) -> Option<std::sync::Arc<crate::tree::Shadow>> {
+        self.shadow.clone()
+    }
+
     fn ingest(&self, dir: &Path, dest: &Path) -> Result<()> {
-        let rel = dest.strip_prefix(&self.mount).map_err(|_| Error::Io {
-            action: "ingest",
-            path: dest.to_path_buf(),
-            source: std::io::Error::other(format!("not in the repository {}", self.mount.display())),
-        })?;
-        let rel = rel.to_string_lossy().into_owned();
-        let shown = PathBuf::from(format!("{} ingest --catalog -t - -b {rel} {}", self.program.display(), self.repo));
-        // What it says goes to a file: a pipe nobody reads while the tar
-        // is written could stall it.
-        let said = tempfile::tempfile().map_err(io_err("make a file for the output of", &shown))?;
-        let mut child = Command::new(&self.program)
-            .args(["ingest", "--catalog", "-t", "-", "-b", &rel, &self.repo])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(said.try_clone().map_err(io_err("run", &shown))?)
-            .spawn()
-            .map_err(io_err("run", &shown))?;
-        let stdin = child.stdin.take().expect("piped");
-        let written = cargohold_layerfs::archive_tree(
-            dir,
-            std::io::BufWriter::with_capacity(1 << 20, stdin),
-            &Default::default(),
-        )
-        .and_then(|(w, _)| {
-            w.into_inner().map(drop).map_err(|e| cargohold_layerfs::Error::Io {
-                action: "stream",
-                path: dir.to_path_buf(),
-                source: e.into_error(),
-            })
-        });
-        let status = child.wait().map_err(io_err("run", &shown))?;
-        if status.success() && written.is_ok() {
-            return Ok(());
-        }
-        // As DUCC: whatever half-happened is undone.
-        let _ = self.run(&["abort", "-f", &self.repo]);
-        let _ = self.run(&["ingest", "--delete", &rel, &self.repo]);
-        let mut text = String::new();
-        let mut f = &said;
-        let _ = std::io::Seek::rewind(&mut f);
-        let _ = std::io::Read::read_to_string(&mut f, &mut text);
-        // A failed ingest says why (our stream then broke on its closed
-        // input); else the stream itself failed.
-        Err(match written {
-            Err(e) if status.success() => {
-                Error::Io { action: "ingest", path: dir.to_path_buf(), source: std::io::Error::other(e.to_string()) }
+        let rel = self.repo_path(dest)?;
+        let result = self.ingest_tar(dir, &rel, true);
+        if result.is_err() {
+            // As DUCC: whatever half-happened is undone (mountless, where
+            // there is no transaction to abort, by a fast delete).
+            if self.shadow.is_some() {
+                let _ = self.run(&["ingest", "--fast-delete", &rel, &self.repo]);
+            } else {
+                let _ = self.run(&["abort", "-f", &self.repo]);
+                let _ = self.run(&["ingest", "--delete", &rel, &self.repo]);
             }
-            _ => Error::Io {
-                action: "complete",
-                path: shown,
-                source: std::io::Error::other(format!("exit {}: {}", status.code().unwrap_or(-1), text.trim())),
-            },
-        })
+        }
+        result
     }
 }

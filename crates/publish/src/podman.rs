@@ -78,11 +78,10 @@ fn now_rfc3339() -> String {
 }
 
 /// Reads a JSON array of records (an empty list when the file is absent).
-fn read_records(path: &Path) -> Result<Vec<Value>> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| io_err("read", path)(std::io::Error::other(e))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(io_err("read", path)(e)),
+fn read_records(d: &Beneath, path: &Path) -> Result<Vec<Value>> {
+    match d.read(path)? {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| io_err("read", path)(std::io::Error::other(e))),
+        None => Ok(Vec::new()),
     }
 }
 
@@ -92,11 +91,12 @@ fn write_records(d: &Beneath, path: &Path, records: &[Value]) -> Result<()> {
 
 /// Adds (or updates) `image` in the store at `store`, its layer's `diff`
 /// a symlink to `flat_target` (absolute, or relative to the layer's
-/// directory). The caller holds the tree's lock: the record files are
+/// directory). Every path below the store is reached through `d` (a
+/// directory at or above the store: [`Beneath::new`] of the store, or the
+/// tree's). The caller holds the tree's lock: the record files are
 /// rewritten whole (temp name, fsync, rename).
-pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat_size: u64) -> Result<()> {
-    // Every path below the store is reached through its own directories.
-    let d = Beneath::new(store);
+pub fn add_image(d: &Beneath, store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat_size: u64) -> Result<()> {
+    let d = d.clone();
     let (layer, link) = layer_ids(image.config.1);
     let overlay = store.join("overlay");
     let layer_dir = overlay.join(&layer);
@@ -108,7 +108,7 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
     d.set_symlink(&overlay.join("l").join(&link), &Path::new("..").join(&layer).join("diff"))?;
 
     let layers_file = store.join("overlay-layers/layers.json");
-    let mut layers = read_records(&layers_file)?;
+    let mut layers = read_records(&d, &layers_file)?;
     layers.retain(|l| l["id"] != layer.as_str());
     layers.push(json!({
         "id": layer,
@@ -134,7 +134,7 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
         d.write_file(&image_dir.join(big_data_file(key)), bytes)?;
     }
     let images_file = store.join("overlay-images/images.json");
-    let mut images = read_records(&images_file)?;
+    let mut images = read_records(&d, &images_file)?;
     // A name belongs to one image: taken from any other (which goes when
     // it has none left: a store never holds on to an old flat).
     for other in images.iter_mut().filter(|i| i["id"] != id.as_str()) {
@@ -168,11 +168,11 @@ pub fn add_image(store: &Path, image: &PodmanImage<'_>, flat_target: &Path, flat
 }
 
 /// Removes `name` from the store's images (an image left with no name goes,
-/// with its layer).
-pub fn remove_name(store: &Path, name: &str) -> Result<()> {
-    let d = Beneath::new(store);
+/// with its layer); paths reached through `d` as [`add_image`].
+pub fn remove_name(d: &Beneath, store: &Path, name: &str) -> Result<()> {
+    let d = d.clone();
     let images_file = store.join("overlay-images/images.json");
-    let mut images = read_records(&images_file)?;
+    let mut images = read_records(&d, &images_file)?;
     if images.is_empty() {
         return Ok(());
     }
@@ -200,7 +200,7 @@ fn drop_unnamed(d: &Beneath, store: &Path, images: &mut Vec<Value>) -> Result<()
         return Ok(());
     }
     let layers_file = store.join("overlay-layers/layers.json");
-    let mut layers = read_records(&layers_file)?;
+    let mut layers = read_records(d, &layers_file)?;
     layers.retain(|l| !gone_layers.iter().any(|g| l["id"] == g.as_str()));
     write_records(d, &layers_file, &layers)?;
     for layer in &gone_layers {
@@ -209,7 +209,7 @@ fn drop_unnamed(d: &Beneath, store: &Path, images: &mut Vec<Value>) -> Result<()
             continue;
         }
         let dir = store.join("overlay").join(layer);
-        if let Ok(link) = std::fs::read_to_string(dir.join("link"))
+        if let Ok(Some(link)) = d.read(&dir.join("link")).map(|b| b.and_then(|b| String::from_utf8(b).ok()))
             && link.len() == 26
             && link.bytes().all(|b| b.is_ascii_alphanumeric())
         {

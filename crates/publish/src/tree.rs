@@ -15,6 +15,57 @@ use crate::error::{Error, Result, io_err};
 pub struct Tree {
     root: PathBuf,
     lock_file: PathBuf,
+    shadow: Option<std::sync::Arc<Shadow>>,
+}
+
+/// Where the writes to a tree go when the tree itself cannot be written (a
+/// CernVM-FS repository published without a mount, by `cvmfs_server
+/// ingest` alone): a local directory laid out like the tree, holding what
+/// changed, plus the list of tree paths removed. Reads see the tree (its
+/// read-only view, if any) under what the shadow holds; the backend sends
+/// the shadow in when it commits.
+#[derive(Debug)]
+pub struct Shadow {
+    dir: PathBuf,
+    removed: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl Shadow {
+    /// A shadow in the directory `dir` (made, empty, by [`Shadow::reset`]).
+    pub fn new(dir: &Path) -> Self {
+        Shadow { dir: dir.to_path_buf(), removed: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Empties it: a fresh directory, nothing removed.
+    pub fn reset(&self) -> Result<()> {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        self.removed.lock().expect("not poisoned").clear();
+        std::fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))
+    }
+
+    /// The tree paths removed since the last reset (none below another),
+    /// and forgets them.
+    pub fn take_removed(&self) -> Vec<PathBuf> {
+        let mut v = std::mem::take(&mut *self.removed.lock().expect("not poisoned"));
+        v.sort();
+        v.dedup();
+        let mut out: Vec<PathBuf> = Vec::new();
+        for p in v {
+            if !out.iter().any(|o| p.starts_with(o)) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    fn record_removed(&self, path: &Path) {
+        self.removed.lock().expect("not poisoned").push(path.to_path_buf());
+    }
 }
 
 fn split(d: &Digest) -> (String, String) {
@@ -26,18 +77,23 @@ impl Tree {
     /// The tree at `root` (created when missing), locked with `root/.cargohold/publish.lock`.
     pub fn open(root: &Path) -> Result<Self> {
         std::fs::create_dir_all(root.join(".cargohold")).map_err(io_err("create", root))?;
-        Ok(Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock") })
+        Ok(Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock"), shadow: None })
     }
 
     /// The tree at `root`, read only: nothing is created.
     pub fn at(root: &Path) -> Self {
-        Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock") }
+        Tree { root: root.to_path_buf(), lock_file: root.join(".cargohold/publish.lock"), shadow: None }
     }
 
     /// The tree of a backend (nothing is created: the target may be read-only
     /// outside transactions).
     pub fn of(backend: &dyn crate::PublishBackend) -> Self {
-        Tree { root: backend.root().to_path_buf(), lock_file: backend.lock_file() }
+        Tree { root: backend.root().to_path_buf(), lock_file: backend.lock_file(), shadow: backend.shadow() }
+    }
+
+    /// Whether writes go to a shadow (see [`Shadow`]) rather than the tree.
+    pub fn shadowed(&self) -> bool {
+        self.shadow.is_some()
     }
 
     /// The root directory.
@@ -47,7 +103,7 @@ impl Tree {
 
     /// The tree's paths, changed through open directories beneath the root.
     pub fn dir(&self) -> Beneath {
-        Beneath::new(&self.root)
+        Beneath { root: self.root.clone(), shadow: self.shadow.clone() }
     }
 
     /// `.layers/<xx>/<hex>` of a compressed layer digest.
@@ -72,11 +128,13 @@ impl Tree {
         self.root.join(name)
     }
 
-    /// A fresh staging directory on the tree's filesystem.
+    /// A fresh staging directory on the tree's filesystem (the shadow's, when
+    /// writes go to one).
     pub fn staging(&self, what: &str) -> Result<PathBuf> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = self.root.join(".cargohold/staging").join(format!("{what}.{}.{n}", std::process::id()));
+        let base = self.shadow.as_ref().map_or(self.root.as_path(), |s| s.dir());
+        let p = base.join(".cargohold/staging").join(format!("{what}.{}.{n}", std::process::id()));
         self.dir().create_dir_all(&p)?;
         Ok(p)
     }
@@ -121,9 +179,14 @@ impl Tree {
 /// created, replaced and removed with `*at` calls relative to their open
 /// parent. Paths are given whole (for messages) and must lie under the
 /// root; `..` and `.` components are refused.
+///
+/// With a [`Shadow`] (see [`Tree::dir`]) the paths are the tree's but what
+/// changes is the shadow: writes land there, removals of what the tree has
+/// are recorded, reads see the shadow first.
 #[derive(Debug, Clone)]
 pub struct Beneath {
     root: PathBuf,
+    shadow: Option<std::sync::Arc<Shadow>>,
 }
 
 fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> Error {
@@ -134,7 +197,57 @@ fn errno_err(action: &'static str, path: &Path) -> impl FnOnce(rustix::io::Errno
 impl Beneath {
     /// The directory `root` (which must exist when used).
     pub fn new(root: &Path) -> Self {
-        Beneath { root: root.to_path_buf() }
+        Beneath { root: root.to_path_buf(), shadow: None }
+    }
+
+    /// The directory the names are opened in: the shadow's, or the root.
+    fn base(&self) -> &Path {
+        self.shadow.as_ref().map_or(self.root.as_path(), |s| s.dir())
+    }
+
+    /// The same paths without the shadow: the tree as it is.
+    fn unshadowed(&self) -> Option<Beneath> {
+        self.shadow.as_ref().map(|_| Beneath::new(&self.root))
+    }
+
+    /// `path` as a tree path (a shadow path is mapped back).
+    fn tree_path(&self, path: &Path) -> PathBuf {
+        match &self.shadow {
+            Some(s) => path.strip_prefix(s.dir()).map_or_else(|_| path.to_path_buf(), |rel| self.root.join(rel)),
+            None => path.to_path_buf(),
+        }
+    }
+
+    /// Whether `path` is in the shadow itself.
+    fn in_shadow(&self, path: &Path) -> Result<bool> {
+        Ok(self.shadow.is_some() && self.exists_here(path)?)
+    }
+
+    /// The contents of the file `path` (the shadow's, else the tree's; `None`
+    /// when there is none). Nothing on the way is followed.
+    pub fn read(&self, path: &Path) -> Result<Option<Vec<u8>>> {
+        use rustix::fs::{Mode, OFlags};
+        if let Some(real) = self.unshadowed()
+            && !self.in_shadow(path)?
+        {
+            return real.read(&self.tree_path(path));
+        }
+        let names = self.names(path)?;
+        let Some((last, dirs)) = names.split_last() else { return Ok(None) };
+        let dir = match self.open_names(dirs, false, path) {
+            Ok(d) => d,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match rustix::fs::openat(&dir, *last, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut File::from(fd), &mut v).map_err(io_err("read", path))?;
+                Ok(Some(v))
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(errno_err("read", path)(e)),
+        }
     }
 
     /// The root.
@@ -144,7 +257,8 @@ impl Beneath {
 
     /// The names of `path` below the root.
     fn names<'a>(&self, path: &'a Path) -> Result<Vec<&'a std::ffi::OsStr>> {
-        let rel = path.strip_prefix(&self.root).map_err(|_| Error::Io {
+        let in_shadow = self.shadow.as_ref().and_then(|s| path.strip_prefix(s.dir()).ok());
+        let rel = in_shadow.map_or_else(|| path.strip_prefix(&self.root), Ok).map_err(|_| Error::Io {
             action: "use",
             path: path.to_path_buf(),
             source: std::io::Error::other(format!("not under {}", self.root.display())),
@@ -169,9 +283,10 @@ impl Beneath {
         // The root is where its owner put it (it may be reached through a
         // symlink); below it nothing is followed.
         let root_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let mut cur = rustix::fs::open(&self.root, root_flags, Mode::empty()).map_err(errno_err("open", &self.root))?;
+        let base = self.base();
+        let mut cur = rustix::fs::open(base, root_flags, Mode::empty()).map_err(errno_err("open", base))?;
         for (i, name) in names.iter().enumerate() {
-            let at = || self.root.join(names[..=i].iter().collect::<PathBuf>());
+            let at = || base.join(names[..=i].iter().collect::<PathBuf>());
             let next = match rustix::fs::openat(&cur, *name, flags, Mode::empty()) {
                 Err(rustix::io::Errno::NOENT) if create => {
                     match rustix::fs::mkdirat(&cur, *name, Mode::from_raw_mode(0o755)) {
@@ -261,15 +376,46 @@ impl Beneath {
         rustix::fs::renameat(&dir, tmp.as_str(), &dir, name).map_err(errno_err("replace", link))
     }
 
-    /// Moves `from` to `to` (both under the root), over nothing.
+    /// Moves `from` to `to` (both under the root), over nothing. With a
+    /// shadow, moving what only the tree has out of the way (to staging,
+    /// to be deleted) records its removal.
     pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        if let (Some(s), Some(real)) = (&self.shadow, self.unshadowed())
+            && !self.in_shadow(from)?
+        {
+            let from = self.tree_path(from);
+            if real.exists(&from)? && self.names(to)?.first().is_some_and(|n| *n == ".cargohold") {
+                s.record_removed(&from);
+                return Ok(());
+            }
+            return Err(Error::Io {
+                action: "move",
+                path: from,
+                source: std::io::Error::other("only the tree's own copy can be moved (it is not written here)"),
+            });
+        }
         let (a, an) = self.parent(from)?;
         let (b, bn) = self.parent(to)?;
         rustix::fs::renameat(&a, an, &b, bn).map_err(errno_err("move into place", to))
     }
 
-    /// Whether `path` exists (as anything, a symlink not followed).
+    /// Whether `path` exists (as anything, a symlink not followed): in the
+    /// shadow, or in the tree and not removed.
     pub fn exists(&self, path: &Path) -> Result<bool> {
+        if self.exists_here(path)? {
+            return Ok(true);
+        }
+        match (&self.shadow, self.unshadowed()) {
+            (Some(s), Some(real)) => {
+                let p = self.tree_path(path);
+                let removed = s.removed.lock().expect("not poisoned").iter().any(|r| p.starts_with(r));
+                Ok(!removed && real.exists(&p)?)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn exists_here(&self, path: &Path) -> Result<bool> {
         let names = self.names(path)?;
         let Some((last, dirs)) = names.split_last() else { return Ok(true) };
         match self.open_names(dirs, false, path) {
@@ -279,8 +425,15 @@ impl Beneath {
         }
     }
 
-    /// Removes `path` (a directory with everything in it), if there.
+    /// Removes `path` (a directory with everything in it), if there (with
+    /// a shadow: from the shadow, and the tree's copy recorded as removed).
     pub fn remove(&self, path: &Path) -> Result<()> {
+        if let (Some(s), Some(real)) = (&self.shadow, self.unshadowed()) {
+            let p = self.tree_path(path);
+            if real.exists(&p)? {
+                s.record_removed(&p);
+            }
+        }
         let names = self.names(path)?;
         let Some((last, dirs)) = names.split_last() else {
             return Err(errno_err("remove", path)(rustix::io::Errno::INVAL));

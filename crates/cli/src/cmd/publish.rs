@@ -75,6 +75,9 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             Ok(())
         }
         PublishCommand::Gc(a) => {
+            if a.mountless && a.backend != BackendKind::Cvmfs {
+                bail!("--mountless is for --backend cvmfs");
+            }
             let backend: Box<dyn PublishBackend> = match a.backend {
                 BackendKind::Local => {
                     if !a.target.is_dir() {
@@ -82,7 +85,9 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                     }
                     Box::new(local_dir(&a.target, a.read_only_tree)?)
                 }
-                BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(&a.target))?),
+                BackendKind::Cvmfs => {
+                    Box::new(CvmfsServer::new(&cvmfs_repo_of(&a.target))?.mountless(mountless(a.mountless)))
+                }
             };
             let grace = std::time::Duration::from_secs_f64(a.grace_period.max(0.0) * 86_400.0);
             let notifier = cargohold_publish::Notifier::new(a.notification_file.as_deref());
@@ -158,6 +163,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
                 notification_file: a.notification_file.clone(),
                 lock_timeout: a.lock_timeout,
                 read_only_tree: a.read_only_tree,
+                mountless: false,
                 out: a.out.clone(),
             };
             let report = with_tree(ctx, &a.target, &tree, |p| Ok(p.scrub(a.repair)?))?;
@@ -371,6 +377,9 @@ fn with_tree<T>(
     if a.read_only_tree && a.backend != BackendKind::Local {
         bail!("--read-only-tree is for a local tree (a CernVM-FS repository is read-only by itself)");
     }
+    if a.mountless && a.backend != BackendKind::Cvmfs {
+        bail!("--mountless is for --backend cvmfs");
+    }
     let backend: Box<dyn PublishBackend> = match a.backend {
         BackendKind::Local => {
             if !target.is_dir() {
@@ -378,7 +387,7 @@ fn with_tree<T>(
             }
             Box::new(local_dir(target, a.read_only_tree)?)
         }
-        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(target))?),
+        BackendKind::Cvmfs => Box::new(CvmfsServer::new(&cvmfs_repo_of(target))?.mountless(mountless(a.mountless))),
     };
     let reg = ctx.registry_for(None)?;
     let opts = PublishOptions {
@@ -388,6 +397,12 @@ fn with_tree<T>(
     let publisher = Publisher::with_backend(backend, &reg, opts, a.notification_file.as_deref())
         .with_context(|| format!("could not open the publish tree {}", target.display()))?;
     work(&publisher).with_context(|| format!("in the publish tree {}", target.display()))
+}
+
+/// Whether to publish mountless: `--mountless`, or DUCC's
+/// `CVMFS_DUCC_MOUNTLESS_PUBLISHING` set (to anything but empty).
+fn mountless(flag: bool) -> bool {
+    flag || std::env::var_os("CVMFS_DUCC_MOUNTLESS_PUBLISHING").is_some_and(|v| !v.is_empty())
 }
 
 /// The repository (and subdirectory) a cvmfs target names: `REPO[/SUBDIR]`,
@@ -450,6 +465,9 @@ fn with_publisher<T>(
     if o.cvmfs_layers.is_some() && o.backend != BackendKind::Cvmfs {
         bail!("--cvmfs-layers is for --backend cvmfs");
     }
+    if o.mountless && o.backend != BackendKind::Cvmfs {
+        bail!("--mountless is for --backend cvmfs");
+    }
     let backend: Box<dyn PublishBackend> = match o.backend {
         BackendKind::Local => Box::new(local_dir(root, o.read_only_tree)?),
         BackendKind::Cvmfs => {
@@ -458,7 +476,11 @@ fn with_publisher<T>(
                 Some("transaction") => false,
                 Some(other) => bail!("--cvmfs-layers {other}: use ingest or transaction"),
             };
-            Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?.layers_by_ingest(ingest))
+            let mountless = mountless(o.mountless);
+            if mountless && !ingest {
+                bail!("--cvmfs-layers transaction: mountless publishing has no transactions (layers are ingested)");
+            }
+            Box::new(CvmfsServer::new(&cvmfs_repo_of(root))?.layers_by_ingest(ingest).mountless(mountless))
         }
     };
     let reg = input_registry(ctx)?;

@@ -50,6 +50,27 @@ fn a_read_only_tree_is_written_only_by_its_publisher() {
     let out =
         ch(&store, &["publish", "delete-image", "repo.example.org", &url, "--backend", "cvmfs", "--read-only-tree"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--read-only-tree is for a local"));
+    // Mountless publishing is CernVM-FS's, and has no transactions for layers.
+    let out = ch(&store, &["publish", "gc", tree_arg, "--mountless"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--mountless is for --backend cvmfs")
+    );
+    let out = ch(
+        &store,
+        &[
+            "publish",
+            "convert-single-image",
+            &url,
+            "repo.example.org",
+            "--backend",
+            "cvmfs",
+            "--mountless",
+            "--cvmfs-layers",
+            "transaction",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("mountless publishing has no transactions"), "{err}");
 }
 
 /// Checks the publish tree's invariants: every layer and flat complete,

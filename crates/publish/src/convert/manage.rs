@@ -125,8 +125,8 @@ impl Publisher<'_> {
                     let _ = d.remove(&trash);
                 }
                 let store = self.tree.root().join(PODMAN_STORE);
-                if store.is_dir() {
-                    crate::podman::remove_name(&store, &crate::podman::podman_name(n))?;
+                if d.exists(&store)? {
+                    crate::podman::remove_name(&d, &store, &crate::podman::podman_name(n))?;
                 }
                 self.notifier.emit(&Event {
                     action: "delete_image",

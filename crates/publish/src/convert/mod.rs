@@ -445,6 +445,7 @@ impl<'a> Publisher<'a> {
         // A backend that ingests layers (CernVM-FS, as DUCC) gets each new
         // one first, outside the image's transaction.
         let mut ingested: Vec<(Descriptor, Digest)> = Vec::new();
+        let mut kept = KeptLayers(Vec::new());
         if self.backend.ingest_staging().is_some() {
             let mut seen = std::collections::HashSet::new();
             let mut todo: Vec<(Descriptor, Digest)> = Vec::new();
@@ -467,7 +468,12 @@ impl<'a> Publisher<'a> {
                         ingested.push((layer.clone(), diff.expect("staged from todo")));
                     }
                 }
-                remove_quietly(dir);
+                // Without a mount the flat is built from the staged copy.
+                if result.is_ok() && self.tree.shadowed() {
+                    kept.0.push((layer.digest.clone(), dir.join("layerfs")));
+                } else {
+                    remove_quietly(dir);
+                }
             }
             result?;
         }
@@ -508,11 +514,14 @@ impl<'a> Publisher<'a> {
             }
             // The flat image, from the layers in place.
             if !self.opts.skip_flat && (self.opts.convert_again || damaged || !flat.is_dir()) {
-                let (dir, written, linked) = self.stage_flat(&name, &m, &config)?;
+                let (dir, written, linked) = self.stage_flat(&name, &m, &config, &kept.0)?;
                 let _lock = self.section_lock(in_txn)?;
                 self.backend.new_subtree(&dir)?;
                 move_into_place(&self.tree, &dir, &flat)?;
-                if let Some(f) = fingerprint(&flat) {
+                // (A shadowed flat is not where it will be read: no check.)
+                if !self.tree.shadowed()
+                    && let Some(f) = fingerprint(&flat)
+                {
                     self.tree.dir().write_file(&check_file, f.as_bytes())?;
                 }
                 report.bytes_written += written;
@@ -529,6 +538,7 @@ impl<'a> Publisher<'a> {
             if !self.opts.skip_flat {
                 // A flat published before flats had checks gets one now.
                 if !check_file.exists()
+                    && !self.tree.shadowed()
                     && let Some(f) = fingerprint(&flat)
                 {
                     self.tree.dir().write_file(&check_file, f.as_bytes())?;
@@ -551,7 +561,7 @@ impl<'a> Publisher<'a> {
                     let target = relative(&store.join("overlay/layer"), &flat);
                     let size = report.bytes_written + report.bytes_deduplicated;
                     self.tree.dir().create_dir_all(&store)?;
-                    crate::podman::add_image(&store, &image, &target, size)?;
+                    crate::podman::add_image(&self.tree.dir(), &store, &image, &target, size)?;
                 }
             }
             Ok(())
@@ -735,6 +745,20 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 fn remove_quietly(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Staged layer trees kept for the flat (`layerfs` directories, by layer
+/// digest); their staging directories go when this does.
+struct KeptLayers(Vec<(Digest, std::path::PathBuf)>);
+
+impl Drop for KeptLayers {
+    fn drop(&mut self) {
+        for (_, layerfs) in &self.0 {
+            if let Some(dir) = layerfs.parent() {
+                remove_quietly(dir);
+            }
+        }
+    }
 }
 
 /// Removes staging directories left by publishers that were killed.

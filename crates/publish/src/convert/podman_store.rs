@@ -50,6 +50,6 @@ pub fn create_podman_store(
     };
     let size = crate::gc::file_bytes(&flat, false);
     std::fs::create_dir_all(store).map_err(io_err("create", store))?;
-    crate::podman::add_image(store, &image, &flat, size)?;
+    crate::podman::add_image(&crate::tree::Beneath::new(store), store, &image, &flat, size)?;
     Ok(name)
 }

@@ -202,7 +202,7 @@ impl Publisher<'_> {
                     return Ok(damaged_layer.then(|| "a layer was damaged".to_owned()));
                 }
                 let flat = self.tree.flat_dir(&m.config.digest);
-                let (dir, _, _) = self.stage_flat(&name, &m, &config)?;
+                let (dir, _, _) = self.stage_flat(&name, &m, &config, &[])?;
                 let diff = first_difference(&dir, &flat)?;
                 report.flats_checked += 1;
                 if let Some(why) = &diff {

@@ -133,11 +133,14 @@ impl Publisher<'_> {
 
     /// Builds the flat root filesystem in a staging directory: the layers
     /// stacked by hardlinks, then the Singularity/Apptainer additions.
+    /// `staged` names layer trees to take instead of the tree's (layers
+    /// staged by this run, when the tree cannot be read: mountless).
     pub(super) fn stage_flat(
         &self,
         name: &str,
         m: &ImageManifest,
         config: &ImageConfig,
+        staged: &[(Digest, PathBuf)],
     ) -> Result<(PathBuf, u64, u64)> {
         let id = self.notifier.id();
         let start = Instant::now();
@@ -149,13 +152,19 @@ impl Publisher<'_> {
         })?;
         let dir = self.tree.staging("flat")?;
         let result = (|| {
-            let layer_dirs: Vec<PathBuf> =
-                m.layers.iter().map(|l| self.tree.layer_dir(&l.digest).join("layerfs")).collect();
+            let layer_dirs: Vec<PathBuf> = m
+                .layers
+                .iter()
+                .map(|l| match staged.iter().find(|(d, _)| *d == l.digest) {
+                    Some((_, dir)) => dir.clone(),
+                    None => self.tree.layer_dir(&l.digest).join("layerfs"),
+                })
+                .collect();
             let refs: Vec<&Path> = layer_dirs.iter().map(PathBuf::as_path).collect();
             let flat = flatten_linked(&refs, &dir)?;
             let written = crate::singularity::add(&dir, config)?;
             sync_dir(&dir)?;
-            Ok((written, flat.linked_bytes))
+            Ok((written + flat.copied_bytes, flat.linked_bytes))
         })();
         let (status, error) = match &result {
             Ok(_) => ("ok", None),

@@ -4,6 +4,7 @@
 
 mod cvmfs;
 mod images;
+mod mountless;
 mod multiarch;
 mod reference;
 mod tree;
