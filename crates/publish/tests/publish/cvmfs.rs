@@ -40,13 +40,22 @@ esac
 /// The repository's mount point, the fake's directory (its call log), and
 /// the fake `cvmfs_server` itself, under `dir`.
 fn fake_server(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    fake_server_with(dir, FAKE)
+}
+
+/// [`fake_server`] running `script` (`$FAKE_DIR` and `$FAKE_ROOT` in it
+/// replaced by the fake's directory and the mount point).
+pub fn fake_server_with(
+    dir: &std::path::Path,
+    script: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let root = dir.join("cvmfs/unpacked.example.org");
     std::fs::create_dir_all(&root).unwrap();
     let fake_dir = dir.join("fake");
     std::fs::create_dir_all(&fake_dir).unwrap();
     let program = fake_dir.join("cvmfs_server");
     let script =
-        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
+        script.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
     std::fs::write(&program, script).unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     (root, fake_dir, program)

@@ -3,7 +3,6 @@
 //! change is an `ingest` of a tar or an `ingest --fast-delete`, and the
 //! repository ends up as a local publish makes it.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use cargohold_publish::{CvmfsServer, LocalDir, PublishOptions, Publisher, Status};
@@ -45,16 +44,7 @@ esac
 "#;
 
 fn fake_server(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let root = dir.join("cvmfs/unpacked.example.org");
-    std::fs::create_dir_all(&root).unwrap();
-    let fake_dir = dir.join("fake");
-    std::fs::create_dir_all(&fake_dir).unwrap();
-    let program = fake_dir.join("cvmfs_server");
-    let script =
-        FAKE.replace("$FAKE_DIR", &fake_dir.display().to_string()).replace("$FAKE_ROOT", &root.display().to_string());
-    std::fs::write(&program, script).unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (root, fake_dir, program)
+    crate::cvmfs::fake_server_with(dir, FAKE)
 }
 
 /// Every path below `root` with its kind and contents (a symlink's target),
