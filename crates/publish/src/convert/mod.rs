@@ -145,6 +145,9 @@ pub struct Publisher<'a> {
     thin: Option<(&'a Registry, ThinOptions)>,
     stop: Option<&'a std::sync::atomic::AtomicBool>,
     backend: Box<dyn PublishBackend + 'a>,
+    /// Flat fingerprints taken during one wish list's run (tags of one
+    /// image share a flat: it is walked once).
+    fingerprints: std::sync::Mutex<Option<std::collections::HashMap<std::path::PathBuf, Option<String>>>>,
 }
 
 /// `registry/repository:tag`, or `@digest` without a tag: the public name.
@@ -196,6 +199,7 @@ impl<'a> Publisher<'a> {
             thin: None,
             stop: None,
             backend,
+            fingerprints: std::sync::Mutex::new(None),
         })
     }
 
@@ -236,6 +240,32 @@ impl<'a> Publisher<'a> {
     /// Converts every input of the wish list; one report per concrete image
     /// (a pattern that cannot be expanded gives one failed report).
     pub fn convert_wishlist(&self, w: &Wishlist) -> Vec<ImageReport> {
+        *self.fingerprints.lock().expect("not poisoned") = Some(Default::default());
+        let out = self.convert_wishlist_inner(w);
+        *self.fingerprints.lock().expect("not poisoned") = None;
+        out
+    }
+
+    /// The fingerprint of a published flat, walked once per wish list run.
+    fn flat_fingerprint(&self, flat: &Path) -> Option<String> {
+        if let Some(known) = self.fingerprints.lock().expect("not poisoned").as_ref().and_then(|m| m.get(flat)) {
+            return known.clone();
+        }
+        let f = fingerprint(flat);
+        if let Some(m) = self.fingerprints.lock().expect("not poisoned").as_mut() {
+            m.insert(flat.to_path_buf(), f.clone());
+        }
+        f
+    }
+
+    /// Forgets a flat's fingerprint (it was just written).
+    fn forget_fingerprint(&self, flat: &Path) {
+        if let Some(m) = self.fingerprints.lock().expect("not poisoned").as_mut() {
+            m.remove(flat);
+        }
+    }
+
+    fn convert_wishlist_inner(&self, w: &Wishlist) -> Vec<ImageReport> {
         let mut out = Vec::new();
         for input in &w.inputs {
             if self.stopped() {
@@ -409,7 +439,7 @@ impl<'a> Publisher<'a> {
             if published && !self.opts.skip_flat {
                 damaged = std::fs::read_to_string(&check_file)
                     .ok()
-                    .is_some_and(|was| fingerprint(&flat).is_some_and(|now| now != was.trim()));
+                    .is_some_and(|was| self.flat_fingerprint(&flat).is_some_and(|now| now != was.trim()));
                 report.damaged = damaged;
             }
             if published && !damaged {
@@ -518,6 +548,7 @@ impl<'a> Publisher<'a> {
                 let _lock = self.section_lock(in_txn)?;
                 self.backend.new_subtree(&dir)?;
                 move_into_place(&self.tree, &dir, &flat)?;
+                self.forget_fingerprint(&flat);
                 // (A shadowed flat is not where it will be read: no check.)
                 if !self.tree.shadowed()
                     && let Some(f) = fingerprint(&flat)

@@ -2,6 +2,7 @@
 //! image skipped), and `scrub`, which checks every published layer and flat
 //! against its registry's digests and repairs what differs.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
 use cargohold_image_core::{Digest, Manifest, RawManifest};
@@ -20,23 +21,92 @@ pub(super) fn flat_check_file(tree: &Tree, config: &Digest) -> PathBuf {
 /// What a flat is: its entries' count, total size, latest modification time
 /// and the sum of their inode numbers. Hard links from other flats leave
 /// it as it is; writing a file in place, or replacing one, changes it.
+/// Directories are read by two threads at once (it is all `statx` calls:
+/// the kernel's time), each entry stated relative to its open directory.
 pub(super) fn fingerprint(flat: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt as _;
-    let (mut count, mut size, mut latest, mut inodes) = (0u64, 0u64, (0i64, 0i64), 0u64);
-    let mut stack = vec![flat.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).ok()? {
-            let e = e.ok()?;
-            let m = e.metadata().ok()?;
-            count += 1;
-            inodes = inodes.wrapping_add(m.ino());
-            latest = latest.max((m.mtime(), m.mtime_nsec()));
-            if m.is_dir() {
-                stack.push(e.path());
-            } else {
-                size += m.len();
+    use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
+    let root = rustix::fs::open(flat, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    #[derive(Default)]
+    struct Acc {
+        count: u64,
+        size: u64,
+        latest: (i64, u32),
+        inodes: u64,
+    }
+    // Directories to read (relative to the flat), and how many are being read.
+    let queue = std::sync::Mutex::new((vec![PathBuf::new()], 0usize, false));
+    let more = std::sync::Condvar::new();
+    let worker = || -> Acc {
+        let mut acc = Acc::default();
+        loop {
+            let rel = {
+                let mut q = queue.lock().expect("not poisoned");
+                loop {
+                    if q.2 {
+                        return acc;
+                    }
+                    if let Some(d) = q.0.pop() {
+                        q.1 += 1;
+                        break d;
+                    }
+                    if q.1 == 0 {
+                        return acc;
+                    }
+                    q = more.wait(q).expect("not poisoned");
+                }
+            };
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let read = (|| -> Option<Vec<PathBuf>> {
+                let dir = if rel.as_os_str().is_empty() {
+                    rustix::fs::openat(&root, ".", flags, Mode::empty()).ok()?
+                } else {
+                    rustix::fs::openat(&root, &rel, flags, Mode::empty()).ok()?
+                };
+                let mut subdirs = Vec::new();
+                let mut entries = rustix::fs::Dir::read_from(&dir).ok()?;
+                while let Some(e) = entries.read() {
+                    let e = e.ok()?;
+                    let name = e.file_name();
+                    if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                        continue;
+                    }
+                    let want = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MTIME | StatxFlags::SIZE;
+                    let st = rustix::fs::statx(&dir, name, AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC, want)
+                        .ok()?;
+                    acc.count += 1;
+                    acc.inodes = acc.inodes.wrapping_add(st.stx_ino);
+                    acc.latest = acc.latest.max((st.stx_mtime.tv_sec, st.stx_mtime.tv_nsec));
+                    if rustix::fs::FileType::from_raw_mode(st.stx_mode.into()) == rustix::fs::FileType::Directory {
+                        subdirs.push(rel.join(std::ffi::OsStr::from_bytes(name.to_bytes())));
+                    } else {
+                        acc.size += st.stx_size;
+                    }
+                }
+                Some(subdirs)
+            })();
+            let mut q = queue.lock().expect("not poisoned");
+            q.1 -= 1;
+            match read {
+                Some(subdirs) => q.0.extend(subdirs),
+                None => q.2 = true,
             }
+            more.notify_all();
         }
+    };
+    let parts: Vec<Acc> = std::thread::scope(|s| {
+        let helper = s.spawn(worker);
+        let mine = worker();
+        vec![mine, helper.join().expect("fingerprint worker")]
+    });
+    if queue.into_inner().expect("not poisoned").2 {
+        return None;
+    }
+    let (mut count, mut size, mut latest, mut inodes) = (0u64, 0u64, (0i64, 0u32), 0u64);
+    for a in parts {
+        count += a.count;
+        size += a.size;
+        latest = latest.max(a.latest);
+        inodes = inodes.wrapping_add(a.inodes);
     }
     Some(format!("v1 {count} {size} {}.{:09} {inodes}", latest.0, latest.1))
 }
