@@ -333,6 +333,9 @@ impl ImageDest for LayoutDest {
     }
 }
 
+/// Blobs from this size up are hashed on a thread of their own.
+const PARALLEL_HASH_SIZE: u64 = 4 << 20;
+
 /// Blobs are staged concurrently (each verified while it is written, on
 /// the blocking pool); the image is published at `commit` as by the
 /// blocking [`ImageDest`].
@@ -358,9 +361,16 @@ impl AsyncImageDest for LayoutDest {
         if !AsyncImageDest::has_blob(self, desc).await? {
             let (layout, d) = (self.layout.clone(), desc.clone());
             let handle = tokio::runtime::Handle::current();
-            let staged =
-                blocking(move || layout.stage_blob(&d.digest, Some(d.size), &mut StreamReader::new(data, handle)))
-                    .await?;
+            let staged = blocking(move || {
+                // A large blob is hashed beside its writing (two cores).
+                if d.size >= PARALLEL_HASH_SIZE {
+                    let mut data = data;
+                    let mut next = || handle.block_on(futures_util::StreamExt::next(&mut data));
+                    return layout.stage_blob_chunks(&d.digest, Some(d.size), &mut next);
+                }
+                layout.stage_blob(&d.digest, Some(d.size), &mut StreamReader::new(data, handle))
+            })
+            .await?;
             self.add_staged(staged);
         }
         Ok(desc.clone())

@@ -165,3 +165,48 @@ async fn a_corrupt_layer_fails_the_copy_names_the_source_and_stores_nothing() {
     assert_eq!(ingest_leftovers(&store_dir), 0);
     assert!(store.resolve("app:1").is_err());
 }
+
+/// Blobs of 4 MiB and more are hashed on a thread of their own while they
+/// are written: verified all the same (a corrupt one fails the copy and
+/// leaves nothing), the good ones stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_are_hashed_beside_their_writing_and_verified() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    // Noise (xorshift): it stays as large gzipped.
+    let big: Vec<Vec<u8>> = (0..2u64)
+        .map(|i| {
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ i;
+            let data: Vec<u8> = (0..5_000_000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            layer_tar(&[(&format!("big{i}/data"), &data)])
+        })
+        .collect();
+    let built = make_layout(&layout, "v1", &big);
+    let blob = |d: &cargohold_image_core::Digest| std::fs::read(layout.join("blobs/sha256").join(d.hex())).unwrap();
+    assert!(built.layers.iter().all(|d| blob(d).len() > 4 << 20), "large enough to take that path");
+    let store_dir = t.path().join("store");
+    let store = Store::open(&store_dir).unwrap();
+    let before = snapshot(&store_dir);
+    let src = watched(&layout, &store, Some(built.layers[1].clone())).await;
+    let dst = open_dest_async(&ImageLocation::parse("big:1").unwrap(), &store, None).await.unwrap();
+    let err = copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    assert!(matches!(err, Error::Verify { ref digest, .. } if *digest == built.layers[1]), "{err:?}");
+    drop(dst);
+    assert_eq!(snapshot(&store_dir), before, "a failed copy changed the store");
+    assert_eq!(ingest_leftovers(&store_dir), 0);
+
+    let src = watched(&layout, &store, None).await;
+    let dst = open_dest_async(&ImageLocation::parse("big:1").unwrap(), &store, None).await.unwrap();
+    copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    for digest in &built.layers {
+        let stored = std::fs::read(store_dir.join("blobs/sha256").join(digest.hex())).unwrap();
+        assert!(stored == blob(digest), "layer {digest} stored whole");
+    }
+}
