@@ -53,7 +53,7 @@ pub use listen::{HookOptions, Job, JobAction, Queue, accept_hooks, jobs_of_webho
 pub use notify::{Event, Notifier};
 pub use podman::{PodmanImage, add_image as podman_add_image, podman_name, remove_name as podman_remove_name};
 pub use thin::{ThinOptions, push_thin, thin_json};
-pub use tree::{Beneath, Tree, TreeLock, write_atomic};
+pub use tree::{Beneath, Shadow, Tree, TreeLock, write_atomic};
 pub use wishlist::{
     DEFAULT_OUTPUT_FORMAT, WishInput, WishProblem, Wishlist, expand_output, expanded_yaml, go_match,
     parse as parse_wishlist, parse_ignore_errors, parse_prune_config,
