@@ -130,9 +130,11 @@ impl Store {
         }
     }
 
-    /// Whether the stored image `desc` offers `platform`.
+    /// Whether the stored image `desc` offers `platform`. An image whose
+    /// config names no architecture (some old images) offers any: it is
+    /// run and built on as it is, as Docker does.
     pub fn has_platform(&self, desc: &Descriptor, platform: &Platform) -> bool {
-        self.platforms(desc).is_ok_and(|all| all.iter().any(|(_, p)| platform.matches(p)))
+        self.platforms(desc).is_ok_and(|all| all.iter().any(|(_, p)| p.architecture.is_empty() || platform.matches(p)))
     }
 
     /// Names `name` an index of the platforms of the stored images

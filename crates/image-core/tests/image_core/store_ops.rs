@@ -74,3 +74,27 @@ fn retagging_replaces_and_copy_skips_present_blobs() {
     let report = copy(src.as_mut(), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
     assert_eq!((report.blobs_copied, report.blobs_skipped), (0, 2));
 }
+
+/// A stored image whose config names no architecture (some old images)
+/// is taken for any platform, as the builder takes it: nothing pulls a
+/// platform "missing" from it.
+#[test]
+fn an_image_naming_no_architecture_offers_every_platform() {
+    let t = tempfile::tempdir().unwrap();
+    let store = Store::open(t.path().join("store")).unwrap();
+    for (tag, arch) in [("noarch", None), ("amd", Some("amd64"))] {
+        let layout = t.path().join(tag);
+        make_layout_for(&layout, "v1", &sample_layers(1), arch);
+        let mut src =
+            open_source(&ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap(), &store).unwrap();
+        let mut dst = store.dest(Some(&Reference::parse(&format!("{tag}:1")).unwrap())).unwrap();
+        copy(src.as_mut(), &mut dst, &CopyOptions::default(), &NoProgress).unwrap();
+    }
+    let arm = cargohold_image_core::Platform::new("linux", "arm64", None);
+    let amd = cargohold_image_core::Platform::new("linux", "amd64", None);
+    let noarch = store.resolve("noarch:1").unwrap();
+    assert!(store.has_platform(&noarch.descriptor, &arm) && store.has_platform(&noarch.descriptor, &amd));
+    let amd_img = store.resolve("amd:1").unwrap();
+    assert!(store.has_platform(&amd_img.descriptor, &amd));
+    assert!(!store.has_platform(&amd_img.descriptor, &arm));
+}

@@ -73,6 +73,12 @@ fn put(dir: &Path, bytes: &[u8]) -> Digest {
 /// Writes an OCI layout at `dir` with one image tagged `tag`, whose layers
 /// are the given uncompressed tars (stored gzip-compressed).
 pub fn make_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Built {
+    make_layout_for(dir, tag, layers, Some("amd64"))
+}
+
+/// [`make_layout`] with the config naming `architecture` (none: no such key,
+/// as some old images have).
+pub fn make_layout_for(dir: &Path, tag: &str, layers: &[Vec<u8>], architecture: Option<&str>) -> Built {
     std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
     let mut diff_ids = Vec::new();
@@ -85,13 +91,16 @@ pub fn make_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Built {
         descs.push(json!({"mediaType": mt::OCI_LAYER_GZIP, "digest": d.as_str(), "size": gz.len()}));
         layer_digests.push(d);
     }
-    let config = json!({
+    let mut config = json!({
         "created": "2024-01-01T00:00:00Z",
-        "architecture": "amd64", "os": "linux",
+        "os": "linux",
         "config": {"Env": ["PATH=/usr/bin:/bin"], "Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids.iter().map(Digest::as_str).collect::<Vec<_>>()},
         "history": [{"created_by": "test"}]
     });
+    if let Some(arch) = architecture {
+        config["architecture"] = json!(arch);
+    }
     let config_bytes = serde_json::to_vec(&config).expect("json");
     let config_digest = put(dir, &config_bytes);
     let manifest = json!({
