@@ -214,18 +214,28 @@ impl OciLayout {
     ) -> Result<StagedBlob> {
         let mut tmp = self.ingest_file()?;
         let location = tmp.path().display().to_string();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(64);
+        // Chunks go in 1 MiB batches: one writev, one hand-over to the hasher.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<bytes::Bytes>>(8);
         let algorithm = digest.algorithm();
         let hashing = std::thread::spawn(move || {
             let mut h = crate::digest::Hasher::new(algorithm);
-            for chunk in rx {
-                h.update(&chunk);
+            for batch in rx {
+                for chunk in &batch {
+                    h.update(chunk);
+                }
             }
             h.finish()
         });
         let mut seen = 0u64;
         let fail = |e: VerifyError| io::Error::new(io::ErrorKind::InvalidData, e);
+        let send = |file: &mut File, batch: Vec<bytes::Bytes>| -> io::Result<()> {
+            write_all_vectored(file, &batch)?;
+            // The hasher only stops by panicking: its join says so.
+            let _ = tx.send(batch);
+            Ok(())
+        };
         let written = (|| -> io::Result<()> {
+            let (mut batch, mut batched) = (Vec::new(), 0usize);
             while let Some(chunk) = next() {
                 let chunk = chunk?;
                 seen += chunk.len() as u64;
@@ -240,11 +250,14 @@ impl OciLayout {
                     };
                     return Err(fail(e));
                 }
-                tmp.as_file_mut().write_all(&chunk)?;
-                // The hasher only stops by panicking: its join says so.
-                let _ = tx.send(chunk);
+                batched += chunk.len();
+                batch.push(chunk);
+                if batched >= 1 << 20 {
+                    send(tmp.as_file_mut(), std::mem::take(&mut batch))?;
+                    batched = 0;
+                }
             }
-            Ok(())
+            send(tmp.as_file_mut(), batch)
         })();
         drop(tx);
         let actual = hashing.join().map_err(|_| blob_err(digest, &location, io::Error::other("the hasher failed")))?;
@@ -413,6 +426,21 @@ pub(crate) fn set_ref_in(index: &mut ImageIndex, ref_name: Option<&str>, mut des
 }
 
 /// `io::copy` with a 1 MiB buffer: fewer syscalls for layer-sized streams.
+/// Writes every buffer, in order (`writev`, resumed after short writes).
+fn write_all_vectored(f: &mut File, bufs: &[bytes::Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match f.write_vectored(rest) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the file took no bytes")),
+            Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
