@@ -206,7 +206,8 @@ impl CvmfsServer {
     /// PATH REPO` (the default, as today's DUCC does: each layer its own
     /// ingest, outside the image's transaction, staged in the spool
     /// directory and streamed as a tar) or are unpacked inside the
-    /// transaction.
+    /// transaction. Mountless publishing ([`CvmfsServer::mountless`]) always
+    /// ingests them.
     pub fn layers_by_ingest(mut self, ingest: bool) -> Self {
         self.ingest = ingest || self.shadow.is_some();
         self
@@ -223,7 +224,7 @@ impl CvmfsServer {
     }
 
     /// Mountless: sends the shadow in (removals first, then each top
-    /// directory, the public ones last) and empties it.
+    /// directory, the public ones last).
     fn send_shadow(&self, shadow: &crate::tree::Shadow) -> Result<()> {
         for gone in shadow.take_removed() {
             let rel = self.repo_path(&gone)?;
@@ -259,7 +260,7 @@ impl CvmfsServer {
             }
             self.ingest_tar(&src, &self.repo_path(&self.root.join(&top))?, false)?;
         }
-        shadow.reset()
+        Ok(())
     }
 
     /// `cvmfs_server ingest [--catalog] -t - -b REL REPO`, the tar of `dir`
@@ -393,7 +394,7 @@ impl PublishBackend for CvmfsServer {
     fn commit(&self) -> Result<()> {
         if let Some(shadow) = &self.shadow {
             let sent = self.send_shadow(shadow);
-            let _ = std::fs::remove_dir_all(shadow.dir());
+            shadow.discard();
             return sent;
         }
         // Staging directories are empty by now; they must not be published.
@@ -404,8 +405,7 @@ impl PublishBackend for CvmfsServer {
     fn abort(&self) {
         if let Some(shadow) = &self.shadow {
             // Nothing was sent: the repository is as it was.
-            let _ = shadow.take_removed();
-            let _ = std::fs::remove_dir_all(shadow.dir());
+            shadow.discard();
             return;
         }
         let _ = self.run(&["abort", "-f", &self.repo]);

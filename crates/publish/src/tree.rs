@@ -48,6 +48,12 @@ impl Shadow {
         std::fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))
     }
 
+    /// Drops it: its directory and the removals recorded.
+    pub fn discard(&self) {
+        self.removed.lock().expect("not poisoned").clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     /// The tree paths removed since the last reset (none below another),
     /// and forgets them.
     pub fn take_removed(&self) -> Vec<PathBuf> {

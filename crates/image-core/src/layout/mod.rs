@@ -425,7 +425,6 @@ pub(crate) fn set_ref_in(index: &mut ImageIndex, ref_name: Option<&str>, mut des
     }
 }
 
-/// `io::copy` with a 1 MiB buffer: fewer syscalls for layer-sized streams.
 /// Writes every buffer, in order (`writev`, resumed after short writes).
 fn write_all_vectored(f: &mut File, bufs: &[bytes::Bytes]) -> io::Result<()> {
     let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
@@ -441,6 +440,7 @@ fn write_all_vectored(f: &mut File, bufs: &[bytes::Bytes]) -> io::Result<()> {
     Ok(())
 }
 
+/// `io::copy` with a 1 MiB buffer: fewer syscalls for layer-sized streams.
 pub(crate) fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;

@@ -33,35 +33,39 @@ pub(super) fn fingerprint(flat: &Path) -> Option<String> {
         latest: (i64, u32),
         inodes: u64,
     }
-    // Directories to read (relative to the flat), and how many are being read.
-    let queue = std::sync::Mutex::new((vec![PathBuf::new()], 0usize, false));
+    /// Directories still to read (relative to the flat), how many are
+    /// being read, and whether one could not be.
+    struct Queue {
+        todo: Vec<PathBuf>,
+        reading: usize,
+        failed: bool,
+    }
+    let queue = std::sync::Mutex::new(Queue { todo: vec![PathBuf::from(".")], reading: 0, failed: false });
     let more = std::sync::Condvar::new();
+    // Reads directories until none is left (or one fails); what it saw.
     let worker = || -> Acc {
         let mut acc = Acc::default();
         loop {
             let rel = {
                 let mut q = queue.lock().expect("not poisoned");
                 loop {
-                    if q.2 {
+                    if q.failed {
                         return acc;
                     }
-                    if let Some(d) = q.0.pop() {
-                        q.1 += 1;
+                    if let Some(d) = q.todo.pop() {
+                        q.reading += 1;
                         break d;
                     }
-                    if q.1 == 0 {
+                    if q.reading == 0 {
                         return acc;
                     }
                     q = more.wait(q).expect("not poisoned");
                 }
             };
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             let read = (|| -> Option<Vec<PathBuf>> {
-                let dir = if rel.as_os_str().is_empty() {
-                    rustix::fs::openat(&root, ".", flags, Mode::empty()).ok()?
-                } else {
-                    rustix::fs::openat(&root, &rel, flags, Mode::empty()).ok()?
-                };
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                let dir = rustix::fs::openat(&root, &rel, flags, Mode::empty()).ok()?;
+                let want = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MTIME | StatxFlags::SIZE;
                 let mut subdirs = Vec::new();
                 let mut entries = rustix::fs::Dir::read_from(&dir).ok()?;
                 while let Some(e) = entries.read() {
@@ -70,7 +74,6 @@ pub(super) fn fingerprint(flat: &Path) -> Option<String> {
                     if name.to_bytes() == b"." || name.to_bytes() == b".." {
                         continue;
                     }
-                    let want = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MTIME | StatxFlags::SIZE;
                     let st = rustix::fs::statx(&dir, name, AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC, want)
                         .ok()?;
                     acc.count += 1;
@@ -85,30 +88,30 @@ pub(super) fn fingerprint(flat: &Path) -> Option<String> {
                 Some(subdirs)
             })();
             let mut q = queue.lock().expect("not poisoned");
-            q.1 -= 1;
+            q.reading -= 1;
             match read {
-                Some(subdirs) => q.0.extend(subdirs),
-                None => q.2 = true,
+                Some(subdirs) => q.todo.extend(subdirs),
+                None => q.failed = true,
             }
             more.notify_all();
         }
     };
-    let parts: Vec<Acc> = std::thread::scope(|s| {
+    let (mine, helper) = std::thread::scope(|s| {
         let helper = s.spawn(worker);
-        let mine = worker();
-        vec![mine, helper.join().expect("fingerprint worker")]
+        (worker(), helper.join().expect("fingerprint worker"))
     });
-    if queue.into_inner().expect("not poisoned").2 {
+    if queue.into_inner().expect("not poisoned").failed {
         return None;
     }
-    let (mut count, mut size, mut latest, mut inodes) = (0u64, 0u64, (0i64, 0u32), 0u64);
-    for a in parts {
-        count += a.count;
-        size += a.size;
-        latest = latest.max(a.latest);
-        inodes = inodes.wrapping_add(a.inodes);
-    }
-    Some(format!("v1 {count} {size} {}.{:09} {inodes}", latest.0, latest.1))
+    let latest = mine.latest.max(helper.latest);
+    Some(format!(
+        "v1 {} {} {}.{:09} {}",
+        mine.count + helper.count,
+        mine.size + helper.size,
+        latest.0,
+        latest.1,
+        mine.inodes.wrapping_add(helper.inodes)
+    ))
 }
 
 /// What `scrub` found (and, with repair, replaced).
