@@ -3,8 +3,8 @@
 # (distribution), both on a tmpfs, the same clients against each:
 #   - server CPU (user+system, from /proc) per push of the image by skopeo,
 #     each push into a fresh repository;
-#   - 16 concurrent pulls of the image (manifest + every blob with curl),
-#     wall time and throughput;
+#   - 16 concurrent pulls of the image (manifest + every blob, one curl
+#     each over a kept-alive connection), wall time and throughput;
 #   - the server's peak RSS (VmHWM) through all of it.
 #   usage: benches/serve-vs-distribution.sh OCI_LAYOUT TAG [RUNS]
 # OCI_LAYOUT/TAG: e.g. ../shared/images/make-images.sh's layout, tag multi.
@@ -99,10 +99,14 @@ PY
 pull16() {
   local addr=$1 workers=()
   for _ in $(seq 1 16); do
-    (
-      curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$addr/v2/bench/push1/manifests/$tag" >/dev/null
-      for b in $blobs; do curl -s "http://$addr/v2/bench/push1/blobs/$b" >/dev/null; done
-    ) &
+    # One client per puller, its connection kept alive from the manifest
+    # through every blob, as registry clients do (a curl process per blob
+    # would measure curl's start-up: 80 of them take a third of 2 cores).
+    urls=("http://$addr/v2/bench/push1/manifests/$tag")
+    for b in $blobs; do urls+=("http://$addr/v2/bench/push1/blobs/$b"); done
+    outs=()
+    for _ in "${urls[@]}"; do outs+=(-o /dev/null); done
+    curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "${outs[@]}" "${urls[@]}" &
     workers+=($!)
   done
   wait "${workers[@]}"

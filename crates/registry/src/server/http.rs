@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::response::{IntoResponse, Response};
 use cargohold_image_core::media_type as mt;
 use cargohold_image_core::{Digest, Manifest, RawManifest, Reference};
@@ -14,6 +15,7 @@ use futures_util::StreamExt as _;
 use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
 use super::proxy::{Proxy, ProxyMiss};
+use super::sendfile::{MIN_SENDFILE, SendQueue, SendfileIo};
 use super::storage::{Storage, StoredManifest};
 use super::token::{Claims, Refusal, TokenAuth, TokenIssuer};
 
@@ -213,14 +215,71 @@ pub fn router(storage: Storage, opts: ServerOptions) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; requests in
-/// flight finish first.
+/// Serves `router` on `listener` until `shutdown` resolves; the
+/// connections open then are finished first. Blobs stored in local files
+/// go out over HTTP/1 with `sendfile`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::TokioIo;
+    accept_until(listener, shutdown, |tcp, watcher| {
+        let queue = SendQueue::default();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(queue.clone())));
+        let mut builder = connection_builder();
+        // Body frames handed to the writer as they are (see `sendfile`).
+        builder.http1().writev(true);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(SendfileIo::new(tcp, queue)), service);
+        let conn = conn.into_owned();
+        tokio::spawn(async move {
+            let _ = watcher.watch(conn).await;
+        });
+    })
+    .await;
+    Ok(())
+}
+
+/// How each connection is served: HTTP/1 or HTTP/2, by what the client
+/// speaks.
+pub(crate) fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, handing
+/// each to `start` (which spawns its task) with the watcher that holds
+/// shutdown back until it is done; then waits for them all.
+pub(crate) async fn accept_until(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut start: impl FnMut(tokio::net::TcpStream, hyper_util::server::graceful::Watcher),
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // A refused or reset connection is that client's problem.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+                ) => continue,
+                // Out of descriptors, or memory: let the connections open
+                // finish before accepting more.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out as written (a small body after its headers
+        // does not wait for the client's delayed ACK).
+        let _ = tcp.set_nodelay(true);
+        start(tcp, graceful.watcher());
+    }
+    graceful.shutdown().await;
 }
 
 /// What a request to `path` with `method` needs.
@@ -238,7 +297,15 @@ fn access_of(method: &Method, path: &str) -> Access {
     }
 }
 
-async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn dispatch(
+    State(s): State<Arc<Server>>,
+    method: Method,
+    uri: Uri,
+    version: Version,
+    sendq: Option<Extension<SendQueue>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_owned();
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -288,7 +355,9 @@ async fn dispatch(State(s): State<Arc<Server>>, method: Method, uri: Uri, header
             Some(c) => Some(c.subject.clone()).filter(|u| !u.is_empty()),
             None => basic_user(&headers),
         };
-        let ctx = Req { method: &method, user: user.as_deref(), claims: claims.as_ref() };
+        // An HTTP/1 connection of our own writes its frames in order.
+        let sendfile = sendq.as_ref().map(|q| &q.0).filter(|_| matches!(version, Version::HTTP_10 | Version::HTTP_11));
+        let ctx = Req { method: &method, user: user.as_deref(), claims: claims.as_ref(), sendfile };
         route(&s, &ctx, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
     } else {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "authentication required").into_response();
@@ -322,6 +391,8 @@ struct Req<'a> {
     user: Option<&'a str>,
     /// The bearer token's claims, under token auth.
     claims: Option<&'a Claims>,
+    /// Where a blob read from a local file is sent with `sendfile`.
+    sendfile: Option<&'a SendQueue>,
 }
 
 impl Req<'_> {
@@ -636,7 +707,14 @@ async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &Hea
         Body::empty()
     } else {
         notify(s, r, Event { action: "pull", repo: name, media_type: BLOB, digest: d, size, tag: None });
-        Body::from_stream(s.storage.read_blob(d, start, len).await?)
+        let file = match r.sendfile {
+            Some(q) if len >= MIN_SENDFILE => s.storage.blob_file(d).await?.map(|f| (q, f)),
+            _ => None,
+        };
+        match file {
+            Some((q, f)) => Body::from_stream(q.body(f, start, len)),
+            None => Body::from_stream(s.storage.read_blob(d, start, len).await?),
+        }
     };
     Ok(builder.body(body).expect("valid response"))
 }

@@ -20,6 +20,7 @@ mod http;
 mod notify;
 mod proxy;
 mod s3;
+mod sendfile;
 mod storage;
 mod tls;
 mod token;

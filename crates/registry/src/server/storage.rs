@@ -68,6 +68,13 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     async fn stat(&self, key: &str) -> io::Result<Option<ObjectMeta>>;
     /// `len` bytes of an object from `start` (a `NotFound` error when it is gone).
     async fn read(&self, key: &str, start: u64, len: u64) -> io::Result<ByteStream>;
+    /// The object as an open local file, for drivers that keep objects in
+    /// files (the server then sends it with `sendfile`); `None` when there
+    /// is no such object or the driver keeps none in files (the default).
+    async fn open_file(&self, key: &str) -> io::Result<Option<std::fs::File>> {
+        let _ = key;
+        Ok(None)
+    }
     /// Removes an object; `false` when there was none.
     async fn delete(&self, key: &str) -> io::Result<bool>;
     /// What is right below `prefix` (a key without its last segment).
@@ -180,6 +187,12 @@ impl Storage {
     /// `len` bytes of a blob from `start` (see [`Storage::blob_size`] first).
     pub async fn read_blob(&self, digest: &Digest, start: u64, len: u64) -> io::Result<ByteStream> {
         self.driver.read(&Self::blob_key(digest), start, len).await
+    }
+
+    /// A blob as an open local file, where the driver keeps blobs in files
+    /// (see [`Driver::open_file`]).
+    pub async fn blob_file(&self, digest: &Digest) -> io::Result<Option<std::fs::File>> {
+        self.driver.open_file(&Self::blob_key(digest)).await
     }
 
     /// Links an existing blob (of any repository) into `repo`; `false` when
@@ -601,6 +614,11 @@ impl Driver for FsDriver {
 
     async fn read(&self, key: &str, start: u64, len: u64) -> io::Result<ByteStream> {
         file_stream(self.path(key), start, len).await
+    }
+
+    async fn open_file(&self, key: &str) -> io::Result<Option<std::fs::File>> {
+        let path = self.path(key);
+        blocking(move || not_found_is_none(std::fs::File::open(path))).await
     }
 
     async fn delete(&self, key: &str) -> io::Result<bool> {

@@ -68,24 +68,12 @@ pub async fn serve_tls(
     config: Arc<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::rt::TokioIo;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                // A refused or reset connection is that client's problem.
-                Err(_) => continue,
-            },
-            () = &mut shutdown => break,
-        };
+    super::http::accept_until(listener, shutdown, |tcp, watcher| {
         let acceptor = acceptor.clone();
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let builder = Builder::new(TokioExecutor::new());
-        let watcher = graceful.watcher();
+        let builder = super::http::connection_builder();
         tokio::spawn(async move {
             // A failed handshake (wrong client certificate, not TLS) ends
             // that connection only.
@@ -93,7 +81,7 @@ pub async fn serve_tls(
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
             let _ = watcher.watch(conn).await;
         });
-    }
-    graceful.shutdown().await;
+    })
+    .await;
     Ok(())
 }

@@ -235,6 +235,87 @@ async fn bad_input_gets_the_specs_errors_and_stores_nothing() {
     assert_eq!(s, 200);
 }
 
+/// Bytes that do not repeat (a blob of zeros would hide zeros sent in its
+/// place).
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Blobs in local files go out with `sendfile`: whole, in ranges across its
+/// 1 MiB frames, pipelined on one HTTP/1 connection between small blobs
+/// (sent as bytes) and headers, and over HTTP/2 (no sendfile there).
+// Multi-threaded: the HTTP/2 client's connection task answers the server's
+// shutdown while the test waits for the server to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_are_sent_whole_in_ranges_and_pipelined() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = tempfile::tempdir().unwrap();
+    let srv = TestServer::start(&t.path().join("registry"));
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", srv.addr);
+    let big = noise((3 << 20) + 12345, 7);
+    let small = noise(1000, 8);
+    let mut digests = Vec::new();
+    for data in [&big, &small] {
+        let d = Digest::sha256_of(data);
+        let resp =
+            http.post(format!("{base}/v2/x/app/blobs/uploads/?digest={d}")).body(data.clone()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        digests.push(d);
+    }
+    let (big_url, small_url) = (format!("/v2/x/app/blobs/{}", digests[0]), format!("/v2/x/app/blobs/{}", digests[1]));
+
+    let whole = http.get(format!("{base}{big_url}")).send().await.unwrap().bytes().await.unwrap();
+    assert!(whole[..] == big[..], "the whole blob");
+    let resp = http.get(format!("{base}{big_url}")).header("range", "bytes=1000000-2200000").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 206);
+    assert!(resp.bytes().await.unwrap()[..] == big[1_000_000..=2_200_000], "a range across frames");
+
+    // Pipelined on one connection: big, small, a range of big, big again.
+    let mut tcp = tokio::net::TcpStream::connect(&srv.addr).await.unwrap();
+    let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n");
+    let requests = [
+        get(&big_url, ""),
+        get(&small_url, ""),
+        get(&big_url, "Range: bytes=100-1048675\r\n"),
+        get(&big_url, "Connection: close\r\n"),
+    ]
+    .concat();
+    tcp.write_all(requests.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tcp.read_to_end(&mut got).await.unwrap();
+    let mut rest = &got[..];
+    for want in [&big[..], &small[..], &big[100..=1_048_675], &big[..]] {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+        let head = std::str::from_utf8(&rest[..end]).unwrap().to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .expect("a content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(len, want.len(), "{head}");
+        assert!(rest[end..end + len] == *want, "a pipelined body");
+        rest = &rest[end + len..];
+    }
+    assert!(rest.is_empty());
+
+    // HTTP/2 (cleartext, prior knowledge): the bytes, not markers.
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let resp = h2.get(format!("{base}{big_url}")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert!(resp.bytes().await.unwrap()[..] == big[..], "the whole blob over HTTP/2");
+}
+
 /// S3 storage on a real object store (Swift's S3 API): two servers over one
 /// bucket are one registry, uploads move between them mid-way, large blobs
 /// go up as multipart uploads, and a wrong digest stores nothing.
