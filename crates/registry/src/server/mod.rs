@@ -12,7 +12,9 @@
 //! manifests and lists are stored and served as OCI ones are.
 //!
 //! Storage is a local directory ([`FsDriver`]) or an S3 bucket
-//! ([`S3Driver`]); several servers over one bucket serve one registry.
+//! ([`S3Driver`]); several servers over one bucket serve one registry. A
+//! blob in a local file goes out over plain HTTP/1 with `sendfile(2)`
+//! ([`serve`]); over TLS or HTTP/2 it is read and sent.
 
 mod auth;
 mod config;
