@@ -10,6 +10,10 @@
 //! A marker frame the writer cannot match with the range at the head of
 //! the queue fails the connection: zeros are never sent for a blob.
 //!
+//! Where a file's filesystem refuses `sendfile`, the writer reads the range
+//! and writes it instead. Either way the file is read on the connection's
+//! thread, as the kernel finds it (the page cache, a local disk).
+//!
 //! Only plain-TCP HTTP/1 connections carry a queue, and they are built
 //! with hyper's vectored writes forced on, so hyper hands body frames to
 //! the writer as they are (never copied into its header buffer). Over TLS
@@ -34,6 +38,9 @@ const FRAME: usize = 1 << 20;
 /// (it is never merged with other constants), so a slice into it is known
 /// by its address alone.
 static MARKER: [u8; FRAME] = [0; FRAME];
+
+/// What a file is read in where it cannot be sent with `sendfile`.
+const COPY: usize = 256 << 10;
 
 /// Ranges smaller than this are read and sent as bytes: a separate
 /// `sendfile` costs more than copying them.
@@ -86,11 +93,21 @@ impl SendQueue {
 pub(crate) struct SendfileIo {
     tcp: TcpStream,
     queue: SendQueue,
+    /// Once a file's filesystem refuses `sendfile` (`EINVAL`, `ENOSYS`):
+    /// the buffer its ranges are read into and written from instead.
+    copying: Option<Vec<u8>>,
 }
 
 impl SendfileIo {
     pub(crate) fn new(tcp: TcpStream, queue: SendQueue) -> Self {
-        SendfileIo { tcp, queue }
+        SendfileIo { tcp, queue, copying: None }
+    }
+
+    /// Sends by reading and writing, as where `sendfile` is refused.
+    #[cfg(test)]
+    fn copying(mut self) -> Self {
+        self.copying = Some(vec![0; COPY]);
+        self
     }
 
     /// Sends (part of) the range at the head of the queue; `want` is what
@@ -105,10 +122,22 @@ impl SendfileIo {
         }
         loop {
             ready!(self.tcp.poll_write_ready(cx))?;
-            let sent = self.tcp.try_io(Interest::WRITABLE, || {
-                let mut off = range.offset;
-                Ok(rustix::fs::sendfile(&self.tcp, &*range.file, Some(&mut off), range.left)?)
-            });
+            let sent = match &mut self.copying {
+                None => self.tcp.try_io(Interest::WRITABLE, || {
+                    let mut off = range.offset;
+                    Ok(rustix::fs::sendfile(&self.tcp, &*range.file, Some(&mut off), range.left)?)
+                }),
+                // What the socket does not take now is read again next
+                // time (from the page cache).
+                Some(buf) => {
+                    let k = range.left.min(buf.len());
+                    match rustix::io::pread(&*range.file, &mut buf[..k], range.offset) {
+                        Ok(0) => Ok(0),
+                        Ok(got) => self.tcp.try_write(&buf[..got]),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            };
             match sent {
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(
@@ -124,7 +153,16 @@ impl SendfileIo {
                     }
                     return Poll::Ready(Ok(n));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e)
+                    if self.copying.is_none()
+                        && matches!(
+                            rustix::io::Errno::from_io_error(&e),
+                            Some(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS)
+                        ) =>
+                {
+                    self.copying = Some(vec![0; COPY]);
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -196,9 +234,19 @@ mod tests {
 
     #[tokio::test]
     async fn headers_go_by_writev_and_frames_by_sendfile() {
+        send_around_frames(false).await;
+    }
+
+    #[tokio::test]
+    async fn frames_are_read_and_written_where_sendfile_is_refused() {
+        send_around_frames(true).await;
+    }
+
+    async fn send_around_frames(copying: bool) {
         let data: Vec<u8> = (0..(FRAME + 5000)).map(|i| (i % 251) as u8).collect();
         let queue = SendQueue::default();
-        let (mut io, mut peer) = pair(&queue).await;
+        let (io, mut peer) = pair(&queue).await;
+        let mut io = if copying { io.copying() } else { io };
         let frames: Vec<Bytes> =
             queue.body(file_of(&data), 3, data.len() as u64 - 3).map(Result::unwrap).collect().await;
         assert_eq!(frames.len(), 2);
