@@ -757,8 +757,8 @@ pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
     /// distribution's config.yml (storage.filesystem, storage.s3, storage.delete, storage.maintenance.uploadpurging,
-    /// http.addr, http.tls, http.headers, auth.htpasswd, proxy, notifications, log); flags given too win. Keys not
-    /// supported yet are refused by name.
+    /// http.addr, http.tls, http.headers, http.draintimeout, auth.htpasswd, auth.token, proxy, notifications, log);
+    /// flags given too win. Keys not supported yet are refused by name.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The address to listen on (default 127.0.0.1:5000).
@@ -769,6 +769,11 @@ pub struct ServeArgs {
     pub root: Option<PathBuf>,
     #[command(flatten)]
     pub s3: S3Args,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before their connections are
+    /// closed (default: http.draintimeout, else 30; 0: stop at once). An upload cut off keeps what it received,
+    /// and its client can resume it.
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<u64>,
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).
     #[arg(long)]
     pub no_delete: bool,

@@ -220,6 +220,11 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         None => None,
     };
     let opts = ServerOptions { proxy, https: tls.is_some(), ..opts };
+    let drain = args
+        .drain_timeout
+        .map(std::time::Duration::from_secs)
+        .or_else(|| config.as_ref().and_then(|c| c.drain_timeout))
+        .unwrap_or(std::time::Duration::from_secs(30));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let listener =
@@ -260,18 +265,38 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
                 }
             });
         }
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot handle SIGTERM")?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM can be handled");
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+            let _ = stopped.await;
+        };
+        let server = async {
+            match tls {
+                Some(config) => serve_tls(listener, router(storage, opts), config, shutdown).await,
+                None => serve(listener, router(storage, opts), shutdown).await,
             }
         };
-        match tls {
-            Some(config) => serve_tls(listener, router(storage, opts), config, shutdown).await,
-            None => serve(listener, router(storage, opts), shutdown).await,
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            r = &mut server => return r.context("the server failed"),
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-        .context("the server failed")
+        // No new connections; those open finish what they are doing, for
+        // so long.
+        let _ = stop.send(());
+        match tokio::time::timeout(drain, &mut server).await {
+            Ok(r) => r.context("the server failed"),
+            Err(_) => {
+                if !ctx.is_quiet() {
+                    output::status(&format!(
+                        "stopped after {}s of draining: the connections still open were closed",
+                        drain.as_secs()
+                    ));
+                }
+                Ok(())
+            }
+        }
     })
 }

@@ -135,6 +135,51 @@ fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A stalled upload holds SIGTERM back for the drain timeout, no longer; what
+/// it sent stays, to be resumed.
+#[test]
+fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
+    use std::io::{Read as _, Write as _};
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("registry");
+    let mut srv = serve_with(|c| {
+        c.arg("--root").arg(&root).args(["--drain-timeout", "2"]);
+    });
+    let mut conn = std::net::TcpStream::connect(&srv.1).unwrap();
+    write!(conn, "POST /v2/k/app/blobs/uploads/ HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", srv.1).unwrap();
+    let mut head = [0u8; 1024];
+    let n = conn.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_owned()))
+        .unwrap();
+    write!(conn, "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 3000000\r\n\r\n", srv.1).unwrap();
+    conn.write_all(&[5u8; 1_500_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = srv.0.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took >= std::time::Duration::from_millis(1800), "stopped before the drain timeout: {took:?}");
+    assert!(took < std::time::Duration::from_secs(10), "the drain timeout did not stop it: {took:?}");
+    drop(conn);
+    // Restarted: the upload is there, holding what it received (1 MiB
+    // writes; the rest is the client's to send again).
+    let srv = serve(&root);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-"])
+        .arg(format!("http://{}{location}", srv.1))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    let range = head.lines().find_map(|l| l.strip_prefix("range:")).expect("a Range header").trim().to_owned();
+    let end: u64 = range.strip_prefix("0-").expect("0-END").parse().unwrap();
+    assert!(end + 1 >= 1 << 20 && end < 1_500_000, "{range}");
+}
+
 #[test]
 fn basic_auth_anonymous_pull_and_distributions_config_yml() {
     require("htpasswd");

@@ -35,6 +35,9 @@ pub struct RegistryConfig {
     pub endpoints: Vec<super::Endpoint>,
     /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
     pub upload_purging: Option<(Duration, Duration)>,
+    /// `http.draintimeout`: how long requests in flight may take to finish
+    /// once the server is told to stop.
+    pub drain_timeout: Option<Duration>,
     /// Keys read but with nothing to do here (said once at start).
     pub notes: Vec<String>,
 }
@@ -179,6 +182,7 @@ impl RegistryConfig {
             proxy: None,
             access_log: true,
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
+            drain_timeout: None,
             notes: Vec::new(),
         };
         for (k, v) in top {
@@ -463,6 +467,12 @@ impl RegistryConfig {
                     self.tls = Some(super::TlsFiles { certificate, key, client_cas: cas });
                 }
                 "secret" => self.notes.push("http.secret: uploads are not signed (their ids are random)".into()),
+                "draintimeout" => self.drain_timeout = Some(duration(v, file, "http.draintimeout")?),
+                "relativeurls" => {
+                    if !boolean(v, file, "http.relativeurls")? {
+                        self.notes.push("http.relativeurls: Location headers are relative paths all the same".into());
+                    }
+                }
                 other => return Err(not_yet(file, &format!("http.{other}"))),
             }
         }
@@ -513,5 +523,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.upload_purging, Some((Duration::from_secs(7200), Duration::from_secs(5400))));
+        assert_eq!(c.drain_timeout, None);
+        let c = RegistryConfig::parse(
+            "version: 0.1
+http:
+  draintimeout: 1m
+  relativeurls: false
+",
+            "c.yml",
+        )
+        .unwrap();
+        assert_eq!(c.drain_timeout, Some(Duration::from_secs(60)));
+        assert!(c.notes.iter().any(|n| n.starts_with("http.relativeurls")), "{:?}", c.notes);
+        let e = RegistryConfig::parse(
+            "version: 0.1
+http:
+  draintimeout: soon
+",
+            "c.yml",
+        )
+        .unwrap_err();
+        assert!(e.contains("http.draintimeout"), "{e}");
     }
 }
