@@ -468,6 +468,13 @@ impl RegistryConfig {
                 }
                 "secret" => self.notes.push("http.secret: uploads are not signed (their ids are random)".into()),
                 "draintimeout" => self.drain_timeout = Some(duration(v, file, "http.draintimeout")?),
+                "host" => self.notes.push("http.host: Location headers are relative paths, under any host name".into()),
+                "net" => {
+                    let net = string(v, file, "http.net")?;
+                    if net != "tcp" {
+                        return Err(err(file, "http.net", format!("{net:?} is not supported (only tcp)")));
+                    }
+                }
                 "relativeurls" => {
                     if !boolean(v, file, "http.relativeurls")? {
                         self.notes.push("http.relativeurls: Location headers are relative paths all the same".into());
@@ -525,24 +532,16 @@ mod tests {
         assert_eq!(c.upload_purging, Some((Duration::from_secs(7200), Duration::from_secs(5400))));
         assert_eq!(c.drain_timeout, None);
         let c = RegistryConfig::parse(
-            "version: 0.1
-http:
-  draintimeout: 1m
-  relativeurls: false
-",
+            "version: 0.1\nhttp:\n  draintimeout: 1m\n  relativeurls: false\n  net: tcp\n  host: https://r.example\n",
             "c.yml",
         )
         .unwrap();
         assert_eq!(c.drain_timeout, Some(Duration::from_secs(60)));
         assert!(c.notes.iter().any(|n| n.starts_with("http.relativeurls")), "{:?}", c.notes);
-        let e = RegistryConfig::parse(
-            "version: 0.1
-http:
-  draintimeout: soon
-",
-            "c.yml",
-        )
-        .unwrap_err();
+        assert!(c.notes.iter().any(|n| n.starts_with("http.host")), "{:?}", c.notes);
+        let e = RegistryConfig::parse("version: 0.1\nhttp:\n  draintimeout: soon\n", "c.yml").unwrap_err();
         assert!(e.contains("http.draintimeout"), "{e}");
+        let e = RegistryConfig::parse("version: 0.1\nhttp:\n  net: unix\n", "c.yml").unwrap_err();
+        assert!(e.contains("http.net") && e.contains("unix"), "{e}");
     }
 }
