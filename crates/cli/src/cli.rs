@@ -800,6 +800,9 @@ pub struct ServeArgs {
     /// back-off until taken.
     #[arg(long = "notify", value_name = "URL")]
     pub notify: Vec<String>,
+    /// The oldest TLS version offered: 1.2 (the default) or 1.3 (http.tls.minimumtls).
+    #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"])]
+    pub tls_min_version: Option<String>,
     /// Require client certificates from this CA (PEM; repeatable): mutual TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Vec<PathBuf>,

@@ -178,10 +178,18 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             c.upload_purging
         });
     let tls = match (&args.tls_cert, &args.tls_key, config.as_ref().and_then(|c| c.tls.clone())) {
-        (Some(cert), Some(key), _) => {
-            Some(TlsFiles { certificate: cert.clone(), key: key.clone(), client_cas: args.tls_client_ca.clone() })
-        }
+        (Some(cert), Some(key), _) => Some(TlsFiles {
+            certificate: cert.clone(),
+            key: key.clone(),
+            client_cas: args.tls_client_ca.clone(),
+            tls13_only: false,
+        }),
         (_, _, from_config) => from_config,
+    };
+    let tls = match (tls, args.tls_min_version.as_deref()) {
+        (Some(files), Some(v)) => Some(TlsFiles { tls13_only: v == "1.3", ..files }),
+        (None, Some(_)) => bail!("--tls-min-version is for HTTPS: give --tls-cert and --tls-key (or http.tls)"),
+        (tls, None) => tls,
     };
     let tls = tls.map(|f| server_config(&f).map_err(anyhow::Error::msg)).transpose()?;
     let proxy = match (&args.proxy, config.as_ref().and_then(|c| c.proxy.clone())) {

@@ -296,6 +296,18 @@ fn gc_deletes_what_nothing_uses_and_spares_young_blobs() {
     assert!(again["blobs_deleted"].as_array().unwrap().is_empty(), "{again}");
 }
 
+/// curl's exit code and HTTP status for `https://ADDR/v2/` (the server's
+/// certificate not checked) with `extra` options.
+fn curl_tls(addr: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-k", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(extra)
+        .arg(format!("https://{addr}/v2/"))
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[test]
 fn https_and_mutual_tls() {
     let t = tempfile::tempdir().unwrap();
@@ -326,6 +338,7 @@ fn https_and_mutual_tls() {
             .output()
             .unwrap();
         assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "no plain HTTP on the TLS port");
+        assert_eq!(curl_tls(&srv.1, &["--tls-max", "1.2"]), (Some(0), "200".to_owned()), "TLS 1.2 by default");
     }
     let ca = pki.ca.clone();
     let srv = start(&["--tls-client-ca".as_ref(), ca.as_os_str()]);
@@ -337,6 +350,17 @@ fn https_and_mutual_tls() {
     ok(&store, &["--cert-dir", with_client.to_str().unwrap(), "push", "app:1", &target]);
     let other = t.path().join("other");
     ok(&other, &["--cert-dir", with_client.to_str().unwrap(), "pull", &target]);
+    drop(srv);
+    // TLS 1.3 only: a TLS 1.2 client is refused, a 1.3 one served.
+    let srv = start(&["--tls-min-version".as_ref(), "1.3".as_ref()]);
+    assert_eq!(curl_tls(&srv.1, &["--tlsv1.3"]), (Some(0), "200".to_owned()));
+    let (status, http) = curl_tls(&srv.1, &["--tls-max", "1.2"]);
+    assert!(status != Some(0) && http == "000", "a TLS 1.2 client got {status:?} {http}");
+    let data = t.path().join("data");
+    let out =
+        ch(&store, &["serve", "--root", data.to_str().unwrap(), "--addr", "127.0.0.1:0", "--tls-min-version", "1.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--tls-min-version is for HTTPS"), "{err}");
 }
 
 /// A webhook receiver: fails the first `failures` deliveries with 500, then

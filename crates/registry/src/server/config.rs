@@ -445,7 +445,7 @@ impl RegistryConfig {
                     }
                 }
                 "tls" => {
-                    let (mut cert, mut key, mut cas) = (None, None, Vec::new());
+                    let (mut cert, mut key, mut cas, mut tls13_only) = (None, None, Vec::new(), false);
                     for (tk, tv) in map(v, file, "http.tls")? {
                         let key_name = format!("http.tls.{}", string(tk, file, "http.tls")?);
                         match key_name.as_str() {
@@ -459,12 +459,26 @@ impl RegistryConfig {
                                 }
                                 _ => return Err(err(file, &key_name, "must be a list of files")),
                             },
+                            "http.tls.minimumtls" => match string(tv, file, &key_name)?.as_str() {
+                                "tls1.0" | "tls1.1" => self.notes.push(format!(
+                                    "{key_name}: TLS 1.2 is the oldest version offered (rustls has no older)"
+                                )),
+                                "tls1.2" => {}
+                                "tls1.3" => tls13_only = true,
+                                other => {
+                                    return Err(err(
+                                        file,
+                                        &key_name,
+                                        format!("{other:?} is not one of tls1.0, tls1.1, tls1.2, tls1.3"),
+                                    ));
+                                }
+                            },
                             _ => return Err(not_yet(file, &key_name)),
                         }
                     }
                     let certificate = cert.ok_or_else(|| err(file, "http.tls", "needs a certificate"))?;
                     let key = key.ok_or_else(|| err(file, "http.tls", "needs a key"))?;
-                    self.tls = Some(super::TlsFiles { certificate, key, client_cas: cas });
+                    self.tls = Some(super::TlsFiles { certificate, key, client_cas: cas, tls13_only });
                 }
                 "secret" => self.notes.push("http.secret: uploads are not signed (their ids are random)".into()),
                 "draintimeout" => self.drain_timeout = Some(duration(v, file, "http.draintimeout")?),
@@ -541,6 +555,16 @@ mod tests {
         assert!(c.notes.iter().any(|n| n.starts_with("http.host")), "{:?}", c.notes);
         let e = RegistryConfig::parse("version: 0.1\nhttp:\n  draintimeout: soon\n", "c.yml").unwrap_err();
         assert!(e.contains("http.draintimeout"), "{e}");
+        let tls = |v: &str| {
+            RegistryConfig::parse(
+                &format!("version: 0.1\nhttp:\n  tls:\n    certificate: c.pem\n    key: k.pem\n    minimumtls: {v}\n"),
+                "c.yml",
+            )
+        };
+        assert!(tls("tls1.3").unwrap().tls.unwrap().tls13_only);
+        assert!(!tls("tls1.2").unwrap().tls.unwrap().tls13_only);
+        assert!(tls("tls1.0").unwrap().notes.iter().any(|n| n.contains("minimumtls")));
+        assert!(tls("ssl3").unwrap_err().contains("http.tls.minimumtls"));
         let e = RegistryConfig::parse("version: 0.1\nhttp:\n  net: unix\n", "c.yml").unwrap_err();
         assert!(e.contains("http.net") && e.contains("unix"), "{e}");
     }

@@ -17,6 +17,8 @@ pub struct TlsFiles {
     /// CAs (PEM bundles) a client certificate must chain to; empty: no
     /// client certificate asked for.
     pub client_cas: Vec<PathBuf>,
+    /// Only TLS 1.3 (else 1.2 and 1.3).
+    pub tls13_only: bool,
 }
 
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -36,9 +38,13 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
     let chain = certs(&files.certificate)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| format!("{}: not a PEM private key: {e}", files.key.display()))?;
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider));
+    let builder = if files.tls13_only {
+        builder.with_protocol_versions(&[&rustls::version::TLS13])
+    } else {
+        builder.with_safe_default_protocol_versions()
+    }
+    .map_err(|e| format!("TLS setup: {e}"))?;
     let builder = if files.client_cas.is_empty() {
         builder.with_no_client_auth()
     } else {
