@@ -87,6 +87,22 @@ fn skopeo_podman_and_cargohold_push_and_pull_through_serve() {
     assert_eq!(tags["repositories"].as_array().unwrap().len(), 3, "{tags}");
 }
 
+/// An upload opened in `k/app` on a raw connection to `addr`: the
+/// connection (for what follows) and the upload's location.
+fn raw_upload(addr: &str) -> (std::net::TcpStream, String) {
+    use std::io::{Read as _, Write as _};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "POST /v2/k/app/blobs/uploads/ HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n").unwrap();
+    let mut head = [0u8; 1024];
+    let n = conn.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_owned()))
+        .unwrap();
+    (conn, location)
+}
+
 #[test]
 fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
     let t = tempfile::tempdir().unwrap();
@@ -95,16 +111,8 @@ fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
     // Half an upload, then SIGKILL.
     let data = vec![7u8; 300_000];
     let digest = cargohold_digest(&data);
-    let mut conn = std::net::TcpStream::connect(&srv.1).unwrap();
-    use std::io::{Read as _, Write as _};
-    write!(conn, "POST /v2/k/app/blobs/uploads/ HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", srv.1).unwrap();
-    let mut head = [0u8; 1024];
-    let n = conn.read(&mut head).unwrap();
-    let head = String::from_utf8_lossy(&head[..n]).into_owned();
-    let location = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_owned()))
-        .unwrap();
+    let (mut conn, location) = raw_upload(&srv.1);
+    use std::io::Write as _;
     write!(
         conn,
         "PUT {location}?digest={digest} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
@@ -139,21 +147,13 @@ fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
 /// it sent stays, to be resumed.
 #[test]
 fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("registry");
     let mut srv = serve_with(|c| {
         c.arg("--root").arg(&root).args(["--drain-timeout", "2"]);
     });
-    let mut conn = std::net::TcpStream::connect(&srv.1).unwrap();
-    write!(conn, "POST /v2/k/app/blobs/uploads/ HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n", srv.1).unwrap();
-    let mut head = [0u8; 1024];
-    let n = conn.read(&mut head).unwrap();
-    let head = String::from_utf8_lossy(&head[..n]).into_owned();
-    let location = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().starts_with("location:").then(|| l[9..].trim().to_owned()))
-        .unwrap();
+    let (mut conn, location) = raw_upload(&srv.1);
     write!(conn, "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 3000000\r\n\r\n", srv.1).unwrap();
     conn.write_all(&[5u8; 1_500_000]).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
