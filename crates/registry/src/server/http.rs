@@ -712,7 +712,7 @@ async fn get_blob(s: &Server, r: &Req<'_>, name: &str, d: &Digest, headers: &Hea
             _ => None,
         };
         match file {
-            Some((q, f)) => Body::from_stream(q.body(f, start, len)),
+            Some((q, f)) => Body::from_stream(q.body(&format!("blob {d}"), f, start, len)),
             None => Body::from_stream(s.storage.read_blob(d, start, len).await?),
         }
     };

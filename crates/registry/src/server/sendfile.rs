@@ -55,6 +55,8 @@ fn is_marker(buf: &[u8]) -> bool {
 
 /// A range of a file a marker frame stands for.
 struct Range {
+    /// What the file holds (a blob's digest), for errors.
+    what: Arc<str>,
     file: Arc<File>,
     offset: u64,
     left: usize,
@@ -70,10 +72,17 @@ impl SendQueue {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A body of `len` bytes of `file` from `offset`, to be sent on this
-    /// queue's connection.
-    pub(crate) fn body(&self, file: File, offset: u64, len: u64) -> impl Stream<Item = io::Result<Bytes>> + use<> {
+    /// A body of `len` bytes of `file` (holding `what`) from `offset`, to
+    /// be sent on this queue's connection.
+    pub(crate) fn body(
+        &self,
+        what: &str,
+        file: File,
+        offset: u64,
+        len: u64,
+    ) -> impl Stream<Item = io::Result<Bytes>> + use<> {
         let queue = self.clone();
+        let what: Arc<str> = what.into();
         let file = Arc::new(file);
         let (mut offset, mut left) = (offset, len);
         futures_util::stream::poll_fn(move |_| {
@@ -81,7 +90,7 @@ impl SendQueue {
                 return Poll::Ready(None);
             }
             let n = left.min(FRAME as u64) as usize;
-            queue.lock().push_back(Range { file: file.clone(), offset, left: n });
+            queue.lock().push_back(Range { what: what.clone(), file: file.clone(), offset, left: n });
             offset += n as u64;
             left -= n as u64;
             Poll::Ready(Some(Ok(Bytes::from_static(&MARKER[..n]))))
@@ -142,7 +151,7 @@ impl SendfileIo {
                 Ok(0) => {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "a blob's file ended before its size",
+                        format!("{}: its file ends at byte {}, before its size", range.what, range.offset),
                     )));
                 }
                 Ok(n) => {
@@ -248,7 +257,7 @@ mod tests {
         let (io, mut peer) = pair(&queue).await;
         let mut io = if copying { io.copying() } else { io };
         let frames: Vec<Bytes> =
-            queue.body(file_of(&data), 3, data.len() as u64 - 3).map(Result::unwrap).collect().await;
+            queue.body("data", file_of(&data), 3, data.len() as u64 - 3).map(Result::unwrap).collect().await;
         assert_eq!(frames.len(), 2);
         let n = io.write_vectored(&[IoSlice::new(b"head "), IoSlice::new(&frames[0])]).await.unwrap();
         assert_eq!(n, 5, "what precedes a frame goes alone");
@@ -270,12 +279,13 @@ mod tests {
         let e = io.write(&MARKER[..10]).await.unwrap_err();
         assert!(e.to_string().contains("no file range"), "{e}");
         // A file shorter than the range its frame stands for.
-        let frames: Vec<Bytes> = queue.body(file_of(b"short"), 0, 100).map(Result::unwrap).collect().await;
+        let frames: Vec<Bytes> = queue.body("short", file_of(b"short"), 0, 100).map(Result::unwrap).collect().await;
         assert_eq!(io.write(&frames[0]).await.unwrap(), 5);
         let e = io.write(&frames[0][5..]).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().starts_with("short: its file ends at byte 5"), "{e}");
         // A frame that is not what the queue's head is.
-        let _ = queue.body(file_of(b"0123456789"), 0, 10).map(Result::unwrap).collect::<Vec<_>>().await;
+        let _ = queue.body("ten", file_of(b"0123456789"), 0, 10).map(Result::unwrap).collect::<Vec<_>>().await;
         let e = io.write(&MARKER[..4]).await.unwrap_err();
         assert!(e.to_string().contains("does not match"), "{e}");
     }
