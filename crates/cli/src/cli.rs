@@ -777,6 +777,10 @@ pub struct ServeArgs {
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).
     #[arg(long)]
     pub no_delete: bool,
+    /// Serve pulls only: pushes and deletes are refused (405 UNSUPPORTED) and nothing is written, stale uploads
+    /// are not purged (as storage.maintenance.readonly in config.yml), e.g. while the storage is being moved.
+    #[arg(long, conflicts_with = "proxy")]
+    pub read_only: bool,
     /// Basic auth for every request from an htpasswd file (bcrypt: `htpasswd -Bc FILE USER`).
     #[arg(long, value_name = "FILE")]
     pub htpasswd: Option<PathBuf>,

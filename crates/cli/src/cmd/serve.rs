@@ -123,12 +123,14 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         .or_else(|| config.as_ref().and_then(|c| c.addr.clone()))
         .unwrap_or_else(|| "127.0.0.1:5000".into());
     let delete_enabled = !args.no_delete && config.as_ref().is_none_or(|c| c.delete_enabled);
+    let read_only = args.read_only || config.as_ref().is_some_and(|c| c.read_only);
     let htpasswd = match (&args.htpasswd, config.as_ref().and_then(|c| c.htpasswd.clone())) {
         (Some(f), _) => Some(Htpasswd::load(f, "cargohold", args.anonymous_pull).map_err(anyhow::Error::msg)?),
         (None, Some((f, realm))) => Some(Htpasswd::load(&f, &realm, false).map_err(anyhow::Error::msg)?),
         (None, None) => None,
     };
-    let (storage, place) = open_storage(args.root.as_deref(), &args.s3, config.as_ref(), false)?;
+    // Read-only serves a storage that is there (creating it would write).
+    let (storage, place) = open_storage(args.root.as_deref(), &args.s3, config.as_ref(), read_only)?;
     let htpasswd = htpasswd.map(Arc::new);
     let (token, issuer) = match (&args.token_acl, &args.token_certs, config.as_ref().and_then(|c| c.token.clone())) {
         (Some(acl), _, _) => {
@@ -165,6 +167,7 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
     });
     let opts = ServerOptions {
         delete_enabled,
+        read_only,
         htpasswd,
         token,
         issuer,
@@ -172,11 +175,13 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         headers: config.as_ref().map(|c| c.headers.clone()).unwrap_or_default(),
         ..ServerOptions::default()
     };
+    // A read-only registry writes nothing: stale uploads stay.
     let purging = config
         .as_ref()
         .map_or(Some((std::time::Duration::from_secs(168 * 3600), std::time::Duration::from_secs(24 * 3600))), |c| {
             c.upload_purging
-        });
+        })
+        .filter(|_| !read_only);
     let tls = match (&args.tls_cert, &args.tls_key, config.as_ref().and_then(|c| c.tls.clone())) {
         (Some(cert), Some(key), _) => Some(TlsFiles {
             certificate: cert.clone(),
@@ -200,6 +205,11 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         (None, Some((url, creds))) => Some((url, creds.map(|(u, p)| cargohold_registry::Credentials::new(u, p)))),
         (None, None) => None,
     };
+    if read_only && proxy.is_some() {
+        bail!(
+            "a read-only registry cannot be a pull-through cache (the cache writes what it fetches): drop one of them"
+        );
+    }
     let proxy = match proxy {
         Some((url, creds)) => {
             let (plain, host) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
@@ -240,7 +250,8 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         let local = listener.local_addr().context("the listening address")?;
         if !ctx.is_quiet() {
             let scheme = if tls.is_some() { "https" } else { "http" };
-            output::status(&format!("serving a registry on {scheme}://{local} from {place}"));
+            let mode = if read_only { " (read-only)" } else { "" };
+            output::status(&format!("serving a registry on {scheme}://{local} from {place}{mode}"));
             for note in config.iter().flat_map(|c| &c.notes) {
                 output::status(&format!("note: {note}"));
             }

@@ -296,6 +296,99 @@ fn gc_deletes_what_nothing_uses_and_spares_young_blobs() {
     assert!(again["blobs_deleted"].as_array().unwrap().is_empty(), "{again}");
 }
 
+/// Every file under `dir` with its content, for comparing before and after.
+fn files_under(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn read_only_serves_pulls_and_refuses_every_write() {
+    require("curl");
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("registry");
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let srv = serve(&root);
+    ok(&store, &["push", "app:1", &format!("{}/team/app:1", srv.1)]);
+    drop(srv);
+    let before = files_under(&root);
+
+    let srv = serve_with(|c| {
+        c.arg("--root").arg(&root).arg("--read-only");
+    });
+    // Pulls as ever.
+    let other = t.path().join("other");
+    let pulled = json(&other, &["pull", &format!("{}/team/app:1", srv.1), "--json"]);
+    assert_eq!(pulled["digest"], json(&store, &["inspect", "app:1", "--json"])["digest"]);
+    // Pushes fail naming why, with the spec's code.
+    let pushed = ch(&store, &["push", "app:1", &format!("{}/team/app:2", srv.1)]);
+    let err = String::from_utf8_lossy(&pushed.stderr);
+    assert!(!pushed.status.success() && err.contains("read-only") && err.contains("UNSUPPORTED"), "{err}");
+    let digest = pulled["digest"].as_str().unwrap().to_owned();
+    for (method, path) in [
+        ("POST", "/v2/team/app/blobs/uploads/".to_owned()),
+        ("DELETE", format!("/v2/team/app/manifests/{digest}")),
+        ("DELETE", format!("/v2/team/app/blobs/{digest}")),
+        ("PUT", "/v2/team/app/manifests/3".to_owned()),
+    ] {
+        let head = run(Command::new("curl").args(["-s", "-i", "-X", method]).arg(format!("http://{}{path}", srv.1)));
+        assert!(head.starts_with("HTTP/1.1 405") && head.contains("UNSUPPORTED"), "{method} {path}: {head}");
+        assert!(head.to_ascii_lowercase().contains("allow: get, head"), "{head}");
+    }
+    drop(srv);
+    assert_eq!(files_under(&root).keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+    assert!(files_under(&root) == before, "a read-only registry wrote to its storage");
+
+    // The same from distribution's config.yml; a proxy cannot be read-only;
+    // a storage that is not there is not made.
+    let config = t.path().join("config.yml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  maintenance:\n    readonly:\n      \
+             enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let child = bin()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let srv = listening(child, format!("127.0.0.1:{port}"));
+    let pushed = ch(&store, &["push", "app:1", &format!("{}/team/app:4", srv.1)]);
+    assert!(!pushed.status.success() && String::from_utf8_lossy(&pushed.stderr).contains("read-only"));
+    drop(srv);
+    assert!(files_under(&root) == before, "a read-only registry wrote to its storage");
+    let proxied = format!("{}proxy:\n  remoteurl: http://127.0.0.1:1\n", std::fs::read_to_string(&config).unwrap());
+    std::fs::write(&config, proxied).unwrap();
+    let out = bin().args(["serve", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("read-only") && err.contains("pull-through"), "{err}");
+    let missing = t.path().join("missing");
+    let out = bin().args(["serve", "--read-only", "--root"]).arg(&missing).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(missing.to_str().unwrap()), "{err}");
+    assert!(!missing.exists());
+}
+
 /// curl's exit code and HTTP status for `https://ADDR/v2/` (the server's
 /// certificate not checked) with `extra` options.
 fn curl_tls(addr: &str, extra: &[&str]) -> (Option<i32>, String) {

@@ -83,29 +83,55 @@ async fn copy_image(
     check_config_size(&m)?;
     let config_bytes = read_verified(src, &m.config).await?;
     check_config(&config_bytes, &m, &raw, &src.location())?;
-    let stored_config = match dst.claim_blob(&m.config).await? {
-        Some(_claim) if !dst.has_blob(&m.config).await? => {
-            dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await?
+    // The config goes beside the layers where the destination takes blobs
+    // at once (a push's round trips for it then hold no layer back), else
+    // first.
+    let put_config = async {
+        match dst.claim_blob(&m.config).await? {
+            Some(_claim) if !dst.has_blob(&m.config).await? => {
+                dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await
+            }
+            _ => Ok(m.config.clone()),
         }
-        _ => m.config.clone(),
     };
     // Each distinct layer once (an image may repeat one).
     let mut first_index: HashMap<&Digest, usize> = HashMap::new();
     let distinct: Vec<(usize, &Descriptor)> =
         m.layers.iter().enumerate().filter(|(i, l)| *first_index.entry(&l.digest).or_insert(*i) == *i).collect();
-    // Up to `jobs` at a time, started in the image's order. The first
+    // Up to `jobs` at a time, the largest first (the longest transfer
+    // bounds the copy: it should not wait behind small ones). The first
     // failure stops the others (their streams fail at once), and every
     // transfer has ended, its staging gone, before the copy returns it.
+    let mut order: Vec<usize> = (0..distinct.len()).collect();
+    order.sort_by_key(|&k| std::cmp::Reverse(distinct[k].1.size));
     let run = Run { limit: tokio::sync::Semaphore::new(jobs), stop: Arc::default(), first: Mutex::new(None) };
-    let results: Vec<Result<(Digest, Moved)>> = distinct
-        .iter()
-        .map(|&(i, layer)| run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop))))
-        .collect::<FuturesOrdered<_>>()
-        .collect()
-        .await;
+    let layers = || async {
+        let done: Vec<Result<(Digest, Moved)>> = order
+            .iter()
+            .map(|&k| {
+                let (i, layer) = distinct[k];
+                run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop)))
+            })
+            .collect::<FuturesOrdered<_>>()
+            .collect()
+            .await;
+        // Back in the image's order.
+        let mut in_order: Vec<Option<Result<(Digest, Moved)>>> = (0..distinct.len()).map(|_| None).collect();
+        for (&k, r) in order.iter().zip(done) {
+            in_order[k] = Some(r);
+        }
+        in_order.into_iter().map(|r| r.expect("every layer has its result")).collect::<Vec<_>>()
+    };
+    let (stored_config, results) = if dst.concurrent_blobs() {
+        futures_util::join!(run.guarded(&m.config, put_config), layers())
+    } else {
+        let stored_config = put_config.await?;
+        (Ok(stored_config), layers().await)
+    };
     if let Some(e) = run.first.into_inner().unwrap_or_else(PoisonError::into_inner) {
         return Err(e);
     }
+    let stored_config = stored_config?;
     let moved: Vec<(Digest, Moved)> = results.into_iter().collect::<Result<_>>()?;
     let mut stored: HashMap<Digest, Descriptor> = HashMap::new();
     for ((digest, how), (_, layer)) in
@@ -141,6 +167,18 @@ struct Run {
 }
 
 impl Run {
+    /// Runs `work` beside the transfers (no turn needed): its failure stops
+    /// them as theirs would.
+    async fn guarded<T>(&self, blob: &Descriptor, work: impl Future<Output = Result<T>>) -> Result<T> {
+        match work.await {
+            Err(e) if !self.stop.swap(true, Ordering::SeqCst) => {
+                *self.first.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+                Err(stopped(blob))
+            }
+            other => other,
+        }
+    }
+
     /// Runs `work` once the limit lets it, unless the copy has stopped.
     async fn limited(&self, layer: &Descriptor, work: impl Future<Output = Result<Moved>>) -> Result<(Digest, Moved)> {
         let _turn = self.limit.acquire().await.expect("the semaphore is never closed");
@@ -158,8 +196,9 @@ impl Run {
     }
 }
 
-/// What a transfer stopped by another's failure ends with (never shown:
-/// the first failure is what the copy returns).
+/// What a transfer stopped by another's failure (or the failure itself,
+/// once recorded) ends with; never shown: the first failure is what the
+/// copy returns.
 fn stopped(layer: &Descriptor) -> Error {
     Error::ReadBlob {
         digest: layer.digest.clone(),

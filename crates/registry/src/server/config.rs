@@ -35,6 +35,8 @@ pub struct RegistryConfig {
     pub endpoints: Vec<super::Endpoint>,
     /// `storage.maintenance.uploadpurging`: age and interval (`None`: off).
     pub upload_purging: Option<(Duration, Duration)>,
+    /// `storage.maintenance.readonly.enabled`: pulls only.
+    pub read_only: bool,
     /// `http.draintimeout`: how long requests in flight may take to finish
     /// once the server is told to stop.
     pub drain_timeout: Option<Duration>,
@@ -182,6 +184,7 @@ impl RegistryConfig {
             proxy: None,
             access_log: true,
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
+            read_only: false,
             drain_timeout: None,
             notes: Vec::new(),
         };
@@ -337,6 +340,15 @@ impl RegistryConfig {
                                     }
                                 }
                                 self.upload_purging = enabled.then_some((age, interval));
+                            }
+                            "readonly" => {
+                                for (rk, rv) in map(mv, file, "storage.maintenance.readonly")? {
+                                    let key = format!("storage.maintenance.readonly.{}", string(rk, file, "")?);
+                                    match key.rsplit('.').next().unwrap_or("") {
+                                        "enabled" => self.read_only = boolean(rv, file, &key)?,
+                                        _ => return Err(not_yet(file, &key)),
+                                    }
+                                }
                             }
                             other => return Err(not_yet(file, &format!("storage.maintenance.{other}"))),
                         }
@@ -545,6 +557,19 @@ mod tests {
         .unwrap();
         assert_eq!(c.upload_purging, Some((Duration::from_secs(7200), Duration::from_secs(5400))));
         assert_eq!(c.drain_timeout, None);
+        assert!(!c.read_only);
+        let c = RegistryConfig::parse(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\n  maintenance:\n    readonly:\n      enabled: true\n",
+            "c.yml",
+        )
+        .unwrap();
+        assert!(c.read_only);
+        let e = RegistryConfig::parse(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /x\n  maintenance:\n    readonly:\n      enabled: maybe\n",
+            "c.yml",
+        )
+        .unwrap_err();
+        assert!(e.contains("storage.maintenance.readonly.enabled"), "{e}");
         let c = RegistryConfig::parse(
             "version: 0.1\nhttp:\n  draintimeout: 1m\n  relativeurls: false\n  net: tcp\n  host: https://r.example\n",
             "c.yml",

@@ -64,6 +64,10 @@ pub struct ServerOptions {
     pub notifier: Option<Notifier>,
     /// A pull-through cache of this upstream (pushes and deletes refused).
     pub proxy: Option<Proxy>,
+    /// Read-only (distribution's `storage.maintenance.readonly`): pulls are
+    /// served, pushes and deletes refused (405, `UNSUPPORTED`), nothing in
+    /// the storage is written.
+    pub read_only: bool,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -79,6 +83,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("headers", &self.headers)
             .field("notifier", &self.notifier.is_some())
             .field("proxy", &self.proxy.as_ref().map(|p| &p.registry))
+            .field("read_only", &self.read_only)
             .finish()
     }
 }
@@ -97,6 +102,7 @@ impl Default for ServerOptions {
             headers: Vec::new(),
             notifier: None,
             proxy: None,
+            read_only: false,
         }
     }
 }
@@ -336,14 +342,23 @@ async fn dispatch(
         (None, None) => true,
         (None, Some(h)) => h.allows(auth_header, access_of(&method, &path)),
     };
-    let cache_writes = s.opts.proxy.is_some() && matches!(access_of(&method, &path), Access::Push | Access::Delete);
+    let writes = matches!(access_of(&method, &path), Access::Push | Access::Delete);
     let mut resp = if path == "/token"
         && let Some(issuer) = &s.opts.issuer
     {
         token_endpoint(issuer, &method, &uri, auth_header, body).await
     } else if let Some(r) = refused {
         r
-    } else if cache_writes && allowed {
+    } else if writes && allowed && s.opts.read_only {
+        let e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "this registry is read-only: no pushes or deletes",
+        );
+        let mut r = e.into_response();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        r
+    } else if writes && allowed && s.opts.proxy.is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "UNSUPPORTED",
