@@ -1,7 +1,8 @@
 //! The async client: requests with auth, manifests, blobs, uploads, tags.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cargohold_image_core::media_type::{self as mt, MANIFEST_ACCEPT};
@@ -86,6 +87,8 @@ pub struct RegistryClient {
     http: Mutex<HashMap<String, reqwest::Client>>,
     /// registry -> whether it speaks plain HTTP (`false`: seen on HTTPS).
     plain: Mutex<HashMap<String, bool>>,
+    /// registry -> set once a TLS handshake with it agreed on keys.
+    spoke_tls: Mutex<HashMap<String, Arc<AtomicBool>>>,
     opts: ClientOptions,
     /// (registry, scope) -> Authorization header value.
     auth: Mutex<HashMap<(String, String), CachedAuth>>,
@@ -113,6 +116,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http: Mutex::new(HashMap::new()),
             plain: Mutex::new(HashMap::new()),
+            spoke_tls: Mutex::new(HashMap::new()),
             opts,
             auth: Mutex::new(HashMap::new()),
             refresh: Mutex::new(HashMap::new()),
@@ -133,21 +137,10 @@ impl RegistryClient {
             .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.opts.timeout)
             .read_timeout(self.opts.timeout);
-        if let Some(roots) = crate::tls::system_roots() {
-            b = b.tls_built_in_root_certs(false);
-            for r in roots {
-                b = b.add_root_certificate(r.clone());
-            }
-        }
-        for r in tls.roots {
-            b = b.add_root_certificate(r);
-        }
-        if let Some(id) = tls.identity {
-            b = b.identity(id);
-        }
-        if self.skips_verification(registry) {
-            b = b.danger_accept_invalid_certs(true);
-        }
+        let spoken = Arc::clone(self.spoke_tls.lock().expect("not poisoned").entry(registry.to_owned()).or_default());
+        let config = crate::tls::client_config(tls, !self.skips_verification(registry), Some(spoken))
+            .map_err(|e| Error::Tls { path: format!("(TLS setup for {registry})"), reason: e.to_string() })?;
+        b = b.use_preconfigured_tls(config);
         let client = b.build().map_err(|source| Error::Http { url: format!("(TLS setup for {registry})"), source })?;
         self.http.lock().expect("not poisoned").insert(registry.to_owned(), client.clone());
         Ok(client)
@@ -189,8 +182,21 @@ impl RegistryClient {
         if !same_origin(url, &format!("https://{host}")) {
             return None;
         }
+        let spoke_tls = self
+            .spoke_tls
+            .lock()
+            .expect("not poisoned")
+            .get(registry)
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
         let mut plain = self.plain.lock().expect("not poisoned");
         match result {
+            // A handshake got as far as keys: it speaks TLS, whatever
+            // became of this connection (a registry that wants a client
+            // certificate may reset it before its alert is read).
+            Err(_) if spoke_tls => {
+                plain.insert(registry.to_owned(), false);
+                None
+            }
             Ok(_) => {
                 plain.insert(registry.to_owned(), false);
                 None

@@ -5,11 +5,21 @@
 //! `certs.d` is Docker's and containers/image's layout: a directory per
 //! registry (`HOST` or `HOST:PORT`) holding `*.crt` CA certificates and
 //! `NAME.cert` + `NAME.key` client certificate pairs (PEM).
+//!
+//! The system store is read when a certificate first needs checking, not
+//! before: a command that only speaks plain HTTP (a registry on loopback)
+//! never reads it.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use reqwest::{Certificate, Identity};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::error::{Error, Result};
 
@@ -17,24 +27,170 @@ use crate::error::{Error, Result};
 #[derive(Default)]
 pub(crate) struct RegistryTls {
     /// CA certificates trusted besides the system's.
-    pub roots: Vec<Certificate>,
-    /// The client certificate and key to present.
-    pub identity: Option<Identity>,
+    pub roots: Vec<CertificateDer<'static>>,
+    /// The client certificate chain and key to present.
+    pub identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
 /// The system's trust store, loaded once per process (the platform's
-/// bundle; `SSL_CERT_FILE`/`SSL_CERT_DIR` as OpenSSL reads them). `None`
-/// when it holds nothing usable (the client then uses its bundled web roots).
-pub(crate) fn system_roots() -> Option<&'static [Certificate]> {
-    static ROOTS: OnceLock<Vec<Certificate>> = OnceLock::new();
-    let roots = ROOTS.get_or_init(|| {
-        rustls_native_certs::load_native_certs()
-            .certs
-            .iter()
-            .filter_map(|der| Certificate::from_der(der.as_ref()).ok())
-            .collect()
-    });
-    (!roots.is_empty()).then_some(roots.as_slice())
+/// bundle; `SSL_CERT_FILE`/`SSL_CERT_DIR` as OpenSSL reads them). Empty
+/// when it holds nothing (the bundled web roots are then used).
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| rustls_native_certs::load_native_certs().certs)
+}
+
+/// The rustls client configuration for a registry: its `certs.d` roots on
+/// top of the system's (read at the first certificate to check), its
+/// client certificate, or no verification at all (`verify` false); HTTP/2
+/// and HTTP/1.1 offered.
+/// `spoken`, when given, is set once a peer is seen speaking TLS (its
+/// handshake got as far as agreeing on keys): such a registry is never
+/// retried in plain HTTP, however its connection then fails.
+pub(crate) fn client_config(
+    tls: RegistryTls,
+    verify: bool,
+    spoken: Option<Arc<AtomicBool>>,
+) -> std::result::Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = if verify {
+        Arc::new(Roots { extra: tls.roots, provider: Arc::clone(&provider), verifier: OnceLock::new() })
+    } else {
+        Arc::new(Unverified(Arc::clone(&provider)))
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match tls.identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some(flag) = spoken {
+        config.key_log = Arc::new(TlsSpoken(flag));
+    }
+    Ok(config)
+}
+
+/// Told of each secret a handshake derives (rustls' key-log hook; nothing
+/// is logged): a peer that got that far speaks TLS.
+#[derive(Debug)]
+struct TlsSpoken(Arc<AtomicBool>);
+
+impl rustls::KeyLog for TlsSpoken {
+    fn log(&self, _label: &str, _client_random: &[u8], _secret: &[u8]) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Checks certificates against the system's roots and a registry's own,
+/// the system's read when first needed.
+#[derive(Debug)]
+struct Roots {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    verifier: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
+}
+
+impl Roots {
+    fn verifier(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                let mut store = RootCertStore::empty();
+                let system = system_roots();
+                if system.is_empty() {
+                    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                } else {
+                    // A system store holds some certificates webpki cannot
+                    // use (ancient ones): those are skipped.
+                    store.add_parsable_certificates(system.iter().cloned());
+                }
+                for cert in &self.extra {
+                    store.add(cert.clone())?;
+                }
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(&self.provider))
+                    .build()
+                    .map_err(|e| rustls::Error::General(format!("no usable trust roots: {e}")))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl ServerCertVerifier for Roots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Takes any certificate (`--tls-verify=false`, insecure registries); the
+/// handshake's signatures are still checked against the certificate shown.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn tls_error(path: &Path, reason: impl Into<String>) -> Error {
@@ -75,10 +231,16 @@ pub(crate) fn registry_tls(dirs: &[PathBuf], registry: &str) -> Result<RegistryT
             let path = dir.join(name);
             if name.ends_with(".crt") {
                 let pem = read(name)?;
-                let certs = Certificate::from_pem_bundle(&pem)
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
-                if certs.is_empty() || !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                if certs.is_empty() {
                     return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+                }
+                for cert in &certs {
+                    RootCertStore::empty()
+                        .add(cert.clone())
+                        .map_err(|e| tls_error(&path, format!("not a usable CA certificate: {e}")))?;
                 }
                 out.roots.extend(certs);
             } else if let Some(stem) = name.strip_suffix(".cert") {
@@ -89,19 +251,22 @@ pub(crate) fn registry_tls(dirs: &[PathBuf], registry: &str) -> Result<RegistryT
                 if out.identity.is_some() {
                     continue;
                 }
-                let mut pem = read(name)?;
-                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                let pem = read(name)?;
+                let chain = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
+                if chain.is_empty() {
                     return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
                 }
-                pem.push(b'\n');
                 let key_pem = read(&key)?;
-                if !String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY-----") {
-                    return Err(tls_error(&dir.join(&key), "holds no PEM private key"));
-                }
-                pem.extend_from_slice(&key_pem);
-                let identity = Identity::from_pem(&pem)
+                let private = PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|e| tls_error(&dir.join(&key), format!("holds no PEM private key: {e}")))?;
+                // The pair must make a client configuration (a key rustls
+                // can use, matching the certificate).
+                let pair = (chain, private);
+                client_config(RegistryTls { roots: Vec::new(), identity: Some((pair.0.clone(), pair.1.clone_key())) }, true, None)
                     .map_err(|e| tls_error(&path, format!("this certificate and {key} are no usable pair: {e}")))?;
-                out.identity = Some(identity);
+                out.identity = Some(pair);
             } else if let Some(stem) = name.strip_suffix(".key")
                 && !names.iter().any(|n| n == &format!("{stem}.cert"))
             {
