@@ -43,25 +43,20 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
 /// The rustls client configuration for a registry: its `certs.d` roots on
 /// top of the system's (read at the first certificate to check), its
 /// client certificate, or no verification at all (`verify` false); HTTP/2
-/// and HTTP/1.1 offered.
-/// `spoken`, when given, is set once a peer is seen speaking TLS (its
-/// handshake got as far as agreeing on keys): such a registry is never
-/// retried in plain HTTP, however its connection then fails.
+/// and HTTP/1.1 offered. `spoken`, when given, is set once a peer is seen
+/// speaking TLS (its handshake got as far as agreeing on keys): such a
+/// registry is never retried in plain HTTP, however its connection fails.
 pub(crate) fn client_config(
     tls: RegistryTls,
     verify: bool,
     spoken: Option<Arc<AtomicBool>>,
 ) -> std::result::Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if verify {
-        Arc::new(Roots { extra: tls.roots, provider: Arc::clone(&provider), verifier: OnceLock::new() })
-    } else {
-        Arc::new(Unverified(Arc::clone(&provider)))
-    };
+    let verifier = Verifier { roots: verify.then(|| (tls.roots, OnceLock::new())), provider: Arc::clone(&provider) };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)?
         .dangerous()
-        .with_custom_certificate_verifier(verifier);
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let mut config = match tls.identity {
         Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
         None => builder.with_no_client_auth(),
@@ -84,41 +79,39 @@ impl rustls::KeyLog for TlsSpoken {
     }
 }
 
-/// Checks certificates against the system's roots and a registry's own,
-/// the system's read when first needed.
+type Webpki = std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>;
+
+/// Checks certificates against the system's roots and a registry's own
+/// (the system's read when first needed), or takes any (`roots` `None`:
+/// `--tls-verify=false`, insecure registries). The handshake's signatures
+/// are checked against the certificate shown either way.
 #[derive(Debug)]
-struct Roots {
-    extra: Vec<CertificateDer<'static>>,
+struct Verifier {
+    roots: Option<(Vec<CertificateDer<'static>>, OnceLock<Webpki>)>,
     provider: Arc<CryptoProvider>,
-    verifier: OnceLock<std::result::Result<Arc<WebPkiServerVerifier>, rustls::Error>>,
 }
 
-impl Roots {
-    fn verifier(&self) -> std::result::Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
-        self.verifier
-            .get_or_init(|| {
-                let mut store = RootCertStore::empty();
-                let system = system_roots();
-                if system.is_empty() {
-                    store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-                } else {
-                    // A system store holds some certificates webpki cannot
-                    // use (ancient ones): those are skipped.
-                    store.add_parsable_certificates(system.iter().cloned());
-                }
-                for cert in &self.extra {
-                    store.add(cert.clone())?;
-                }
-                WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(&self.provider))
-                    .build()
-                    .map_err(|e| rustls::Error::General(format!("no usable trust roots: {e}")))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+impl Verifier {
+    fn webpki(extra: &[CertificateDer<'static>], provider: &Arc<CryptoProvider>) -> Webpki {
+        let mut store = RootCertStore::empty();
+        let system = system_roots();
+        if system.is_empty() {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        } else {
+            // A system store holds some certificates webpki cannot use
+            // (ancient ones): those are skipped.
+            store.add_parsable_certificates(system.iter().cloned());
+        }
+        for cert in extra {
+            store.add(cert.clone())?;
+        }
+        WebPkiServerVerifier::builder_with_provider(Arc::new(store), Arc::clone(provider))
+            .build()
+            .map_err(|e| rustls::Error::General(format!("no usable trust roots: {e}")))
     }
 }
 
-impl ServerCertVerifier for Roots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -127,7 +120,9 @@ impl ServerCertVerifier for Roots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.verifier()?.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let Some((extra, webpki)) = &self.roots else { return Ok(ServerCertVerified::assertion()) };
+        let webpki = webpki.get_or_init(|| Self::webpki(extra, &self.provider)).as_ref().map_err(Clone::clone)?;
+        webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -150,46 +145,6 @@ impl ServerCertVerifier for Roots {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Takes any certificate (`--tls-verify=false`, insecure registries); the
-/// handshake's signatures are still checked against the certificate shown.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -264,8 +219,12 @@ pub(crate) fn registry_tls(dirs: &[PathBuf], registry: &str) -> Result<RegistryT
                 // The pair must make a client configuration (a key rustls
                 // can use, matching the certificate).
                 let pair = (chain, private);
-                client_config(RegistryTls { roots: Vec::new(), identity: Some((pair.0.clone(), pair.1.clone_key())) }, true, None)
-                    .map_err(|e| tls_error(&path, format!("this certificate and {key} are no usable pair: {e}")))?;
+                client_config(
+                    RegistryTls { roots: Vec::new(), identity: Some((pair.0.clone(), pair.1.clone_key())) },
+                    true,
+                    None,
+                )
+                .map_err(|e| tls_error(&path, format!("this certificate and {key} are no usable pair: {e}")))?;
                 out.identity = Some(pair);
             } else if let Some(stem) = name.strip_suffix(".key")
                 && !names.iter().any(|n| n == &format!("{stem}.cert"))

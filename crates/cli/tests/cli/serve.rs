@@ -43,6 +43,18 @@ fn serve_with(configure: impl FnOnce(&mut Command)) -> Served {
     listening(child, addr)
 }
 
+/// `cargohold serve --config CONFIG`, whose `http.addr` is on `port`.
+fn serve_config(config: &Path, port: u16) -> Served {
+    let child = bin()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    listening(child, format!("127.0.0.1:{port}"))
+}
+
 fn podman(t: &Path) -> Command {
     require("podman");
     let mut c = Command::new("podman");
@@ -202,15 +214,7 @@ fn basic_auth_anonymous_pull_and_distributions_config_yml() {
         ),
     )
     .unwrap();
-    let child = bin()
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let srv = listening(child, format!("127.0.0.1:{port}"));
+    let srv = serve_config(&config, port);
     let head =
         run(Command::new("curl").args(["-s", "-D", "-", "-o", "/dev/null"]).arg(format!("http://{}/v2/", srv.1)));
     assert!(head.starts_with("HTTP/1.1 401") && head.contains("basic-realm"), "{head}");
@@ -365,14 +369,7 @@ fn read_only_serves_pulls_and_refuses_every_write() {
         ),
     )
     .unwrap();
-    let child = bin()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let srv = listening(child, format!("127.0.0.1:{port}"));
+    let srv = serve_config(&config, port);
     let pushed = ch(&store, &["push", "app:1", &format!("{}/team/app:4", srv.1)]);
     assert!(!pushed.status.success() && String::from_utf8_lossy(&pushed.stderr).contains("read-only"));
     drop(srv);
@@ -746,14 +743,7 @@ fn token_auth_from_an_external_issuer() {
         ),
     )
     .unwrap();
-    let child = bin()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let srv = listening(child, format!("127.0.0.1:{port}"));
+    let srv = serve_config(&config, port);
     let layout = umoci_image(t.path());
     let store = t.path().join("store");
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
