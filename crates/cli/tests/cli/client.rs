@@ -195,6 +195,13 @@ fn mutual_tls_presents_the_certs_d_client_certificate() {
     let err = fails(&out, &[]);
     assert!(!err.contains("answered 400"), "no plain-HTTP fallback once TLS was spoken: {err}");
 
+    // A client certificate with another certificate's key: refused before
+    // any connection, naming the file.
+    let mismatched = pki.certs_d(&t.path().join("mismatched"), &reg.1, true);
+    std::fs::copy(&pki.server_key, mismatched.join(&reg.1).join("client.key")).unwrap();
+    let out = ch(&store, &["--cert-dir", mismatched.to_str().unwrap(), "push", "app:1", &target]);
+    fails(&out, &["client.cert", "no usable pair"]);
+
     let certs = pki.certs_d(&t.path().join("certs.d"), &reg.1, true);
     ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target]);
     let other = t.path().join("other");
