@@ -123,7 +123,7 @@ async fn copy_image(
         in_order.into_iter().map(|r| r.expect("every layer has its result")).collect::<Vec<_>>()
     };
     let (stored_config, results) = if dst.concurrent_blobs() {
-        futures_util::join!(run.guarded(&m.config, put_config), layers())
+        futures_util::future::join(run.guarded(&m.config, put_config), layers()).await
     } else {
         let stored_config = put_config.await?;
         (Ok(stored_config), layers().await)
