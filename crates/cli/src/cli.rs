@@ -770,8 +770,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub s3: S3Args,
     /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before their connections are
-    /// closed (default: http.draintimeout, else 30; 0: stop at once). An upload cut off keeps what it received,
-    /// and its client can resume it.
+    /// closed (default: http.draintimeout, else 30; 0: stop at once; a second SIGTERM or Ctrl-C stops at once). An
+    /// upload cut off keeps what it received, and its client can resume it.
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).

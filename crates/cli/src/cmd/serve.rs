@@ -305,17 +305,18 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         // No new connections; those open finish what they are doing, for
         // so long.
         let _ = stop.send(());
-        match tokio::time::timeout(drain, &mut server).await {
-            Ok(r) => r.context("the server failed"),
-            Err(_) => {
-                if !ctx.is_quiet() {
-                    output::status(&format!(
-                        "stopped after {}s of draining: the connections still open were closed",
-                        drain.as_secs()
-                    ));
-                }
-                Ok(())
-            }
+        // A second SIGTERM or Ctrl-C stops at once (as docker and podman do).
+        let said = tokio::select! {
+            r = tokio::time::timeout(drain, &mut server) => match r {
+                Ok(r) => return r.context("the server failed"),
+                Err(_) => format!("stopped after {}s of draining: the connections still open were closed", drain.as_secs()),
+            },
+            _ = term.recv() => "stopped at a second signal: the connections still open were closed".to_owned(),
+            _ = tokio::signal::ctrl_c() => "stopped at a second signal: the connections still open were closed".to_owned(),
+        };
+        if !ctx.is_quiet() {
+            output::status(&said);
         }
+        Ok(())
     })
 }

@@ -177,6 +177,24 @@ fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
     assert!(took >= std::time::Duration::from_millis(1800), "stopped before the drain timeout: {took:?}");
     assert!(took < std::time::Duration::from_secs(10), "the drain timeout did not stop it: {took:?}");
     drop(conn);
+    // A second SIGTERM stops at once, whatever the drain timeout.
+    let mut srv2 = serve_with(|c| {
+        c.arg("--root").arg(&root).args(["--drain-timeout", "60"]);
+    });
+    let (mut conn2, location2) = raw_upload(&srv2.1);
+    write!(conn2, "PATCH {location2} HTTP/1.1\r\nHost: {}\r\nContent-Length: 3000000\r\n\r\n", srv2.1).unwrap();
+    conn2.write_all(&[5u8; 1_500_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(srv2.0.id() as i32);
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(srv2.0.try_wait().unwrap().is_none(), "the first SIGTERM waits for the upload");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = srv2.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    drop(conn2);
     // Restarted: the upload is there, holding what it received (1 MiB
     // writes; the rest is the client's to send again).
     let srv = serve(&root);
