@@ -1,0 +1,355 @@
+//! Arguments of the registry commands: `ref`, `pull`, `push`, `tags`, `catalog`,
+//! `delete`, `digest`, `referrers`, `login`, `logout`, `inspect`, `copy`,
+//! `serve` and `sync`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::JsonArgs;
+
+#[derive(Debug, Args)]
+pub struct RefArgs {
+    /// The reference (`ubuntu`, `localhost:5000/a/b:1`, `x@sha256:...`).
+    pub reference: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The image (`registry/repo:tag` or `@digest`; Docker Hub when no registry).
+    pub reference: String,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+    /// Layers downloaded at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A stored image.
+    pub image: String,
+    /// Where to push (default: the image's own name).
+    pub reference: Option<String>,
+    /// Layers uploaded at once.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The registry (`host[:port]`).
+    pub registry: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// `registry/repo:tag` or `registry/repo@digest`.
+    pub reference: String,
+    /// Delete only the tag, keeping the manifest (OCI 1.1; many registries refuse).
+    #[arg(long, conflicts_with = "blob")]
+    pub tag_only: bool,
+    /// Delete the blob named by the reference's digest.
+    #[arg(long)]
+    pub blob: bool,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// A registry reference, or `oci:DIR[:TAG]`, `oci-archive:...`, `docker-archive:...`.
+    pub reference: String,
+    /// The digest of this platform's manifest instead of the index's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReferrersArgs {
+    /// The image (`registry/repo:tag` or `@digest`).
+    pub reference: String,
+    /// Only artifacts of this type.
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub artifact_type: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry (`host[:port]`; `docker.io` for Docker Hub).
+    pub registry: String,
+    /// User name (asked for on a terminal when missing).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (visible to other users of this machine; prefer --password-stdin).
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The file to write (default: REGISTRY_AUTH_FILE, else Docker's config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry.
+    pub registry: String,
+    /// The file to edit (default: REGISTRY_AUTH_FILE, else Docker's config.json).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    /// The repository (`registry/repo`).
+    pub repository: String,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A container (ID, ID prefix or name), or an image: a store name, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+    pub image: String,
+    /// Print the manifest bytes exactly as stored.
+    #[arg(long, conflicts_with = "config")]
+    pub raw: bool,
+    /// Print the config bytes exactly as stored.
+    #[arg(long)]
+    pub config: bool,
+    /// Platform to pick from a multi-platform image (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source location.
+    pub source: String,
+    /// Destination location.
+    pub destination: String,
+    /// Platform to pick from a multi-platform source (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Copy every platform of a multi-platform image.
+    #[arg(long, conflicts_with = "platform")]
+    pub all_platforms: bool,
+    /// Credentials for the source registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+    /// distribution's config.yml (storage.filesystem, storage.s3, storage.delete, storage.maintenance.uploadpurging,
+    /// http.addr, http.tls, http.headers, http.draintimeout, auth.htpasswd, auth.token, proxy, notifications, log);
+    /// flags given too win. Keys not supported yet are refused by name.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on (default 127.0.0.1:5000).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Where the registry keeps its data.
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["config", "s3"], conflicts_with = "s3")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before their connections are
+    /// closed (default: http.draintimeout, else 30; 0: stop at once; a second SIGTERM or Ctrl-C stops at once). An
+    /// upload cut off keeps what it received, and its client can resume it.
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout: Option<u64>,
+    /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).
+    #[arg(long)]
+    pub no_delete: bool,
+    /// Serve pulls only: pushes and deletes are refused (405 UNSUPPORTED) and nothing is written, stale uploads
+    /// are not purged (as storage.maintenance.readonly in config.yml), e.g. while the storage is being moved.
+    #[arg(long, conflicts_with = "proxy")]
+    pub read_only: bool,
+    /// Basic auth for every request from an htpasswd file (bcrypt: `htpasswd -Bc FILE USER`).
+    #[arg(long, value_name = "FILE")]
+    pub htpasswd: Option<PathBuf>,
+    /// With --htpasswd: let anyone pull; pushes and deletes still need a user.
+    #[arg(long, requires = "htpasswd")]
+    pub anonymous_pull: bool,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Be a pull-through cache of this registry (`https://registry.example`, `http://127.0.0.1:5000`): what a pull
+    /// misses is fetched, verified and kept; pushes are refused. Its credentials: --proxy-creds, else the stored ones.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// USER:PASSWORD for the --proxy upstream.
+    #[arg(long, value_name = "USER:PASSWORD", requires = "proxy")]
+    pub proxy_creds: Option<String>,
+    /// Send distribution-style event webhooks (push, pull, delete, mount) to this URL (repeatable), retried with
+    /// back-off until taken.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// The oldest TLS version offered: 1.2 (the default) or 1.3 (http.tls.minimumtls).
+    #[arg(long, value_name = "VERSION", value_parser = ["1.2", "1.3"])]
+    pub tls_min_version: Option<String>,
+    /// Require client certificates from this CA (PEM; repeatable): mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Vec<PathBuf>,
+    /// Token auth with a token service of our own at /token: users from --htpasswd, what each may do from this
+    /// YAML list of rules (`- account: alice` or `anonymous: true`, `name: team/*`, `actions: [pull, push, delete]`;
+    /// the first rule matching user and repository decides).
+    #[arg(long, value_name = "FILE", conflicts_with = "token_certs")]
+    pub token_acl: Option<PathBuf>,
+    /// The token service's signing key (PKCS#8 PEM, RSA or P-256), for replicas or other registries that trust
+    /// it (default: a key made at start, trusted by this process only).
+    #[arg(long, value_name = "FILE", requires = "token_acl")]
+    pub token_key: Option<PathBuf>,
+    /// Token auth with an external token service: its signing certificates (PEM); needs --token-realm.
+    #[arg(long, value_name = "FILE", requires = "token_realm")]
+    pub token_certs: Option<PathBuf>,
+    /// Where clients get tokens (with --token-acl: default this server's /token).
+    #[arg(long, value_name = "URL")]
+    pub token_realm: Option<String>,
+    /// The service name tokens are for (`aud`).
+    #[arg(long, value_name = "NAME", default_value = "cargohold")]
+    pub token_service: String,
+    /// The issuer tokens come from (`iss`).
+    #[arg(long, value_name = "NAME", default_value = "cargohold")]
+    pub token_issuer: String,
+}
+
+/// A registry's storage in an S3 bucket (credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// Keep the registry in an S3 bucket, below an optional prefix: `s3://BUCKET[/PREFIX]`.
+    #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+    pub s3: Option<String>,
+    /// The S3 endpoint, for storage other than AWS (`http://127.0.0.1:8080`); requests are then path-style.
+    #[arg(long, value_name = "URL", requires = "s3")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region (default: AWS_REGION, else us-east-1).
+    #[arg(long, value_name = "REGION", requires = "s3")]
+    pub s3_region: Option<String>,
+}
+
+/// `serve` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Delete blobs no manifest uses (and, with --delete-untagged, manifests no tag reaches); safe while serving.
+    Gc(ServeGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeGcArgs {
+    /// distribution's config.yml (for its storage: filesystem or s3).
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["root", "s3"])]
+    pub config: Option<PathBuf>,
+    /// The registry's storage.
+    #[arg(long, value_name = "DIR", conflicts_with = "s3")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Also delete manifests that no tag reaches (directly, through an index, or as a referrer).
+    #[arg(long)]
+    pub delete_untagged: bool,
+    /// Report what would go; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep whatever is younger than this many seconds (pushes in progress).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    pub min_age: u64,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
+
+/// What a sync source is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncSource {
+    /// A registry repository (`REGISTRY/REPO`, or `REGISTRY/REPO:TAG` for one tag).
+    Docker,
+    /// An OCI layout directory (every tag in its index).
+    Oci,
+    /// A `dir:` image directory, or a directory with `NAME:TAG` image directories below it.
+    Dir,
+    /// A skopeo sync YAML file.
+    Yaml,
+}
+
+/// What a sync destination is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SyncDest {
+    /// A registry repository prefix (`REGISTRY[/NAMESPACE]`).
+    Docker,
+    /// A directory of OCI layouts, one per repository.
+    Oci,
+    /// A directory of `dir:` images, `NAME:TAG` each (skopeo's `--dest dir`).
+    Dir,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// What SOURCE is.
+    #[arg(long = "src", value_enum, default_value = "docker")]
+    pub src: SyncSource,
+    /// What DESTINATION is.
+    #[arg(long = "dest", value_enum, default_value = "docker")]
+    pub dest: SyncDest,
+    /// The repository, layout directory, image directory or YAML file.
+    pub source: String,
+    /// The registry prefix or directory.
+    pub destination: String,
+    /// Only tags matching this glob (`*`, `?`; repeatable), for a repository or layout source.
+    #[arg(long = "tag", value_name = "GLOB")]
+    pub tags: Vec<String>,
+    /// Name each image by its whole source path (`REGISTRY/REPO`) under DESTINATION, not its last component.
+    #[arg(long)]
+    pub scoped: bool,
+    /// Platform to pick from multi-platform images (default: this host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Copy every platform of multi-platform images.
+    #[arg(short = 'a', long, conflicts_with = "platform")]
+    pub all: bool,
+    /// Images copied at a time.
+    #[arg(short, long, default_value_t = 4, value_name = "N")]
+    pub jobs: usize,
+    /// Print what would be copied, and copy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Credentials for the source registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub src_creds: Option<String>,
+    /// Credentials for the destination registry only.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub out: JsonArgs,
+}
