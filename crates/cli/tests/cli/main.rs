@@ -12,6 +12,8 @@ mod platforms;
 mod publish;
 mod registry;
 mod serve;
+mod serve_auth;
+mod serve_integration;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cargohold"))
