@@ -139,7 +139,7 @@ impl RegistryClient {
             .read_timeout(self.opts.timeout);
         let spoken = Arc::clone(self.spoke_tls.lock().expect("not poisoned").entry(registry.to_owned()).or_default());
         let config = crate::tls::client_config(tls, !self.skips_verification(registry), Some(spoken))
-            .map_err(|e| Error::Tls { path: format!("(TLS setup for {registry})"), reason: e.to_string() })?;
+            .map_err(|e| Error::Tls { path: registry.to_owned(), reason: e.to_string() })?;
         b = b.use_preconfigured_tls(config);
         let client = b.build().map_err(|source| Error::Http { url: format!("(TLS setup for {registry})"), source })?;
         self.http.lock().expect("not poisoned").insert(registry.to_owned(), client.clone());

@@ -155,20 +155,27 @@ fn a_killed_server_leaves_nothing_partial_and_sigterm_stops_it() {
     assert!(status.success(), "{status:?}");
 }
 
+/// An upload on `addr` stalled half way through a PATCH of 3 MB (the
+/// server has read what was sent): its connection and location.
+fn stalled_upload(addr: &str) -> (std::net::TcpStream, String) {
+    use std::io::Write as _;
+    let (mut conn, location) = raw_upload(addr);
+    write!(conn, "PATCH {location} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 3000000\r\n\r\n").unwrap();
+    conn.write_all(&[5u8; 1_500_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    (conn, location)
+}
+
 /// A stalled upload holds SIGTERM back for the drain timeout, no longer; what
-/// it sent stays, to be resumed.
+/// it sent stays, to be resumed. A second SIGTERM does not wait.
 #[test]
 fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
-    use std::io::Write as _;
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("registry");
     let mut srv = serve_with(|c| {
         c.arg("--root").arg(&root).args(["--drain-timeout", "2"]);
     });
-    let (mut conn, location) = raw_upload(&srv.1);
-    write!(conn, "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Length: 3000000\r\n\r\n", srv.1).unwrap();
-    conn.write_all(&[5u8; 1_500_000]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (conn, location) = stalled_upload(&srv.1);
     let started = std::time::Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(srv.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = srv.0.wait().unwrap();
@@ -181,10 +188,7 @@ fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
     let mut srv2 = serve_with(|c| {
         c.arg("--root").arg(&root).args(["--drain-timeout", "60"]);
     });
-    let (mut conn2, location2) = raw_upload(&srv2.1);
-    write!(conn2, "PATCH {location2} HTTP/1.1\r\nHost: {}\r\nContent-Length: 3000000\r\n\r\n", srv2.1).unwrap();
-    conn2.write_all(&[5u8; 1_500_000]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (conn2, _) = stalled_upload(&srv2.1);
     let pid = nix::unistd::Pid::from_raw(srv2.0.id() as i32);
     let started = std::time::Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -96,31 +96,20 @@ async fn copy_image(
     };
     // Each distinct layer once (an image may repeat one).
     let mut first_index: HashMap<&Digest, usize> = HashMap::new();
-    let distinct: Vec<(usize, &Descriptor)> =
+    let mut distinct: Vec<(usize, &Descriptor)> =
         m.layers.iter().enumerate().filter(|(i, l)| *first_index.entry(&l.digest).or_insert(*i) == *i).collect();
     // Up to `jobs` at a time, the largest first (the longest transfer
     // bounds the copy: it should not wait behind small ones). The first
     // failure stops the others (their streams fail at once), and every
     // transfer has ended, its staging gone, before the copy returns it.
-    let mut order: Vec<usize> = (0..distinct.len()).collect();
-    order.sort_by_key(|&k| std::cmp::Reverse(distinct[k].1.size));
+    distinct.sort_by_key(|(_, layer)| std::cmp::Reverse(layer.size));
     let run = Run { limit: tokio::sync::Semaphore::new(jobs), stop: Arc::default(), first: Mutex::new(None) };
-    let layers = || async {
-        let done: Vec<Result<(Digest, Moved)>> = order
+    let layers = || {
+        distinct
             .iter()
-            .map(|&k| {
-                let (i, layer) = distinct[k];
-                run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop)))
-            })
+            .map(|&(i, layer)| run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop))))
             .collect::<FuturesOrdered<_>>()
-            .collect()
-            .await;
-        // Back in the image's order.
-        let mut in_order: Vec<Option<Result<(Digest, Moved)>>> = (0..distinct.len()).map(|_| None).collect();
-        for (&k, r) in order.iter().zip(done) {
-            in_order[k] = Some(r);
-        }
-        in_order.into_iter().map(|r| r.expect("every layer has its result")).collect::<Vec<_>>()
+            .collect::<Vec<Result<(Digest, Moved)>>>()
     };
     let (stored_config, results) = if dst.concurrent_blobs() {
         futures_util::future::join(run.guarded(&m.config, put_config), layers()).await
@@ -134,9 +123,7 @@ async fn copy_image(
     let stored_config = stored_config?;
     let moved: Vec<(Digest, Moved)> = results.into_iter().collect::<Result<_>>()?;
     let mut stored: HashMap<Digest, Descriptor> = HashMap::new();
-    for ((digest, how), (_, layer)) in
-        moved.into_iter().zip(m.layers.iter().enumerate().filter(|(i, l)| first_index[&l.digest] == *i))
-    {
+    for ((digest, how), &(_, layer)) in moved.into_iter().zip(&distinct) {
         match how {
             Moved::Present => {
                 report.blobs_skipped += 1;

@@ -342,6 +342,14 @@ async fn dispatch(
         (None, None) => true,
         (None, Some(h)) => h.allows(auth_header, access_of(&method, &path)),
     };
+    // A registry that takes no pushes or deletes says why, and what it takes.
+    let no_writes = if s.opts.read_only {
+        Some("this registry is read-only: no pushes or deletes")
+    } else if s.opts.proxy.is_some() {
+        Some("this registry is a pull-through cache: no pushes or deletes")
+    } else {
+        None
+    };
     let writes = matches!(access_of(&method, &path), Access::Push | Access::Delete);
     let mut resp = if path == "/token"
         && let Some(issuer) = &s.opts.issuer
@@ -349,22 +357,10 @@ async fn dispatch(
         token_endpoint(issuer, &method, &uri, auth_header, body).await
     } else if let Some(r) = refused {
         r
-    } else if writes && allowed && s.opts.read_only {
-        let e = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "this registry is read-only: no pushes or deletes",
-        );
-        let mut r = e.into_response();
+    } else if let Some(why) = no_writes.filter(|_| writes && allowed) {
+        let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", why).into_response();
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         r
-    } else if writes && allowed && s.opts.proxy.is_some() {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "UNSUPPORTED",
-            "this registry is a pull-through cache: no pushes or deletes",
-        )
-        .into_response()
     } else if allowed {
         let user = match &claims {
             Some(c) => Some(c.subject.clone()).filter(|u| !u.is_empty()),
