@@ -14,6 +14,7 @@ use futures_util::StreamExt as _;
 
 use super::auth::{Access, Htpasswd};
 use super::notify::{Notifier, Target};
+use super::pacing::{self, MAX_BUF, RecvPace, paced};
 use super::proxy::{Proxy, ProxyMiss};
 use super::sendfile::{MIN_SENDFILE, SendQueue, SendfileIo};
 use super::storage::{Storage, StoredManifest};
@@ -221,6 +222,15 @@ pub fn router(storage: Storage, opts: ServerOptions) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(state)
 }
 
+/// What the handlers of a plain HTTP/1 connection of our own share with
+/// its socket: blob ranges to send with `sendfile`, and the receive mark
+/// for the body being read.
+#[derive(Clone, Default)]
+struct Plain {
+    sends: SendQueue,
+    pace: RecvPace,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves; the
 /// connections open then are finished first. Blobs stored in local files
 /// go out over HTTP/1 with `sendfile`.
@@ -231,12 +241,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use hyper_util::rt::TokioIo;
     accept_until(listener, shutdown, |tcp, watcher| {
-        let queue = SendQueue::default();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(queue.clone())));
+        let plain = Plain::default();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(plain.clone())));
         let mut builder = connection_builder();
-        // Body frames handed to the writer as they are (see `sendfile`).
-        builder.http1().writev(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(SendfileIo::new(tcp, queue)), service);
+        // Body frames handed to the writer as they are (see `sendfile`);
+        // what hyper may hold of a body bounded (see `pacing`).
+        builder.http1().writev(true).max_buf_size(MAX_BUF);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(SendfileIo::new(tcp, plain.sends, plain.pace)), service);
         let conn = conn.into_owned();
         tokio::spawn(async move {
             let _ = watcher.watch(conn).await;
@@ -308,7 +320,7 @@ async fn dispatch(
     method: Method,
     uri: Uri,
     version: Version,
-    sendq: Option<Extension<SendQueue>>,
+    plain: Option<Extension<Plain>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -367,7 +379,18 @@ async fn dispatch(
             None => basic_user(&headers),
         };
         // An HTTP/1 connection of our own writes its frames in order.
-        let sendfile = sendq.as_ref().map(|q| &q.0).filter(|_| matches!(version, Version::HTTP_10 | Version::HTTP_11));
+        let http1 = matches!(version, Version::HTTP_10 | Version::HTTP_11);
+        let plain = plain.map(|Extension(p)| p).filter(|_| http1);
+        let sendfile = plain.as_ref().map(|p| &p.sends);
+        // A body of known length on such a connection is read in large
+        // pieces.
+        let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let body = match (&plain, length) {
+            (Some(p), Some(length)) if pacing::worth(length) => {
+                Body::from_stream(paced(body.into_data_stream(), length, p.pace.clone()))
+            }
+            _ => body,
+        };
         let ctx = Req { method: &method, user: user.as_deref(), claims: claims.as_ref(), sendfile };
         route(&s, &ctx, &uri, &path, &headers, body).await.unwrap_or_else(IntoResponse::into_response)
     } else {

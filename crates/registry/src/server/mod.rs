@@ -14,12 +14,15 @@
 //! Storage is a local directory ([`FsDriver`]) or an S3 bucket
 //! ([`S3Driver`]); several servers over one bucket serve one registry. A
 //! blob in a local file goes out over plain HTTP/1 with `sendfile(2)`
-//! ([`serve`]); over TLS or HTTP/2 it is read and sent.
+//! ([`serve`]); over TLS or HTTP/2 it is read and sent. Large upload
+//! bodies on those connections are read a megabyte at a time (a receive
+//! low-water mark), not as each segment arrives.
 
 mod auth;
 mod config;
 mod http;
 mod notify;
+mod pacing;
 mod proxy;
 mod s3;
 mod sendfile;

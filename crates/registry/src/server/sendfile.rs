@@ -31,6 +31,8 @@ use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::pacing::RecvPace;
+
 /// The most one frame stands for.
 const FRAME: usize = 1 << 20;
 
@@ -102,14 +104,17 @@ impl SendQueue {
 pub(crate) struct SendfileIo {
     tcp: TcpStream,
     queue: SendQueue,
+    /// The receive mark the request being read asks for, and the one set.
+    pace: RecvPace,
+    lowat: usize,
     /// Once a file's filesystem refuses `sendfile` (`EINVAL`, `ENOSYS`):
     /// the buffer its ranges are read into and written from instead.
     copying: Option<Vec<u8>>,
 }
 
 impl SendfileIo {
-    pub(crate) fn new(tcp: TcpStream, queue: SendQueue) -> Self {
-        SendfileIo { tcp, queue, copying: None }
+    pub(crate) fn new(tcp: TcpStream, queue: SendQueue, pace: RecvPace) -> Self {
+        SendfileIo { tcp, queue, pace, lowat: 1, copying: None }
     }
 
     /// Sends by reading and writing, as where `sendfile` is refused.
@@ -180,7 +185,9 @@ impl SendfileIo {
 
 impl AsyncRead for SendfileIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+        let this = self.get_mut();
+        this.pace.apply(&this.tcp, &mut this.lowat);
+        Pin::new(&mut this.tcp).poll_read(cx, buf)
     }
 }
 
@@ -232,7 +239,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (ours, _) = listener.accept().await.unwrap();
-        (SendfileIo::new(ours, queue.clone()), peer)
+        (SendfileIo::new(ours, queue.clone(), RecvPace::default()), peer)
     }
 
     fn file_of(bytes: &[u8]) -> File {

@@ -554,6 +554,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A write of a batch that takes longer than this sends the rest of its
+/// upload's writes to the blocking pool.
+const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Writes every buffer, in order (`writev`, resumed after short writes).
 fn write_all_vectored(f: &mut std::fs::File, bufs: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<io::IoSlice<'_>> = bufs.iter().map(|b| io::IoSlice::new(b)).collect();
@@ -674,13 +678,27 @@ impl Driver for FsDriver {
             ));
         }
         // The body's buffers gathered into 1 MiB batches, each written with
-        // one writev on the blocking pool: no copy on the way.
+        // one writev: no copy on the way. A batch goes into the page cache
+        // on this thread, as hashing it did, for it is the same kind of
+        // work (a copy, well under a millisecond); handing each to the
+        // blocking pool costs more than the write. Once a write takes
+        // longer (a disk the kernel holds writers back for), the rest of
+        // the body's batches go to the blocking pool instead, so the other
+        // connections on this thread are not held up.
         let mut file = Some(file);
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batched = 0usize;
         let mut written = size;
-        async fn flush(file: &mut Option<std::fs::File>, batch: Vec<Bytes>) -> io::Result<()> {
+        let mut inline = true;
+        async fn flush(file: &mut Option<std::fs::File>, batch: Vec<Bytes>, inline: &mut bool) -> io::Result<()> {
             let mut f = file.take().expect("the file is back after every write");
+            if *inline {
+                let started = std::time::Instant::now();
+                let r = write_all_vectored(&mut f, &batch);
+                *inline = started.elapsed() < SLOW_WRITE;
+                *file = Some(f);
+                return r;
+            }
             let (f, r) = tokio::task::spawn_blocking(move || {
                 let r = write_all_vectored(&mut f, &batch);
                 (f, r)
@@ -698,14 +716,14 @@ impl Driver for FsDriver {
                 batch.push(chunk);
                 if batched >= 1 << 20 {
                     batched = 0;
-                    flush(&mut file, std::mem::take(&mut batch)).await?;
+                    flush(&mut file, std::mem::take(&mut batch), &mut inline).await?;
                 }
             }
             Ok::<(), io::Error>(())
         }
         .await;
         // What arrived stays (a resumed upload goes on from it).
-        flush(&mut file, batch).await?;
+        flush(&mut file, batch, &mut inline).await?;
         result.map(|()| written)
     }
 
