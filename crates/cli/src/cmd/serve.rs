@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Acl, Endpoint, GcOptions, Htpasswd, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions, Storage,
-    TlsFiles, TokenAuth, TokenIssuer, router, serve, serve_tls, server_config,
+    Acl, Endpoint, GcOptions, Htpasswd, Listening, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions,
+    Storage, TlsFiles, TokenAuth, TokenIssuer, router, serve_with, server_config,
 };
 
 use super::Ctx;
@@ -243,7 +243,13 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         .map(std::time::Duration::from_secs)
         .or_else(|| config.as_ref().and_then(|c| c.drain_timeout))
         .unwrap_or(std::time::Duration::from_secs(30));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let threads = match args.threads {
+        Some(n) => usize::from(n),
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    // This thread's runtime serves its share of the connections beside the
+    // signals, notifications and upload purging; the others serve theirs.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -290,12 +296,8 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let server = async {
-            match tls {
-                Some(config) => serve_tls(listener, router(storage, opts), config, shutdown).await,
-                None => serve(listener, router(storage, opts), shutdown).await,
-            }
-        };
+        let how = Listening { tls, threads: threads - 1 };
+        let server = serve_with(listener, router(storage, opts), how, shutdown);
         let mut server = std::pin::pin!(server);
         tokio::select! {
             r = &mut server => return r.context("the server failed"),

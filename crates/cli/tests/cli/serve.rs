@@ -184,10 +184,26 @@ fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
     assert!(took >= std::time::Duration::from_millis(1800), "stopped before the drain timeout: {took:?}");
     assert!(took < std::time::Duration::from_secs(10), "the drain timeout did not stop it: {took:?}");
     drop(conn);
-    // A second SIGTERM stops at once, whatever the drain timeout.
+    // A second SIGTERM stops at once, whatever the drain timeout (with
+    // connections served on three threads: the main one and two more).
     let mut srv2 = serve_with(|c| {
-        c.arg("--root").arg(&root).args(["--drain-timeout", "60"]);
+        c.arg("--root").arg(&root).args(["--drain-timeout", "60", "--threads", "3"]);
     });
+    let serving = || {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", srv2.0.id()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .filter(|n| n.starts_with("serve-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while serving().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(serving(), ["serve-0", "serve-1"]);
     let (conn2, _) = stalled_upload(&srv2.1);
     let pid = nix::unistd::Pid::from_raw(srv2.0.id() as i32);
     let started = std::time::Instant::now();
@@ -212,6 +228,10 @@ fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
     let range = head.lines().find_map(|l| l.strip_prefix("range:")).expect("a Range header").trim().to_owned();
     let end: u64 = range.strip_prefix("0-").expect("0-END").parse().unwrap();
     assert!(end + 1 >= 1 << 20 && end < 1_500_000, "{range}");
+    // No threads at all is not a way to serve.
+    let out = bin().args(["serve", "--threads", "0", "--root"]).arg(&root).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -13,10 +13,11 @@ use cargohold_image_core::{Digest, Manifest, RawManifest, Reference};
 use futures_util::StreamExt as _;
 
 use super::auth::{Access, Htpasswd};
+use super::listen::Plain;
 use super::notify::{Notifier, Target};
-use super::pacing::{self, MAX_BUF, RecvPace, paced};
+use super::pacing::{self, paced};
 use super::proxy::{Proxy, ProxyMiss};
-use super::sendfile::{MIN_SENDFILE, SendQueue, SendfileIo};
+use super::sendfile::{MIN_SENDFILE, SendQueue};
 use super::storage::{Storage, StoredManifest};
 use super::token::{Claims, Refusal, TokenAuth, TokenIssuer};
 
@@ -220,84 +221,6 @@ fn percent_decode(s: &str) -> String {
 pub fn router(storage: Storage, opts: ServerOptions) -> axum::Router {
     let state = Arc::new(Server { storage, opts, uploads: Mutex::new(HashMap::new()) });
     axum::Router::new().fallback(dispatch).with_state(state)
-}
-
-/// What the handlers of a plain HTTP/1 connection of our own share with
-/// its socket: blob ranges to send with `sendfile`, and the receive mark
-/// for the body being read.
-#[derive(Clone, Default)]
-struct Plain {
-    sends: SendQueue,
-    pace: RecvPace,
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves; the
-/// connections open then are finished first. Blobs stored in local files
-/// go out over HTTP/1 with `sendfile`.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::TokioIo;
-    accept_until(listener, shutdown, |tcp, watcher| {
-        let plain = Plain::default();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(plain.clone())));
-        let mut builder = connection_builder();
-        // Body frames handed to the writer as they are (see `sendfile`);
-        // what hyper may hold of a body bounded (see `pacing`).
-        builder.http1().writev(true).max_buf_size(MAX_BUF);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(SendfileIo::new(tcp, plain.sends, plain.pace)), service);
-        let conn = conn.into_owned();
-        tokio::spawn(async move {
-            let _ = watcher.watch(conn).await;
-        });
-    })
-    .await;
-    Ok(())
-}
-
-/// How each connection is served: HTTP/1 or HTTP/2, by what the client
-/// speaks.
-pub(crate) fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
-    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-}
-
-/// Accepts connections on `listener` until `shutdown` resolves, handing
-/// each to `start` (which spawns its task) with the watcher that holds
-/// shutdown back until it is done; then waits for them all.
-pub(crate) async fn accept_until(
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    mut start: impl FnMut(tokio::net::TcpStream, hyper_util::server::graceful::Watcher),
-) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                // A refused or reset connection is that client's problem.
-                Err(e) if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
-                ) => continue,
-                // Out of descriptors, or memory: let the connections open
-                // finish before accepting more.
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        // Responses go out as written (a small body after its headers
-        // does not wait for the client's delayed ACK).
-        let _ = tcp.set_nodelay(true);
-        start(tcp, graceful.watcher());
-    }
-    graceful.shutdown().await;
 }
 
 /// What a request to `path` with `method` needs.

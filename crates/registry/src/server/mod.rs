@@ -14,13 +14,15 @@
 //! Storage is a local directory ([`FsDriver`]) or an S3 bucket
 //! ([`S3Driver`]); several servers over one bucket serve one registry. A
 //! blob in a local file goes out over plain HTTP/1 with `sendfile(2)`
-//! ([`serve`]); over TLS or HTTP/2 it is read and sent. Large upload
-//! bodies on those connections are read a megabyte at a time (a receive
-//! low-water mark), not as each segment arrives.
+//! ([`serve`]); over TLS or HTTP/2 it is read and sent. Large upload bodies
+//! on plain HTTP/1 connections are read a megabyte at a time (a receive
+//! low-water mark), not as each segment arrives. [`serve_with`] spreads
+//! connections over threads of its own ([`Listening`]).
 
 mod auth;
 mod config;
 mod http;
+mod listen;
 mod notify;
 mod pacing;
 mod proxy;
@@ -32,12 +34,13 @@ mod token;
 
 pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
-pub use http::{RequestLog, RequestLogger, ServerOptions, router, serve};
+pub use http::{RequestLog, RequestLogger, ServerOptions, router};
+pub use listen::{Listening, serve, serve_tls, serve_with};
 pub use notify::{EVENTS_MEDIA_TYPE, Endpoint, Notifier, Target};
 pub use proxy::Proxy;
 pub use s3::{MIN_PART_SIZE, S3Driver, S3Options};
 pub use storage::{
     ByteStream, Driver, FsDriver, GcOptions, GcReport, Listing, ObjectMeta, ReferrerDescriptor, Storage, StoredManifest,
 };
-pub use tls::{TlsFiles, serve_tls, server_config};
+pub use tls::{TlsFiles, server_config};
 pub use token::{Acl, Claims, Grant, Refusal, Rule, TokenAuth, TokenIssuer, key_id};

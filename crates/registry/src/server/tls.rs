@@ -65,29 +65,3 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, Stri
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
-
-/// Serves `router` over TLS on `listener` until `shutdown` resolves; the
-/// connections open then are finished first.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    config: Arc<rustls::ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::TokioIo;
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    super::http::accept_until(listener, shutdown, |tcp, watcher| {
-        let acceptor = acceptor.clone();
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let builder = super::http::connection_builder();
-        tokio::spawn(async move {
-            // A failed handshake (wrong client certificate, not TLS) ends
-            // that connection only.
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
-            let _ = watcher.watch(conn).await;
-        });
-    })
-    .await;
-    Ok(())
-}

@@ -4,5 +4,6 @@
 mod api;
 mod faults;
 mod flows;
+mod listen;
 mod server;
 mod token;

@@ -1,0 +1,251 @@
+//! Taking connections: plain HTTP (HTTP/1 with `sendfile`, or HTTP/2) or
+//! TLS, on the caller's tokio runtime or spread over threads of their own.
+//!
+//! A runtime with many worker threads moves a connection's work between
+//! them, waking one thread for another's I/O; for a server whose requests
+//! are mostly streaming bytes in and out, that waking costs as much as a
+//! tenth of its CPU. With [`Listening::threads`], each thread runs a
+//! single-threaded runtime that takes connections from the shared
+//! listener and serves each to its end, as nginx's workers do.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Extension;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+use super::pacing::{MAX_BUF, RecvPace};
+use super::sendfile::{SendQueue, SendfileIo};
+
+/// How [`serve_with`] takes and serves connections.
+#[derive(Clone, Default)]
+pub struct Listening {
+    /// TLS, from [`server_config`](super::server_config); plain HTTP
+    /// when unset.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Threads of the server's own, each with a single-threaded tokio
+    /// runtime, that take connections beside the caller's runtime. 0: the
+    /// caller's runtime serves every connection.
+    pub threads: usize,
+}
+
+/// What the handlers of a plain HTTP/1 connection of our own share with
+/// its socket: blob ranges to send with `sendfile`, and the receive mark
+/// for the body being read.
+#[derive(Clone, Default)]
+pub(crate) struct Plain {
+    pub(crate) sends: SendQueue,
+    pub(crate) pace: RecvPace,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; the
+/// connections open then are finished first. Blobs stored in local files
+/// go out over HTTP/1 with `sendfile`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, router, Listening::default(), shutdown).await
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves; the
+/// connections open then are finished first.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with(listener, router, Listening { tls: Some(config), threads: 0 }, shutdown).await
+}
+
+/// Serves `router` on `listener` as `how` says until `shutdown` resolves;
+/// the connections open then, on every thread, are finished first.
+/// Dropping the future stops the server's threads at once (their
+/// connections are closed).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    how: Listening,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if how.threads == 0 {
+        serve_here(listener, router, how.tls, shutdown).await;
+        return Ok(());
+    }
+    let listener = listener.into_std()?;
+    // `true`: drain. Dropped: every thread stops, drained or not.
+    let (drain, draining) = watch::channel(false);
+    let mut finished = Vec::new();
+    for i in 0..how.threads {
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let thread = ServeThread {
+            listener: listener.try_clone()?,
+            router: router.clone(),
+            tls: how.tls.clone(),
+            draining: draining.clone(),
+            done,
+        };
+        std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || thread.run())?;
+        finished.push(done_rx);
+    }
+    let here = tokio::net::TcpListener::from_std(listener)?;
+    let shutdown = {
+        let drain = drain.clone();
+        async move {
+            shutdown.await;
+            let _ = drain.send(true);
+        }
+    };
+    serve_here(here, router, how.tls, shutdown).await;
+    let mut result = Ok(());
+    for done in finished {
+        match done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(std::io::Error::other("a serving thread ended early")),
+        }
+    }
+    // Every thread has drained: they may stop (dropping `drain`). Until
+    // now each kept its runtime running, for a connection a client shared
+    // between threads pooled (the S3 driver's, a proxy's) may be driven by
+    // another thread's runtime.
+    result
+}
+
+/// One of [`serve_with`]'s threads.
+struct ServeThread {
+    listener: std::net::TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    draining: watch::Receiver<bool>,
+    done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+}
+
+impl ServeThread {
+    fn run(self) {
+        let ServeThread { listener, router, tls, draining, done } = self;
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = done.send(Err(e));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return;
+                }
+            };
+            let mut stopped = draining.clone();
+            let mut draining = draining;
+            let drain = async move {
+                let _ = draining.wait_for(|d| *d).await;
+            };
+            let serving = async move {
+                serve_here(listener, router, tls, drain).await;
+                let _ = done.send(Ok(()));
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                () = serving => {}
+                // The sender is dropped: everything has drained, or the
+                // server was dropped.
+                () = async move { while stopped.changed().await.is_ok() {} } => {}
+            }
+        });
+    }
+}
+
+/// Serves connections from `listener` on the current runtime until
+/// `shutdown` resolves, then waits for the connections open.
+async fn serve_here(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    match tls {
+        None => {
+            accept_until(listener, shutdown, |tcp, watcher| {
+                let plain = Plain::default();
+                let service =
+                    hyper_util::service::TowerToHyperService::new(router.clone().layer(Extension(plain.clone())));
+                let mut builder = connection_builder();
+                // Body frames handed to the writer as they are (see
+                // `sendfile`); what hyper may hold of a body bounded (see
+                // `pacing`).
+                builder.http1().writev(true).max_buf_size(MAX_BUF);
+                let io = TokioIo::new(SendfileIo::new(tcp, plain.sends, plain.pace));
+                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+                tokio::spawn(async move {
+                    let _ = watcher.watch(conn).await;
+                });
+            })
+            .await;
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            accept_until(listener, shutdown, |tcp, watcher| {
+                let acceptor = acceptor.clone();
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let builder = connection_builder();
+                tokio::spawn(async move {
+                    // A failed handshake (wrong client certificate, not
+                    // TLS) ends that connection only.
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            })
+            .await;
+        }
+    }
+}
+
+/// How each connection is served: HTTP/1 or HTTP/2, by what the client
+/// speaks.
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, handing
+/// each to `start` (which spawns its task) with the watcher that holds
+/// shutdown back until it is done; then waits for them all.
+async fn accept_until(
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut start: impl FnMut(tokio::net::TcpStream, hyper_util::server::graceful::Watcher),
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // A refused or reset connection is that client's problem.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused
+                ) => continue,
+                // Out of descriptors, or memory: let the connections open
+                // finish before accepting more.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out as written (a small body after its headers
+        // does not wait for the client's delayed ACK).
+        let _ = tcp.set_nodelay(true);
+        start(tcp, graceful.watcher());
+    }
+    graceful.shutdown().await;
+}
