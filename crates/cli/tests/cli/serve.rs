@@ -189,16 +189,7 @@ fn sigterm_waits_for_requests_in_flight_at_most_the_drain_timeout() {
     let mut srv2 = serve_with(|c| {
         c.arg("--root").arg(&root).args(["--drain-timeout", "60", "--threads", "3"]);
     });
-    let serving = || {
-        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", srv2.0.id()))
-            .unwrap()
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|n| n.trim().to_owned())
-            .filter(|n| n.starts_with("serve-"))
-            .collect();
-        names.sort();
-        names
-    };
+    let serving = || cargohold_testkit::thread_names(srv2.0.id(), "serve-");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while serving().len() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));

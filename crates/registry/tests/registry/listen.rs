@@ -8,18 +8,12 @@ use std::time::Duration;
 
 use cargohold_image_core::Digest;
 use cargohold_registry::server::{Listening, RequestLogger, ServerOptions, Storage, router, serve_with};
+use cargohold_testkit::{noise, thread_names};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The names of this process's threads that serve connections.
 fn serving_threads() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("serve-"))
-        .collect();
-    names.sort();
-    names
+    thread_names(std::process::id(), "serve-")
 }
 
 /// Waits (up to 5 s) for the serving threads to be `want`.
@@ -31,19 +25,6 @@ async fn wait_for_serving_threads(want: &[&str]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(serving_threads(), want);
-}
-
-/// Bytes that do not repeat.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The status and body of the one response on `tcp`.

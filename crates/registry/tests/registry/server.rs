@@ -235,20 +235,6 @@ async fn bad_input_gets_the_specs_errors_and_stores_nothing() {
     assert_eq!(s, 200);
 }
 
-/// Bytes that do not repeat (a blob of zeros would hide zeros sent in its
-/// place).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Blobs in local files go out with `sendfile`: whole, in ranges across its
 /// 1 MiB frames, pipelined on one HTTP/1 connection between small blobs
 /// (sent as bytes) and headers, and over HTTP/2 (no sendfile there).
