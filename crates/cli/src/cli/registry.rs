@@ -188,7 +188,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
     /// Threads that take and serve connections, each serving its connections to their end (default: one per
-    /// CPU).
+    /// CPU, at most 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).

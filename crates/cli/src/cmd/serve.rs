@@ -245,7 +245,8 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         .unwrap_or(std::time::Duration::from_secs(30));
     let threads = match args.threads {
         Some(n) => usize::from(n),
-        None => std::thread::available_parallelism().map_or(1, usize::from),
+        // Every thread is woken for each new connection: a few do.
+        None => std::thread::available_parallelism().map_or(1, usize::from).min(16),
     };
     // This thread's runtime serves its share of the connections beside the
     // signals, notifications and upload purging; the others serve theirs.

@@ -79,6 +79,9 @@ pub async fn serve_with(
     // `true`: drain. Dropped: every thread stops, drained or not.
     let (drain, draining) = watch::channel(false);
     let mut finished = Vec::new();
+    // The blocking pools (file system calls) of all the threads together
+    // as large as one runtime's.
+    let blocking = (512 / how.threads).max(8);
     for i in 0..how.threads {
         let (done, done_rx) = tokio::sync::oneshot::channel();
         let thread = ServeThread {
@@ -86,6 +89,7 @@ pub async fn serve_with(
             router: router.clone(),
             tls: how.tls.clone(),
             draining: draining.clone(),
+            blocking,
             done,
         };
         std::thread::Builder::new().name(format!("serve-{i}")).spawn(move || thread.run())?;
@@ -121,13 +125,16 @@ struct ServeThread {
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     draining: watch::Receiver<bool>,
+    /// The most threads its runtime's blocking pool may have.
+    blocking: usize,
     done: tokio::sync::oneshot::Sender<std::io::Result<()>>,
 }
 
 impl ServeThread {
     fn run(self) {
-        let ServeThread { listener, router, tls, draining, done } = self;
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let ServeThread { listener, router, tls, draining, blocking, done } = self;
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(blocking).build()
+        {
             Ok(rt) => rt,
             Err(e) => {
                 let _ = done.send(Err(e));
