@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Registry server benchmark: `cargohold serve` vs Debian's docker-registry
 # (distribution), both on a tmpfs, the same clients against each:
-#   - server CPU (user+system, from /proc) per push of the image by skopeo,
-#     each push into a fresh repository;
+#   - server CPU (exact, from a CPU-accounting cgroup per server) per push
+#     of the image by skopeo, each push into a fresh repository;
 #   - 16 concurrent pulls of the image (manifest + every blob, one curl
 #     each over a kept-alive connection), wall time and throughput;
 #   - the same pulls with each server held to half a core by a cpu cgroup
@@ -24,6 +24,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "${cg:-}" ]; then rmdir "$cg" 2>/dev/null || true; fi
+  for g in "${groups[@]}"; do rmdir "$g" 2>/dev/null || true; done
   umount "$work"
   rmdir "$work"
 }
@@ -32,9 +33,39 @@ echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/policy.json"
 sk() { skopeo --policy "$work/policy.json" "$@"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 200); do curl -s "http://$1/v2/" >/dev/null && return; sleep 0.05; done; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# A server's CPU time, exactly: each server runs in a CPU-accounting
+# cgroup of its own (v1 cpuacct.usage, or v2 cpu.stat), read before and
+# after. The tick-sampled utime+stime of /proc/PID/stat (10 ms ticks) can
+# miss, or over-charge, a server that wakes for short bursts by a fifth of
+# a push; it is used only where no cgroup can be made (said on stderr).
+acct_root=""
+if [ -w /sys/fs/cgroup/cpuacct ] && [ -f /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then
+  acct_root=/sys/fs/cgroup/cpuacct
+elif [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -w /sys/fs/cgroup ]; then
+  acct_root=/sys/fs/cgroup
+else
+  echo "no writable CPU-accounting cgroup: server CPU is sampled from /proc/PID/stat (10 ms ticks)" >&2
+fi
+groups=()
+# Puts process $1 in accounting group $2.
+account() {
+  [ -n "$acct_root" ] || return 0
+  mkdir -p "$acct_root/cargohold-servebench.$$.$2"
+  groups+=("$acct_root/cargohold-servebench.$$.$2")
+  echo "$1" >"$acct_root/cargohold-servebench.$$.$2/cgroup.procs"
+}
+# CPU time (ns) of group $2, whose process is $1.
+cpu_ns() {
+  local g=$acct_root/cargohold-servebench.$$.$2
+  if [ -z "$acct_root" ]; then
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%d\n", ($14 + $15) * 1e9 / hz}' "/proc/$1/stat"
+  elif [ -f "$g/cpuacct.usage" ]; then
+    cat "$g/cpuacct.usage"
+  else
+    awk '/^usage_usec/ {printf "%d\n", $2 * 1000}' "$g/cpu.stat"
+  fi
+}
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-ticks=$(getconf CLK_TCK)
 
 port=$(free_port)
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
@@ -50,6 +81,8 @@ pids+=("$ours_pid")
 ours=127.0.0.1:$port
 wait_port "$dist"
 wait_port "$ours"
+account "$dist_pid" dist
+account "$ours_pid" ours
 
 : >"$work/results"
 # Server CPU per push: a fresh, empty server of each kind for every run
@@ -67,14 +100,16 @@ for r in $(seq 1 "$runs"); do
   oaddr=127.0.0.1:$port
   wait_port "$daddr"
   wait_port "$oaddr"
+  account "$dpid" "push-d$r"
+  account "$opid" "push-o$r"
   for who in d o; do
     addr_var=${who}addr
     pid_var=${who}pid
-    before=$(cpu_ticks "${!pid_var}")
+    before=$(cpu_ns "${!pid_var}" "push-$who$r")
     sk copy -q --dest-tls-verify=false "oci:$layout:$tag" "docker://${!addr_var}/bench/push:$tag"
-    after=$(cpu_ticks "${!pid_var}")
+    after=$(cpu_ns "${!pid_var}" "push-$who$r")
     name=$([ "$who" = d ] && echo dist || echo ours)
-    echo "push-cpu-$name $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
+    echo "push-cpu-$name $(python3 -c "print(($after - $before) / 1e9)")" >>"$work/results"
   done
   kill "$dpid" "$opid"
   wait "$dpid" "$opid" 2>/dev/null || true
@@ -118,11 +153,11 @@ for r in $(seq 1 "$runs"); do
   for who in dist ours; do
     addr=${!who}
     pid_var=${who}_pid
-    before=$(cpu_ticks "${!pid_var}")
+    before=$(cpu_ns "${!pid_var}" "$who")
     s=$(date +%s.%N); pull16 "$addr"; e=$(date +%s.%N)
-    after=$(cpu_ticks "${!pid_var}")
+    after=$(cpu_ns "${!pid_var}" "$who")
     echo "pull16-$who $(python3 -c "print($e - $s)")" >>"$work/results"
-    echo "pull16-cpu-$who $(python3 -c "print(($after - $before) / $ticks)")" >>"$work/results"
+    echo "pull16-cpu-$who $(python3 -c "print(($after - $before) / 1e9)")" >>"$work/results"
   done
 done
 # The same pulls with each server held to half a core (a cpu cgroup,
