@@ -285,6 +285,16 @@ pub enum VerifyError {
         /// Whether the stream ended (true) or went on past the size (false).
         truncated_read: bool,
     },
+    /// A destination that checks what it is sent (a registry, answering
+    /// `DIGEST_INVALID`) refused the content as not matching its digest,
+    /// though the content, read again, matches it.
+    #[error("{by} refused it as not matching {digest}, though it does")]
+    Refused {
+        /// The digest of the content.
+        digest: Digest,
+        /// Who refused it, and how (a registry and its error code).
+        by: String,
+    },
 }
 
 impl VerifyError {

@@ -187,6 +187,21 @@ fn remote(action: impl Into<String>, r: &Reference, e: Error) -> cargohold_image
     }
 }
 
+/// A registry's refusal of an upload as not matching its digest or size,
+/// as that blob failing verification there.
+fn refused(e: &Error, desc: &Descriptor, r: &Reference) -> Option<cargohold_image_core::Error> {
+    let Error::Status { status: 400, body, .. } = e else { return None };
+    let code = ["DIGEST_INVALID", "SIZE_INVALID"].into_iter().find(|c| body.contains(c))?;
+    Some(cargohold_image_core::Error::Verify {
+        digest: desc.digest.clone(),
+        location: format!("docker://{r}"),
+        source: Box::new(cargohold_image_core::VerifyError::Refused {
+            digest: desc.digest.clone(),
+            by: format!("registry {} ({code})", r.registry()),
+        }),
+    })
+}
+
 /// Reads an image from a registry. What it read of the manifests and the
 /// config is kept for the source's life, so resolving an image and copying
 /// it asks the registry once (the tag is also resolved once: a copy sees
@@ -406,6 +421,15 @@ impl AsyncImageDest for RegistryDest {
         format!("docker://{}", self.reference)
     }
 
+    /// A registry checks each upload against its digest and size (the
+    /// distribution spec's `DIGEST_INVALID`, `SIZE_INVALID`), so the copy
+    /// does not hash what it sends; a refusal comes back as the blob
+    /// failing verification, and the copy reads the source again to say
+    /// whose fault it is.
+    fn verifies_blobs(&self) -> bool {
+        true
+    }
+
     async fn has_blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<bool> {
         self.check()?;
         let r = &self.reference;
@@ -441,7 +465,7 @@ impl AsyncImageDest for RegistryDest {
     ) -> cargohold_image_core::Result<Descriptor> {
         self.check()?;
         let r = &self.reference;
-        let fail = |e| remote(format!("upload blob {} to", desc.digest), r, e);
+        let fail = |e| refused(&e, desc, r).unwrap_or_else(|| remote(format!("upload blob {} to", desc.digest), r, e));
         let pending = locked(&self.pending).remove(&desc.digest);
         let client = &self.reg.client;
         let up = match pending {

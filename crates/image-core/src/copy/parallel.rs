@@ -239,13 +239,33 @@ async fn move_layer(
         return Err(Error::blob_read(&layer.digest, &src.blob_location(layer), e));
     }
     let stored = match result {
-        Err(Error::Verify { digest, source, .. }) if digest == layer.digest => {
+        // The destination checked what it was sent and refused it (a
+        // registry's DIGEST_INVALID): the source is read again to say whose
+        // fault it is.
+        Err(Error::Verify { digest, location, source }) if digest == layer.digest => {
+            if let VerifyError::Refused { .. } = *source {
+                read_verified_stream(src, layer).await?;
+                return Err(Error::Verify { digest, location, source });
+            }
             return Err(Error::Verify { digest, location: src.blob_location(layer), source });
         }
         other => other?,
     };
     progress.blob_done(layer);
     Ok(Moved::Sent(Box::new(stored)))
+}
+
+/// Reads a blob through, hashing it: its verification failure (or read
+/// error) against the source, or nothing when it matches its digest.
+async fn read_verified_stream(src: &dyn AsyncImageSource, desc: &Descriptor) -> Result<()> {
+    let watch = Arc::new(Watch::default());
+    let mut stream = Checked::new(src.blob(desc).await?, desc, true, Arc::clone(&watch));
+    while let Some(chunk) = stream.next().await {
+        if let Err(e) = chunk {
+            return Err(Error::blob_read(&desc.digest, &src.blob_location(desc), e));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a small blob whole, verified.
@@ -351,6 +371,18 @@ impl Stream for Checked {
                 if let Some(h) = &mut self.hasher {
                     h.update(&b);
                 }
+                // Checked with the last promised byte: a reader that stops
+                // at the size (an HTTP body of known length) never asks for
+                // the end of the stream.
+                if self.seen == self.size
+                    && let Some(h) = self.hasher.take()
+                {
+                    let actual = h.finish();
+                    if actual != self.expected {
+                        let expected = self.expected.clone();
+                        return self.mismatch(VerifyError::DigestMismatch { expected, actual });
+                    }
+                }
                 let before = self.watch.done.fetch_add(b.len() as u64, Ordering::Relaxed);
                 if before / PROGRESS_STEP != (before + b.len() as u64) / PROGRESS_STEP {
                     self.watch.moved.notify_one();
@@ -373,5 +405,39 @@ impl Stream for Checked {
                 Poll::Ready(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream of `chunks`, checked against the digest of `promised`.
+    fn checked(chunks: &[&'static [u8]], promised: &[u8]) -> Checked {
+        let desc = Descriptor::new("application/octet-stream", Digest::sha256_of(promised), promised.len() as u64);
+        let items: Vec<io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Checked::new(Box::pin(futures_util::stream::iter(items)), &desc, true, Arc::default())
+    }
+
+    /// A reader that stops at the size (an HTTP body of known length)
+    /// still gets the mismatch: with the last promised byte, not at the
+    /// end of the stream it never asks for.
+    #[tokio::test]
+    async fn the_digest_is_checked_with_the_last_promised_byte() {
+        let mut wrong = checked(&[b"hello ", b"earth"], b"hello world");
+        assert_eq!(&wrong.next().await.unwrap().unwrap()[..], b"hello ");
+        let err = wrong.next().await.unwrap().unwrap_err();
+        assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::DigestMismatch { .. })), "{err}");
+
+        let mut right = checked(&[b"hello ", b"world"], b"hello world");
+        assert_eq!(&right.next().await.unwrap().unwrap()[..], b"hello ");
+        assert_eq!(&right.next().await.unwrap().unwrap()[..], b"world");
+        assert!(right.next().await.is_none());
+
+        let mut empty = checked(&[], b"");
+        assert!(empty.next().await.is_none(), "an empty blob is checked at the end");
+        let mut not_empty = checked(&[], b"x");
+        let err = not_empty.next().await.unwrap().unwrap_err();
+        assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::SizeMismatch { .. })), "{err}");
     }
 }

@@ -210,3 +210,85 @@ async fn large_blobs_are_hashed_beside_their_writing_and_verified() {
         assert!(stored == blob(digest), "layer {digest} stored whole");
     }
 }
+
+/// A destination that checks what it is sent (as a registry does) and
+/// refuses every layer as not matching its digest.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl cargohold_image_core::AsyncImageDest for Refusing {
+    fn location(&self) -> String {
+        "refusing".into()
+    }
+    fn verifies_blobs(&self) -> bool {
+        true
+    }
+    async fn has_blob(&self, _: &Descriptor) -> cargohold_image_core::Result<bool> {
+        Ok(false)
+    }
+    async fn put_blob(
+        &self,
+        desc: &Descriptor,
+        kind: cargohold_image_core::BlobKind,
+        mut data: BlobStream,
+    ) -> cargohold_image_core::Result<Descriptor> {
+        while let Some(chunk) = data.next().await {
+            chunk.map_err(|e| Error::blob_read(&desc.digest, "the test's stream", e))?;
+        }
+        match kind {
+            cargohold_image_core::BlobKind::Layer(_) => Err(Error::Verify {
+                digest: desc.digest.clone(),
+                location: "refusing".into(),
+                source: Box::new(cargohold_image_core::VerifyError::Refused {
+                    digest: desc.digest.clone(),
+                    by: "the test's registry (DIGEST_INVALID)".into(),
+                }),
+            }),
+            _ => Ok(desc.clone()),
+        }
+    }
+    async fn put_manifest(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
+        Ok(())
+    }
+    async fn commit(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
+        Ok(())
+    }
+}
+
+/// A destination that verifies what it is sent is not hashed on the way;
+/// when it refuses a blob, the source is read again to say whose fault it
+/// is: a source whose blob does not match is named with what it holds, a
+/// matching one leaves the refusal to the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_blob_is_blamed_on_whoever_is_wrong() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    let built = make_layout(&layout, "v1", &four_layers()[..1]);
+    let store = Store::open(t.path().join("store")).unwrap();
+
+    let good = watched(&layout, &store, None).await;
+    let err = copy_async(&good, &Refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    match &err {
+        Error::Verify { digest, location, source } => {
+            assert_eq!(digest, &built.layers[0]);
+            assert_eq!(location, "refusing", "the source matches: the destination is named");
+            assert!(matches!(**source, cargohold_image_core::VerifyError::Refused { .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("refusing") && format!("{:?}", err).contains("DIGEST_INVALID"), "{err:?}");
+
+    let bad = watched(&layout, &store, Some(built.layers[0].clone())).await;
+    let err = copy_async(&bad, &Refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    match &err {
+        Error::Verify { digest, location, source } => {
+            assert_eq!(digest, &built.layers[0]);
+            assert!(
+                location.contains("layout/blobs/sha256") && location.contains(built.layers[0].hex()),
+                "the source's file is named: {location}"
+            );
+            assert!(matches!(**source, cargohold_image_core::VerifyError::DigestMismatch { .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

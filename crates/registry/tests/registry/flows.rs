@@ -306,7 +306,16 @@ fn streamed_uploads_round_trip_and_a_corrupt_source_stores_nothing() {
     let corrupt: Reference = format!("{}/corrupt/base:1", r.addr).parse().unwrap();
     let mut src =
         open_source(&ImageLocation::parse(&format!("oci:{}:base", layout.display())).unwrap(), &fresh).unwrap();
-    let err = copy(src.as_mut(), &mut reg.dest(&corrupt), &CopyOptions::default(), &NoProgress);
-    assert!(err.is_err(), "a corrupt layer is not pushed");
+    let err = copy(src.as_mut(), &mut reg.dest(&corrupt), &CopyOptions::default(), &NoProgress)
+        .expect_err("a corrupt layer is not pushed");
     assert!(!reg.block_on(reg.client().has_blob(&r.addr, "corrupt/base", &big.digest)).unwrap());
+    // The registry refused it (we do not hash what we send: it does); the
+    // source, read again, is named as the culprit, with what it holds.
+    let msg = err.to_string() + &std::error::Error::source(&err).map(|s| format!(": {s}")).unwrap_or_default();
+    assert!(
+        msg.contains(&path.display().to_string())
+            && msg.contains("digest mismatch")
+            && msg.contains(big.digest.as_str()),
+        "{msg}"
+    );
 }
