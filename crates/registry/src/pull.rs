@@ -25,8 +25,9 @@ pub fn pull(
 
 /// Pushes the image `src` reads to `target`: layers `jobs` at a time (each
 /// skipped when the registry has it, mounted when it lives in another
-/// repository of the same registry, else uploaded as it is read and
-/// verified), then config and manifest, the tag last.
+/// repository of the same registry, else uploaded as it is read; the
+/// registry checks each against its digest, and a blob it refuses is read
+/// again to name the culprit), then config and manifest, the tag last.
 pub fn push(
     reg: &Registry,
     src: &dyn AsyncImageSource,
