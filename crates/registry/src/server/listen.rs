@@ -79,8 +79,8 @@ pub async fn serve_with(
     // `true`: drain. Dropped: every thread stops, drained or not.
     let (drain, draining) = watch::channel(false);
     let mut finished = Vec::new();
-    // The blocking pools (file system calls) of all the threads together
-    // as large as one runtime's.
+    // The threads' blocking pools (for file system calls) are together as
+    // large as one runtime's.
     let blocking = (512 / how.threads).max(8);
     for i in 0..how.threads {
         let (done, done_rx) = tokio::sync::oneshot::channel();
