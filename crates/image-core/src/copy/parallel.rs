@@ -244,7 +244,7 @@ async fn move_layer(
         // fault it is.
         Err(Error::Verify { digest, location, source }) if digest == layer.digest => {
             if let VerifyError::Refused { .. } = *source {
-                read_verified_stream(src, layer).await?;
+                read_through(src, layer, |_| ()).await?;
                 return Err(Error::Verify { digest, location, source });
             }
             return Err(Error::Verify { digest, location: src.blob_location(layer), source });
@@ -255,14 +255,14 @@ async fn move_layer(
     Ok(Moved::Sent(Box::new(stored)))
 }
 
-/// Reads a blob through, hashing it: its verification failure (or read
-/// error) against the source, or nothing when it matches its digest.
-async fn read_verified_stream(src: &dyn AsyncImageSource, desc: &Descriptor) -> Result<()> {
-    let watch = Arc::new(Watch::default());
-    let mut stream = Checked::new(src.blob(desc).await?, desc, true, Arc::clone(&watch));
+/// Reads a blob through, verified, handing each piece to `take`: its
+/// verification failure (or read error) is reported against the source.
+async fn read_through(src: &dyn AsyncImageSource, desc: &Descriptor, mut take: impl FnMut(&[u8])) -> Result<()> {
+    let mut stream = Checked::new(src.blob(desc).await?, desc, true, Arc::default());
     while let Some(chunk) = stream.next().await {
-        if let Err(e) = chunk {
-            return Err(Error::blob_read(&desc.digest, &src.blob_location(desc), e));
+        match chunk {
+            Ok(b) => take(&b),
+            Err(e) => return Err(Error::blob_read(&desc.digest, &src.blob_location(desc), e)),
         }
     }
     Ok(())
@@ -270,15 +270,8 @@ async fn read_verified_stream(src: &dyn AsyncImageSource, desc: &Descriptor) -> 
 
 /// Reads a small blob whole, verified.
 async fn read_verified(src: &dyn AsyncImageSource, desc: &Descriptor) -> Result<Vec<u8>> {
-    let watch = Arc::new(Watch::default());
-    let mut stream = Checked::new(src.blob(desc).await?, desc, true, Arc::clone(&watch));
     let mut out = Vec::with_capacity(desc.size as usize);
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(b) => out.extend_from_slice(&b),
-            Err(e) => return Err(Error::blob_read(&desc.digest, &src.blob_location(desc), e)),
-        }
-    }
+    read_through(src, desc, |b| out.extend_from_slice(b)).await?;
     Ok(out)
 }
 

@@ -105,11 +105,11 @@ pub async fn serve_with(
     };
     serve_here(here, router, how.tls, shutdown).await;
     let mut result = Ok(());
-    for done in finished {
+    for (i, done) in finished.into_iter().enumerate() {
         match done.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => result = Err(e),
-            Err(_) => result = Err(std::io::Error::other("a serving thread ended early")),
+            Ok(Err(e)) => result = Err(std::io::Error::new(e.kind(), format!("serving thread serve-{i}: {e}"))),
+            Err(_) => result = Err(std::io::Error::other(format!("serving thread serve-{i} ended early"))),
         }
     }
     // Every thread has drained: they may stop (dropping `drain`). Until
