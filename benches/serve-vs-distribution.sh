@@ -3,8 +3,10 @@
 # (distribution), both on a tmpfs, the same clients against each:
 #   - server CPU (exact, from a CPU-accounting cgroup per server) per push
 #     of the image by skopeo, each push into a fresh repository;
-#   - 16 concurrent pulls of the image (manifest + every blob, one curl
-#     each over a kept-alive connection), wall time and throughput;
+#   - 16 concurrent pulls of the image (manifest + every blob over one
+#     kept-alive connection each) by a load generator that discards what
+#     it receives in the kernel (src/bin/pull-load.rs), wall time,
+#     throughput and server CPU; and by 16 curl processes;
 #   - the same pulls with each server held to half a core by a cpu cgroup
 #     (server-bound: the clients do not share the server's CPU budget);
 #   - the server's peak RSS (VmHWM) through all of it.
@@ -15,8 +17,9 @@ layout=${1:?usage: serve-vs-distribution.sh OCI_LAYOUT TAG [RUNS]}
 tag=${2:?tag}
 runs=${3:-5}
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p cargohold
+cargo build --release --quiet -p cargohold -p cargohold-benches --bin cargohold --bin pull-load
 ch=$PWD/target/release/cargohold
+load=$PWD/target/release/pull-load
 work=$(mktemp -d /tmp/cargohold-servebench.XXXXXX)
 mount -t tmpfs -o size=8g tmpfs "$work"
 pids=()
@@ -65,17 +68,26 @@ cpu_ns() {
     awk '/^usage_usec/ {printf "%d\n", $2 * 1000}' "$g/cpu.stat"
   fi
 }
+# Runs a server as a daemon runs: in a session of its own. With the
+# kernel's autogroup scheduling (on here), CPU is then shared between the
+# server and the clients' session as between two programs, not thread by
+# thread: in one session with the 16 pulling threads, a server's share of
+# the CPU grows with how many threads it has (distribution runs a dozen,
+# ours one per CPU), which is no measure of what it does with it. The
+# background job execs setsid, which execs the server in place (the job
+# leads no process group), so $! is the server's pid.
+daemon() { exec setsid "$@"; }
 hwm_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 port=$(free_port)
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
   "$work/dist" "$port" >"$work/dist.yml"
-docker-registry serve "$work/dist.yml" >/dev/null 2>&1 &
+daemon docker-registry serve "$work/dist.yml" >/dev/null 2>&1 &
 dist_pid=$!
 pids+=("$dist_pid")
 dist=127.0.0.1:$port
 port=$(free_port)
-"$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours" &
+daemon "$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours" &
 ours_pid=$!
 pids+=("$ours_pid")
 ours=127.0.0.1:$port
@@ -91,11 +103,11 @@ for r in $(seq 1 "$runs"); do
   port=$(free_port)
   printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
     "$work/dist-push$r" "$port" >"$work/dist-push$r.yml"
-  docker-registry serve "$work/dist-push$r.yml" >/dev/null 2>&1 &
+  daemon docker-registry serve "$work/dist-push$r.yml" >/dev/null 2>&1 &
   dpid=$!
   daddr=127.0.0.1:$port
   port=$(free_port)
-  "$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours-push$r" &
+  daemon "$ch" -q serve --addr "127.0.0.1:$port" --root "$work/ours-push$r" &
   opid=$!
   oaddr=127.0.0.1:$port
   wait_port "$daddr"
@@ -134,12 +146,25 @@ root = sys.argv[1]
 print(sum(os.path.getsize(f"{root}/blobs/sha256/{d.split(':')[1]}") for d in sys.argv[2:]))
 PY
 )
+paths="/v2/bench/push1/manifests/$tag"
+for b in $blobs; do paths+=" /v2/bench/push1/blobs/$b"; done
+# 16 pulls by the load generator: each a thread with one kept-alive
+# connection, manifest then every blob, each body discarded in the kernel
+# (`recv(MSG_TRUNC)`), so the clients take little of the 2 cores and the
+# servers' own cost sets the pace. Prints the seconds it took.
 pull16() {
+  # shellcheck disable=SC2086 # one argument per path
+  "$load" "$1" 16 application/vnd.oci.image.manifest.v1+json $paths | awk '{print $2}'
+}
+# The same 16 pulls by curl, one process per puller, its connection kept
+# alive from the manifest through every blob, as registry clients do (a
+# curl process per blob would measure curl's start-up: 80 of them take a
+# third of 2 cores). curl copies every byte out through 16 KiB reads: on
+# this 2-core machine it takes most of the CPU, so this figure is mostly
+# the clients'.
+pull16_curl() {
   local addr=$1 workers=()
   for _ in $(seq 1 16); do
-    # One client per puller, its connection kept alive from the manifest
-    # through every blob, as registry clients do (a curl process per blob
-    # would measure curl's start-up: 80 of them take a third of 2 cores).
     urls=("http://$addr/v2/bench/push1/manifests/$tag")
     for b in $blobs; do urls+=("http://$addr/v2/bench/push1/blobs/$b"); done
     outs=()
@@ -154,16 +179,16 @@ for r in $(seq 1 "$runs"); do
     addr=${!who}
     pid_var=${who}_pid
     before=$(cpu_ns "${!pid_var}" "$who")
-    s=$(date +%s.%N); pull16 "$addr"; e=$(date +%s.%N)
+    echo "pull16-$who $(pull16 "$addr")" >>"$work/results"
     after=$(cpu_ns "${!pid_var}" "$who")
-    echo "pull16-$who $(python3 -c "print($e - $s)")" >>"$work/results"
     echo "pull16-cpu-$who $(python3 -c "print(($after - $before) / 1e9)")" >>"$work/results"
+    s=$(date +%s.%N); pull16_curl "$addr"; e=$(date +%s.%N)
+    echo "pull16-curl-$who $(python3 -c "print($e - $s)")" >>"$work/results"
   done
 done
 # The same pulls with each server held to half a core (a cpu cgroup,
-# v2 or v1): on this 2-core machine the 16 curl clients otherwise take
-# most of the CPU, so the figure above is mostly theirs; here the server's
-# own throughput sets the pace, as on a mirror whose clients are elsewhere.
+# v2 or v1), as on a mirror whose clients are elsewhere: the server's
+# own throughput sets the pace whatever the clients cost.
 cg=""
 if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
   cg=/sys/fs/cgroup/cargohold-servebench.$$
@@ -179,8 +204,7 @@ if [ -n "$cg" ]; then
   for p in "$dist_pid" "$ours_pid"; do echo "$p" >"$cg/cgroup.procs"; done
   for r in $(seq 1 "$runs"); do
     for who in dist ours; do
-      s=$(date +%s.%N); pull16 "${!who}"; e=$(date +%s.%N)
-      echo "pull16-halfcore-$who $(python3 -c "print($e - $s)")" >>"$work/results"
+      echo "pull16-halfcore-$who $(pull16 "${!who}")" >>"$work/results"
     done
   done
   parent=$(dirname "$cg")
@@ -207,6 +231,7 @@ for who in ("dist", "ours"):
     print(f"16 concurrent pulls, {who}: {16 * size / med['pull16-' + who] / 1e6:.0f} MB/s")
 print(f"16 concurrent pulls: ours/distribution throughput = {med['pull16-dist'] / med['pull16-ours']:.2f}x")
 print(f"16 concurrent pulls: server CPU ours/distribution = {med['pull16-cpu-ours'] / med['pull16-cpu-dist']:.2f}")
+print(f"16 concurrent pulls by curl: ours/distribution throughput = {med['pull16-curl-dist'] / med['pull16-curl-ours']:.2f}x")
 if "pull16-halfcore-ours" in med:
     for who in ("dist", "ours"):
         print(f"16 concurrent pulls, each server held to half a core, {who}: {16 * size / med['pull16-halfcore-' + who] / 1e6:.0f} MB/s")

@@ -187,8 +187,8 @@ pub struct ServeArgs {
     /// upload cut off keeps what it received, and its client can resume it.
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
-    /// Threads that take and serve connections, each serving its connections to their end (default: one per
-    /// CPU, at most 16).
+    /// Threads that take and serve connections, each serving its connections to their end, a new connection going
+    /// to whichever serves fewest (default: one per CPU, at most 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Refuse deletes of manifests, tags and blobs (without --config, deletes are allowed).

@@ -11,6 +11,9 @@ use cargohold_registry::server::{Listening, RequestLogger, ServerOptions, Storag
 use cargohold_testkit::{noise, thread_names};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The tests here count the process's serving threads: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The names of this process's threads that serve connections.
 fn serving_threads() -> Vec<String> {
     thread_names(std::process::id(), "serve-")
@@ -99,6 +102,7 @@ fn start(root: &std::path::Path, threads: usize) -> Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_serve_paced_uploads_and_drain_together() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
     let srv = start(&t.path().join("registry"), 2);
     wait_for_serving_threads(&["serve-0", "serve-1"]).await;
@@ -180,4 +184,53 @@ async fn threads_serve_paced_uploads_and_drain_together() {
         assert!(read.is_err() || got.is_empty(), "no answer: {}", String::from_utf8_lossy(&got));
     }
     assert!(tokio::net::TcpStream::connect(&srv.addr).await.is_err(), "nothing listens any more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_is_spread_over_the_runtimes() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let t = tempfile::tempdir().unwrap();
+    let srv = start(&t.path().join("registry"), 2);
+    wait_for_serving_threads(&["serve-0", "serve-1"]).await;
+
+    // 24 connections opened at once and kept open: whichever runtime
+    // accepts them, each of the three serves a third (give or take two).
+    let addr = srv.addr.clone();
+    let mut open = tokio::task::spawn_blocking(move || {
+        (0..24).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|tcp| {
+        tcp.set_nonblocking(true).unwrap();
+        tokio::net::TcpStream::from_std(tcp).unwrap()
+    })
+    .collect::<Vec<_>>();
+    for tcp in &mut open {
+        tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut byte)).await.expect("an answer").unwrap();
+            head.push(byte[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        let length: usize = String::from_utf8_lossy(&head)
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .expect("a Content-Length");
+        let mut body = vec![0u8; length];
+        tcp.read_exact(&mut body).await.unwrap();
+    }
+    let answered = srv.answered_on.lock().unwrap().clone();
+    assert_eq!(answered.len(), 24);
+    for name in ["caller", "serve-0", "serve-1"] {
+        let n = answered.iter().filter(|a| *a == name).count();
+        assert!((6..=10).contains(&n), "{name} answered {n} of 24: {answered:?}");
+    }
+    drop(open);
+    srv.stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), srv.done).await.expect("drained").unwrap().unwrap();
+    srv.runner.join().unwrap();
 }
