@@ -10,7 +10,11 @@
 //! `Content-Length`, and its body exactly that long. Prints the bytes
 //! received and the seconds it took, from the first connection to the last
 //! byte.
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a benchmark reports on stdout, and says on stderr what went wrong")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a benchmark reports on stdout, and says on stderr what went wrong"
+)]
 
 use std::io::{self, Write};
 use std::net::TcpStream;
