@@ -151,10 +151,13 @@ for b in $blobs; do paths+=" /v2/bench/push1/blobs/$b"; done
 # 16 pulls by the load generator: each a thread with one kept-alive
 # connection, manifest then every blob, each body discarded in the kernel
 # (`recv(MSG_TRUNC)`), so the clients take little of the 2 cores and the
-# servers' own cost sets the pace. Prints the seconds it took.
+# servers' own cost sets the pace. Prints the seconds it took; fails (and
+# so ends the bench) when a response was wrong.
 pull16() {
+  local out
   # shellcheck disable=SC2086 # one argument per path
-  "$load" "$1" 16 application/vnd.oci.image.manifest.v1+json $paths | awk '{print $2}'
+  out=$("$load" "$1" 16 application/vnd.oci.image.manifest.v1+json $paths) || return 1
+  echo "${out#* }"
 }
 # The same 16 pulls by curl, one process per puller, its connection kept
 # alive from the manifest through every blob, as registry clients do (a
@@ -179,7 +182,8 @@ for r in $(seq 1 "$runs"); do
     addr=${!who}
     pid_var=${who}_pid
     before=$(cpu_ns "${!pid_var}" "$who")
-    echo "pull16-$who $(pull16 "$addr")" >>"$work/results"
+    t=$(pull16 "$addr")
+    echo "pull16-$who $t" >>"$work/results"
     after=$(cpu_ns "${!pid_var}" "$who")
     echo "pull16-cpu-$who $(python3 -c "print(($after - $before) / 1e9)")" >>"$work/results"
     s=$(date +%s.%N); pull16_curl "$addr"; e=$(date +%s.%N)
@@ -204,7 +208,8 @@ if [ -n "$cg" ]; then
   for p in "$dist_pid" "$ours_pid"; do echo "$p" >"$cg/cgroup.procs"; done
   for r in $(seq 1 "$runs"); do
     for who in dist ours; do
-      echo "pull16-halfcore-$who $(pull16 "${!who}")" >>"$work/results"
+      t=$(pull16 "${!who}")
+      echo "pull16-halfcore-$who $t" >>"$work/results"
     done
   done
   parent=$(dirname "$cg")

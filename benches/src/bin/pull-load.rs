@@ -16,7 +16,7 @@
     reason = "a benchmark reports on stdout, and says on stderr what went wrong"
 )]
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
@@ -24,7 +24,8 @@ use rustix::net::{RecvFlags, recv};
 
 /// The most one `recv` discards.
 const CHUNK: usize = 4 << 20;
-/// The most a response's status line and headers may take.
+/// The most a response's status line and headers (and the start of its
+/// body read with them) may take.
 const MAX_HEAD: usize = 64 << 10;
 
 fn main() {
@@ -72,24 +73,27 @@ fn pull(addr: &str, accept: &str, paths: &[String]) -> io::Result<u64> {
     let mut total = 0u64;
     for path in paths {
         write!(sock, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n")?;
-        // Peek until the whole head is in, then take just the head.
+        // The head, and whatever of the body came with it.
+        let mut got = 0;
         let end = loop {
-            let (n, _) = recv(&sock, &mut head[..], RecvFlags::PEEK)?;
-            let seen = &head[..n];
-            if seen.is_empty() {
-                return Err(io::Error::other(format!("{path}: the connection closed in the headers")));
-            }
-            if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if seen.len() == MAX_HEAD {
+            if got == MAX_HEAD {
                 return Err(io::Error::other(format!("{path}: headers over {MAX_HEAD} bytes")));
             }
-            std::thread::yield_now();
+            let n = sock.read(&mut head[got..])?;
+            if n == 0 {
+                return Err(io::Error::other(format!("{path}: the connection closed in the headers")));
+            }
+            got += n;
+            if let Some(i) = head[..got].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
         };
-        let (taken, _) = recv(&sock, &mut head[..end], RecvFlags::WAITALL)?;
-        let length = content_length(path, &head[..taken])?;
-        let mut left = length;
+        let length = content_length(path, &head[..end])?;
+        let early = (got - end) as u64;
+        if early > length {
+            return Err(io::Error::other(format!("{path}: more bytes than its Content-Length")));
+        }
+        let mut left = length - early;
         while left > 0 {
             let want = left.min(CHUNK as u64) as usize;
             let (_, n) = recv(&sock, &mut scratch[..want], RecvFlags::TRUNC)?;

@@ -275,7 +275,7 @@ impl Balance {
 }
 
 /// One connection a runtime is counted as serving (see [`Balance`]).
-pub(crate) struct Served {
+struct Served {
     load: Arc<[AtomicUsize]>,
     i: usize,
 }
@@ -340,11 +340,7 @@ async fn accept_until(
                     Some(share) => hand(share, tcp, &graceful, &mut start),
                 }
             }
-            Next::Handed((tcp, served)) => {
-                if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
-                    start(tcp, graceful.watcher(), Some(served));
-                }
-            }
+            Next::Handed((socket, served)) => adopt(socket, served, &graceful, &mut start),
             Next::Retry => {}
             Next::Stop => break,
         }
@@ -352,10 +348,8 @@ async fn accept_until(
     // Connections handed here before the shutdown are served too.
     if let Some(share) = &mut share {
         share.inbox.close();
-        while let Ok((tcp, served)) = share.inbox.try_recv() {
-            if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
-                start(tcp, graceful.watcher(), Some(served));
-            }
+        while let Ok((socket, served)) = share.inbox.try_recv() {
+            adopt(socket, served, &graceful, &mut start);
         }
     }
     graceful.shutdown().await;
@@ -374,14 +368,26 @@ fn hand(
     if to == share.me {
         return start(tcp, graceful.watcher(), Some(balance.count(to)));
     }
-    let Ok(std) = tcp.into_std() else { return };
+    // Out of this runtime's reactor, into the other's. A socket that
+    // cannot leave it (never seen) is closed.
+    let Ok(socket) = tcp.into_std() else { return };
     // That runtime has stopped taking connections (a drain): this one
     // serves it.
-    if let Err(mpsc::error::SendError((std, there))) = balance.inboxes[to].send((std, balance.count(to))) {
+    if let Err(mpsc::error::SendError((socket, there))) = balance.inboxes[to].send((socket, balance.count(to))) {
         drop(there);
-        let here = balance.count(share.me);
-        if let Ok(tcp) = tokio::net::TcpStream::from_std(std) {
-            start(tcp, graceful.watcher(), Some(here));
-        }
+        adopt(socket, balance.count(share.me), graceful, start);
+    }
+}
+
+/// Serves `socket`, handed over as a plain socket and counted as `served`,
+/// on this runtime.
+fn adopt(
+    socket: std::net::TcpStream,
+    served: Served,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+    start: &mut impl FnMut(tokio::net::TcpStream, hyper_util::server::graceful::Watcher, Option<Served>),
+) {
+    if let Ok(tcp) = tokio::net::TcpStream::from_std(socket) {
+        start(tcp, graceful.watcher(), Some(served));
     }
 }
