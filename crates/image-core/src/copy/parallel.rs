@@ -81,12 +81,25 @@ async fn copy_image(
     progress: &dyn Progress,
 ) -> Result<RawManifest> {
     check_config_size(&m)?;
-    let config_bytes = read_verified(src, &m.config).await?;
-    check_config(&config_bytes, &m, &raw, &src.location())?;
+    // Where the destination stages blobs, the config is read and checked
+    // beside the layers (its round trip then holds none back; a bad config
+    // stops them and nothing is stored); elsewhere, and with one job (one
+    // blob at a time), before any layer moves.
+    let (manifest, location) = (&m, src.location());
+    let config = || async {
+        let bytes = read_verified(src, &manifest.config).await?;
+        check_config(&bytes, manifest, &raw, &location)?;
+        Ok::<_, Error>(bytes)
+    };
+    let early = if dst.stages_blobs() && jobs > 1 { None } else { Some(config().await?) };
     // The config goes beside the layers where the destination takes blobs
     // at once (a push's round trips for it then hold no layer back), else
     // first.
     let put_config = async {
+        let config_bytes = match early {
+            Some(bytes) => bytes,
+            None => config().await?,
+        };
         match dst.claim_blob(&m.config).await? {
             Some(_claim) if !dst.has_blob(&m.config).await? => {
                 dst.put_blob(&m.config, BlobKind::Config, bytes_stream(config_bytes)).await

@@ -74,6 +74,14 @@ pub trait AsyncImageDest: Send + Sync {
     fn verifies_blobs(&self) -> bool {
         false
     }
+    /// Whether blobs put are held back until [`AsyncImageDest::commit`] and
+    /// gone without it (as a layout stages them), so a copy may move layers
+    /// while it still reads and checks the config: a bad config then stores
+    /// nothing. `false` (a registry, where each blob lands as it is sent):
+    /// the config is checked before any layer moves.
+    fn stages_blobs(&self) -> bool {
+        false
+    }
     /// Whether the blob is already present.
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
     /// Called first for each blob, before the copy checks for it

@@ -349,6 +349,10 @@ impl AsyncImageDest for LayoutDest {
         true
     }
 
+    fn stages_blobs(&self) -> bool {
+        true
+    }
+
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         if self.staged(&desc.digest) {
             return Ok(true);

@@ -22,6 +22,8 @@ struct Watched {
     inner: Box<dyn AsyncImageSource>,
     now: Arc<AtomicUsize>,
     most: Arc<AtomicUsize>,
+    /// Every blob asked for, in order.
+    asked: Arc<std::sync::Mutex<Vec<cargohold_image_core::Digest>>>,
     corrupt: Option<cargohold_image_core::Digest>,
 }
 
@@ -46,6 +48,7 @@ impl AsyncImageSource for Watched {
     }
     async fn blob(&self, desc: &Descriptor) -> cargohold_image_core::Result<BlobStream> {
         let body = self.inner.blob(desc).await?;
+        self.asked.lock().unwrap().push(desc.digest.clone());
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(n, Ordering::SeqCst);
         let leaving = Arc::new(Leaving(Arc::clone(&self.now)));
@@ -82,7 +85,13 @@ fn four_layers() -> Vec<Vec<u8>> {
 
 async fn watched(layout: &std::path::Path, store: &Store, corrupt: Option<cargohold_image_core::Digest>) -> Watched {
     let loc = ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap();
-    Watched { inner: open_source_async(&loc, store).await.unwrap(), now: Arc::default(), most: Arc::default(), corrupt }
+    Watched {
+        inner: open_source_async(&loc, store).await.unwrap(),
+        now: Arc::default(),
+        most: Arc::default(),
+        asked: Arc::default(),
+        corrupt,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,4 +300,102 @@ async fn a_refused_blob_is_blamed_on_whoever_is_wrong() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// Rewrites the image of `layout` (tag v1) with a config that lists one diff
+/// ID fewer than its layers: a broken image whose blobs all verify.
+fn drop_a_diff_id(layout: &std::path::Path) -> cargohold_image_core::Digest {
+    let blob_path = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let put = |bytes: &[u8]| {
+        let d = cargohold_image_core::Digest::sha256_of(bytes);
+        std::fs::write(blob_path(d.as_str()), bytes).unwrap();
+        d
+    };
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let m_digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob_path(&m_digest)).unwrap()).unwrap();
+    let c_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(blob_path(&c_digest)).unwrap()).unwrap();
+    config["rootfs"]["diff_ids"].as_array_mut().unwrap().pop();
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let config_digest = put(&config_bytes);
+    manifest["config"]["digest"] = config_digest.as_str().into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = put(&manifest_bytes);
+    index["manifests"][0]["digest"] = manifest_digest.as_str().into();
+    index["manifests"][0]["size"] = manifest_bytes.len().into();
+    std::fs::write(index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    config_digest
+}
+
+/// A destination where each blob lands as it is sent (as in a registry):
+/// records what it was sent.
+#[derive(Default)]
+struct Landing(std::sync::Mutex<Vec<cargohold_image_core::Digest>>);
+
+#[async_trait::async_trait]
+impl cargohold_image_core::AsyncImageDest for Landing {
+    fn location(&self) -> String {
+        "landing".into()
+    }
+    async fn has_blob(&self, _: &Descriptor) -> cargohold_image_core::Result<bool> {
+        Ok(false)
+    }
+    async fn put_blob(
+        &self,
+        desc: &Descriptor,
+        _: cargohold_image_core::BlobKind,
+        mut data: BlobStream,
+    ) -> cargohold_image_core::Result<Descriptor> {
+        while let Some(chunk) = data.next().await {
+            chunk.map_err(|e| Error::blob_read(&desc.digest, "the test's stream", e))?;
+        }
+        self.0.lock().unwrap().push(desc.digest.clone());
+        Ok(desc.clone())
+    }
+    async fn put_manifest(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
+        Ok(())
+    }
+    async fn commit(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
+        Ok(())
+    }
+}
+
+/// A config that does not match its manifest fails the copy with an error
+/// that says so, and stores nothing. Into a store (which stages blobs until
+/// the commit) the layers start beside the config's fetch, so its round
+/// trip holds none back; into a destination where blobs land as they are
+/// sent, no layer is read before the config has been checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_that_does_not_match_its_manifest_stores_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    make_layout(&layout, "v1", &four_layers());
+    let config = drop_a_diff_id(&layout);
+    let store_dir = t.path().join("store");
+    let store = Store::open(&store_dir).unwrap();
+    let before = snapshot(&store_dir);
+
+    let src = watched(&layout, &store, None).await;
+    let dst = open_dest_async(&ImageLocation::parse("app:1").unwrap(), &store, None).await.unwrap();
+    assert!(dst.stages_blobs());
+    let err = copy_async(&src, dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("4 layers but the config lists 3 diff IDs"), "{text}");
+    assert!(text.contains(&layout.display().to_string()), "the error does not name the source: {text}");
+    assert!(src.asked.lock().unwrap().len() > 1, "no layer started beside the config");
+    drop(dst);
+    assert_eq!(snapshot(&store_dir), before, "a failed copy changed the store");
+    assert_eq!(ingest_leftovers(&store_dir), 0);
+    assert!(store.resolve("app:1").is_err());
+
+    let src = watched(&layout, &store, None).await;
+    let landing = Landing::default();
+    let err = copy_async(&src, &landing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    assert!(chain(&err).contains("the config lists 3 diff IDs"), "{err:?}");
+    assert_eq!(*src.asked.lock().unwrap(), vec![config], "a layer was read before the config was checked");
+    assert!(landing.0.lock().unwrap().is_empty(), "a blob landed");
 }
