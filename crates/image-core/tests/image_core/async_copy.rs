@@ -220,14 +220,19 @@ async fn large_blobs_are_hashed_beside_their_writing_and_verified() {
     }
 }
 
-/// A destination that checks what it is sent (as a registry does) and
-/// refuses every layer as not matching its digest.
-struct Refusing;
+/// A destination where each blob lands as it is sent (as in a registry,
+/// which also checks what it is sent): records what landed, and with
+/// `refuse_layers` refuses every layer as not matching its digest.
+#[derive(Default)]
+struct Landing {
+    refuse_layers: bool,
+    landed: std::sync::Mutex<Vec<cargohold_image_core::Digest>>,
+}
 
 #[async_trait::async_trait]
-impl cargohold_image_core::AsyncImageDest for Refusing {
+impl cargohold_image_core::AsyncImageDest for Landing {
     fn location(&self) -> String {
-        "refusing".into()
+        "landing".into()
     }
     fn verifies_blobs(&self) -> bool {
         true
@@ -245,7 +250,7 @@ impl cargohold_image_core::AsyncImageDest for Refusing {
             chunk.map_err(|e| Error::blob_read(&desc.digest, "the test's stream", e))?;
         }
         match kind {
-            cargohold_image_core::BlobKind::Layer(_) => Err(Error::Verify {
+            cargohold_image_core::BlobKind::Layer(_) if self.refuse_layers => Err(Error::Verify {
                 digest: desc.digest.clone(),
                 location: "refusing".into(),
                 source: Box::new(cargohold_image_core::VerifyError::Refused {
@@ -253,7 +258,10 @@ impl cargohold_image_core::AsyncImageDest for Refusing {
                     by: "the test's registry (DIGEST_INVALID)".into(),
                 }),
             }),
-            _ => Ok(desc.clone()),
+            _ => {
+                self.landed.lock().unwrap().push(desc.digest.clone());
+                Ok(desc.clone())
+            }
         }
     }
     async fn put_manifest(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
@@ -274,9 +282,10 @@ async fn a_refused_blob_is_blamed_on_whoever_is_wrong() {
     let layout = t.path().join("layout");
     let built = make_layout(&layout, "v1", &four_layers()[..1]);
     let store = Store::open(t.path().join("store")).unwrap();
+    let refusing = Landing { refuse_layers: true, ..Landing::default() };
 
     let good = watched(&layout, &store, None).await;
-    let err = copy_async(&good, &Refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    let err = copy_async(&good, &refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
     match &err {
         Error::Verify { digest, location, source } => {
             assert_eq!(digest, &built.layers[0]);
@@ -288,7 +297,7 @@ async fn a_refused_blob_is_blamed_on_whoever_is_wrong() {
     assert!(err.to_string().contains("refusing") && format!("{:?}", err).contains("DIGEST_INVALID"), "{err:?}");
 
     let bad = watched(&layout, &store, Some(built.layers[0].clone())).await;
-    let err = copy_async(&bad, &Refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
+    let err = copy_async(&bad, &refusing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
     match &err {
         Error::Verify { digest, location, source } => {
             assert_eq!(digest, &built.layers[0]);
@@ -331,39 +340,6 @@ fn drop_a_diff_id(layout: &std::path::Path) -> cargohold_image_core::Digest {
     config_digest
 }
 
-/// A destination where each blob lands as it is sent (as in a registry):
-/// records what it was sent.
-#[derive(Default)]
-struct Landing(std::sync::Mutex<Vec<cargohold_image_core::Digest>>);
-
-#[async_trait::async_trait]
-impl cargohold_image_core::AsyncImageDest for Landing {
-    fn location(&self) -> String {
-        "landing".into()
-    }
-    async fn has_blob(&self, _: &Descriptor) -> cargohold_image_core::Result<bool> {
-        Ok(false)
-    }
-    async fn put_blob(
-        &self,
-        desc: &Descriptor,
-        _: cargohold_image_core::BlobKind,
-        mut data: BlobStream,
-    ) -> cargohold_image_core::Result<Descriptor> {
-        while let Some(chunk) = data.next().await {
-            chunk.map_err(|e| Error::blob_read(&desc.digest, "the test's stream", e))?;
-        }
-        self.0.lock().unwrap().push(desc.digest.clone());
-        Ok(desc.clone())
-    }
-    async fn put_manifest(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
-        Ok(())
-    }
-    async fn commit(&self, _: &RawManifest) -> cargohold_image_core::Result<()> {
-        Ok(())
-    }
-}
-
 /// A config that does not match its manifest fails the copy with an error
 /// that says so, and stores nothing. Into a store (which stages blobs until
 /// the commit) the layers start beside the config's fetch, so its round
@@ -397,5 +373,5 @@ async fn a_config_that_does_not_match_its_manifest_stores_nothing() {
     let err = copy_async(&src, &landing, &CopyOptions::default(), 4, &NoProgress).await.unwrap_err();
     assert!(chain(&err).contains("the config lists 3 diff IDs"), "{err:?}");
     assert_eq!(*src.asked.lock().unwrap(), vec![config], "a layer was read before the config was checked");
-    assert!(landing.0.lock().unwrap().is_empty(), "a blob landed");
+    assert!(landing.landed.lock().unwrap().is_empty(), "a blob landed");
 }
