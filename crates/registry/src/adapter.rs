@@ -72,11 +72,17 @@ impl Drop for OwnedRuntime {
 }
 
 impl Registry {
-    /// A client with its own multi-threaded runtime.
+    /// A client with its own multi-threaded runtime: a worker thread for
+    /// every two CPUs (one at least). Its workers drive the connections;
+    /// the bulk of a transfer's work, hashing and writing blobs, runs on
+    /// threads of its own, which the other CPUs are left to (measured on 2
+    /// CPUs: a second worker made a pull spend 4% more CPU, its wall time
+    /// 2% longer, in more thread switches).
     pub fn new(opts: ClientOptions) -> Result<Self> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .worker_threads(2)
+            .worker_threads(workers)
             .build()
             .map_err(Error::Runtime)?;
         Ok(Registry {
