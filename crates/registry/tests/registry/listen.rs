@@ -100,12 +100,39 @@ fn start(root: &std::path::Path, threads: usize) -> Running {
     Running { addr: addr_rx.recv().unwrap(), stop, abort, done, answered_on, runner }
 }
 
+/// [`start`], once its `threads` serving threads run.
+async fn serving(root: &std::path::Path, threads: usize) -> Running {
+    let srv = start(root, threads);
+    let names: Vec<String> = (0..threads).map(|i| format!("serve-{i}")).collect();
+    wait_for_serving_threads(&names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    srv
+}
+
+/// The status and body of the next response on a kept-alive `tcp` (one
+/// with a `Content-Length`).
+async fn next_response(tcp: &mut tokio::net::TcpStream) -> (u16, Vec<u8>) {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8];
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut byte)).await.expect("an answer").unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .expect("a Content-Length");
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.unwrap();
+    (status, body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_serve_paced_uploads_and_drain_together() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
-    let srv = start(&t.path().join("registry"), 2);
-    wait_for_serving_threads(&["serve-0", "serve-1"]).await;
+    let srv = serving(&t.path().join("registry"), 2).await;
 
     // Uploads of 3.5 MiB (the receive mark is set for them), each sent in
     // uneven pieces with pauses, the last below the mark.
@@ -168,8 +195,7 @@ async fn threads_serve_paced_uploads_and_drain_together() {
 
     // A server dropped while an upload is in flight stops its threads at
     // once: the upload's connection is closed unanswered.
-    let srv = start(&t.path().join("registry"), 3);
-    wait_for_serving_threads(&["serve-0", "serve-1", "serve-2"]).await;
+    let srv = serving(&t.path().join("registry"), 3).await;
     let mut open = Vec::new();
     for i in 0..4 {
         open.push(start_upload(&srv.addr, &noise(3 << 20, 200 + i), 1 << 20).await);
@@ -190,8 +216,7 @@ async fn threads_serve_paced_uploads_and_drain_together() {
 async fn a_burst_of_connections_is_spread_over_the_runtimes() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
-    let srv = start(&t.path().join("registry"), 2);
-    wait_for_serving_threads(&["serve-0", "serve-1"]).await;
+    let srv = serving(&t.path().join("registry"), 2).await;
 
     // 24 connections opened at once and kept open: whichever runtime
     // accepts them, each of the three serves a third (give or take two).
@@ -209,19 +234,8 @@ async fn a_burst_of_connections_is_spread_over_the_runtimes() {
     .collect::<Vec<_>>();
     for tcp in &mut open {
         tcp.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8];
-            tokio::time::timeout(Duration::from_secs(10), tcp.read_exact(&mut byte)).await.expect("an answer").unwrap();
-            head.push(byte[0]);
-        }
-        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
-        let length: usize = String::from_utf8_lossy(&head)
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-            .expect("a Content-Length");
-        let mut body = vec![0u8; length];
-        tcp.read_exact(&mut body).await.unwrap();
+        let (status, body) = next_response(tcp).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     }
     let answered = srv.answered_on.lock().unwrap().clone();
     assert_eq!(answered.len(), 24);
