@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     cargohold_runtime::set_program_search_path(path);
     match cmd::run(cli) {
         Ok(code) => code,
+        Err(err) if err.is::<cmd::OutputClosed>() => ExitCode::from(141),
         Err(err) => {
             eprintln!("cargohold: error: {err:#}");
             ExitCode::FAILURE

@@ -157,6 +157,31 @@ pub(crate) fn blob_err(digest: &Digest, location: &str, source: io::Error) -> Er
 }
 
 impl Error {
+    /// The same error with the file `from` called `to` wherever it names
+    /// it: a spool file is named as what it holds (`standard input`).
+    pub(crate) fn naming(self, from: &Path, to: &str) -> Error {
+        let text = from.display().to_string();
+        let path = |p: PathBuf| if p == from { PathBuf::from(to) } else { p };
+        let loc = |l: String| l.replace(&text, to);
+        match self {
+            Error::Io { action, path: p, source } => Error::Io { action, path: path(p), source },
+            Error::Archive { path: p, reason } => Error::Archive { path: path(p), reason: loc(reason) },
+            Error::Verify { digest, location, source } => Error::Verify { digest, location: loc(location), source },
+            Error::ReadBlob { digest, location, source } => Error::ReadBlob { digest, location: loc(location), source },
+            Error::BlobNotFound { digest, location } => Error::BlobNotFound { digest, location: loc(location) },
+            Error::ImageNotFound { name, location } => Error::ImageNotFound { name, location: loc(location) },
+            Error::Ambiguous { location, candidates } => Error::Ambiguous { location: loc(location), candidates },
+            Error::NoMatchingPlatform { wanted, location, available } => {
+                Error::NoMatchingPlatform { wanted, location: loc(location), available }
+            }
+            Error::Unsupported { location, what } => Error::Unsupported { location: loc(location), what },
+            Error::DiffIdMismatch { layer, location, expected, actual } => {
+                Error::DiffIdMismatch { layer, location: loc(location), expected, actual }
+            }
+            other => other,
+        }
+    }
+
     /// The error for a failed read of blob `digest` from `location`: a
     /// [`Error::Verify`] when the read failed verification, else [`Error::ReadBlob`].
     pub fn blob_read(digest: &Digest, location: &str, source: io::Error) -> Error {

@@ -79,7 +79,7 @@ impl<W: Write> TarOut<W> {
         if ft.is_file() && m.nlink() > 1 {
             if let Some(first) = self.seen.get(&(m.dev(), m.ino())) {
                 h.set_entry_type(tar::EntryType::Link);
-                return self.b.append_link(&mut h, &name, first).map_err(|e| Self::err(rel, "write", e));
+                return self.b.append_link(&mut h, &name, first).map_err(|e| Self::err(rel, "archive", e));
             }
             self.seen.insert((m.dev(), m.ino()), rel.to_path_buf());
         }
@@ -87,14 +87,14 @@ impl<W: Write> TarOut<W> {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(m.len());
             let f = File::open(full).map_err(|e| Self::err(full, "open", e))?;
-            self.b.append_data(&mut h, &name, f).map_err(|e| Self::err(rel, "write", e))
+            self.b.append_data(&mut h, &name, f).map_err(|e| Self::err(rel, "archive", e))
         } else if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
-            self.b.append_data(&mut h, &name, io::empty()).map_err(|e| Self::err(rel, "write", e))
+            self.b.append_data(&mut h, &name, io::empty()).map_err(|e| Self::err(rel, "archive", e))
         } else if ft.is_symlink() {
             h.set_entry_type(tar::EntryType::Symlink);
             let target = fs::read_link(full).map_err(|e| Self::err(full, "read the link", e))?;
-            self.b.append_link(&mut h, &name, target).map_err(|e| Self::err(rel, "write", e))
+            self.b.append_link(&mut h, &name, target).map_err(|e| Self::err(rel, "archive", e))
         } else {
             let ty = if ft.is_fifo() {
                 tar::EntryType::Fifo
@@ -111,7 +111,7 @@ impl<W: Write> TarOut<W> {
                 h.set_device_major(rustix::fs::major(dev)).map_err(|e| Self::err(rel, "encode the device of", e))?;
                 h.set_device_minor(rustix::fs::minor(dev)).map_err(|e| Self::err(rel, "encode the device of", e))?;
             }
-            self.b.append_data(&mut h, &name, io::empty()).map_err(|e| Self::err(rel, "write", e))
+            self.b.append_data(&mut h, &name, io::empty()).map_err(|e| Self::err(rel, "archive", e))
         }
     }
 
@@ -123,7 +123,7 @@ impl<W: Write> TarOut<W> {
         h.set_mode(0o644);
         h.set_mtime(0);
         self.entries += 1;
-        self.b.append_data(&mut h, rel, io::empty()).map_err(|e| Self::err(rel, "write", e))
+        self.b.append_data(&mut h, rel, io::empty()).map_err(|e| Self::err(rel, "archive", e))
     }
 
     pub(crate) fn finish(self) -> Result<W> {

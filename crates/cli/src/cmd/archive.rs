@@ -62,7 +62,8 @@ pub fn save(ctx: &Ctx, args: &SaveArgs) -> Result<()> {
     let names = args.images.join(", ");
     let reports = store
         .save_many(&args.images, &path, format, &NoProgress)
-        .with_context(|| format!("could not save {names} to {}", args.output.display()))?;
+        .with_context(|| format!("could not save {names} to {}", args.output.display()))
+        .map_err(|e| super::closed_output(e, to_stdout))?;
     if args.out.json {
         if let [report] = reports.as_slice() {
             return output::json(

@@ -374,8 +374,10 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> Result<()> {
     if out && args.destination == "-" {
         let (_, path) = container_path(&args.source).expect("checked above");
         let mut stdout = std::io::BufWriter::with_capacity(256 << 10, std::io::stdout());
-        c.copy_out_tar(path, &mut stdout)?;
-        return std::io::Write::flush(&mut stdout).context("could not write the tar to standard output");
+        c.copy_out_tar(path, &mut stdout).map_err(|e| super::closed_output(e.into(), true))?;
+        return std::io::Write::flush(&mut stdout)
+            .context("could not write the tar to standard output")
+            .map_err(|e| super::closed_output(e, true));
     }
     if !out && args.source == "-" {
         let (_, path) = container_path(&args.destination).expect("checked above");

@@ -30,8 +30,11 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
                 .with_context(|| format!("could not create {}", args.output.display()))?;
             let mut w = std::io::BufWriter::new(out.file());
             let n = export_container(&c, &mut w, super::source_date_epoch())
-                .with_context(|| format!("could not export container {}", args.image))?;
-            std::io::Write::flush(&mut w).with_context(|| format!("could not write {}", args.output.display()))?;
+                .with_context(|| format!("could not export container {}", args.image))
+                .map_err(|e| super::closed_output(e, to_stdout))?;
+            std::io::Write::flush(&mut w)
+                .with_context(|| format!("could not write {}", args.output.display()))
+                .map_err(|e| super::closed_output(e, to_stdout))?;
             drop(w);
             out.finish().with_context(|| format!("could not write {}", args.output.display()))?;
             n
@@ -66,7 +69,8 @@ pub fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
         entries = archive_tree(&rootfs, w, &WriteOptions { clamp_mtime: super::source_date_epoch() })?.1;
         Ok(())
     })
-    .with_context(|| format!("could not write {}", args.output.display()))?;
+    .with_context(|| format!("could not write {}", args.output.display()))
+    .map_err(|e| super::closed_output(e, to_stdout))?;
     if args.out.json {
         return output::json(
             &json!({ "image": args.image, "output": args.output, "entries": entries, "diff_id": diff_id }),

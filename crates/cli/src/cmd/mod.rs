@@ -291,6 +291,29 @@ pub fn platform(p: Option<&str>) -> Result<Option<Platform>> {
     p.map(|s| s.parse::<Platform>().map_err(anyhow::Error::from)).transpose()
 }
 
+/// A command's output went to standard output and its reader stopped
+/// reading (`| head`): the command ends as one killed by `SIGPIPE` does,
+/// with status 141 and nothing said, as docker, podman and skopeo do.
+#[derive(Debug)]
+pub struct OutputClosed;
+
+impl std::fmt::Display for OutputClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for OutputClosed {}
+
+/// `err`, or [`OutputClosed`] when the output is standard output and a
+/// write to it found the pipe closed.
+pub fn closed_output(err: anyhow::Error, to_stdout: bool) -> anyhow::Error {
+    let broken = err
+        .chain()
+        .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe));
+    if to_stdout && broken { anyhow::Error::new(OutputClosed) } else { err }
+}
+
 /// `-o -` is standard output (`/dev/stdout`, written through); whether it
 /// is, so that status lines go to standard error instead.
 pub fn output_path(p: &std::path::Path, json: bool) -> Result<(std::path::PathBuf, bool)> {

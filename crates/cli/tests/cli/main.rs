@@ -652,7 +652,34 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
     let oci = t.path().join("x.tar");
     let out = ch(&store, &["save", "bb:1", "imported:1", "--format", "oci", "-o", oci.to_str().unwrap()]);
     assert!(!out.status.success() && !oci.exists(), "{out:?}");
+    // Junk on standard input is named as that, not as the spool it went to.
     let out =
         bin().arg("--store").arg(&store).args(["load"]).stdin(std::fs::File::open(&junk).unwrap()).output().unwrap();
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("standard input"), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("invalid archive standard input: not a tar"), "{err}");
+    assert!(!err.contains(".cargohold"), "the spool is not named: {err}");
+
+    // A reader that stops reading (`| head`): the end of a process killed
+    // by SIGPIPE (status 141, nothing said), as docker and podman.
+    for cmd in ["save", "export"] {
+        let mut child = bin()
+            .arg("--store")
+            .arg(&store)
+            .args([cmd, "bb:1", "-o", "-"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(141), "{cmd}: {out:?}");
+        assert!(out.stderr.is_empty(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A full disk is the output's failure, not the image's.
+    for (cmd, says) in [("save", "could not write /dev/full"), ("export", "could not archive ")] {
+        let out = ch(&store, &[cmd, "bb:1", "-o", "/dev/full"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says) && err.contains("No space left"), "{cmd}: {err}");
+        assert!(!err.contains("could not read blob"), "{cmd}: {err}");
+    }
 }

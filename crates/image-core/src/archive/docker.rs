@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::writer::TarWriter;
+use super::writer::{TarWriter, WatchedWriter};
 use crate::digest::{Algorithm, Digest, HashingReader, HashingWriter, VerifyingReader};
 use crate::error::{Error, Result, blob_err, io_err};
 use crate::manifest::{
@@ -360,13 +360,20 @@ impl ImageDest for DockerArchiveDest {
                 }
                 let dir = &self.w.scratch_dir();
                 let spool = tempfile::tempfile_in(dir).map_err(io_err("create a temp file in", dir))?;
-                let mut hw = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, spool), Algorithm::Sha256);
-                decompress_into(compression, &mut r, &mut hw).map_err(|e| blob_err(&desc.digest, &location, e))?;
+                let spool = WatchedWriter::new(io::BufWriter::with_capacity(1 << 20, spool));
+                let mut hw = HashingWriter::new(spool, Algorithm::Sha256);
+                // The spool's own failures (a full disk) are the archive's;
+                // any other is the blob's (a failed read, a corrupt stream).
+                decompress_into(compression, &mut r, &mut hw).map_err(|e| match hw.get_ref().failed {
+                    true => io_err("write a layer spool in", dir)(e),
+                    false => blob_err(&desc.digest, &location, e),
+                })?;
                 // Drain what the decoder left (trailing bytes) so the compressed
                 // digest is verified over the whole blob.
                 io::copy(&mut r, &mut io::sink()).map_err(|e| blob_err(&desc.digest, &location, e))?;
                 let (w, actual, size) = hw.finish();
-                let mut spool = w.into_inner().map_err(|e| io_err("write", dir)(e.into_error()))?;
+                let mut spool =
+                    w.into_inner().into_inner().map_err(|e| io_err("write a layer spool in", dir)(e.into_error()))?;
                 if actual != expected {
                     return Err(Error::DiffIdMismatch { layer: desc.digest.clone(), location, expected, actual });
                 }

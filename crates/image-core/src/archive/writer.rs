@@ -73,8 +73,17 @@ impl TarWriter {
             return Ok(());
         }
         let mut h = Self::header(size, 0o644);
-        let mut counted = Counted { inner: data, n: 0 };
-        self.builder_mut().append_data(&mut h, name, &mut counted).map_err(|e| blob_err(digest, location, e))?;
+        let mut counted = Counted { inner: data, n: 0, failed: false };
+        let dest = self.dest.clone();
+        // A failure of the blob's own stream names the blob; any other is
+        // the archive's (a full disk, a reader that closed the pipe).
+        self.builder_mut().append_data(&mut h, name, &mut counted).map_err(|e| {
+            if counted.failed {
+                blob_err(digest, location, e)
+            } else {
+                Error::Io { action: "write", path: dest, source: e }
+            }
+        })?;
         if counted.n != size {
             return Err(Error::Archive {
                 path: self.dest.clone(),
@@ -102,12 +111,41 @@ impl TarWriter {
 struct Counted<'a> {
     inner: &'a mut dyn Read,
     n: u64,
+    /// Whether `inner` failed (rather than the writing).
+    failed: bool,
 }
 
 impl Read for Counted<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.n += n as u64;
         Ok(n)
+    }
+}
+
+/// A writer that remembers whether a write of its own failed, so that a
+/// copy into it can tell its failures from the reader's.
+pub(crate) struct WatchedWriter<W> {
+    inner: W,
+    pub(crate) failed: bool,
+}
+
+impl<W> WatchedWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        WatchedWriter { inner, failed: false }
+    }
+
+    pub(crate) fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for WatchedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }

@@ -51,7 +51,7 @@ impl Store {
             .map_err(crate::error::io_err("create a spool file in", &dir))?;
         std::io::copy(input, spool.as_file_mut())
             .map_err(crate::error::io_err("spool standard input to", spool.path()))?;
-        self.load_archive(spool.path(), name, progress)
+        self.load_archive(spool.path(), name, progress).map_err(|e| e.naming(spool.path(), "standard input"))
     }
 
     /// Loads every image of a docker or OCI archive (detected from its contents,

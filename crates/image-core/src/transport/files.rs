@@ -49,6 +49,9 @@ pub(crate) struct TarIndex {
     entries: Arc<HashMap<String, Entry>>,
 }
 
+/// What a file that does not start with a tar header is told.
+const NOT_A_TAR: &str = "not a tar archive (plain, or compressed with gzip, zstd, xz or bzip2)";
+
 /// More entries than any image archive has; bounds the index's memory.
 const MAX_ENTRIES: usize = 1_000_000;
 
@@ -75,7 +78,10 @@ impl TarIndex {
         let mut archive = tar::Archive::new(&file);
         let mut saw_any = false;
         for entry in archive.entries_with_seek().map_err(|e| bad(format!("not a tar file: {e}")))? {
-            let entry = entry.map_err(|e| bad(format!("truncated or corrupt tar: {e}")))?;
+            let entry = entry.map_err(|e| match saw_any {
+                true => bad(format!("truncated or corrupt tar: {e}")),
+                false => bad(NOT_A_TAR.into()),
+            })?;
             saw_any = true;
             if entries.len() >= MAX_ENTRIES {
                 return Err(bad(format!("more than {MAX_ENTRIES} entries")));
@@ -108,7 +114,7 @@ impl TarIndex {
             }
         }
         if !saw_any {
-            return Err(bad("empty or not a tar file".into()));
+            return Err(bad(format!("empty, or {NOT_A_TAR}")));
         }
         Ok(TarIndex { path: path.into(), file: Arc::new(file), entries: Arc::new(entries) })
     }
