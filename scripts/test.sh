@@ -34,9 +34,10 @@ for tool in skopeo umoci docker-registry debootstrap htpasswd openssl busybox ge
 done
 
 # OpenStack Swift for the S3 storage tests (../shared/services/swift-saio.sh starts one per
-# test on loopback).
+# test on loopback); Prometheus for its metrics checker (promtool), which reads serve's metrics.
 swift_missing=()
-for pkg in swift swift-proxy swift-account swift-container swift-object python3-swiftclient python3-lxml memcached; do
+for pkg in swift swift-proxy swift-account swift-container swift-object python3-swiftclient python3-lxml memcached \
+  prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || swift_missing+=("$pkg")
 done
 if ((${#swift_missing[@]})); then
@@ -45,6 +46,7 @@ if ((${#swift_missing[@]})); then
 fi
 if [ -n "$made_pol" ]; then rm -f $pol; trap - EXIT; fi
 command -v swift >/dev/null || { echo "error: swift (python3-swiftclient) is not installed" >&2; exit 1; }
+command -v promtool >/dev/null || { echo "error: promtool (prometheus) is not installed" >&2; exit 1; }
 
 [ -f /usr/share/containers/seccomp.json ] || { echo "error: podman's seccomp profile is missing" >&2; exit 1; }
 

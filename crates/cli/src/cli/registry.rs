@@ -187,6 +187,10 @@ pub struct ServeArgs {
     /// upload cut off keeps what it received, and its client can resume it.
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
+    /// Serve /debug/health and Prometheus metrics (/metrics, under distribution's names) on this address, apart
+    /// from the registry's (as http.debug.addr with http.debug.prometheus.enabled).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub debug_addr: Option<String>,
     /// Threads that take and serve connections, each serving its connections to their end, a new connection going
     /// to whichever serves fewest (default: one per CPU, at most 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Acl, Endpoint, GcOptions, Htpasswd, Listening, Notifier, Proxy, RegistryConfig, S3Driver, S3Options, ServerOptions,
-    Storage, TlsFiles, TokenAuth, TokenIssuer, router, serve_with, server_config,
+    Acl, Endpoint, GcOptions, Htpasswd, Listening, Metrics, Notifier, Proxy, RegistryConfig, S3Driver, S3Options,
+    ServerOptions, Storage, TlsFiles, TokenAuth, TokenIssuer, debug_router, router, serve_with, server_config,
 };
 
 use super::Ctx;
@@ -237,7 +237,15 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let opts = ServerOptions { proxy, https: tls.is_some(), ..opts };
+    // The debug address: health, and metrics (always with the flag; with
+    // config.yml, when http.debug.prometheus is enabled).
+    let debug = match (&args.debug_addr, config.as_ref().and_then(|c| c.debug_addr.clone())) {
+        (Some(a), _) => Some((a.clone(), Some("/metrics".to_owned()))),
+        (None, Some(a)) => Some((a, config.as_ref().and_then(|c| c.prometheus_path.clone()))),
+        (None, None) => None,
+    };
+    let metrics = debug.as_ref().and_then(|(_, path)| path.clone()).map(|p| (Arc::new(Metrics::new()), p));
+    let opts = ServerOptions { proxy, https: tls.is_some(), metrics: metrics.as_ref().map(|(m, _)| m.clone()), ..opts };
     let drain = args
         .drain_timeout
         .map(std::time::Duration::from_secs)
@@ -262,6 +270,22 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
             for note in config.iter().flat_map(|c| &c.notes) {
                 output::status(&format!("note: {note}"));
             }
+        }
+        if let Some((debug_addr, _)) = &debug {
+            let listener = tokio::net::TcpListener::bind(debug_addr)
+                .await
+                .with_context(|| format!("cannot listen on {debug_addr} (the debug address)"))?;
+            if !ctx.is_quiet() {
+                let what = metrics.as_ref().map_or(String::new(), |(_, p)| format!(" and metrics at {p}"));
+                output::status(&format!(
+                    "serving /debug/health{what} on http://{}",
+                    listener.local_addr().context("the debug address")?
+                ));
+            }
+            let app = debug_router(metrics.clone());
+            tokio::spawn(async move {
+                let _ = cargohold_registry::server::serve(listener, app, std::future::pending()).await;
+            });
         }
         let mut endpoints = config.as_ref().map(|c| c.endpoints.clone()).unwrap_or_default();
         for (i, url) in args.notify.iter().enumerate() {

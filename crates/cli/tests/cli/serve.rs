@@ -387,3 +387,105 @@ fn docker_pushes_to_and_pulls_from_serve() {
     let config = json(&store, &["inspect", "app:1", "--json"]);
     assert_eq!(id.trim(), config["id"].as_str().unwrap_or_default(), "{config}");
 }
+
+/// GETs `url` (a debug listener that may still be starting), its body.
+fn fetch(url: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = Command::new("curl").args(["-sf", url]).output().unwrap();
+        if out.status.success() {
+            return String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{url}: {out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `registry_http_requests_total` by its labels.
+fn request_counts(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("registry_http_requests_total"))
+        .map(|l| {
+            let (labels, n) = l.rsplit_once(' ').unwrap();
+            (labels.to_owned(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// `http.debug` as distribution's: `/debug/health`, and Prometheus metrics
+/// at the configured path that count the same skopeo push and pulls under
+/// the same handler, method and status as docker-registry's own, in a form
+/// Prometheus' checker (promtool) accepts.
+#[test]
+fn debug_address_serves_health_and_metrics_as_distribution_does() {
+    require("promtool");
+    require("curl");
+    let t = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let debug = |port: u16| {
+        format!("  debug:\n    addr: 127.0.0.1:{port}\n    prometheus:\n      enabled: true\n      path: /m\n")
+    };
+    let (port, ours_debug, dist_debug) = (free(), free(), free());
+    let config = t.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+            t.path().join("ours").display(),
+            debug(ours_debug)
+        ),
+    )
+    .unwrap();
+    let ours = serve_config(&config, port);
+    let dist = start_registry(tempfile::tempdir().unwrap(), "", &debug(dist_debug));
+    let layout = umoci_image(t.path());
+    for addr in [&ours.1, &dist.1] {
+        run(skopeo(t.path())
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{addr}/team/app:1")));
+        run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{addr}/team/app:1")));
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("http://{addr}/v2/team/app/manifests/nope"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+    }
+    let theirs = fetch(&format!("http://127.0.0.1:{dist_debug}/m"));
+    let mine = fetch(&format!("http://127.0.0.1:{ours_debug}/m"));
+    let counts = request_counts(&mine);
+    assert!(counts.get(r#"{code="201",handler="manifest",method="put"}"#) == Some(&1), "{mine}");
+    assert_eq!(counts, request_counts(&theirs), "ours:\n{mine}\ndistribution's:\n{theirs}");
+    for family in [
+        "registry_http_request_duration_seconds_bucket",
+        "registry_http_request_size_bytes_sum",
+        "registry_http_response_size_bytes_count",
+        "registry_http_in_flight_requests",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(mine.lines().any(|l| l.starts_with(family)), "{family} missing:\n{mine}");
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), mine.as_bytes()).unwrap();
+    drop(check.stdin.take());
+    let checked = check.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {checked:?}");
+    assert_eq!(fetch(&format!("http://127.0.0.1:{ours_debug}/debug/health")), "{}");
+    // The flag: health, and the metrics at /metrics.
+    let flagged_debug = free();
+    let flagged = serve_with(|c| {
+        c.arg("--root").arg(t.path().join("flagged")).arg("--debug-addr").arg(format!("127.0.0.1:{flagged_debug}"));
+    });
+    fetch(&format!("http://{}/v2/", flagged.1));
+    let m = fetch(&format!("http://127.0.0.1:{flagged_debug}/metrics"));
+    assert_eq!(request_counts(&m).get(r#"{code="200",handler="base",method="get"}"#), Some(&1), "{m}");
+    assert_eq!(fetch(&format!("http://127.0.0.1:{flagged_debug}/debug/health")), "{}");
+}

@@ -40,6 +40,11 @@ pub struct RegistryConfig {
     /// `http.draintimeout`: how long requests in flight may take to finish
     /// once the server is told to stop.
     pub drain_timeout: Option<Duration>,
+    /// `http.debug.addr`: where `/debug/health` (and the metrics) are served.
+    pub debug_addr: Option<String>,
+    /// `http.debug.prometheus`: the path of the metrics on the debug
+    /// address, when enabled (distribution's default `/metrics`).
+    pub prometheus_path: Option<String>,
     /// Keys read but with nothing to do here (said once at start).
     pub notes: Vec<String>,
 }
@@ -186,6 +191,8 @@ impl RegistryConfig {
             upload_purging: Some((Duration::from_secs(168 * 3600), Duration::from_secs(24 * 3600))),
             read_only: false,
             drain_timeout: None,
+            debug_addr: None,
+            prometheus_path: None,
             notes: Vec::new(),
         };
         for (k, v) in top {
@@ -506,9 +513,47 @@ impl RegistryConfig {
                         self.notes.push("http.relativeurls: Location headers are relative paths all the same".into());
                     }
                 }
+                "debug" => self.debug(map(v, file, "http.debug")?, file)?,
                 other => return Err(not_yet(file, &format!("http.{other}"))),
             }
         }
+        Ok(())
+    }
+
+    /// `http.debug`: its address, and Prometheus metrics there.
+    fn debug(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
+        let (mut prometheus, mut path) = (false, "/metrics".to_owned());
+        for (k, v) in m {
+            let key = format!("http.debug.{}", string(k, file, "http.debug")?);
+            match key.as_str() {
+                "http.debug.addr" => {
+                    let a = string(v, file, &key)?;
+                    self.debug_addr = Some(if a.starts_with(':') { format!("0.0.0.0{a}") } else { a });
+                }
+                "http.debug.prometheus" => {
+                    for (pk, pv) in map(v, file, &key)? {
+                        let key = format!("{key}.{}", string(pk, file, &key)?);
+                        match key.as_str() {
+                            "http.debug.prometheus.enabled" => prometheus = boolean(pv, file, &key)?,
+                            "http.debug.prometheus.path" => path = string(pv, file, &key)?,
+                            _ => return Err(not_yet(file, &key)),
+                        }
+                    }
+                }
+                _ => return Err(not_yet(file, &key)),
+            }
+        }
+        if !path.starts_with('/') || path == "/debug/health" || path.contains(['{', '}', '*']) {
+            return Err(err(
+                file,
+                "http.debug.prometheus.path",
+                format!("{path:?} must be a plain path other than /debug/health"),
+            ));
+        }
+        if self.debug_addr.is_none() {
+            return Err(err(file, "http.debug", "needs an addr"));
+        }
+        self.prometheus_path = prometheus.then_some(path);
         Ok(())
     }
 }
@@ -592,5 +637,25 @@ mod tests {
         assert!(tls("ssl3").unwrap_err().contains("http.tls.minimumtls"));
         let e = RegistryConfig::parse("version: 0.1\nhttp:\n  net: unix\n", "c.yml").unwrap_err();
         assert!(e.contains("http.net") && e.contains("unix"), "{e}");
+        // http.debug: the address, metrics only when enabled, their path.
+        let debug = |d: &str| RegistryConfig::parse(&format!("version: 0.1\nhttp:\n  debug:\n{d}"), "c.yml");
+        let c = debug("    addr: :5001\n    prometheus:\n      enabled: true\n").unwrap();
+        assert_eq!((c.debug_addr.as_deref(), c.prometheus_path.as_deref()), (Some("0.0.0.0:5001"), Some("/metrics")));
+        let c = debug("    addr: 127.0.0.1:5001\n    prometheus:\n      enabled: true\n      path: /m\n").unwrap();
+        assert_eq!(c.prometheus_path.as_deref(), Some("/m"));
+        let c = debug("    addr: 127.0.0.1:5001\n").unwrap();
+        assert_eq!((c.debug_addr.as_deref(), c.prometheus_path), (Some("127.0.0.1:5001"), None));
+        for (d, key) in [
+            ("    prometheus:\n      enabled: true\n", "http.debug: needs an addr"),
+            (
+                "    addr: :5001\n    prometheus:\n      enabled: true\n      path: metrics\n",
+                "http.debug.prometheus.path",
+            ),
+            ("    addr: :5001\n    prometheus:\n      enabled: yes please\n", "http.debug.prometheus.enabled"),
+            ("    addr: :5001\n    tls:\n      certificate: c\n", "http.debug.tls"),
+        ] {
+            let e = debug(d).unwrap_err();
+            assert!(e.contains(key), "{d}: {e}");
+        }
     }
 }

@@ -70,6 +70,8 @@ pub struct ServerOptions {
     /// served, pushes and deletes refused (405, `UNSUPPORTED`), nothing in
     /// the storage is written.
     pub read_only: bool,
+    /// Request metrics to count into (served by [`super::debug_router`]).
+    pub metrics: Option<Arc<super::Metrics>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -86,6 +88,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("notifier", &self.notifier.is_some())
             .field("proxy", &self.proxy.as_ref().map(|p| &p.registry))
             .field("read_only", &self.read_only)
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -105,6 +108,7 @@ impl Default for ServerOptions {
             notifier: None,
             proxy: None,
             read_only: false,
+            metrics: None,
         }
     }
 }
@@ -249,6 +253,8 @@ async fn dispatch(
 ) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_owned();
+    let metered = s.opts.metrics.as_deref().zip(super::metrics::handler_of(&method, &path));
+    let _in_flight = metered.map(|(m, h)| m.begin(h));
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let mut claims: Option<Claims> = None;
     let mut refused: Option<Response> = None;
@@ -330,6 +336,19 @@ async fn dispatch(
         if let (Ok(k), Ok(v)) = (header::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             resp.headers_mut().append(k, v);
         }
+    }
+    if let Some((m, h)) = metered {
+        let declared = |headers: &HeaderMap| {
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        // Body bytes: as declared coming in, as sent going out (a HEAD
+        // sends none).
+        let sent = match method {
+            Method::HEAD => 0,
+            _ if resp.headers().contains_key(header::CONTENT_LENGTH) => declared(resp.headers()),
+            _ => axum::body::HttpBody::size_hint(resp.body()).exact().unwrap_or(0),
+        };
+        m.record(h, &method, resp.status().as_u16(), started.elapsed(), declared(&headers), sent);
     }
     if let Some(log) = &s.opts.logger {
         log(&RequestLog {

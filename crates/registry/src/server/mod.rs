@@ -17,12 +17,15 @@
 //! ([`serve`]); over TLS or HTTP/2 it is read and sent. Large upload bodies
 //! on plain HTTP/1 connections are read a megabyte at a time (a receive
 //! low-water mark), not as each segment arrives. [`serve_with`] spreads
-//! connections over threads of its own ([`Listening`]).
+//! connections over threads of its own ([`Listening`]). Requests can be
+//! counted into [`Metrics`], which [`debug_router`] serves for Prometheus
+//! beside `/debug/health`, as distribution's `http.debug` does.
 
 mod auth;
 mod config;
 mod http;
 mod listen;
+mod metrics;
 mod notify;
 mod pacing;
 mod proxy;
@@ -36,6 +39,7 @@ pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
 pub use http::{RequestLog, RequestLogger, ServerOptions, router};
 pub use listen::{Listening, serve, serve_tls, serve_with};
+pub use metrics::{Metrics, debug_router};
 pub use notify::{EVENTS_MEDIA_TYPE, Endpoint, Notifier, Target};
 pub use proxy::Proxy;
 pub use s3::{MIN_PART_SIZE, S3Driver, S3Options};
