@@ -191,6 +191,14 @@ pub struct ServeArgs {
     /// from the registry's (as http.debug.addr with http.debug.prometheus.enabled).
     #[arg(long, value_name = "HOST:PORT")]
     pub debug_addr: Option<String>,
+    /// Take pushed manifests whose layers name URLs (foreign, non-distributable layers, fetched from there) that
+    /// match this regular expression (repeatable; validation.manifests.urls.allow). Without one, no layer URL is
+    /// taken, as distribution.
+    #[arg(long = "allow-layer-url", value_name = "REGEX")]
+    pub allow_layer_url: Vec<String>,
+    /// ... but none that matches this one (repeatable; validation.manifests.urls.deny).
+    #[arg(long = "deny-layer-url", value_name = "REGEX")]
+    pub deny_layer_url: Vec<String>,
     /// Threads that take and serve connections, each serving its connections to their end, a new connection going
     /// to whichever serves fewest (default: one per CPU, at most 16).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]

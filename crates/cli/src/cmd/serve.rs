@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use cargohold_registry::server::{
-    Acl, Endpoint, GcOptions, Htpasswd, Listening, Metrics, Notifier, Proxy, RegistryConfig, S3Driver, S3Options,
-    ServerOptions, Storage, TlsFiles, TokenAuth, TokenIssuer, debug_router, router, serve_with, server_config,
+    Acl, Endpoint, GcOptions, Htpasswd, LayerUrls, Listening, Metrics, Notifier, Proxy, RegistryConfig, S3Driver,
+    S3Options, ServerOptions, Storage, TlsFiles, TokenAuth, TokenIssuer, debug_router, router, serve_with,
+    server_config,
 };
 
 use super::Ctx;
@@ -245,7 +246,20 @@ pub fn run(ctx: &Ctx, args: &ServeArgs) -> Result<()> {
         (None, None) => None,
     };
     let metrics = debug.as_ref().and_then(|(_, path)| path.clone()).map(|p| (Arc::new(Metrics::new()), p));
-    let opts = ServerOptions { proxy, https: tls.is_some(), metrics: metrics.as_ref().map(|(m, _)| m.clone()), ..opts };
+    // Layer URLs: the flags' patterns beside config.yml's.
+    let (mut allow, mut deny) = config.as_ref().map(|c| c.layer_url_patterns.clone()).unwrap_or_default();
+    allow.extend(args.allow_layer_url.iter().cloned());
+    deny.extend(args.deny_layer_url.iter().cloned());
+    let layer_urls = LayerUrls::new(&allow, &deny).map_err(|e| {
+        anyhow::anyhow!("a layer URL pattern (--allow-layer-url, --deny-layer-url) is not a regular expression: {e}")
+    })?;
+    let opts = ServerOptions {
+        proxy,
+        https: tls.is_some(),
+        metrics: metrics.as_ref().map(|(m, _)| m.clone()),
+        layer_urls,
+        ..opts
+    };
     let drain = args
         .drain_timeout
         .map(std::time::Duration::from_secs)

@@ -45,6 +45,9 @@ pub struct RegistryConfig {
     /// `http.debug.prometheus`: the path of the metrics on the debug
     /// address, when enabled (distribution's default `/metrics`).
     pub prometheus_path: Option<String>,
+    /// `validation.manifests.urls.allow` and `.deny`: the patterns layer
+    /// URLs must and must not match (see [`RegistryConfig::layer_urls`]).
+    pub layer_url_patterns: (Vec<String>, Vec<String>),
     /// Keys read but with nothing to do here (said once at start).
     pub notes: Vec<String>,
 }
@@ -193,6 +196,7 @@ impl RegistryConfig {
             drain_timeout: None,
             debug_addr: None,
             prometheus_path: None,
+            layer_url_patterns: (Vec::new(), Vec::new()),
             notes: Vec::new(),
         };
         for (k, v) in top {
@@ -293,6 +297,7 @@ impl RegistryConfig {
                 "health" => {
                     c.notes.push("health: storage health checks are not run (the storage is checked at start)".into())
                 }
+                "validation" => c.validation(map(v, file, "validation")?, file)?,
                 other => return Err(not_yet(file, other)),
             }
         }
@@ -520,6 +525,52 @@ impl RegistryConfig {
         Ok(())
     }
 
+    /// `validation`: which URLs pushed manifests' layers may name.
+    fn validation(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
+        for (k, v) in m {
+            let key = format!("validation.{}", string(k, file, "validation")?);
+            match key.as_str() {
+                // `enabled` is distribution's older spelling of `!disabled`.
+                "validation.disabled" | "validation.enabled" => {
+                    if boolean(v, file, &key)? == (key == "validation.disabled") {
+                        return Err(err(file, &key, "manifests are always validated here (their blobs must exist)"));
+                    }
+                }
+                "validation.manifests" => {
+                    for (mk, mv) in map(v, file, &key)? {
+                        let key = format!("{key}.{}", string(mk, file, &key)?);
+                        if key != "validation.manifests.urls" {
+                            return Err(not_yet(file, &key));
+                        }
+                        for (uk, uv) in map(mv, file, &key)? {
+                            let key = format!("{key}.{}", string(uk, file, &key)?);
+                            let list = match key.as_str() {
+                                "validation.manifests.urls.allow" => &mut self.layer_url_patterns.0,
+                                "validation.manifests.urls.deny" => &mut self.layer_url_patterns.1,
+                                _ => return Err(not_yet(file, &key)),
+                            };
+                            let Value::Sequence(patterns) = uv else {
+                                return Err(err(file, &key, "must be a list of regular expressions"));
+                            };
+                            for p in patterns {
+                                let p = string(p, file, &key)?;
+                                regex::Regex::new(&p).map_err(|e| err(file, &key, format!("{p:?}: {e}")))?;
+                                list.push(p);
+                            }
+                        }
+                    }
+                }
+                _ => return Err(not_yet(file, &key)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The layer URL rules `validation.manifests.urls` sets.
+    pub fn layer_urls(&self) -> Result<super::LayerUrls, String> {
+        super::LayerUrls::new(&self.layer_url_patterns.0, &self.layer_url_patterns.1)
+    }
+
     /// `http.debug`: its address, and Prometheus metrics there.
     fn debug(&mut self, m: &Mapping, file: &str) -> Result<(), String> {
         let (mut prometheus, mut path) = (false, "/metrics".to_owned());
@@ -645,6 +696,26 @@ mod tests {
         assert_eq!(c.prometheus_path.as_deref(), Some("/m"));
         let c = debug("    addr: 127.0.0.1:5001\n").unwrap();
         assert_eq!((c.debug_addr.as_deref(), c.prometheus_path), (Some("127.0.0.1:5001"), None));
+        // validation.manifests.urls: the patterns, checked.
+        let c = RegistryConfig::parse(
+            "version: 0.1\nvalidation:\n  disabled: false\n  manifests:\n    urls:\n      allow:\n        - ^https?://([^/]+\\.)*example\\.com/\n      deny:\n        - ^https?://www\\.example\\.com/\n",
+            "c.yml",
+        )
+        .unwrap();
+        assert_eq!(c.layer_urls().unwrap().allow.len(), 1);
+        assert_eq!(c.layer_url_patterns.1, ["^https?://www\\.example\\.com/"]);
+        for (text, key) in [
+            ("validation:\n  disabled: true\n", "validation.disabled"),
+            (
+                "validation:\n  manifests:\n    urls:\n      allow:\n        - \"(\"\n",
+                "validation.manifests.urls.allow",
+            ),
+            ("validation:\n  manifests:\n    urls:\n      deny: x\n", "validation.manifests.urls.deny"),
+            ("validation:\n  manifests:\n    indexes:\n      platforms: all\n", "validation.manifests.indexes"),
+        ] {
+            let e = RegistryConfig::parse(&format!("version: 0.1\n{text}"), "c.yml").unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
         for (d, key) in [
             ("    prometheus:\n      enabled: true\n", "http.debug: needs an addr"),
             (

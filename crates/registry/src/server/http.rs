@@ -72,6 +72,54 @@ pub struct ServerOptions {
     pub read_only: bool,
     /// Request metrics to count into (served by [`super::debug_router`]).
     pub metrics: Option<Arc<super::Metrics>>,
+    /// The URLs a pushed manifest's layers may name (foreign layers).
+    pub layer_urls: LayerUrls,
+}
+
+/// Which URLs the layers of a pushed manifest may name, as distribution's
+/// `validation.manifests.urls`: a layer with URLs (a foreign,
+/// non-distributable layer, fetched from there rather than from the
+/// registry) is taken only when every URL is http(s) without a fragment,
+/// matches an `allow` pattern and no `deny` pattern. With no `allow`
+/// pattern, no layer URL is taken. A layer without URLs, and the config,
+/// must be in the repository.
+#[derive(Clone, Debug, Default)]
+pub struct LayerUrls {
+    /// Patterns a URL must match (one of them).
+    pub allow: Vec<regex::Regex>,
+    /// Patterns no URL may match.
+    pub deny: Vec<regex::Regex>,
+}
+
+impl LayerUrls {
+    /// Rules from patterns (regular expressions, unanchored as
+    /// distribution's); the error names a pattern that does not compile.
+    pub fn new(allow: &[String], deny: &[String]) -> Result<Self, String> {
+        let compile = |list: &[String]| {
+            list.iter().map(|p| regex::Regex::new(p).map_err(|e| format!("{p:?}: {e}"))).collect::<Result<Vec<_>, _>>()
+        };
+        Ok(LayerUrls { allow: compile(allow)?, deny: compile(deny)? })
+    }
+
+    /// Why `url` may not be named, if it may not.
+    fn refusal(&self, url: &str) -> Option<&'static str> {
+        let Ok(parsed) = reqwest::Url::parse(url) else { return Some("not a URL") };
+        if !matches!(parsed.scheme(), "http" | "https") {
+            Some("not http(s)")
+        } else if parsed.fragment().is_some() {
+            Some("it has a fragment")
+        } else if !self.allow.iter().any(|r| r.is_match(url)) {
+            Some(if self.allow.is_empty() {
+                "this registry takes no layer URLs (validation.manifests.urls.allow)"
+            } else {
+                "it matches no validation.manifests.urls.allow pattern"
+            })
+        } else if self.deny.iter().any(|r| r.is_match(url)) {
+            Some("it matches a validation.manifests.urls.deny pattern")
+        } else {
+            None
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -89,6 +137,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("proxy", &self.proxy.as_ref().map(|p| &p.registry))
             .field("read_only", &self.read_only)
             .field("metrics", &self.metrics.is_some())
+            .field("layer_urls", &self.layer_urls)
             .finish()
     }
 }
@@ -109,6 +158,7 @@ impl Default for ServerOptions {
             proxy: None,
             read_only: false,
             metrics: None,
+            layer_urls: LayerUrls::default(),
         }
     }
 }
@@ -1036,9 +1086,16 @@ async fn put_manifest(
     // Everything it points at must be here.
     let (subject, artifact_type, annotations) = match &parsed {
         Manifest::Image(m) => {
-            for b in std::iter::once(&m.config).chain(&m.layers) {
-                // Non-distributable layers with URLs may live elsewhere.
-                if b.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            for (i, b) in std::iter::once(&m.config).chain(&m.layers).enumerate() {
+                // A layer with URLs (foreign, non-distributable) is fetched
+                // from there, if they may be named.
+                let urls = b.urls.as_deref().unwrap_or_default();
+                if i > 0 && !urls.is_empty() {
+                    for u in urls {
+                        if let Some(why) = s.opts.layer_urls.refusal(u) {
+                            return Err(manifest_invalid(format!("layer {} names the URL {u:?}: {why}", b.digest)));
+                        }
+                    }
                     continue;
                 }
                 if !s.storage.repo_has_blob(name, &b.digest).await? {

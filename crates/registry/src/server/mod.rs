@@ -37,7 +37,7 @@ mod token;
 
 pub use auth::{Access, Htpasswd};
 pub use config::RegistryConfig;
-pub use http::{RequestLog, RequestLogger, ServerOptions, router};
+pub use http::{LayerUrls, RequestLog, RequestLogger, ServerOptions, router};
 pub use listen::{Listening, serve, serve_tls, serve_with};
 pub use metrics::{Metrics, debug_router};
 pub use notify::{EVENTS_MEDIA_TYPE, Endpoint, Notifier, Target};

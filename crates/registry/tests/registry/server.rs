@@ -29,6 +29,10 @@ impl TestServer {
     }
 
     fn with_storage(storage: Storage) -> Self {
+        Self::with(storage, ServerOptions::default())
+    }
+
+    fn with(storage: Storage, opts: ServerOptions) -> Self {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -36,7 +40,7 @@ impl TestServer {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-                serve(listener, router(storage, ServerOptions::default()), async {
+                serve(listener, router(storage, opts), async {
                     let _ = rx.await;
                 })
                 .await
@@ -233,6 +237,95 @@ async fn bad_input_gets_the_specs_errors_and_stores_nothing() {
     // Still serving.
     let (s, _, _) = send(http.get(format!("{base}/v2/"))).await;
     assert_eq!(s, 200);
+}
+
+/// Layers that name URLs (foreign, non-distributable: fetched from there,
+/// not pushed) as distribution takes them: only URLs an allow pattern
+/// matches and no deny pattern does, http(s) without a fragment; none with
+/// no allow pattern. The config, and a layer without URLs, must be here.
+#[tokio::test(flavor = "current_thread")]
+async fn layer_urls_are_taken_only_as_allowed() {
+    let t = tempfile::tempdir().unwrap();
+    let rules = |allow: &[&str], deny: &[&str]| {
+        let owned = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        cargohold_registry::server::LayerUrls::new(&owned(allow), &owned(deny)).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_digest = Digest::sha256_of(config);
+    let elsewhere = Digest::sha256_of(b"a layer that lives elsewhere");
+    let manifest = |layer: serde_json::Value, config: &Digest| {
+        serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt::DOCKER_MANIFEST,
+            "config": { "mediaType": mt::DOCKER_CONFIG, "digest": config.as_str(), "size": 82,
+                        "urls": ["https://example.com/config"] },
+            "layers": [layer],
+        })
+        .to_string()
+    };
+    let foreign = |urls: &[&str]| {
+        serde_json::json!({ "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                            "digest": elsewhere.as_str(), "size": 28, "urls": urls })
+    };
+    for (i, (allow, deny, urls, taken)) in [
+        (&[][..], &[][..], &["https://example.com/l.tgz"][..], false),
+        (&[r"^https://example\.com/"], &[], &["https://example.com/l.tgz"], true),
+        (&[r"^https://example\.com/"], &[], &["https://example.com/l.tgz", "https://other.org/l.tgz"], false),
+        (&["^https?://"], &["other"], &["https://other.org/l.tgz"], false),
+        (&["."], &[], &["ftp://example.com/l.tgz"], false),
+        (&["."], &[], &["https://example.com/l.tgz#x"], false),
+        (&["."], &[], &[], false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let root = t.path().join(format!("r{i}"));
+        let srv = TestServer::with(
+            Storage::filesystem(&root).unwrap(),
+            ServerOptions { layer_urls: rules(allow, deny), ..ServerOptions::default() },
+        );
+        let base = format!("http://{}", srv.addr);
+        let put = http
+            .post(format!("{base}/v2/x/app/blobs/uploads/?digest={config_digest}"))
+            .body(config.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status().as_u16(), 201);
+        let resp = http
+            .put(format!("{base}/v2/x/app/manifests/1"))
+            .header("content-type", mt::DOCKER_MANIFEST)
+            .body(manifest(foreign(urls), &config_digest))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        let case = format!("allow {allow:?} deny {deny:?} urls {urls:?}: {status} {body}");
+        if taken {
+            assert_eq!(status, 201, "{case}");
+        } else {
+            assert_eq!(status, 400, "{case}");
+            let code = if urls.is_empty() { "MANIFEST_BLOB_UNKNOWN" } else { "MANIFEST_INVALID" };
+            assert!(body.contains(code), "{case}");
+            let got = http.get(format!("{base}/v2/x/app/manifests/1")).send().await.unwrap();
+            assert_eq!(got.status().as_u16(), 404, "nothing stored: {case}");
+        }
+    }
+    // The config must be here whatever URLs it names.
+    let srv = TestServer::with(
+        Storage::filesystem(t.path().join("config")).unwrap(),
+        ServerOptions { layer_urls: rules(&["."], &[]), ..ServerOptions::default() },
+    );
+    let resp = http
+        .put(format!("http://{}/v2/x/app/manifests/1", srv.addr))
+        .header("content-type", mt::DOCKER_MANIFEST)
+        .body(manifest(foreign(&["https://example.com/l.tgz"]), &Digest::sha256_of(b"no such config")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(resp.text().await.unwrap().contains("MANIFEST_BLOB_UNKNOWN"));
 }
 
 /// Blobs in local files go out with `sendfile`: whole, in ranges across its
