@@ -298,6 +298,31 @@ impl RegistryConfig {
                     c.notes.push("health: storage health checks are not run (the storage is checked at start)".into())
                 }
                 "validation" => c.validation(map(v, file, "validation")?, file)?,
+                "compatibility" => {
+                    for (ck, cv) in map(v, file, "compatibility")? {
+                        let key = format!("compatibility.{}", string(ck, file, "compatibility")?);
+                        if key != "compatibility.schema1" {
+                            return Err(not_yet(file, &key));
+                        }
+                        for (sk, sv) in map(cv, file, &key)? {
+                            let key = format!("{key}.{}", string(sk, file, &key)?);
+                            match key.as_str() {
+                                "compatibility.schema1.enabled" if boolean(sv, file, &key)? => {
+                                    return Err(err(
+                                        file,
+                                        &key,
+                                        "schema1 manifests are not taken here (as distribution 2.8's default)",
+                                    ));
+                                }
+                                "compatibility.schema1.enabled" => {}
+                                "compatibility.schema1.signingkeyfile" => {
+                                    c.notes.push(format!("{key}: no schema1 manifests are signed (none are taken)"))
+                                }
+                                _ => return Err(not_yet(file, &key)),
+                            }
+                        }
+                    }
+                }
                 other => return Err(not_yet(file, other)),
             }
         }
@@ -334,6 +359,19 @@ impl RegistryConfig {
                 }
                 "s3" => self.s3 = Some(s3(map(v, file, "storage.s3")?, file)?),
                 "cache" => self.notes.push("storage.cache: blob descriptors are read from the filesystem".into()),
+                "tag" => {
+                    for (tk, tv) in map(v, file, "storage.tag")? {
+                        let key = format!("storage.tag.{}", string(tk, file, "storage.tag")?);
+                        if key != "storage.tag.concurrencylimit" {
+                            return Err(not_yet(file, &key));
+                        }
+                        let n = string(tv, file, &key)?;
+                        if n.parse::<u32>().map_or(true, |n| n == 0) {
+                            return Err(err(file, &key, format!("{n:?} is not a positive number")));
+                        }
+                        self.notes.push(format!("{key}: tag lookups are not limited (each is one file read)"));
+                    }
+                }
                 "redirect" => {}
                 "maintenance" => {
                     for (mk, mv) in map(v, file, "storage.maintenance")? {
@@ -696,6 +734,23 @@ mod tests {
         assert_eq!(c.prometheus_path.as_deref(), Some("/m"));
         let c = debug("    addr: 127.0.0.1:5001\n").unwrap();
         assert_eq!((c.debug_addr.as_deref(), c.prometheus_path), (Some("127.0.0.1:5001"), None));
+        // compatibility.schema1 off, as here; a tag lookup limit noted.
+        let c = RegistryConfig::parse(
+            "version: 0.1\ncompatibility:\n  schema1:\n    enabled: false\nstorage:\n  filesystem:\n    rootdirectory: /x\n  tag:\n    concurrencylimit: 8\n",
+            "c.yml",
+        )
+        .unwrap();
+        assert!(c.notes.iter().any(|n| n.starts_with("storage.tag.concurrencylimit")), "{:?}", c.notes);
+        for (text, key) in [
+            ("compatibility:\n  schema1:\n    enabled: true\n", "compatibility.schema1.enabled"),
+            (
+                "storage:\n  filesystem:\n    rootdirectory: /x\n  tag:\n    concurrencylimit: 0\n",
+                "storage.tag.concurrencylimit",
+            ),
+        ] {
+            let e = RegistryConfig::parse(&format!("version: 0.1\n{text}"), "c.yml").unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
         // validation.manifests.urls: the patterns, checked.
         let c = RegistryConfig::parse(
             "version: 0.1\nvalidation:\n  disabled: false\n  manifests:\n    urls:\n      allow:\n        - ^https?://([^/]+\\.)*example\\.com/\n      deny:\n        - ^https?://www\\.example\\.com/\n",
