@@ -42,6 +42,9 @@ pub struct PushArgs {
     /// Layers uploaded at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Write the pushed manifest's digest to this file (as podman push --digestfile).
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -160,6 +163,9 @@ pub struct CopyArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+    /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -170,7 +176,8 @@ pub struct ServeArgs {
     #[command(subcommand)]
     pub command: Option<ServeCommand>,
     /// distribution's config.yml (storage.filesystem, storage.s3, storage.delete, storage.maintenance.uploadpurging,
-    /// http.addr, http.tls, http.headers, http.draintimeout, auth.htpasswd, auth.token, proxy, notifications, log);
+    /// http.addr, http.tls, http.headers, http.draintimeout, http.debug, auth.htpasswd, auth.token, proxy,
+    /// notifications, validation.manifests.urls, log);
     /// flags given too win. Keys not supported yet are refused by name.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -366,6 +373,9 @@ pub struct SyncArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+    /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
+    #[arg(long, value_name = "FILE")]
+    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

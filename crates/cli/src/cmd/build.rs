@@ -460,14 +460,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
     let out_opts = CopyOptions { platform: None, all_platforms: several };
     let image = report.image.digest.to_string();
     if let Some(f) = &args.iidfile {
-        let tmp = f.with_file_name(format!(
-            ".{}.tmp{}",
-            f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, report.config.to_string())
-            .and_then(|()| std::fs::rename(&tmp, f))
-            .with_context(|| format!("could not write the image ID to {}", f.display()))?;
+        super::write_output_file(f, &report.config.to_string(), "the image ID")?;
     }
     let mut outputs = Vec::new();
     for o in &args.outputs {

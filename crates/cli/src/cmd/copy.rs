@@ -41,6 +41,9 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let report = cargohold_registry::copy_image(&reg, &src_loc, &dst_loc, &store, &opts, 4, &bars)
         .with_context(|| format!("could not copy {} to {}", args.source, args.destination))?;
     drop(bars);
+    if let Some(f) = &args.digestfile {
+        super::write_output_file(f, report.manifest.digest.as_str(), "the digest")?;
+    }
     if args.out.json {
         return output::json(&report);
     }

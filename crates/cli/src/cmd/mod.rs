@@ -291,6 +291,23 @@ pub fn platform(p: Option<&str>) -> Result<Option<Platform>> {
     p.map(|s| s.parse::<Platform>().map_err(anyhow::Error::from)).transpose()
 }
 
+/// Writes a small output file (`--iidfile`, `--digestfile`): a regular
+/// file (or a new one) replaced whole by rename, so that a reader never sees
+/// half of it; a FIFO, a device or a symlink written through.
+pub fn write_output_file(path: &std::path::Path, text: &str, what: &str) -> Result<()> {
+    let through = std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file());
+    let written = if through {
+        std::fs::write(path, text)
+    } else {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    };
+    written.with_context(|| format!("could not write {what} to {}", path.display()))
+}
+
 /// A command's output went to standard output and its reader stopped
 /// reading (`| head`): the command ends as one killed by `SIGPIPE` does,
 /// with status 141 and nothing said, as docker, podman and skopeo do.

@@ -53,6 +53,9 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let report = cargohold_registry::push(&reg, &src, &target, &opts, args.jobs, &bars)
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);
+    if let Some(f) = &args.digestfile {
+        super::write_output_file(f, report.manifest.digest.as_str(), "the digest")?;
+    }
     if args.out.json {
         return output::json(
             &json!({ "reference": target.pull_reference().canonical(), "digest": report.manifest.digest, "report": report }),

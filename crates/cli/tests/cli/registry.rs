@@ -23,6 +23,24 @@ fn push_tags_pull_and_copy_through_a_registry() {
     assert_eq!(copied["blobs_mounted"], 1, "same registry: the layer is mounted, not sent: {copied}");
     let remote = json(&other, &["inspect", &format!("docker://{}/team/copy:2", reg.1), "--json"]);
     assert_eq!(remote["digest"], digest.as_str());
+    // --digestfile, as skopeo's and podman's: the digest alone, no newline;
+    // a symlink is written through.
+    let (ours, theirs) = (t.path().join("ours.digest"), t.path().join("theirs.digest"));
+    let layout = format!("oci:{}:1", t.path().join("layout").display());
+    ok(&other, &["copy", &format!("docker://{target}"), &layout, "--digestfile", ours.to_str().unwrap()]);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--src-tls-verify=false", "--digestfile"])
+        .arg(&theirs)
+        .arg(format!("docker://{target}"))
+        .arg(format!("oci:{}:1", t.path().join("skopeo-layout").display())));
+    assert_eq!(std::fs::read_to_string(&ours).unwrap(), std::fs::read_to_string(&theirs).unwrap());
+    assert_eq!(std::fs::read_to_string(&ours).unwrap(), digest);
+    let real = t.path().join("real.digest");
+    let link = t.path().join("link.digest");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    ok(&store, &["push", "app:1", &format!("{}/team/pushed:1", reg.1), "--digestfile", link.to_str().unwrap()]);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), digest);
     // A missing image: an error naming it.
     let out = ch(&other, &["pull", &format!("{}/team/nope:1", reg.1)]);
     assert!(!out.status.success());
