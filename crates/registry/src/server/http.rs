@@ -303,7 +303,7 @@ async fn dispatch(
 ) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_owned();
-    let metered = s.opts.metrics.as_deref().zip(super::metrics::handler_of(&method, &path));
+    let metered = s.opts.metrics.as_deref().and_then(|m| Some((m, super::metrics::handler_of(&method, &path)?)));
     let _in_flight = metered.map(|(m, h)| m.begin(h));
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let mut claims: Option<Claims> = None;
