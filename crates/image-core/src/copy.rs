@@ -75,6 +75,9 @@ pub struct CopyOptions {
     pub platform: Option<Platform>,
     /// Copy every platform of an index, and the index itself.
     pub all_platforms: bool,
+    /// Write the manifests in this format (`None`: as the source has them,
+    /// unless the destination changed a blob).
+    pub format: Option<crate::manifest::ManifestFormat>,
 }
 
 /// What a copy did.
@@ -106,25 +109,25 @@ pub fn copy(
     let top = src.top_manifest()?;
     let mut report = CopyReport::of(&top);
     let stored_top = match top.parse()? {
-        Manifest::Image(m) => copy_image(src, dst, top, m, &mut report, progress)?,
+        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, &mut report, progress)?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
             let mut new_index = idx.clone();
             for entry in new_index.manifests.iter_mut() {
                 let child = src.manifest(entry)?;
                 let m = child_image(&child, &dst.location())?;
-                let stored = copy_image(src, dst, child, m, &mut report, progress)?;
+                let stored = in_format(copy_image(src, dst, child, m, &mut report, progress)?, opts)?;
                 dst.put_manifest(&stored)?;
                 entry.digest = stored.digest.clone();
                 entry.size = stored.bytes.len() as u64;
                 entry.media_type = stored.media_type.clone();
             }
-            rebuilt_index(top, &idx, new_index)
+            in_format(rebuilt_index(top, &idx, new_index), opts)?
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
             let child = src.manifest(&entry)?;
             let m = child_image(&child, &src.location())?;
-            copy_image(src, dst, child, m, &mut report, progress)?
+            in_format(copy_image(src, dst, child, m, &mut report, progress)?, opts)?
         }
     };
     dst.commit(&stored_top)?;
@@ -135,6 +138,14 @@ pub fn copy(
 impl CopyReport {
     fn of(top: &RawManifest) -> Self {
         CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 }
+    }
+}
+
+/// A stored manifest in the format the copy writes.
+fn in_format(stored: RawManifest, opts: &CopyOptions) -> Result<RawManifest> {
+    match opts.format {
+        Some(f) => Ok(crate::manifest::convert(stored, f)?),
+        None => Ok(stored),
     }
 }
 

@@ -63,8 +63,8 @@ pub use inspect::{ResolvedImage, platform_manifest, resolve_image};
 pub use layout::{BlobStore, GcReport, OciLayout, StagedBlob, WriteGuard};
 pub use manifest::{
     ANNOTATION_CREATED, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ChangeError, ContainerConfig, Descriptor, History,
-    ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError, Platform,
-    PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
+    ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError,
+    ManifestFormat, Platform, PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
 };
 pub use open::{ArchiveKind, detect_archive, open_dest, open_dest_async, open_source, open_source_async};
 pub use output::Output;

@@ -466,7 +466,7 @@ pub(crate) fn import_base(
     };
     let mut src = open_source(&loc, store)?;
     let mut dest = store.dest(None)?;
-    let opts = CopyOptions { platform: Some(platform.clone()), all_platforms: false };
+    let opts = CopyOptions { platform: Some(platform.clone()), all_platforms: false, ..CopyOptions::default() };
     let done = copy(src.as_mut(), &mut dest, &opts, &NoProgress)?;
     Ok(done.manifest.digest.to_string())
 }

@@ -42,6 +42,11 @@ pub struct PushArgs {
     /// Layers uploaded at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
+    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
+    /// say (zstd layers, a subject) is an error (default: as the source has them).
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    pub format: Option<String>,
     /// Write the pushed manifest's digest to this file (as podman push --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -163,6 +168,11 @@ pub struct CopyArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
+    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
+    /// say (zstd layers, a subject) is an error (default: as the source has them).
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    pub format: Option<String>,
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -373,6 +383,11 @@ pub struct SyncArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
+    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
+    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
+    /// say (zstd layers, a subject) is an error (default: as the source has them).
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    pub format: Option<String>,
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,

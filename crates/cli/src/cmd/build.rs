@@ -113,7 +113,7 @@ fn ensure_base(ctx: &Ctx, store: &Store, name: &str, platform: Option<Platform>)
         other => other,
     };
     let reg = ctx.registry_for_locations(&[&loc])?;
-    let copy_opts = CopyOptions { platform, all_platforms: false };
+    let copy_opts = CopyOptions { platform, all_platforms: false, ..CopyOptions::default() };
     let bars = ctx.progress();
     ensure_image(&reg, store, name, PullPolicy::Missing, &copy_opts, 4, &bars)
         .with_context(|| format!("base image {name} is not in the store and could not be pulled"))?;
@@ -457,7 +457,7 @@ pub fn build(ctx: &Ctx, args: &BuildArgs) -> Result<()> {
         )?
     };
     // An index goes out with every platform's image.
-    let out_opts = CopyOptions { platform: None, all_platforms: several };
+    let out_opts = CopyOptions { platform: None, all_platforms: several, ..CopyOptions::default() };
     let image = report.image.digest.to_string();
     if let Some(f) = &args.iidfile {
         super::write_output_file(f, &report.config.to_string(), "the image ID")?;
@@ -572,7 +572,11 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         args.image.clone()
     } else {
         let policy: PullPolicy = args.pull.parse().map_err(anyhow::Error::msg)?;
-        let copy_opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: false };
+        let copy_opts = CopyOptions {
+            platform: platform(args.platform.as_deref())?,
+            all_platforms: false,
+            ..CopyOptions::default()
+        };
         // --creds go to the image's registry, only when it is pulled.
         let loc = match ImageLocation::parse(&args.image)? {
             ImageLocation::Store(n) => ImageLocation::Docker(n),

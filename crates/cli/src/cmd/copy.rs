@@ -34,7 +34,11 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     } else {
         ctx.registry_for_locations(&[&src_loc, &dst_loc])?
     };
-    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
+    let format = super::manifest_format(args.format.as_deref())?;
+    if format.is_some() && matches!(dst_loc, ImageLocation::DockerArchive { .. }) {
+        anyhow::bail!("--format: a docker archive holds Docker schema 2 images whatever is asked");
+    }
+    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms, format };
     let bars = ctx.progress();
     // Layers move in parallel (mounted when the source is another repository
     // of the same registry), streamed from the source.

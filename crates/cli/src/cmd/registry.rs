@@ -18,7 +18,11 @@ pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     let r = ctx.remote_reference(&args.reference)?;
     let reg = ctx.registry_for(Some(r.registry()))?;
     let store = ctx.store()?;
-    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms };
+    let opts = CopyOptions {
+        platform: platform(args.platform.as_deref())?,
+        all_platforms: args.all_platforms,
+        ..CopyOptions::default()
+    };
     let bars = ctx.progress();
     let report = cargohold_registry::pull(&reg, &r, &store, &opts, args.jobs, &bars)
         .with_context(|| format!("could not pull {}", args.reference))?;
@@ -49,7 +53,8 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let src = store.source(&args.image)?;
     let bars = ctx.progress();
     // The image as the store has it: an index with every platform it holds.
-    let opts = CopyOptions { platform: None, all_platforms: true };
+    let opts =
+        CopyOptions { platform: None, all_platforms: true, format: super::manifest_format(args.format.as_deref())? };
     let report = cargohold_registry::push(&reg, &src, &target, &opts, args.jobs, &bars)
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);

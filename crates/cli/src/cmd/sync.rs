@@ -176,7 +176,11 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all };
+    let opts = CopyOptions {
+        platform: platform(args.platform.as_deref())?,
+        all_platforms: args.all,
+        ..CopyOptions::default()
+    };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {
         // Failures always reach standard error; progress only without -q/--json.

@@ -245,3 +245,56 @@ fn credentials_only_go_to_their_registry() {
     let heads = seen.lock().unwrap().clone();
     assert!(!heads.is_empty() && heads.iter().all(|h| !h.to_ascii_lowercase().contains("authorization")), "{heads:?}");
 }
+
+/// `--format`, as skopeo's: `v2s2` writes skopeo's very bytes (the same
+/// manifest digest) over the same blobs, `oci` brings it back; a push
+/// converts as a copy does; a docker archive cannot be asked for OCI.
+#[test]
+fn copy_and_push_write_the_manifest_format_asked() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    let src = format!("oci:{}:v1", layout.display());
+    let raw = |name: &str| {
+        run(skopeo(t.path()).args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{}/{name}", reg.1)))
+    };
+    let ours = json(&store, &["copy", "--format", "v2s2", &src, &format!("docker://{}/fmt/ours:1", reg.1), "--json"]);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false", "--format", "v2s2"])
+        .arg(&src)
+        .arg(format!("docker://{}/fmt/skopeo:1", reg.1)));
+    let theirs = raw("fmt/skopeo:1");
+    assert_eq!(ours["manifest"]["digest"].as_str().unwrap(), cargohold_digest(theirs.as_bytes()), "{theirs}");
+    assert_eq!(raw("fmt/ours:1"), theirs);
+    let docker: Value = serde_json::from_str(&theirs).unwrap();
+    assert_eq!(docker["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    // Back to OCI: the same blobs under OCI types.
+    ok(
+        &store,
+        &[
+            "copy",
+            "--format",
+            "oci",
+            &format!("docker://{}/fmt/ours:1", reg.1),
+            &format!("docker://{}/fmt/oci:1", reg.1),
+        ],
+    );
+    let oci: Value = serde_json::from_str(&raw("fmt/oci:1")).unwrap();
+    assert_eq!(oci["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(oci["config"]["digest"], docker["config"]["digest"]);
+    assert_eq!(oci["layers"][0]["digest"], docker["layers"][0]["digest"]);
+    assert_eq!(oci["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    // push converts too; the v2s2 image pulls back.
+    ok(&store, &["copy", &src, "app:1"]);
+    let pushed = json(&store, &["push", "--format", "v2s2", "app:1", &format!("{}/fmt/pushed:1", reg.1), "--json"]);
+    assert_eq!(pushed["digest"], ours["manifest"]["digest"]);
+    let other = t.path().join("other");
+    let pulled = json(&other, &["pull", &format!("{}/fmt/pushed:1", reg.1), "--json"]);
+    assert_eq!(pulled["digest"], ours["manifest"]["digest"]);
+    let out = ch(
+        &store,
+        &["copy", "--format", "oci", "app:1", &format!("docker-archive:{}", t.path().join("a.tar").display())],
+    );
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--format"), "{out:?}");
+}

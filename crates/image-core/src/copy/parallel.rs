@@ -12,8 +12,8 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    CopyOptions, CopyReport, Progress, check_config, check_config_size, child_image, pick_platform, rebuilt_index,
-    stored_manifest,
+    CopyOptions, CopyReport, Progress, check_config, check_config_size, child_image, in_format, pick_platform,
+    rebuilt_index, stored_manifest,
 };
 use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
@@ -38,25 +38,25 @@ pub async fn copy_async(
     let mut report = CopyReport::of(&top);
     let jobs = if dst.concurrent_blobs() { jobs.max(1) } else { 1 };
     let stored_top = match top.parse()? {
-        Manifest::Image(m) => copy_image(src, dst, top, m, jobs, &mut report, progress).await?,
+        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, jobs, &mut report, progress).await?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
             let mut new_index = idx.clone();
             for entry in new_index.manifests.iter_mut() {
                 let child = src.manifest(entry).await?;
                 let m = child_image(&child, &dst.location())?;
-                let stored = copy_image(src, dst, child, m, jobs, &mut report, progress).await?;
+                let stored = in_format(copy_image(src, dst, child, m, jobs, &mut report, progress).await?, opts)?;
                 dst.put_manifest(&stored).await?;
                 entry.digest = stored.digest.clone();
                 entry.size = stored.bytes.len() as u64;
                 entry.media_type = stored.media_type.clone();
             }
-            rebuilt_index(top, &idx, new_index)
+            in_format(rebuilt_index(top, &idx, new_index), opts)?
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
             let child = src.manifest(&entry).await?;
             let m = child_image(&child, &src.location())?;
-            copy_image(src, dst, child, m, jobs, &mut report, progress).await?
+            in_format(copy_image(src, dst, child, m, jobs, &mut report, progress).await?, opts)?
         }
     };
     dst.commit(&stored_top).await?;

@@ -5,6 +5,7 @@
 
 mod change;
 mod config;
+mod convert;
 mod platform;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use crate::media_type as mt;
 
 pub use change::{ChangeError, creation_time, format_rfc3339};
 pub use config::{ContainerConfig, History, ImageConfig, RootFs};
+pub use convert::{ManifestFormat, convert};
 pub use platform::{Platform, PlatformError};
 
 /// Largest manifest we accept (the limit distribution enforces).
