@@ -11,7 +11,7 @@ use crate::media_type as mt;
 use crate::transport::{BlobKind, ImageDest, ImageSource};
 
 mod parallel;
-pub use parallel::copy_async;
+pub use parallel::{copied_digest, copy_async};
 
 /// Receives progress events; the CLI draws them, libraries only emit.
 /// Events may come from several threads at once (parallel transfers).

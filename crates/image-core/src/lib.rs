@@ -53,7 +53,9 @@ mod transport;
 pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
-pub use copy::{CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copy, copy_async};
+pub use copy::{
+    CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copied_digest, copy, copy_async,
+};
 pub use decompress::{StreamCompression, decompressed};
 pub use digest::{
     Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, VerifyError, VerifyingReader, VerifyingWriter,

@@ -3,8 +3,7 @@
 //! the blobs the destination lacks move; several images move in parallel.
 
 use cargohold_image_core::{
-    AsyncImageSource, CopyOptions, CopyReport, Digest, ImageLocation, NoProgress, Reference, Store, copy_async,
-    platform_manifest,
+    CopyOptions, CopyReport, Digest, ImageLocation, NoProgress, Reference, Store, copied_digest, copy_async,
 };
 use futures_util::StreamExt;
 
@@ -38,16 +37,6 @@ pub struct SyncOutcome {
     pub result: cargohold_image_core::Result<SyncResult>,
 }
 
-/// The manifest digest the copy of `src` with `opts` would put at the
-/// destination: the top manifest with all platforms, else the platform's.
-async fn wanted_digest(src: &dyn AsyncImageSource, opts: &CopyOptions) -> cargohold_image_core::Result<Digest> {
-    if opts.all_platforms {
-        Ok(src.top_manifest().await?.digest)
-    } else {
-        Ok(platform_manifest(src, opts.platform.as_ref()).await?.digest)
-    }
-}
-
 /// The digest `dest` holds now, if any (an unreadable destination holds
 /// nothing).
 async fn held_digest(dest: &ImageLocation, store: &Store, reg: &Registry) -> Option<Digest> {
@@ -69,7 +58,7 @@ async fn sync_one(
     opts: &CopyOptions,
 ) -> cargohold_image_core::Result<SyncResult> {
     let src = open_source_async(&image.source, store, reg).await?;
-    let wanted = wanted_digest(src.as_ref(), opts).await?;
+    let wanted = copied_digest(src.as_ref(), opts).await?;
     if held_digest(&image.destination, store, reg).await.as_ref() == Some(&wanted) {
         return Ok(SyncResult::UpToDate(wanted));
     }

@@ -371,6 +371,10 @@ pub struct SyncArgs {
     /// Copy every platform of multi-platform images.
     #[arg(short = 'a', long, conflicts_with = "platform")]
     pub all: bool,
+    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo sync --format (an image already held in
+    /// that form moves nothing).
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    pub format: Option<String>,
     /// Images copied at a time.
     #[arg(short, long, default_value_t = 4, value_name = "N")]
     pub jobs: usize,
@@ -383,14 +387,6 @@ pub struct SyncArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
-    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
-    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
-    /// say (zstd layers, a subject) is an error (default: as the source has them).
-    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
-    pub format: Option<String>,
-    /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
-    #[arg(long, value_name = "FILE")]
-    pub digestfile: Option<PathBuf>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     let opts = CopyOptions {
         platform: platform(args.platform.as_deref())?,
         all_platforms: args.all,
-        ..CopyOptions::default()
+        format: super::manifest_format(args.format.as_deref())?,
     };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {

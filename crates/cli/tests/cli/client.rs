@@ -304,6 +304,16 @@ fn sync_all_tags_globs_yaml_and_layouts_incrementally() {
     assert_eq!((second["copied"].as_u64(), second["up_to_date"].as_u64()), (Some(0), Some(3)), "{second}");
     // skopeo reads what sync wrote.
     run(skopeo(t.path()).args(["inspect", "--tls-verify=false"]).arg(format!("docker://{}/mirror/app:1.1", b.1)));
+    // --format, as skopeo sync's: Docker schema 2 at the destination, and
+    // a second run finds it held in that form.
+    let v2s2 = json(&store, &["sync", "--format", "v2s2", &src, &format!("{}/v2s2", b.1), "--json"]);
+    assert_eq!(v2s2["copied"], 3, "{v2s2}");
+    let raw = run(skopeo(t.path())
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/v2s2/app:1.0", b.1)));
+    assert!(raw.contains("application/vnd.docker.distribution.manifest.v2+json"), "{raw}");
+    let again = json(&store, &["sync", "--format", "v2s2", &src, &format!("{}/v2s2", b.1), "--json"]);
+    assert_eq!((again["copied"].as_u64(), again["up_to_date"].as_u64()), (Some(0), Some(3)), "{again}");
 
     // A glob of tags.
     json(&store, &["sync", "--tag", "1.*", &src, &format!("{}/globbed", b.1), "--json"]);

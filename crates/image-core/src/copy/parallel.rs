@@ -64,6 +64,31 @@ pub async fn copy_async(
     Ok(report)
 }
 
+/// The digest of the top manifest [`copy_async`] of `src` with `opts` would
+/// store where blobs are stored as sent (a registry, an OCI layout): what a
+/// destination holding it already has, without reading a blob. Indexes and
+/// their children are written in `opts.format` as the copy writes them.
+pub async fn copied_digest(src: &dyn AsyncImageSource, opts: &CopyOptions) -> Result<Digest> {
+    let top = src.top_manifest().await?;
+    match top.parse()? {
+        Manifest::Image(_) => Ok(in_format(top, opts)?.digest),
+        Manifest::Index(idx) if opts.all_platforms => {
+            let mut new_index = idx.clone();
+            for entry in new_index.manifests.iter_mut() {
+                let child = in_format(src.manifest(entry).await?, opts)?;
+                entry.digest = child.digest.clone();
+                entry.size = child.bytes.len() as u64;
+                entry.media_type = child.media_type.clone();
+            }
+            Ok(in_format(rebuilt_index(top, &idx, new_index), opts)?.digest)
+        }
+        Manifest::Index(idx) => {
+            let entry = pick_platform(&idx, opts, &src.location())?;
+            Ok(in_format(src.manifest(&entry).await?, opts)?.digest)
+        }
+    }
+}
+
 /// What became of one layer.
 enum Moved {
     Present,
