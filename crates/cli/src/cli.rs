@@ -50,6 +50,10 @@ pub struct Cli {
     /// Seconds to wait for a registry before an attempt fails (and is retried).
     #[arg(long, global = true, default_value_t = 60, value_name = "SECONDS")]
     pub timeout: u64,
+    /// How many times a registry request that failed in a way worth retrying (no connection, a timeout, 5xx, 429)
+    /// is tried again, with growing pauses or the registry's Retry-After (as skopeo's --retry-times; default 4).
+    #[arg(long, global = true, value_name = "N")]
+    pub retry_times: Option<u32>,
     /// The registries configuration (containers-registries.conf(5) v2: locations, mirrors, insecure, blocked,
     /// aliases) with its `FILE.d/*.conf` drop-ins, instead of podman's files (~/.config/containers/registries.conf
     /// or /etc/containers/registries.conf, and their `.d` directories).

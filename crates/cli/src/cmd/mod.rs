@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         creds_bound: std::cell::RefCell::new(None),
         timeout: cli.timeout,
         chunk_size: cli.chunk_size,
+        retry_times: cli.retry_times,
     };
     if matches!(
         cli.command,
@@ -122,6 +123,7 @@ pub struct Ctx {
     creds_bound: std::cell::RefCell<Option<String>>,
     timeout: u64,
     chunk_size: usize,
+    retry_times: Option<u32>,
 }
 
 /// `USER:PASSWORD` of a credentials option.
@@ -177,6 +179,7 @@ impl Ctx {
             cert_dirs: self.cert_dir.clone().map_or(defaults.cert_dirs.clone(), |d| vec![d]),
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
+            max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
             credential_source: std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k))),
             ..defaults
         })

@@ -298,3 +298,22 @@ fn copy_and_push_write_the_manifest_format_asked() {
     );
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--format"), "{out:?}");
 }
+
+/// `--retry-times N`, as skopeo's: a request that keeps failing in a way
+/// worth retrying (503 here) is tried N more times, then the error names it.
+#[test]
+fn retry_times_bounds_the_attempts() {
+    let (addr, seen) = cargohold_testkit::canned_server(|_| {
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+    });
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    for (n, asked) in [("0", 1), ("2", 3)] {
+        seen.lock().unwrap().clear();
+        let out = ch(&store, &["--retry-times", n, "tags", &format!("{addr}/team/app")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("503"), "{err}");
+        let gets = seen.lock().unwrap().iter().filter(|h| h.starts_with("GET /v2/team/app/tags/list")).count();
+        assert_eq!(gets, asked, "--retry-times {n}");
+    }
+}
