@@ -303,8 +303,11 @@ async fn dispatch(
 ) -> Response {
     let started = std::time::Instant::now();
     let path = uri.path().to_owned();
-    let metered = s.opts.metrics.as_deref().and_then(|m| Some((m, super::metrics::handler_of(&method, &path)?)));
-    let _in_flight = metered.map(|(m, h)| m.begin(h));
+    // Request metrics: from here until the response body has gone out.
+    let metered = s.opts.metrics.as_ref().and_then(|m| {
+        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        Some(m.begin(super::metrics::handler_of(&method, &path)?, &method, started, declared.unwrap_or(0)))
+    });
     let auth_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let mut claims: Option<Claims> = None;
     let mut refused: Option<Response> = None;
@@ -387,19 +390,6 @@ async fn dispatch(
             resp.headers_mut().append(k, v);
         }
     }
-    if let Some((m, h)) = metered {
-        let declared = |headers: &HeaderMap| {
-            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0)
-        };
-        // Body bytes: as declared coming in, as sent going out (a HEAD
-        // sends none).
-        let sent = match method {
-            Method::HEAD => 0,
-            _ if resp.headers().contains_key(header::CONTENT_LENGTH) => declared(resp.headers()),
-            _ => axum::body::HttpBody::size_hint(resp.body()).exact().unwrap_or(0),
-        };
-        m.record(h, &method, resp.status().as_u16(), started.elapsed(), declared(&headers), sent);
-    }
     if let Some(log) = &s.opts.logger {
         log(&RequestLog {
             method: method.to_string(),
@@ -408,7 +398,10 @@ async fn dispatch(
             elapsed: started.elapsed(),
         });
     }
-    resp
+    match metered {
+        Some(m) => m.wrap(resp),
+        None => resp,
+    }
 }
 
 /// Who asked, and how (for events).

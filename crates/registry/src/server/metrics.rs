@@ -9,12 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::{Body, Bytes};
 use axum::http::{Method, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 
 /// The routes, named as distribution names them.
 const HANDLERS: [&str; 8] =
@@ -128,12 +131,77 @@ impl Default for Metrics {
     }
 }
 
-/// A request being answered: counted in flight until dropped.
-pub(crate) struct InFlight<'a>(&'a AtomicI64);
+/// A request being answered, from its start until its response body has
+/// gone out (or was given up): counted in flight meanwhile, and recorded at
+/// its end with the time it took and the body bytes sent, as distribution
+/// counts its handlers' (a blob's transfer included).
+pub(crate) struct Metered {
+    metrics: Arc<Metrics>,
+    handler: usize,
+    method: Method,
+    started: Instant,
+    request_bytes: u64,
+    status: u16,
+    sent: u64,
+    done: bool,
+}
 
-impl Drop for InFlight<'_> {
+impl Metered {
+    /// Records the request, once.
+    fn finish(&mut self) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        self.metrics.in_flight[self.handler].fetch_sub(1, Ordering::Relaxed);
+        let elapsed = self.started.elapsed();
+        self.metrics.record(self.handler, &self.method, self.status, elapsed, self.request_bytes, self.sent);
+    }
+
+    /// `response`, its body counted as it goes out; the request is
+    /// recorded when the body ends or is dropped.
+    pub(crate) fn wrap(mut self, response: Response) -> Response {
+        self.status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Body::new(MeteredBody { inner: body, meter: self }))
+    }
+}
+
+impl Drop for Metered {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.finish();
+    }
+}
+
+/// A response body passed through as it is (the same frames: a `sendfile`
+/// marker stays one), its data bytes counted.
+struct MeteredBody {
+    inner: Body,
+    meter: Metered,
+}
+
+impl http_body::Body for MeteredBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => self.meter.sent += frame.data_ref().map_or(0, |d| d.len() as u64),
+            Poll::Ready(None) => self.meter.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -143,10 +211,28 @@ impl Metrics {
         Self::default()
     }
 
-    /// Counts a request to `handler` in flight until the guard goes.
-    pub(crate) fn begin(&self, handler: usize) -> InFlight<'_> {
+    /// Counts a request to `handler` in flight from `started` until what
+    /// this returns is done with (see [`Metered::wrap`]); `request_bytes`:
+    /// the body it came with.
+    pub(crate) fn begin(
+        self: &Arc<Self>,
+        handler: usize,
+        method: &Method,
+        started: Instant,
+        request_bytes: u64,
+    ) -> Metered {
         self.in_flight[handler].fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight[handler])
+        Metered {
+            metrics: Arc::clone(self),
+            handler,
+            method: method.clone(),
+            started,
+            request_bytes,
+            // Until a response is made: the request was given up.
+            status: 499,
+            sent: 0,
+            done: false,
+        }
     }
 
     /// Records an answered request: its status, how long answering took,

@@ -328,6 +328,73 @@ async fn layer_urls_are_taken_only_as_allowed() {
     assert!(resp.text().await.unwrap().contains("MANIFEST_BLOB_UNKNOWN"));
 }
 
+/// Request metrics count a blob pull until its body has gone out, as
+/// distribution counts its handlers: in flight while the client has not
+/// read it, its bytes sent and its time recorded when it has.
+#[tokio::test(flavor = "current_thread")]
+async fn metrics_count_a_pull_until_its_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(cargohold_registry::server::Metrics::new());
+    let srv = TestServer::with(
+        Storage::filesystem(t.path().join("r")).unwrap(),
+        ServerOptions { metrics: Some(Arc::clone(&metrics)), ..ServerOptions::default() },
+    );
+    let blob: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256_of(&blob);
+    let http = reqwest::Client::new();
+    let put = http
+        .post(format!("http://{}/v2/x/app/blobs/uploads/?digest={digest}", srv.addr))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 201);
+    let line = |name: &str| {
+        let text = metrics.render();
+        text.lines().find(|l| l.starts_with(name)).map(str::to_owned).unwrap_or_default()
+    };
+    // A client that reads the head and stops: the pull is in flight.
+    let mut conn = tokio::net::TcpStream::connect(&srv.addr).await.unwrap();
+    conn.write_all(format!("GET /v2/x/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = conn.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        line(r#"registry_http_in_flight_requests{handler="blob"}"#),
+        r#"registry_http_in_flight_requests{handler="blob"} 1"#
+    );
+    assert_eq!(line(r#"registry_http_requests_total{code="200",handler="blob""#), "");
+    // It reads the rest: recorded, with every byte.
+    let mut got = n;
+    while got < blob.len() {
+        let n = conn.read(&mut head).await.unwrap();
+        assert!(n > 0, "the body ended early");
+        got += n;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while line(r#"registry_http_in_flight_requests{handler="blob"}"#).ends_with(" 1") {
+        assert!(std::time::Instant::now() < deadline, "still in flight");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        line(r#"registry_http_requests_total{code="200",handler="blob",method="get"}"#),
+        r#"registry_http_requests_total{code="200",handler="blob",method="get"} 1"#
+    );
+    assert_eq!(
+        line(r#"registry_http_response_size_bytes_sum{handler="blob"}"#),
+        format!(r#"registry_http_response_size_bytes_sum{{handler="blob"}} {}"#, blob.len())
+    );
+    let seconds: f64 = line(r#"registry_http_request_duration_seconds_sum{handler="blob",method="get"}"#)
+        .rsplit_once(' ')
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    assert!(seconds >= 0.2, "the time the body took counts: {seconds}");
+}
+
 /// Blobs in local files go out with `sendfile`: whole, in ranges across its
 /// 1 MiB frames, pipelined on one HTTP/1 connection between small blobs
 /// (sent as bytes) and headers, and over HTTP/2 (no sendfile there).
