@@ -292,6 +292,46 @@ fn copy_and_push_write_the_manifest_format_asked() {
     let other = t.path().join("other");
     let pulled = json(&other, &["pull", &format!("{}/fmt/pushed:1", reg.1), "--json"]);
     assert_eq!(pulled["digest"], ours["manifest"]["digest"]);
+    // An index of two platforms becomes a Docker manifest list: skopeo's
+    // bytes again.
+    run(Command::new("umoci")
+        .args(["config", "--image", &format!("{}:v1", layout.display()), "--tag", "arm"])
+        .args(["--architecture", "arm64"]));
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let entry = |tag: &str, arch: &str| {
+        let mut e = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap()
+            .clone();
+        e.as_object_mut().unwrap().remove("annotations");
+        e["platform"] = serde_json::json!({ "architecture": arch, "os": "linux" });
+        e
+    };
+    let multi = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry("v1", "amd64"), entry("arm", "arm64")],
+    })
+    .to_string();
+    let digest = cargohold_digest(multi.as_bytes());
+    std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), &multi).unwrap();
+    index["manifests"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest, "size": multi.len(),
+        "annotations": { "org.opencontainers.image.ref.name": "multi" },
+    }));
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let multi_src = format!("oci:{}:multi", layout.display());
+    ok(&store, &["copy", "--all-platforms", "--format", "v2s2", &multi_src, &format!("docker://{}/fmt/list:1", reg.1)]);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--all", "--dest-tls-verify=false", "--format", "v2s2"])
+        .arg(&multi_src)
+        .arg(format!("docker://{}/fmt/list-skopeo:1", reg.1)));
+    let list = raw("fmt/list:1");
+    assert!(list.contains("application/vnd.docker.distribution.manifest.list.v2+json"), "{list}");
+    assert_eq!(list, raw("fmt/list-skopeo:1"));
     let out = ch(
         &store,
         &["copy", "--format", "oci", "app:1", &format!("docker-archive:{}", t.path().join("a.tar").display())],
