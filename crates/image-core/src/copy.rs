@@ -78,6 +78,10 @@ pub struct CopyOptions {
     /// Write the manifests in this format (`None`: as the source has them,
     /// unless the destination changed a blob).
     pub format: Option<crate::manifest::ManifestFormat>,
+    /// Fail, before anything is committed, when the manifest stored would
+    /// not have the digest it has at the source (a format change, a
+    /// destination that rewrites layers), as skopeo's `--preserve-digests`.
+    pub preserve_digests: bool,
 }
 
 /// What a copy did.
@@ -108,6 +112,8 @@ pub fn copy(
 ) -> Result<CopyReport> {
     let top = src.top_manifest()?;
     let mut report = CopyReport::of(&top);
+    // What the copy reads: the top manifest, or the platform's.
+    let mut read = top.digest.clone();
     let stored_top = match top.parse()? {
         Manifest::Image(m) => in_format(copy_image(src, dst, top, m, &mut report, progress)?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
@@ -125,11 +131,13 @@ pub fn copy(
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
+            read = entry.digest.clone();
             let child = src.manifest(&entry)?;
             let m = child_image(&child, &src.location())?;
             in_format(copy_image(src, dst, child, m, &mut report, progress)?, opts)?
         }
     };
+    check_preserved(&read, &stored_top.digest, opts, &dst.location())?;
     dst.commit(&stored_top)?;
     report.manifest = stored_top.descriptor();
     Ok(report)
@@ -139,6 +147,27 @@ impl CopyReport {
     fn of(top: &RawManifest) -> Self {
         CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 }
     }
+}
+
+/// With `preserve_digests`, refuses a copy whose stored manifest's digest
+/// is not the one it was read with.
+fn check_preserved(
+    read: &crate::digest::Digest,
+    stored: &crate::digest::Digest,
+    opts: &CopyOptions,
+    location: &str,
+) -> Result<()> {
+    if opts.preserve_digests && stored != read {
+        return Err(Error::Unsupported {
+            location: location.to_owned(),
+            what: format!(
+                "{read} under its own digest (it would be stored as {}{}); nothing was committed",
+                stored,
+                opts.format.map_or(String::new(), |f| format!(", written as {f}"))
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A stored manifest in the format the copy writes.

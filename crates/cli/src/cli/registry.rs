@@ -173,6 +173,10 @@ pub struct CopyArgs {
     /// say (zstd layers, a subject) is an error (default: as the source has them).
     #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
     pub format: Option<String>,
+    /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
+    /// archive's inflated layers), as skopeo's --preserve-digests.
+    #[arg(long)]
+    pub preserve_digests: bool,
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -375,6 +379,10 @@ pub struct SyncArgs {
     /// that form moves nothing).
     #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
     pub format: Option<String>,
+    /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
+    /// archive's inflated layers), as skopeo's --preserve-digests.
+    #[arg(long)]
+    pub preserve_digests: bool,
     /// Images copied at a time.
     #[arg(short, long, default_value_t = 4, value_name = "N")]
     pub jobs: usize,

@@ -38,7 +38,12 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     if format.is_some() && matches!(dst_loc, ImageLocation::DockerArchive { .. }) {
         anyhow::bail!("--format: a docker archive holds Docker schema 2 images whatever is asked");
     }
-    let opts = CopyOptions { platform: platform(args.platform.as_deref())?, all_platforms: args.all_platforms, format };
+    let opts = CopyOptions {
+        platform: platform(args.platform.as_deref())?,
+        all_platforms: args.all_platforms,
+        format,
+        preserve_digests: args.preserve_digests,
+    };
     let bars = ctx.progress();
     // Layers move in parallel (mounted when the source is another repository
     // of the same registry), streamed from the source.

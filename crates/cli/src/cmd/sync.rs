@@ -180,6 +180,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         platform: platform(args.platform.as_deref())?,
         all_platforms: args.all,
         format: super::manifest_format(args.format.as_deref())?,
+        preserve_digests: args.preserve_digests,
     };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {

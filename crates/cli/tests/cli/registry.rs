@@ -269,6 +269,14 @@ fn copy_and_push_write_the_manifest_format_asked() {
     assert_eq!(raw("fmt/ours:1"), theirs);
     let docker: Value = serde_json::from_str(&theirs).unwrap();
     assert_eq!(docker["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    // --preserve-digests: a format change is refused before anything moves.
+    let kept = format!("docker://{}/fmt/kept:1", reg.1);
+    let out = ch(&store, &["copy", "--preserve-digests", "--format", "v2s2", &src, &kept]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("under its own digest"), "{err}");
+    let out = skopeo(t.path()).args(["inspect", "--raw", "--tls-verify=false"]).arg(&kept).output().unwrap();
+    assert!(!out.status.success(), "nothing was pushed");
+    ok(&store, &["copy", "--preserve-digests", &src, &kept]);
     // Back to OCI: the same blobs under OCI types.
     ok(
         &store,

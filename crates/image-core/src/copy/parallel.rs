@@ -12,8 +12,8 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    CopyOptions, CopyReport, Progress, check_config, check_config_size, child_image, in_format, pick_platform,
-    rebuilt_index, stored_manifest,
+    CopyOptions, CopyReport, Progress, check_config, check_config_size, check_preserved, child_image, in_format,
+    pick_platform, rebuilt_index, stored_manifest,
 };
 use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
@@ -37,6 +37,14 @@ pub async fn copy_async(
     let top = src.top_manifest().await?;
     let mut report = CopyReport::of(&top);
     let jobs = if dst.concurrent_blobs() { jobs.max(1) } else { 1 };
+    // A digest a format change would not keep: refused before any blob
+    // moves (what a destination changes is caught before the commit).
+    if opts.preserve_digests && opts.format.is_some() {
+        let read = copied_digest(src, &CopyOptions { format: None, ..opts.clone() }).await?;
+        check_preserved(&read, &copied_digest(src, opts).await?, opts, &dst.location())?;
+    }
+    // What the copy reads: the top manifest, or the platform's.
+    let mut read = top.digest.clone();
     let stored_top = match top.parse()? {
         Manifest::Image(m) => in_format(copy_image(src, dst, top, m, jobs, &mut report, progress).await?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
@@ -54,11 +62,13 @@ pub async fn copy_async(
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
+            read = entry.digest.clone();
             let child = src.manifest(&entry).await?;
             let m = child_image(&child, &src.location())?;
             in_format(copy_image(src, dst, child, m, jobs, &mut report, progress).await?, opts)?
         }
     };
+    check_preserved(&read, &stored_top.digest, opts, &dst.location())?;
     dst.commit(&stored_top).await?;
     report.manifest = stored_top.descriptor();
     Ok(report)
