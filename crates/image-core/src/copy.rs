@@ -110,6 +110,7 @@ pub fn copy(
     opts: &CopyOptions,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
+    check_format(opts, dst.fixed_format(), &dst.location())?;
     let top = src.top_manifest()?;
     let mut report = CopyReport::of(&top);
     // What the copy reads: the top manifest, or the platform's.
@@ -146,6 +147,17 @@ pub fn copy(
 impl CopyReport {
     fn of(top: &RawManifest) -> Self {
         CopyReport { manifest: top.descriptor(), blobs_copied: 0, blobs_skipped: 0, blobs_mounted: 0, bytes_copied: 0 }
+    }
+}
+
+/// Refuses a format the destination cannot write (before anything moves).
+fn check_format(opts: &CopyOptions, fixed: Option<crate::manifest::ManifestFormat>, location: &str) -> Result<()> {
+    match (opts.format, fixed) {
+        (Some(asked), Some(only)) if asked != only => Err(Error::Unsupported {
+            location: location.to_owned(),
+            what: format!("manifests written as {asked} (it writes {only} only)"),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -42,11 +42,8 @@ pub struct PushArgs {
     /// Layers uploaded at once.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
-    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
-    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
-    /// say (zstd layers, a subject) is an error (default: as the source has them).
-    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
-    pub format: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Write the pushed manifest's digest to this file (as podman push --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -168,11 +165,8 @@ pub struct CopyArgs {
     /// Credentials for the destination registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
-    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
-    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
-    /// say (zstd layers, a subject) is an error (default: as the source has them).
-    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
-    pub format: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
     /// archive's inflated layers), as skopeo's --preserve-digests.
     #[arg(long)]
@@ -375,10 +369,8 @@ pub struct SyncArgs {
     /// Copy every platform of multi-platform images.
     #[arg(short = 'a', long, conflicts_with = "platform")]
     pub all: bool,
-    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo sync --format (an image already held in
-    /// that form moves nothing).
-    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
-    pub format: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
     /// archive's inflated layers), as skopeo's --preserve-digests.
     #[arg(long)]
@@ -397,4 +389,23 @@ pub struct SyncArgs {
     pub dest_creds: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
+}
+
+/// `--format`, for the commands that write manifests (copy, push, sync).
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Write the manifests as oci or v2s2 (Docker schema 2), as skopeo's and podman's --format: the blobs are
+    /// the same, the manifest digest changes; annotations are dropped for v2s2 (it has none), and what it cannot
+    /// say (zstd layers, a subject) is an error; sync finds an image held in that form up to date (default: as
+    /// the source has them).
+    #[arg(long = "format", value_name = "FORMAT", value_parser = ["oci", "v2s2"])]
+    pub name: Option<String>,
+}
+
+impl FormatArgs {
+    /// The format asked for.
+    pub fn get(&self) -> Option<cargohold_image_core::ManifestFormat> {
+        // The parser took only the names the format parses.
+        self.name.as_deref().map(|n| n.parse().expect("oci or v2s2"))
+    }
 }

@@ -34,10 +34,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     } else {
         ctx.registry_for_locations(&[&src_loc, &dst_loc])?
     };
-    let format = super::manifest_format(args.format.as_deref())?;
-    if format.is_some() && matches!(dst_loc, ImageLocation::DockerArchive { .. }) {
-        anyhow::bail!("--format: a docker archive holds Docker schema 2 images whatever is asked");
-    }
+    let format = args.format.get();
     let opts = CopyOptions {
         platform: platform(args.platform.as_deref())?,
         all_platforms: args.all_platforms,

@@ -294,11 +294,6 @@ pub fn platform(p: Option<&str>) -> Result<Option<Platform>> {
     p.map(|s| s.parse::<Platform>().map_err(anyhow::Error::from)).transpose()
 }
 
-/// `--format`'s manifest format.
-pub fn manifest_format(f: Option<&str>) -> Result<Option<cargohold_image_core::ManifestFormat>> {
-    f.map(|f| f.parse().map_err(anyhow::Error::msg)).transpose()
-}
-
 /// Writes a small output file (`--iidfile`, `--digestfile`): a regular
 /// file (or a new one) replaced whole by rename, so that a reader never sees
 /// half of it; a FIFO, a device or a symlink written through.

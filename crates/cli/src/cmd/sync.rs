@@ -179,7 +179,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     let opts = CopyOptions {
         platform: platform(args.platform.as_deref())?,
         all_platforms: args.all,
-        format: super::manifest_format(args.format.as_deref())?,
+        format: args.format.get(),
         preserve_digests: args.preserve_digests,
     };
     let quiet = ctx.is_quiet() || args.out.json;

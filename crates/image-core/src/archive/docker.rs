@@ -313,6 +313,10 @@ impl ImageDest for DockerArchiveDest {
         false
     }
 
+    fn fixed_format(&self) -> Option<crate::manifest::ManifestFormat> {
+        Some(crate::manifest::ManifestFormat::DockerV2S2)
+    }
+
     fn has_blob(&mut self, _desc: &Descriptor) -> Result<bool> {
         // Layers may be stored in another form (inflated); always receive them.
         Ok(false)

@@ -12,8 +12,8 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    CopyOptions, CopyReport, Progress, check_config, check_config_size, check_preserved, child_image, in_format,
-    pick_platform, rebuilt_index, stored_manifest,
+    CopyOptions, CopyReport, Progress, check_config, check_config_size, check_format, check_preserved, child_image,
+    in_format, pick_platform, rebuilt_index, stored_manifest,
 };
 use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
@@ -34,6 +34,7 @@ pub async fn copy_async(
     jobs: usize,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
+    check_format(opts, dst.fixed_format(), &dst.location())?;
     let top = src.top_manifest().await?;
     let mut report = CopyReport::of(&top);
     let jobs = if dst.concurrent_blobs() { jobs.max(1) } else { 1 };

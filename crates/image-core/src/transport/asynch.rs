@@ -63,6 +63,11 @@ pub trait AsyncImageDest: Send + Sync {
     fn supports_index(&self) -> bool {
         true
     }
+    /// The one manifest format the destination writes whatever it is sent,
+    /// if it has one (see [`ImageDest::fixed_format`]).
+    fn fixed_format(&self) -> Option<crate::manifest::ManifestFormat> {
+        None
+    }
     /// Whether blobs may be sent concurrently; `false` (an archive written
     /// in order) makes a copy send them one at a time, in the image's order.
     fn concurrent_blobs(&self) -> bool {
@@ -281,6 +286,7 @@ pub struct Blocking<T> {
     name_hint: Option<Reference>,
     registry_repository: Option<Reference>,
     supports_index: bool,
+    fixed_format: Option<crate::manifest::ManifestFormat>,
 }
 
 impl<T> Blocking<T> {
@@ -297,6 +303,7 @@ impl<S: ImageSource + Send + 'static> Blocking<S> {
             name_hint: src.name_hint(),
             registry_repository: src.registry_repository(),
             supports_index: true,
+            fixed_format: None,
             inner: Arc::new(Mutex::new(src)),
         }
     }
@@ -310,6 +317,7 @@ impl<D: ImageDest + Send + 'static> Blocking<D> {
             name_hint: None,
             registry_repository: None,
             supports_index: dst.supports_index(),
+            fixed_format: dst.fixed_format(),
             inner: Arc::new(Mutex::new(dst)),
         }
     }
@@ -360,6 +368,9 @@ impl<D: ImageDest + Send + 'static> AsyncImageDest for Blocking<D> {
     }
     fn supports_index(&self) -> bool {
         self.supports_index
+    }
+    fn fixed_format(&self) -> Option<crate::manifest::ManifestFormat> {
+        self.fixed_format
     }
     fn concurrent_blobs(&self) -> bool {
         false

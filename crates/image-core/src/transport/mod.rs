@@ -71,6 +71,11 @@ pub trait ImageDest {
     fn supports_index(&self) -> bool {
         true
     }
+    /// The one manifest format the destination writes whatever it is sent
+    /// (a docker archive's), if it has one.
+    fn fixed_format(&self) -> Option<crate::manifest::ManifestFormat> {
+        None
+    }
     /// Whether the blob is already present (and need not be sent).
     fn has_blob(&mut self, desc: &Descriptor) -> Result<bool>;
     /// Stores a blob. `data` is already verifying itself against `desc`; the
@@ -120,6 +125,9 @@ impl<T: ImageDest + ?Sized> ImageDest for Box<T> {
     }
     fn supports_index(&self) -> bool {
         (**self).supports_index()
+    }
+    fn fixed_format(&self) -> Option<crate::manifest::ManifestFormat> {
+        (**self).fixed_format()
     }
     fn has_blob(&mut self, desc: &Descriptor) -> Result<bool> {
         (**self).has_blob(desc)
