@@ -554,6 +554,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// How much of an upload's body is gathered for one write: what hyper
+/// hands on at a time is a few hundred KiB, so this is a writev of a few
+/// buffers; larger batches only hold more buffers alive, each new memory
+/// faulted in (a push of the reference image into a fresh server: 860 page
+/// faults with 1 MiB batches, 600 with these, 2% less CPU).
+const WRITE_BATCH: usize = 256 << 10;
+
 /// A write of a batch that takes longer than this sends the rest of its
 /// upload's writes to the blocking pool.
 const SLOW_WRITE: std::time::Duration = std::time::Duration::from_millis(2);
@@ -677,8 +684,8 @@ impl Driver for FsDriver {
                 format!("the upload holds {size} bytes, not {at}"),
             ));
         }
-        // The body's buffers gathered into 1 MiB batches, each written with
-        // one writev: no copy on the way. A batch goes into the page cache
+        // The body's buffers gathered into batches of [`WRITE_BATCH`], each
+        // written with one writev: no copy on the way. A batch goes into the page cache
         // on this thread, as hashing it did, for it is the same kind of
         // work (a copy, well under a millisecond); handing each to the
         // blocking pool costs more than the write. Once a write takes
@@ -714,7 +721,7 @@ impl Driver for FsDriver {
                 written += chunk.len() as u64;
                 batched += chunk.len();
                 batch.push(chunk);
-                if batched >= 1 << 20 {
+                if batched >= WRITE_BATCH {
                     batched = 0;
                     flush(&mut file, std::mem::take(&mut batch), &mut inline).await?;
                 }
