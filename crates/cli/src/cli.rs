@@ -39,8 +39,9 @@ pub struct Cli {
     /// Verify registries' TLS certificates (`--tls-verify=false`: every registry as with --insecure-registry).
     #[arg(long, global = true, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub tls_verify: bool,
-    /// Where registries' CA and client certificates are (`DIR/HOST[:PORT]/*.crt`, `*.cert` + `*.key`), instead of
-    /// /etc/containers/certs.d and /etc/docker/certs.d.
+    /// Where registries' CA and client certificates are, instead of /etc/containers/certs.d and
+    /// /etc/docker/certs.d: `*.crt` CAs and `NAME.cert` + `NAME.key` in DIR itself, for every registry (podman's
+    /// and skopeo's --cert-dir), or a certs.d tree with them in `DIR/HOST[:PORT]/`.
     #[arg(long, global = true, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
     /// Upload large blobs in chunks of this size (`4M` for registries that cap requests at 4 MiB); 0, the default:

@@ -31,6 +31,18 @@ pub struct ClientOptions {
     /// registry besides the system store, `NAME.cert` + `NAME.key` a client
     /// certificate. Default: `/etc/containers/certs.d`, `/etc/docker/certs.d`.
     pub cert_dirs: Vec<std::path::PathBuf>,
+    /// One directory of certificates (`*.crt` CAs, `NAME.cert` + `NAME.key`)
+    /// for every registry, in place of the `cert_dirs` ones (skopeo's and
+    /// podman's `--cert-dir`).
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// A directory of certificates for these registries only (`host[:port]`
+    /// as references name them), in place of `cert_dir` and `cert_dirs`
+    /// (skopeo's `--src-cert-dir` and `--dest-cert-dir`).
+    pub registry_cert_dirs: Vec<(String, std::path::PathBuf)>,
+    /// Registries whose certificates are verified whatever `tls_verify`,
+    /// `insecure` and `registries.conf` say (skopeo's
+    /// `--src-tls-verify=true`).
+    pub verified: Vec<String>,
     /// Credentials for every registry, instead of the stored ones (a client
     /// made for one registry).
     pub credentials: Option<Credentials>,
@@ -61,6 +73,9 @@ impl Default for ClientOptions {
             tls_verify: true,
             registries: crate::RegistriesConf::default(),
             cert_dirs: vec!["/etc/containers/certs.d".into(), "/etc/docker/certs.d".into()],
+            cert_dir: None,
+            registry_cert_dirs: Vec::new(),
+            verified: Vec::new(),
             credentials: None,
             registry_credentials: Vec::new(),
             // No stored credentials unless the caller names a source (a
@@ -132,7 +147,11 @@ impl RegistryClient {
         if let Some(c) = self.http.lock().expect("not poisoned").get(registry) {
             return Ok(c.clone());
         }
-        let tls = crate::tls::registry_tls(&self.opts.cert_dirs, registry)?;
+        let own = self.opts.registry_cert_dirs.iter().find(|(r, _)| r == registry).map(|(_, d)| d);
+        let tls = match own.or(self.opts.cert_dir.as_ref()) {
+            Some(dir) => crate::tls::dir_tls(dir)?,
+            None => crate::tls::registry_tls(&self.opts.cert_dirs, registry)?,
+        };
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(self.opts.timeout)
@@ -148,6 +167,9 @@ impl RegistryClient {
 
     /// Whether `registry`'s certificate goes unverified.
     fn skips_verification(&self, registry: &str) -> bool {
+        if self.opts.verified.iter().any(|r| r == registry) {
+            return false;
+        }
         !self.opts.tls_verify
             || self.opts.insecure.iter().any(|r| r == registry)
             || self.opts.registries.insecure_registries().iter().any(|r| r == registry)

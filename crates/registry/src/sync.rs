@@ -182,6 +182,9 @@ pub struct SyncRegistry {
     pub credentials: Option<crate::Credentials>,
     /// `tls-verify: false`: the registry as insecure.
     pub tls_verify: bool,
+    /// `cert-dir`: the registry's certificates (`*.crt`, `NAME.cert` +
+    /// `NAME.key`), in place of its `certs.d` ones.
+    pub cert_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(serde::Deserialize)]
@@ -209,8 +212,8 @@ struct YamlCredentials {
 }
 
 /// Parses a `skopeo sync --src yaml` file: registries, each with `images`
-/// (repository -> tags; none: all), `images-by-tag-regex`, `credentials`
-/// and `tls-verify`. Errors name `file` (and the line where YAML knows it).
+/// (repository -> tags; none: all), `images-by-tag-regex`, `credentials`,
+/// `tls-verify` and `cert-dir`. Errors name `file` (and the line where YAML knows it).
 pub fn parse_sync_yaml(text: &str, file: &str) -> crate::Result<Vec<SyncRegistry>> {
     let fail = |reason: String| crate::Error::Config { path: file.to_owned(), reason };
     let parsed: std::collections::BTreeMap<String, YamlRegistry> = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -224,11 +227,6 @@ pub fn parse_sync_yaml(text: &str, file: &str) -> crate::Result<Vec<SyncRegistry
         }
         if r.images_by_semver.is_some() {
             return Err(fail(format!("{registry}: images-by-semver is not supported (use images-by-tag-regex)")));
-        }
-        if r.cert_dir.is_some() {
-            return Err(fail(format!(
-                "{registry}: a per-registry cert-dir is not supported (use --cert-dir DIR with DIR/{registry}/ca.crt)"
-            )));
         }
         let mut images = Vec::new();
         for (repo, tags) in r.images {
@@ -252,6 +250,7 @@ pub fn parse_sync_yaml(text: &str, file: &str) -> crate::Result<Vec<SyncRegistry
             images,
             credentials: r.credentials.map(|c| crate::Credentials::new(c.username, c.password)),
             tls_verify: r.tls_verify.unwrap_or(true),
+            cert_dir: r.cert_dir.map(std::path::PathBuf::from),
         });
     }
     Ok(out)

@@ -164,74 +164,89 @@ pub(crate) fn registry_tls(dirs: &[PathBuf], registry: &str) -> Result<RegistryT
         return Ok(out);
     }
     for dir in dirs {
-        let dir = dir.join(registry);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(tls_error(&dir, format!("cannot read the directory: {e}"))),
-        };
-        let mut names: Vec<String> = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| tls_error(&dir, format!("cannot read the directory: {e}")))?;
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_owned());
-            }
-        }
-        names.sort();
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|e| tls_error(&path, format!("cannot read it: {e}")))
-        };
-        for name in &names {
-            let path = dir.join(name);
-            if name.ends_with(".crt") {
-                let pem = read(name)?;
-                let certs = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
-                if certs.is_empty() {
-                    return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
-                }
-                for cert in &certs {
-                    RootCertStore::empty()
-                        .add(cert.clone())
-                        .map_err(|e| tls_error(&path, format!("not a usable CA certificate: {e}")))?;
-                }
-                out.roots.extend(certs);
-            } else if let Some(stem) = name.strip_suffix(".cert") {
-                let key = format!("{stem}.key");
-                if !names.contains(&key) {
-                    return Err(tls_error(&path, format!("a client certificate without its key {key}")));
-                }
-                if out.identity.is_some() {
-                    continue;
-                }
-                let pem = read(name)?;
-                let chain = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
-                if chain.is_empty() {
-                    return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
-                }
-                let key_pem = read(&key)?;
-                let private = PrivateKeyDer::from_pem_slice(&key_pem)
-                    .map_err(|e| tls_error(&dir.join(&key), format!("holds no PEM private key: {e}")))?;
-                // The pair must make a client configuration (a key rustls
-                // can use, matching the certificate).
-                let pair = (chain, private);
-                client_config(
-                    RegistryTls { roots: Vec::new(), identity: Some((pair.0.clone(), pair.1.clone_key())) },
-                    true,
-                    None,
-                )
-                .map_err(|e| tls_error(&path, format!("this certificate and {key} are no usable pair: {e}")))?;
-                out.identity = Some(pair);
-            } else if let Some(stem) = name.strip_suffix(".key")
-                && !names.iter().any(|n| n == &format!("{stem}.cert"))
-            {
-                return Err(tls_error(&path, format!("a client key without its certificate {stem}.cert")));
-            }
-        }
+        read_cert_dir(&dir.join(registry), &mut out, false)?;
     }
     Ok(out)
+}
+
+/// Reads one directory of certificates given for a registry (skopeo's and
+/// podman's `--cert-dir`): its `*.crt` as CAs, a `NAME.cert` with its
+/// `NAME.key` as the client identity. Named explicitly, it must exist.
+pub(crate) fn dir_tls(dir: &Path) -> Result<RegistryTls> {
+    let mut out = RegistryTls::default();
+    read_cert_dir(dir, &mut out, true)?;
+    Ok(out)
+}
+
+/// Adds what `dir` holds to `out` (nothing when it does not exist, unless
+/// `required`).
+fn read_cert_dir(dir: &Path, out: &mut RegistryTls, required: bool) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(()),
+        Err(e) => return Err(tls_error(dir, format!("cannot read the directory: {e}"))),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| tls_error(dir, format!("cannot read the directory: {e}")))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).map_err(|e| tls_error(&path, format!("cannot read it: {e}")))
+    };
+    for name in &names {
+        let path = dir.join(name);
+        if name.ends_with(".crt") {
+            let pem = read(name)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+            }
+            for cert in &certs {
+                RootCertStore::empty()
+                    .add(cert.clone())
+                    .map_err(|e| tls_error(&path, format!("not a usable CA certificate: {e}")))?;
+            }
+            out.roots.extend(certs);
+        } else if let Some(stem) = name.strip_suffix(".cert") {
+            let key = format!("{stem}.key");
+            if !names.contains(&key) {
+                return Err(tls_error(&path, format!("a client certificate without its key {key}")));
+            }
+            if out.identity.is_some() {
+                continue;
+            }
+            let pem = read(name)?;
+            let chain = CertificateDer::pem_slice_iter(&pem)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| tls_error(&path, format!("not a PEM certificate: {e}")))?;
+            if chain.is_empty() {
+                return Err(tls_error(&path, "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+            }
+            let key_pem = read(&key)?;
+            let private = PrivateKeyDer::from_pem_slice(&key_pem)
+                .map_err(|e| tls_error(&dir.join(&key), format!("holds no PEM private key: {e}")))?;
+            // The pair must make a client configuration (a key rustls
+            // can use, matching the certificate).
+            let pair = (chain, private);
+            client_config(
+                RegistryTls { roots: Vec::new(), identity: Some((pair.0.clone(), pair.1.clone_key())) },
+                true,
+                None,
+            )
+            .map_err(|e| tls_error(&path, format!("this certificate and {key} are no usable pair: {e}")))?;
+            out.identity = Some(pair);
+        } else if let Some(stem) = name.strip_suffix(".key")
+            && !names.iter().any(|n| n == &format!("{stem}.cert"))
+        {
+            return Err(tls_error(&path, format!("a client key without its certificate {stem}.cert")));
+        }
+    }
+    Ok(())
 }

@@ -166,6 +166,8 @@ pub struct CopyArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
     #[command(flatten)]
+    pub tls: SideTlsArgs,
+    #[command(flatten)]
     pub format: FormatArgs,
     /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
     /// archive's inflated layers), as skopeo's --preserve-digests.
@@ -388,6 +390,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
     #[command(flatten)]
+    pub tls: SideTlsArgs,
+    #[command(flatten)]
     pub out: JsonArgs,
 }
 
@@ -407,5 +411,51 @@ impl FormatArgs {
     pub fn get(&self) -> Option<cargohold_image_core::ManifestFormat> {
         // The parser took only the names the format parses.
         self.name.as_deref().map(|n| n.parse().expect("oci or v2s2"))
+    }
+}
+
+/// Each side's TLS, for the commands that talk to two registries (copy,
+/// sync), as skopeo's: what is given for one side's registry applies to it
+/// alone.
+#[derive(Debug, Args)]
+pub struct SideTlsArgs {
+    /// Verify the source registry's TLS certificate: `false`, that registry as with --insecure-registry; `true`,
+    /// verified even where registries.conf marks it insecure.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub src_tls_verify: Option<bool>,
+    /// Verify the destination registry's TLS certificate (as --src-tls-verify).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub dest_tls_verify: Option<bool>,
+    /// The source registry's certificates: `*.crt` CAs, `NAME.cert` + `NAME.key` a client certificate, in place
+    /// of its certs.d ones.
+    #[arg(long, value_name = "DIR")]
+    pub src_cert_dir: Option<PathBuf>,
+    /// The destination registry's certificates (as --src-cert-dir).
+    #[arg(long, value_name = "DIR")]
+    pub dest_cert_dir: Option<PathBuf>,
+}
+
+impl SideTlsArgs {
+    /// Whether any is given.
+    pub fn given(&self) -> bool {
+        self.src_option().is_some() || self.dest_option().is_some()
+    }
+
+    /// The source's option given (for errors), if any.
+    pub fn src_option(&self) -> Option<&'static str> {
+        match (self.src_tls_verify, &self.src_cert_dir) {
+            (Some(_), _) => Some("--src-tls-verify"),
+            (None, Some(_)) => Some("--src-cert-dir"),
+            (None, None) => None,
+        }
+    }
+
+    /// The destination's option given (for errors), if any.
+    pub fn dest_option(&self) -> Option<&'static str> {
+        match (self.dest_tls_verify, &self.dest_cert_dir) {
+            (Some(_), _) => Some("--dest-tls-verify"),
+            (None, Some(_)) => Some("--dest-cert-dir"),
+            (None, None) => None,
+        }
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use cargohold_image_core::{CopyOptions, ImageLocation, Reference};
 
-use super::{Ctx, platform};
+use super::{Ctx, PerRegistry, platform};
 use crate::cli::CopyArgs;
 use crate::output;
 
@@ -11,26 +11,56 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let src_loc = ImageLocation::parse(&args.source)?;
     let dst_loc = ImageLocation::parse(&args.destination)?;
     let store = ctx.store()?;
-    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() {
-        // Each side's credentials go to its own registry only.
+    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() || args.tls.given() {
+        // Each side's credentials, TLS verification and certificates go to
+        // its own registry only.
         let registry_of = |loc: &ImageLocation, option: &str| -> Result<String> {
             match loc {
                 ImageLocation::Docker(r) => Ok(Reference::parse(r)?.registry().to_owned()),
                 _ => anyhow::bail!("{option} is for a registry, and {loc} is not one"),
             }
         };
-        let mut creds = Vec::new();
+        let mut named = PerRegistry::default();
         if let Some(c) = &args.src_creds {
-            creds.push((registry_of(&src_loc, "--src-creds")?, super::parse_creds(c, "--src-creds")?));
+            named.creds.push((registry_of(&src_loc, "--src-creds")?, super::parse_creds(c, "--src-creds")?));
         }
         if let Some(c) = &args.dest_creds {
             let r = registry_of(&dst_loc, "--dest-creds")?;
-            if creds.iter().any(|(s, given)| *s == r && given.username != c.split(':').next().unwrap_or_default()) {
+            if named.creds.iter().any(|(s, given)| *s == r && given.username != c.split(':').next().unwrap_or_default())
+            {
                 anyhow::bail!("--src-creds and --dest-creds name different users of the same registry {r}");
             }
-            creds.push((r, super::parse_creds(c, "--dest-creds")?));
+            named.creds.push((r, super::parse_creds(c, "--dest-creds")?));
         }
-        ctx.registry_with(creds)?
+        // --creds: for the one registry the copy talks to.
+        if let Some(c) = ctx.creds()? {
+            let mut regs: Vec<String> = Vec::new();
+            for loc in [&src_loc, &dst_loc] {
+                if let ImageLocation::Docker(r) = loc {
+                    let r = Reference::parse(r)?.registry().to_owned();
+                    if !regs.contains(&r) {
+                        regs.push(r);
+                    }
+                }
+            }
+            match regs.as_slice() {
+                [one] if !named.creds.iter().any(|(r, _)| r == one) => named.creds.push((one.clone(), c)),
+                _ => anyhow::bail!(
+                    "--creds is for a copy that talks to one registry and names no other credentials: give each \
+                     registry its own with --src-creds and --dest-creds"
+                ),
+            }
+        }
+        let t = &args.tls;
+        if let Some(option) = t.src_option() {
+            let r = registry_of(&src_loc, option)?;
+            ctx.side_tls(&mut named, "src", &r, t.src_tls_verify, t.src_cert_dir.as_deref())?;
+        }
+        if let Some(option) = t.dest_option() {
+            let r = registry_of(&dst_loc, option)?;
+            ctx.side_tls(&mut named, "dest", &r, t.dest_tls_verify, t.dest_cert_dir.as_deref())?;
+        }
+        ctx.registry_with(named)?
     } else {
         ctx.registry_for_locations(&[&src_loc, &dst_loc])?
     };

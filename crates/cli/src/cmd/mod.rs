@@ -126,6 +126,42 @@ pub struct Ctx {
     retry_times: Option<u32>,
 }
 
+/// What a two-sided command (copy, sync) gives for named registries.
+#[derive(Default)]
+pub struct PerRegistry {
+    /// Credentials, each for its registry only.
+    pub creds: Vec<(String, cargohold_registry::Credentials)>,
+    /// Registries as with --insecure-registry (`--src-tls-verify=false`,
+    /// a sync file's `tls-verify: false`).
+    pub insecure: Vec<String>,
+    /// Registries whose certificates are verified whatever registries.conf
+    /// says (`--src-tls-verify=true`).
+    pub verified: Vec<String>,
+    /// Registries' own certificate directories (`--src-cert-dir`, a sync
+    /// file's `cert-dir`).
+    pub cert_dirs: Vec<(String, std::path::PathBuf)>,
+}
+
+/// Whether `--cert-dir DIR` is one registry's certificates (`*.crt`,
+/// `*.cert`, `*.key` in DIR itself, as podman's and skopeo's) rather than a
+/// certs.d tree of `HOST[:PORT]/` directories.
+fn holds_certificates(dir: &std::path::Path) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("--cert-dir {}: cannot read it", dir.display()))),
+    };
+    for entry in entries {
+        let entry = entry.with_context(|| format!("--cert-dir {}: cannot read it", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if [".crt", ".cert", ".key"].iter().any(|ext| name.ends_with(ext)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// `USER:PASSWORD` of a credentials option.
 pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credentials> {
     let (u, p) = c.split_once(':').with_context(|| format!("{option} must be USER:PASSWORD"))?;
@@ -176,7 +212,12 @@ impl Ctx {
             registries: self.registries_conf()?.clone(),
             insecure: self.insecure.clone(),
             tls_verify: self.tls_verify,
-            cert_dirs: self.cert_dir.clone().map_or(defaults.cert_dirs.clone(), |d| vec![d]),
+            cert_dirs: match &self.cert_dir {
+                Some(d) if !holds_certificates(d)? => vec![d.clone()],
+                Some(_) => Vec::new(),
+                None => defaults.cert_dirs.clone(),
+            },
+            cert_dir: self.cert_dir.clone().filter(|d| holds_certificates(d).unwrap_or(false)),
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
@@ -232,33 +273,67 @@ impl Ctx {
         }
     }
 
+    /// `--creds`, when given.
+    pub fn creds(&self) -> Result<Option<cargohold_registry::Credentials>> {
+        self.creds.as_deref().map(|c| parse_creds(c, "--creds")).transpose()
+    }
+
     /// Whether `--creds` was given (for commands that cannot take it).
     pub fn creds_given(&self) -> bool {
         self.creds.is_some()
     }
 
-    /// A client with explicit credentials for named registries (`copy
-    /// --src-creds/--dest-creds`).
-    pub fn registry_with(
-        &self,
-        creds: Vec<(String, cargohold_registry::Credentials)>,
-    ) -> Result<cargohold_registry::Registry> {
+    /// A client with what a two-sided command (copy, sync) says of named
+    /// registries: each side's credentials, TLS verification and
+    /// certificates go to that side's registry only.
+    pub fn registry_with(&self, named: PerRegistry) -> Result<cargohold_registry::Registry> {
         let mut opts = self.client_options()?;
-        opts.registry_credentials = creds;
+        opts.registry_credentials = named.creds;
+        opts.insecure.extend(named.insecure);
+        opts.verified = named.verified;
+        opts.registry_cert_dirs = named.cert_dirs;
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
-    /// A client with credentials for named registries and more insecure
-    /// registries (a sync YAML file's).
-    pub fn registry_with_insecure(
+    /// Records one side's `--SIDE-tls-verify` and `--SIDE-cert-dir` (`side`:
+    /// `src` or `dest`) for its registry.
+    pub fn side_tls(
         &self,
-        creds: Vec<(String, cargohold_registry::Credentials)>,
-        insecure: Vec<String>,
-    ) -> Result<cargohold_registry::Registry> {
-        let mut opts = self.client_options()?;
-        opts.registry_credentials = creds;
-        opts.insecure.extend(insecure);
-        Ok(cargohold_registry::Registry::new(opts)?)
+        named: &mut PerRegistry,
+        side: &str,
+        registry: &str,
+        tls_verify: Option<bool>,
+        cert_dir: Option<&std::path::Path>,
+    ) -> Result<()> {
+        match tls_verify {
+            Some(true) if !self.tls_verify => {
+                bail!("--{side}-tls-verify=true contradicts --tls-verify=false")
+            }
+            Some(true) if self.insecure.iter().any(|r| r == registry) => {
+                bail!("--{side}-tls-verify=true contradicts --insecure-registry {registry}")
+            }
+            Some(true) if named.insecure.iter().any(|r| r == registry) => {
+                bail!("the other side's registry is {registry} too, with its TLS verification off")
+            }
+            Some(false) if named.verified.iter().any(|r| r == registry) => {
+                bail!("the other side's registry is {registry} too, with its TLS verification on")
+            }
+            Some(true) => named.verified.push(registry.to_owned()),
+            Some(false) => named.insecure.push(registry.to_owned()),
+            None => {}
+        }
+        if let Some(dir) = cert_dir {
+            match named.cert_dirs.iter().find(|(r, _)| r == registry) {
+                Some((_, other)) if other != dir => bail!(
+                    "--{side}-cert-dir {}: the other side's registry is {registry} too, with certificates from {}",
+                    dir.display(),
+                    other.display()
+                ),
+                Some(_) => {}
+                None => named.cert_dirs.push((registry.to_owned(), dir.to_owned())),
+            }
+        }
+        Ok(())
     }
 
     /// A registry client with these credentials for every registry.

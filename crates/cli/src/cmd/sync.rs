@@ -8,7 +8,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, OciLayout, Reference};
 use cargohold_registry::{SyncImage, SyncResult, TagSelection};
 use serde_json::json;
 
-use super::{Ctx, parse_creds, platform};
+use super::{Ctx, PerRegistry, parse_creds, platform};
 use crate::cli::{SyncArgs, SyncDest, SyncSource};
 use crate::output;
 
@@ -36,8 +36,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         }
         SyncDest::Oci | SyncDest::Dir => None,
     };
-    let mut creds = Vec::new();
-    let mut insecure = Vec::new();
+    let mut named = PerRegistry::default();
+    let t = &args.tls;
     let mut repos: Vec<Repo> = Vec::new();
     let mut layouts: Vec<(PathBuf, Vec<String>)> = Vec::new();
     // `dir:` images: (directory, name, tag).
@@ -52,23 +52,28 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
                 _ => bail!("{} names one image already: drop --tag, or name the repository", args.source),
             };
             if let Some(c) = &args.src_creds {
-                creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
+                named.creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
             }
+            ctx.side_tls(&mut named, "src", r.registry(), t.src_tls_verify, t.src_cert_dir.as_deref())?;
             repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
         }
         SyncSource::Yaml => {
-            if args.src_creds.is_some() || globs.is_some() {
+            if args.src_creds.is_some() || globs.is_some() || t.src_option().is_some() {
                 bail!(
-                    "with --src yaml, credentials and tags come from the YAML file (--src-creds and --tag are for a repository)"
+                    "with --src yaml, credentials, TLS settings and tags come from the YAML file (--src-creds, \
+                     --src-tls-verify, --src-cert-dir and --tag are for a repository)"
                 );
             }
             let text = std::fs::read_to_string(&args.source).with_context(|| format!("cannot read {}", args.source))?;
             for reg in cargohold_registry::parse_sync_yaml(&text, &args.source)? {
                 if let Some(c) = reg.credentials {
-                    creds.push((reg.registry.clone(), c));
+                    named.creds.push((reg.registry.clone(), c));
                 }
                 if !reg.tls_verify {
-                    insecure.push(reg.registry.clone());
+                    named.insecure.push(reg.registry.clone());
+                }
+                if let Some(dir) = reg.cert_dir {
+                    named.cert_dirs.push((reg.registry.clone(), dir));
                 }
                 for (repository, tags) in reg.images {
                     repos.push(Repo { registry: reg.registry.clone(), repository, tags });
@@ -76,8 +81,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Dir => {
-            if args.src_creds.is_some() {
-                bail!("--src-creds is for a registry source, and {} is a directory", args.source);
+            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds").or(t.src_option()) {
+                bail!("{option} is for a registry source, and {} is a directory", args.source);
             }
             let root = PathBuf::from(&args.source);
             for (dir, name, tag) in dir_images(&root)? {
@@ -87,8 +92,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Oci => {
-            if args.src_creds.is_some() {
-                bail!("--src-creds is for a registry source, and {} is an OCI layout", args.source);
+            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds").or(t.src_option()) {
+                bail!("{option} is for a registry source, and {} is an OCI layout", args.source);
             }
             let dir = PathBuf::from(&args.source);
             let layout = OciLayout::open(&dir).with_context(|| format!("{} is not an OCI layout", dir.display()))?;
@@ -103,14 +108,28 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         }
     }
     if let (Some(c), Some((registry, _))) = (&args.dest_creds, &dest_prefix) {
-        if creds.iter().any(|(r, given)| r == registry && given.username != c.split(':').next().unwrap_or_default()) {
+        if named
+            .creds
+            .iter()
+            .any(|(r, given)| r == registry && given.username != c.split(':').next().unwrap_or_default())
+        {
             bail!("--src-creds and --dest-creds name different users of the same registry {registry}");
         }
-        creds.push((registry.clone(), parse_creds(c, "--dest-creds")?));
+        named.creds.push((registry.clone(), parse_creds(c, "--dest-creds")?));
     } else if args.dest_creds.is_some() {
         bail!("--dest-creds is for a registry destination, and {} is a directory", args.destination);
     }
-    let reg = ctx.registry_with_insecure(creds, insecure)?;
+    match &dest_prefix {
+        Some((registry, _)) => {
+            ctx.side_tls(&mut named, "dest", registry, t.dest_tls_verify, t.dest_cert_dir.as_deref())?;
+        }
+        None => {
+            if let Some(option) = t.dest_option() {
+                bail!("{option} is for a registry destination, and {} is a directory", args.destination);
+            }
+        }
+    }
+    let reg = ctx.registry_with(named)?;
     let store = ctx.store()?;
 
     // Every image: source, destination.

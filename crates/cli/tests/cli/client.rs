@@ -178,6 +178,93 @@ fn tls_registries_with_a_private_ca_certs_d_the_system_store_and_no_verification
     fails(&out, &["me.key", "me.cert"]);
 }
 
+/// Each side of a copy or sync gets its own TLS, as with skopeo: a
+/// certificate directory (`--src-cert-dir`, `--dest-cert-dir`, a sync
+/// file's `cert-dir`; and `--cert-dir` itself holding the certificates, as
+/// podman's and skopeo's) and `--src-tls-verify`/`--dest-tls-verify` apply
+/// to that side's registry alone; `=true` verifies a registry that
+/// registries.conf marks insecure.
+#[test]
+fn copy_and_sync_take_each_sides_tls_for_its_registry_alone() {
+    require("docker-registry");
+    let t = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&t.path().join("pki"));
+    let a = start_registry(tempfile::tempdir().unwrap(), "", &pki.registry_tls(false));
+    let b = start_registry(tempfile::tempdir().unwrap(), "", &pki.registry_tls(false));
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    let none = t.path().join("no-certs");
+    let none = none.to_str().unwrap();
+    // The CA in a directory of its own, as podman and skopeo take it.
+    let ca_dir = t.path().join("ca");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::copy(&pki.ca, ca_dir.join("ca.crt")).unwrap();
+    let ca = ca_dir.to_str().unwrap();
+    let pushed = json(&store, &["--cert-dir", ca, "push", "app:1", &format!("{}/team/app:1", a.1), "--json"]);
+    let digest = pushed["report"]["manifest"]["digest"].as_str().unwrap().to_owned();
+    let (src, dest) = (format!("docker://{}/team/app:1", a.1), format!("docker://{}/team/app:1", b.1));
+
+    // The source's settings do not reach the destination: its certificate
+    // is checked against what it has (nothing), and fails as such.
+    let out = ch(&store, &["--cert-dir", none, "copy", "--src-tls-verify=false", &src, &dest]);
+    let err = fails(&out, &["certificate", &b.1]);
+    assert!(!err.contains("answered 400"), "no plain-HTTP fallback for the destination: {err}");
+    let out = ch(&store, &["--cert-dir", none, "copy", "--src-cert-dir", ca, &src, &dest]);
+    fails(&out, &["certificate", &b.1]);
+    // Each side its own: a CA directory, no verification.
+    ok(&store, &["--cert-dir", none, "copy", "--src-tls-verify=false", "--dest-cert-dir", ca, &src, &dest]);
+    let dest2 = format!("docker://{}/team/app:2", b.1);
+    ok(&store, &["--cert-dir", none, "copy", "--src-cert-dir", ca, "--dest-tls-verify=false", &src, &dest2]);
+    // skopeo reads the copies, trusting the same CA.
+    for d in [&dest, &dest2] {
+        let out = run(skopeo(t.path()).args(["inspect", "--format", "{{.Digest}}", "--cert-dir", ca]).arg(d));
+        assert_eq!(out.trim(), digest);
+    }
+
+    // registries.conf marks the destination insecure: taken as such, unless
+    // --dest-tls-verify=true says to verify it.
+    let conf = t.path().join("registries.conf");
+    std::fs::write(&conf, format!("[[registry]]\nlocation = \"{}\"\ninsecure = true\n", b.1)).unwrap();
+    let conf = conf.to_str().unwrap();
+    let dest3 = format!("docker://{}/team/app:3", b.1);
+    let mut args = vec!["--cert-dir", none, "--registries-conf", conf, "copy", "--src-cert-dir", ca, &src, &dest3];
+    ok(&store, &args);
+    args.insert(5, "--dest-tls-verify=true");
+    fails(&ch(&store, &args), &["certificate", &b.1]);
+
+    // Contradictions and a side that is no registry: refused before anything moves.
+    let out = ch(&store, &["--tls-verify=false", "copy", "--src-tls-verify=true", &src, &dest]);
+    fails(&out, &["--src-tls-verify=true contradicts --tls-verify=false"]);
+    let out = ch(&store, &["--insecure-registry", &b.1, "copy", "--dest-tls-verify=true", &src, &dest]);
+    fails(&out, &["--dest-tls-verify=true contradicts --insecure-registry"]);
+    let same = format!("docker://{}/team/other:1", a.1);
+    let out = ch(&store, &["copy", "--src-tls-verify=false", "--dest-tls-verify=true", &src, &same]);
+    fails(&out, &["the other side's registry", &a.1]);
+    let out = ch(&store, &["copy", "--dest-cert-dir", ca, "app:1", &format!("oci:{}/l:1", t.path().display())]);
+    fails(&out, &["--dest-cert-dir is for a registry"]);
+    let out = ch(&store, &["--cert-dir", none, "copy", "--src-cert-dir", none, &src, &dest]);
+    fails(&out, &[none, "cannot read the directory"]);
+
+    // sync: the flags, and a sync file's cert-dir.
+    let synced = json(
+        &store,
+        &["--cert-dir", none, "sync", "--src-cert-dir", ca, "--dest-tls-verify=false", &format!("{}/team/app", a.1)]
+            .into_iter()
+            .chain([format!("{}/synced", b.1).as_str(), "--json"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(synced["copied"], 1, "{synced}");
+    let yaml = t.path().join("sync.yaml");
+    std::fs::write(&yaml, format!("{}:\n  images:\n    team/app: ['1']\n  cert-dir: {ca}\n", a.1)).unwrap();
+    let args = ["--cert-dir", none, "sync", "--src", "yaml", yaml.to_str().unwrap(), "--dest-cert-dir", ca];
+    let from_yaml =
+        json(&store, &args.into_iter().chain([format!("{}/fromyaml", b.1).as_str(), "--json"]).collect::<Vec<_>>());
+    assert_eq!(from_yaml["copied"], 1, "{from_yaml}");
+    let out = ch(&store, &["sync", "--src", "yaml", yaml.to_str().unwrap(), "--src-tls-verify=false", &b.1]);
+    fails(&out, &["come from the YAML file", "--src-tls-verify"]);
+}
+
 #[test]
 fn mutual_tls_presents_the_certs_d_client_certificate() {
     require("docker-registry");
@@ -341,9 +428,18 @@ fn sync_all_tags_globs_yaml_and_layouts_incrementally() {
     let out = ch(&store, &["sync", &format!("{}/team/app:9.9", a.1), &format!("{}/mirror", b.1)]);
     assert!(!out.status.success(), "{out:?}");
     let bad = t.path().join("bad.yaml");
-    std::fs::write(&bad, format!("{}:\n  images:\n    team/app: []\n  cert-dir: /x\n", a.1)).unwrap();
+    std::fs::write(&bad, format!("{}:\n  images:\n    team/app: []\n  images-by-semver: x\n", a.1)).unwrap();
     let out = ch(&store, &["sync", "--src", "yaml", bad.to_str().unwrap(), &format!("{}/x", b.1)]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad.yaml"), "{out:?}");
+    // A cert-dir that is not there: named, nothing copied.
+    let missing = t.path().join("missing-certs");
+    std::fs::write(&bad, format!("{}:\n  images:\n    team/app: []\n  cert-dir: {}\n", a.1, missing.display()))
+        .unwrap();
+    let out = ch(&store, &["sync", "--src", "yaml", bad.to_str().unwrap(), &format!("{}/certless", b.1)]);
+    assert!(!out.status.success(), "{out:?}");
+    fails(&out, &[missing.to_str().unwrap(), "cannot read the directory"]);
+    let out = ch(&store, &["tags", &format!("{}/certless/app", b.1)]);
+    assert!(!out.status.success(), "nothing was copied: {out:?}");
 }
 
 /// skopeo's `dir:` transport: `sync --dest dir` writes what skopeo reads,
