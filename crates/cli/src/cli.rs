@@ -55,6 +55,10 @@ pub struct Cli {
     /// is tried again, with growing pauses or the registry's Retry-After (as skopeo's --retry-times; default 4).
     #[arg(long, global = true, value_name = "N")]
     pub retry_times: Option<u32>,
+    /// A fixed pause between those attempts (a Go duration: `2s`, `500ms`), in place of the growing ones, as
+    /// skopeo's --retry-delay; a registry's Retry-After still wins.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_retry_delay)]
+    pub retry_delay: Option<std::time::Duration>,
     /// The registries configuration (containers-registries.conf(5) v2: locations, mirrors, insecure, blocked,
     /// aliases) with its `FILE.d/*.conf` drop-ins, instead of podman's files (~/.config/containers/registries.conf
     /// or /etc/containers/registries.conf, and their `.d` directories).
@@ -65,6 +69,11 @@ pub struct Cli {
     pub creds: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--retry-delay`: a Go duration.
+fn parse_retry_delay(s: &str) -> Result<std::time::Duration, String> {
+    cargohold_registry::parse_go_duration(s).ok_or_else(|| format!("{s:?} is not a duration (e.g. 2s, 500ms, 1m)"))
 }
 
 /// The subcommands.

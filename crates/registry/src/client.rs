@@ -56,6 +56,9 @@ pub struct ClientOptions {
     /// Attempts per idempotent request (default [`MAX_ATTEMPTS`]; a
     /// pull-through cache wants few, to fall back to its copy quickly).
     pub max_attempts: u32,
+    /// A fixed pause between attempts, in place of the growing ones
+    /// (skopeo's `--retry-delay`); a registry's `Retry-After` still wins.
+    pub retry_delay: Option<Duration>,
     /// How large blobs go up: `0` (the default), each in one streamed
     /// `PATCH` as Docker and skopeo send them; else in `PATCH`es of this many
     /// bytes (4 MiB suits registries that cap request bodies). Blobs up to
@@ -82,6 +85,7 @@ impl Default for ClientOptions {
             // program passes `AuthFiles::standard` of its environment).
             credential_source: std::sync::Arc::new(crate::NoCredentials),
             max_attempts: MAX_ATTEMPTS,
+            retry_delay: None,
             chunk_size: 0,
             timeout: Duration::from_secs(60),
         }
@@ -173,6 +177,11 @@ impl RegistryClient {
         !self.opts.tls_verify
             || self.opts.insecure.iter().any(|r| r == registry)
             || self.opts.registries.insecure_registries().iter().any(|r| r == registry)
+    }
+
+    /// How long to wait before attempt `attempt + 1`.
+    fn pause(&self, attempt: u32) -> Duration {
+        self.opts.retry_delay.unwrap_or_else(|| backoff(attempt))
     }
 
     /// The settings this client was made with.
@@ -325,14 +334,14 @@ impl RegistryClient {
                         .get(header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok());
-                    Some(after.map_or_else(|| backoff(attempt), |s| std::time::Duration::from_secs(s.min(30))))
+                    Some(after.map_or_else(|| self.pause(attempt), |s| std::time::Duration::from_secs(s.min(30))))
                 }
                 Err(Error::Http { source, .. })
                     if retryable
                         && (source.is_connect() || source.is_timeout() || source.is_request())
                         && !is_certificate_error(source) =>
                 {
-                    Some(backoff(attempt))
+                    Some(self.pause(attempt))
                 }
                 _ => None,
             };
@@ -1012,18 +1021,18 @@ impl BlobStream {
                 }
                 Ok(None) => return Ok(None),
                 Err(source) => {
-                    // Give up after MAX_ATTEMPTS failures in a row without a
-                    // byte of progress; progress starts the count again.
+                    // Give up after `max_attempts` failures in a row without
+                    // a byte of progress; progress starts the count again.
                     if self.received > self.received_at_failure {
                         self.stalled = 0;
                     }
                     self.received_at_failure = self.received;
                     self.stalled += 1;
-                    if self.stalled >= MAX_ATTEMPTS {
+                    if self.stalled >= client.opts.max_attempts.max(1) {
                         return Err(Error::Http { url: self.url.clone(), source });
                     }
                     self.resumes += 1;
-                    tokio::time::sleep(backoff(self.stalled)).await;
+                    tokio::time::sleep(client.pause(self.stalled)).await;
                     let range = format!("bytes={}-", self.received);
                     let resp = client
                         .send(&self.registry, &self.scope, Method::GET, &self.url, |b| {

@@ -41,6 +41,7 @@ mod asynch;
 mod auth;
 mod client;
 mod credentials;
+mod duration;
 mod ensure;
 mod error;
 mod open;
@@ -60,6 +61,7 @@ pub use credentials::{
     AuthFiles, CredentialSource, Credentials, Env, NoCredentials, auth_files, docker_config, login_file,
     remove_credentials, save_credentials, stored_credentials_for,
 };
+pub use duration::parse_go_duration;
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};
 pub use open::{open_dest, open_dest_async, open_source, open_source_async};

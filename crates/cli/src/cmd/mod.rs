@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         insecure: cli.insecure.clone(),
         tls_verify: cli.tls_verify,
         cert_dir: cli.cert_dir.clone(),
+        retry_delay: cli.retry_delay,
         registries_conf: cli.registries_conf.clone(),
         registries: std::cell::OnceCell::new(),
         creds: cli.creds.clone(),
@@ -124,6 +125,7 @@ pub struct Ctx {
     timeout: u64,
     chunk_size: usize,
     retry_times: Option<u32>,
+    retry_delay: Option<std::time::Duration>,
 }
 
 /// What a two-sided command (copy, sync) gives for named registries.
@@ -221,6 +223,7 @@ impl Ctx {
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
+            retry_delay: self.retry_delay,
             credential_source: std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k))),
             ..defaults
         })

@@ -350,8 +350,9 @@ fn copy_and_push_write_the_manifest_format_asked() {
     );
 }
 
-/// `--retry-times N`, as skopeo's: a request that keeps failing in a way
-/// worth retrying (503 here) is tried N more times, then the error names it.
+/// `--retry-times N` and `--retry-delay D`, as skopeo's: a request that
+/// keeps failing in a way worth retrying (503 here) is tried N more times, D
+/// apart, then the error names it.
 #[test]
 fn retry_times_bounds_the_attempts() {
     let (addr, seen) = cargohold_testkit::canned_server(|_| {
@@ -367,4 +368,15 @@ fn retry_times_bounds_the_attempts() {
         let gets = seen.lock().unwrap().iter().filter(|h| h.starts_with("GET /v2/team/app/tags/list")).count();
         assert_eq!(gets, asked, "--retry-times {n}");
     }
+    // --retry-delay: that pause between attempts, in place of the growing
+    // ones (200 ms, 400 ms...).
+    seen.lock().unwrap().clear();
+    let started = std::time::Instant::now();
+    let out = ch(&store, &["--retry-times", "2", "--retry-delay", "1500ms", "tags", &format!("{addr}/team/app")]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(seen.lock().unwrap().iter().filter(|h| h.starts_with("GET /v2/team/app/tags/list")).count(), 3);
+    let out = ch(&store, &["--retry-delay", "5", "tags", &format!("{addr}/team/app")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"5\" is not a duration"), "{out:?}");
+    assert!(seen.lock().unwrap().len() == 3, "nothing was sent");
 }

@@ -79,34 +79,7 @@ fn boolean(v: &Value, file: &str, key: &str) -> Result<bool, String> {
 /// A Go duration (`10s`, `168h`, `1h30m`).
 fn duration(v: &Value, file: &str, key: &str) -> Result<Duration, String> {
     let s = string(v, file, key)?;
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push(chars.next().expect("peeked"));
-        }
-        let n: f64 = num.parse().map_err(|_| err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)")))?;
-        total += n * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return Err(err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)"))),
-        };
-        num.clear();
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)")));
-    }
-    Ok(Duration::from_secs_f64(total))
+    crate::parse_go_duration(&s).ok_or_else(|| err(file, key, format!("{s:?} is not a duration (e.g. 10s, 168h)")))
 }
 
 fn not_yet(file: &str, key: &str) -> String {
