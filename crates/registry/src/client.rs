@@ -49,6 +49,9 @@ pub struct ClientOptions {
     /// Credentials for these registries only (`host[:port]` as references
     /// name them), before anything else; no other registry ever sees them.
     pub registry_credentials: Vec<(String, Credentials)>,
+    /// Registries spoken to anonymously: no credentials, given or stored,
+    /// are sent to them (skopeo's `--src-no-creds`).
+    pub anonymous: Vec<String>,
     /// Where credentials come from when neither of the above names them
     /// (default: none; `AuthFiles::standard(env)` for Docker's and podman's
     /// auth files as a program's environment names them).
@@ -81,6 +84,7 @@ impl Default for ClientOptions {
             verified: Vec::new(),
             credentials: None,
             registry_credentials: Vec::new(),
+            anonymous: Vec::new(),
             // No stored credentials unless the caller names a source (a
             // program passes `AuthFiles::standard` of its environment).
             credential_source: std::sync::Arc::new(crate::NoCredentials),
@@ -284,9 +288,13 @@ impl RegistryClient {
     }
 
     /// The credentials for `repository` (empty: the registry as a whole)
-    /// of `registry`: given for it, given for all, else from the credential
-    /// source (asked once per repository).
+    /// of `registry`: none when it is spoken to anonymously, else given for
+    /// it, given for all, else from the credential source (asked once per
+    /// repository).
     fn credentials(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
+        if self.opts.anonymous.iter().any(|r| r == registry) {
+            return Ok(None);
+        }
         if let Some((_, c)) = self.opts.registry_credentials.iter().find(|(r, _)| r == registry) {
             return Ok(Some(c.clone()));
         }

@@ -166,7 +166,7 @@ pub struct CopyArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
     #[command(flatten)]
-    pub tls: SideTlsArgs,
+    pub side: SideArgs,
     #[command(flatten)]
     pub format: FormatArgs,
     /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
@@ -390,7 +390,7 @@ pub struct SyncArgs {
     #[arg(long, value_name = "USER:PASSWORD")]
     pub dest_creds: Option<String>,
     #[command(flatten)]
-    pub tls: SideTlsArgs,
+    pub side: SideArgs,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -414,11 +414,17 @@ impl FormatArgs {
     }
 }
 
-/// Each side's TLS, for the commands that talk to two registries (copy,
-/// sync), as skopeo's: what is given for one side's registry applies to it
-/// alone.
+/// Each side's TLS and anonymity, for the commands that talk to two
+/// registries (copy, sync), as skopeo's: what is given for one side's
+/// registry applies to it alone.
 #[derive(Debug, Args)]
-pub struct SideTlsArgs {
+pub struct SideArgs {
+    /// Speak to the source registry anonymously: no credentials, given or stored.
+    #[arg(long, conflicts_with = "src_creds")]
+    pub src_no_creds: bool,
+    /// Speak to the destination registry anonymously.
+    #[arg(long, conflicts_with = "dest_creds")]
+    pub dest_no_creds: bool,
     /// Verify the source registry's TLS certificate: `false`, that registry as with --insecure-registry; `true`,
     /// verified even where registries.conf marks it insecure.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
@@ -435,7 +441,7 @@ pub struct SideTlsArgs {
     pub dest_cert_dir: Option<PathBuf>,
 }
 
-impl SideTlsArgs {
+impl SideArgs {
     /// Whether any is given.
     pub fn given(&self) -> bool {
         self.src_option().is_some() || self.dest_option().is_some()
@@ -443,19 +449,21 @@ impl SideTlsArgs {
 
     /// The source's option given (for errors), if any.
     pub fn src_option(&self) -> Option<&'static str> {
-        match (self.src_tls_verify, &self.src_cert_dir) {
-            (Some(_), _) => Some("--src-tls-verify"),
-            (None, Some(_)) => Some("--src-cert-dir"),
-            (None, None) => None,
+        match (self.src_tls_verify, &self.src_cert_dir, self.src_no_creds) {
+            (Some(_), _, _) => Some("--src-tls-verify"),
+            (None, Some(_), _) => Some("--src-cert-dir"),
+            (None, None, true) => Some("--src-no-creds"),
+            (None, None, false) => None,
         }
     }
 
     /// The destination's option given (for errors), if any.
     pub fn dest_option(&self) -> Option<&'static str> {
-        match (self.dest_tls_verify, &self.dest_cert_dir) {
-            (Some(_), _) => Some("--dest-tls-verify"),
-            (None, Some(_)) => Some("--dest-cert-dir"),
-            (None, None) => None,
+        match (self.dest_tls_verify, &self.dest_cert_dir, self.dest_no_creds) {
+            (Some(_), _, _) => Some("--dest-tls-verify"),
+            (None, Some(_), _) => Some("--dest-cert-dir"),
+            (None, None, true) => Some("--dest-no-creds"),
+            (None, None, false) => None,
         }
     }
 }

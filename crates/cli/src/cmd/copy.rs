@@ -11,7 +11,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let src_loc = ImageLocation::parse(&args.source)?;
     let dst_loc = ImageLocation::parse(&args.destination)?;
     let store = ctx.store()?;
-    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() || args.tls.given() {
+    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() || args.side.given() {
         // Each side's credentials, TLS verification and certificates go to
         // its own registry only.
         let registry_of = |loc: &ImageLocation, option: &str| -> Result<String> {
@@ -51,14 +51,14 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
                 ),
             }
         }
-        let t = &args.tls;
+        let t = &args.side;
         if let Some(option) = t.src_option() {
             let r = registry_of(&src_loc, option)?;
-            ctx.side_tls(&mut named, "src", &r, t.src_tls_verify, t.src_cert_dir.as_deref())?;
+            ctx.side_options(&mut named, "src", &r, t)?;
         }
         if let Some(option) = t.dest_option() {
             let r = registry_of(&dst_loc, option)?;
-            ctx.side_tls(&mut named, "dest", &r, t.dest_tls_verify, t.dest_cert_dir.as_deref())?;
+            ctx.side_options(&mut named, "dest", &r, t)?;
         }
         ctx.registry_with(named)?
     } else {

@@ -142,6 +142,8 @@ pub struct PerRegistry {
     /// Registries' own certificate directories (`--src-cert-dir`, a sync
     /// file's `cert-dir`).
     pub cert_dirs: Vec<(String, std::path::PathBuf)>,
+    /// Registries spoken to without credentials (`--src-no-creds`).
+    pub anonymous: Vec<String>,
 }
 
 /// Whether `--cert-dir DIR` is one registry's certificates (`*.crt`,
@@ -291,23 +293,33 @@ impl Ctx {
     /// certificates go to that side's registry only.
     pub fn registry_with(&self, named: PerRegistry) -> Result<cargohold_registry::Registry> {
         let mut opts = self.client_options()?;
+        if let Some((r, _)) = named.creds.iter().find(|(r, _)| named.anonymous.contains(r)) {
+            bail!("both sides are {r}: credentials for one, none (--src-no-creds or --dest-no-creds) for the other");
+        }
         opts.registry_credentials = named.creds;
+        opts.anonymous = named.anonymous;
         opts.insecure.extend(named.insecure);
         opts.verified = named.verified;
         opts.registry_cert_dirs = named.cert_dirs;
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
-    /// Records one side's `--SIDE-tls-verify` and `--SIDE-cert-dir` (`side`:
-    /// `src` or `dest`) for its registry.
-    pub fn side_tls(
+    /// Records one side's `--SIDE-tls-verify`, `--SIDE-cert-dir` and
+    /// `--SIDE-no-creds` (`side`: `src` or `dest`) for its registry.
+    pub fn side_options(
         &self,
         named: &mut PerRegistry,
         side: &str,
         registry: &str,
-        tls_verify: Option<bool>,
-        cert_dir: Option<&std::path::Path>,
+        given: &crate::cli::SideArgs,
     ) -> Result<()> {
+        let (tls_verify, cert_dir, no_creds) = match side {
+            "src" => (given.src_tls_verify, given.src_cert_dir.as_deref(), given.src_no_creds),
+            _ => (given.dest_tls_verify, given.dest_cert_dir.as_deref(), given.dest_no_creds),
+        };
+        if no_creds && !named.anonymous.iter().any(|r| r == registry) {
+            named.anonymous.push(registry.to_owned());
+        }
         match tls_verify {
             Some(true) if !self.tls_verify => {
                 bail!("--{side}-tls-verify=true contradicts --tls-verify=false")

@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         SyncDest::Oci | SyncDest::Dir => None,
     };
     let mut named = PerRegistry::default();
-    let t = &args.tls;
+    let t = &args.side;
     let mut repos: Vec<Repo> = Vec::new();
     let mut layouts: Vec<(PathBuf, Vec<String>)> = Vec::new();
     // `dir:` images: (directory, name, tag).
@@ -54,14 +54,14 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             if let Some(c) = &args.src_creds {
                 named.creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
             }
-            ctx.side_tls(&mut named, "src", r.registry(), t.src_tls_verify, t.src_cert_dir.as_deref())?;
+            ctx.side_options(&mut named, "src", r.registry(), t)?;
             repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
         }
         SyncSource::Yaml => {
             if args.src_creds.is_some() || globs.is_some() || t.src_option().is_some() {
                 bail!(
                     "with --src yaml, credentials, TLS settings and tags come from the YAML file (--src-creds, \
-                     --src-tls-verify, --src-cert-dir and --tag are for a repository)"
+                     --src-no-creds, --src-tls-verify, --src-cert-dir and --tag are for a repository)"
                 );
             }
             let text = std::fs::read_to_string(&args.source).with_context(|| format!("cannot read {}", args.source))?;
@@ -121,7 +121,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     }
     match &dest_prefix {
         Some((registry, _)) => {
-            ctx.side_tls(&mut named, "dest", registry, t.dest_tls_verify, t.dest_cert_dir.as_deref())?;
+            ctx.side_options(&mut named, "dest", registry, t)?;
         }
         None => {
             if let Some(option) = t.dest_option() {

@@ -204,6 +204,34 @@ fn credentials_only_go_to_their_registry() {
     assert!(!tags(false).status.success(), "no credentials, no tags");
     let listed = tags(true);
     assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains('1'), "{listed:?}");
+    // --src-no-creds, as skopeo's: the stored credentials stay unsent, and
+    // the registry, asking for them, refuses.
+    let copy_out = |extra: &[&str], to: &str| {
+        bin()
+            .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", &home)
+            .arg("--store")
+            .arg(&store)
+            .arg("copy")
+            .args(extra)
+            .args([from.as_str(), to])
+            .output()
+            .unwrap()
+    };
+    let layout = |name: &str| format!("oci:{}:1", t.path().join(name).display());
+    let anon = copy_out(&["--src-no-creds"], &layout("anon"));
+    let err = String::from_utf8_lossy(&anon.stderr);
+    assert!(!anon.status.success() && err.contains("wants a user name and password"), "{err}");
+    let blobs = std::fs::read_dir(t.path().join("anon/blobs/sha256")).map_or(0, |d| d.count());
+    assert_eq!(blobs, 0, "nothing copied");
+    assert!(copy_out(&[], &layout("stored")).status.success());
+    let out = copy_out(&["--dest-no-creds"], &layout("x"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dest-no-creds is for a registry"), "{out:?}");
+    let out = copy_out(&["--src-no-creds", "--src-creds", "alice:apass"], &layout("x"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"), "{out:?}");
 
     // The most specific auth.json key wins: a wrong password for the host,
     // the right one for the repository.
