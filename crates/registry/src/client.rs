@@ -52,6 +52,9 @@ pub struct ClientOptions {
     /// Registries spoken to anonymously: no credentials, given or stored,
     /// are sent to them (skopeo's `--src-no-creds`).
     pub anonymous: Vec<String>,
+    /// Bearer tokens for these registries (skopeo's `--src-registry-token`):
+    /// sent as they are, in place of credentials and token requests.
+    pub registry_tokens: Vec<(String, String)>,
     /// Where credentials come from when neither of the above names them
     /// (default: none; `AuthFiles::standard(env)` for Docker's and podman's
     /// auth files as a program's environment names them).
@@ -85,6 +88,7 @@ impl Default for ClientOptions {
             credentials: None,
             registry_credentials: Vec::new(),
             anonymous: Vec::new(),
+            registry_tokens: Vec::new(),
             // No stored credentials unless the caller names a source (a
             // program passes `AuthFiles::standard` of its environment).
             credential_source: std::sync::Arc::new(crate::NoCredentials),
@@ -263,6 +267,12 @@ impl RegistryClient {
             .get(&(registry.to_owned(), scope.to_owned()))
             .filter(|c| c.expires.is_none_or(|e| Instant::now() < e))
             .map(|c| c.value.clone())
+            .or_else(|| self.given_token(registry))
+    }
+
+    /// The `Authorization` of a bearer token given for `registry`.
+    fn given_token(&self, registry: &str) -> Option<String> {
+        self.opts.registry_tokens.iter().find(|(r, _)| r == registry).map(|(_, t)| format!("Bearer {t}"))
     }
 
     /// Sends `size` bytes of `body` in one `PATCH` to the upload (with the
@@ -384,7 +394,7 @@ impl RegistryClient {
                     cache.remove(&key);
                     None
                 }
-                None => None,
+                None => self.given_token(registry),
             }
         } else {
             None
@@ -419,6 +429,9 @@ impl RegistryClient {
     /// with a GET carrying Basic credentials (asking for a refresh token).
     async fn authorize(&self, registry: &str, scope: &str, challenge: &str) -> Result<CachedAuth> {
         let fail = |reason: String| Error::Auth { registry: registry.into(), reason };
+        if let Some(value) = self.given_token(registry) {
+            return Ok(CachedAuth { value, expires: None });
+        }
         let challenges = parse_www_authenticate(challenge);
         // The repository the request is for: the first of the scope
         // (`repository:NAME:actions`; a mount's target comes first).

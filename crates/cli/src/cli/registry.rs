@@ -425,6 +425,12 @@ pub struct SideArgs {
     /// Speak to the destination registry anonymously.
     #[arg(long, conflicts_with = "dest_creds")]
     pub dest_no_creds: bool,
+    /// A bearer token for the source registry, sent as it is (no credentials, no token request).
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["src_creds", "src_no_creds"])]
+    pub src_registry_token: Option<String>,
+    /// A bearer token for the destination registry.
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["dest_creds", "dest_no_creds"])]
+    pub dest_registry_token: Option<String>,
     /// Verify the source registry's TLS certificate: `false`, that registry as with --insecure-registry; `true`,
     /// verified even where registries.conf marks it insecure.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
@@ -449,21 +455,25 @@ impl SideArgs {
 
     /// The source's option given (for errors), if any.
     pub fn src_option(&self) -> Option<&'static str> {
-        match (self.src_tls_verify, &self.src_cert_dir, self.src_no_creds) {
-            (Some(_), _, _) => Some("--src-tls-verify"),
-            (None, Some(_), _) => Some("--src-cert-dir"),
-            (None, None, true) => Some("--src-no-creds"),
-            (None, None, false) => None,
-        }
+        [
+            (self.src_tls_verify.is_some(), "--src-tls-verify"),
+            (self.src_cert_dir.is_some(), "--src-cert-dir"),
+            (self.src_no_creds, "--src-no-creds"),
+            (self.src_registry_token.is_some(), "--src-registry-token"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
     }
 
     /// The destination's option given (for errors), if any.
     pub fn dest_option(&self) -> Option<&'static str> {
-        match (self.dest_tls_verify, &self.dest_cert_dir, self.dest_no_creds) {
-            (Some(_), _, _) => Some("--dest-tls-verify"),
-            (None, Some(_), _) => Some("--dest-cert-dir"),
-            (None, None, true) => Some("--dest-no-creds"),
-            (None, None, false) => None,
-        }
+        [
+            (self.dest_tls_verify.is_some(), "--dest-tls-verify"),
+            (self.dest_cert_dir.is_some(), "--dest-cert-dir"),
+            (self.dest_no_creds, "--dest-no-creds"),
+            (self.dest_registry_token.is_some(), "--dest-registry-token"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
     }
 }

@@ -144,6 +144,8 @@ pub struct PerRegistry {
     pub cert_dirs: Vec<(String, std::path::PathBuf)>,
     /// Registries spoken to without credentials (`--src-no-creds`).
     pub anonymous: Vec<String>,
+    /// Bearer tokens of registries (`--src-registry-token`).
+    pub tokens: Vec<(String, String)>,
 }
 
 /// Whether `--cert-dir DIR` is one registry's certificates (`*.crt`,
@@ -296,6 +298,12 @@ impl Ctx {
         if let Some((r, _)) = named.creds.iter().find(|(r, _)| named.anonymous.contains(r)) {
             bail!("both sides are {r}: credentials for one, none (--src-no-creds or --dest-no-creds) for the other");
         }
+        if let Some((r, _)) =
+            named.tokens.iter().find(|(r, _)| named.anonymous.contains(r) || named.creds.iter().any(|(c, _)| c == r))
+        {
+            bail!("both sides are {r}: a registry token for one, other credentials (or none) for the other");
+        }
+        opts.registry_tokens = named.tokens;
         opts.registry_credentials = named.creds;
         opts.anonymous = named.anonymous;
         opts.insecure.extend(named.insecure);
@@ -313,12 +321,25 @@ impl Ctx {
         registry: &str,
         given: &crate::cli::SideArgs,
     ) -> Result<()> {
-        let (tls_verify, cert_dir, no_creds) = match side {
-            "src" => (given.src_tls_verify, given.src_cert_dir.as_deref(), given.src_no_creds),
-            _ => (given.dest_tls_verify, given.dest_cert_dir.as_deref(), given.dest_no_creds),
+        let (tls_verify, cert_dir, no_creds, token) = match side {
+            "src" => {
+                (given.src_tls_verify, given.src_cert_dir.as_deref(), given.src_no_creds, &given.src_registry_token)
+            }
+            _ => {
+                (given.dest_tls_verify, given.dest_cert_dir.as_deref(), given.dest_no_creds, &given.dest_registry_token)
+            }
         };
         if no_creds && !named.anonymous.iter().any(|r| r == registry) {
             named.anonymous.push(registry.to_owned());
+        }
+        if let Some(token) = token {
+            match named.tokens.iter().find(|(r, _)| r == registry) {
+                Some((_, other)) if other != token => {
+                    bail!("--{side}-registry-token: the other side's registry is {registry} too, with another token")
+                }
+                Some(_) => {}
+                None => named.tokens.push((registry.to_owned(), token.clone())),
+            }
         }
         match tls_verify {
             Some(true) if !self.tls_verify => {

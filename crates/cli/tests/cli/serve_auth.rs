@@ -269,4 +269,31 @@ fn token_auth_from_an_external_issuer() {
         .arg(format!("docker://{target}"))
         .arg(format!("oci:{}:1", t.path().join("back").display())));
     assert!(tokens.requests.lock().unwrap().iter().any(|r| r.contains("repository:team/app:pull,push")));
+
+    // A token fetched elsewhere, given as it is (skopeo's
+    // --src-registry-token): no credentials, no token request of ours.
+    let url = format!("{}?service={}&scope=repository:team/app:pull", tokens.realm, tokens.service);
+    let answer = run(std::process::Command::new("curl").args(["-sf", "-u", "carol:pa55", &url]));
+    let token = serde_json::from_str::<Value>(&answer).unwrap()["token"].as_str().unwrap().to_owned();
+    let asked = tokens.requests.lock().unwrap().len();
+    let src = format!("docker://{target}");
+    let copied = no_stored_creds(t.path())
+        .arg("--store")
+        .arg(&store)
+        .args(["copy", "--src-registry-token", &token, &src])
+        .arg(format!("oci:{}:1", t.path().join("by-token").display()))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{copied:?}");
+    assert_eq!(tokens.requests.lock().unwrap().len(), asked, "no token was asked for");
+    let bogus = no_stored_creds(t.path())
+        .arg("--store")
+        .arg(&store)
+        .args(["copy", "--src-registry-token", "not-a-token", &src])
+        .arg(format!("oci:{}:1", t.path().join("bogus").display()))
+        .output()
+        .unwrap();
+    assert!(!bogus.status.success(), "{bogus:?}");
+    // skopeo takes the same token.
+    run(skopeo(t.path()).args(["inspect", "--tls-verify=false", "--registry-token", &token]).arg(&src));
 }
