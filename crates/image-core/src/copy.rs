@@ -11,7 +11,9 @@ use crate::media_type as mt;
 use crate::transport::{BlobKind, ImageDest, ImageSource};
 
 mod parallel;
+mod recompress;
 pub use parallel::{copied_digest, copy_async};
+pub use recompress::{CompressionFormat, Recompress};
 
 /// Receives progress events; the CLI draws them, libraries only emit.
 /// Events may come from several threads at once (parallel transfers).
@@ -82,6 +84,9 @@ pub struct CopyOptions {
     /// not have the digest it has at the source (a format change, a
     /// destination that rewrites layers), as skopeo's `--preserve-digests`.
     pub preserve_digests: bool,
+    /// Write image layers in this compression (skopeo's
+    /// `--dest-compress-format`); `None`: as the source has them.
+    pub compression: Option<Recompress>,
 }
 
 /// What a copy did.
@@ -116,26 +121,29 @@ pub fn copy(
     // What the copy reads: the top manifest, or the platform's.
     let mut read = top.digest.clone();
     let stored_top = match top.parse()? {
-        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, &mut report, progress)?, opts)?,
+        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, opts, &mut report, progress)?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
             let mut new_index = idx.clone();
             for entry in new_index.manifests.iter_mut() {
                 let child = src.manifest(entry)?;
                 let m = child_image(&child, &dst.location())?;
-                let stored = in_format(copy_image(src, dst, child, m, &mut report, progress)?, opts)?;
+                let stored = in_format(copy_image(src, dst, child, m, opts, &mut report, progress)?, opts)?;
                 dst.put_manifest(&stored)?;
                 entry.digest = stored.digest.clone();
                 entry.size = stored.bytes.len() as u64;
                 entry.media_type = stored.media_type.clone();
             }
-            in_format(rebuilt_index(top, &idx, new_index), opts)?
+            let top_type = top.media_type.clone();
+            let index = rebuilt_index(top, &idx, new_index);
+            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index)? } else { index };
+            in_format(index, opts)?
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
             read = entry.digest.clone();
             let child = src.manifest(&entry)?;
             let m = child_image(&child, &src.location())?;
-            in_format(copy_image(src, dst, child, m, &mut report, progress)?, opts)?
+            in_format(copy_image(src, dst, child, m, opts, &mut report, progress)?, opts)?
         }
     };
     check_preserved(&read, &stored_top.digest, opts, &dst.location())?;
@@ -152,6 +160,14 @@ impl CopyReport {
 
 /// Refuses a format the destination cannot write (before anything moves).
 fn check_format(opts: &CopyOptions, fixed: Option<crate::manifest::ManifestFormat>, location: &str) -> Result<()> {
+    if let (Some(crate::manifest::ManifestFormat::DockerV2S2), Some(r)) = (opts.format, &opts.compression)
+        && r.format == CompressionFormat::Zstd
+    {
+        return Err(Error::BadOption {
+            option: "zstd layers".into(),
+            reason: "Docker schema 2 manifests cannot name them (write OCI manifests)".into(),
+        });
+    }
     match (opts.format, fixed) {
         (Some(asked), Some(only)) if asked != only => Err(Error::Unsupported {
             location: location.to_owned(),
@@ -269,12 +285,14 @@ fn copy_image(
     dst: &mut dyn ImageDest,
     raw: RawManifest,
     m: ImageManifest,
+    opts: &CopyOptions,
     report: &mut CopyReport,
     progress: &dyn Progress,
 ) -> Result<RawManifest> {
     // The config is small: read it whole (verified, capped) to check it against
     // the manifest before any layer moves.
     check_config_size(&m)?;
+    let recompress = Recompress::checked(opts, &raw, &m, &src.location())?;
     let mut config_bytes = Vec::with_capacity(m.config.size as usize);
     let config_location = src.blob_location(&m.config);
     {
@@ -286,7 +304,29 @@ fn copy_image(
     check_config(&config_bytes, &m, &raw, &src.location())?;
     let stored_config = dst.put_blob(&m.config, BlobKind::Config, &mut &config_bytes[..])?;
     let mut stored_layers = Vec::with_capacity(m.layers.len());
+    let source_type = raw.media_type.clone();
     for (i, layer) in m.layers.iter().enumerate() {
+        if let Some(r) = recompress
+            && let Some(media_type) = r.target_type(layer, &source_type)
+        {
+            progress.blob_started(layer);
+            let location = src.blob_location(layer);
+            let (mut file, new) = {
+                let mut data = ProgressReader::new(src.blob(layer)?, layer, progress);
+                r.layer(layer, media_type, &mut data, &location)?
+            };
+            let stored = if dst.has_blob(&new)? {
+                report.blobs_skipped += 1;
+                new
+            } else {
+                report.blobs_copied += 1;
+                report.bytes_copied += layer.size;
+                dst.put_blob(&new, BlobKind::Layer(i), &mut file)?
+            };
+            progress.blob_done(layer);
+            stored_layers.push(stored);
+            continue;
+        }
         if dst.has_blob(layer)? {
             progress.blob_skipped(layer);
             report.blobs_skipped += 1;
@@ -322,7 +362,11 @@ fn copy_image(
         report.bytes_copied += layer.size;
         stored_layers.push(stored);
     }
-    Ok(stored_manifest(raw, m, stored_config, stored_layers))
+    let stored = stored_manifest(raw, m, stored_config, stored_layers);
+    match recompress {
+        Some(_) => Recompress::manifest(&source_type, stored),
+        None => Ok(stored),
+    }
 }
 
 /// A reader that remembers the first error its source produced, so that a

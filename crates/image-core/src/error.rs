@@ -118,6 +118,14 @@ pub enum Error {
         /// What it cannot hold.
         what: String,
     },
+    /// An option of an operation that cannot be taken as given.
+    #[error("{option}: {reason}")]
+    BadOption {
+        /// The option, as given (`zstd compression level 30`).
+        option: String,
+        /// Why not.
+        reason: String,
+    },
     /// A remote location (a registry) failed; the source says how.
     #[error("could not {action} {location}")]
     Remote {

@@ -54,7 +54,8 @@ pub use archive::{
     DockerArchive, DockerArchiveDest, DockerArchiveImage, DockerArchiveSource, OciArchiveDest, open_oci_archive,
 };
 pub use copy::{
-    CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, WatchedReader, copied_digest, copy, copy_async,
+    CompressionFormat, CopyOptions, CopyReport, NoProgress, Progress, ProgressReader, Recompress, WatchedReader,
+    copied_digest, copy, copy_async,
 };
 pub use decompress::{StreamCompression, decompressed};
 pub use digest::{

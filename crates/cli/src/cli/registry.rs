@@ -44,6 +44,14 @@ pub struct PushArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Push image layers compressed with gzip or zstd, as podman's --compression-format: a layer in another
+    /// compression (or none) is recompressed, its digest changing with the manifest's; a Docker schema 2 image
+    /// given zstd layers becomes OCI.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_compression)]
+    pub compression_format: Option<cargohold_image_core::CompressionFormat>,
+    /// The level of --compression-format (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long, value_name = "LEVEL", requires = "compression_format")]
+    pub compression_level: Option<i32>,
     /// Write the pushed manifest's digest to this file (as podman push --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -169,6 +177,14 @@ pub struct CopyArgs {
     pub side: SideArgs,
     #[command(flatten)]
     pub format: FormatArgs,
+    /// Write image layers compressed with gzip or zstd, as skopeo's --dest-compress-format: a layer in another
+    /// compression (or none) is recompressed, its digest changing with the manifest's; a Docker schema 2 image
+    /// given zstd layers becomes OCI. Layers already in it are sent as they are.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_compression)]
+    pub dest_compress_format: Option<cargohold_image_core::CompressionFormat>,
+    /// The level of --dest-compress-format (gzip 1-9, default 6; zstd 1-22, default 3).
+    #[arg(long, value_name = "LEVEL", requires = "dest_compress_format")]
+    pub dest_compress_level: Option<i32>,
     /// Fail, storing nothing, when the image would not keep its manifest digest (a --format change, a docker
     /// archive's inflated layers), as skopeo's --preserve-digests.
     #[arg(long)]
@@ -476,4 +492,9 @@ impl SideArgs {
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
     }
+}
+
+/// A layer compression: `gzip` or `zstd`.
+fn parse_compression(s: &str) -> Result<cargohold_image_core::CompressionFormat, String> {
+    s.parse()
 }

@@ -70,6 +70,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
         all_platforms: args.all_platforms,
         format,
         preserve_digests: args.preserve_digests,
+        compression: super::recompress(args.dest_compress_format, args.dest_compress_level),
     };
     let bars = ctx.progress();
     // Layers move in parallel (mounted when the source is another repository

@@ -168,6 +168,19 @@ fn holds_certificates(dir: &std::path::Path) -> Result<bool> {
     Ok(false)
 }
 
+/// Layers recompressed into `format` (at `level`), written meanwhile in
+/// `$TMPDIR`, else /var/tmp (as podman's image copies: not a tmpfs that
+/// large layers would fill).
+pub fn recompress(
+    format: Option<cargohold_image_core::CompressionFormat>,
+    level: Option<i32>,
+) -> Option<cargohold_image_core::Recompress> {
+    let temp_dir = std::env::var_os("TMPDIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/var/tmp"), std::path::PathBuf::from);
+    format.map(|format| cargohold_image_core::Recompress { format, level, temp_dir })
+}
+
 /// `USER:PASSWORD` of a credentials option.
 pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credentials> {
     let (u, p) = c.split_once(':').with_context(|| format!("{option} must be USER:PASSWORD"))?;

@@ -53,7 +53,13 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
     let src = store.source(&args.image)?;
     let bars = ctx.progress();
     // The image as the store has it: an index with every platform it holds.
-    let opts = CopyOptions { platform: None, all_platforms: true, format: args.format.get(), ..CopyOptions::default() };
+    let opts = CopyOptions {
+        platform: None,
+        all_platforms: true,
+        format: args.format.get(),
+        compression: super::recompress(args.compression_format, args.compression_level),
+        ..CopyOptions::default()
+    };
     let report = cargohold_registry::push(&reg, &src, &target, &opts, args.jobs, &bars)
         .with_context(|| format!("could not push {} to {}", args.image, target))?;
     drop(bars);

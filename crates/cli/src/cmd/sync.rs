@@ -200,6 +200,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         all_platforms: args.all,
         format: args.format.get(),
         preserve_digests: args.preserve_digests,
+        // An image held recompressed could not be found up to date.
+        compression: None,
     };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {

@@ -408,3 +408,116 @@ fn retry_times_bounds_the_attempts() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"5\" is not a duration"), "{out:?}");
     assert!(seen.lock().unwrap().len() == 3, "nothing was sent");
 }
+
+/// Layers written in another compression, as skopeo's
+/// `--dest-compress-format` and podman's `--compression-format`: skopeo
+/// reads what we recompress and we read what it does; the config (and so
+/// the diff IDs) stays, every layer still unpacks to them; a Docker schema 2
+/// image given zstd layers becomes OCI, one already in the format asked
+/// for keeps its digest; what cannot be done is refused before anything is
+/// stored.
+#[test]
+fn copy_and_push_recompress_layers_as_skopeo_and_podman_do() {
+    let a = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    let src = format!("oci:{}:v1", layout.display());
+    ok(&store, &["copy", &src, "app:1"]);
+    let raw = |r: &str| -> Value {
+        serde_json::from_str(&run(skopeo(t.path()).args(["inspect", "--raw", "--tls-verify=false"]).arg(r))).unwrap()
+    };
+    let layer_types = |m: &Value| -> Vec<String> {
+        m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap().to_owned()).collect()
+    };
+    let original = raw(&src);
+    let n = original["layers"].as_array().unwrap().len();
+    assert!(layer_types(&original).iter().all(|t| t.ends_with("tar+gzip")), "{original}");
+
+    // gzip -> zstd into a registry: skopeo reads it; it unpacks.
+    let z = format!("docker://{}/team/z:1", a.1);
+    let copied = json(&store, &["copy", "--dest-compress-format", "zstd", &src, &z, "--json"]);
+    assert_eq!(copied["blobs_copied"].as_u64(), Some(n as u64), "{copied}");
+    let zm = raw(&z);
+    assert_eq!(layer_types(&zm), vec!["application/vnd.oci.image.layer.v1.tar+zstd".to_owned(); n]);
+    assert_eq!(zm["config"], original["config"], "the config stays");
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(&z)
+        .arg(format!("oci:{}:1", t.path().join("skopeo-read").display())));
+    ok(&store, &["pull", &z[9..]]);
+    ok(&store, &["unpack", &z[9..], t.path().join("z-rootfs").to_str().unwrap()]);
+    ok(&store, &["unpack", "app:1", t.path().join("rootfs").to_str().unwrap()]);
+    let tree = tree_of(&t.path().join("rootfs"));
+    assert!(!tree.is_empty());
+    assert_eq!(tree_of(&t.path().join("z-rootfs")), tree, "the same files");
+
+    // What skopeo recompressed, back to gzip by us: it unpacks too.
+    let sz = format!("docker://{}/team/sz:1", a.1);
+    run(skopeo(t.path())
+        .args(["copy", "-q", "--dest-tls-verify=false", "--dest-compress-format", "zstd"])
+        .arg(&src)
+        .arg(&sz));
+    let back = format!("oci:{}:1", t.path().join("back").display());
+    ok(&store, &["copy", "--dest-compress-format", "gzip", "--dest-compress-level", "1", &sz, &back]);
+    let bm = raw(&back);
+    assert_eq!(layer_types(&bm), vec!["application/vnd.oci.image.layer.v1.tar+gzip".to_owned(); n]);
+    assert_eq!(bm["config"], original["config"]);
+    ok(&store, &["unpack", &back, t.path().join("back-rootfs").to_str().unwrap()]);
+    assert_eq!(tree_of(&t.path().join("back-rootfs")), tree, "the same files");
+
+    // Docker schema 2: zstd makes it OCI; gzip keeps it, digest and all.
+    let v2 = format!("docker://{}/team/v2:1", a.1);
+    run(skopeo(t.path()).args(["copy", "-q", "--dest-tls-verify=false", "--format", "v2s2"]).arg(&src).arg(&v2));
+    let v2z = format!("docker://{}/team/v2z:1", a.1);
+    ok(&store, &["copy", "--dest-compress-format", "zstd", &v2, &v2z]);
+    let m = raw(&v2z);
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{m}");
+    assert!(layer_types(&m).iter().all(|t| t.ends_with("tar+zstd")), "{m}");
+    let v2g = format!("docker://{}/team/v2g:1", a.1);
+    let kept = json(&store, &["copy", "--dest-compress-format", "gzip", &v2, &v2g, "--json"]);
+    let digest_of =
+        |r: &str| run(skopeo(t.path()).args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"]).arg(r));
+    assert_eq!(kept["manifest"]["digest"].as_str().unwrap(), digest_of(&v2).trim());
+
+    // push, as podman's --compression-format.
+    let pushed =
+        json(&store, &["push", "--compression-format", "zstd", "app:1", &format!("{}/team/pz:1", a.1), "--json"]);
+    let pz = raw(&format!("docker://{}/team/pz:1", a.1));
+    assert!(layer_types(&pz).iter().all(|t| t.ends_with("tar+zstd")), "{pz}");
+    assert_eq!(pushed["digest"].as_str().unwrap(), digest_of(&format!("docker://{}/team/pz:1", a.1)).trim());
+
+    // Refused, nothing stored.
+    let refused = |args: &[&str], wanted: &str| {
+        let out = ch(&store, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(wanted), "{wanted:?} not in: {err}");
+    };
+    let r = format!("docker://{}/team/refused:1", a.1);
+    refused(&["copy", "--dest-compress-format", "zstd:chunked", &src, &r], "zstd:chunked is not supported");
+    refused(&["copy", "--dest-compress-format", "zstd", "--dest-compress-level", "30", &src, &r], "levels 1 to 22");
+    refused(&["copy", "--dest-compress-level", "3", &src, &r], "--dest-compress-format");
+    refused(&["copy", "--dest-compress-format", "zstd", "--format", "v2s2", &src, &r], "Docker schema 2");
+    refused(&["copy", "--dest-compress-format", "zstd", "--preserve-digests", &src, &r], "own digest");
+    let tags = ch(&store, &["tags", &format!("{}/team/refused", a.1)]);
+    assert!(!tags.status.success(), "nothing was stored: {tags:?}");
+}
+
+/// Every regular file below `root`: its path there and its bytes.
+fn tree_of(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let kind = e.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(e.path());
+            } else if kind.is_file() {
+                out.push((e.path().strip_prefix(root).unwrap().to_owned(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -12,13 +12,15 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{Stream, StreamExt};
 
 use super::{
-    CopyOptions, CopyReport, Progress, check_config, check_config_size, check_format, check_preserved, child_image,
-    in_format, pick_platform, rebuilt_index, stored_manifest,
+    CopyOptions, CopyReport, Progress, Recompress, check_config, check_config_size, check_format, check_preserved,
+    child_image, in_format, pick_platform, rebuilt_index, stored_manifest,
 };
 use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, ImageManifest, Manifest, RawManifest};
-use crate::transport::{AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, bytes_stream};
+use crate::transport::{
+    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, StreamReader, bytes_stream, stream_blocking,
+};
 
 /// Copies the image `src` designates into `dst`, like [`copy`](super::copy()),
 /// with up to `jobs` layers moving at once (one at a time when the
@@ -47,26 +49,29 @@ pub async fn copy_async(
     // What the copy reads: the top manifest, or the platform's.
     let mut read = top.digest.clone();
     let stored_top = match top.parse()? {
-        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, jobs, &mut report, progress).await?, opts)?,
+        Manifest::Image(m) => in_format(copy_image(src, dst, top, m, jobs, opts, &mut report, progress).await?, opts)?,
         Manifest::Index(idx) if opts.all_platforms && dst.supports_index() => {
             let mut new_index = idx.clone();
             for entry in new_index.manifests.iter_mut() {
                 let child = src.manifest(entry).await?;
                 let m = child_image(&child, &dst.location())?;
-                let stored = in_format(copy_image(src, dst, child, m, jobs, &mut report, progress).await?, opts)?;
+                let stored = in_format(copy_image(src, dst, child, m, jobs, opts, &mut report, progress).await?, opts)?;
                 dst.put_manifest(&stored).await?;
                 entry.digest = stored.digest.clone();
                 entry.size = stored.bytes.len() as u64;
                 entry.media_type = stored.media_type.clone();
             }
-            in_format(rebuilt_index(top, &idx, new_index), opts)?
+            let top_type = top.media_type.clone();
+            let index = rebuilt_index(top, &idx, new_index);
+            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index)? } else { index };
+            in_format(index, opts)?
         }
         Manifest::Index(idx) => {
             let entry = pick_platform(&idx, opts, &src.location())?;
             read = entry.digest.clone();
             let child = src.manifest(&entry).await?;
             let m = child_image(&child, &src.location())?;
-            in_format(copy_image(src, dst, child, m, jobs, &mut report, progress).await?, opts)?
+            in_format(copy_image(src, dst, child, m, jobs, opts, &mut report, progress).await?, opts)?
         }
     };
     check_preserved(&read, &stored_top.digest, opts, &dst.location())?;
@@ -78,8 +83,19 @@ pub async fn copy_async(
 /// The digest of the top manifest [`copy_async`] of `src` with `opts` would
 /// store where blobs are stored as sent (a registry, an OCI layout): what a
 /// destination holding it already has, without reading a blob. Indexes and
-/// their children are written in `opts.format` as the copy writes them.
+/// their children are written in `opts.format` as the copy writes them. An
+/// error with `opts.compression` (the layers' digests are known only once
+/// they are written).
 pub async fn copied_digest(src: &dyn AsyncImageSource, opts: &CopyOptions) -> Result<Digest> {
+    if opts.compression.is_some() {
+        return Err(Error::BadOption {
+            option: "recompressed layers".into(),
+            reason: format!(
+                "the digest a copy of {} stores is known only once its layers are recompressed",
+                src.location()
+            ),
+        });
+    }
     let top = src.top_manifest().await?;
     match top.parse()? {
         Manifest::Image(_) => Ok(in_format(top, opts)?.digest),
@@ -105,18 +121,25 @@ enum Moved {
     Present,
     Mounted,
     Sent(Box<Descriptor>),
+    /// Written in another compression: as stored, and whether it was sent
+    /// (else the destination had it).
+    Recompressed(Box<Descriptor>, bool),
 }
 
+#[allow(clippy::too_many_arguments)] // the copy's state, passed down as the blocking copy's is
 async fn copy_image(
     src: &dyn AsyncImageSource,
     dst: &dyn AsyncImageDest,
     raw: RawManifest,
     m: ImageManifest,
     jobs: usize,
+    opts: &CopyOptions,
     report: &mut CopyReport,
     progress: &dyn Progress,
 ) -> Result<RawManifest> {
     check_config_size(&m)?;
+    let recompress = Recompress::checked(opts, &raw, &m, &src.location())?;
+    let source_type = raw.media_type.clone();
     // Where the destination stages blobs, the config is read and checked
     // beside the layers (its round trip then holds none back; a bad config
     // stops them and nothing is stored); elsewhere, and with one job (one
@@ -156,7 +179,10 @@ async fn copy_image(
     let layers = || {
         distinct
             .iter()
-            .map(|&(i, layer)| run.limited(layer, move_layer(src, dst, i, layer, progress, Arc::clone(&run.stop))))
+            .map(|&(i, layer)| {
+                let new_type = recompress.and_then(|r| Some((r, r.target_type(layer, &source_type)?)));
+                run.limited(layer, move_layer(src, dst, i, layer, new_type, progress, Arc::clone(&run.stop)))
+            })
             .collect::<FuturesOrdered<_>>()
             .collect::<Vec<Result<(Digest, Moved)>>>()
     };
@@ -182,15 +208,23 @@ async fn copy_image(
                 report.blobs_mounted += 1;
                 stored.insert(digest, layer.clone());
             }
-            Moved::Sent(d) => {
+            Moved::Sent(d) | Moved::Recompressed(d, true) => {
                 report.blobs_copied += 1;
                 report.bytes_copied += layer.size;
+                stored.insert(digest, *d);
+            }
+            Moved::Recompressed(d, false) => {
+                report.blobs_skipped += 1;
                 stored.insert(digest, *d);
             }
         }
     }
     let stored_layers = m.layers.iter().map(|l| stored[&l.digest].clone()).collect();
-    Ok(stored_manifest(raw, m, stored_config, stored_layers))
+    let stored = stored_manifest(raw, m, stored_config, stored_layers);
+    match recompress {
+        Some(_) => Recompress::manifest(&source_type, stored),
+        None => Ok(stored),
+    }
 }
 
 /// The layer transfers of one image.
@@ -243,15 +277,20 @@ fn stopped(layer: &Descriptor) -> Error {
     }
 }
 
-/// Checks for, mounts or sends one layer.
+/// Checks for, mounts or sends one layer (`recompress`: written anew in
+/// that compression, as that media type).
 async fn move_layer(
     src: &dyn AsyncImageSource,
     dst: &dyn AsyncImageDest,
     index: usize,
     layer: &Descriptor,
+    recompress: Option<(&Recompress, &'static str)>,
     progress: &dyn Progress,
     stop: Arc<AtomicBool>,
 ) -> Result<Moved> {
+    if let Some((r, media_type)) = recompress {
+        return recompress_layer(src, dst, index, layer, r, media_type, progress, stop).await;
+    }
     // Another copy may be sending it: wait for its turn first, then find
     // it there (one check for presence per blob).
     let Some(_claim) = dst.claim_blob(layer).await? else {
@@ -302,6 +341,67 @@ async fn move_layer(
     };
     progress.blob_done(layer);
     Ok(Moved::Sent(Box::new(stored)))
+}
+
+/// Reads a layer, writes it in another compression to a temp file (on the
+/// blocking pool, verified there), and sends that, unless the destination
+/// has it already.
+#[allow(clippy::too_many_arguments)]
+async fn recompress_layer(
+    src: &dyn AsyncImageSource,
+    dst: &dyn AsyncImageDest,
+    index: usize,
+    layer: &Descriptor,
+    r: &Recompress,
+    media_type: &'static str,
+    progress: &dyn Progress,
+    stop: Arc<AtomicBool>,
+) -> Result<Moved> {
+    progress.blob_started(layer);
+    let body = src.blob(layer).await?;
+    let watch = Arc::new(Watch::default());
+    // Verified where it is decompressed; counted and bounded here.
+    let stream: BlobStream = Box::pin(Checked::new(body, layer, false, Arc::clone(&watch)).stopped_by(stop));
+    let (r2, layer2, location) = (r.clone(), layer.clone(), src.blob_location(layer));
+    let handle = tokio::runtime::Handle::current();
+    let made = tokio::task::spawn_blocking(move || {
+        let mut data = StreamReader::new(stream, handle);
+        r2.layer(&layer2, media_type, &mut data, &location)
+    });
+    let mut made = std::pin::pin!(made);
+    let result = loop {
+        tokio::select! {
+            r = &mut made => break r,
+            () = watch.moved.notified() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
+        }
+    };
+    progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
+    let result = match result {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("a blocking task was cancelled: {e}"),
+    };
+    if let Some(e) = watch.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(Error::blob_read(&layer.digest, &src.blob_location(layer), e));
+    }
+    let (file, new) = result?;
+    let Some(_claim) = dst.claim_blob(&new).await? else {
+        progress.blob_done(layer);
+        return Ok(Moved::Recompressed(Box::new(new), false));
+    };
+    if dst.has_blob(&new).await? {
+        progress.blob_done(layer);
+        return Ok(Moved::Recompressed(Box::new(new), false));
+    }
+    let body = stream_blocking(move |pump| {
+        let mut file = file;
+        pump(&mut file);
+        Ok(())
+    })
+    .await?;
+    let stored = dst.put_blob(&new, BlobKind::Layer(index), body).await?;
+    progress.blob_done(layer);
+    Ok(Moved::Recompressed(Box::new(stored), true))
 }
 
 /// Reads a blob through, verified, handing each piece to `take`: its

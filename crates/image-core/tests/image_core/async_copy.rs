@@ -375,3 +375,68 @@ async fn a_config_that_does_not_match_its_manifest_stores_nothing() {
     assert_eq!(*src.asked.lock().unwrap(), vec![config], "a layer was read before the config was checked");
     assert!(landing.landed.lock().unwrap().is_empty(), "a blob landed");
 }
+
+/// Both copies write layers in another compression alike (the same
+/// manifest), one that does not verify is named and stores nothing, and
+/// the recompressed image reads back with the same files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_copies_recompress_alike_and_verify_their_source() {
+    use cargohold_image_core::{CompressionFormat, Recompress, copy, open_dest};
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    make_layout(&layout, "v1", &four_layers());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let zstd = CopyOptions {
+        compression: Some(Recompress {
+            format: CompressionFormat::Zstd,
+            level: Some(5),
+            temp_dir: t.path().to_owned(),
+        }),
+        ..CopyOptions::default()
+    };
+    let src = watched(&layout, &store, None).await;
+    let dst = open_dest_async(&ImageLocation::parse("z:1").unwrap(), &store, None).await.unwrap();
+    let by_async = copy_async(&src, dst.as_ref(), &zstd, 4, &NoProgress).await.unwrap();
+    assert_eq!(by_async.blobs_copied, 4);
+    let (store2, layout2, opts) = (t.path().join("store2"), layout.clone(), zstd.clone());
+    let by_blocking = tokio::task::spawn_blocking(move || {
+        let store = Store::open(store2).unwrap();
+        let loc = ImageLocation::parse(&format!("oci:{}:v1", layout2.display())).unwrap();
+        let mut src = open_source(&loc, &store).unwrap();
+        let mut dst = open_dest(&ImageLocation::parse("z:1").unwrap(), &store, None).unwrap();
+        copy(src.as_mut(), dst.as_mut(), &opts, &NoProgress).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_blocking.manifest.digest, by_async.manifest.digest, "the same zstd image");
+    let mut back = open_source(&ImageLocation::parse("z:1").unwrap(), &store).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&back.top_manifest().unwrap().bytes).unwrap();
+    // Each layer is its tar, zstd-compressed.
+    for (l, tar) in m["layers"].as_array().unwrap().iter().zip(four_layers()) {
+        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+        let desc: Descriptor = serde_json::from_value(l.clone()).unwrap();
+        let mut blob = Vec::new();
+        std::io::Read::read_to_end(&mut back.blob(&desc).unwrap(), &mut blob).unwrap();
+        assert_eq!(zstd::decode_all(&blob[..]).unwrap(), tar);
+    }
+
+    // A source layer that does not verify: named, nothing stored.
+    let corrupt = built_layer(&layout);
+    let bad = watched(&layout, &store, Some(corrupt.clone())).await;
+    let fresh = Store::open(t.path().join("fresh")).unwrap();
+    let dst = open_dest_async(&ImageLocation::parse("bad:1").unwrap(), &fresh, None).await.unwrap();
+    let err = copy_async(&bad, dst.as_ref(), &zstd, 4, &NoProgress).await.unwrap_err();
+    assert!(chain(&err).contains(corrupt.as_str()), "{}", chain(&err));
+    drop(dst);
+    assert!(open_source(&ImageLocation::parse("bad:1").unwrap(), &fresh).is_err());
+    assert_eq!(ingest_leftovers(&t.path().join("fresh")), 0);
+}
+
+/// The digest of the first layer of the layout's `v1`.
+fn built_layer(layout: &std::path::Path) -> cargohold_image_core::Digest {
+    let loc = ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap();
+    let store = Store::open(layout.with_extension("probe")).unwrap();
+    let mut src = open_source(&loc, &store).unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&src.top_manifest().unwrap().bytes).unwrap();
+    m["layers"][0]["digest"].as_str().unwrap().parse().unwrap()
+}
