@@ -168,6 +168,14 @@ fn check_format(opts: &CopyOptions, fixed: Option<crate::manifest::ManifestForma
             reason: "Docker schema 2 manifests cannot name them (write OCI manifests)".into(),
         });
     }
+    if let (Some(r), Some(_)) = (&opts.compression, fixed) {
+        // A destination of one format (a docker archive) writes its layers
+        // in a form of its own (uncompressed tars).
+        return Err(Error::BadOption {
+            option: format!("{} layers", r.format),
+            reason: format!("{location} stores layers in a form of its own"),
+        });
+    }
     match (opts.format, fixed) {
         (Some(asked), Some(only)) if asked != only => Err(Error::Unsupported {
             location: location.to_owned(),

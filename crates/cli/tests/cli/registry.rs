@@ -499,6 +499,9 @@ fn copy_and_push_recompress_layers_as_skopeo_and_podman_do() {
     refused(&["copy", "--dest-compress-level", "3", &src, &r], "--dest-compress-format");
     refused(&["copy", "--dest-compress-format", "zstd", "--format", "v2s2", &src, &r], "Docker schema 2");
     refused(&["copy", "--dest-compress-format", "zstd", "--preserve-digests", &src, &r], "own digest");
+    let archive = format!("docker-archive:{}", t.path().join("a.tar").display());
+    refused(&["copy", "--dest-compress-format", "gzip", &src, &archive], "stores layers in a form of its own");
+    assert!(!t.path().join("a.tar").exists());
     let tags = ch(&store, &["tags", &format!("{}/team/refused", a.1)]);
     assert!(!tags.status.success(), "nothing was stored: {tags:?}");
 }
