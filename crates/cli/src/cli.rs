@@ -67,6 +67,9 @@ pub struct Cli {
     /// Registry credentials, instead of the stored ones.
     #[arg(long, global = true, value_name = "USER:PASSWORD", env = "CARGOHOLD_CREDS", hide_env_values = true)]
     pub creds: Option<String>,
+    /// Speak to registries anonymously: no stored credentials are read or sent (skopeo's --no-creds).
+    #[arg(long, global = true, conflicts_with = "creds")]
+    pub no_creds: bool,
     #[command(subcommand)]
     pub command: Command,
 }

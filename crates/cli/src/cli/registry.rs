@@ -164,8 +164,8 @@ pub struct CopyArgs {
     /// Platform to pick from a multi-platform source (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
-    /// Copy every platform of a multi-platform image.
-    #[arg(long, conflicts_with = "platform")]
+    /// Copy every platform of a multi-platform image (skopeo's --all, -a).
+    #[arg(short = 'a', long, visible_alias = "all", conflicts_with = "platform")]
     pub all_platforms: bool,
     /// Credentials for the source registry only.
     #[arg(long, value_name = "USER:PASSWORD")]

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         tls_verify: cli.tls_verify,
         cert_dir: cli.cert_dir.clone(),
         retry_delay: cli.retry_delay,
+        no_creds: cli.no_creds,
         registries_conf: cli.registries_conf.clone(),
         registries: std::cell::OnceCell::new(),
         creds: cli.creds.clone(),
@@ -126,6 +127,7 @@ pub struct Ctx {
     chunk_size: usize,
     retry_times: Option<u32>,
     retry_delay: Option<std::time::Duration>,
+    no_creds: bool,
 }
 
 /// What a two-sided command (copy, sync) gives for named registries.
@@ -241,7 +243,11 @@ impl Ctx {
             chunk_size: self.chunk_size,
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
             retry_delay: self.retry_delay,
-            credential_source: std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k))),
+            credential_source: if self.no_creds {
+                std::sync::Arc::new(cargohold_registry::NoCredentials)
+            } else {
+                std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k)))
+            },
             ..defaults
         })
     }

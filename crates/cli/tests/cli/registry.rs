@@ -222,6 +222,17 @@ fn credentials_only_go_to_their_registry() {
             .unwrap()
     };
     let layout = |name: &str| format!("oci:{}:1", t.path().join(name).display());
+    let no_creds = bin()
+        .env("DOCKER_CONFIG", t.path().join("no-docker-config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", &home)
+        .args(["--no-creds", "tags", &format!("{}/team/bb", a.1)])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&no_creds.stderr);
+    assert!(!no_creds.status.success() && err.contains("wants a user name and password"), "{err}");
     let anon = copy_out(&["--src-no-creds"], &layout("anon"));
     let err = String::from_utf8_lossy(&anon.stderr);
     assert!(!anon.status.success() && err.contains("wants a user name and password"), "{err}");
