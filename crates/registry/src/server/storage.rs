@@ -532,6 +532,10 @@ pub struct GcReport {
 #[derive(Debug)]
 pub struct FsDriver {
     root: PathBuf,
+    /// Small metadata operations (a stat, a link file read) run on the
+    /// calling thread while they are quick, as a page-cache write does
+    /// (see [`FsDriver::small`]).
+    inline: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
@@ -600,7 +604,25 @@ impl FsDriver {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(FsDriver { root })
+        Ok(FsDriver { root, inline: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)) })
+    }
+
+    /// Runs a small metadata operation (no fsync, no data): here, where
+    /// the filesystem answers from its caches in microseconds (a hand-over
+    /// to the blocking pool costs more: a push made ~100 of them); once one
+    /// takes longer than [`SLOW_WRITE`] (a network filesystem, a disk the
+    /// kernel must read), this driver sends them all to the blocking pool.
+    async fn small<T: Send + 'static>(&self, f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+        use std::sync::atomic::Ordering;
+        if !self.inline.load(Ordering::Relaxed) {
+            return blocking(f).await;
+        }
+        let started = std::time::Instant::now();
+        let r = f();
+        if started.elapsed() >= SLOW_WRITE {
+            self.inline.store(false, Ordering::Relaxed);
+        }
+        r
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -611,7 +633,8 @@ impl FsDriver {
 #[async_trait::async_trait]
 impl Driver for FsDriver {
     async fn get(&self, key: &str) -> io::Result<Option<Bytes>> {
-        Ok(not_found_is_none(tokio::fs::read(self.path(key)).await)?.map(Bytes::from))
+        let path = self.path(key);
+        Ok(self.small(move || not_found_is_none(std::fs::read(path))).await?.map(Bytes::from))
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> io::Result<()> {
@@ -620,7 +643,9 @@ impl Driver for FsDriver {
     }
 
     async fn stat(&self, key: &str) -> io::Result<Option<ObjectMeta>> {
-        Ok(not_found_is_none(tokio::fs::metadata(self.path(key)).await)?.filter(|m| m.is_file()).map(|m| meta_of(&m)))
+        let path = self.path(key);
+        let meta = self.small(move || not_found_is_none(std::fs::metadata(path))).await?;
+        Ok(meta.filter(|m| m.is_file()).map(|m| meta_of(&m)))
     }
 
     async fn read(&self, key: &str, start: u64, len: u64) -> io::Result<ByteStream> {
@@ -634,15 +659,17 @@ impl Driver for FsDriver {
 
     async fn delete(&self, key: &str) -> io::Result<bool> {
         let path = self.path(key);
-        let gone = not_found_is_none(tokio::fs::remove_file(&path).await)?.is_some();
-        // An upload's directory goes with its last file (no other writer
-        // ever creates files in it again).
-        if key.starts_with("uploads/")
-            && let Some(dir) = path.parent()
-        {
-            let _ = tokio::fs::remove_dir(dir).await;
-        }
-        Ok(gone)
+        let upload = key.starts_with("uploads/");
+        self.small(move || {
+            let gone = not_found_is_none(std::fs::remove_file(&path))?.is_some();
+            // An upload's directory goes with its last file (no other
+            // writer ever creates files in it again).
+            if upload && let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(gone)
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> io::Result<Listing> {
@@ -673,11 +700,16 @@ impl Driver for FsDriver {
 
     async fn append(&self, key: &str, at: u64, mut data: ByteStream) -> io::Result<u64> {
         let path = self.path(key);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        let file = blocking(move || std::fs::OpenOptions::new().create(true).append(true).open(&path)).await?;
-        let size = file.metadata()?.len();
+        let (file, size) = self
+            .small(move || {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+                let size = file.metadata()?.len();
+                Ok((file, size))
+            })
+            .await?;
         if size != at {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -735,7 +767,10 @@ impl Driver for FsDriver {
     }
 
     async fn appended(&self, key: &str) -> io::Result<ObjectMeta> {
-        Ok(not_found_is_none(tokio::fs::metadata(self.path(key)).await)?
+        let path = self.path(key);
+        Ok(self
+            .small(move || not_found_is_none(std::fs::metadata(path)))
+            .await?
             .map(|m| meta_of(&m))
             .unwrap_or(ObjectMeta { size: 0, modified: None }))
     }
@@ -767,5 +802,37 @@ impl Driver for FsDriver {
 
     async fn delete_appended(&self, key: &str) -> io::Result<()> {
         self.delete(key).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Small operations run in place while they are quick; one that is
+    /// not sends the rest to the blocking pool (off this thread).
+    #[tokio::test(flavor = "current_thread")]
+    async fn small_operations_leave_the_thread_once_one_is_slow() {
+        let t = tempfile::tempdir().unwrap();
+        let d = FsDriver::open(t.path()).unwrap();
+        let here = std::thread::current().id();
+        let ran_on = d.small(|| Ok(std::thread::current().id())).await.unwrap();
+        assert_eq!(ran_on, here);
+        d.small(|| {
+            std::thread::sleep(SLOW_WRITE + std::time::Duration::from_millis(1));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(!d.inline.load(Ordering::Relaxed));
+        let ran_on = d.small(|| Ok(std::thread::current().id())).await.unwrap();
+        assert_ne!(ran_on, here);
+        // And the operations work either way.
+        d.put("a/b", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(d.get("a/b").await.unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(d.stat("a/b").await.unwrap().map(|m| m.size), Some(1));
+        assert!(d.delete("a/b").await.unwrap());
+        assert!(d.stat("a/b").await.unwrap().is_none());
     }
 }
