@@ -28,8 +28,8 @@ fn main() -> ExitCode {
 /// Keeps the memory of freed transfer buffers in the process for the next
 /// ones. glibc maps each allocation over 128 KiB afresh and gives back the
 /// top of the heap once 128 KiB of it is free, so every receive buffer of
-/// a pull or a push (hyper's, up to a few hundred KiB, and our 1 MiB write
-/// batches) was new memory, faulted in page by page as the socket was read
+/// a pull or a push (hyper's, up to a few hundred KiB, and the batches
+/// written from them) was new memory, faulted in page by page as the socket was read
 /// into it: measured, 1,700 page faults and ~4% of `serve`'s CPU per push
 /// of the reference image. Allocations up to 4 MiB now come from the heap,
 /// which is trimmed only past 64 MiB free. A process-wide choice, so it is

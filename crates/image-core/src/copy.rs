@@ -135,7 +135,7 @@ pub fn copy(
             }
             let top_type = top.media_type.clone();
             let index = rebuilt_index(top, &idx, new_index);
-            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index)? } else { index };
+            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index) } else { index };
             in_format(index, opts)?
         }
         Manifest::Index(idx) => {
@@ -371,10 +371,7 @@ fn copy_image(
         stored_layers.push(stored);
     }
     let stored = stored_manifest(raw, m, stored_config, stored_layers);
-    match recompress {
-        Some(_) => Recompress::manifest(&source_type, stored),
-        None => Ok(stored),
-    }
+    Ok(if recompress.is_some() { Recompress::manifest(&source_type, stored) } else { stored })
 }
 
 /// A reader that remembers the first error its source produced, so that a

@@ -466,31 +466,52 @@ pub struct SideArgs {
 impl SideArgs {
     /// Whether any is given.
     pub fn given(&self) -> bool {
-        self.src_option().is_some() || self.dest_option().is_some()
+        self.src().option().is_some() || self.dest().option().is_some()
     }
 
-    /// The source's option given (for errors), if any.
-    pub fn src_option(&self) -> Option<&'static str> {
-        [
-            (self.src_tls_verify.is_some(), "--src-tls-verify"),
-            (self.src_cert_dir.is_some(), "--src-cert-dir"),
-            (self.src_no_creds, "--src-no-creds"),
-            (self.src_registry_token.is_some(), "--src-registry-token"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
+    /// What is given for the source.
+    pub fn src(&self) -> OneSide<'_> {
+        OneSide {
+            name: "src",
+            tls_verify: self.src_tls_verify,
+            cert_dir: self.src_cert_dir.as_deref(),
+            no_creds: self.src_no_creds,
+            token: self.src_registry_token.as_deref(),
+        }
     }
 
-    /// The destination's option given (for errors), if any.
-    pub fn dest_option(&self) -> Option<&'static str> {
-        [
-            (self.dest_tls_verify.is_some(), "--dest-tls-verify"),
-            (self.dest_cert_dir.is_some(), "--dest-cert-dir"),
-            (self.dest_no_creds, "--dest-no-creds"),
-            (self.dest_registry_token.is_some(), "--dest-registry-token"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
+    /// What is given for the destination.
+    pub fn dest(&self) -> OneSide<'_> {
+        OneSide {
+            name: "dest",
+            tls_verify: self.dest_tls_verify,
+            cert_dir: self.dest_cert_dir.as_deref(),
+            no_creds: self.dest_no_creds,
+            token: self.dest_registry_token.as_deref(),
+        }
+    }
+}
+
+/// One side's options of [`SideArgs`].
+pub struct OneSide<'a> {
+    /// `src` or `dest`, as the options spell it.
+    pub name: &'static str,
+    pub tls_verify: Option<bool>,
+    pub cert_dir: Option<&'a std::path::Path>,
+    pub no_creds: bool,
+    pub token: Option<&'a str>,
+}
+
+impl OneSide<'_> {
+    /// The first of its options given (for errors), if any.
+    pub fn option(&self) -> Option<String> {
+        let given = [
+            (self.tls_verify.is_some(), "tls-verify"),
+            (self.cert_dir.is_some(), "cert-dir"),
+            (self.no_creds, "no-creds"),
+            (self.token.is_some(), "registry-token"),
+        ];
+        given.into_iter().find_map(|(is, option)| is.then(|| format!("--{}-{option}", self.name)))
     }
 }
 

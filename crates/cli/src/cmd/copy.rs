@@ -34,16 +34,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
         }
         // --creds: for the one registry the copy talks to.
         if let Some(c) = ctx.creds()? {
-            let mut regs: Vec<String> = Vec::new();
-            for loc in [&src_loc, &dst_loc] {
-                if let ImageLocation::Docker(r) = loc {
-                    let r = Reference::parse(r)?.registry().to_owned();
-                    if !regs.contains(&r) {
-                        regs.push(r);
-                    }
-                }
-            }
-            match regs.as_slice() {
+            match super::registries_of(&[&src_loc, &dst_loc]).as_slice() {
                 [one] if !named.creds.iter().any(|(r, _)| r == one) => named.creds.push((one.clone(), c)),
                 _ => anyhow::bail!(
                     "--creds is for a copy that talks to one registry and names no other credentials: give each \
@@ -51,14 +42,11 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
                 ),
             }
         }
-        let t = &args.side;
-        if let Some(option) = t.src_option() {
-            let r = registry_of(&src_loc, option)?;
-            ctx.side_options(&mut named, "src", &r, t)?;
-        }
-        if let Some(option) = t.dest_option() {
-            let r = registry_of(&dst_loc, option)?;
-            ctx.side_options(&mut named, "dest", &r, t)?;
+        for (side, loc) in [(args.side.src(), &src_loc), (args.side.dest(), &dst_loc)] {
+            if let Some(option) = side.option() {
+                let r = registry_of(loc, &option)?;
+                ctx.side_options(&mut named, &r, &side)?;
+            }
         }
         ctx.registry_with(named)?
     } else {

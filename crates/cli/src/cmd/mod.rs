@@ -183,6 +183,21 @@ pub fn recompress(
     format.map(|format| cargohold_image_core::Recompress { format, level, temp_dir })
 }
 
+/// The registries `locations` reach, each once, in order (a name that is
+/// no reference reaches none).
+pub fn registries_of(locations: &[&ImageLocation]) -> Vec<String> {
+    let mut regs: Vec<String> = Vec::new();
+    for l in locations {
+        if let ImageLocation::Docker(r) = l
+            && let Ok(r) = Reference::parse(r)
+            && !regs.iter().any(|x| x == r.registry())
+        {
+            regs.push(r.registry().to_owned());
+        }
+    }
+    regs
+}
+
 /// `USER:PASSWORD` of a credentials option.
 pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credentials> {
     let (u, p) = c.split_once(':').with_context(|| format!("{option} must be USER:PASSWORD"))?;
@@ -229,16 +244,18 @@ impl Ctx {
     /// The registry client settings the global options make.
     pub fn client_options(&self) -> Result<cargohold_registry::ClientOptions> {
         let defaults = cargohold_registry::ClientOptions::default();
+        // --cert-dir: one registry's certificates (podman's meaning), or a certs.d tree.
+        let (cert_dir, cert_dirs) = match &self.cert_dir {
+            Some(d) if holds_certificates(d)? => (Some(d.clone()), Vec::new()),
+            Some(d) => (None, vec![d.clone()]),
+            None => (None, defaults.cert_dirs.clone()),
+        };
         Ok(cargohold_registry::ClientOptions {
             registries: self.registries_conf()?.clone(),
             insecure: self.insecure.clone(),
             tls_verify: self.tls_verify,
-            cert_dirs: match &self.cert_dir {
-                Some(d) if !holds_certificates(d)? => vec![d.clone()],
-                Some(_) => Vec::new(),
-                None => defaults.cert_dirs.clone(),
-            },
-            cert_dir: self.cert_dir.clone().filter(|d| holds_certificates(d).unwrap_or(false)),
+            cert_dirs,
+            cert_dir,
             timeout: std::time::Duration::from_secs(self.timeout.max(1)),
             chunk_size: self.chunk_size,
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
@@ -276,16 +293,7 @@ impl Ctx {
     /// A client for a command that talks to the registries of `locations`
     /// (as `copy` names them), with `--creds` bound as [`Ctx::registry_for`].
     pub fn registry_for_locations(&self, locations: &[&ImageLocation]) -> Result<cargohold_registry::Registry> {
-        let mut regs: Vec<String> = Vec::new();
-        for l in locations {
-            // A name that is no reference reaches no registry.
-            if let ImageLocation::Docker(r) = l
-                && let Ok(r) = Reference::parse(r)
-                && !regs.iter().any(|x| x == r.registry())
-            {
-                regs.push(r.registry().to_owned());
-            }
-        }
+        let regs = registries_of(locations);
         match regs.as_slice() {
             [] => self.registry_for(None),
             [one] => self.registry_for(Some(one)),
@@ -331,23 +339,9 @@ impl Ctx {
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
-    /// Records one side's `--SIDE-tls-verify`, `--SIDE-cert-dir` and
-    /// `--SIDE-no-creds` (`side`: `src` or `dest`) for its registry.
-    pub fn side_options(
-        &self,
-        named: &mut PerRegistry,
-        side: &str,
-        registry: &str,
-        given: &crate::cli::SideArgs,
-    ) -> Result<()> {
-        let (tls_verify, cert_dir, no_creds, token) = match side {
-            "src" => {
-                (given.src_tls_verify, given.src_cert_dir.as_deref(), given.src_no_creds, &given.src_registry_token)
-            }
-            _ => {
-                (given.dest_tls_verify, given.dest_cert_dir.as_deref(), given.dest_no_creds, &given.dest_registry_token)
-            }
-        };
+    /// Records what one side of a copy or sync gives for its registry.
+    pub fn side_options(&self, named: &mut PerRegistry, registry: &str, given: &crate::cli::OneSide) -> Result<()> {
+        let crate::cli::OneSide { name: side, tls_verify, cert_dir, no_creds, token } = *given;
         if no_creds && !named.anonymous.iter().any(|r| r == registry) {
             named.anonymous.push(registry.to_owned());
         }
@@ -357,7 +351,7 @@ impl Ctx {
                     bail!("--{side}-registry-token: the other side's registry is {registry} too, with another token")
                 }
                 Some(_) => {}
-                None => named.tokens.push((registry.to_owned(), token.clone())),
+                None => named.tokens.push((registry.to_owned(), token.to_owned())),
             }
         }
         match tls_verify {
@@ -368,10 +362,14 @@ impl Ctx {
                 bail!("--{side}-tls-verify=true contradicts --insecure-registry {registry}")
             }
             Some(true) if named.insecure.iter().any(|r| r == registry) => {
-                bail!("the other side's registry is {registry} too, with its TLS verification off")
+                bail!(
+                    "--{side}-tls-verify=true: the other side's registry is {registry} too, with its TLS verification off"
+                )
             }
             Some(false) if named.verified.iter().any(|r| r == registry) => {
-                bail!("the other side's registry is {registry} too, with its TLS verification on")
+                bail!(
+                    "--{side}-tls-verify=false: the other side's registry is {registry} too, with its TLS verification on"
+                )
             }
             Some(true) => named.verified.push(registry.to_owned()),
             Some(false) => named.insecure.push(registry.to_owned()),

@@ -54,11 +54,11 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             if let Some(c) = &args.src_creds {
                 named.creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
             }
-            ctx.side_options(&mut named, "src", r.registry(), t)?;
+            ctx.side_options(&mut named, r.registry(), &t.src())?;
             repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
         }
         SyncSource::Yaml => {
-            if args.src_creds.is_some() || globs.is_some() || t.src_option().is_some() {
+            if args.src_creds.is_some() || globs.is_some() || t.src().option().is_some() {
                 bail!(
                     "with --src yaml, credentials, TLS settings and tags come from the YAML file (--src-creds, \
                      --src-no-creds, --src-tls-verify, --src-cert-dir and --tag are for a repository)"
@@ -81,7 +81,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Dir => {
-            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds").or(t.src_option()) {
+            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds".to_owned()).or(t.src().option()) {
                 bail!("{option} is for a registry source, and {} is a directory", args.source);
             }
             let root = PathBuf::from(&args.source);
@@ -92,7 +92,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Oci => {
-            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds").or(t.src_option()) {
+            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds".to_owned()).or(t.src().option()) {
                 bail!("{option} is for a registry source, and {} is an OCI layout", args.source);
             }
             let dir = PathBuf::from(&args.source);
@@ -121,10 +121,10 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     }
     match &dest_prefix {
         Some((registry, _)) => {
-            ctx.side_options(&mut named, "dest", registry, t)?;
+            ctx.side_options(&mut named, registry, &t.dest())?;
         }
         None => {
-            if let Some(option) = t.dest_option() {
+            if let Some(option) = t.dest().option() {
                 bail!("{option} is for a registry destination, and {} is a directory", args.destination);
             }
         }

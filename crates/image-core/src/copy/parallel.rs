@@ -19,7 +19,7 @@ use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, ImageManifest, Manifest, RawManifest};
 use crate::transport::{
-    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, StreamReader, bytes_stream, stream_blocking,
+    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, StreamReader, blocking, bytes_stream, stream_blocking,
 };
 
 /// Copies the image `src` designates into `dst`, like [`copy`](super::copy()),
@@ -63,7 +63,7 @@ pub async fn copy_async(
             }
             let top_type = top.media_type.clone();
             let index = rebuilt_index(top, &idx, new_index);
-            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index)? } else { index };
+            let index = if opts.compression.is_some() { Recompress::manifest(&top_type, index) } else { index };
             in_format(index, opts)?
         }
         Manifest::Index(idx) => {
@@ -221,10 +221,7 @@ async fn copy_image(
     }
     let stored_layers = m.layers.iter().map(|l| stored[&l.digest].clone()).collect();
     let stored = stored_manifest(raw, m, stored_config, stored_layers);
-    match recompress {
-        Some(_) => Recompress::manifest(&source_type, stored),
-        None => Ok(stored),
-    }
+    Ok(if recompress.is_some() { Recompress::manifest(&source_type, stored) } else { stored })
 }
 
 /// The layer transfers of one image.
@@ -311,16 +308,7 @@ async fn move_layer(
     let body = src.blob(layer).await?;
     let watch = Arc::new(Watch::default());
     let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)).stopped_by(stop));
-    let mut put = dst.put_blob(layer, BlobKind::Layer(index), stream);
-    // Progress as the stream passes each step (no timer: the caller's
-    // runtime need not have one).
-    let result = loop {
-        tokio::select! {
-            r = &mut put => break r,
-            () = watch.moved.notified() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
-        }
-    };
-    progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
+    let result = reporting(dst.put_blob(layer, BlobKind::Layer(index), stream), &watch, layer, progress).await;
     // A failure that began at the source is reported against the source;
     // so is a blob the destination found not to verify.
     if let Some(e) = watch.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -362,34 +350,21 @@ async fn recompress_layer(
     let watch = Arc::new(Watch::default());
     // Verified where it is decompressed; counted and bounded here.
     let stream: BlobStream = Box::pin(Checked::new(body, layer, false, Arc::clone(&watch)).stopped_by(stop));
-    let (r2, layer2, location) = (r.clone(), layer.clone(), src.blob_location(layer));
+    let location = src.blob_location(layer);
+    let (r2, layer2, at) = (r.clone(), layer.clone(), location.clone());
     let handle = tokio::runtime::Handle::current();
-    let made = tokio::task::spawn_blocking(move || {
+    let made = blocking(move || {
         let mut data = StreamReader::new(stream, handle);
-        r2.layer(&layer2, media_type, &mut data, &location)
+        r2.layer(&layer2, media_type, &mut data, &at)
     });
-    let mut made = std::pin::pin!(made);
-    let result = loop {
-        tokio::select! {
-            r = &mut made => break r,
-            () = watch.moved.notified() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
-        }
-    };
-    progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
-    let result = match result {
-        Ok(r) => r,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => panic!("a blocking task was cancelled: {e}"),
-    };
+    let result = reporting(made, &watch, layer, progress).await;
     if let Some(e) = watch.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        return Err(Error::blob_read(&layer.digest, &src.blob_location(layer), e));
+        return Err(Error::blob_read(&layer.digest, &location, e));
     }
     let (file, new) = result?;
-    let Some(_claim) = dst.claim_blob(&new).await? else {
-        progress.blob_done(layer);
-        return Ok(Moved::Recompressed(Box::new(new), false));
-    };
-    if dst.has_blob(&new).await? {
+    // Another copy may be sending it, or it is there already.
+    let claim = dst.claim_blob(&new).await?;
+    if claim.is_none() || dst.has_blob(&new).await? {
         progress.blob_done(layer);
         return Ok(Moved::Recompressed(Box::new(new), false));
     }
@@ -402,6 +377,21 @@ async fn recompress_layer(
     let stored = dst.put_blob(&new, BlobKind::Layer(index), body).await?;
     progress.blob_done(layer);
     Ok(Moved::Recompressed(Box::new(stored), true))
+}
+
+/// Runs `work` (a transfer through a [`Checked`] stream), reporting
+/// progress as the stream passes each step (no timer: the caller's
+/// runtime need not have one), and once more at the end.
+async fn reporting<T>(work: impl Future<Output = T>, watch: &Watch, layer: &Descriptor, progress: &dyn Progress) -> T {
+    let mut work = std::pin::pin!(work);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            () = watch.moved.notified() => progress.blob_progress(layer, watch.done.load(Ordering::Relaxed)),
+        }
+    };
+    progress.blob_progress(layer, watch.done.load(Ordering::Relaxed));
+    result
 }
 
 /// Reads a blob through, verified, handing each piece to `take`: its

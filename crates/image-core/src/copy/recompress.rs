@@ -208,15 +208,12 @@ impl Recompress {
     /// layers Docker can name (gzip) is written as Docker schema 2 again,
     /// as skopeo keeps it (zstd layers need OCI manifests, and a list of
     /// them an OCI index).
-    pub(crate) fn manifest(source_type: &str, stored: RawManifest) -> Result<RawManifest> {
+    pub(crate) fn manifest(source_type: &str, stored: RawManifest) -> RawManifest {
         let docker = [mt::DOCKER_MANIFEST, mt::DOCKER_MANIFEST_LIST];
         if !docker.contains(&source_type) || stored.media_type == source_type {
-            return Ok(stored);
+            return stored;
         }
-        match crate::manifest::convert(stored.clone(), crate::manifest::ManifestFormat::DockerV2S2) {
-            Ok(docker) => Ok(docker),
-            Err(_) => Ok(stored),
-        }
+        crate::manifest::convert(stored.clone(), crate::manifest::ManifestFormat::DockerV2S2).unwrap_or(stored)
     }
 }
 
