@@ -70,6 +70,11 @@ pub struct Cli {
     /// Speak to registries anonymously: no stored credentials are read or sent (skopeo's --no-creds).
     #[arg(long, global = true, conflicts_with = "creds")]
     pub no_creds: bool,
+    /// The credentials file read first, as podman's and skopeo's --authfile (default: REGISTRY_AUTH_FILE, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json); then ~/.config/containers/auth.json and Docker's config.json.
+    /// The file `login` writes and `logout` edits (there, default: REGISTRY_AUTH_FILE, else Docker's).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "no_creds")]
+    pub authfile: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -42,20 +42,30 @@ impl std::fmt::Debug for Credentials {
 /// in a program; the library never reads it itself).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<std::ffi::OsString>;
 
-/// The files searched for credentials, in order: `REGISTRY_AUTH_FILE`,
-/// podman's `$XDG_RUNTIME_DIR/containers/auth.json` (else
-/// `/run/containers/UID/auth.json`) and `$XDG_CONFIG_HOME/containers/auth.json`
+/// The files searched for credentials, in order, as containers-auth.json(5)
+/// has them: the primary file (`REGISTRY_AUTH_FILE`, else podman's
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, else
+/// `/run/containers/UID/auth.json`), then `$XDG_CONFIG_HOME/containers/auth.json`
 /// (else `~/.config/containers/auth.json`), then Docker's
 /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
 /// `env` gives the variables.
 pub fn auth_files(env: Env<'_>) -> Vec<PathBuf> {
+    auth_files_with(None, env)
+}
+
+/// [`auth_files`] with `primary` in place of the primary file (podman's and
+/// skopeo's `--authfile`, which `REGISTRY_AUTH_FILE` sets by default).
+pub fn auth_files_with(primary: Option<&Path>, env: Env<'_>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = Vec::new();
-    if let Some(f) = env("REGISTRY_AUTH_FILE") {
-        files.push(f.into());
-    }
-    match env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(d) => files.push(PathBuf::from(d).join("containers/auth.json")),
-        None => {
+    match (
+        primary,
+        env("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()),
+        env("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()),
+    ) {
+        (Some(f), _, _) => files.push(f.to_owned()),
+        (None, Some(f), _) => files.push(f.into()),
+        (None, None, Some(d)) => files.push(PathBuf::from(d).join("containers/auth.json")),
+        (None, None, None) => {
             // This process' user: the owner of its /proc entry.
             use std::os::unix::fs::MetadataExt;
             if let Ok(me) = std::fs::metadata("/proc/self") {
@@ -147,6 +157,32 @@ impl AuthFiles {
     /// The standard files ([`auth_files`] of `env`), helpers allowed.
     pub fn standard(env: Env<'_>) -> Self {
         AuthFiles { files: auth_files(env), run_helpers: true }
+    }
+
+    /// The standard files with `primary` as the primary one
+    /// ([`auth_files_with`]), helpers allowed.
+    pub fn with_primary(primary: &Path, env: Env<'_>) -> Self {
+        AuthFiles { files: auth_files_with(Some(primary), env), run_helpers: true }
+    }
+}
+
+/// Each named registry's credentials from its own source (a copy's
+/// `--src-authfile` and `--dest-authfile`); every other registry's from
+/// `rest`.
+#[derive(Debug)]
+pub struct PerRegistrySources {
+    /// `(host[:port], source)`, the first for a registry wins.
+    pub sources: Vec<(String, std::sync::Arc<dyn CredentialSource>)>,
+    /// The source of the registries not named.
+    pub rest: std::sync::Arc<dyn CredentialSource>,
+}
+
+impl CredentialSource for PerRegistrySources {
+    fn credentials(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
+        match self.sources.iter().find(|(r, _)| r == registry) {
+            Some((_, source)) => source.credentials(registry, repository),
+            None => self.rest.credentials(registry, repository),
+        }
     }
 }
 
@@ -375,6 +411,45 @@ fn write_config(file: &Path, v: &serde_json::Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// containers-auth.json(5)'s order: one primary file (the given one,
+    /// else REGISTRY_AUTH_FILE, else the runtime directory's), then the
+    /// user's and Docker's.
+    #[test]
+    fn the_primary_file_is_the_one_given() {
+        let vars = |k: &str| -> Option<std::ffi::OsString> {
+            match k {
+                "REGISTRY_AUTH_FILE" => Some("/env/auth.json".into()),
+                "XDG_RUNTIME_DIR" => Some("/run/user/1".into()),
+                "HOME" => Some("/home/u".into()),
+                _ => None,
+            }
+        };
+        let names = |files: Vec<PathBuf>| files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>();
+        let docker_and_user = ["/home/u/.config/containers/auth.json", "/home/u/.docker/config.json"];
+        let given = names(auth_files_with(Some(Path::new("/given.json")), &vars));
+        assert_eq!(given, [&["/given.json"][..], &docker_and_user].concat());
+        assert_eq!(names(auth_files(&vars)), [&["/env/auth.json"][..], &docker_and_user].concat());
+        let no_env = |k: &str| if k == "REGISTRY_AUTH_FILE" { None } else { vars(k) };
+        assert_eq!(names(auth_files(&no_env)), [&["/run/user/1/containers/auth.json"][..], &docker_and_user].concat());
+    }
+
+    #[test]
+    fn per_registry_sources_answer_for_their_registry_only() {
+        #[derive(Debug)]
+        struct Fixed(&'static str);
+        impl CredentialSource for Fixed {
+            fn credentials(&self, _: &str, _: &str) -> Result<Option<Credentials>> {
+                Ok(Some(Credentials::new(self.0, "p")))
+            }
+        }
+        let s = PerRegistrySources {
+            sources: vec![("a:5000".into(), std::sync::Arc::new(Fixed("alice")))],
+            rest: std::sync::Arc::new(NoCredentials),
+        };
+        assert_eq!(s.credentials("a:5000", "x/y").unwrap().unwrap().username, "alice");
+        assert!(s.credentials("b:5000", "x/y").unwrap().is_none());
+    }
 
     #[test]
     fn reads_auths_and_identity_tokens() {

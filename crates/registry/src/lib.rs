@@ -58,8 +58,8 @@ pub use client::{
     BlobStream, ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next, referrers_tag,
 };
 pub use credentials::{
-    AuthFiles, CredentialSource, Credentials, Env, NoCredentials, auth_files, docker_config, login_file,
-    remove_credentials, save_credentials, stored_credentials_for,
+    AuthFiles, CredentialSource, Credentials, Env, NoCredentials, PerRegistrySources, auth_files, auth_files_with,
+    docker_config, login_file, remove_credentials, save_credentials, stored_credentials_for,
 };
 pub use duration::parse_go_duration;
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};

@@ -116,18 +116,12 @@ pub struct LoginArgs {
     /// Read the password from standard input.
     #[arg(long)]
     pub password_stdin: bool,
-    /// The file to write (default: REGISTRY_AUTH_FILE, else Docker's config.json).
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
     /// The registry.
     pub registry: String,
-    /// The file to edit (default: REGISTRY_AUTH_FILE, else Docker's config.json).
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -461,6 +455,12 @@ pub struct SideArgs {
     /// The destination registry's certificates (as --src-cert-dir).
     #[arg(long, value_name = "DIR")]
     pub dest_cert_dir: Option<PathBuf>,
+    /// The credentials file read first for the source registry (as --authfile, for that registry alone).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["src_creds", "src_no_creds", "src_registry_token"])]
+    pub src_authfile: Option<PathBuf>,
+    /// The credentials file read first for the destination registry.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dest_creds", "dest_no_creds", "dest_registry_token"])]
+    pub dest_authfile: Option<PathBuf>,
 }
 
 impl SideArgs {
@@ -477,6 +477,7 @@ impl SideArgs {
             cert_dir: self.src_cert_dir.as_deref(),
             no_creds: self.src_no_creds,
             token: self.src_registry_token.as_deref(),
+            authfile: self.src_authfile.as_deref(),
         }
     }
 
@@ -488,6 +489,7 @@ impl SideArgs {
             cert_dir: self.dest_cert_dir.as_deref(),
             no_creds: self.dest_no_creds,
             token: self.dest_registry_token.as_deref(),
+            authfile: self.dest_authfile.as_deref(),
         }
     }
 }
@@ -500,9 +502,15 @@ pub struct OneSide<'a> {
     pub cert_dir: Option<&'a std::path::Path>,
     pub no_creds: bool,
     pub token: Option<&'a str>,
+    pub authfile: Option<&'a std::path::Path>,
 }
 
 impl OneSide<'_> {
+    /// A side given nothing.
+    pub fn none(name: &'static str) -> Self {
+        OneSide { name, tls_verify: None, cert_dir: None, no_creds: false, token: None, authfile: None }
+    }
+
     /// The first of its options given (for errors), if any.
     pub fn option(&self) -> Option<String> {
         let given = [
@@ -510,6 +518,7 @@ impl OneSide<'_> {
             (self.cert_dir.is_some(), "cert-dir"),
             (self.no_creds, "no-creds"),
             (self.token.is_some(), "registry-token"),
+            (self.authfile.is_some(), "authfile"),
         ];
         given.into_iter().find_map(|(is, option)| is.then(|| format!("--{}-{option}", self.name)))
     }

@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         cert_dir: cli.cert_dir.clone(),
         retry_delay: cli.retry_delay,
         no_creds: cli.no_creds,
+        authfile: cli.authfile.clone(),
         registries_conf: cli.registries_conf.clone(),
         registries: std::cell::OnceCell::new(),
         creds: cli.creds.clone(),
@@ -83,7 +84,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Digest(a) => registry::digest(&ctx, &a),
         Command::Referrers(a) => registry::referrers(&ctx, &a),
         Command::Login(a) => registry::login(&ctx, &a),
-        Command::Logout(a) => registry::logout(&a),
+        Command::Logout(a) => registry::logout(&ctx, &a),
         Command::Inspect(a) => inspect::run(&ctx, &a),
         Command::Copy(a) => copy::run(&ctx, &a),
         Command::Sync(a) => return sync::run(&ctx, &a),
@@ -128,6 +129,8 @@ pub struct Ctx {
     retry_times: Option<u32>,
     retry_delay: Option<std::time::Duration>,
     no_creds: bool,
+    /// `--authfile`.
+    authfile: Option<std::path::PathBuf>,
 }
 
 /// What a two-sided command (copy, sync) gives for named registries.
@@ -148,6 +151,8 @@ pub struct PerRegistry {
     pub anonymous: Vec<String>,
     /// Bearer tokens of registries (`--src-registry-token`).
     pub tokens: Vec<(String, String)>,
+    /// Registries' own credentials files (`--src-authfile`).
+    pub auth_files: Vec<(String, std::path::PathBuf)>,
 }
 
 /// Whether `--cert-dir DIR` is one registry's certificates (`*.crt`,
@@ -198,6 +203,15 @@ pub fn registries_of(locations: &[&ImageLocation]) -> Vec<String> {
     regs
 }
 
+/// The standard credentials files with `file`, given as `option`, read
+/// first; a file that is not there is an error, as with podman and skopeo.
+fn auth_files_from(file: &std::path::Path, option: &str) -> Result<cargohold_registry::AuthFiles> {
+    if !file.exists() {
+        bail!("{option} {}: no such file", file.display());
+    }
+    Ok(cargohold_registry::AuthFiles::with_primary(file, &|k| std::env::var_os(k)))
+}
+
 /// `USER:PASSWORD` of a credentials option.
 pub fn parse_creds(c: &str, option: &str) -> Result<cargohold_registry::Credentials> {
     let (u, p) = c.split_once(':').with_context(|| format!("{option} must be USER:PASSWORD"))?;
@@ -243,6 +257,25 @@ impl Ctx {
 
     /// The registry client settings the global options make.
     pub fn client_options(&self) -> Result<cargohold_registry::ClientOptions> {
+        let source: std::sync::Arc<dyn cargohold_registry::CredentialSource> = match &self.authfile {
+            _ if self.no_creds => std::sync::Arc::new(cargohold_registry::NoCredentials),
+            Some(file) => std::sync::Arc::new(auth_files_from(file, "--authfile")?),
+            None => std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k))),
+        };
+        self.client_options_with(source)
+    }
+
+    /// The file `login` writes and `logout` edits: `--authfile`, else
+    /// `REGISTRY_AUTH_FILE`, else Docker's.
+    pub fn login_file(&self) -> std::path::PathBuf {
+        self.authfile.clone().unwrap_or_else(|| cargohold_registry::login_file(&|k| std::env::var_os(k)))
+    }
+
+    /// [`Ctx::client_options`] with credentials from `source`.
+    fn client_options_with(
+        &self,
+        source: std::sync::Arc<dyn cargohold_registry::CredentialSource>,
+    ) -> Result<cargohold_registry::ClientOptions> {
         let defaults = cargohold_registry::ClientOptions::default();
         // --cert-dir: one registry's certificates (podman's meaning), or a certs.d tree.
         let (cert_dir, cert_dirs) = match &self.cert_dir {
@@ -260,11 +293,7 @@ impl Ctx {
             chunk_size: self.chunk_size,
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
             retry_delay: self.retry_delay,
-            credential_source: if self.no_creds {
-                std::sync::Arc::new(cargohold_registry::NoCredentials)
-            } else {
-                std::sync::Arc::new(cargohold_registry::AuthFiles::standard(&|k| std::env::var_os(k)))
-            },
+            credential_source: source,
             ..defaults
         })
     }
@@ -330,6 +359,21 @@ impl Ctx {
         {
             bail!("both sides are {r}: a registry token for one, other credentials (or none) for the other");
         }
+        if let Some((r, _)) = named.auth_files.iter().find(|(r, _)| {
+            named.anonymous.contains(r)
+                || named.creds.iter().any(|(c, _)| c == r)
+                || named.tokens.iter().any(|(t, _)| t == r)
+        }) {
+            bail!("both sides are {r}: a credentials file for one, other credentials (or none) for the other");
+        }
+        if !named.auth_files.is_empty() {
+            let mut sources: Vec<(String, std::sync::Arc<dyn cargohold_registry::CredentialSource>)> = Vec::new();
+            for (r, file) in &named.auth_files {
+                sources.push((r.clone(), std::sync::Arc::new(auth_files_from(file, "a side's authfile")?)));
+            }
+            opts.credential_source =
+                std::sync::Arc::new(cargohold_registry::PerRegistrySources { sources, rest: opts.credential_source });
+        }
         opts.registry_tokens = named.tokens;
         opts.registry_credentials = named.creds;
         opts.anonymous = named.anonymous;
@@ -341,7 +385,21 @@ impl Ctx {
 
     /// Records what one side of a copy or sync gives for its registry.
     pub fn side_options(&self, named: &mut PerRegistry, registry: &str, given: &crate::cli::OneSide) -> Result<()> {
-        let crate::cli::OneSide { name: side, tls_verify, cert_dir, no_creds, token } = *given;
+        let crate::cli::OneSide { name: side, tls_verify, cert_dir, no_creds, token, authfile } = *given;
+        if let Some(file) = authfile {
+            if !file.exists() {
+                bail!("--{side}-authfile {}: no such file", file.display());
+            }
+            match named.auth_files.iter().find(|(r, _)| r == registry) {
+                Some((_, other)) if other != file => bail!(
+                    "--{side}-authfile {}: the other side's registry is {registry} too, with credentials from {}",
+                    file.display(),
+                    other.display()
+                ),
+                Some(_) => {}
+                None => named.auth_files.push((registry.to_owned(), file.to_owned())),
+            }
+        }
         if no_creds && !named.anonymous.iter().any(|r| r == registry) {
             named.anonymous.push(registry.to_owned());
         }
@@ -389,9 +447,13 @@ impl Ctx {
         Ok(())
     }
 
-    /// A registry client with these credentials for every registry.
+    /// A registry client with these credentials for every registry (no
+    /// stored ones read).
     pub fn registry_as(&self, credentials: cargohold_registry::Credentials) -> Result<cargohold_registry::Registry> {
-        let opts = cargohold_registry::ClientOptions { credentials: Some(credentials), ..self.client_options()? };
+        let opts = cargohold_registry::ClientOptions {
+            credentials: Some(credentials),
+            ..self.client_options_with(std::sync::Arc::new(cargohold_registry::NoCredentials))?
+        };
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 

@@ -253,18 +253,17 @@ pub fn login(ctx: &Ctx, args: &LoginArgs) -> Result<()> {
         bail!("a user name and a password are needed to log in to {registry}");
     }
     let creds = Credentials::new(username, password);
-    let opts = cargohold_registry::ClientOptions { credentials: Some(creds.clone()), ..ctx.client_options()? };
-    let reg = Registry::new(opts)?;
+    let reg = ctx.registry_as(creds.clone())?;
     reg.block_on(reg.client().ping(&registry)).with_context(|| format!("login to {registry} failed"))?;
-    let file = args.authfile.clone().unwrap_or_else(|| cargohold_registry::login_file(&|k| std::env::var_os(k)));
+    let file = ctx.login_file();
     cargohold_registry::save_credentials(&file, &registry, &creds)
         .with_context(|| format!("could not save the credentials for {registry}"))?;
     output::line(format!("logged in to {registry} (credentials in {})", file.display()))
 }
 
-pub fn logout(args: &LogoutArgs) -> Result<()> {
+pub fn logout(ctx: &Ctx, args: &LogoutArgs) -> Result<()> {
     let registry = registry_name(&args.registry)?;
-    let file = args.authfile.clone().unwrap_or_else(|| cargohold_registry::login_file(&|k| std::env::var_os(k)));
+    let file = ctx.login_file();
     let removed = cargohold_registry::remove_credentials(&file, &registry)
         .with_context(|| format!("could not remove the credentials for {registry}"))?;
     if !removed {

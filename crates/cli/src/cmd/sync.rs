@@ -58,16 +58,27 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
         }
         SyncSource::Yaml => {
-            if args.src_creds.is_some() || globs.is_some() || t.src().option().is_some() {
+            // --src-authfile: for the registries whose credentials the file does not give, as skopeo's.
+            let side = crate::cli::OneSide { authfile: None, ..t.src() };
+            if args.src_creds.is_some() || globs.is_some() || side.option().is_some() {
                 bail!(
                     "with --src yaml, credentials, TLS settings and tags come from the YAML file (--src-creds, \
-                     --src-no-creds, --src-tls-verify, --src-cert-dir and --tag are for a repository)"
+                     --src-no-creds, --src-registry-token, --src-tls-verify, --src-cert-dir and --tag are for a \
+                     repository)"
                 );
             }
             let text = std::fs::read_to_string(&args.source).with_context(|| format!("cannot read {}", args.source))?;
             for reg in cargohold_registry::parse_sync_yaml(&text, &args.source)? {
-                if let Some(c) = reg.credentials {
-                    named.creds.push((reg.registry.clone(), c));
+                match reg.credentials {
+                    Some(c) => named.creds.push((reg.registry.clone(), c)),
+                    None => ctx.side_options(
+                        &mut named,
+                        &reg.registry,
+                        &crate::cli::OneSide {
+                            authfile: t.src_authfile.as_deref(),
+                            ..crate::cli::OneSide::none("src")
+                        },
+                    )?,
                 }
                 if !reg.tls_verify {
                     named.insecure.push(reg.registry.clone());

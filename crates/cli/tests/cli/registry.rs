@@ -180,6 +180,42 @@ fn credentials_only_go_to_their_registry() {
     let bad = env(&["copy", "--src-creds", "alice:apass", "bb:1", &to]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--src-creds is for a registry"), "{bad:?}");
 
+    // --authfile, --src-authfile and --dest-authfile, as skopeo's: each
+    // registry's credentials from the file given for it, and no other.
+    let auth_file = |name: &str, registry: &str, user_pass: &str| {
+        let auth = run(Command::new("sh").arg("-c").arg(format!("printf {user_pass} | base64")));
+        let path = t.path().join(name);
+        std::fs::write(&path, format!("{{\"auths\": {{\"{registry}\": {{\"auth\": \"{}\"}}}}}}", auth.trim())).unwrap();
+        path.display().to_string()
+    };
+    let (a_json, b_json) = (auth_file("a.json", &a.1, "alice:apass"), auth_file("b.json", &b.1, "bob:bpass"));
+    let to2 = format!("docker://{}/team/bb:2", b.1);
+    let sides = env(&["copy", "--src-authfile", &a_json, "--dest-authfile", &b_json, &from, &to2]);
+    assert!(sides.status.success(), "{sides:?}");
+    let only_a = env(&["--authfile", &a_json, "copy", &from, &format!("docker://{}/team/bb:3", b.1)]);
+    let err = String::from_utf8_lossy(&only_a.stderr);
+    assert!(!only_a.status.success() && err.contains("wants a user name and password"), "{err}");
+    let mixed = env(&["--authfile", &b_json, "copy", "--src-authfile", &a_json, &from, &to2]);
+    assert!(mixed.status.success(), "{mixed:?}");
+    let listed = env(&["--authfile", &a_json, "tags", &format!("{}/team/bb", a.1)]);
+    assert!(listed.status.success(), "{listed:?}");
+    let missing = env(&["--authfile", "/nonexistent/auth.json", "tags", &format!("{}/team/bb", a.1)]);
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && err.contains("--authfile /nonexistent/auth.json: no such file"), "{err}");
+    let both = env(&["copy", "--src-authfile", &a_json, "--src-creds", "alice:apass", &from, &to2]);
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"), "{both:?}");
+    let not_registry = env(&["copy", "--dest-authfile", &b_json, &from, "oci:/tmp/x:1"]);
+    let err = String::from_utf8_lossy(&not_registry.stderr);
+    assert!(err.contains("--dest-authfile is for a registry"), "{err}");
+    // login writes the --authfile given, which then serves.
+    let fresh = t.path().join("fresh.json").display().to_string();
+    let login = env(&["--authfile", &fresh, "login", &b.1, "-u", "bob", "-p", "bpass"]);
+    assert!(login.status.success(), "{login:?}");
+    let digest = env(&["--authfile", &fresh, "digest", &to2[9..]]);
+    assert!(digest.status.success(), "{digest:?}");
+    assert!(env(&["--authfile", &fresh, "logout", &b.1]).status.success());
+    assert!(!env(&["--authfile", &fresh, "digest", &to2[9..]]).status.success(), "logged out");
+
     // podman's default auth.json (~/.config/containers/auth.json) is read.
     let home = t.path().join("home");
     std::fs::create_dir_all(home.join(".config/containers")).unwrap();
