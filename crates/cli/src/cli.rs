@@ -75,8 +75,25 @@ pub struct Cli {
     /// The file `login` writes and `logout` edits (there, default: REGISTRY_AUTH_FILE, else Docker's).
     #[arg(long, global = true, value_name = "FILE", conflicts_with = "no_creds")]
     pub authfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: PlatformOverrides,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The platform picked from an index, changed from this host's, as
+/// skopeo's global options (`--platform` names a whole one instead).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlatformOverrides {
+    /// Pick images for this operating system instead of this host's (`linux`, `windows`).
+    #[arg(long = "override-os", global = true, value_name = "OS")]
+    pub os: Option<String>,
+    /// Pick images for this architecture instead of this host's (`arm64`, `s390x`).
+    #[arg(long = "override-arch", global = true, value_name = "ARCH")]
+    pub arch: Option<String>,
+    /// Pick images for this architecture variant instead of this host's (`v7`, `v8`).
+    #[arg(long = "override-variant", global = true, value_name = "VARIANT")]
+    pub variant: Option<String>,
 }
 
 /// `--retry-delay`: a Go duration.

@@ -18,7 +18,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, Platform, Reference, Stor
 use cargohold_registry::{PullPolicy, ensure_image};
 use serde_json::json;
 
-use super::{Ctx, platform, source_date_epoch};
+use super::{Ctx, source_date_epoch};
 use crate::cli::{BuildArgs, RunArgs, StageAction, StageArgs};
 use crate::output;
 
@@ -573,7 +573,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
     } else {
         let policy: PullPolicy = args.pull.parse().map_err(anyhow::Error::msg)?;
         let copy_opts = CopyOptions {
-            platform: platform(args.platform.as_deref())?,
+            platform: ctx.platform(args.platform.as_deref())?,
             all_platforms: false,
             ..CopyOptions::default()
         };
@@ -613,7 +613,7 @@ pub fn run(ctx: &Ctx, args: &RunArgs) -> Result<ExitCode> {
         user: args.user.clone(),
         hostname: args.hostname.clone(),
         commit: args.commit.as_deref().map(Reference::parse).transpose()?,
-        platform: platform(args.platform.as_deref())?,
+        platform: ctx.platform(args.platform.as_deref())?,
         copy_up: no_overlay(),
         tty: args.tty,
         limits: Limits {
@@ -742,7 +742,7 @@ pub fn stage(ctx: &Ctx, args: &StageArgs) -> Result<()> {
         systemd: args.systemd.then_some(true),
     };
     let config = StageConfig::load(&dir)?.overridden_by(flags);
-    let platform = platform(args.platform.as_deref())?;
+    let platform = ctx.platform(args.platform.as_deref())?;
     if let Some(base) = config.base.as_deref().filter(|b| *b != "scratch") {
         ensure_base(ctx, &store, base, platform.clone())?;
     }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use cargohold_image_core::{CopyOptions, ImageLocation, Reference};
 
-use super::{Ctx, PerRegistry, platform};
+use super::{Ctx, PerRegistry};
 use crate::cli::CopyArgs;
 use crate::output;
 
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     };
     let format = args.format.get();
     let opts = CopyOptions {
-        platform: platform(args.platform.as_deref())?,
+        platform: ctx.platform(args.platform.as_deref())?,
         all_platforms: args.all_platforms,
         format,
         preserve_digests: args.preserve_digests,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use cargohold_image_core::{ImageLocation, resolve_image};
 use serde::Serialize;
 
-use super::{Ctx, platform};
+use super::Ctx;
 use crate::cli::InspectArgs;
 use crate::output;
 
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
     }
     let loc = ImageLocation::parse(&args.image)?;
     let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
-    let want = platform(args.platform.as_deref())?;
+    let want = ctx.platform(args.platform.as_deref())?;
     let img =
         resolve_image(src.as_mut(), want.as_ref()).with_context(|| format!("could not inspect {}", args.image))?;
     if args.raw || args.config {

@@ -34,6 +34,7 @@ pub fn run(cli: Cli) -> Result<std::process::ExitCode> {
         retry_delay: cli.retry_delay,
         no_creds: cli.no_creds,
         authfile: cli.authfile.clone(),
+        overrides: cli.overrides.clone(),
         registries_conf: cli.registries_conf.clone(),
         registries: std::cell::OnceCell::new(),
         creds: cli.creds.clone(),
@@ -131,6 +132,8 @@ pub struct Ctx {
     no_creds: bool,
     /// `--authfile`.
     authfile: Option<std::path::PathBuf>,
+    /// `--override-os`, `--override-arch`, `--override-variant`.
+    overrides: crate::cli::PlatformOverrides,
 }
 
 /// What a two-sided command (copy, sync) gives for named registries.
@@ -457,6 +460,41 @@ impl Ctx {
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 
+    /// The platform a command picks from an index: `--platform` (`given`),
+    /// else this host's with what `--override-os`, `--override-arch` and
+    /// `--override-variant` change (skopeo's; an overridden architecture
+    /// drops the host's variant); `None`: the host's.
+    pub fn platform(&self, given: Option<&str>) -> Result<Option<Platform>> {
+        let overrides = [
+            ("--override-os", &self.overrides.os),
+            ("--override-arch", &self.overrides.arch),
+            ("--override-variant", &self.overrides.variant),
+        ];
+        let overridden = overrides.iter().find(|(_, v)| v.is_some()).map(|(name, _)| *name);
+        match (given, overridden) {
+            (Some(_), Some(name)) => bail!("{name} cannot be used with --platform (which names the whole platform)"),
+            (Some(s), None) => Ok(Some(s.parse::<Platform>()?)),
+            (None, None) => Ok(None),
+            (None, Some(_)) => {
+                let host = Platform::host();
+                let o = &self.overrides;
+                let variant = match (&o.variant, &o.arch) {
+                    (Some(v), _) => Some(v.as_str()),
+                    (None, Some(_)) => None,
+                    (None, None) => host.variant.as_deref(),
+                };
+                let os = o.os.as_deref().unwrap_or(&host.os);
+                let arch = o.arch.as_deref().unwrap_or(&host.architecture);
+                let text = match variant {
+                    Some(v) => format!("{os}/{arch}/{v}"),
+                    None => format!("{os}/{arch}"),
+                };
+                // Parsed as --platform is: the same checks and normal form.
+                Ok(Some(text.parse::<Platform>().with_context(|| format!("{}: not a platform", text))?))
+            }
+        }
+    }
+
     /// Whether `-q` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet
@@ -477,11 +515,6 @@ impl Ctx {
         let path = self.store_dir();
         Store::open(&path).with_context(|| format!("could not open the image store at {}", path.display()))
     }
-}
-
-/// Parses a `--platform` value.
-pub fn platform(p: Option<&str>) -> Result<Option<Platform>> {
-    p.map(|s| s.parse::<Platform>().map_err(anyhow::Error::from)).transpose()
 }
 
 /// Writes a small output file (`--iidfile`, `--digestfile`): a regular

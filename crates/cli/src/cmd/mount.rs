@@ -5,7 +5,7 @@ use cargohold_image_core::ImageLocation;
 use cargohold_layerfs::{LayerCache, mount_layers, unmount};
 use serde_json::json;
 
-use super::{Ctx, platform};
+use super::Ctx;
 use crate::cli::{MountArgs, UmountArgs};
 use crate::output;
 
@@ -14,7 +14,7 @@ pub fn mount(ctx: &Ctx, args: &MountArgs) -> Result<()> {
     let loc = ImageLocation::parse(&args.image)?;
     let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     let cache = LayerCache::new(store.layout().root().join(".cargohold").join("layers"));
-    let want = platform(args.platform.as_deref())?;
+    let want = ctx.platform(args.platform.as_deref())?;
     let layers = cache
         .ensure(src.as_mut(), want.as_ref())
         .with_context(|| format!("could not prepare the layers of {}", args.image))?;

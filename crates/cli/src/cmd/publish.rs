@@ -10,7 +10,7 @@ use cargohold_publish::{
 };
 use serde_json::json;
 
-use super::{Ctx, platform};
+use super::Ctx;
 use crate::cli::{BackendKind, PublishCommand, PublishOpts, PublishTreeArgs};
 use crate::output;
 
@@ -146,7 +146,7 @@ pub fn run(ctx: &Ctx, cmd: &PublishCommand) -> Result<()> {
             let reg = input_registry(ctx)?;
             let tree = a.tree.canonicalize().with_context(|| format!("{} is not a publish tree", a.tree.display()))?;
             let store = std::path::absolute(&a.store).with_context(|| format!("{}", a.store.display()))?;
-            let name = cargohold_publish::create_podman_store(&reg, &url, &tree, &store, platform(None)?.as_ref())
+            let name = cargohold_publish::create_podman_store(&reg, &url, &tree, &store, ctx.platform(None)?.as_ref())
                 .with_context(|| format!("could not make the podman store {}", store.display()))?;
             if !ctx.is_quiet() {
                 output::status(&format!(
@@ -499,7 +499,7 @@ fn with_publisher<T>(
         convert_again: o.convert_again,
         overwrite_layers: o.overwrite_layers,
         lock_timeout: o.lock_timeout.map(std::time::Duration::from_secs),
-        platform: platform(o.platform.as_deref())?,
+        platform: ctx.platform(o.platform.as_deref())?,
         multi_arch: o.multi_arch,
     };
     let quiet = ctx.is_quiet();

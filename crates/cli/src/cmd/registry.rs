@@ -8,7 +8,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, ImageSource, Reference, r
 use cargohold_registry::{Credentials, Registry};
 use serde_json::json;
 
-use super::{Ctx, platform};
+use super::Ctx;
 use crate::cli::{
     CatalogArgs, DeleteArgs, DigestArgs, LoginArgs, LogoutArgs, PullArgs, PushArgs, ReferrersArgs, TagsArgs,
 };
@@ -19,7 +19,7 @@ pub fn pull(ctx: &Ctx, args: &PullArgs) -> Result<()> {
     let reg = ctx.registry_for(Some(r.registry()))?;
     let store = ctx.store()?;
     let opts = CopyOptions {
-        platform: platform(args.platform.as_deref())?,
+        platform: ctx.platform(args.platform.as_deref())?,
         all_platforms: args.all_platforms,
         ..CopyOptions::default()
     };
@@ -163,7 +163,7 @@ pub fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
 }
 
 pub fn digest(ctx: &Ctx, args: &DigestArgs) -> Result<()> {
-    let plat = platform(args.platform.as_deref())?;
+    let plat = ctx.platform(args.platform.as_deref())?;
     let loc = match ImageLocation::parse(&args.reference)? {
         ImageLocation::Store(name) => ImageLocation::Docker(name),
         other => other,

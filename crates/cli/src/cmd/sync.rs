@@ -8,7 +8,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, OciLayout, Reference};
 use cargohold_registry::{SyncImage, SyncResult, TagSelection};
 use serde_json::json;
 
-use super::{Ctx, PerRegistry, parse_creds, platform};
+use super::{Ctx, PerRegistry, parse_creds};
 use crate::cli::{SyncArgs, SyncDest, SyncSource};
 use crate::output;
 
@@ -207,7 +207,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let opts = CopyOptions {
-        platform: platform(args.platform.as_deref())?,
+        platform: ctx.platform(args.platform.as_deref())?,
         all_platforms: args.all,
         format: args.format.get(),
         preserve_digests: args.preserve_digests,

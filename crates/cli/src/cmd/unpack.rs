@@ -5,7 +5,7 @@ use cargohold_image_core::ImageLocation;
 use cargohold_layerfs::{ApplyOptions, UnpackOptions, unpack};
 use serde_json::json;
 
-use super::{Ctx, platform};
+use super::Ctx;
 use crate::cli::UnpackArgs;
 use crate::output;
 
@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx, args: &UnpackArgs) -> Result<()> {
     let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
     let mut apply = ApplyOptions::for_current_user();
     apply.rootless |= args.rootless;
-    let opts = UnpackOptions { apply, platform: platform(args.platform.as_deref())? };
+    let opts = UnpackOptions { apply, platform: ctx.platform(args.platform.as_deref())? };
     let report = unpack(src.as_mut(), &args.dir, &opts)
         .with_context(|| format!("could not unpack {} into {}", args.image, args.dir.display()))?;
     if args.out.json {

@@ -77,6 +77,23 @@ fn a_two_platform_build_is_an_index_whose_arm64_image_runs_under_qemu() {
     let arm: Value =
         serde_json::from_str(&run(skopeo(t.path()).args(["--override-arch", "arm64", "inspect", &oci]))).unwrap();
     assert_eq!(arm["Architecture"], "arm64");
+    // skopeo's --override-arch picks the same image from the index here.
+    let ours = format!("oci:{}:1", t.path().join("ours-arm").display());
+    ok(&store, &["--override-arch", "arm64", "copy", &oci, &ours]);
+    let theirs = format!("oci:{}:1", t.path().join("skopeo-arm").display());
+    run(skopeo(t.path()).args(["--override-arch", "arm64", "copy", &oci, &theirs]));
+    let digest = |l: &str| run(skopeo(t.path()).args(["inspect", "--format", "{{.Digest}}", l]));
+    assert_eq!(digest(&ours), digest(&theirs));
+    let picked: Value = serde_json::from_str(&run(skopeo(t.path()).args(["inspect", &ours]))).unwrap();
+    assert_eq!(picked["Architecture"], "arm64");
+    let both = bin()
+        .arg("--store")
+        .arg(&store)
+        .args(["--override-arch", "arm64", "copy", "--platform", "linux/amd64", &oci, &ours])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&both.stderr);
+    assert!(!both.status.success() && err.contains("--override-arch cannot be used with --platform"), "{err}");
 
     // Pushed whole; a build for one platform pulls that one only, and a
     // later build for the other keeps both in the store.
