@@ -183,6 +183,19 @@ pub struct CopyArgs {
     /// archive's inflated layers), as skopeo's --preserve-digests.
     #[arg(long)]
     pub preserve_digests: bool,
+    /// Which images of a multi-platform source are copied, as skopeo's --multi-arch: `system`, this host's (or
+    /// --platform's); `all`, every one (as --all-platforms). `index-only` (the index without its images) is
+    /// refused.
+    #[arg(long, value_name = "WHICH", value_parser = ["system", "all", "index-only"], conflicts_with = "all_platforms")]
+    pub multi_arch: Option<String>,
+    /// Copy no signatures, as skopeo's: cargohold neither copies nor checks image signatures, so every copy is
+    /// one without them (accepted for skopeo's command lines).
+    #[arg(long)]
+    pub remove_signatures: bool,
+    /// Where recompressed layers (--dest-compress-format) are written meanwhile, as skopeo's --tmpdir (default:
+    /// $TMPDIR, else /var/tmp).
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<PathBuf>,
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -455,6 +468,18 @@ pub struct SideArgs {
     /// The destination registry's certificates (as --src-cert-dir).
     #[arg(long, value_name = "DIR")]
     pub dest_cert_dir: Option<PathBuf>,
+    /// The user name for the source registry (with --src-password), as skopeo's: --src-creds in two parts.
+    #[arg(long, value_name = "USERNAME", requires = "src_password", conflicts_with_all = ["src_creds", "src_no_creds", "src_registry_token", "src_authfile"])]
+    pub src_username: Option<String>,
+    /// The password for the source registry (with --src-username).
+    #[arg(long, value_name = "PASSWORD", requires = "src_username")]
+    pub src_password: Option<String>,
+    /// The user name for the destination registry (with --dest-password).
+    #[arg(long, value_name = "USERNAME", requires = "dest_password", conflicts_with_all = ["dest_creds", "dest_no_creds", "dest_registry_token", "dest_authfile"])]
+    pub dest_username: Option<String>,
+    /// The password for the destination registry (with --dest-username).
+    #[arg(long, value_name = "PASSWORD", requires = "dest_username")]
+    pub dest_password: Option<String>,
     /// The credentials file read first for the source registry (as --authfile, for that registry alone).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["src_creds", "src_no_creds", "src_registry_token"])]
     pub src_authfile: Option<PathBuf>,
@@ -464,6 +489,28 @@ pub struct SideArgs {
 }
 
 impl SideArgs {
+    /// The source's credentials and the option that gave them:
+    /// `--src-creds` (`creds`), or --src-username with --src-password.
+    pub fn src_creds(
+        &self,
+        creds: Option<&str>,
+    ) -> anyhow::Result<Option<(&'static str, cargohold_registry::Credentials)>> {
+        side_creds(creds, self.src_username.as_deref(), self.src_password.as_deref(), ["--src-creds", "--src-username"])
+    }
+
+    /// The destination's, as [`SideArgs::src_creds`].
+    pub fn dest_creds(
+        &self,
+        creds: Option<&str>,
+    ) -> anyhow::Result<Option<(&'static str, cargohold_registry::Credentials)>> {
+        side_creds(
+            creds,
+            self.dest_username.as_deref(),
+            self.dest_password.as_deref(),
+            ["--dest-creds", "--dest-username"],
+        )
+    }
+
     /// Whether any is given.
     pub fn given(&self) -> bool {
         self.src().option().is_some() || self.dest().option().is_some()
@@ -491,6 +538,21 @@ impl SideArgs {
             token: self.dest_registry_token.as_deref(),
             authfile: self.dest_authfile.as_deref(),
         }
+    }
+}
+
+/// A side's credentials from `USER:PASSWORD` or a user name and a password
+/// (the parser makes sure both are given, and not with the other).
+fn side_creds(
+    creds: Option<&str>,
+    username: Option<&str>,
+    password: Option<&str>,
+    [creds_option, username_option]: [&'static str; 2],
+) -> anyhow::Result<Option<(&'static str, cargohold_registry::Credentials)>> {
+    match (creds, username, password) {
+        (Some(c), _, _) => Ok(Some((creds_option, crate::cmd::parse_creds(c, creds_option)?))),
+        (None, Some(u), Some(p)) => Ok(Some((username_option, cargohold_registry::Credentials::new(u, p)))),
+        _ => Ok(None),
     }
 }
 

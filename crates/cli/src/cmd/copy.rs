@@ -11,7 +11,9 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let src_loc = ImageLocation::parse(&args.source)?;
     let dst_loc = ImageLocation::parse(&args.destination)?;
     let store = ctx.store()?;
-    let reg = if args.src_creds.is_some() || args.dest_creds.is_some() || args.side.given() {
+    let src_creds = args.side.src_creds(args.src_creds.as_deref())?;
+    let dest_creds = args.side.dest_creds(args.dest_creds.as_deref())?;
+    let reg = if src_creds.is_some() || dest_creds.is_some() || args.side.given() {
         // Each side's credentials, TLS verification and certificates go to
         // its own registry only.
         let registry_of = |loc: &ImageLocation, option: &str| -> Result<String> {
@@ -21,16 +23,17 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
             }
         };
         let mut named = PerRegistry::default();
-        if let Some(c) = &args.src_creds {
-            named.creds.push((registry_of(&src_loc, "--src-creds")?, super::parse_creds(c, "--src-creds")?));
+        if let Some((option, c)) = src_creds {
+            named.creds.push((registry_of(&src_loc, option)?, c));
         }
-        if let Some(c) = &args.dest_creds {
-            let r = registry_of(&dst_loc, "--dest-creds")?;
-            if named.creds.iter().any(|(s, given)| *s == r && given.username != c.split(':').next().unwrap_or_default())
-            {
-                anyhow::bail!("--src-creds and --dest-creds name different users of the same registry {r}");
+        if let Some((option, c)) = dest_creds {
+            let r = registry_of(&dst_loc, option)?;
+            if named.creds.iter().any(|(s, given)| *s == r && given.username != c.username) {
+                anyhow::bail!(
+                    "the source's and the destination's credentials name different users of the same registry {r}"
+                );
             }
-            named.creds.push((r, super::parse_creds(c, "--dest-creds")?));
+            named.creds.push((r, c));
         }
         // --creds: for the one registry the copy talks to.
         if let Some(c) = ctx.creds()? {
@@ -55,10 +58,16 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let format = args.format.get();
     let opts = CopyOptions {
         platform: ctx.platform(args.platform.as_deref())?,
-        all_platforms: args.all_platforms,
+        all_platforms: match args.multi_arch.as_deref() {
+            Some("index-only") => anyhow::bail!(
+                "--multi-arch index-only is not supported: cargohold copies an index with its images (system or all)"
+            ),
+            Some("all") => true,
+            _ => args.all_platforms,
+        },
         format,
         preserve_digests: args.preserve_digests,
-        compression: super::recompress(args.dest_compress_format, args.dest_compress_level),
+        compression: super::recompress(args.dest_compress_format, args.dest_compress_level, args.tmpdir.as_deref()),
     };
     let bars = ctx.progress();
     // Layers move in parallel (mounted when the source is another repository

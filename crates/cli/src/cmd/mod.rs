@@ -179,15 +179,18 @@ fn holds_certificates(dir: &std::path::Path) -> Result<bool> {
 }
 
 /// Layers recompressed into `format` (at `level`), written meanwhile in
-/// `$TMPDIR`, else /var/tmp (as podman's image copies: not a tmpfs that
-/// large layers would fill).
+/// `tmpdir` (`--tmpdir`), else `$TMPDIR`, else /var/tmp (as podman's image
+/// copies: not a tmpfs that large layers would fill).
 pub fn recompress(
     format: Option<cargohold_image_core::CompressionFormat>,
     level: Option<i32>,
+    tmpdir: Option<&std::path::Path>,
 ) -> Option<cargohold_image_core::Recompress> {
-    let temp_dir = std::env::var_os("TMPDIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| std::path::PathBuf::from("/var/tmp"), std::path::PathBuf::from);
+    let temp_dir = tmpdir.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
+        std::env::var_os("TMPDIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| std::path::PathBuf::from("/var/tmp"), std::path::PathBuf::from)
+    });
     format.map(|format| cargohold_image_core::Recompress { format, level, temp_dir })
 }
 

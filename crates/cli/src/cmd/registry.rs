@@ -57,7 +57,7 @@ pub fn push(ctx: &Ctx, args: &PushArgs) -> Result<()> {
         platform: None,
         all_platforms: true,
         format: args.format.get(),
-        compression: super::recompress(args.compression_format, args.compression_level),
+        compression: super::recompress(args.compression_format, args.compression_level, None),
         ..CopyOptions::default()
     };
     let report = cargohold_registry::push(&reg, &src, &target, &opts, args.jobs, &bars)

@@ -8,7 +8,7 @@ use cargohold_image_core::{CopyOptions, ImageLocation, OciLayout, Reference};
 use cargohold_registry::{SyncImage, SyncResult, TagSelection};
 use serde_json::json;
 
-use super::{Ctx, PerRegistry, parse_creds};
+use super::{Ctx, PerRegistry};
 use crate::cli::{SyncArgs, SyncDest, SyncSource};
 use crate::output;
 
@@ -38,6 +38,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
     };
     let mut named = PerRegistry::default();
     let t = &args.side;
+    let src_creds = t.src_creds(args.src_creds.as_deref())?;
+    let dest_creds = t.dest_creds(args.dest_creds.as_deref())?;
     let mut repos: Vec<Repo> = Vec::new();
     let mut layouts: Vec<(PathBuf, Vec<String>)> = Vec::new();
     // `dir:` images: (directory, name, tag).
@@ -51,8 +53,8 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
                 (None, None) => globs.clone().unwrap_or(TagSelection::All),
                 _ => bail!("{} names one image already: drop --tag, or name the repository", args.source),
             };
-            if let Some(c) = &args.src_creds {
-                named.creds.push((r.registry().to_owned(), parse_creds(c, "--src-creds")?));
+            if let Some((_, c)) = src_creds {
+                named.creds.push((r.registry().to_owned(), c));
             }
             ctx.side_options(&mut named, r.registry(), &t.src())?;
             repos.push(Repo { registry: r.registry().to_owned(), repository: r.repository().to_owned(), tags });
@@ -60,7 +62,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         SyncSource::Yaml => {
             // --src-authfile: for the registries whose credentials the file does not give, as skopeo's.
             let side = crate::cli::OneSide { authfile: None, ..t.src() };
-            if args.src_creds.is_some() || globs.is_some() || side.option().is_some() {
+            if src_creds.is_some() || globs.is_some() || side.option().is_some() {
                 bail!(
                     "with --src yaml, credentials, TLS settings and tags come from the YAML file (--src-creds, \
                      --src-no-creds, --src-registry-token, --src-tls-verify, --src-cert-dir and --tag are for a \
@@ -92,7 +94,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Dir => {
-            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds".to_owned()).or(t.src().option()) {
+            if let Some(option) = src_creds.as_ref().map(|(o, _)| (*o).to_owned()).or(t.src().option()) {
                 bail!("{option} is for a registry source, and {} is a directory", args.source);
             }
             let root = PathBuf::from(&args.source);
@@ -103,7 +105,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             }
         }
         SyncSource::Oci => {
-            if let Some(option) = args.src_creds.as_ref().map(|_| "--src-creds".to_owned()).or(t.src().option()) {
+            if let Some(option) = src_creds.as_ref().map(|(o, _)| (*o).to_owned()).or(t.src().option()) {
                 bail!("{option} is for a registry source, and {} is an OCI layout", args.source);
             }
             let dir = PathBuf::from(&args.source);
@@ -118,17 +120,19 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
             layouts.push((dir, tags));
         }
     }
-    if let (Some(c), Some((registry, _))) = (&args.dest_creds, &dest_prefix) {
-        if named
-            .creds
-            .iter()
-            .any(|(r, given)| r == registry && given.username != c.split(':').next().unwrap_or_default())
-        {
-            bail!("--src-creds and --dest-creds name different users of the same registry {registry}");
+    match (dest_creds, &dest_prefix) {
+        (Some((_, c)), Some((registry, _))) => {
+            if named.creds.iter().any(|(r, given)| r == registry && given.username != c.username) {
+                bail!(
+                    "the source's and the destination's credentials name different users of the same registry {registry}"
+                );
+            }
+            named.creds.push((registry.clone(), c));
         }
-        named.creds.push((registry.clone(), parse_creds(c, "--dest-creds")?));
-    } else if args.dest_creds.is_some() {
-        bail!("--dest-creds is for a registry destination, and {} is a directory", args.destination);
+        (Some((option, _)), None) => {
+            bail!("{option} is for a registry destination, and {} is a directory", args.destination)
+        }
+        (None, _) => {}
     }
     match &dest_prefix {
         Some((registry, _)) => {

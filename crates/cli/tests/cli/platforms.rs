@@ -94,6 +94,14 @@ fn a_two_platform_build_is_an_index_whose_arm64_image_runs_under_qemu() {
         .unwrap();
     let err = String::from_utf8_lossy(&both.stderr);
     assert!(!both.status.success() && err.contains("--override-arch cannot be used with --platform"), "{err}");
+    // skopeo's --multi-arch: all, as --all-platforms; index-only refused.
+    let all = format!("oci:{}:1", t.path().join("multi-all").display());
+    ok(&store, &["copy", "--multi-arch", "all", "--remove-signatures", &oci, &all]);
+    assert_eq!(digest(&all), digest(&oci), "the whole index, as it was");
+    let index_only =
+        bin().arg("--store").arg(&store).args(["copy", "--multi-arch", "index-only", &oci, &all]).output().unwrap();
+    let err = String::from_utf8_lossy(&index_only.stderr);
+    assert!(!index_only.status.success() && err.contains("index-only is not supported"), "{err}");
 
     // Pushed whole; a build for one platform pulls that one only, and a
     // later build for the other keeps both in the store.

@@ -177,6 +177,16 @@ fn credentials_only_go_to_their_registry() {
     assert!(copied.status.success(), "{copied:?}");
     let check = env(&["--creds", "bob:bpass", "digest", &to[9..]]);
     assert!(check.status.success(), "{check:?}");
+    // skopeo's --src-username/--src-password: the same, in two parts.
+    let to4 = format!("docker://{}/team/bb:4", b.1);
+    let parts = ["--src-username", "alice", "--src-password", "apass", "--dest-username", "bob", "--dest-password"];
+    let copied = env(&[&["copy"][..], &parts, &["bpass", &from, &to4]].concat());
+    assert!(copied.status.success(), "{copied:?}");
+    let half = env(&["copy", "--src-username", "alice", &from, &to4]);
+    assert!(!half.status.success() && String::from_utf8_lossy(&half.stderr).contains("--src-password"), "{half:?}");
+    let not_registry = env(&["copy", "--dest-username", "bob", "--dest-password", "x", &from, "oci:/tmp/y:1"]);
+    let err = String::from_utf8_lossy(&not_registry.stderr);
+    assert!(err.contains("--dest-username is for a registry"), "{err}");
     let bad = env(&["copy", "--src-creds", "alice:apass", "bb:1", &to]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--src-creds is for a registry"), "{bad:?}");
 
@@ -506,7 +516,21 @@ fn copy_and_push_recompress_layers_as_skopeo_and_podman_do() {
         .arg(&src)
         .arg(&sz));
     let back = format!("oci:{}:1", t.path().join("back").display());
-    ok(&store, &["copy", "--dest-compress-format", "gzip", "--dest-compress-level", "1", &sz, &back]);
+    // --tmpdir is where the recompressed layers wait.
+    let nowhere = t.path().join("no-such-dir");
+    let out = bin()
+        .arg("--store")
+        .arg(&store)
+        .args(["copy", "--dest-compress-format", "gzip", "--tmpdir", nowhere.to_str().unwrap(), &sz, &back])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(nowhere.to_str().unwrap()), "{err}");
+    let scratch = t.path().join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    let (s, b) = (scratch.to_str().unwrap(), &back);
+    ok(&store, &["copy", "--dest-compress-format", "gzip", "--dest-compress-level", "1", "--tmpdir", s, &sz, b]);
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0, "nothing left behind");
     let bm = raw(&back);
     assert_eq!(layer_types(&bm), vec!["application/vnd.oci.image.layer.v1.tar+gzip".to_owned(); n]);
     assert_eq!(bm["config"], original["config"]);
