@@ -373,10 +373,10 @@ pub enum SyncDest {
 #[derive(Debug, Args)]
 pub struct SyncArgs {
     /// What SOURCE is.
-    #[arg(long = "src", value_enum, default_value = "docker")]
+    #[arg(short = 's', long = "src", value_enum, default_value = "docker")]
     pub src: SyncSource,
     /// What DESTINATION is.
-    #[arg(long = "dest", value_enum, default_value = "docker")]
+    #[arg(short = 'd', long = "dest", value_enum, default_value = "docker")]
     pub dest: SyncDest,
     /// The repository, layout directory, image directory or YAML file.
     pub source: String,
@@ -406,6 +406,14 @@ pub struct SyncArgs {
     /// Print what would be copied, and copy nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Go on with the other images when one fails, as skopeo's --keep-going: what sync always does here (the
+    /// failures are listed, and the exit status is 1).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Copy no signatures, as skopeo's: cargohold neither copies nor checks image signatures, so every sync is
+    /// one without them (accepted for skopeo's command lines).
+    #[arg(long)]
+    pub remove_signatures: bool,
     /// Credentials for the source registry only.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub src_creds: Option<String>,

@@ -417,16 +417,24 @@ fn sync_all_tags_globs_yaml_and_layouts_incrementally() {
     let dir = t.path().join("layouts");
     json(&store, &["sync", "--dest", "oci", &src, dir.to_str().unwrap(), "--json"]);
     run(skopeo(t.path()).arg("inspect").arg(format!("oci:{}:1.1", dir.join("app").display())));
-    let again = json(&store, &["sync", "--dest", "oci", &src, dir.to_str().unwrap(), "--json"]);
+    let again = json(&store, &["sync", "-s", "docker", "-d", "oci", &src, dir.to_str().unwrap(), "--json"]);
     assert_eq!(again["up_to_date"], 3, "{again}");
     let back =
         json(&store, &["sync", "--src", "oci", dir.join("app").to_str().unwrap(), &format!("{}/back", b.1), "--json"]);
     assert_eq!(back["copied"], 3, "{back}");
     assert_eq!(sorted_tags(&format!("{}/back/app", b.1)), ["1.0", "1.1", "2.0"]);
 
-    // Failures are reported and make the exit code.
+    // Failures are reported and make the exit code; the other images still
+    // move (skopeo's --keep-going, the way sync always goes here).
     let out = ch(&store, &["sync", &format!("{}/team/app:9.9", a.1), &format!("{}/mirror", b.1)]);
     assert!(!out.status.success(), "{out:?}");
+    let partly = t.path().join("partly.yaml");
+    std::fs::write(&partly, format!("{}:\n  images:\n    team/app: ['9.9', '2.0']\n  tls-verify: false\n", a.1))
+        .unwrap();
+    let out = ch(&store, &["sync", "-s", "yaml", "--keep-going", partly.to_str().unwrap(), &format!("{}/partly", b.1)]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 copied, 0 up to date, 1 failed"), "{out:?}");
+    assert_eq!(sorted_tags(&format!("{}/partly/app", b.1)), ["2.0"]);
     let bad = t.path().join("bad.yaml");
     std::fs::write(&bad, format!("{}:\n  images:\n    team/app: []\n  images-by-semver: x\n", a.1)).unwrap();
     let out = ch(&store, &["sync", "--src", "yaml", bad.to_str().unwrap(), &format!("{}/x", b.1)]);
