@@ -2,20 +2,38 @@
 
 use std::io::{self, Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
 /// Prints exactly one JSON document (pretty, newline-terminated) on stdout.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
     let mut out = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).context("could not write JSON to stdout")?;
-    writeln!(out).context("could not write to stdout")?;
-    Ok(())
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| match e.io_error_kind() {
+        Some(kind) => stdout_failed(io::Error::from(kind)),
+        None => anyhow::Error::new(e).context("could not write JSON to stdout"),
+    })?;
+    writeln!(out).map_err(stdout_failed)
 }
 
 /// Prints text lines on stdout.
 pub fn line(text: impl AsRef<str>) -> Result<()> {
-    writeln!(io::stdout().lock(), "{}", text.as_ref()).context("could not write to stdout")
+    writeln!(io::stdout().lock(), "{}", text.as_ref()).map_err(stdout_failed)
+}
+
+/// Writes `bytes` as they are on stdout.
+pub fn raw(bytes: &[u8]) -> Result<()> {
+    io::stdout().lock().write_all(bytes).map_err(stdout_failed)
+}
+
+/// A failed write to stdout: its reader gone (`| head`) is
+/// [`OutputClosed`](crate::cmd::OutputClosed), which ends the command
+/// quietly with status 141, as a program killed by `SIGPIPE`.
+fn stdout_failed(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(crate::cmd::OutputClosed)
+    } else {
+        anyhow::Error::new(e).context("could not write to stdout")
+    }
 }
 
 /// Prints a left-aligned table with a header row.
@@ -38,9 +56,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> Result<()> {
         }
         Ok(())
     };
-    print(header.to_vec()).context("could not write to stdout")?;
+    print(header.to_vec()).map_err(stdout_failed)?;
     for row in rows {
-        print(row.iter().map(String::as_str).collect()).context("could not write to stdout")?;
+        print(row.iter().map(String::as_str).collect()).map_err(stdout_failed)?;
     }
     Ok(())
 }

@@ -134,7 +134,7 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         }
     })?;
     if let Some(e) = failed {
-        return Err(e).context("could not write the logs");
+        return Err(super::closed_output(anyhow::Error::new(e).context("could not write the logs"), true));
     }
     Ok(())
 }

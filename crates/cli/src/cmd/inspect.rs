@@ -1,7 +1,5 @@
 //! `cargohold inspect`: manifest and config of an image anywhere.
 
-use std::io::Write;
-
 use anyhow::{Context, Result};
 use cargohold_image_core::{ImageLocation, resolve_image};
 use serde::Serialize;
@@ -59,8 +57,7 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         resolve_image(src.as_mut(), want.as_ref()).with_context(|| format!("could not inspect {}", args.image))?;
     if args.raw || args.config {
         let bytes = if args.raw { &img.top.bytes } else { &img.config_bytes };
-        std::io::stdout().lock().write_all(bytes).context("could not write to stdout")?;
-        return Ok(());
+        return output::raw(bytes);
     }
     let cc = img.config.config.clone().unwrap_or_default();
     let doc = InspectJson {

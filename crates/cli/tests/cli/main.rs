@@ -661,19 +661,26 @@ fn archives_go_to_stdout_fifos_and_through_symlinks() {
 
     // A reader that stops reading (`| head`): the end of a process killed
     // by SIGPIPE (status 141, nothing said), as docker and podman.
-    for cmd in ["save", "export"] {
+    let commands: [&[&str]; 5] = [
+        &["save", "bb:1", "-o", "-"],
+        &["export", "bb:1", "-o", "-"],
+        &["inspect", "bb:1", "--json"],
+        &["inspect", "bb:1"],
+        &["images"],
+    ];
+    for cmd in commands {
         let mut child = bin()
             .arg("--store")
             .arg(&store)
-            .args([cmd, "bb:1", "-o", "-"])
+            .args(cmd)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(141), "{cmd}: {out:?}");
-        assert!(out.stderr.is_empty(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(141), "{cmd:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     // A full disk is the output's failure, not the image's.
     for (cmd, says) in [("save", "could not write /dev/full"), ("export", "could not archive ")] {
