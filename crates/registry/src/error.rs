@@ -14,7 +14,7 @@ pub enum Error {
         source: reqwest::Error,
     },
     /// The registry answered with an unexpected status.
-    #[error("{method} {url} answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    #[error("{method} {url} answered {status}{}", describe_body(body))]
     Status {
         /// The method.
         method: &'static str,
@@ -100,3 +100,42 @@ impl From<cargohold_image_core::Error> for Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an error body says, for people: the distribution spec's
+/// `{"errors": [{"code", "message"}]}` as `message (CODE)`, anything else
+/// trimmed as it is; with `: ` before it, or nothing for an empty body.
+fn describe_body(body: &str) -> String {
+    let said = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let errors = v.get("errors")?.as_array()?;
+            let parts: Vec<String> = errors
+                .iter()
+                .filter_map(|e| {
+                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or_default();
+                    let message = e.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+                    match (message.is_empty(), code.is_empty()) {
+                        (true, true) => None,
+                        (false, false) => Some(format!("{message} ({code})")),
+                        (false, true) => Some(message.to_owned()),
+                        (true, false) => Some(code.to_owned()),
+                    }
+                })
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("; "))
+        })
+        .unwrap_or_else(|| body.trim().to_owned());
+    if said.is_empty() { String::new() } else { format!(": {said}") }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_bodies_read_as_the_registry_meant_them() {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(super::describe_body(body), ": manifest unknown (MANIFEST_UNKNOWN)");
+        assert_eq!(super::describe_body("  <html>bad gateway</html>\n"), ": <html>bad gateway</html>");
+        assert_eq!(super::describe_body(""), "");
+        assert_eq!(super::describe_body(r#"{"errors":[]}"#), r#": {"errors":[]}"#);
+    }
+}
