@@ -4,6 +4,7 @@
 mod cli;
 mod cmd;
 mod output;
+mod template;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,21 @@ pub fn json<T: Serialize>(value: &T) -> Result<()> {
     writeln!(out).map_err(stdout_failed)
 }
 
+/// Prints `doc` (what `--json` prints) through the `--format` template: a
+/// list's records one per line, anything else once.
+pub fn templated<T: Serialize>(template: &str, doc: &T) -> Result<()> {
+    let t = crate::template::Template::parse(template).map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let doc = serde_json::to_value(doc)?;
+    let records = match &doc {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        one => vec![one],
+    };
+    for r in records {
+        line(t.render(r).map_err(|e| anyhow::anyhow!("--format: {e}"))?)?;
+    }
+    Ok(())
+}
+
 /// Prints text lines on stdout.
 pub fn line(text: impl AsRef<str>) -> Result<()> {
     writeln!(io::stdout().lock(), "{}", text.as_ref()).map_err(stdout_failed)

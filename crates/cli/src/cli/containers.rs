@@ -16,6 +16,11 @@ pub struct PsArgs {
     /// Only containers matching: status=running|exited|created|dead, name=NAME, id=PREFIX, ancestor=IMAGE (repeatable: all must match).
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Print through this Go template, as docker's, podman's and skopeo's --format (`{{.Digest}}`,
+    /// `{{json .Labels}}`, `{{range .Layers}}{{.Digest}}{{"\\n"}}{{end}}`): the fields are those --json prints,
+    /// `.MediaType` naming `media_type`; a list's records one per line.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with_all = ["json", "quiet"])]
+    pub format: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

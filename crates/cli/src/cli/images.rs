@@ -169,6 +169,11 @@ pub struct ImagesArgs {
     /// Image IDs only.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Print through this Go template, as docker's, podman's and skopeo's --format (`{{.Digest}}`,
+    /// `{{json .Labels}}`, `{{range .Layers}}{{.Digest}}{{"\\n"}}{{end}}`): the fields are those --json prints,
+    /// `.MediaType` naming `media_type`; a list's records one per line.
+    #[arg(long, value_name = "TEMPLATE", conflicts_with_all = ["json", "quiet"])]
+    pub format: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

@@ -145,6 +145,11 @@ pub struct InspectArgs {
     /// Platform to pick from a multi-platform image (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
+    /// Print through this Go template, as docker's, podman's and skopeo's --format (`{{.Digest}}`,
+    /// `{{json .Labels}}`, `{{range .Layers}}{{.Digest}}{{"\\n"}}{{end}}`): the fields are those --json prints,
+    /// `.MediaType` naming `media_type`; a list's records one per line.
+    #[arg(short = 'f', long, value_name = "TEMPLATE", conflicts_with_all = ["json", "raw", "config"])]
+    pub format: Option<String>,
     #[command(flatten)]
     pub out: JsonArgs,
 }

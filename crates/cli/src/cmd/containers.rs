@@ -65,7 +65,7 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
         }
         rows.push((c, st));
     }
-    if args.out.json {
+    if args.out.json || args.format.is_some() {
         let list: Vec<_> = rows
             .iter()
             .map(|(c, st)| {
@@ -76,7 +76,10 @@ pub fn ps(ctx: &Ctx, args: &PsArgs) -> Result<()> {
                         "Ports": c.config.spec.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>() })
             })
             .collect();
-        return output::json(&list);
+        return match &args.format {
+            Some(t) => output::templated(t, &list),
+            None => output::json(&list),
+        };
     }
     if args.quiet {
         for (c, _) in &rows {

@@ -65,6 +65,9 @@ pub fn list(ctx: &Ctx, args: &ImagesArgs) -> Result<()> {
         }
         return ids.iter().try_for_each(output::line);
     }
+    if let Some(t) = &args.format {
+        return output::templated(t, &rows);
+    }
     if args.out.json {
         return output::json(&rows);
     }

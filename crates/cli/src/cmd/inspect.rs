@@ -47,8 +47,12 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         && !args.config
         && let Ok(c) = cargohold_builder::run::containers(&store).find(&args.image)
     {
-        return output::json(&serde_json::json!({ "Id": c.config.id, "Name": c.config.name, "Config": c.config,
-                                                 "State": c.state()?, "Path": c.dir }));
+        let doc = serde_json::json!({ "Id": c.config.id, "Name": c.config.name, "Config": c.config,
+                                      "State": c.state()?, "Path": c.dir });
+        return match &args.format {
+            Some(t) => output::templated(t, &doc),
+            None => output::json(&doc),
+        };
     }
     let loc = ImageLocation::parse(&args.image)?;
     let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
@@ -88,6 +92,9 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         size: img.size(),
         history: &img.config.history,
     };
+    if let Some(t) = &args.format {
+        return output::templated(t, &doc);
+    }
     if args.out.json {
         return output::json(&doc);
     }

@@ -595,3 +595,29 @@ fn tree_of(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `--format` Go templates, as skopeo's and docker's: `inspect` prints what
+/// skopeo's `inspect --format` prints for the same fields; `images` a line
+/// per image; a mistake names the field.
+#[test]
+fn format_templates_print_as_skopeo_does() {
+    let reg = registry();
+    let t = tempfile::tempdir().unwrap();
+    let layout = umoci_image(t.path());
+    let store = t.path().join("store");
+    ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
+    ok(&store, &["push", "app:1", &format!("{}/team/app:1", reg.1)]);
+    let remote = format!("docker://{}/team/app:1", reg.1);
+    let template = "{{.Digest}} {{.Os}}/{{.Architecture}} {{len .Layers}} {{.Env}} {{.Labels}}";
+    let theirs = run(skopeo(t.path()).args(["inspect", "--tls-verify=false", "--format", template]).arg(&remote));
+    let ours = ok(&store, &["inspect", "--tls-verify=false", "-f", template, &remote]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ok(&store, &["inspect", "--format", "{{json .Labels}}", "app:1"]), "{}\n");
+    ok(&store, &["tag", "app:1", "app:2"]);
+    assert_eq!(ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}"]), "app:1\napp:2\n");
+    let out = ch(&store, &["images", "--format", "{{.Repo}}"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--format: .Repo: no such field"), "{err}");
+    let out = ch(&store, &["images", "--format", "{{.Tag}}", "--json"]);
+    assert!(!out.status.success(), "--format and --json: {out:?}");
+}
