@@ -209,6 +209,29 @@ pub fn registries_of(locations: &[&ImageLocation]) -> Vec<String> {
     regs
 }
 
+/// Records `path` (given as `option`) as `registry`'s; the other side
+/// naming another for the same registry is an error.
+fn one_path(
+    list: &mut Vec<(String, std::path::PathBuf)>,
+    registry: &str,
+    path: &std::path::Path,
+    option: &str,
+    what: &str,
+) -> Result<()> {
+    match list.iter().find(|(r, _)| r == registry) {
+        Some((_, other)) if other != path => bail!(
+            "{option} {}: the other side's registry is {registry} too, with {what} from {}",
+            path.display(),
+            other.display()
+        ),
+        Some(_) => Ok(()),
+        None => {
+            list.push((registry.to_owned(), path.to_owned()));
+            Ok(())
+        }
+    }
+}
+
 /// The standard credentials files with `file`, given as `option`, read
 /// first; a file that is not there is an error, as with podman and skopeo.
 fn auth_files_from(file: &std::path::Path, option: &str) -> Result<cargohold_registry::AuthFiles> {
@@ -396,15 +419,7 @@ impl Ctx {
             if !file.exists() {
                 bail!("--{side}-authfile {}: no such file", file.display());
             }
-            match named.auth_files.iter().find(|(r, _)| r == registry) {
-                Some((_, other)) if other != file => bail!(
-                    "--{side}-authfile {}: the other side's registry is {registry} too, with credentials from {}",
-                    file.display(),
-                    other.display()
-                ),
-                Some(_) => {}
-                None => named.auth_files.push((registry.to_owned(), file.to_owned())),
-            }
+            one_path(&mut named.auth_files, registry, file, &format!("--{side}-authfile"), "credentials")?;
         }
         if no_creds && !named.anonymous.iter().any(|r| r == registry) {
             named.anonymous.push(registry.to_owned());
@@ -440,15 +455,7 @@ impl Ctx {
             None => {}
         }
         if let Some(dir) = cert_dir {
-            match named.cert_dirs.iter().find(|(r, _)| r == registry) {
-                Some((_, other)) if other != dir => bail!(
-                    "--{side}-cert-dir {}: the other side's registry is {registry} too, with certificates from {}",
-                    dir.display(),
-                    other.display()
-                ),
-                Some(_) => {}
-                None => named.cert_dirs.push((registry.to_owned(), dir.to_owned())),
-            }
+            one_path(&mut named.cert_dirs, registry, dir, &format!("--{side}-cert-dir"), "certificates")?;
         }
         Ok(())
     }
