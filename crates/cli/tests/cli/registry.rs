@@ -207,6 +207,16 @@ fn credentials_only_go_to_their_registry() {
     assert!(!only_a.status.success() && err.contains("wants a user name and password"), "{err}");
     let mixed = env(&["--authfile", &b_json, "copy", "--src-authfile", &a_json, &from, &to2]);
     assert!(mixed.status.success(), "{mixed:?}");
+    // A sync YAML's registry without credentials of its own: --src-authfile's.
+    let yaml = t.path().join("authed.yaml");
+    std::fs::write(&yaml, format!("{}:\n  images:\n    team/bb: ['1']\n", a.1)).unwrap();
+    let synced = |extra: &[&str], dir: &str| {
+        let to = t.path().join(dir).display().to_string();
+        env(&[&["sync", "-s", "yaml", "-d", "oci"][..], extra, &[yaml.to_str().unwrap(), &to]].concat())
+    };
+    assert!(!synced(&[], "no-auth").status.success(), "alice's registry wants her password");
+    let out = synced(&["--src-authfile", &a_json], "with-auth");
+    assert!(out.status.success(), "{out:?}");
     let listed = env(&["--authfile", &a_json, "tags", &format!("{}/team/bb", a.1)]);
     assert!(listed.status.success(), "{listed:?}");
     let missing = env(&["--authfile", "/nonexistent/auth.json", "tags", &format!("{}/team/bb", a.1)]);
