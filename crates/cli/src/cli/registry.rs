@@ -150,6 +150,9 @@ pub struct InspectArgs {
     /// `.MediaType` naming `media_type`; a list's records one per line.
     #[arg(short = 'f', long, value_name = "TEMPLATE", conflicts_with_all = ["json", "raw", "config"])]
     pub format: Option<String>,
+    /// Do not list the repository's tags (`repo_tags`) of a registry image, as skopeo's --no-tags.
+    #[arg(short = 'n', long)]
+    pub no_tags: bool,
     #[command(flatten)]
     pub out: JsonArgs,
 }

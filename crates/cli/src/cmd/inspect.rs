@@ -19,6 +19,9 @@ struct Layer<'a> {
 struct InspectJson<'a> {
     name: &'a str,
     digest: &'a str,
+    /// A registry image's repository's tags (skopeo's `RepoTags`); a store
+    /// image's names (podman's); none elsewhere.
+    repo_tags: Vec<String>,
     media_type: &'a str,
     manifest_digest: &'a str,
     id: &'a str,
@@ -55,7 +58,8 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         };
     }
     let loc = ImageLocation::parse(&args.image)?;
-    let mut src = cargohold_registry::open_source(&loc, &store, &ctx.registry_for_locations(&[&loc])?)?;
+    let reg = ctx.registry_for_locations(&[&loc])?;
+    let mut src = cargohold_registry::open_source(&loc, &store, &reg)?;
     let want = ctx.platform(args.platform.as_deref())?;
     let img =
         resolve_image(src.as_mut(), want.as_ref()).with_context(|| format!("could not inspect {}", args.image))?;
@@ -63,10 +67,24 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         let bytes = if args.raw { &img.top.bytes } else { &img.config_bytes };
         return output::raw(bytes);
     }
+    let repo_tags = match &loc {
+        ImageLocation::Docker(r) if !args.no_tags => {
+            let r = cargohold_image_core::Reference::parse(r)?;
+            reg.tags(&r).with_context(|| format!("could not list the tags of {}", r.name()))?
+        }
+        ImageLocation::Store(_) => store
+            .list()?
+            .into_iter()
+            .filter(|i| i.descriptor.digest == img.top.digest)
+            .filter_map(|i| i.name.map(|n| n.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
     let cc = img.config.config.clone().unwrap_or_default();
     let doc = InspectJson {
         name: &args.image,
         digest: img.top.digest.as_str(),
+        repo_tags,
         media_type: &img.top.media_type,
         manifest_digest: img.manifest.digest.as_str(),
         id: img.image.config.digest.as_str(),
@@ -100,6 +118,9 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
     }
     output::line(format!("Name:         {}", doc.name))?;
     output::line(format!("Digest:       {}", doc.digest))?;
+    if !doc.repo_tags.is_empty() {
+        output::line(format!("Tags:         {}", doc.repo_tags.join(", ")))?;
+    }
     output::line(format!("Media type:   {}", doc.media_type))?;
     output::line(format!("Image ID:     {}", doc.id))?;
     output::line(format!("Created:      {}", doc.created.unwrap_or("(unknown)")))?;

@@ -618,10 +618,14 @@ fn format_templates_print_as_skopeo_does() {
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), "app:1"]);
     ok(&store, &["push", "app:1", &format!("{}/team/app:1", reg.1)]);
     let remote = format!("docker://{}/team/app:1", reg.1);
-    let template = "{{.Digest}} {{.Os}}/{{.Architecture}} {{len .Layers}} {{.Env}} {{.Labels}}";
+    ok(&store, &["push", "app:1", &format!("{}/team/app:2", reg.1)]);
+    let template = "{{.Digest}} {{.Os}}/{{.Architecture}} {{len .Layers}} {{.Env}} {{.Labels}} {{.RepoTags}}";
     let theirs = run(skopeo(t.path()).args(["inspect", "--tls-verify=false", "--format", template]).arg(&remote));
     let ours = ok(&store, &["inspect", "--tls-verify=false", "-f", template, &remote]);
     assert_eq!(ours, theirs);
+    assert!(ours.ends_with(" [1 2]\n") || ours.ends_with(" [2 1]\n"), "the repository's tags: {ours}");
+    let theirs = run(skopeo(t.path()).args(["inspect", "-n", "--tls-verify=false", "--format", template]).arg(&remote));
+    assert_eq!(ok(&store, &["inspect", "-n", "--tls-verify=false", "-f", template, &remote]), theirs);
     assert_eq!(ok(&store, &["inspect", "--format", "{{json .Labels}}", "app:1"]), "{}\n");
     ok(&store, &["tag", "app:1", "app:2"]);
     assert_eq!(ok(&store, &["images", "--format", "{{.Repository}}:{{.Tag}}"]), "app:1\napp:2\n");
