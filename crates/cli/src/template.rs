@@ -599,6 +599,10 @@ fn printf(format: &str, args: &[Value]) -> Result<String, String> {
             Some((w, p)) => (w.parse().unwrap_or(0), p.parse::<usize>().ok()),
             None => (spec.parse().unwrap_or(0), None),
         };
+        // As Go's fmt, which refuses widths and precisions over a million.
+        if width > 1_000_000 || precision.is_some_and(|p| p > 1_000_000) {
+            return Err(format!("printf: the width or precision of %{spec}{verb} is too large"));
+        }
         let mut s = match verb {
             's' | 'v' => show(v),
             'd' => match v.as_i64() {
@@ -682,5 +686,6 @@ mod tests {
         assert!(err("{{range .Digest}}{{end}}").contains("not a list or a map"));
         assert!(err("{{printf \"%x\" .N}}").contains("%x is not supported"));
         assert!(err("{{.N .Digest}}").contains("only a function takes arguments"));
+        assert!(err("{{printf \"%9999999999s\" .N}}").contains("too large"));
     }
 }
