@@ -46,6 +46,7 @@ mod manifest;
 pub mod media_type;
 mod open;
 mod output;
+mod pgzip;
 mod reference;
 mod store;
 mod transport;
@@ -71,6 +72,7 @@ pub use manifest::{
 };
 pub use open::{ArchiveKind, detect_archive, open_dest, open_dest_async, open_source, open_source_async};
 pub use output::Output;
+pub use pgzip::ParallelGzWriter;
 pub use reference::{
     DEFAULT_REGISTRY, DEFAULT_TAG, ImageUrl, ImageUrlError, MAX_PATH_LEN, Reference, ReferenceError, is_valid_registry,
     is_valid_tag,

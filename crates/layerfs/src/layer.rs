@@ -8,7 +8,7 @@ use cargohold_image_core::media_type::{self as mt, Compression};
 use cargohold_image_core::{Algorithm, Descriptor, HashingReader, NewLayer, OciLayout};
 
 use crate::error::{Error, Result};
-use crate::pgzip::ParallelGzWriter;
+use cargohold_image_core::ParallelGzWriter;
 
 /// The compression of a layer being written, from a file name's extension
 /// (`.gz`/`.tgz` gzip, `.zst` zstd, anything else plain tar).

@@ -158,7 +158,8 @@ impl Recompress {
             let out = match self.format {
                 CompressionFormat::Gzip => {
                     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-                    let mut e = ParallelGz::new(out, level as u32, threads);
+                    let level = flate2::Compression::new(level as u32);
+                    let mut e = crate::ParallelGzWriter::with_threads(out, level, threads);
                     io::copy(&mut plain, &mut e)?;
                     e.finish()?
                 }
@@ -233,118 +234,6 @@ impl<R: Read> Read for Blamed<'_, R> {
     }
 }
 
-/// A gzip writer that compresses on several threads, as pigz and skopeo's
-/// pgzip do: the input in blocks of [`GZ_BLOCK`], each a gzip member of its
-/// own (concatenated members are one gzip stream to every reader: Go's,
-/// zlib's, `gzip -d`). The output depends only on the input and the
-/// level, never on the number of threads.
-pub(crate) struct ParallelGz<W: io::Write> {
-    inner: W,
-    block: Vec<u8>,
-    next_seq: u64,
-    written_seq: u64,
-    done: std::collections::BTreeMap<u64, Vec<u8>>,
-    jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<u8>)>>,
-    results: std::sync::mpsc::Receiver<(u64, io::Result<Vec<u8>>)>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// How much input each gzip member holds.
-const GZ_BLOCK: usize = 1 << 20;
-
-impl<W: io::Write> ParallelGz<W> {
-    /// Compresses into `inner` at `level` on `threads` threads.
-    pub(crate) fn new(inner: W, level: u32, threads: usize) -> Self {
-        let threads = threads.max(1);
-        let (jobs, job_rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
-        let job_rx = std::sync::Arc::new(std::sync::Mutex::new(job_rx));
-        let (result_tx, results) = std::sync::mpsc::channel();
-        let workers = (0..threads)
-            .map(|_| {
-                let (job_rx, result_tx) = (std::sync::Arc::clone(&job_rx), result_tx.clone());
-                std::thread::spawn(move || {
-                    loop {
-                        let job = job_rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
-                        let Ok((seq, data)) = job else { return };
-                        let mut e = flate2::write::GzEncoder::new(
-                            Vec::with_capacity(data.len() / 2),
-                            flate2::Compression::new(level),
-                        );
-                        let member = io::Write::write_all(&mut e, &data).and_then(|()| e.finish());
-                        if result_tx.send((seq, member)).is_err() {
-                            return;
-                        }
-                    }
-                })
-            })
-            .collect();
-        ParallelGz {
-            inner,
-            block: Vec::with_capacity(GZ_BLOCK),
-            next_seq: 0,
-            written_seq: 0,
-            done: std::collections::BTreeMap::new(),
-            jobs: Some(jobs),
-            results,
-            workers,
-        }
-    }
-
-    /// Writes the members that are next in order; waits for one when
-    /// `wait` (or while more than `most` blocks are out).
-    fn drain(&mut self, most: u64) -> io::Result<()> {
-        loop {
-            while let Some(member) = self.done.remove(&self.written_seq) {
-                self.inner.write_all(&member)?;
-                self.written_seq += 1;
-            }
-            if self.next_seq - self.written_seq <= most {
-                return Ok(());
-            }
-            let (seq, member) =
-                self.results.recv().map_err(|_| io::Error::other("a gzip compression thread stopped"))?;
-            self.done.insert(seq, member?);
-        }
-    }
-
-    fn send_block(&mut self) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.block, Vec::with_capacity(GZ_BLOCK));
-        let jobs = self.jobs.as_ref().expect("open until finished");
-        jobs.send((self.next_seq, data)).map_err(|_| io::Error::other("a gzip compression thread stopped"))?;
-        self.next_seq += 1;
-        let most = 2 * self.workers.len() as u64;
-        self.drain(most)
-    }
-
-    /// Compresses what is left, writes every member, and returns the writer.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
-        if !self.block.is_empty() || self.next_seq == 0 {
-            self.send_block()?;
-        }
-        self.jobs = None;
-        self.drain(0)?;
-        for w in std::mem::take(&mut self.workers) {
-            let _ = w.join();
-        }
-        Ok(self.inner)
-    }
-}
-
-impl<W: io::Write> io::Write for ParallelGz<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(GZ_BLOCK - self.block.len());
-        self.block.extend_from_slice(&buf[..n]);
-        if self.block.len() == GZ_BLOCK {
-            self.send_block()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,7 +280,7 @@ mod tests {
     fn parallel_gzip_is_one_stream_whatever_the_threads() {
         let data: Vec<u8> = (0..3_500_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 20) as u8).collect();
         let gz_with = |threads: usize| {
-            let mut e = ParallelGz::new(Vec::new(), 6, threads);
+            let mut e = crate::ParallelGzWriter::with_threads(Vec::new(), flate2::Compression::new(6), threads);
             for chunk in data.chunks(70_001) {
                 e.write_all(chunk).unwrap();
             }
@@ -403,7 +292,7 @@ mod tests {
         flate2::read::MultiGzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
         assert_eq!(back, data);
         // gzip itself reads it as one stream.
-        let empty = ParallelGz::new(Vec::new(), 6, 2).finish().unwrap();
+        let empty = crate::ParallelGzWriter::with_threads(Vec::new(), flate2::Compression::new(6), 2).finish().unwrap();
         let mut nothing = Vec::new();
         flate2::read::MultiGzDecoder::new(&empty[..]).read_to_end(&mut nothing).unwrap();
         assert!(nothing.is_empty() && !empty.is_empty());

@@ -3,7 +3,9 @@
 //! members are written in order. A multi-member gzip stream is valid gzip
 //! (RFC 1952, section 2.2); every reader we care about (Go's `gzip.Reader`
 //! used by Docker and containerd, zlib's `gunzip`, ours) reads it whole.
-//! Small layers (one chunk) come out exactly as with a serial encoder.
+//! Small layers (one chunk) come out exactly as with a serial encoder, and
+//! the output depends only on the input and the level, never on the number
+//! of threads.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -29,7 +31,12 @@ pub struct ParallelGzWriter<W: Write> {
 impl<W: Write> ParallelGzWriter<W> {
     /// Compresses into `inner` at `level` with one worker per core.
     pub fn new(inner: W, level: flate2::Compression) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_threads(inner, level, std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Compresses into `inner` at `level` on `threads` workers (at least one).
+    pub fn with_threads(inner: W, level: flate2::Compression, threads: usize) -> Self {
+        let threads = threads.max(1);
         let (jobs, job_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
         let (done_tx, done) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
         let job_rx = Arc::new(Mutex::new(job_rx));
