@@ -62,6 +62,9 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
             Some("index-only") => anyhow::bail!(
                 "--multi-arch index-only is not supported: cargohold copies an index with its images (system or all)"
             ),
+            Some("all") if args.platform.is_some() => {
+                anyhow::bail!("--multi-arch all copies every platform: drop --platform, or use --multi-arch system")
+            }
             Some("all") => true,
             _ => args.all_platforms,
         },

@@ -397,8 +397,10 @@ impl Ctx {
         }
         if !named.auth_files.is_empty() {
             let mut sources: Vec<(String, std::sync::Arc<dyn cargohold_registry::CredentialSource>)> = Vec::new();
+            // Each there: side_options checked.
             for (r, file) in &named.auth_files {
-                sources.push((r.clone(), std::sync::Arc::new(auth_files_from(file, "a side's authfile")?)));
+                let files = cargohold_registry::AuthFiles::with_primary(file, &|k| std::env::var_os(k));
+                sources.push((r.clone(), std::sync::Arc::new(files)));
             }
             opts.credential_source =
                 std::sync::Arc::new(cargohold_registry::PerRegistrySources { sources, rest: opts.credential_source });
@@ -416,9 +418,7 @@ impl Ctx {
     pub fn side_options(&self, named: &mut PerRegistry, registry: &str, given: &crate::cli::OneSide) -> Result<()> {
         let crate::cli::OneSide { name: side, tls_verify, cert_dir, no_creds, token, authfile } = *given;
         if let Some(file) = authfile {
-            if !file.exists() {
-                bail!("--{side}-authfile {}: no such file", file.display());
-            }
+            auth_files_from(file, &format!("--{side}-authfile"))?;
             one_path(&mut named.auth_files, registry, file, &format!("--{side}-authfile"), "credentials")?;
         }
         if no_creds && !named.anonymous.iter().any(|r| r == registry) {
@@ -480,6 +480,9 @@ impl Ctx {
             ("--override-arch", &self.overrides.arch),
             ("--override-variant", &self.overrides.variant),
         ];
+        if let Some((name, Some(v))) = overrides.iter().find(|(_, v)| v.as_deref().is_some_and(|v| v.contains('/'))) {
+            bail!("{name} {v}: one part of a platform, without a '/' (or --platform OS/ARCH[/VARIANT])");
+        }
         let overridden = overrides.iter().find(|(_, v)| v.is_some()).map(|(name, _)| *name);
         match (given, overridden) {
             (Some(_), Some(name)) => bail!("{name} cannot be used with --platform (which names the whole platform)"),
@@ -500,7 +503,9 @@ impl Ctx {
                     None => format!("{os}/{arch}"),
                 };
                 // Parsed as --platform is: the same checks and normal form.
-                Ok(Some(text.parse::<Platform>().with_context(|| format!("{}: not a platform", text))?))
+                let given = overrides.iter().filter(|(_, v)| v.is_some()).map(|(name, _)| *name);
+                let given = given.collect::<Vec<_>>().join(", ");
+                Ok(Some(text.parse::<Platform>().with_context(|| format!("{given}: {text} is not a platform"))?))
             }
         }
     }
