@@ -153,7 +153,7 @@ pub enum Command {
         after_help = "Examples:\n  cargohold inspect busybox --json\n  cargohold inspect oci:./layout:latest --raw\n  cargohold inspect docker-archive:busybox.tar --config"
     )]
     Inspect(InspectArgs),
-    /// Copy an image between the store, OCI layouts and archives.
+    /// Copy an image between the store, registries, OCI layouts, archives, directories and Docker engines.
     #[command(
         after_help = "Examples:\n  cargohold copy oci:./layout:1.0 myapp:1.0\n  cargohold copy myapp:1.0 docker-archive:myapp.tar\n  cargohold copy myapp:1.0 oci-archive:myapp-oci.tar:1.0"
     )]

@@ -12,10 +12,10 @@ use crate::transport::{
     LayoutSource, TarIndex, blocking, open_dir_source,
 };
 
-fn registry_transport(r: &str) -> Error {
+fn registry_transport(loc: &ImageLocation) -> Error {
     Error::Unsupported {
-        location: format!("docker://{r}"),
-        what: "registry images here: the docker:// transport belongs to cargohold-registry".into(),
+        location: loc.to_string(),
+        what: "images here: the docker:// and docker-daemon: transports belong to cargohold-registry".into(),
     }
 }
 
@@ -39,7 +39,7 @@ fn open_any_source(loc: &ImageLocation, store: &Store) -> Result<Opened> {
             let i = archive.select(reference.as_deref())?;
             Opened::Docker(archive.source(i)?)
         }
-        ImageLocation::Docker(r) => return Err(registry_transport(r)),
+        ImageLocation::Docker(_) | ImageLocation::DockerDaemon(_) => return Err(registry_transport(loc)),
     })
 }
 
@@ -72,7 +72,7 @@ fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Referenc
             OpenedDest::DockerArchive(Box::new(DockerArchiveDest::create(path, tags)?))
         }
         ImageLocation::Dir(path) => OpenedDest::Dir(DirDest::create(path)?),
-        ImageLocation::Docker(r) => return Err(registry_transport(r)),
+        ImageLocation::Docker(_) | ImageLocation::DockerDaemon(_) => return Err(registry_transport(loc)),
     })
 }
 

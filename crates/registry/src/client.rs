@@ -73,6 +73,18 @@ pub struct ClientOptions {
     /// How long to wait for the registry to send anything (connecting, headers,
     /// each piece of a body) before the attempt counts as failed and is retried.
     pub timeout: Duration,
+    /// The Docker engine `docker-daemon:` images are read from, in
+    /// `DOCKER_HOST`'s syntax (default [`DEFAULT_DOCKER_HOST`](crate::DEFAULT_DOCKER_HOST);
+    /// skopeo's `DOCKER_HOST` and `--src-daemon-host`); checked by
+    /// [`DockerHost::parse`](crate::DockerHost::parse) when an engine is used.
+    pub daemon_host: String,
+    /// The one they are written to, when not `daemon_host` (skopeo's
+    /// `--dest-daemon-host`).
+    pub dest_daemon_host: Option<String>,
+    /// Where images moving to or from a Docker engine wait as archives
+    /// (default `/var/tmp`, as containers/image's big temp files; skopeo's
+    /// `--tmpdir`).
+    pub tmpdir: std::path::PathBuf,
 }
 
 impl Default for ClientOptions {
@@ -96,6 +108,9 @@ impl Default for ClientOptions {
             retry_delay: None,
             chunk_size: 0,
             timeout: Duration::from_secs(60),
+            daemon_host: crate::DEFAULT_DOCKER_HOST.into(),
+            dest_daemon_host: None,
+            tmpdir: "/var/tmp".into(),
         }
     }
 }

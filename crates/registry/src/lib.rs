@@ -41,6 +41,7 @@ mod asynch;
 mod auth;
 mod client;
 mod credentials;
+mod daemon;
 mod duration;
 mod ensure;
 mod error;
@@ -61,6 +62,7 @@ pub use credentials::{
     AuthFiles, CredentialSource, Credentials, Env, NoCredentials, PerRegistrySources, auth_files, auth_files_with,
     docker_config, login_file, remove_credentials, save_credentials, stored_credentials_for,
 };
+pub use daemon::{DEFAULT_DOCKER_HOST, DaemonDest, DaemonSource, DockerHost};
 pub use duration::parse_go_duration;
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};

@@ -1,10 +1,33 @@
-//! Opening any image location, registries included.
+//! Opening any image location, registries and Docker engines included.
 
-use cargohold_image_core::{AsyncImageDest, AsyncImageSource, ImageDest, ImageLocation, ImageSource, Reference, Store};
+use cargohold_image_core::{
+    AsyncImageDest, AsyncImageSource, Blocking, ImageDest, ImageLocation, ImageSource, Reference, Store,
+};
 
 use crate::adapter::Registry;
+use crate::daemon::DockerHost;
 
-/// Like `cargohold_image_core::open_source`, plus `docker://REF`.
+/// The engine `host` names (`DOCKER_HOST` syntax).
+fn docker_host(host: &str) -> cargohold_image_core::Result<DockerHost> {
+    DockerHost::parse(host)
+        .map_err(|reason| cargohold_image_core::Error::BadOption { option: "the Docker host".into(), reason })
+}
+
+impl Registry {
+    async fn daemon_source_of(&self, r: &str) -> cargohold_image_core::Result<crate::DaemonSource> {
+        let opts = self.client().options();
+        self.daemon_source(r, &docker_host(&opts.daemon_host)?, &opts.tmpdir).await
+    }
+
+    fn daemon_dest_of(&self, r: &str) -> cargohold_image_core::Result<crate::DaemonDest> {
+        let opts = self.client().options();
+        let host = docker_host(opts.dest_daemon_host.as_deref().unwrap_or(&opts.daemon_host))?;
+        self.daemon_dest(r, &host, &opts.tmpdir)
+    }
+}
+
+/// Like `cargohold_image_core::open_source`, plus `docker://REF` and
+/// `docker-daemon:REF`.
 pub fn open_source(
     loc: &ImageLocation,
     store: &Store,
@@ -12,11 +35,13 @@ pub fn open_source(
 ) -> cargohold_image_core::Result<Box<dyn ImageSource + Send>> {
     match loc {
         ImageLocation::Docker(r) => Ok(Box::new(reg.source(&Reference::parse(r)?))),
+        ImageLocation::DockerDaemon(r) => Ok(Box::new(reg.block_on(reg.daemon_source_of(r))?)),
         other => cargohold_image_core::open_source(other, store),
     }
 }
 
-/// Like `cargohold_image_core::open_dest`, plus `docker://REF`.
+/// Like `cargohold_image_core::open_dest`, plus `docker://REF` and
+/// `docker-daemon:NAME:TAG`.
 pub fn open_dest(
     loc: &ImageLocation,
     store: &Store,
@@ -25,11 +50,13 @@ pub fn open_dest(
 ) -> cargohold_image_core::Result<Box<dyn ImageDest>> {
     match loc {
         ImageLocation::Docker(r) => Ok(Box::new(reg.dest(&Reference::parse(r)?))),
+        ImageLocation::DockerDaemon(r) => Ok(Box::new(reg.daemon_dest_of(r)?)),
         other => cargohold_image_core::open_dest(other, store, name_hint),
     }
 }
 
-/// Like `cargohold_image_core::open_source_async`, plus `docker://REF`.
+/// Like `cargohold_image_core::open_source_async`, plus `docker://REF` and
+/// `docker-daemon:REF`.
 pub async fn open_source_async(
     loc: &ImageLocation,
     store: &Store,
@@ -37,11 +64,13 @@ pub async fn open_source_async(
 ) -> cargohold_image_core::Result<Box<dyn AsyncImageSource>> {
     match loc {
         ImageLocation::Docker(r) => Ok(Box::new(reg.source(&Reference::parse(r)?))),
+        ImageLocation::DockerDaemon(r) => Ok(Box::new(Blocking::source(reg.daemon_source_of(r).await?))),
         other => cargohold_image_core::open_source_async(other, store).await,
     }
 }
 
-/// Like `cargohold_image_core::open_dest_async`, plus `docker://REF`.
+/// Like `cargohold_image_core::open_dest_async`, plus `docker://REF` and
+/// `docker-daemon:NAME:TAG`.
 pub async fn open_dest_async(
     loc: &ImageLocation,
     store: &Store,
@@ -50,6 +79,13 @@ pub async fn open_dest_async(
 ) -> cargohold_image_core::Result<Box<dyn AsyncImageDest>> {
     match loc {
         ImageLocation::Docker(r) => Ok(Box::new(reg.dest(&Reference::parse(r)?))),
+        ImageLocation::DockerDaemon(r) => {
+            let (reg, r) = (reg.clone(), r.clone());
+            let dest = tokio::task::spawn_blocking(move || reg.daemon_dest_of(&r))
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            Ok(Box::new(Blocking::dest(dest)))
+        }
         other => cargohold_image_core::open_dest_async(other, store, name_hint).await,
     }
 }

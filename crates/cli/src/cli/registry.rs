@@ -159,9 +159,10 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Source location.
+    /// Source location: a store name, docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF],
+    /// dir:DIR or docker-daemon:REF (NAME:TAG, NAME@DIGEST or an image ID).
     pub source: String,
-    /// Destination location.
+    /// Destination location, as the source (docker-daemon:NAME:TAG).
     pub destination: String,
     /// Platform to pick from a multi-platform source (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
@@ -200,10 +201,17 @@ pub struct CopyArgs {
     /// one without them (accepted for skopeo's command lines).
     #[arg(long)]
     pub remove_signatures: bool,
-    /// Where recompressed layers (--dest-compress-format) are written meanwhile, as skopeo's --tmpdir (default:
-    /// $TMPDIR, else /var/tmp).
+    /// Where recompressed layers (--dest-compress-format) and images moving to or from a Docker engine are
+    /// written meanwhile, as skopeo's --tmpdir (default: $TMPDIR, else /var/tmp).
     #[arg(long, value_name = "DIR")]
     pub tmpdir: Option<PathBuf>,
+    /// The Docker engine a docker-daemon: source is read from (unix:///PATH or tcp://HOST:PORT), as skopeo's
+    /// (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long, value_name = "HOST", value_parser = parse_docker_host)]
+    pub src_daemon_host: Option<String>,
+    /// The Docker engine a docker-daemon: destination is loaded into, as skopeo's (default: as the source's).
+    #[arg(long, value_name = "HOST", value_parser = parse_docker_host)]
+    pub dest_daemon_host: Option<String>,
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
@@ -605,4 +613,9 @@ impl OneSide<'_> {
 /// A layer compression: `gzip` or `zstd`.
 fn parse_compression(s: &str) -> Result<cargohold_image_core::CompressionFormat, String> {
     s.parse()
+}
+
+/// A Docker host (`unix:///PATH`, `tcp://HOST:PORT`), checked.
+fn parse_docker_host(s: &str) -> Result<String, String> {
+    cargohold_registry::DockerHost::parse(s).map(|_| s.to_owned())
 }

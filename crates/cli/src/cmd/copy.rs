@@ -13,7 +13,16 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let store = ctx.store()?;
     let src_creds = args.side.src_creds(args.src_creds.as_deref())?;
     let dest_creds = args.side.dest_creds(args.dest_creds.as_deref())?;
-    let reg = if src_creds.is_some() || dest_creds.is_some() || args.side.given() {
+    let daemon_option = |given: &Option<String>, loc: &ImageLocation, option: &str| -> Result<()> {
+        match (given, loc) {
+            (Some(_), ImageLocation::DockerDaemon(_)) | (None, _) => Ok(()),
+            (Some(_), _) => anyhow::bail!("{option} is for a docker-daemon: image, and {loc} is not one"),
+        }
+    };
+    daemon_option(&args.src_daemon_host, &src_loc, "--src-daemon-host")?;
+    daemon_option(&args.dest_daemon_host, &dst_loc, "--dest-daemon-host")?;
+    let daemons_given = args.src_daemon_host.is_some() || args.dest_daemon_host.is_some() || args.tmpdir.is_some();
+    let reg = if src_creds.is_some() || dest_creds.is_some() || args.side.given() || daemons_given {
         // Each side's credentials, TLS verification and certificates go to
         // its own registry only.
         let registry_of = |loc: &ImageLocation, option: &str| -> Result<String> {
@@ -51,6 +60,9 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
                 ctx.side_options(&mut named, &r, &side)?;
             }
         }
+        named.src_daemon_host = args.src_daemon_host.clone();
+        named.dest_daemon_host = args.dest_daemon_host.clone();
+        named.tmpdir = args.tmpdir.clone();
         ctx.registry_with(named)?
     } else {
         ctx.registry_for_locations(&[&src_loc, &dst_loc])?

@@ -156,6 +156,13 @@ pub struct PerRegistry {
     pub tokens: Vec<(String, String)>,
     /// Registries' own credentials files (`--src-authfile`).
     pub auth_files: Vec<(String, std::path::PathBuf)>,
+    /// The Docker engine a `docker-daemon:` source is read from
+    /// (`--src-daemon-host`), in place of `DOCKER_HOST`'s.
+    pub src_daemon_host: Option<String>,
+    /// The one a `docker-daemon:` destination is loaded into (`--dest-daemon-host`).
+    pub dest_daemon_host: Option<String>,
+    /// Where images moving to or from an engine wait (`--tmpdir`).
+    pub tmpdir: Option<std::path::PathBuf>,
 }
 
 /// Whether `--cert-dir DIR` is one registry's certificates (`*.crt`,
@@ -186,12 +193,18 @@ pub fn recompress(
     level: Option<i32>,
     tmpdir: Option<&std::path::Path>,
 ) -> Option<cargohold_image_core::Recompress> {
-    let temp_dir = tmpdir.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
+    let temp_dir = temp_dir(tmpdir);
+    format.map(|format| cargohold_image_core::Recompress { format, level, temp_dir })
+}
+
+/// Where large temporary files go: `tmpdir` (`--tmpdir`), else `$TMPDIR`,
+/// else /var/tmp.
+pub fn temp_dir(tmpdir: Option<&std::path::Path>) -> std::path::PathBuf {
+    tmpdir.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
         std::env::var_os("TMPDIR")
             .filter(|d| !d.is_empty())
             .map_or_else(|| std::path::PathBuf::from("/var/tmp"), std::path::PathBuf::from)
-    });
-    format.map(|format| cargohold_image_core::Recompress { format, level, temp_dir })
+    })
 }
 
 /// The registries `locations` reach, each once, in order (a name that is
@@ -323,6 +336,13 @@ impl Ctx {
             max_attempts: self.retry_times.map_or(defaults.max_attempts, |n| n.saturating_add(1)),
             retry_delay: self.retry_delay,
             credential_source: source,
+            // docker-daemon: images: the engine DOCKER_HOST names, and their
+            // archives in $TMPDIR (else /var/tmp, as skopeo's).
+            daemon_host: std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| cargohold_registry::DEFAULT_DOCKER_HOST.into()),
+            tmpdir: temp_dir(None),
             ..defaults
         })
     }
@@ -411,6 +431,15 @@ impl Ctx {
         opts.insecure.extend(named.insecure);
         opts.verified = named.verified;
         opts.registry_cert_dirs = named.cert_dirs;
+        if let Some(host) = named.src_daemon_host {
+            opts.daemon_host = host;
+        }
+        if let Some(host) = named.dest_daemon_host {
+            opts.dest_daemon_host = Some(host);
+        }
+        if let Some(dir) = named.tmpdir {
+            opts.tmpdir = dir;
+        }
         Ok(cargohold_registry::Registry::new(opts)?)
     }
 

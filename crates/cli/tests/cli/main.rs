@@ -8,6 +8,7 @@ use serde_json::Value;
 mod build;
 mod client;
 mod containers;
+mod daemon;
 mod platforms;
 mod publish;
 mod registry;

@@ -177,6 +177,9 @@ pub enum ImageLocation {
     Docker(String),
     /// `dir:DIR`: one image in a directory, as skopeo's `dir:` transport.
     Dir(PathBuf),
+    /// `docker-daemon:REF`: an image of a Docker engine (`NAME:TAG`,
+    /// `NAME@DIGEST` or an image ID), handled by the registry client.
+    DockerDaemon(String),
 }
 
 impl ImageLocation {
@@ -196,6 +199,12 @@ impl ImageLocation {
                 return Err(bad("no reference after docker://"));
             }
             return Ok(ImageLocation::Docker(rest.into()));
+        }
+        if let Some(rest) = input.strip_prefix("docker-daemon:") {
+            if rest.is_empty() {
+                return Err(bad("no reference after docker-daemon:"));
+            }
+            return Ok(ImageLocation::DockerDaemon(rest.into()));
         }
         if let Some(rest) = input.strip_prefix("dir:") {
             if rest.is_empty() {
@@ -240,6 +249,7 @@ impl fmt::Display for ImageLocation {
             ImageLocation::DockerArchive { path, reference } => with(f, "docker-archive", path, reference),
             ImageLocation::Docker(r) => write!(f, "docker://{r}"),
             ImageLocation::Dir(p) => write!(f, "dir:{}", p.display()),
+            ImageLocation::DockerDaemon(r) => write!(f, "docker-daemon:{r}"),
         }
     }
 }
@@ -272,7 +282,12 @@ mod tests {
         assert!(ImageLocation::parse("dir:").is_err());
         assert!(ImageLocation::parse("oci:").is_err());
         assert!(ImageLocation::parse("docker://").is_err());
-        for s in ["oci:/tmp/x:latest", "docker-archive:a.tar:b:1", "docker://x/y", "dir:/tmp/d"] {
+        assert_eq!(
+            ImageLocation::parse("docker-daemon:busybox:1").unwrap(),
+            ImageLocation::DockerDaemon("busybox:1".into())
+        );
+        assert!(ImageLocation::parse("docker-daemon:").is_err());
+        for s in ["oci:/tmp/x:latest", "docker-archive:a.tar:b:1", "docker://x/y", "dir:/tmp/d", "docker-daemon:a:1"] {
             assert_eq!(ImageLocation::parse(s).unwrap().to_string(), s);
         }
     }
