@@ -159,10 +159,10 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Source location: a store name, docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF],
-    /// dir:DIR or docker-daemon:REF (NAME:TAG, NAME@DIGEST or an image ID).
+    /// Source location: a store name, `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:REF]`, `dir:DIR` or `docker-daemon:REF` (NAME:TAG, NAME@DIGEST or an image ID).
     pub source: String,
-    /// Destination location, as the source (docker-daemon:NAME:TAG).
+    /// Destination location, as the source (`docker-daemon:NAME:TAG`).
     pub destination: String,
     /// Platform to pick from a multi-platform source (default: this host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
