@@ -219,7 +219,8 @@ impl Registry {
             source: e,
         })?;
         let archive = dir.path().join("image.tar");
-        let inner = DockerArchiveDest::create(&archive, vec![tag])?;
+        // The engine inflates gzip layers itself: sent as they are.
+        let inner = DockerArchiveDest::create(&archive, vec![tag])?.gzip_layers();
         Ok(DaemonDest {
             inner,
             archive,

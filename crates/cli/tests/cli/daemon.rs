@@ -46,6 +46,12 @@ fn docker_daemon_images_move_both_ways() {
     ok(&store, &to_docker);
     let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", "team/app:1"]));
     assert_eq!(id.trim(), ours["id"].as_str().unwrap(), "{ours}");
+    // An image of zstd layers loads too (they go in inflated: engines
+    // before Docker 20.10 cannot read zstd; gzip ones go as they are).
+    ok(&store, &["copy", "--dest-compress-format", "zstd", "app:1", "appz:1"]);
+    ok(&store, &["copy", "--dest-daemon-host", host, "appz:1", "docker-daemon:team/appz:1"]);
+    let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", "team/appz:1"]));
+    assert_eq!(id.trim(), ours["id"].as_str().unwrap());
     // skopeo reads it from the engine: the same layers.
     let sk = t.path().join("skopeo-read");
     run(skopeo(t.path())

@@ -255,6 +255,8 @@ pub struct DockerArchiveDest {
     index: ImageIndex,
     /// Finished by [`DockerArchiveDest::finish`], not by each commit.
     defer: bool,
+    /// gzip layers stored as sent ([`DockerArchiveDest::gzip_layers`]).
+    keep_gzip: bool,
 }
 
 impl DockerArchiveDest {
@@ -273,7 +275,19 @@ impl DockerArchiveDest {
             repositories: BTreeMap::new(),
             index: ImageIndex::new_oci(),
             defer: false,
+            keep_gzip: false,
         })
+    }
+
+    /// gzip layers go into the archive as they are sent, not inflated: for
+    /// an archive that goes straight to a Docker engine's `images/load`,
+    /// which inflates them itself (and checks them against the config's
+    /// diff IDs), rather than to a file any tool may read. Other
+    /// compressions (zstd, which engines before Docker 20.10 cannot read) are
+    /// still inflated.
+    pub fn gzip_layers(mut self) -> Self {
+        self.keep_gzip = true;
+        self
     }
 
     /// Several images in one archive (`save A B`): each `commit` adds one,
@@ -349,6 +363,10 @@ impl ImageDest for DockerArchiveDest {
                     Some(c) => c,
                     None => Compression::sniff(r.fill_buf().map_err(|e| blob_err(&desc.digest, &location, e))?),
                 };
+                if self.keep_gzip && compression == Compression::Gzip {
+                    self.w.add_stream(&Self::blob_name(&desc.digest), desc.size, &desc.digest, &location, &mut r)?;
+                    return Ok(desc.clone());
+                }
                 let name = Self::blob_name(&expected);
                 if compression == Compression::None {
                     if desc.digest != expected {
