@@ -134,8 +134,13 @@ pub struct TagsArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A container (ID, ID prefix or name), or an image: a store name, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`.
+    /// A container (ID, ID prefix or name), or an image: a store name, `docker://REF`, `oci:DIR[:TAG]`,
+    /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`, `dir:DIR`, `docker-daemon:REF`.
     pub image: String,
+    /// The Docker engine a docker-daemon: image is read from (unix:///PATH or tcp://HOST:PORT), as skopeo's
+    /// (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long, value_name = "HOST", value_parser = parse_docker_host)]
+    pub daemon_host: Option<String>,
     /// Print the manifest bytes exactly as stored.
     #[arg(long, conflicts_with = "config")]
     pub raw: bool,

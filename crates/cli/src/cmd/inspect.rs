@@ -58,7 +58,13 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         };
     }
     let loc = ImageLocation::parse(&args.image)?;
-    let reg = ctx.registry_for_locations(&[&loc])?;
+    let reg = match &args.daemon_host {
+        Some(host) if matches!(loc, ImageLocation::DockerDaemon(_)) => {
+            ctx.registry_with(super::PerRegistry { src_daemon_host: Some(host.clone()), ..Default::default() })?
+        }
+        Some(_) => anyhow::bail!("--daemon-host is for a docker-daemon: image, and {loc} is not one"),
+        None => ctx.registry_for_locations(&[&loc])?,
+    };
     let mut src = cargohold_registry::open_source(&loc, &store, &reg)?;
     let want = ctx.platform(args.platform.as_deref())?;
     let img =

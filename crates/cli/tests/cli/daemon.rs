@@ -85,6 +85,8 @@ fn docker_daemon_images_move_both_ways() {
     let inspected: serde_json::Value =
         serde_json::from_str(&with_host(&["inspect", "docker-daemon:fromskopeo:1", "--json"])).unwrap();
     assert_eq!(inspected["id"], docker_id);
+    let template = ["inspect", "--daemon-host", host, "-f", "{{.Id}}", "docker-daemon:fromskopeo:1"];
+    assert_eq!(ok(&store, &template).trim(), docker_id);
 
     // Refusals name what is wrong, and change nothing.
     let index = std::fs::read(store.join("index.json")).unwrap();
@@ -113,6 +115,7 @@ fn docker_daemon_images_move_both_ways() {
     let gone = format!("unix://{}/none.sock", t.path().display());
     fails(&["copy", "docker-daemon:fromskopeo:1", "y:1"], Some(&gone), &[&gone, "cannot connect"]);
     fails(&["copy", "--src-daemon-host", host, "app:1", "z:1"], None, &["--src-daemon-host", "app:1"]);
+    fails(&["inspect", "--daemon-host", host, "app:1"], None, &["--daemon-host", "app:1"]);
     assert_eq!(std::fs::read(store.join("index.json")).unwrap(), index, "the store changed");
     assert!(!ch(&store, &["inspect", "x:1"]).status.success());
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "archives left in --tmpdir");
