@@ -38,7 +38,8 @@ pub struct BuildArgs {
     /// Every timestamp in the image, in seconds since the epoch (default: SOURCE_DATE_EPOCH, else now).
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<u64>,
-    /// Also write the image here: oci:DIR:TAG, oci-archive:FILE, docker-archive:FILE or docker://REF (repeatable).
+    /// Also write the image here: oci:DIR:TAG, oci-archive:FILE, docker-archive:FILE, docker://REF or
+    /// docker-daemon:NAME:TAG (repeatable).
     #[arg(long = "output", short = 'o', value_name = "LOCATION")]
     pub outputs: Vec<String>,
     /// Push every --tag to its registry after the build.

@@ -88,6 +88,15 @@ fn docker_daemon_images_move_both_ways() {
     let template = ["inspect", "--daemon-host", host, "-f", "{{.Id}}", "docker-daemon:fromskopeo:1"];
     assert_eq!(ok(&store, &template).trim(), docker_id);
 
+    // A build's output goes to the engine too.
+    let context = t.path().join("context");
+    std::fs::create_dir(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    std::fs::write(context.join("f"), "built\n").unwrap();
+    with_host(&["build", "-q", "-t", "built:1", "-o", "docker-daemon:built:1", context.to_str().unwrap()]);
+    let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", "built:1"]));
+    assert_eq!(id.trim(), json(&store, &["inspect", "built:1", "--json"])["id"].as_str().unwrap());
+
     // Refusals name what is wrong, and change nothing.
     let index = std::fs::read(store.join("index.json")).unwrap();
     let fails = |args: &[&str], env: Option<&str>, says: &[&str]| {
