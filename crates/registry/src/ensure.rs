@@ -46,9 +46,9 @@ pub struct EnsuredImage {
 /// a store name or `docker://REF` is pulled under `policy` (an image the
 /// store has, but not for `opts.platform`, is missing: that platform is
 /// pulled and kept with the others); `oci:DIR[:TAG]`,
-/// `oci-archive:FILE` and `docker-archive:FILE[:REF]` are copied in (named
-/// as the archive names them, else untagged), whatever the policy, since
-/// they are local.
+/// `oci-archive:FILE`, `docker-archive:FILE[:REF]`, `dir:DIR` and
+/// `docker-daemon:REF` are copied in (named as the archive or engine names
+/// them, else untagged), whatever the policy, since they are local.
 pub fn ensure_image(
     reg: &Registry,
     store: &Store,
@@ -61,7 +61,7 @@ pub fn ensure_image(
     let name = match ImageLocation::parse(image)? {
         ImageLocation::Store(name) | ImageLocation::Docker(name) => name,
         local => {
-            let mut src = cargohold_image_core::open_source(&local, store)?;
+            let mut src = crate::open_source(&local, store, reg)?;
             let hint = src.name_hint();
             let mut dst = store.dest(hint.as_ref())?;
             let report = copy(src.as_mut(), &mut dst, opts, progress)?;

@@ -97,6 +97,12 @@ fn docker_daemon_images_move_both_ways() {
     let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", "built:1"]));
     assert_eq!(id.trim(), json(&store, &["inspect", "built:1", "--json"])["id"].as_str().unwrap());
 
+    // `run` takes an engine's image, as podman's.
+    super::import_busybox(t.path(), &store);
+    ok(&store, &["copy", "--dest-daemon-host", host, "bb:1", "docker-daemon:bb:2"]);
+    let said = with_host(&["run", "--rm", "docker-daemon:bb:2", "--", "echo", "from the engine"]);
+    assert_eq!(said.trim(), "from the engine");
+
     // Refusals name what is wrong, and change nothing.
     let index = std::fs::read(store.join("index.json")).unwrap();
     let fails = |args: &[&str], env: Option<&str>, says: &[&str]| {
