@@ -176,18 +176,13 @@ impl Registry {
         if !resp.status().is_success() {
             return Err(remote(action, &location, status_error(host, resp).await));
         }
-        let dir = tmpdir.to_path_buf();
-        let spool = tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new()
+        let (handle, loc, h, dir) = (tokio::runtime::Handle::current(), location, host.clone(), tmpdir.to_path_buf());
+        let spooled = tokio::task::spawn_blocking(move || -> Result<DaemonSource> {
+            let spool = tempfile::Builder::new()
                 .prefix("cargohold-daemon-")
                 .suffix(".tar")
                 .tempfile_in(&dir)
-                .map_err(|e| Error::Io { action: "create a temp file in", path: dir.clone(), source: e })
-        })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        let (handle, loc, h) = (tokio::runtime::Handle::current(), location.clone(), host.clone());
-        let spooled = tokio::task::spawn_blocking(move || -> Result<DaemonSource> {
+                .map_err(|e| Error::Io { action: "create a temp file in", path: dir.clone(), source: e })?;
             let mut resp = resp;
             let mut file = spool.as_file();
             loop {
@@ -201,9 +196,20 @@ impl Registry {
                     source: e,
                 })?;
             }
-            let archive = DockerArchive::open(spool.path())?;
-            let inner = archive.source(archive.select(None)?)?;
-            Ok(DaemonSource { inner, location: loc, _spool: spool })
+            // What the engine sent is read as any archive is, and a fault
+            // in it named as the engine's.
+            let read = || {
+                let archive = DockerArchive::open(spool.path())?;
+                archive.source(archive.select(None)?)
+            };
+            match read() {
+                Ok(inner) => Ok(DaemonSource { inner, location: loc, _spool: spool }),
+                Err(e) => Err(Error::Remote {
+                    action: "read the image exported from".into(),
+                    location: loc,
+                    source: Box::new(e),
+                }),
+            }
         });
         spooled.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }

@@ -13,14 +13,8 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
     let store = ctx.store()?;
     let src_creds = args.side.src_creds(args.src_creds.as_deref())?;
     let dest_creds = args.side.dest_creds(args.dest_creds.as_deref())?;
-    let daemon_option = |given: &Option<String>, loc: &ImageLocation, option: &str| -> Result<()> {
-        match (given, loc) {
-            (Some(_), ImageLocation::DockerDaemon(_)) | (None, _) => Ok(()),
-            (Some(_), _) => anyhow::bail!("{option} is for a docker-daemon: image, and {loc} is not one"),
-        }
-    };
-    daemon_option(&args.src_daemon_host, &src_loc, "--src-daemon-host")?;
-    daemon_option(&args.dest_daemon_host, &dst_loc, "--dest-daemon-host")?;
+    super::daemon_host_for(args.src_daemon_host.as_ref(), &src_loc, "--src-daemon-host")?;
+    super::daemon_host_for(args.dest_daemon_host.as_ref(), &dst_loc, "--dest-daemon-host")?;
     let daemons_given = args.src_daemon_host.is_some() || args.dest_daemon_host.is_some() || args.tmpdir.is_some();
     let reg = if src_creds.is_some() || dest_creds.is_some() || args.side.given() || daemons_given {
         // Each side's credentials, TLS verification and certificates go to

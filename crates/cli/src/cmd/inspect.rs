@@ -58,11 +58,11 @@ pub fn run(ctx: &Ctx, args: &InspectArgs) -> Result<()> {
         };
     }
     let loc = ImageLocation::parse(&args.image)?;
+    super::daemon_host_for(args.daemon_host.as_ref(), &loc, "--daemon-host")?;
     let reg = match &args.daemon_host {
-        Some(host) if matches!(loc, ImageLocation::DockerDaemon(_)) => {
+        Some(host) => {
             ctx.registry_with(super::PerRegistry { src_daemon_host: Some(host.clone()), ..Default::default() })?
         }
-        Some(_) => anyhow::bail!("--daemon-host is for a docker-daemon: image, and {loc} is not one"),
         None => ctx.registry_for_locations(&[&loc])?,
     };
     let mut src = cargohold_registry::open_source(&loc, &store, &reg)?;

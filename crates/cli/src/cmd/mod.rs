@@ -207,6 +207,15 @@ pub fn temp_dir(tmpdir: Option<&std::path::Path>) -> std::path::PathBuf {
     })
 }
 
+/// A Docker host flag (`option`, when `given`) is for a `docker-daemon:`
+/// location only: on another, an error naming both.
+pub fn daemon_host_for(given: Option<&String>, loc: &ImageLocation, option: &str) -> Result<()> {
+    match (given, loc) {
+        (Some(_), ImageLocation::DockerDaemon(_)) | (None, _) => Ok(()),
+        (Some(_), _) => bail!("{option} is for a docker-daemon: image, and {loc} is not one"),
+    }
+}
+
 /// The registries `locations` reach, each once, in order (a name that is
 /// no reference reaches none).
 pub fn registries_of(locations: &[&ImageLocation]) -> Vec<String> {
