@@ -191,6 +191,9 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let hook = format!("127.0.0.1:{port}");
     let (tree, queue) = (t.path().join("tree"), t.path().join("queue"));
+    // What the listener says, shown when a step fails.
+    let log = t.path().join("listen.log");
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
     let start_listen = || {
         let child = bin()
             .args(["publish", "listen"])
@@ -200,7 +203,7 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
             .args(["--skip-thin-image", "--store"])
             .arg(t.path().join("lstore"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .unwrap();
         listening(child, hook.clone())
@@ -218,13 +221,19 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
     let wait = |what: &dyn Fn() -> bool, why: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !what() {
-            assert!(std::time::Instant::now() < deadline, "{why}");
+            assert!(std::time::Instant::now() < deadline, "{why}; the listener said:\n{}", said());
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     };
-    wait(&|| published("team/app:1"), "the pushed image was not published");
+    let queued = || std::fs::read_dir(&queue).unwrap().count();
+    // Each job is done (its file gone) before the next step: the image is
+    // deleted only once its publishing has ended.
+    wait(&|| published("team/app:1") && queued() == 0, "the pushed image was not published");
     ok(&store, &["delete", &format!("{}/team/app:1", srv.1)]);
-    wait(&|| !tree.join(format!("{}/team/app:1", srv.1)).exists(), "the deleted image stayed published");
+    wait(
+        &|| !tree.join(format!("{}/team/app:1", srv.1)).exists() && queued() == 0,
+        "the deleted image stayed published",
+    );
 
     // An event for an image not there yet: the job fails, stays queued
     // (through a kill -9) and is retried until the image comes.
@@ -238,7 +247,6 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json"])
         .args(["--data-binary", &event, &format!("http://{hook}/events")]));
     assert_eq!(posted, "200");
-    let queued = || std::fs::read_dir(&queue).unwrap().count();
     let tried = || {
         std::fs::read_dir(&queue)
             .unwrap()
@@ -248,7 +256,14 @@ fn publish_listen_converts_pushes_and_keeps_its_queue_through_kill_9() {
     wait(&tried, "the failing job was not tried");
     let _ = listener.0.kill();
     let _ = listener.0.wait();
-    assert_eq!(queued(), 1, "the failed job is kept");
+    let kept: Vec<String> = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            format!("{}: {}", p.display(), std::fs::read_to_string(&p).unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "the failed job is kept, alone: {kept:#?}; the listener said:\n{}", said());
     ok(&store, &["copy", &format!("oci:{}:v1", layout.display()), &format!("docker://{}/team/late:1", other.1)]);
     listener = start_listen();
     wait(&|| tree.join(format!("{}/team/late:1/etc/motd", other.1)).is_file(), "the queued job was lost");
