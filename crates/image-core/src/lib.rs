@@ -79,6 +79,6 @@ pub use reference::{
 };
 pub use store::{ArchiveFormat, LoadedImage, NewLayer, Store, StoreImage};
 pub use transport::{
-    AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Blocking, DirDest, ImageDest, ImageLocation,
-    ImageSource, LayoutDest, LayoutSource, StreamReader, bytes_stream, stream_blocking,
+    AsyncImageDest, AsyncImageSource, BlobChunks, BlobClaim, BlobKind, BlobOpener, BlobStream, Blocking, DirDest,
+    ImageDest, ImageLocation, ImageSource, LayoutDest, LayoutSource, StreamReader, bytes_stream, stream_blocking,
 };

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cargohold_image_core::{
-    AsyncImageDest, AsyncImageSource, BlobClaim, BlobKind, BlobStream, Descriptor, Digest, ImageDest, ImageSource,
-    RawManifest, Reference, StreamReader,
+    AsyncImageDest, AsyncImageSource, BlobChunks, BlobClaim, BlobKind, BlobOpener, BlobStream, Descriptor, Digest,
+    ImageDest, ImageSource, RawManifest, Reference, StreamReader,
 };
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
-use crate::client::{ClientOptions, RegistryClient};
+use crate::client::{ClientOptions, Lane, RegistryClient};
 use crate::error::{Error, Result};
 
 /// A client and the runtime that drives it, shared by sources and destinations.
@@ -346,12 +346,69 @@ impl AsyncImageSource for RegistrySource {
         ))
     }
 
+    /// A large blob is read on a connection of its own, driven by a
+    /// runtime of its own on the thread that takes the chunks (which
+    /// hashes and writes them there): no hand-over between threads per
+    /// chunk. Small blobs share the client's pooled connections.
+    async fn blob_opener(&self, desc: &Descriptor) -> cargohold_image_core::Result<Option<BlobOpener>> {
+        if desc.size < self.reg.client.options().own_connection_size {
+            return Ok(None);
+        }
+        let r = self.endpoint().await?;
+        let (client, desc) = (Arc::clone(&self.reg.client), desc.clone());
+        Ok(Some(Box::new(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+                cargohold_image_core::Error::Remote {
+                    action: format!("download blob {}", desc.digest),
+                    location: format!("docker://{r}"),
+                    source: Box::new(Error::Runtime(e)),
+                }
+            })?;
+            let lane = Some(Arc::new(Lane::new()));
+            let stream = rt
+                .block_on(client.get_blob_in(lane, r.registry(), r.repository(), &desc))
+                .map_err(|e| remote(format!("download blob {} of", desc.digest), &r, e))?;
+            let chunks: BlobChunks = Box::new(OwnConnection { rt, client, stream, ended: false });
+            Ok(chunks)
+        })))
+    }
+
     fn name_hint(&self) -> Option<Reference> {
         Some(self.reference.clone())
     }
 
     fn registry_repository(&self) -> Option<Reference> {
         Some(locked(&self.endpoint).clone().unwrap_or_else(|| self.reference.clone()))
+    }
+}
+
+/// A blob's chunks, read by the runtime of its own connection on the
+/// thread that calls `next` (a blocking thread, never a runtime's worker).
+struct OwnConnection {
+    rt: tokio::runtime::Runtime,
+    client: Arc<RegistryClient>,
+    stream: crate::client::BlobStream,
+    ended: bool,
+}
+
+impl Iterator for OwnConnection {
+    type Item = io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<io::Result<Bytes>> {
+        if self.ended {
+            return None;
+        }
+        match self.rt.block_on(self.stream.chunk(&self.client)) {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => {
+                self.ended = true;
+                None
+            }
+            Err(e) => {
+                self.ended = true;
+                Some(Err(io::Error::other(e)))
+            }
+        }
     }
 }
 

@@ -85,6 +85,11 @@ pub struct ClientOptions {
     /// (default `/var/tmp`, as containers/image's big temp files; skopeo's
     /// `--tmpdir`).
     pub tmpdir: std::path::PathBuf,
+    /// Blobs of this size and up, pulled into a destination that writes
+    /// blobs on threads of its own (a store), are read on a connection of
+    /// their own, driven by the thread that hashes and writes them (default
+    /// 4 MiB; smaller blobs share the pooled connections).
+    pub own_connection_size: u64,
 }
 
 impl Default for ClientOptions {
@@ -111,6 +116,7 @@ impl Default for ClientOptions {
             daemon_host: crate::DEFAULT_DOCKER_HOST.into(),
             dest_daemon_host: None,
             tmpdir: "/var/tmp".into(),
+            own_connection_size: 4 << 20,
         }
     }
 }
@@ -122,11 +128,29 @@ struct CachedAuth {
     expires: Option<Instant>,
 }
 
+/// Connections of their own, for requests driven by a runtime of their own
+/// (a blob read on the thread that writes it, see
+/// [`RegistryClient::get_blob_in`]): a connection lives on the runtime that
+/// opened it, so these are never pooled with the client's shared ones.
+#[derive(Debug, Default)]
+pub struct Lane {
+    http: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+impl Lane {
+    /// A lane with no connections yet.
+    pub fn new() -> Self {
+        Lane::default()
+    }
+}
+
 /// An OCI distribution client for any number of registries.
 #[derive(Debug)]
 pub struct RegistryClient {
     /// registry -> its HTTP client (each has the registry's own TLS setup).
     http: Mutex<HashMap<String, reqwest::Client>>,
+    /// registry -> its TLS setup (files read once, for every client made).
+    tls: Mutex<HashMap<String, rustls::ClientConfig>>,
     /// registry -> whether it speaks plain HTTP (`false`: seen on HTTPS).
     plain: Mutex<HashMap<String, bool>>,
     /// registry -> set once a TLS handshake with it agreed on keys.
@@ -157,6 +181,7 @@ impl RegistryClient {
     pub fn new(opts: ClientOptions) -> Result<Self> {
         Ok(RegistryClient {
             http: Mutex::new(HashMap::new()),
+            tls: Mutex::new(HashMap::new()),
             plain: Mutex::new(HashMap::new()),
             spoke_tls: Mutex::new(HashMap::new()),
             opts,
@@ -171,7 +196,30 @@ impl RegistryClient {
     /// Redirects (to blob storage) are followed; reqwest drops the
     /// Authorization header when a redirect changes host.
     fn http(&self, registry: &str) -> Result<reqwest::Client> {
-        if let Some(c) = self.http.lock().expect("not poisoned").get(registry) {
+        self.http_in(None, registry)
+    }
+
+    /// [`RegistryClient::http`], or the lane's own client for `registry`.
+    fn http_in(&self, lane: Option<&Lane>, registry: &str) -> Result<reqwest::Client> {
+        let clients = lane.map_or(&self.http, |l| &l.http);
+        if let Some(c) = clients.lock().expect("not poisoned").get(registry) {
+            return Ok(c.clone());
+        }
+        let config = self.tls_config(registry)?;
+        let b = reqwest::Client::builder()
+            .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(self.opts.timeout)
+            .read_timeout(self.opts.timeout)
+            .use_preconfigured_tls(config);
+        let client = b.build().map_err(|source| Error::Http { url: format!("(TLS setup for {registry})"), source })?;
+        clients.lock().expect("not poisoned").insert(registry.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// The TLS setup for `registry`: the system's roots plus its `certs.d`
+    /// CAs, its client certificate, no verification when insecure.
+    fn tls_config(&self, registry: &str) -> Result<rustls::ClientConfig> {
+        if let Some(c) = self.tls.lock().expect("not poisoned").get(registry) {
             return Ok(c.clone());
         }
         let own = self.opts.registry_cert_dirs.iter().find(|(r, _)| r == registry).map(|(_, d)| d);
@@ -179,17 +227,11 @@ impl RegistryClient {
             Some(dir) => crate::tls::dir_tls(dir)?,
             None => crate::tls::registry_tls(&self.opts.cert_dirs, registry)?,
         };
-        let mut b = reqwest::Client::builder()
-            .user_agent(concat!("cargohold/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(self.opts.timeout)
-            .read_timeout(self.opts.timeout);
         let spoken = Arc::clone(self.spoke_tls.lock().expect("not poisoned").entry(registry.to_owned()).or_default());
         let config = crate::tls::client_config(tls, !self.skips_verification(registry), Some(spoken))
             .map_err(|e| Error::Tls { path: registry.to_owned(), reason: e.to_string() })?;
-        b = b.use_preconfigured_tls(config);
-        let client = b.build().map_err(|source| Error::Http { url: format!("(TLS setup for {registry})"), source })?;
-        self.http.lock().expect("not poisoned").insert(registry.to_owned(), client.clone());
-        Ok(client)
+        self.tls.lock().expect("not poisoned").insert(registry.to_owned(), config.clone());
+        Ok(config)
     }
 
     /// Whether `registry`'s certificate goes unverified.
@@ -348,11 +390,24 @@ impl RegistryClient {
         url: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
+        self.send_in(None, registry, scope, method, url, build).await
+    }
+
+    /// [`RegistryClient::send`] on the lane's connections, when given one.
+    pub(crate) async fn send_in(
+        &self,
+        lane: Option<&Lane>,
+        registry: &str,
+        scope: &str,
+        method: Method,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
         let retryable = matches!(method, Method::GET | Method::HEAD | Method::POST | Method::DELETE);
         let mut attempt = 1;
         let mut url = url.to_owned();
         loop {
-            let result = self.send_once(registry, scope, method.clone(), &url, &build).await;
+            let result = self.send_once(lane, registry, scope, method.clone(), &url, &build).await;
             if let Some(plain) = self.settle_scheme(registry, &url, &result) {
                 url = plain;
                 continue;
@@ -390,6 +445,7 @@ impl RegistryClient {
 
     async fn send_once(
         &self,
+        lane: Option<&Lane>,
         registry: &str,
         scope: &str,
         method: Method,
@@ -414,7 +470,7 @@ impl RegistryClient {
         } else {
             None
         };
-        let http = self.http(registry)?;
+        let http = self.http_in(lane, registry)?;
         let mut req = build(http.request(method.clone(), url));
         if let Some(a) = &cached {
             req = req.header(header::AUTHORIZATION, a);
@@ -428,7 +484,7 @@ impl RegistryClient {
         if challenge.is_empty() {
             return Ok(resp);
         }
-        let auth = self.authorize(registry, scope, &challenge).await?;
+        let auth = self.authorize(lane, registry, scope, &challenge).await?;
         self.auth.lock().expect("not poisoned").insert(key, auth.clone());
         build(http.request(method, url))
             .header(header::AUTHORIZATION, auth.value)
@@ -442,7 +498,7 @@ impl RegistryClient {
     /// With an identity token, or a refresh token an earlier answer carried,
     /// the token is fetched with an OAuth2 `refresh_token` grant (POST); else
     /// with a GET carrying Basic credentials (asking for a refresh token).
-    async fn authorize(&self, registry: &str, scope: &str, challenge: &str) -> Result<CachedAuth> {
+    async fn authorize(&self, lane: Option<&Lane>, registry: &str, scope: &str, challenge: &str) -> Result<CachedAuth> {
         let fail = |reason: String| Error::Auth { registry: registry.into(), reason };
         if let Some(value) = self.given_token(registry) {
             return Ok(CachedAuth { value, expires: None });
@@ -456,7 +512,7 @@ impl RegistryClient {
             .and_then(|s| s.rsplit_once(':').map(|(name, _)| name))
             .unwrap_or("");
         let creds = self.credentials(registry, repository)?;
-        let http = self.http(registry)?;
+        let http = self.http_in(lane, registry)?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let realm = bearer.params.get("realm").ok_or_else(|| fail("the Bearer challenge has no realm".into()))?;
             let service = bearer.params.get("service").cloned().unwrap_or_default();
@@ -603,11 +659,25 @@ impl RegistryClient {
     /// Read it with [`BlobStream::chunk`], which resumes with `Range` when the
     /// connection breaks.
     pub async fn get_blob(&self, registry: &str, repo: &str, desc: &Descriptor) -> Result<BlobStream> {
+        self.get_blob_in(None, registry, repo, desc).await
+    }
+
+    /// [`RegistryClient::get_blob`] on a lane's own connections (resumes
+    /// too): for a blob read by a runtime of its own, which drives its
+    /// connection on the thread that consumes the bytes.
+    pub async fn get_blob_in(
+        &self,
+        lane: Option<Arc<Lane>>,
+        registry: &str,
+        repo: &str,
+        desc: &Descriptor,
+    ) -> Result<BlobStream> {
         let url = format!("{}/v2/{repo}/blobs/{}", self.base_url(registry), desc.digest);
         let scope = format!("repository:{repo}:pull");
-        let resp = self.send(registry, &scope, Method::GET, &url, |b| b).await?;
+        let resp = self.send_in(lane.as_deref(), registry, &scope, Method::GET, &url, |b| b).await?;
         let resp = Self::expect(resp, "GET", &[200]).await?;
         Ok(BlobStream {
+            lane,
             registry: registry.into(),
             scope,
             url,
@@ -1027,6 +1097,7 @@ fn same_origin(url: &str, base: &str) -> bool {
 /// nothing new.
 #[derive(Debug)]
 pub struct BlobStream {
+    lane: Option<Arc<Lane>>,
     registry: String,
     scope: String,
     url: String,
@@ -1071,7 +1142,7 @@ impl BlobStream {
                     tokio::time::sleep(client.pause(self.stalled)).await;
                     let range = format!("bytes={}-", self.received);
                     let resp = client
-                        .send(&self.registry, &self.scope, Method::GET, &self.url, |b| {
+                        .send_in(self.lane.as_deref(), &self.registry, &self.scope, Method::GET, &self.url, |b| {
                             b.header(header::RANGE, range.clone())
                         })
                         .await?;

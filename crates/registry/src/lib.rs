@@ -56,7 +56,7 @@ mod tls;
 pub use adapter::{Registry, RegistryDest, RegistrySource};
 pub use auth::{Challenge, parse_www_authenticate};
 pub use client::{
-    BlobStream, ClientOptions, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next, referrers_tag,
+    BlobStream, ClientOptions, Lane, MAX_ATTEMPTS, RegistryClient, Upload, is_loopback, parse_link_next, referrers_tag,
 };
 pub use credentials::{
     AuthFiles, CredentialSource, Credentials, Env, NoCredentials, PerRegistrySources, auth_files, auth_files_with,

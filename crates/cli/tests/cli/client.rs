@@ -293,6 +293,19 @@ fn mutual_tls_presents_the_certs_d_client_certificate() {
     ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "app:1", &target]);
     let other = t.path().join("other");
     ok(&other, &["--cert-dir", certs.to_str().unwrap(), "pull", &target]);
+    // A layer large enough to be read on a TLS connection of its own (the
+    // client certificate presented there too), whole.
+    require("tar");
+    let root = t.path().join("big-root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("noise.bin"), cargohold_testkit::noise(6 << 20, 7)).unwrap();
+    let tar = t.path().join("big.tar");
+    run(Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg("."));
+    ok(&store, &["import", tar.to_str().unwrap(), "big:1"]);
+    let big = format!("{}/team/big:1", reg.1);
+    ok(&store, &["--cert-dir", certs.to_str().unwrap(), "push", "big:1", &big]);
+    let pulled = json(&other, &["--cert-dir", certs.to_str().unwrap(), "pull", &big, "--json"]);
+    assert_eq!(pulled["digest"], json(&store, &["inspect", "big:1", "--json"])["digest"]);
     // And skopeo, with the same directory, reads it.
     run(skopeo(t.path())
         .args(["inspect", "--raw", "--cert-dir"])

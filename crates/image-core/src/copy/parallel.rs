@@ -19,7 +19,8 @@ use crate::digest::{Digest, Hasher, VerifyError};
 use crate::error::{Error, Result};
 use crate::manifest::{Descriptor, ImageManifest, Manifest, RawManifest};
 use crate::transport::{
-    AsyncImageDest, AsyncImageSource, BlobKind, BlobStream, StreamReader, blocking, bytes_stream, stream_blocking,
+    AsyncImageDest, AsyncImageSource, BlobChunks, BlobKind, BlobOpener, BlobStream, StreamReader, blocking,
+    bytes_stream, stream_blocking,
 };
 
 /// Copies the image `src` designates into `dst`, like [`copy`](super::copy()),
@@ -305,10 +306,25 @@ async fn move_layer(
         return Ok(Moved::Mounted);
     }
     progress.blob_started(layer);
-    let body = src.blob(layer).await?;
     let watch = Arc::new(Watch::default());
-    let stream = Box::pin(Checked::new(body, layer, !dst.verifies_blobs(), Arc::clone(&watch)).stopped_by(stop));
-    let result = reporting(dst.put_blob(layer, BlobKind::Layer(index), stream), &watch, layer, progress).await;
+    let hash = !dst.verifies_blobs();
+    let opener = if dst.takes_blob_chunks() { src.blob_opener(layer).await? } else { None };
+    let result = match opener {
+        // Read and written on one thread (its connection driven there).
+        Some(open) => {
+            let (desc, seen) = (layer.clone(), Arc::clone(&watch));
+            let checked: BlobOpener = Box::new(move || {
+                let chunks: BlobChunks = Box::new(Checked::new(open()?, &desc, hash, seen).stopped_by(stop));
+                Ok(chunks)
+            });
+            reporting(dst.put_blob_chunks(layer, BlobKind::Layer(index), checked), &watch, layer, progress).await
+        }
+        None => {
+            let body = src.blob(layer).await?;
+            let stream = Box::pin(Checked::new(body, layer, hash, Arc::clone(&watch)).stopped_by(stop));
+            reporting(dst.put_blob(layer, BlobKind::Layer(index), stream), &watch, layer, progress).await
+        }
+    };
     // A failure that began at the source is reported against the source;
     // so is a blob the destination found not to verify.
     if let Some(e) = watch.failure.lock().unwrap_or_else(PoisonError::into_inner).take() {
@@ -426,11 +442,12 @@ struct Watch {
 /// How often a transfer reports progress.
 const PROGRESS_STEP: u64 = 1 << 20;
 
-/// A blob stream that counts what passes, refuses more than the promised
-/// size, and (when asked) checks the digest at the end; its first error is
-/// also kept in the [`Watch`], so the copy can blame the source.
-struct Checked {
-    inner: BlobStream,
+/// A blob stream (or, as an iterator, [`BlobChunks`]) that counts what
+/// passes, refuses more than the promised size, and (when asked) checks the
+/// digest at the end; its first error is also kept in the [`Watch`], so the
+/// copy can blame the source.
+struct Checked<S> {
+    inner: S,
     hasher: Option<Hasher>,
     expected: Digest,
     size: u64,
@@ -441,8 +458,8 @@ struct Checked {
     stop: Option<Arc<AtomicBool>>,
 }
 
-impl Checked {
-    fn new(inner: BlobStream, desc: &Descriptor, hash: bool, watch: Arc<Watch>) -> Self {
+impl<S> Checked<S> {
+    fn new(inner: S, desc: &Descriptor, hash: bool, watch: Arc<Watch>) -> Self {
         Checked {
             inner,
             hasher: hash.then(|| Hasher::new(desc.digest.algorithm())),
@@ -460,36 +477,38 @@ impl Checked {
         self
     }
 
-    fn fail(&mut self, e: io::Error) -> Poll<Option<io::Result<Bytes>>> {
+    /// Whether no more is to be taken (the end, or the copy has stopped,
+    /// which is an error).
+    fn done(&mut self) -> Option<Option<io::Result<Bytes>>> {
+        if self.ended {
+            return Some(None);
+        }
+        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            self.ended = true;
+            return Some(Some(Err(io::Error::other("stopped: another blob of the copy failed"))));
+        }
+        None
+    }
+
+    fn fail(&mut self, e: io::Error) -> Option<io::Result<Bytes>> {
         self.ended = true;
         let copy = match VerifyError::from_io(&e) {
             Some(v) => io::Error::new(io::ErrorKind::InvalidData, v.clone()),
             None => io::Error::new(e.kind(), e.to_string()),
         };
         self.watch.failure.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(copy);
-        Poll::Ready(Some(Err(e)))
+        Some(Err(e))
     }
 
-    fn mismatch(&mut self, e: VerifyError) -> Poll<Option<io::Result<Bytes>>> {
+    fn mismatch(&mut self, e: VerifyError) -> Option<io::Result<Bytes>> {
         self.fail(io::Error::new(io::ErrorKind::InvalidData, e))
     }
-}
 
-impl Stream for Checked {
-    type Item = io::Result<Bytes>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
-            self.ended = true;
-            return Poll::Ready(Some(Err(io::Error::other("stopped: another blob of the copy failed"))));
-        }
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Err(e))) => self.fail(e),
-            Poll::Ready(Some(Ok(b))) => {
+    /// Checks the next item the inner source gave.
+    fn check(&mut self, item: Option<io::Result<Bytes>>) -> Option<io::Result<Bytes>> {
+        match item {
+            Some(Err(e)) => self.fail(e),
+            Some(Ok(b)) => {
                 self.seen += b.len() as u64;
                 if self.seen > self.size {
                     let (digest, expected, actual) = (self.expected.clone(), self.size, self.seen);
@@ -519,9 +538,9 @@ impl Stream for Checked {
                 if before / PROGRESS_STEP != (before + b.len() as u64) / PROGRESS_STEP {
                     self.watch.moved.notify_one();
                 }
-                Poll::Ready(Some(Ok(b)))
+                Some(Ok(b))
             }
-            Poll::Ready(None) => {
+            None => {
                 if self.seen != self.size {
                     let (digest, expected, actual) = (self.expected.clone(), self.size, self.seen);
                     return self.mismatch(VerifyError::SizeMismatch { digest, expected, actual, truncated_read: true });
@@ -534,9 +553,35 @@ impl Stream for Checked {
                     }
                 }
                 self.ended = true;
-                Poll::Ready(None)
+                None
             }
         }
+    }
+}
+
+impl Stream for Checked<BlobStream> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(end) = self.done() {
+            return Poll::Ready(end);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(item) => Poll::Ready(self.check(item)),
+        }
+    }
+}
+
+impl Iterator for Checked<BlobChunks> {
+    type Item = io::Result<Bytes>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(end) = self.done() {
+            return end;
+        }
+        let item = self.inner.next();
+        self.check(item)
     }
 }
 
@@ -545,7 +590,7 @@ mod tests {
     use super::*;
 
     /// A stream of `chunks`, checked against the digest of `promised`.
-    fn checked(chunks: &[&'static [u8]], promised: &[u8]) -> Checked {
+    fn checked(chunks: &[&'static [u8]], promised: &[u8]) -> Checked<BlobStream> {
         let desc = Descriptor::new("application/octet-stream", Digest::sha256_of(promised), promised.len() as u64);
         let items: Vec<io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
         Checked::new(Box::pin(futures_util::stream::iter(items)), &desc, true, Arc::default())
@@ -571,5 +616,37 @@ mod tests {
         let mut not_empty = checked(&[], b"x");
         let err = not_empty.next().await.unwrap().unwrap_err();
         assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::SizeMismatch { .. })), "{err}");
+    }
+
+    /// Chunks taken by blocking calls are checked as a stream is, their
+    /// first failure kept for the copy to blame the source, and a stopped
+    /// copy ends them.
+    #[test]
+    fn chunks_are_checked_as_streams_are() {
+        let chunks = |items: &[&'static [u8]], promised: &[u8], watch: Arc<Watch>| {
+            let desc = Descriptor::new("application/octet-stream", Digest::sha256_of(promised), promised.len() as u64);
+            let items: Vec<io::Result<Bytes>> = items.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+            let inner: BlobChunks = Box::new(items.into_iter());
+            Checked::new(inner, &desc, true, watch)
+        };
+        let right: Vec<Bytes> =
+            chunks(&[b"hello ", b"world"], b"hello world", Arc::default()).collect::<io::Result<_>>().unwrap();
+        assert_eq!(right.concat(), b"hello world");
+
+        let watch = Arc::new(Watch::default());
+        let mut wrong = chunks(&[b"hello ", b"earth", b"!"], b"hello world", Arc::clone(&watch));
+        assert_eq!(&wrong.next().unwrap().unwrap()[..], b"hello ");
+        let err = wrong.next().unwrap().unwrap_err();
+        assert!(matches!(VerifyError::from_io(&err), Some(VerifyError::DigestMismatch { .. })), "{err}");
+        assert!(wrong.next().is_none(), "nothing after a failure");
+        assert!(watch.failure.lock().unwrap().is_some(), "kept for the copy");
+        assert_eq!(watch.done.load(Ordering::Relaxed), 6);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut stopped = chunks(&[b"hello ", b"world"], b"hello world", Arc::default()).stopped_by(Arc::clone(&stop));
+        assert!(stopped.next().unwrap().is_ok());
+        stop.store(true, Ordering::SeqCst);
+        assert!(stopped.next().unwrap().unwrap_err().to_string().contains("stopped"));
+        assert!(stopped.next().is_none());
     }
 }

@@ -212,31 +212,53 @@ impl OciLayout {
         size: Option<u64>,
         next: &mut dyn FnMut() -> Option<io::Result<bytes::Bytes>>,
     ) -> Result<StagedBlob> {
+        self.stage_chunks(digest, size, next, true)
+    }
+
+    /// [`OciLayout::stage_blob_chunks`] with each chunk hashed on this
+    /// thread, then written: for blobs that arrive several at once (each on
+    /// a thread of its own), where a hasher thread each would only add
+    /// hand-overs.
+    pub fn stage_blob_inline(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        next: &mut dyn FnMut() -> Option<io::Result<bytes::Bytes>>,
+    ) -> Result<StagedBlob> {
+        self.stage_chunks(digest, size, next, false)
+    }
+
+    fn stage_chunks(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        next: &mut dyn FnMut() -> Option<io::Result<bytes::Bytes>>,
+        hash_beside: bool,
+    ) -> Result<StagedBlob> {
         let mut tmp = self.ingest_file()?;
         let location = tmp.path().display().to_string();
-        // Chunks go in 256 KiB batches (one writev, one hand-over to the
-        // hasher), at most one waiting: hashing is the slower of the two, so a
-        // deeper queue would only hold more of the blob in memory (measured:
-        // 8 MiB queues made a 3-layer pull touch 30 MB, this 22 MB).
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<bytes::Bytes>>(1);
         let algorithm = digest.algorithm();
-        let hashing = std::thread::spawn(move || {
-            let mut h = crate::digest::Hasher::new(algorithm);
-            for batch in rx {
-                for chunk in &batch {
-                    h.update(chunk);
+        // Beside: chunks go in 256 KiB batches (one writev, one hand-over to
+        // the hasher), at most one waiting: hashing is the slower of the
+        // two, so a deeper queue would only hold more of the blob in memory
+        // (measured: 8 MiB queues made a 3-layer pull touch 30 MB, this 22 MB).
+        let (batch_size, mut hash) = if hash_beside {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<bytes::Bytes>>(1);
+            let hashing = std::thread::spawn(move || {
+                let mut h = crate::digest::Hasher::new(algorithm);
+                for batch in rx {
+                    for chunk in &batch {
+                        h.update(chunk);
+                    }
                 }
-            }
-            h.finish()
-        });
+                h.finish()
+            });
+            (1 << 18, HashSink::Thread(tx, hashing))
+        } else {
+            (0, HashSink::Inline(crate::digest::Hasher::new(algorithm)))
+        };
         let mut seen = 0u64;
         let fail = |e: VerifyError| io::Error::new(io::ErrorKind::InvalidData, e);
-        let send = |file: &mut File, batch: Vec<bytes::Bytes>| -> io::Result<()> {
-            write_all_vectored(file, &batch)?;
-            // The hasher only stops by panicking: its join says so.
-            let _ = tx.send(batch);
-            Ok(())
-        };
         let written = (|| -> io::Result<()> {
             let (mut batch, mut batched) = (Vec::new(), 0usize);
             while let Some(chunk) = next() {
@@ -255,15 +277,14 @@ impl OciLayout {
                 }
                 batched += chunk.len();
                 batch.push(chunk);
-                if batched >= 1 << 18 {
-                    send(tmp.as_file_mut(), std::mem::take(&mut batch))?;
+                if batched >= batch_size {
+                    hash.write(tmp.as_file_mut(), std::mem::take(&mut batch))?;
                     batched = 0;
                 }
             }
-            send(tmp.as_file_mut(), batch)
+            hash.write(tmp.as_file_mut(), batch)
         })();
-        drop(tx);
-        let actual = hashing.join().map_err(|_| blob_err(digest, &location, io::Error::other("the hasher failed")))?;
+        let actual = hash.finish().map_err(|()| blob_err(digest, &location, io::Error::other("the hasher failed")))?;
         let verified = written.and_then(|()| match size {
             Some(expected) if seen != expected => Err(fail(VerifyError::SizeMismatch {
                 digest: digest.clone(),
@@ -423,6 +444,44 @@ pub(crate) fn set_ref_in(index: &mut ImageIndex, ref_name: Option<&str>, mut des
             if !index.manifests.iter().any(|d| d.digest == desc.digest) {
                 desc.set_annotation(ANNOTATION_REF_NAME, None);
                 index.manifests.push(desc);
+            }
+        }
+    }
+}
+
+/// Where a staged blob's chunks are hashed: on the writing thread, or on a
+/// thread of its own (fed batches after they are written).
+enum HashSink {
+    Inline(crate::digest::Hasher),
+    Thread(std::sync::mpsc::SyncSender<Vec<bytes::Bytes>>, std::thread::JoinHandle<Digest>),
+}
+
+impl HashSink {
+    /// Writes a batch to `file` and hashes it.
+    fn write(&mut self, file: &mut File, batch: Vec<bytes::Bytes>) -> io::Result<()> {
+        match self {
+            HashSink::Inline(h) => {
+                for chunk in &batch {
+                    h.update(chunk);
+                    file.write_all(chunk)?;
+                }
+            }
+            HashSink::Thread(tx, _) => {
+                write_all_vectored(file, &batch)?;
+                // The hasher only stops by panicking: its join says so.
+                let _ = tx.send(batch);
+            }
+        }
+        Ok(())
+    }
+
+    /// The digest of everything written; `Err` when the hasher thread failed.
+    fn finish(self) -> std::result::Result<Digest, ()> {
+        match self {
+            HashSink::Inline(h) => Ok(h.finish()),
+            HashSink::Thread(tx, hashing) => {
+                drop(tx);
+                hashing.join().map_err(|_| ())
             }
         }
     }

@@ -25,6 +25,13 @@ use crate::reference::Reference;
 /// verify it (unless the destination verifies blobs itself).
 pub type BlobStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
+/// The bytes of a blob, taken by blocking calls that do their own I/O on
+/// the calling thread (see [`AsyncImageSource::blob_opener`]).
+pub type BlobChunks = Box<dyn Iterator<Item = io::Result<Bytes>> + Send>;
+
+/// Opens a blob as [`BlobChunks`], on the thread that will read them.
+pub type BlobOpener = Box<dyn FnOnce() -> Result<BlobChunks> + Send>;
+
 /// Where images are read from, for async programs. See [`ImageSource`] for
 /// the meaning of each method; here they take `&self` and may run
 /// concurrently (several blobs of one image read at once).
@@ -38,6 +45,16 @@ pub trait AsyncImageSource: Send + Sync {
     async fn manifest(&self, desc: &Descriptor) -> Result<RawManifest>;
     /// The raw bytes of a blob. The caller verifies them.
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream>;
+    /// The blob as chunks read by blocking calls that drive their own I/O
+    /// on the thread taking them (a connection of its own, run by that
+    /// thread: no hand-over between threads per chunk), for a destination
+    /// that writes blobs on threads of its own
+    /// ([`AsyncImageDest::takes_blob_chunks`]); `None` (the default): read
+    /// it with [`AsyncImageSource::blob`]. The caller verifies the bytes.
+    async fn blob_opener(&self, desc: &Descriptor) -> Result<Option<BlobOpener>> {
+        let _ = desc;
+        Ok(None)
+    }
     /// Where a blob comes from, for error messages.
     fn blob_location(&self, desc: &Descriptor) -> String {
         let _ = desc;
@@ -102,6 +119,42 @@ pub trait AsyncImageDest: Send + Sync {
     }
     /// Stores a blob read from `data`; returns what was stored.
     async fn put_blob(&self, desc: &Descriptor, kind: BlobKind, data: BlobStream) -> Result<Descriptor>;
+    /// Whether [`AsyncImageDest::put_blob_chunks`] takes blobs on a thread
+    /// of its own, reading and writing there (a layout): a copy then asks
+    /// the source for [`AsyncImageSource::blob_opener`].
+    fn takes_blob_chunks(&self) -> bool {
+        false
+    }
+    /// Stores a blob opened (on a blocking thread) by `open`, as
+    /// [`AsyncImageDest::put_blob`]. The default reads the chunks on the
+    /// blocking pool and hands them to `put_blob`.
+    async fn put_blob_chunks(&self, desc: &Descriptor, kind: BlobKind, open: BlobOpener) -> Result<Descriptor> {
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+        let (opened_tx, opened_rx) = oneshot::channel::<Result<()>>();
+        tokio::task::spawn_blocking(move || match open() {
+            Err(e) => {
+                let _ = opened_tx.send(Err(e));
+            }
+            Ok(chunks) => {
+                let _ = opened_tx.send(Ok(()));
+                for chunk in chunks {
+                    let failed = chunk.is_err();
+                    if tx.blocking_send(chunk).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+        });
+        match opened_rx.await {
+            Ok(Ok(())) => self.put_blob(desc, kind, receiver_stream(rx)).await,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::Io {
+                action: "read",
+                path: "a blob".into(),
+                source: io::Error::other("the reading task ended without a word"),
+            }),
+        }
+    }
     /// Makes a blob present by a cross-repository mount; `Ok(false)` when it
     /// cannot, and the blob must be sent.
     async fn mount_blob(&self, desc: &Descriptor, from: &Reference) -> Result<bool> {

@@ -19,7 +19,8 @@ use crate::reference::Reference;
 
 pub(crate) use asynch::blocking;
 pub use asynch::{
-    AsyncImageDest, AsyncImageSource, BlobClaim, BlobStream, Blocking, StreamReader, bytes_stream, stream_blocking,
+    AsyncImageDest, AsyncImageSource, BlobChunks, BlobClaim, BlobOpener, BlobStream, Blocking, StreamReader,
+    bytes_stream, stream_blocking,
 };
 pub use dir::DirDest;
 pub(crate) use dir::open_dir_source;

@@ -31,32 +31,37 @@ fn a_connection_cut_mid_blob_resumes_with_range() {
     let big = biggest_layer(&store, &direct);
     assert!(big.size > 300 << 10, "the test needs a layer of some size");
 
-    // Cut twice, after 100 KiB and then again: the download resumes each time.
-    let get_big = format!("GET /v2/cut/app/blobs/{}", big.digest);
-    let proxy = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 100 << 10, 2)]);
-    let via: Reference = format!("{}/cut/app:1", proxy.addr).parse().unwrap();
-    let fresh = Store::open(t.path().join("fresh")).unwrap();
-    let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
-    assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
-    let seen = proxy.seen.lock().unwrap().clone();
-    let gets: Vec<&String> = seen.iter().filter(|h| h.starts_with(&get_big)).collect();
-    assert_eq!(gets.len(), 3, "{gets:?}");
-    assert!(!gets[0].to_ascii_lowercase().contains("range:"));
-    assert!(gets[1].to_ascii_lowercase().contains("range: bytes=102400-"), "{}", gets[1]);
-    assert!(gets[2].to_ascii_lowercase().contains("range: bytes=204800-"), "{}", gets[2]);
-    // The blob as stored is whole and verified.
-    let stored = std::fs::read(fresh.layout().root().join("blobs/sha256").join(big.digest.hex())).unwrap();
-    assert_eq!(cargohold_image_core::Digest::sha256_of(&stored), big.digest);
+    // On the pooled connections, then on a connection of its own (read on
+    // the thread that writes it), alike:
+    for (own, name) in [(u64::MAX, "pooled"), (0, "own")] {
+        let reg = Registry::new(ClientOptions { own_connection_size: own, ..ClientOptions::default() }).unwrap();
+        // Cut twice, after 100 KiB and then again: the download resumes each time.
+        let get_big = format!("GET /v2/cut/app/blobs/{}", big.digest);
+        let proxy = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 100 << 10, 2)]);
+        let via: Reference = format!("{}/cut/app:1", proxy.addr).parse().unwrap();
+        let fresh = Store::open(t.path().join(format!("fresh-{name}"))).unwrap();
+        let pulled = cargohold_registry::pull(&reg, &via, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
+        assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+        let seen = proxy.seen.lock().unwrap().clone();
+        let gets: Vec<&String> = seen.iter().filter(|h| h.starts_with(&get_big)).collect();
+        assert_eq!(gets.len(), 3, "{name}: {gets:?}");
+        assert!(!gets[0].to_ascii_lowercase().contains("range:"));
+        assert!(gets[1].to_ascii_lowercase().contains("range: bytes=102400-"), "{}", gets[1]);
+        assert!(gets[2].to_ascii_lowercase().contains("range: bytes=204800-"), "{}", gets[2]);
+        // The blob as stored is whole and verified.
+        let stored = std::fs::read(fresh.layout().root().join("blobs/sha256").join(big.digest.hex())).unwrap();
+        assert_eq!(cargohold_image_core::Digest::sha256_of(&stored), big.digest);
 
-    // Cut every time before any byte: a clear error naming the blob after
-    // the retries, the store untouched.
-    let hopeless = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 0, 1000)]);
-    let via: Reference = format!("{}/cut/app:1", hopeless.addr).parse().unwrap();
-    let other = Store::open(t.path().join("other")).unwrap();
-    let err = cargohold_registry::pull(&reg, &via, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
-    assert!(err.to_string().contains(big.digest.as_str()), "{err}");
-    assert!(other.list().unwrap().is_empty());
-    assert_eq!(std::fs::read_dir(other.layout().root().join("blobs/sha256")).unwrap().count(), 0);
+        // Cut every time before any byte: a clear error naming the blob after
+        // the retries, the store untouched.
+        let hopeless = fault_proxy(&r.addr, vec![Fault::cut(&get_big, 0, 1000)]);
+        let via: Reference = format!("{}/cut/app:1", hopeless.addr).parse().unwrap();
+        let other = Store::open(t.path().join(format!("other-{name}"))).unwrap();
+        let err = cargohold_registry::pull(&reg, &via, &other, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
+        assert!(err.to_string().contains(big.digest.as_str()), "{name}: {err}");
+        assert!(other.list().unwrap().is_empty());
+        assert_eq!(std::fs::read_dir(other.layout().root().join("blobs/sha256")).unwrap().count(), 0);
+    }
 }
 
 #[test]

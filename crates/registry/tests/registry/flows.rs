@@ -143,6 +143,12 @@ fn parallel_pull_stages_layers_and_publishes_all_at_once() {
     assert_eq!(other.resolve(&target.to_string()).unwrap().descriptor.digest, pushed.manifest.digest);
     let again = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(again.manifest.digest, pushed.manifest.digest);
+    // Each layer on a connection of its own, read on the thread that hashes
+    // and writes it: the same image.
+    let own = Registry::new(ClientOptions { own_connection_size: 0, ..ClientOptions::default() }).unwrap();
+    let good = Store::open(t.path().join("good-own")).unwrap();
+    let pulled = cargohold_registry::pull(&own, &target, &good, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!((&pulled.manifest.digest, pulled.blobs_copied), (&pushed.manifest.digest, 2));
 
     // A registry that serves a corrupted layer: nothing enters the store.
     let victim: Reference = format!("{}/par/bad:1", r.addr).parse().unwrap();
@@ -157,6 +163,16 @@ fn parallel_pull_stages_layers_and_publishes_all_at_once() {
     let fresh = Store::open(t.path().join("fresh")).unwrap();
     let err = cargohold_registry::pull(&reg, &victim, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
     assert!(err.to_string().contains(layer.as_str()), "{err}");
+    assert!(fresh.list().unwrap().is_empty());
+    let blobs = std::fs::read_dir(fresh.layout().root().join("blobs/sha256")).unwrap().count();
+    assert_eq!(blobs, 0, "no blob of a failed pull is visible");
+
+    // The same through connections of their own (each layer read on the
+    // thread that hashes and writes it): refused, nothing of it stored.
+    let fresh = Store::open(t.path().join("fresh-own")).unwrap();
+    let err = cargohold_registry::pull(&own, &victim, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap_err();
+    let msg = err.to_string() + &std::error::Error::source(&err).map(|s| format!(": {s}")).unwrap_or_default();
+    assert!(msg.contains(layer.as_str()) && msg.contains(&r.addr) && msg.contains("digest mismatch"), "{msg}");
     assert!(fresh.list().unwrap().is_empty());
     let blobs = std::fs::read_dir(fresh.layout().root().join("blobs/sha256")).unwrap().count();
     assert_eq!(blobs, 0, "no blob of a failed pull is visible");

@@ -49,6 +49,19 @@ fn token_auth_push_pull_mount_and_refresh() {
     let fresh = Store::open(t.path().join("fresh")).unwrap();
     let pulled = cargohold_registry::pull(&reg, &other, &fresh, &CopyOptions::default(), 4, &NoProgress).unwrap();
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    // Each layer on a connection of its own: its token fetched there too
+    // (they expire at once here).
+    let own = Registry::new(ClientOptions {
+        credentials: Some(Credentials::new("alice", "s3cret")),
+        own_connection_size: 0,
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let asked = tokens.requests.lock().unwrap().len();
+    let again = Store::open(t.path().join("again")).unwrap();
+    let pulled = cargohold_registry::pull(&own, &other, &again, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    assert_eq!((pulled.manifest.digest, pulled.blobs_copied), (pushed.manifest.digest.clone(), 2));
+    assert!(tokens.requests.lock().unwrap().len() >= asked + 3, "a token for the manifest and each layer");
 
     // Anonymous: the token server grants nothing; the error names the registry.
     let anonymous = Registry::new(ClientOptions::default()).unwrap();
