@@ -73,9 +73,11 @@ impl Drop for OwnedRuntime {
 
 impl Registry {
     /// A client with its own multi-threaded runtime: a worker thread for
-    /// every two CPUs (one at least). Its workers drive the connections;
-    /// the bulk of a transfer's work, hashing and writing blobs, runs on
-    /// threads of its own, which the other CPUs are left to (measured on 2
+    /// every two CPUs (one at least). Its workers drive the shared
+    /// connections; the bulk of a transfer's work, hashing and writing
+    /// blobs, runs on threads of its own (a large layer pulled into a store
+    /// with its connection, see [`ClientOptions::own_connection_size`]),
+    /// which the other CPUs are left to (measured on 2
     /// CPUs: a second worker made a pull spend 4% more CPU, its wall time
     /// 2% longer, in more thread switches).
     pub fn new(opts: ClientOptions) -> Result<Self> {
