@@ -178,6 +178,41 @@ fn parallel_pull_stages_layers_and_publishes_all_at_once() {
     assert_eq!(blobs, 0, "no blob of a failed pull is visible");
 }
 
+/// What a copy reported, per blob size: starts, progress values, ends.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(&'static str, u64, u64)>>);
+
+impl cargohold_image_core::Progress for Recorded {
+    fn blob_started(&self, desc: &cargohold_image_core::Descriptor) {
+        self.0.lock().unwrap().push(("started", desc.size, 0));
+    }
+    fn blob_progress(&self, desc: &cargohold_image_core::Descriptor, done: u64) {
+        self.0.lock().unwrap().push(("progress", desc.size, done));
+    }
+    fn blob_done(&self, desc: &cargohold_image_core::Descriptor) {
+        self.0.lock().unwrap().push(("done", desc.size, 0));
+    }
+}
+
+impl Recorded {
+    /// The blob of `size` started once, moved forward (some of the way, then
+    /// all of it) and ended once.
+    fn check(&self, size: u64, how: &str) {
+        let all = self.0.lock().unwrap();
+        let of: Vec<&(&str, u64, u64)> = all.iter().filter(|e| e.1 == size).collect();
+        assert_eq!(of.iter().filter(|e| e.0 == "started").count(), 1, "{how}: {of:?}");
+        assert_eq!(of.last().map(|e| e.0), Some("done"), "{how}: {of:?}");
+        let done: Vec<u64> = of.iter().filter(|e| e.0 == "progress").map(|e| e.2).collect();
+        assert!(done.windows(2).all(|w| w[0] <= w[1]), "{how}: {done:?}");
+        assert_eq!(done.last(), Some(&size), "{how}: {done:?}");
+        assert!(done.iter().any(|&d| d > 0 && d < size), "{how}: reported on the way: {done:?}");
+    }
+}
+
+fn pushed_layer_sizes(store: &Store, manifest: &cargohold_image_core::Descriptor) -> Vec<u64> {
+    store.details(manifest, None).unwrap().image.layers.iter().map(|l| l.size).collect()
+}
+
 fn first_layer_digest(store: &Store, r: &Reference) -> cargohold_image_core::Digest {
     let img = store.resolve(&r.to_string()).unwrap();
     store.details(&img.descriptor, None).unwrap().image.layers[0].digest.clone()
@@ -305,8 +340,18 @@ fn streamed_uploads_round_trip_and_a_corrupt_source_stores_nothing() {
         .arg(format!("docker://{target}")));
     assert_eq!(out.trim(), pushed.manifest.digest.to_string());
     let other = Store::open(t.path().join("other")).unwrap();
-    let pulled = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &NoProgress).unwrap();
+    let seen = Recorded::default();
+    let pulled = cargohold_registry::pull(&reg, &target, &other, &CopyOptions::default(), 4, &seen).unwrap();
     assert_eq!(pulled.manifest.digest, pushed.manifest.digest);
+    // Progress as the big layer moves, on its own connection and on the
+    // pooled ones alike.
+    let big_size = pushed_layer_sizes(&other, &pulled.manifest).into_iter().max().unwrap();
+    seen.check(big_size, "own connection");
+    let pooled = Registry::new(ClientOptions { own_connection_size: u64::MAX, ..ClientOptions::default() }).unwrap();
+    let again = Store::open(t.path().join("again")).unwrap();
+    let seen = Recorded::default();
+    cargohold_registry::pull(&pooled, &target, &again, &CopyOptions::default(), 4, &seen).unwrap();
+    seen.check(big_size, "pooled connections");
 
     // The big layer, corrupted in the layout (same size): the push fails
     // and the new repository has no such blob.
