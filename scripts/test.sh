@@ -55,6 +55,9 @@ command -v promtool >/dev/null || { echo "error: promtool (prometheus) is not in
 binfmt=/proc/sys/fs/binfmt_misc
 [ -e $binfmt/register ] || mount -t binfmt_misc binfmt_misc $binfmt
 [ -e $binfmt/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >$binfmt/register
+# Rootless networks: pasta opens /dev/net/tun as the unprivileged user; Debian's udev rule makes
+# it 0666 on a booted system, some VM images leave it root-only.
+[ "$(stat -c %a /dev/net/tun)" = 666 ] || chmod 0666 /dev/net/tun
 # Debian's arm64 busybox, for the multi-platform build tests (fetched once).
 arm64_busybox=/usr/local/lib/cargohold-test/busybox.arm64
 if [ ! -x $arm64_busybox ]; then

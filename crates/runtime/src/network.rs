@@ -141,6 +141,28 @@ pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
     }
 }
 
+/// Rootless: whether this user may open `/dev/net/tun`, which pasta needs
+/// to make the container's interface (Debian's udev makes it `0666`).
+fn tun_usable() -> Result<(), ExecError> {
+    use nix::unistd::{AccessFlags, access};
+    let tun = Path::new(TUN_DEVICE);
+    access(tun, AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| {
+        let mode = std::fs::metadata(tun)
+            .map(|m| format!(" (mode {:04o})", std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777))
+            .unwrap_or_default();
+        net_err(
+            format!(
+                "{TUN_DEVICE}{mode} cannot be opened by this user ({e}): a rootless network needs it readable and \
+                 writable by all users, as Debian's udev makes it (chmod 0666 {TUN_DEVICE})"
+            ),
+            None,
+        )
+    })
+}
+
+/// The tun/tap device pasta opens.
+const TUN_DEVICE: &str = "/dev/net/tun";
+
 fn is_loopback(addr: &str) -> bool {
     addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
 }
@@ -159,6 +181,9 @@ impl PrivateNetwork {
         let pasta = find_program("pasta")
             .ok_or_else(|| net_err("pasta is not installed (Debian's passt package provides it)", None))?;
         let (netns, userns) = if cargohold_layerfs::rootless::in_user_namespace() {
+            // pasta opens the tun device as this user; refused, it only
+            // says it could not open "tun socket in namespace".
+            tun_usable()?;
             let (user, net) = crate::ns::user_and_network_namespaces()
                 .map_err(|e| net_err("could not create a network namespace", Some(e)))?;
             (net, Some(user))

@@ -229,7 +229,7 @@ fn stage_builds_a_candidate_from_flags_and_promote_retags_it() {
 /// xattrs, root only); both build byte for byte the image root builds.
 #[test]
 fn rootless_build_stage_and_run_match_root() {
-    nobody_has_subids();
+    rootless_ready();
     let t = tempfile::tempdir().unwrap();
     let root_store = t.path().join("root-store");
     import_busybox(t.path(), &root_store);

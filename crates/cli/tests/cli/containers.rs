@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use super::{bin, ch, import_busybox, json, nobody_has_subids, ok, registry, require, run, user_ok};
+use super::{bin, ch, import_busybox, json, ok, registry, require, rootless_ready, run, user_ok};
 
 /// Removes every container of a store when a test ends, passed or failed:
 /// a test that fails midway leaves no detached container running.
@@ -20,16 +20,6 @@ impl Drop for Cleanup {
                 let _ = bin().arg("--store").arg(&self.0).args(["rm", "-f", id]).output();
             }
         }
-    }
-}
-
-/// Debian's udev makes /dev/net/tun usable by every user (pasta needs it
-/// for rootless networks); some VM images leave it root-only.
-fn tun_for_users() {
-    use std::os::unix::fs::PermissionsExt;
-    let tun = Path::new("/dev/net/tun");
-    if tun.metadata().is_ok_and(|m| m.permissions().mode() & 0o006 != 0o006) {
-        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
 }
 
@@ -72,8 +62,7 @@ fn assert_probe_confined(out: &str, what: &str) {
 /// descriptor, a service listens on the host's loopback.
 #[test]
 fn containers_are_confined_in_run_build_and_stage_as_root_and_rootless() {
-    nobody_has_subids();
-    tun_for_users();
+    rootless_ready();
     require("pasta");
     let t = tempfile::tempdir().unwrap();
     let root_store = t.path().join("root-store");
@@ -1127,8 +1116,7 @@ fn cp_between_a_container_and_the_host() {
 /// ways, running (as its owner) and stopped.
 #[test]
 fn rootless_containers_publish_ports_and_copy() {
-    nobody_has_subids();
-    tun_for_users();
+    rootless_ready();
     require("pasta");
     let t = tempfile::tempdir().unwrap();
     let seed = t.path().join("seed");

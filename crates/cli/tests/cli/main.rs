@@ -494,14 +494,22 @@ fn user_ok(uid: u32, store: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Gives `nobody` subordinate IDs (as rootless Podman needs them).
-fn nobody_has_subids() {
+/// What rootless containers need of the machine, as on a booted Debian:
+/// `nobody` has subordinate IDs (as rootless Podman needs them) and every
+/// user may open `/dev/net/tun` (pasta makes the container's interface
+/// with it; Debian's udev makes it 0666, some VM images leave it root-only).
+fn rootless_ready() {
+    use std::os::unix::fs::PermissionsExt;
     require("newuidmap");
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if !text.lines().any(|l| l.starts_with("nobody:")) {
             std::fs::write(file, format!("{text}nobody:300000:65536\n")).unwrap();
         }
+    }
+    let tun = Path::new("/dev/net/tun");
+    if tun.metadata().is_ok_and(|m| m.permissions().mode() & 0o006 != 0o006) {
+        std::fs::set_permissions(tun, std::fs::Permissions::from_mode(0o666)).unwrap();
     }
 }
 
