@@ -8,6 +8,7 @@ use crate::manifest::{
     Descriptor, ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, Manifest, Platform, RawManifest,
 };
 use crate::media_type as mt;
+use crate::reference::Reference;
 use crate::transport::{BlobKind, ImageDest, ImageSource};
 
 mod parallel;
@@ -87,6 +88,17 @@ pub struct CopyOptions {
     /// Write image layers in this compression (skopeo's
     /// `--dest-compress-format`); `None`: as the source has them.
     pub compression: Option<Recompress>,
+    /// More names for the image (skopeo's `--additional-tag`), each
+    /// `NAME:TAG`: recorded by a `docker-archive:` or `docker-daemon:`
+    /// destination opened from its location
+    /// (`cargohold_registry::Registry::copy_between` opens it so). A copy
+    /// to a destination already open, or of another kind, refuses them.
+    pub additional_tags: Vec<Reference>,
+}
+
+/// The error for additional tags where they cannot go.
+pub(crate) fn additional_tags_refused(tag: &Reference, reason: String) -> Error {
+    Error::BadOption { option: format!("additional tag {}", tag.familiar()), reason }
 }
 
 /// What a copy did.
@@ -160,6 +172,15 @@ impl CopyReport {
 
 /// Refuses a format the destination cannot write (before anything moves).
 fn check_format(opts: &CopyOptions, fixed: Option<crate::manifest::ManifestFormat>, location: &str) -> Result<()> {
+    if let Some(t) = opts.additional_tags.first() {
+        return Err(additional_tags_refused(
+            t,
+            format!(
+                "{location} is open already (a docker-archive: or docker-daemon: destination takes more names when \
+                 it is opened: open_dest_tagged)"
+            ),
+        ));
+    }
     if let (Some(crate::manifest::ManifestFormat::DockerV2S2), Some(r)) = (opts.format, &opts.compression)
         && r.format == CompressionFormat::Zstd
     {

@@ -70,7 +70,10 @@ pub use manifest::{
     ImageConfig, ImageIndex, ImageManifest, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Manifest, ManifestError,
     ManifestFormat, Platform, PlatformError, RawManifest, RootFs, creation_time, format_rfc3339,
 };
-pub use open::{ArchiveKind, detect_archive, open_dest, open_dest_async, open_source, open_source_async};
+pub use open::{
+    ArchiveKind, check_additional_tags, detect_archive, open_dest, open_dest_async, open_dest_async_tagged,
+    open_dest_tagged, open_source, open_source_async,
+};
 pub use output::Output;
 pub use pgzip::ParallelGzWriter;
 pub use reference::{

@@ -51,7 +51,13 @@ enum OpenedDest {
     Dir(DirDest),
 }
 
-fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<OpenedDest> {
+fn open_any_dest(
+    loc: &ImageLocation,
+    store: &Store,
+    name_hint: Option<&Reference>,
+    additional_tags: &[Reference],
+) -> Result<OpenedDest> {
+    check_additional_tags(loc, additional_tags)?;
     Ok(match loc {
         ImageLocation::Store(name) => {
             let r = Reference::parse(name)?;
@@ -65,15 +71,32 @@ fn open_any_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Referenc
             OpenedDest::OciArchive(OciArchiveDest::create(path, tag.clone(), name_hint.cloned())?)
         }
         ImageLocation::DockerArchive { path, reference } => {
-            let tags = match reference {
+            let mut tags: Vec<Reference> = match reference {
                 Some(r) => vec![Reference::parse(r)?.pull_reference()],
                 None => name_hint.filter(|r| r.tag().is_some()).cloned().into_iter().collect(),
             };
+            for t in additional_tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
             OpenedDest::DockerArchive(Box::new(DockerArchiveDest::create(path, tags)?))
         }
         ImageLocation::Dir(path) => OpenedDest::Dir(DirDest::create(path)?),
         ImageLocation::Docker(_) | ImageLocation::DockerDaemon(_) => return Err(registry_transport(loc)),
     })
+}
+
+/// Refuses `additional_tags`, when there are any, for a destination that
+/// cannot record them: any but `docker-archive:` and `docker-daemon:`.
+pub fn check_additional_tags(loc: &ImageLocation, additional_tags: &[Reference]) -> Result<()> {
+    match (additional_tags.first(), loc) {
+        (None, _) | (_, ImageLocation::DockerArchive { .. } | ImageLocation::DockerDaemon(_)) => Ok(()),
+        (Some(t), _) => Err(crate::copy::additional_tags_refused(
+            t,
+            format!("{loc} records one name (docker-archive: and docker-daemon: destinations record more)"),
+        )),
+    }
 }
 
 /// Opens `loc` for reading. Store names are resolved in `store`.
@@ -87,7 +110,19 @@ pub fn open_source(loc: &ImageLocation, store: &Store) -> Result<Box<dyn ImageSo
 /// Opens `loc` for writing. `name_hint` names the image where the location
 /// does not (a docker-archive without `:REF`).
 pub fn open_dest(loc: &ImageLocation, store: &Store, name_hint: Option<&Reference>) -> Result<Box<dyn ImageDest>> {
-    Ok(match open_any_dest(loc, store, name_hint)? {
+    open_dest_tagged(loc, store, name_hint, &[])
+}
+
+/// [`open_dest`], the image also named `additional_tags` (each `NAME:TAG`,
+/// skopeo's `--additional-tag`): a `docker-archive:` records them all; any
+/// other location is refused before it is opened.
+pub fn open_dest_tagged(
+    loc: &ImageLocation,
+    store: &Store,
+    name_hint: Option<&Reference>,
+    additional_tags: &[Reference],
+) -> Result<Box<dyn ImageDest>> {
+    Ok(match open_any_dest(loc, store, name_hint, additional_tags)? {
         OpenedDest::Layout(d) => Box::new(d),
         OpenedDest::OciArchive(d) => Box::new(d),
         OpenedDest::DockerArchive(d) => d,
@@ -114,8 +149,18 @@ pub async fn open_dest_async(
     store: &Store,
     name_hint: Option<&Reference>,
 ) -> Result<Box<dyn AsyncImageDest>> {
-    let (loc, store, hint) = (loc.clone(), store.clone(), name_hint.cloned());
-    let opened = blocking(move || open_any_dest(&loc, &store, hint.as_ref())).await?;
+    open_dest_async_tagged(loc, store, name_hint, &[]).await
+}
+
+/// [`open_dest_tagged`] for async code.
+pub async fn open_dest_async_tagged(
+    loc: &ImageLocation,
+    store: &Store,
+    name_hint: Option<&Reference>,
+    additional_tags: &[Reference],
+) -> Result<Box<dyn AsyncImageDest>> {
+    let (loc, store, hint, tags) = (loc.clone(), store.clone(), name_hint.cloned(), additional_tags.to_vec());
+    let opened = blocking(move || open_any_dest(&loc, &store, hint.as_ref(), &tags)).await?;
     Ok(match opened {
         OpenedDest::Layout(d) => Box::new(d),
         OpenedDest::OciArchive(d) => Box::new(Blocking::dest(d)),

@@ -9,7 +9,7 @@ use cargohold_image_core::{
 };
 
 use crate::adapter::Registry;
-use crate::open::{open_dest_async, open_source_async};
+use crate::open::{open_dest_async_tagged, open_source_async};
 use crate::sync::{SyncImage, SyncOutcome};
 
 impl Registry {
@@ -62,9 +62,13 @@ impl Registry {
         jobs: usize,
         progress: &dyn Progress,
     ) -> cargohold_image_core::Result<CopyReport> {
+        let tags = &opts.additional_tags;
+        // Before the source is opened (a registry asked, an engine's export spooled).
+        cargohold_image_core::check_additional_tags(destination, tags)?;
         let src = open_source_async(source, store, self).await?;
-        let dst = open_dest_async(destination, store, self, src.name_hint().as_ref()).await?;
-        copy_async(src.as_ref(), dst.as_ref(), opts, jobs, progress).await
+        let dst = open_dest_async_tagged(destination, store, self, src.name_hint().as_ref(), tags).await?;
+        let opts = CopyOptions { additional_tags: Vec::new(), ..opts.clone() };
+        copy_async(src.as_ref(), dst.as_ref(), &opts, jobs, progress).await
     }
 
     /// [`sync`](crate::sync) for async code.

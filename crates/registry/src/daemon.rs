@@ -216,9 +216,22 @@ impl Registry {
 
     /// Opens `docker-daemon:NAME:TAG` for writing: the image is written as
     /// a docker archive in a temp directory in `tmpdir` and loaded into the
-    /// engine at `host` when committed.
-    pub fn daemon_dest(&self, reference: &str, host: &DockerHost, tmpdir: &Path) -> Result<DaemonDest> {
+    /// engine at `host` when committed, named `NAME:TAG` and each of
+    /// `additional_tags`.
+    pub fn daemon_dest(
+        &self,
+        reference: &str,
+        host: &DockerHost,
+        tmpdir: &Path,
+        additional_tags: &[Reference],
+    ) -> Result<DaemonDest> {
         let tag = checked_reference(reference, true)?.expect("a tag was checked for");
+        let mut tags = vec![tag];
+        for t in additional_tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
         let dir = tempfile::Builder::new().prefix("cargohold-daemon-").tempdir_in(tmpdir).map_err(|e| Error::Io {
             action: "create a temp directory in",
             path: tmpdir.into(),
@@ -226,7 +239,7 @@ impl Registry {
         })?;
         let archive = dir.path().join("image.tar");
         // The engine inflates gzip layers itself: sent as they are.
-        let inner = DockerArchiveDest::create(&archive, vec![tag])?.gzip_layers();
+        let inner = DockerArchiveDest::create(&archive, tags)?.gzip_layers();
         Ok(DaemonDest {
             inner,
             archive,

@@ -66,7 +66,7 @@ pub use daemon::{DEFAULT_DOCKER_HOST, DaemonDest, DaemonSource, DockerHost};
 pub use duration::parse_go_duration;
 pub use ensure::{EnsuredImage, PullPolicy, ensure_image};
 pub use error::{Error, Result};
-pub use open::{open_dest, open_dest_async, open_source, open_source_async};
+pub use open::{open_dest, open_dest_async, open_dest_async_tagged, open_dest_tagged, open_source, open_source_async};
 pub use pull::{copy_image, pull, push};
 pub use registries_conf::{Mirror, PullFromMirror, PullSource, RegistriesConf, RegistryEntry};
 pub use sync::{SyncImage, SyncOutcome, SyncRegistry, SyncResult, TagSelection, glob_match, parse_sync_yaml, sync};

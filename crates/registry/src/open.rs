@@ -19,10 +19,14 @@ impl Registry {
         self.daemon_source(r, &docker_host(&opts.daemon_host)?, &opts.tmpdir).await
     }
 
-    fn daemon_dest_of(&self, r: &str) -> cargohold_image_core::Result<crate::DaemonDest> {
+    fn daemon_dest_of(
+        &self,
+        r: &str,
+        additional_tags: &[Reference],
+    ) -> cargohold_image_core::Result<crate::DaemonDest> {
         let opts = self.client().options();
         let host = docker_host(opts.dest_daemon_host.as_deref().unwrap_or(&opts.daemon_host))?;
-        self.daemon_dest(r, &host, &opts.tmpdir)
+        self.daemon_dest(r, &host, &opts.tmpdir, additional_tags)
     }
 }
 
@@ -48,10 +52,26 @@ pub fn open_dest(
     reg: &Registry,
     name_hint: Option<&Reference>,
 ) -> cargohold_image_core::Result<Box<dyn ImageDest>> {
+    open_dest_tagged(loc, store, reg, name_hint, &[])
+}
+
+/// [`open_dest`], the image also named `additional_tags` (skopeo's
+/// `--additional-tag`): recorded by a `docker-archive:` and loaded so into
+/// a `docker-daemon:`; any other location is refused before it is opened.
+pub fn open_dest_tagged(
+    loc: &ImageLocation,
+    store: &Store,
+    reg: &Registry,
+    name_hint: Option<&Reference>,
+    additional_tags: &[Reference],
+) -> cargohold_image_core::Result<Box<dyn ImageDest>> {
     match loc {
-        ImageLocation::Docker(r) => Ok(Box::new(reg.dest(&Reference::parse(r)?))),
-        ImageLocation::DockerDaemon(r) => Ok(Box::new(reg.daemon_dest_of(r)?)),
-        other => cargohold_image_core::open_dest(other, store, name_hint),
+        ImageLocation::Docker(r) => {
+            cargohold_image_core::check_additional_tags(loc, additional_tags)?;
+            Ok(Box::new(reg.dest(&Reference::parse(r)?)))
+        }
+        ImageLocation::DockerDaemon(r) => Ok(Box::new(reg.daemon_dest_of(r, additional_tags)?)),
+        other => cargohold_image_core::open_dest_tagged(other, store, name_hint, additional_tags),
     }
 }
 
@@ -77,15 +97,29 @@ pub async fn open_dest_async(
     reg: &Registry,
     name_hint: Option<&Reference>,
 ) -> cargohold_image_core::Result<Box<dyn AsyncImageDest>> {
+    open_dest_async_tagged(loc, store, reg, name_hint, &[]).await
+}
+
+/// [`open_dest_tagged`] for async code.
+pub async fn open_dest_async_tagged(
+    loc: &ImageLocation,
+    store: &Store,
+    reg: &Registry,
+    name_hint: Option<&Reference>,
+    additional_tags: &[Reference],
+) -> cargohold_image_core::Result<Box<dyn AsyncImageDest>> {
     match loc {
-        ImageLocation::Docker(r) => Ok(Box::new(reg.dest(&Reference::parse(r)?))),
+        ImageLocation::Docker(r) => {
+            cargohold_image_core::check_additional_tags(loc, additional_tags)?;
+            Ok(Box::new(reg.dest(&Reference::parse(r)?)))
+        }
         ImageLocation::DockerDaemon(r) => {
-            let (reg, r) = (reg.clone(), r.clone());
-            let dest = tokio::task::spawn_blocking(move || reg.daemon_dest_of(&r))
+            let (reg, r, tags) = (reg.clone(), r.clone(), additional_tags.to_vec());
+            let dest = tokio::task::spawn_blocking(move || reg.daemon_dest_of(&r, &tags))
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
             Ok(Box::new(Blocking::dest(dest)))
         }
-        other => cargohold_image_core::open_dest_async(other, store, name_hint).await,
+        other => cargohold_image_core::open_dest_async_tagged(other, store, name_hint, additional_tags).await,
     }
 }

@@ -220,6 +220,10 @@ pub struct CopyArgs {
     /// Write the copied manifest's digest to this file (as skopeo copy --digestfile).
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    /// Name the image this too, as skopeo's --additional-tag (repeatable): a docker-archive: destination records
+    /// every name, a docker-daemon: one loads the image under each. Other destinations refuse it.
+    #[arg(long = "additional-tag", value_name = "NAME:TAG", value_parser = parse_additional_tag)]
+    pub additional_tags: Vec<cargohold_image_core::Reference>,
     #[command(flatten)]
     pub out: JsonArgs,
 }
@@ -618,6 +622,15 @@ impl OneSide<'_> {
 /// A layer compression: `gzip` or `zstd`.
 fn parse_compression(s: &str) -> Result<cargohold_image_core::CompressionFormat, String> {
     s.parse()
+}
+
+/// `NAME:TAG`: a tag, no digest (as skopeo's --additional-tag).
+fn parse_additional_tag(s: &str) -> Result<cargohold_image_core::Reference, String> {
+    let r = cargohold_image_core::Reference::parse(s).map_err(|e| e.to_string())?;
+    if r.tag().is_none() || r.digest().is_some() {
+        return Err(format!("{s:?} is not NAME:TAG (an additional tag is a tag, without a digest)"));
+    }
+    Ok(r)
 }
 
 /// A Docker host (`unix:///PATH`, `tcp://HOST:PORT`), checked.

@@ -77,6 +77,7 @@ pub fn run(ctx: &Ctx, args: &CopyArgs) -> Result<()> {
         format,
         preserve_digests: args.preserve_digests,
         compression: super::recompress(args.dest_compress_format, args.dest_compress_level, args.tmpdir.as_deref()),
+        additional_tags: args.additional_tags.clone(),
     };
     let bars = ctx.progress();
     // Layers move in parallel (mounted when the source is another repository

@@ -217,6 +217,7 @@ pub fn run(ctx: &Ctx, args: &SyncArgs) -> Result<ExitCode> {
         preserve_digests: args.preserve_digests,
         // An image held recompressed could not be found up to date.
         compression: None,
+        additional_tags: Vec::new(),
     };
     let quiet = ctx.is_quiet() || args.out.json;
     let progress = |o: &cargohold_registry::SyncOutcome| {

@@ -42,10 +42,23 @@ fn docker_daemon_images_move_both_ways() {
     let ours = json(&store, &["inspect", "app:1", "--json"]);
 
     // Ours into the engine: docker's image ID is our config's digest.
-    let to_docker = ["copy", "--tmpdir", tmp_s, "--dest-daemon-host", host, "app:1", "docker-daemon:team/app:1"];
+    let to_docker = [
+        "copy",
+        "--tmpdir",
+        tmp_s,
+        "--dest-daemon-host",
+        host,
+        "--additional-tag",
+        "team/also:2",
+        "app:1",
+        "docker-daemon:team/app:1",
+    ];
     ok(&store, &to_docker);
-    let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", "team/app:1"]));
-    assert_eq!(id.trim(), ours["id"].as_str().unwrap(), "{ours}");
+    // Under each name (--additional-tag, as skopeo's).
+    for name in ["team/app:1", "team/also:2"] {
+        let id = run(dockerd.docker().args(["image", "inspect", "--format", "{{.Id}}", name]));
+        assert_eq!(id.trim(), ours["id"].as_str().unwrap(), "{name}: {ours}");
+    }
     // An image of zstd layers loads too (they go in inflated: engines
     // before Docker 20.10 cannot read zstd; gzip ones go as they are).
     ok(&store, &["copy", "--dest-compress-format", "zstd", "app:1", "appz:1"]);

@@ -513,6 +513,82 @@ fn rootless_ready() {
     }
 }
 
+/// `copy --additional-tag`, as skopeo's: a docker archive records every
+/// name (the ones skopeo records for the same command line), skopeo reads
+/// the image by an added name, load brings each back; a destination that
+/// records one name, and a name that is not NAME:TAG, are refused with
+/// nothing written.
+#[test]
+fn copy_additional_tags_as_skopeo() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    import_busybox(t.path(), &store);
+    let layout = t.path().join("layout");
+    ok(&store, &["copy", "bb:1", &format!("oci:{}:v1", layout.display())]);
+    let repo_tags = |archive: &Path| -> Vec<String> {
+        let m: Value =
+            serde_json::from_slice(&run_bytes(Command::new("tar").arg("-xOf").arg(archive).arg("manifest.json")))
+                .unwrap();
+        // skopeo writes docker.io/library/NAME; docker and cargohold NAME.
+        let names = m[0]["RepoTags"].as_array().unwrap().iter();
+        names
+            .map(|n| {
+                let n = n.as_str().unwrap();
+                let n = n.strip_prefix("docker.io/").unwrap_or(n);
+                n.strip_prefix("library/").unwrap_or(n).to_owned()
+            })
+            .collect()
+    };
+    let extra = ["--additional-tag", "extra:2", "--additional-tag", "team/more:3", "--additional-tag", "extra:2"];
+    let ours = t.path().join("ours.tar");
+    let mut args = vec!["copy"];
+    args.extend(extra);
+    let dest = format!("docker-archive:{}:app:1", ours.display());
+    args.extend(["bb:1", dest.as_str()]);
+    ok(&store, &args);
+    let theirs = t.path().join("theirs.tar");
+    run(skopeo(t.path())
+        .args(["copy", "-q"])
+        .args(extra)
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker-archive:{}:app:1", theirs.display())));
+    let mut want = repo_tags(&theirs);
+    want.dedup();
+    assert_eq!(repo_tags(&ours), want);
+    assert_eq!(repo_tags(&ours), ["app:1", "extra:2", "team/more:3"]);
+    run(skopeo(t.path()).arg("inspect").arg(format!("docker-archive:{}:team/more:3", ours.display())));
+    let fresh = t.path().join("fresh");
+    let loaded = ok(&fresh, &["load", ours.to_str().unwrap()]);
+    for name in ["app:1", "extra:2", "team/more:3"] {
+        assert!(loaded.contains(name), "{loaded}");
+    }
+
+    // Refused: a destination of one name, a name without a tag or with a digest.
+    let index = std::fs::read(store.join("index.json")).unwrap();
+    let other = t.path().join("other");
+    for (args, says) in [
+        (
+            vec!["copy", "--additional-tag", "extra:2", "bb:1", &format!("oci:{}:x", other.display())],
+            vec!["additional tag extra:2", "records one name"],
+        ),
+        (vec!["copy", "--additional-tag", "extra:2", "bb:1", "copy:1"], vec!["additional tag extra:2", "copy:1"]),
+        (vec!["copy", "--additional-tag", "extra", "bb:1", "copy:1"], vec!["\"extra\" is not NAME:TAG"]),
+        (
+            vec!["copy", "--additional-tag", &format!("x@sha256:{}", "a".repeat(64)), "bb:1", "copy:1"],
+            vec!["is not NAME:TAG"],
+        ),
+    ] {
+        let out = ch(&store, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        for s in says {
+            assert!(err.contains(s), "{args:?}: {err}");
+        }
+    }
+    assert!(!other.exists(), "the refused layout was made");
+    assert_eq!(std::fs::read(store.join("index.json")).unwrap(), index, "the store changed");
+}
+
 /// Outputs as Docker writes them: `-o -` and `/dev/stdout` are standard
 /// output (the status on standard error), a FIFO is written through, a
 /// symlink's target is replaced (the link stays), a new archive gets

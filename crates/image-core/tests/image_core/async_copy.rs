@@ -440,3 +440,42 @@ fn built_layer(layout: &std::path::Path) -> cargohold_image_core::Digest {
     let m: serde_json::Value = serde_json::from_slice(&src.top_manifest().unwrap().bytes).unwrap();
     m["layers"][0]["digest"].as_str().unwrap().parse().unwrap()
 }
+
+/// Additional tags (skopeo's `--additional-tag`): a docker archive opened
+/// with them records every name; a location of one name is refused before
+/// it is made, and a copy to a destination already open refuses them too
+/// (they would be lost), storing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn additional_tags_go_to_docker_archives_and_are_refused_elsewhere() {
+    use cargohold_image_core::{DockerArchive, open_dest_async_tagged};
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("layout");
+    make_layout(&layout, "v1", &four_layers());
+    let store = Store::open(t.path().join("store")).unwrap();
+    let src_loc = ImageLocation::parse(&format!("oci:{}:v1", layout.display())).unwrap();
+    let extra = [Reference::parse("extra:2").unwrap(), Reference::parse("quay.io/team/more:3").unwrap()];
+    let archive = t.path().join("a.tar");
+    let loc = ImageLocation::parse(&format!("docker-archive:{}:app:1", archive.display())).unwrap();
+    let src = open_source_async(&src_loc, &store).await.unwrap();
+    let dst = open_dest_async_tagged(&loc, &store, None, &extra).await.unwrap();
+    copy_async(src.as_ref(), dst.as_ref(), &CopyOptions::default(), 4, &NoProgress).await.unwrap();
+    let read = DockerArchive::open(&archive).unwrap();
+    assert_eq!(read.images()[0].repo_tags, ["app:1", "extra:2", "quay.io/team/more:3"]);
+
+    let other = t.path().join("other");
+    let refused = open_dest_async_tagged(
+        &ImageLocation::parse(&format!("oci:{}:x", other.display())).unwrap(),
+        &store,
+        None,
+        &extra,
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::BadOption { .. })), "{:?}", refused.err());
+    assert!(!other.exists(), "the refused layout was made");
+
+    let opts = CopyOptions { additional_tags: extra.to_vec(), ..CopyOptions::default() };
+    let dst = open_dest_async(&ImageLocation::parse("app:1").unwrap(), &store, None).await.unwrap();
+    let err = copy_async(src.as_ref(), dst.as_ref(), &opts, 4, &NoProgress).await.unwrap_err();
+    assert!(err.to_string().contains("additional tag extra:2"), "{err}");
+    assert!(store.resolve("app:1").is_err(), "stored from a refused copy");
+}
